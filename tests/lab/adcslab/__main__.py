@@ -1,0 +1,46 @@
+"""Command line of the lab: ``python -m adcslab up|down|status|show`` (PYTHONPATH=tests/lab)."""
+
+import argparse
+import json
+import sys
+
+from adcslab.ad import LabError
+from adcslab.lab import Lab
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="adcslab", description="The adcs.enrollment lab: Samba AD DC and lab CA.")
+    parser.add_argument("--state-dir", help="lab state directory (default tests/lab/state or $ADCS_LAB_STATE)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the lab (reuses a healthy running lab)")
+    up.add_argument("--no-ca", action="store_true", help="only the AD DC")
+    sub.add_parser("down", help="stop the lab CA and the AD DC")
+    sub.add_parser("status", help="is the lab running")
+    sub.add_parser("show", help="print the connection details (lab.json)")
+    args = parser.parse_args(argv)
+    lab = Lab(args.state_dir)
+    try:
+        if args.command == "up":
+            result = lab.up(with_ca=not args.no_ca)
+            print("lab up: %s" % json.dumps(result))
+        elif args.command == "down":
+            print("lab down: %s" % json.dumps(lab.down()))
+        elif args.command == "status":
+            from adcslab.ad import SambaDC
+            from adcslab.lab import _PkiPaths
+            import os
+            dc = SambaDC(lab.state_dir, _PkiPaths(os.path.join(lab.state_dir, "pki")))
+            status = {"dc_pid": dc.pid(), "ca_pid": lab.ca_pid()}
+            print(json.dumps(status))
+            return 0 if status["dc_pid"] else 3
+        elif args.command == "show":
+            with open(lab.lab_json) as handle:
+                print(handle.read())
+    except (LabError, TimeoutError, OSError) as exc:
+        print("adcslab: %s" % exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

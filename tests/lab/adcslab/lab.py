@@ -1,0 +1,160 @@
+"""Lab orchestration: bring the lab AD and the lab CA up (reusing a healthy lab), down, and describe them.
+
+The connection details go to ``<state>/lab.json`` (keys documented in tests/lab/README.md).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from adcslab import seed
+from adcslab.ad import LabError, SambaDC
+from adcslab.pki import ensure_pki
+from adcslab.procs import pid_alive, port_open, stop_process_group
+
+DEFAULT_STATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "state")
+SEED_VERSION = "1"
+
+
+class Lab:
+    def __init__(self, state_dir=None):
+        self.state_dir = os.path.abspath(state_dir or os.environ.get("ADCS_LAB_STATE") or DEFAULT_STATE)
+        self.log_dir = os.path.join(self.state_dir, "log")
+        self.lab_json = os.path.join(self.state_dir, "lab.json")
+        self.ca_pid_file = os.path.join(self.state_dir, "labca.pid")
+        self.ca_endpoints = os.path.join(self.state_dir, "ca-endpoints.json")
+
+    # -- the lab CA process ----------------------------------------------------------------------------------
+    def ca_pid(self):
+        try:
+            with open(self.ca_pid_file) as handle:
+                pid = int(handle.read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def ca_available(self):
+        here = os.path.dirname(os.path.abspath(__file__))
+        return os.path.exists(os.path.join(here, "wcce", "server.py"))
+
+    def ca_healthy(self):
+        return self.ca_pid() is not None and port_open(seed.CA_ADDRESS, 135)
+
+    def start_ca(self, timeout=60):
+        if self.ca_healthy():
+            return False
+        self.stop_ca()
+        if os.path.exists(self.ca_endpoints):
+            os.unlink(self.ca_endpoints)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + (
+            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        out = open(os.path.join(self.log_dir, "labca.stdout"), "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "adcslab.wcce.server", "--state-dir", self.state_dir,
+                                 "--address", seed.CA_ADDRESS], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True, env=env)
+        with open(self.ca_pid_file, "w") as handle:
+            handle.write(str(proc.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise LabError("the lab CA exited with %s; see %s/labca.log and labca.stdout"
+                               % (proc.returncode, self.state_dir))
+            if os.path.exists(self.ca_endpoints) and port_open(seed.CA_ADDRESS, 135):
+                return True
+            time.sleep(0.2)
+        raise LabError("the lab CA did not come up in %ds; see %s/labca.log" % (timeout, self.state_dir))
+
+    def stop_ca(self):
+        pid = self.ca_pid()
+        if pid is None:
+            return False
+        stop_process_group(pid, 15)
+        return True
+
+    # -- whole lab -------------------------------------------------------------------------------------------
+    def up(self, with_ca=True):
+        os.makedirs(self.log_dir, exist_ok=True)
+        pki = ensure_pki(self.state_dir)
+        dc = SambaDC(self.state_dir, pki)
+        dc.provision()
+        started = dc.start() if not dc.healthy() else False
+        marker = os.path.join(self.state_dir, "seed-version")
+        seeded = False
+        if started or not os.path.exists(marker) or open(marker).read().strip() != SEED_VERSION:
+            from adcslab.seeder import Seeder
+            Seeder(dc, pki).run()
+            with open(marker, "w") as handle:
+                handle.write(SEED_VERSION)
+            seeded = True
+        ca_started = False
+        if with_ca and self.ca_available():
+            ca_started = self.start_ca()
+        details = self.details(pki)
+        tmp = self.lab_json + ".tmp"
+        with open(tmp, "w") as handle:
+            json.dump(details, handle, indent=2, sort_keys=True)
+        os.replace(tmp, self.lab_json)
+        return {"dc_started": started, "seeded": seeded, "ca_started": ca_started, "lab_json": self.lab_json}
+
+    def down(self):
+        stopped = {"ca": self.stop_ca()}
+        pki_dir = os.path.join(self.state_dir, "pki")
+        dc = SambaDC(self.state_dir, _PkiPaths(pki_dir))
+        stopped["dc"] = dc.stop()
+        return stopped
+
+    def details(self, pki):
+        with open(os.path.join(self.state_dir, "accounts.json")) as handle:
+            accounts = json.load(handle)
+        endpoints = {}
+        if os.path.exists(self.ca_endpoints):
+            with open(self.ca_endpoints) as handle:
+                endpoints = json.load(handle)
+        by_name = {a["sam"].lower(): a for a in accounts}
+
+        def account(name):
+            a = by_name[name.lower()]
+            out = {"username": a["sam"], "password": a["password"], "nt_hash": a["nt_hash"], "upn": a["upn"],
+                   "sid": a["sid"], "dn": a["dn"], "group_sids": a["group_sids"]}
+            for key in ("dns_host_name", "keytab", "mail"):
+                if a.get(key):
+                    out[key] = a[key]
+            return out
+
+        return {
+            "state_dir": self.state_dir,
+            "realm": seed.REALM, "domain": seed.DNS_DOMAIN, "netbios_domain": seed.NETBIOS_DOMAIN,
+            "base_dn": seed.BASE_DN, "config_dn": seed.CONFIG_DN, "templates_dn": seed.TEMPLATES_DN,
+            "enrollment_services_dn": seed.ENROLLMENT_SERVICES_DN,
+            "dc": {"hostname": seed.DC_HOST, "address": seed.DC_ADDRESS, "ldap_port": 389, "ldaps_port": 636,
+                   "kdc_port": 88, "dns_port": 53, "krb5_conf": os.path.join(self.state_dir, "krb5.conf"),
+                   "tls_name": seed.DC_HOST},
+            "ca": {"name": seed.CA_NAME, "hostname": seed.CA_HOST, "address": seed.CA_ADDRESS,
+                   "rpc_port": endpoints.get("rpc_port", 135),
+                   "object_exporter_port": endpoints.get("object_exporter_port"),
+                   "icpr_port": endpoints.get("icpr_port"), "http_port": endpoints.get("http_port"),
+                   "running": bool(endpoints) and self.ca_healthy(),
+                   "log": os.path.join(self.state_dir, "labca.log"),
+                   "cert": pki.ca_cert_path, "root_cert": pki.root_cert_path},
+            "ca_bundle": pki.bundle_path,
+            "templates": [t["cn"] for t in seed.TEMPLATES],
+            "published_templates": list(seed.PUBLISHED_TEMPLATES),
+            "accounts": {
+                "admin": account("Administrator"), "enroller": account("enroller"), "denied": account("denied"),
+                "groupmember": account("groupmember"), "computer": account("LABHOST01$"),
+            },
+            "groups": {"enrollers": {"name": seed.ENROLLERS_GROUP,
+                                     "dn": "CN=%s,CN=Users,%s" % (seed.ENROLLERS_GROUP, seed.BASE_DN)}},
+        }
+
+
+class _PkiPaths:
+    """Just the paths SambaDC needs to stop (no key loading, so `down` works on a half-made state)."""
+
+    def __init__(self, directory):
+        self.dc_tls_key_path = os.path.join(directory, "dc1-tls.key")
+        self.dc_tls_cert_path = os.path.join(directory, "dc1-tls.pem")
+        self.bundle_path = os.path.join(directory, "ca-bundle.pem")

@@ -1,0 +1,232 @@
+"""What the lab Active Directory is seeded with: the objects an AD CS forest holds and Samba provisioning lacks.
+
+Pure data plus small encoders, so the seeding code (``ad.py``), the tests and the docs read one source.
+Attribute values follow what a Windows Server 2022 Enterprise CA writes for the built-in templates (MS-CRTD).
+"""
+
+import hashlib
+import struct
+
+REALM = "LAB.ADCS.TEST"
+DNS_DOMAIN = "lab.adcs.test"
+NETBIOS_DOMAIN = "LAB"
+BASE_DN = "DC=lab,DC=adcs,DC=test"
+CONFIG_DN = "CN=Configuration," + BASE_DN
+PKS_DN = "CN=Public Key Services,CN=Services," + CONFIG_DN
+TEMPLATES_DN = "CN=Certificate Templates," + PKS_DN
+OID_DN = "CN=OID," + PKS_DN
+ENROLLMENT_SERVICES_DN = "CN=Enrollment Services," + PKS_DN
+CERTIFICATION_AUTHORITIES_DN = "CN=Certification Authorities," + PKS_DN
+AIA_DN = "CN=AIA," + PKS_DN
+CDP_DN = "CN=CDP," + PKS_DN
+NTAUTH_DN = "CN=NTAuthCertificates," + PKS_DN
+
+CA_NAME = "LAB-CA"
+CA_HOST = "ca1." + DNS_DOMAIN
+CA_ADDRESS = "127.0.0.12"
+DC_HOST = "dc1." + DNS_DOMAIN
+DC_ADDRESS = "127.0.0.11"
+
+# The forest's enterprise OID arc (msPKI-Cert-Template-OID of CN=OID); a Windows forest picks random numbers once.
+FOREST_OID = "1.3.6.1.4.1.311.21.8.4387012.9204411.1839203.7710432.12283102.23"
+
+ADMIN_PASSWORD = "Adm1n!Passw0rd"
+
+# Extended rights (schema rightsGuid values).
+ENROLL_GUID = "0e10c968-78fb-11d2-90d4-00c04f79dc55"
+AUTOENROLL_GUID = "a05b8cc2-17bc-4802-a710-e7c15ab866a2"
+
+# Well-known SIDs / RIDs.
+AUTHENTICATED_USERS = "S-1-5-11"
+RID_DOMAIN_ADMINS = 512
+RID_DOMAIN_USERS = 513
+RID_DOMAIN_COMPUTERS = 515
+RID_ENTERPRISE_ADMINS = 519
+
+ENROLLERS_GROUP = "ADCS-Enrollers"
+
+# Test accounts: every password meets Samba's default complexity policy.
+ACCOUNTS = [
+    {"sam": "enroller", "password": "Enr0ller!Pass", "kind": "user", "mail": "enroller@lab.adcs.test",
+     "given_name": "Erin", "surname": "Enroller", "groups": [],
+     "description": "may enroll on WebServer, User, EFS and the WebServer variants"},
+    {"sam": "denied", "password": "D3nied!Pass", "kind": "user", "mail": "denied@lab.adcs.test",
+     "given_name": "Dee", "surname": "Denied", "groups": [],
+     "description": "explicitly denied Enroll on every template"},
+    {"sam": "groupmember", "password": "Gr0upM3mber!Pass", "kind": "user", "mail": "groupmember@lab.adcs.test",
+     "given_name": "Grace", "surname": "Member", "groups": [ENROLLERS_GROUP],
+     "description": "may enroll on WebServer through the ADCS-Enrollers group only"},
+    {"sam": "LABHOST01$", "password": "H0st01!MachinePass", "kind": "computer", "host": "labhost01",
+     "groups": [], "description": "computer account for Machine template and Kerberos tests"},
+]
+
+# Flag values (MS-CRTD 2.4, 2.26, 2.27, 2.28).
+CT_FLAG_PEND_ALL_REQUESTS = 0x2
+CT_FLAG_PUBLISH_TO_DS = 0x8
+CT_FLAG_INCLUDE_SYMMETRIC_ALGORITHMS = 0x1
+CT_FLAG_AUTO_ENROLLMENT = 0x20
+CT_FLAG_EXPORTABLE_KEY = 0x10
+CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT = 0x1
+CT_FLAG_SUBJECT_ALT_REQUIRE_DNS = 0x08000000
+CT_FLAG_SUBJECT_REQUIRE_DNS_AS_CN = 0x10000000
+CT_FLAG_SUBJECT_ALT_REQUIRE_UPN = 0x02000000
+CT_FLAG_SUBJECT_ALT_REQUIRE_EMAIL = 0x04000000
+CT_FLAG_SUBJECT_REQUIRE_EMAIL = 0x20000000
+CT_FLAG_SUBJECT_REQUIRE_DIRECTORY_PATH = 0x80000000
+
+EKU_SERVER_AUTH = "1.3.6.1.5.5.7.3.1"
+EKU_CLIENT_AUTH = "1.3.6.1.5.5.7.3.2"
+EKU_EMAIL = "1.3.6.1.5.5.7.3.4"
+EKU_EFS = "1.3.6.1.4.1.311.10.3.4"
+
+KU_DIGITAL_SIGNATURE = 0x80
+KU_KEY_ENCIPHERMENT = 0x20
+
+RSA_SCHANNEL_CSPS = ["1,Microsoft RSA SChannel Cryptographic Provider",
+                     "2,Microsoft DH SChannel Cryptographic Provider"]
+BASE_CSPS = ["1,Microsoft Enhanced Cryptographic Provider v1.0",
+             "2,Microsoft Base Cryptographic Provider v1.0"]
+
+
+def period(days=0, hours=0):
+    """pKIExpirationPeriod / pKIOverlapPeriod encoding: a negative FILETIME interval (100 ns units), 8 bytes LE."""
+    ticks = (days * 86400 + hours * 3600) * 10_000_000
+    return struct.pack("<q", -ticks)
+
+
+def int32(value):
+    """AD stores these flags as signed 32-bit INTEGER syntax."""
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def key_usage(bits):
+    """pKIKeyUsage: the KeyUsage bit string's bytes (first byte = bits 0-7), two bytes as Windows writes."""
+    return bytes([bits & 0xFF, (bits >> 8) & 0xFF])
+
+
+# Who may do what on a template. Principals: a RID of the domain ("rid:513"), a well-known SID ("sid:S-1-5-11"),
+# or a lab account/group name ("name:enroller").
+_ADMINS_FULL = [("allow", "full", "rid:%d" % RID_DOMAIN_ADMINS), ("allow", "full", "rid:%d" % RID_ENTERPRISE_ADMINS),
+                ("allow", "enroll", "rid:%d" % RID_DOMAIN_ADMINS), ("allow", "enroll", "rid:%d" % RID_ENTERPRISE_ADMINS),
+                ("allow", "read", "sid:" + AUTHENTICATED_USERS)]
+_DENIED = [("deny", "enroll", "name:denied")]
+
+TEMPLATES = [
+    {
+        "cn": "WebServer", "displayName": "Web Server", "schema": 1, "oid_suffix": "1.16", "revision": 4,
+        "minor": 1, "flags": 0x10241, "name_flag": CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, "enrollment_flag": 0,
+        "private_key_flag": 0, "ekus": [EKU_SERVER_AUTH], "key_usage": KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT,
+        "validity_days": 730, "overlap_days": 42, "min_key": 2048, "key_spec": 1, "csps": RSA_SCHANNEL_CSPS,
+        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "name:enroller"),
+                                         ("allow", "enroll", "name:" + ENROLLERS_GROUP)],
+    },
+    {
+        "cn": "Machine", "displayName": "Computer", "schema": 1, "oid_suffix": "1.14", "revision": 5,
+        "minor": 1, "flags": 0x20261,
+        "name_flag": CT_FLAG_SUBJECT_ALT_REQUIRE_DNS | CT_FLAG_SUBJECT_REQUIRE_DNS_AS_CN,
+        "enrollment_flag": CT_FLAG_AUTO_ENROLLMENT, "private_key_flag": 0,
+        "ekus": [EKU_CLIENT_AUTH, EKU_SERVER_AUTH], "key_usage": KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT,
+        "validity_days": 365, "overlap_days": 42, "min_key": 2048, "key_spec": 1, "csps": RSA_SCHANNEL_CSPS,
+        "acl": _ADMINS_FULL + [("allow", "enroll", "rid:%d" % RID_DOMAIN_COMPUTERS),
+                               ("allow", "autoenroll", "rid:%d" % RID_DOMAIN_COMPUTERS)],
+    },
+    {
+        "cn": "User", "displayName": "User", "schema": 1, "oid_suffix": "1.1", "revision": 3, "minor": 1,
+        "flags": 0x1023A,
+        "name_flag": (CT_FLAG_SUBJECT_ALT_REQUIRE_UPN | CT_FLAG_SUBJECT_ALT_REQUIRE_EMAIL
+                      | CT_FLAG_SUBJECT_REQUIRE_EMAIL | CT_FLAG_SUBJECT_REQUIRE_DIRECTORY_PATH),
+        "enrollment_flag": CT_FLAG_INCLUDE_SYMMETRIC_ALGORITHMS | CT_FLAG_PUBLISH_TO_DS | CT_FLAG_AUTO_ENROLLMENT,
+        "private_key_flag": CT_FLAG_EXPORTABLE_KEY, "ekus": [EKU_EFS, EKU_EMAIL, EKU_CLIENT_AUTH],
+        "key_usage": KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT, "validity_days": 365, "overlap_days": 42,
+        "min_key": 2048, "key_spec": 1, "csps": BASE_CSPS,
+        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "rid:%d" % RID_DOMAIN_USERS),
+                                         ("allow", "autoenroll", "rid:%d" % RID_DOMAIN_USERS)],
+    },
+    {
+        "cn": "EFS", "displayName": "Basic EFS", "schema": 1, "oid_suffix": "1.6", "revision": 3, "minor": 1,
+        "flags": 0x1023A,
+        "name_flag": CT_FLAG_SUBJECT_ALT_REQUIRE_UPN | CT_FLAG_SUBJECT_REQUIRE_DIRECTORY_PATH,
+        "enrollment_flag": CT_FLAG_INCLUDE_SYMMETRIC_ALGORITHMS | CT_FLAG_PUBLISH_TO_DS | CT_FLAG_AUTO_ENROLLMENT,
+        "private_key_flag": CT_FLAG_EXPORTABLE_KEY, "ekus": [EKU_EFS], "key_usage": KU_KEY_ENCIPHERMENT,
+        "validity_days": 365, "overlap_days": 42, "min_key": 2048, "key_spec": 1, "csps": BASE_CSPS,
+        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "rid:%d" % RID_DOMAIN_USERS)],
+    },
+    {
+        "cn": "WebServerApproval", "displayName": "Web Server (CA manager approval)", "schema": 2,
+        "oid_suffix": "5283517.8329421", "revision": 100, "minor": 2, "flags": 0x20241,
+        "name_flag": CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, "enrollment_flag": CT_FLAG_PEND_ALL_REQUESTS,
+        "private_key_flag": 0, "ekus": [EKU_SERVER_AUTH], "key_usage": KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT,
+        "validity_days": 730, "overlap_days": 42, "min_key": 2048, "key_spec": 1, "csps": RSA_SCHANNEL_CSPS,
+        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "name:enroller"),
+                                         ("allow", "enroll", "name:" + ENROLLERS_GROUP)],
+    },
+    {
+        "cn": "WebServer4096", "displayName": "Web Server (4096-bit keys)", "schema": 2,
+        "oid_suffix": "9170223.4412876", "revision": 100, "minor": 2, "flags": 0x20241,
+        "name_flag": CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, "enrollment_flag": 0, "private_key_flag": 0,
+        "ekus": [EKU_SERVER_AUTH], "key_usage": KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT,
+        "validity_days": 730, "overlap_days": 42, "min_key": 4096, "key_spec": 1, "csps": RSA_SCHANNEL_CSPS,
+        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "name:enroller"),
+                                         ("allow", "enroll", "name:" + ENROLLERS_GROUP)],
+    },
+    {
+        "cn": "ShortLived", "displayName": "Short-lived Web Server (2 days, renew within 1 day)", "schema": 2,
+        "oid_suffix": "7719301.2284467", "revision": 100, "minor": 2, "flags": 0x20241,
+        "name_flag": CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, "enrollment_flag": 0, "private_key_flag": 0,
+        "ekus": [EKU_SERVER_AUTH, EKU_CLIENT_AUTH], "key_usage": KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT,
+        "validity_days": 2, "overlap_days": 1, "min_key": 2048, "key_spec": 1, "csps": RSA_SCHANNEL_CSPS,
+        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "name:enroller"),
+                                         ("allow", "enroll", "name:" + ENROLLERS_GROUP),
+                                         ("allow", "enroll", "rid:%d" % RID_DOMAIN_COMPUTERS)],
+    },
+]
+
+# Templates the lab CA publishes (its enrollment service's certificateTemplates).
+PUBLISHED_TEMPLATES = ["WebServer", "Machine", "User", "EFS", "WebServerApproval", "WebServer4096", "ShortLived"]
+
+
+def template_oid(template):
+    return FOREST_OID + "." + template["oid_suffix"]
+
+
+def template_attributes(template):
+    """The LDAP attributes of a pKICertificateTemplate object (without nTSecurityDescriptor)."""
+    attrs = {
+        "objectClass": ["top", "pKICertificateTemplate"],
+        "cn": template["cn"],
+        "displayName": template["displayName"],
+        "flags": str(int32(template["flags"])),
+        "revision": str(template["revision"]),
+        "pKIDefaultKeySpec": str(template["key_spec"]),
+        "pKIKeyUsage": key_usage(template["key_usage"]),
+        "pKIMaxIssuingDepth": "0",
+        "pKICriticalExtensions": ["2.5.29.15"],
+        "pKIExpirationPeriod": period(days=template["validity_days"]),
+        "pKIOverlapPeriod": period(days=template["overlap_days"]),
+        "pKIExtendedKeyUsage": list(template["ekus"]),
+        "pKIDefaultCSPs": list(template["csps"]),
+        "msPKI-RA-Signature": "0",
+        "msPKI-Enrollment-Flag": str(int32(template["enrollment_flag"])),
+        "msPKI-Private-Key-Flag": str(int32(template["private_key_flag"])),
+        "msPKI-Certificate-Name-Flag": str(int32(template["name_flag"])),
+        "msPKI-Minimal-Key-Size": str(template["min_key"]),
+        "msPKI-Template-Schema-Version": str(template["schema"]),
+        "msPKI-Template-Minor-Revision": str(template["minor"]),
+        "msPKI-Cert-Template-OID": template_oid(template),
+    }
+    if template["schema"] >= 2:
+        # Version 2 templates carry application policies and the RA application policy fields.
+        attrs["msPKI-Certificate-Application-Policy"] = list(template["ekus"])
+        attrs["msPKI-RA-Application-Policies"] = []
+    return attrs
+
+
+def oid_object(template):
+    """The msPKI-Enterprise-Oid object under CN=OID that registers a template's OID."""
+    oid = template_oid(template)
+    last = oid.split(".")[-1]
+    return {
+        "cn": "%s.%s" % (last, hashlib.sha1(oid.encode()).hexdigest()[:32].upper()),
+        "attrs": {"objectClass": ["top", "msPKI-Enterprise-Oid"], "displayName": template["displayName"],
+                  "flags": "1", "msPKI-Cert-Template-OID": oid},
+    }
