@@ -1,0 +1,135 @@
+"""Assemble the lab CA's RPC endpoints: port 135 (activation, OXID resolver, endpoint mapper), the object
+exporter port (IRemUnknown(2), ICertRequestD(2)) and the MS-ICPR port, all served by one CA backend."""
+
+import logging
+import threading
+
+from . import constants as C
+from .certsrv import CertService
+from .dcom import ComClass, DcomFault, ObjectExporter, OxidResolver, RemUnknown, ScmActivator
+from .ndr import NdrError
+
+LOG = logging.getLogger("adcslab.wcce.service")
+
+RPC_S_CALL_FAILED = 0x6BE
+REAP_INTERVAL = 60
+
+
+def guard(fn, name):
+    """Map handler exceptions to RPC faults: bad stub data, DCOM faults, and never a traceback to the client."""
+    from adcslab.rpc import RpcFault
+
+    def handler(ctx, stub):
+        try:
+            return fn(ctx, stub)
+        except RpcFault:
+            raise
+        except DcomFault as exc:
+            raise RpcFault(exc.status)
+        except NdrError as exc:
+            LOG.warning("%s: malformed request from %s: %s", name, getattr(ctx.connection, "peer", "?"), exc)
+            raise RpcFault(C.RPC_X_BAD_STUB_DATA)
+        except Exception:
+            LOG.exception("%s: handler failed", name)
+            raise RpcFault(RPC_S_CALL_FAILED)
+
+    handler.__name__ = getattr(fn, "__name__", name)
+    return handler
+
+
+def _interface(uuid_str, handlers, name, **kwargs):
+    from adcslab.rpc import Interface
+
+    guarded = {opnum: guard(fn, "%s opnum %d" % (name, opnum)) for opnum, fn in handlers.items()}
+    return Interface(uuid_str, (0, 0), guarded, **kwargs)
+
+
+class LabCaService:
+    """The running set of servers. ``start()`` binds everything; ``endpoints()`` tells where."""
+
+    def __init__(self, ca, accounts, address, rpc_port=135, exporter_port=0, icpr_port=0, server_options=None):
+        self.ca = ca
+        self.accounts = accounts
+        self.address = address
+        self.rpc_port = rpc_port
+        self.exporter_port = exporter_port
+        self.icpr_port = icpr_port
+        self.server_options = dict(server_options or {})
+        dns_name = getattr(ca, "dns_name", "") or ""
+        host = dns_name.split(".")[0].upper() if dns_name else ""
+        domain = dns_name.split(".", 1)[1] if "." in dns_name else ""
+        principal = ("%s\\%s$" % (domain.split(".")[0].upper(), host)) if host and domain else ""
+        self.exporter = ObjectExporter(dns_name=dns_name, netbios_name=host, principal=principal)
+        self.exporter.register_class(ComClass(C.CLSID_CCERTREQUESTD, [C.IID_ICERTREQUESTD, C.IID_ICERTREQUESTD2],
+                                              name="CCertRequestD"))
+        self.cert_service = CertService(ca, self.exporter)
+        self.servers = []
+        self.main_server = None
+        self.exporter_server = None
+        self.icpr_server = None
+        self.epm = None
+        self._stop = threading.Event()
+        self._reaper = None
+
+    def _server(self, port, interfaces):
+        from adcslab.rpc import RpcServer
+
+        return RpcServer(self.address, port, interfaces, self.accounts, **self.server_options)
+
+    def start(self):
+        from adcslab.rpc.epm import EndpointMapper
+
+        svc = self.cert_service
+        rem = RemUnknown(self.exporter)
+        # Object exporter: IRemUnknown(2) and the CA's DCOM interfaces; the IPID travels as object UUID.
+        self.exporter_server = self._server(self.exporter_port, [
+            _interface(C.IID_IREMUNKNOWN2, rem.handlers(), "IRemUnknown2", requires_object_uuid=True),
+            _interface(C.IID_IREMUNKNOWN, rem.handlers(), "IRemUnknown", requires_object_uuid=True),
+            _interface(C.IID_ICERTREQUESTD, svc.dcom_handlers(False), "ICertRequestD", requires_object_uuid=True),
+            _interface(C.IID_ICERTREQUESTD2, svc.dcom_handlers(True), "ICertRequestD2", requires_object_uuid=True),
+        ])
+        self.exporter_server.start()
+        self.servers.append(self.exporter_server)
+        self.exporter.port = self.exporter_server.port
+        # MS-ICPR on its own dynamic port.
+        self.icpr_server = self._server(self.icpr_port, [
+            _interface(C.IID_ICERTPASSAGE, svc.icpr_handlers(), "ICertPassage"),
+        ])
+        self.icpr_server.start()
+        self.servers.append(self.icpr_server)
+        # Port 135: activation, OXID resolver, endpoint mapper.
+        self.epm = EndpointMapper()
+        self.epm.register(C.IID_ICERTPASSAGE, (0, 0), protocol="ncacn_ip_tcp", address=self.address,
+                          port=self.icpr_server.port)
+        self.main_server = self._server(self.rpc_port, [
+            _interface(C.IID_IREMOTESCMACTIVATOR, ScmActivator(self.exporter).handlers(), "IRemoteSCMActivator"),
+            _interface(C.IID_IOBJECTEXPORTER, OxidResolver([self.exporter]).handlers(), "IObjectExporter"),
+            self.epm.interface(),
+        ])
+        self.main_server.start()
+        self.servers.append(self.main_server)
+        self._reaper = threading.Thread(target=self._reap, name="dcom-reaper", daemon=True)
+        self._reaper.start()
+        LOG.info("lab CA %s listening on %s: rpc %d, object exporter %d, icpr %d", self.ca.name, self.address,
+                 self.main_server.port, self.exporter.port, self.icpr_server.port)
+        return self
+
+    def _reap(self):
+        while not self._stop.wait(REAP_INTERVAL):
+            try:
+                self.exporter.expire()
+            except Exception:
+                LOG.exception("object reaper failed")
+
+    def endpoints(self):
+        return {"address": self.address, "rpc_port": self.main_server.port,
+                "object_exporter_port": self.exporter.port, "icpr_port": self.icpr_server.port}
+
+    def stop(self):
+        self._stop.set()
+        for server in reversed(self.servers):
+            try:
+                server.stop()
+            except Exception:
+                LOG.exception("stopping %r failed", server)
+        self.servers = []
