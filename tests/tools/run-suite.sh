@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole suite (`make test`): unit tests on the newest and the oldest supported ansible-core, the lab's own tests
+# (independent clients against the lab CA), ansible-test sanity, and integration tests that run `ansible` /
+# `ansible-playbook` against the lab on both ansible-core versions. Every stage runs; any failure fails the suite.
+# The lab is started if needed and stopped at the end if this run started it (ADCS_LAB_KEEP=1 keeps it).
+set -uo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+VENV="$root/.venv"; OLDEST="$root/.venv-oldest"
+lab() { PYTHONPATH="$root/tests/lab" "$VENV/bin/python" -m adcslab "$@"; }
+rm -rf tests/output/junit
+failed=()
+stage() {
+  local name="$1"; shift
+  echo; echo "=== $name"
+  local start=$SECONDS
+  if "$@"; then echo "=== $name: ok ($((SECONDS - start)) s)"; else echo "=== $name: FAILED ($((SECONDS - start)) s)"; failed+=("$name"); fi
+}
+
+started_lab=0
+if ! lab status >/dev/null 2>&1; then started_lab=1; fi
+stage "lab up" lab up
+stage "unit (ansible-core newest)" tests/tools/pytest.sh "$VENV" tests/unit -q
+stage "unit (ansible-core oldest)" tests/tools/pytest.sh "$OLDEST" tests/unit -q
+stage "lab CA with independent clients" tests/tools/pytest.sh "$VENV" tests/lab/tests -q
+stage "sanity (ansible-test)" tests/tools/sanity.sh "$VENV"
+stage "integration (ansible-core newest)" env ADCS_PYTHON="$VENV/bin/python" tests/tools/pytest.sh "$VENV" tests/integration -q
+stage "integration (ansible-core oldest)" env ADCS_PYTHON="$OLDEST/bin/python" tests/tools/pytest.sh "$OLDEST" tests/integration -q
+if [ "$started_lab" = 1 ] && [ "${ADCS_LAB_KEEP:-0}" != 1 ]; then lab down; fi
+
+rc=0
+if [ ${#failed[@]} -gt 0 ]; then echo "FAILED stages: ${failed[*]}"; rc=1; else echo "all stages passed"; fi
+"$VENV/bin/python" - <<'PY'
+import glob, xml.etree.ElementTree as ET
+t = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+for path in glob.glob("tests/output/junit/*.xml"):
+    root = ET.parse(path).getroot()
+    for suite in ([root] if root.tag == "testsuite" else root.findall("testsuite")):
+        for key in t:
+            t[key] += int(suite.get(key, 0))
+passed = t["tests"] - t["failures"] - t["errors"] - t["skipped"]
+print()
+print("suite: %d passed, %d failed, %d skipped" % (passed, t["failures"] + t["errors"], t["skipped"]))
+PY
+exit $rc
