@@ -1,0 +1,105 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) the adcs.enrollment contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+
+    # Shared connection options of the adcs.enrollment modules (argument_spec: module_utils/_options.py).
+    DOCUMENTATION = r'''
+options:
+  domain:
+    description:
+      - DNS name of the Active Directory domain, for example C(example.com).
+      - Used to find a domain controller through the DNS SRV record C(_ldap._tcp.dc._msdcs.<domain>) when
+        O(domain_controller) is not set, to qualify a bare O(username), and as the Kerberos realm.
+      - One of O(domain) and O(domain_controller) is required.
+    type: str
+  domain_controller:
+    description:
+      - Host name or address of the domain controller to query over LDAP.
+      - When omitted, the domain controllers of O(domain) are found in DNS and tried in SRV priority order.
+      - With TLS, the name must match the DC certificate; with O(auth=kerberos) it should be the DC's DNS name.
+    type: str
+    aliases: [dc]
+  ldap_port:
+    description:
+      - TCP port of the LDAP service. Defaults to C(636) for O(ldap_scheme=ldaps), C(389) otherwise.
+    type: int
+  ldap_scheme:
+    description:
+      - C(ldaps) is LDAP over TLS, C(starttls) upgrades a plain connection with StartTLS, C(ldap) is unencrypted.
+      - Domain controllers that require strong authentication refuse simple binds over C(ldap).
+    type: str
+    choices: [ldaps, starttls, ldap]
+    default: ldaps
+  validate_certs:
+    description:
+      - Verify the TLS certificate of the domain controller (chain and host name).
+      - Set to V(false) only for tests.
+    type: bool
+    default: true
+  ca_bundle:
+    description:
+      - PEM file with the CA certificates that issued the domain controller certificate.
+      - Defaults to the system trust store.
+    type: path
+  auth:
+    description:
+      - How to authenticate.
+      - C(password) is an LDAP simple bind with O(username) and O(password) (use TLS).
+      - C(ntlm) authenticates with NTLM using O(password) or O(nt_hash).
+      - C(kerberos) uses Kerberos (SASL GSSAPI for LDAP) with the credentials cache O(kerberos_ccache), a keytab
+        O(kerberos_keytab), or the default credentials cache; it needs the Python C(gssapi) library.
+    type: str
+    choices: [password, ntlm, kerberos]
+    default: password
+  username:
+    description:
+      - Account to authenticate as, as C(user@domain), C(DOMAIN\user) or C(user) (qualified with O(domain)).
+      - Required for O(auth=password) and O(auth=ntlm); optional for O(auth=kerberos) (selects the principal).
+    type: str
+  password:
+    description:
+      - Password of O(username).
+    type: str
+  nt_hash:
+    description:
+      - NT hash (32 hexadecimal digits) of the password of O(username), for O(auth=ntlm) instead of O(password).
+    type: str
+  kerberos_ccache:
+    description:
+      - Kerberos credentials cache to use with O(auth=kerberos), for example C(/tmp/krb5cc_1000) or C(FILE:/path).
+    type: path
+  kerberos_keytab:
+    description:
+      - Client keytab to obtain Kerberos credentials from with O(auth=kerberos).
+    type: path
+  ca_host:
+    description:
+      - DNS name or address of the certification authority server.
+      - Modules that talk to the CA default to the C(dNSHostName) of the enrollment service found in Active Directory.
+      - M(adcs.enrollment.wcce_template_info) uses it to restrict the listed CAs to this host.
+    type: str
+  ca_name:
+    description:
+      - Common name of the certification authority (the name of its enrollment service), for example C(EXAMPLE-CA).
+      - Modules that talk to the CA use it to select the CA; M(adcs.enrollment.wcce_template_info) uses it to
+        restrict the listed CAs.
+    type: str
+  timeout:
+    description:
+      - Network timeout in seconds for connecting and for each reply.
+    type: int
+    default: 30
+requirements:
+  - ldap3 >= 2.9 (Python library)
+  - dnspython (only to find domain controllers in DNS; installed with impacket)
+  - gssapi (Python library, only for O(auth=kerberos))
+notes:
+  - The connection options are shared by the modules of the collection.
+'''

@@ -1,0 +1,523 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) the adcs.enrollment contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""LDAP access to Active Directory for the adcs.enrollment modules (ldap3).
+
+- domain controller given, or found through DNS SRV ``_ldap._tcp.dc._msdcs.<domain>`` (dnspython)
+- transport: LDAPS (636), StartTLS or plain LDAP (389); TLS certificates verified by default, optional CA bundle
+- binds: simple (password), NTLM (password or NT hash), SASL GSSAPI (Kerberos from a ccache or keytab)
+- paged searches, SD flags control for nTSecurityDescriptor, account token (objectSid + tokenGroups)
+
+ldap3, dnspython and gssapi are optional imports: callers check HAS_LDAP3 / HAS_DNSPYTHON / HAS_GSSAPI and
+report ``missing_required_lib`` themselves.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import socket
+import ssl
+import traceback
+
+LDAP3_IMPORT_ERROR = None
+try:
+    import ldap3
+    from ldap3.core import exceptions as ldap3_exceptions
+    from ldap3.protocol.microsoft import security_descriptor_control
+    from ldap3.utils.conv import escape_bytes, escape_filter_chars
+    HAS_LDAP3 = True
+except ImportError:
+    ldap3 = None
+    ldap3_exceptions = None
+    HAS_LDAP3 = False
+    LDAP3_IMPORT_ERROR = traceback.format_exc()
+
+DNSPYTHON_IMPORT_ERROR = None
+try:
+    import dns.resolver
+    import dns.exception
+    HAS_DNSPYTHON = True
+except ImportError:
+    HAS_DNSPYTHON = False
+    DNSPYTHON_IMPORT_ERROR = traceback.format_exc()
+
+GSSAPI_IMPORT_ERROR = None
+try:
+    import gssapi
+    HAS_GSSAPI = True
+except ImportError:
+    gssapi = None
+    HAS_GSSAPI = False
+    GSSAPI_IMPORT_ERROR = traceback.format_exc()
+
+from ansible_collections.adcs.enrollment.plugins.module_utils._security import sid_to_string, sid_to_bytes
+
+PAGED_RESULTS_OID = '1.2.840.113556.1.4.319'
+EMPTY_LM_HASH = 'aad3b435b51404eeaad3b435b51404ee'
+DEFAULT_PORTS = {'ldaps': 636, 'starttls': 389, 'ldap': 389}
+
+
+class LdapError(Exception):
+    """Any failure talking to the directory; the message is meant for the user."""
+
+
+def _domain_to_dn(domain):
+    return ','.join('DC=%s' % part for part in domain.strip('.').split('.'))
+
+
+def find_domain_controllers(domain, resolver=None, timeout=10):
+    """Host names of the domain's DCs from the SRV record _ldap._tcp.dc._msdcs.<domain>, best first."""
+    if resolver is None:
+        if not HAS_DNSPYTHON:
+            raise LdapError('dnspython is required to find a domain controller through DNS; set domain_controller instead')
+        resolver = dns.resolver.Resolver()
+        resolver.lifetime = timeout
+    name = '_ldap._tcp.dc._msdcs.%s' % domain.strip('.')
+    try:
+        answer = resolver.resolve(name, 'SRV')
+    except Exception as exc:  # dns.exception.DNSException and resolver errors
+        raise LdapError('no domain controller found: DNS SRV lookup of %s failed: %s' % (name, exc))
+    records = []
+    for rr in answer:
+        target = str(rr.target).rstrip('.')
+        if target:
+            records.append((int(rr.priority), -int(rr.weight), target, int(rr.port)))
+    if not records:
+        raise LdapError('no domain controller found: %s has no SRV targets' % name)
+    records.sort()
+    return [(target, port) for _prio, _weight, target, port in records]
+
+
+class LdapSettings(object):
+    """Connection settings, built from the module parameters of connection_argument_spec()."""
+
+    def __init__(self, domain=None, domain_controller=None, ldap_port=None, ldap_scheme='ldaps', validate_certs=True,
+                 ca_bundle=None, auth='password', username=None, password=None, nt_hash=None, kerberos_ccache=None,
+                 kerberos_keytab=None, timeout=30, **_ignored):
+        self.domain = domain.strip('.').lower() if domain else None
+        self.domain_controller = domain_controller
+        self.ldap_port = ldap_port
+        self.ldap_scheme = ldap_scheme or 'ldaps'
+        self.validate_certs = validate_certs if validate_certs is not None else True
+        self.ca_bundle = ca_bundle
+        self.auth = auth or 'password'
+        self.username = username
+        self.password = password
+        self.nt_hash = nt_hash
+        self.kerberos_ccache = kerberos_ccache
+        self.kerberos_keytab = kerberos_keytab
+        self.timeout = timeout or 30
+        if self.ldap_scheme not in DEFAULT_PORTS:
+            raise LdapError('ldap_scheme must be one of ldaps, starttls, ldap')
+        if self.auth not in ('password', 'ntlm', 'kerberos'):
+            raise LdapError('auth must be one of password, ntlm, kerberos')
+
+    @classmethod
+    def from_params(cls, params):
+        return cls(**dict((k, v) for k, v in params.items()))
+
+    @property
+    def port(self):
+        return self.ldap_port or DEFAULT_PORTS[self.ldap_scheme]
+
+    # --- identities ----------------------------------------------------------------------------------------
+    def split_username(self):
+        """(domain, user) from DOMAIN\\user, user@domain or user (domain option)."""
+        user = self.username or ''
+        if '\\' in user:
+            dom, _sep, name = user.partition('\\')
+            return dom, name
+        if '@' in user:
+            name, _sep, dom = user.rpartition('@')
+            return dom, name
+        return (self.domain or ''), user
+
+    def simple_bind_user(self):
+        """AD accepts a UPN, a DN or DOMAIN\\user for simple binds; a bare name becomes user@domain."""
+        user = self.username or ''
+        if '@' in user or '\\' in user or '=' in user:
+            return user
+        if not self.domain:
+            raise LdapError('username %r has no domain: use user@domain, DOMAIN\\user or set domain' % user)
+        return '%s@%s' % (user, self.domain)
+
+    def ntlm_credentials(self):
+        """(user, secret) as ldap3's NTLM bind wants them: DOMAIN\\user and a password or 'LM:NT' hashes."""
+        dom, name = self.split_username()
+        if not dom:
+            raise LdapError('NTLM needs a domain: use DOMAIN\\user, user@domain or set domain')
+        if not name:
+            raise LdapError('NTLM needs a username')
+        if self.nt_hash:
+            nt = self.nt_hash.strip().lower()
+            if ':' in nt:
+                nt = nt.split(':')[-1]
+            if len(nt) != 32 or any(c not in '0123456789abcdef' for c in nt):
+                raise LdapError('nt_hash must be 32 hexadecimal digits')
+            secret = '%s:%s' % (EMPTY_LM_HASH, nt)
+        elif self.password:
+            secret = self.password
+        else:
+            raise LdapError('NTLM needs a password or nt_hash')
+        # ldap3 uses the part before the backslash as the NTLM domain; NetBIOS or DNS name both work with AD
+        return '%s\\%s' % (dom.split('.')[0].upper() if '.' in dom else dom, name), secret
+
+
+def _ldap3_error_text(exc):
+    text = str(exc) or exc.__class__.__name__
+    return text
+
+
+class AdConnection(object):
+    """An authenticated LDAP connection to a domain controller plus the helpers the modules need."""
+
+    def __init__(self, settings, connection_factory=None, server_factory=None, resolver=None):
+        if not HAS_LDAP3:
+            raise LdapError('the ldap3 Python library is required')
+        self.settings = settings
+        self._connection_factory = connection_factory or ldap3.Connection
+        self._server_factory = server_factory or ldap3.Server
+        self._resolver = resolver
+        self.conn = None
+        self.host = None
+        self.root_dse = {}
+
+    # --- connecting ----------------------------------------------------------------------------------------
+    def _tls(self):
+        s = self.settings
+        if s.validate_certs:
+            return ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=s.ca_bundle)
+        return ldap3.Tls(validate=ssl.CERT_NONE)
+
+    def candidate_hosts(self):
+        s = self.settings
+        if s.domain_controller:
+            return [s.domain_controller]
+        if not s.domain:
+            raise LdapError('set domain or domain_controller')
+        return [host for host, _port in find_domain_controllers(s.domain, resolver=self._resolver, timeout=s.timeout)]
+
+    def _server(self, host):
+        s = self.settings
+        tls = self._tls() if s.ldap_scheme in ('ldaps', 'starttls') else None
+        return self._server_factory(host, port=s.port, use_ssl=(s.ldap_scheme == 'ldaps'), tls=tls,
+                                    get_info=ldap3.NONE, connect_timeout=s.timeout)
+
+    def _connection_kwargs(self, host):
+        s = self.settings
+        kwargs = dict(auto_bind=ldap3.AUTO_BIND_NONE, raise_exceptions=False, receive_timeout=s.timeout,
+                      read_only=True, auto_referrals=False)
+        if s.auth == 'password':
+            if not s.username or s.password is None:
+                raise LdapError('auth=password needs username and password')
+            kwargs.update(user=s.simple_bind_user(), password=s.password, authentication=ldap3.SIMPLE)
+        elif s.auth == 'ntlm':
+            user, secret = s.ntlm_credentials()
+            kwargs.update(user=user, password=secret, authentication=ldap3.NTLM)
+        else:
+            kwargs.update(authentication=ldap3.SASL, sasl_mechanism=ldap3.KERBEROS,
+                          sasl_credentials=self._kerberos_sasl_credentials(host))
+        return kwargs
+
+    def _kerberos_sasl_credentials(self, host):
+        """(target host, authorization id, gssapi credentials) for ldap3's GSSAPI bind."""
+        s = self.settings
+        if not HAS_GSSAPI:
+            raise LdapError('auth=kerberos needs the python gssapi library (pip install gssapi) and a Kerberos client library')
+        store = {}
+        if s.kerberos_ccache:
+            store['ccache'] = s.kerberos_ccache if ':' in s.kerberos_ccache else 'FILE:%s' % s.kerberos_ccache
+        if s.kerberos_keytab:
+            store['client_keytab'] = s.kerberos_keytab
+            if 'ccache' not in store:
+                store['ccache'] = 'MEMORY:adcs-enrollment'
+        name = None
+        if s.username:
+            principal = s.username
+            if '\\' in principal:
+                dom, user = principal.split('\\', 1)
+                principal = '%s@%s' % (user, (s.domain or dom).upper())
+            elif '@' not in principal and s.domain:
+                principal = '%s@%s' % (principal, s.domain.upper())
+            else:
+                user, _sep, realm = principal.rpartition('@')
+                principal = '%s@%s' % (user, realm.upper())
+            name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
+        try:
+            if store:
+                creds = gssapi.Credentials(name=name, usage='initiate', store=store)
+            else:
+                creds = gssapi.Credentials(name=name, usage='initiate')
+        except Exception as exc:
+            raise LdapError('no usable Kerberos credentials (ccache %s, keytab %s): %s'
+                            % (s.kerberos_ccache or 'default', s.kerberos_keytab or 'none', exc))
+        # The SPN is ldap/<host>: the host must be the DC's DNS name, not an address.
+        target = host
+        try:
+            socket.inet_pton(socket.AF_INET, host)
+            target = socket.gethostbyaddr(host)[0]
+        except (OSError, ValueError):
+            pass
+        return (target, None, creds)
+
+    def connect(self):
+        errors = []
+        for host in self.candidate_hosts():
+            try:
+                self._connect_host(host)
+                self.host = host
+                self._read_root_dse()
+                return self
+            except LdapError as exc:
+                errors.append('%s: %s' % (host, exc))
+                self.close()
+        raise LdapError('could not connect to a domain controller: %s' % '; '.join(errors))
+
+    def _connect_host(self, host):
+        s = self.settings
+        server = self._server(host)
+        conn = self._connection_factory(server, **self._connection_kwargs(host))
+        self.conn = conn
+        try:
+            if not conn.open() and conn.closed:
+                raise LdapError('cannot connect to %s:%d' % (host, s.port))
+            if s.ldap_scheme == 'starttls':
+                if not conn.start_tls():
+                    raise LdapError('StartTLS failed: %s' % (conn.last_error or conn.result))
+            if not conn.bind():
+                raise LdapError(self._bind_failure_text(conn))
+        except LdapError:
+            raise
+        except Exception as exc:
+            raise LdapError(self._exception_text(exc, host))
+
+    def _bind_failure_text(self, conn):
+        result = conn.result or {}
+        desc = result.get('description') or conn.last_error or 'bind failed'
+        message = result.get('message') or ''
+        text = '%s bind as %s failed: %s' % (self.settings.auth, self.settings.username or '(default credentials)', desc)
+        if message:
+            text += ' (%s)' % message.strip().rstrip('\x00')
+        if desc == 'strongerAuthRequired' or 'strong' in message.lower():
+            text += '; the DC requires a signed or encrypted connection: use ldap_scheme=ldaps or starttls'
+        return text
+
+    def _exception_text(self, exc, host):
+        text = _ldap3_error_text(exc)
+        if 'certificate verify failed' in text or 'CERTIFICATE_VERIFY_FAILED' in text:
+            text = ('TLS certificate of %s could not be verified (%s); set ca_bundle to the CA that issued the DC '
+                    'certificate, or validate_certs=false for a lab' % (host, text))
+        elif ldap3_exceptions is not None and isinstance(exc, ldap3_exceptions.LDAPSocketOpenError):
+            text = 'cannot connect to %s:%d: %s' % (host, self.settings.port, text)
+        return text
+
+    def close(self):
+        if self.conn is not None:
+            try:
+                self.conn.unbind()
+            except Exception:
+                pass
+        self.conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.close()
+
+    # --- reading -------------------------------------------------------------------------------------------
+    def _read_root_dse(self):
+        entries = self.search('', '(objectClass=*)', ['defaultNamingContext', 'configurationNamingContext',
+                                                       'rootDomainNamingContext', 'dnsHostName', 'supportedControl'],
+                              scope='BASE', paged=False)
+        if not entries:
+            raise LdapError('cannot read the rootDSE of %s' % self.host)
+        attrs = entries[0]['attributes']
+
+        def first(name):
+            value = attrs.get(name)
+            if isinstance(value, (list, tuple)):
+                value = value[0] if value else None
+            if isinstance(value, bytes):
+                value = value.decode('utf-8')
+            return value
+
+        self.root_dse = {
+            'defaultNamingContext': first('defaultNamingContext'),
+            'configurationNamingContext': first('configurationNamingContext'),
+            'rootDomainNamingContext': first('rootDomainNamingContext'),
+            'dnsHostName': first('dnsHostName'),
+        }
+        if not self.root_dse['defaultNamingContext'] and self.settings.domain:
+            self.root_dse['defaultNamingContext'] = _domain_to_dn(self.settings.domain)
+        if not self.root_dse['configurationNamingContext']:
+            root = self.root_dse['rootDomainNamingContext'] or self.root_dse['defaultNamingContext']
+            if not root:
+                raise LdapError('the rootDSE of %s names no naming context' % self.host)
+            self.root_dse['configurationNamingContext'] = 'CN=Configuration,%s' % root
+
+    @property
+    def default_nc(self):
+        return self.root_dse.get('defaultNamingContext')
+
+    @property
+    def configuration_nc(self):
+        return self.root_dse.get('configurationNamingContext')
+
+    def search(self, base, search_filter, attributes, scope='SUBTREE', sd_flags=None, paged=True, page_size=500):
+        """Run a (paged) search; return a list of {'dn', 'attributes': {name: [raw bytes, ...]}}.
+
+        Attribute names in the result use the case asked for in ``attributes``.
+        """
+        if self.conn is None:
+            raise LdapError('not connected')
+        scopes = {'BASE': ldap3.BASE, 'LEVEL': ldap3.LEVEL, 'SUBTREE': ldap3.SUBTREE}
+        controls = []
+        if sd_flags is not None:
+            controls.extend(security_descriptor_control(criticality=True, sdflags=sd_flags))
+        wanted = dict((a.lower(), a) for a in attributes)
+        results = []
+        cookie = None
+        while True:
+            kwargs = dict(search_base=base, search_filter=search_filter, search_scope=scopes[scope],
+                          attributes=list(attributes), controls=controls or None)
+            if paged:
+                kwargs.update(paged_size=page_size, paged_cookie=cookie)
+            try:
+                self.conn.search(**kwargs)
+            except Exception as exc:
+                raise LdapError('search of %s failed: %s' % (base or 'rootDSE', _ldap3_error_text(exc)))
+            result = self.conn.result or {}
+            code = result.get('result', 0)
+            if code not in (0, 4, 32):  # success, sizeLimitExceeded (partial), noSuchObject
+                raise LdapError('search of %s %s failed: %s %s' % (base or 'rootDSE', search_filter,
+                                                                  result.get('description'), (result.get('message') or '').strip()))
+            for item in self.conn.response or []:
+                if item.get('type') != 'searchResEntry':
+                    continue
+                raw = item.get('raw_attributes') or {}
+                attrs = {}
+                for name, values in raw.items():
+                    key = wanted.get(name.lower(), name)
+                    attrs[key] = list(values) if isinstance(values, (list, tuple)) else [values]
+                results.append({'dn': item.get('dn'), 'attributes': attrs})
+            if not paged:
+                break
+            cookie = (((result.get('controls') or {}).get(PAGED_RESULTS_OID) or {}).get('value') or {}).get('cookie')
+            if not cookie:
+                break
+        return results
+
+    # --- accounts ------------------------------------------------------------------------------------------
+    def whoami(self):
+        """Authorization identity of the bind via the WhoAmI extended operation, or None (Samba lacks it)."""
+        try:
+            value = self.conn.extend.standard.who_am_i()
+        except Exception:
+            return None
+        if not value:
+            return None
+        value = value.decode('utf-8') if isinstance(value, bytes) else value
+        if value.startswith('u:'):
+            return value[2:]
+        if value.startswith('dn:'):
+            return value[3:]
+        return value
+
+    def find_account(self, principal):
+        """Find a user/computer by DOMAIN\\sam, sam, UPN, DN or SID; return its entry or None."""
+        principal = principal.strip()
+        base = self.default_nc
+        attrs = ['distinguishedName', 'sAMAccountName', 'userPrincipalName', 'objectSid', 'objectClass', 'dNSHostName']
+        if principal.upper().startswith('S-1-'):
+            flt = '(objectSid=%s)' % escape_bytes(sid_to_bytes(principal))
+        elif '=' in principal and ',' in principal:
+            found = self.search(principal, '(objectClass=*)', attrs, scope='BASE', paged=False)
+            return found[0] if found else None
+        elif '\\' in principal:
+            flt = '(sAMAccountName=%s)' % escape_filter_chars(principal.split('\\', 1)[1])
+        elif '@' in principal:
+            user = principal.rpartition('@')[0]
+            flt = '(|(userPrincipalName=%s)(sAMAccountName=%s))' % (escape_filter_chars(principal), escape_filter_chars(user))
+        else:
+            flt = '(|(sAMAccountName=%s)(sAMAccountName=%s$))' % (escape_filter_chars(principal), escape_filter_chars(principal))
+        found = self.search(base, '(&(|(objectClass=user)(objectClass=computer))%s)' % flt, attrs)
+        if len(found) > 1 and '@' in principal:
+            exact = [f for f in found if _first_text(f, 'userPrincipalName', '').lower() == principal.lower()]
+            found = exact or found
+        return found[0] if found else None
+
+    def account_token(self, entry):
+        """SIDs a token of this account carries: objectSid, tokenGroups (transitive groups incl. primary group),
+        plus Everyone and Authenticated Users which AD does not store."""
+        dn = entry['dn']
+        found = self.search(dn, '(objectClass=*)', ['objectSid', 'tokenGroups'], scope='BASE', paged=False)
+        if not found:
+            raise LdapError('cannot read tokenGroups of %s' % dn)
+        attrs = found[0]['attributes']
+        sids = []
+        for value in attrs.get('objectSid', []):
+            sids.append(sid_to_string(value)[0])
+        groups = [sid_to_string(value)[0] for value in attrs.get('tokenGroups', [])]
+        for sid in groups:
+            if sid not in sids:
+                sids.append(sid)
+        for sid in ('S-1-1-0', 'S-1-5-11'):
+            if sid not in sids:
+                sids.append(sid)
+        return sids, groups
+
+    def resolve_sids(self, sids):
+        """{sid: 'DOMAIN\\name' or name} for SIDs found in the domain partition (others are left out)."""
+        names = {}
+        pending = [sid for sid in sids if sid and sid.startswith(('S-1-5-21-', 'S-1-5-32-'))]
+        for i in range(0, len(pending), 50):
+            chunk = pending[i:i + 50]
+            flt = '(|%s)' % ''.join('(objectSid=%s)' % escape_bytes(sid_to_bytes(s)) for s in chunk)
+            try:
+                found = self.search(self.default_nc, flt, ['objectSid', 'sAMAccountName', 'name'])
+            except LdapError:
+                continue
+            for item in found:
+                attrs = item['attributes']
+                if not attrs.get('objectSid'):
+                    continue
+                sid = sid_to_string(attrs['objectSid'][0])[0]
+                name = _first_text(item, 'sAMAccountName') or _first_text(item, 'name')
+                if name:
+                    names[sid] = name
+        return names
+
+
+def _first_text(entry, name, default=None):
+    values = entry['attributes'].get(name)
+    if not values:
+        return default
+    value = values[0]
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode('utf-8')
+        except UnicodeDecodeError:
+            return default
+    return value
+
+
+def first_text(entry, name, default=None):
+    return _first_text(entry, name, default)
+
+
+def kerberos_env(settings):
+    """Environment for libraries that read KRB5CCNAME / KRB5_CLIENT_KTNAME (e.g. subprocess tools)."""
+    env = {}
+    if settings.kerberos_ccache:
+        env['KRB5CCNAME'] = settings.kerberos_ccache
+    if settings.kerberos_keytab:
+        env['KRB5_CLIENT_KTNAME'] = settings.kerberos_keytab
+    return env
+
+
+def apply_kerberos_env(settings, environ=None):
+    environ = os.environ if environ is None else environ
+    environ.update(kerberos_env(settings))
