@@ -1,0 +1,1057 @@
+"""The lab CA backend: what sits behind the MS-WCCE / MS-ICPR wire handlers.
+
+``CertificationAuthority.open(state_dir)`` loads (or creates) the PKI, the request database, the configuration
+and the CA exchange certificate; ``submit``/``retrieve``/``get_ca_cert``/``get_property``/``property_info`` are
+called by the wire layer; ``approve``/``deny``/``revoke``/``publish_crls`` are for the admin CLI.
+
+Processing follows MS-WCCE 3.2.1.4.2.1 (request processing), 3.2.1.4.2.1.4.6 (serial numbers), 3.2.1.4.2.2
+(GetCACert) and 3.2.1.4.3.2 (GetCAProperty).
+"""
+
+import datetime
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import struct
+import threading
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+
+from .. import pki as lab_pki
+from . import db as dbmod
+from . import errors
+from . import extensions as ext
+from .errors import CAError
+from .reqparse import parse_request, public_key_bits
+from .templates import BuiltinTemplateSource, TemplateSource
+
+log = logging.getLogger("adcslab.ca")
+
+# Request disposition values returned on the wire (MS-WCCE 3.2.1.4.2.1, CR_DISP_*)
+CR_DISP_INCOMPLETE = 0
+CR_DISP_ERROR = 1
+CR_DISP_DENIED = 2
+CR_DISP_ISSUED = 3
+CR_DISP_ISSUED_OUT_OF_BAND = 4
+CR_DISP_UNDER_SUBMISSION = 5
+CR_DISP_REVOKED = 6
+
+# dwFlags bits other than the request type
+CR_IN_FULLRESPONSE = 0x00040000
+CR_IN_CRLS = 0x00080000
+CR_IN_MACHINE = 0x00100000
+
+# GetCAProperty
+PROPTYPE_LONG = 1
+PROPTYPE_DATE = 2
+PROPTYPE_BINARY = 3
+PROPTYPE_STRING = 4
+PROPFLAGS_INDEXED = 0x00010000  # certsrv.h LONG flags
+CATRANSPROP_INDEXED = 0x0001  # the same bit in CATRANSPROP.propFlags (USHORT, MS-WCCE 2.2.2.3)
+
+CR_PROP_FILEVERSION = 0x01
+CR_PROP_PRODUCTVERSION = 0x02
+CR_PROP_EXITCOUNT = 0x03
+CR_PROP_EXITDESCRIPTION = 0x04
+CR_PROP_POLICYDESCRIPTION = 0x05
+CR_PROP_CANAME = 0x06
+CR_PROP_SANITIZEDCANAME = 0x07
+CR_PROP_SHAREDFOLDER = 0x08
+CR_PROP_PARENTCA = 0x09
+CR_PROP_CATYPE = 0x0A
+CR_PROP_CASIGCERTCOUNT = 0x0B
+CR_PROP_CASIGCERT = 0x0C
+CR_PROP_CASIGCERTCHAIN = 0x0D
+CR_PROP_CAXCHGCERTCOUNT = 0x0E
+CR_PROP_CAXCHGCERT = 0x0F
+CR_PROP_CAXCHGCERTCHAIN = 0x10
+CR_PROP_BASECRL = 0x11
+CR_PROP_DELTACRL = 0x12
+CR_PROP_CACERTSTATE = 0x13
+CR_PROP_CRLSTATE = 0x14
+CR_PROP_CAPROPIDMAX = 0x15
+CR_PROP_DNSNAME = 0x16
+CR_PROP_ROLESEPARATIONENABLED = 0x17
+CR_PROP_KRACERTUSEDCOUNT = 0x18
+CR_PROP_KRACERTCOUNT = 0x19
+CR_PROP_KRACERT = 0x1A
+CR_PROP_KRACERTSTATE = 0x1B
+CR_PROP_ADVANCEDSERVER = 0x1C
+CR_PROP_TEMPLATES = 0x1D
+CR_PROP_BASECRLPUBLISHSTATUS = 0x1E
+CR_PROP_DELTACRLPUBLISHSTATUS = 0x1F
+CR_PROP_CASIGCERTCRLCHAIN = 0x20
+CR_PROP_CAXCHGCERTCRLCHAIN = 0x21
+CR_PROP_CACERTSTATUSCODE = 0x22
+CR_PROP_CACERTVERSION = 0x27
+CR_PROP_SANITIZEDCASHORTNAME = 0x28
+CR_PROP_CERTCDPURLS = 0x29
+CR_PROP_CERTAIAURLS = 0x2A
+CR_PROP_CERTAIAOCSPURLS = 0x2B
+
+CA_DISP_VALID = 0x03
+ENUM_ENTERPRISE_SUBCA = 1
+CPF_BASE = 0x1
+CPF_DELTA = 0x2
+CPF_COMPLETE = 0x4
+
+# GetCACert fchain values (MS-WCCE 3.2.1.4.2.2.x)
+GETCERT_CASIGCERT = 0x00000000
+GETCERT_CAXCHGCERT = 0x00000001
+GETCERT_CHAIN = 0x80000000
+GETCERT_CRLS = 0x00800000
+GETCERT_CURRENTCRL = 0x6363726C        # "ccrl"
+GETCERT_FILEVERSION = 0x66696C65       # "file"
+GETCERT_CAINFO = 0x696E666F            # "info"
+GETCERT_CANAME = 0x6E616D65            # "name"
+GETCERT_PARENTCONFIG = 0x70617265      # "pare"
+GETCERT_POLICYVERSION = 0x706F6C69     # "poli"
+GETCERT_PRODUCTVERSION = 0x70726F64    # "prod"
+GETCERT_SANITIZEDCANAME = 0x73616E69   # "sani"
+GETCERT_SHAREDFOLDER = 0x73686172      # "shar"
+GETCERT_CATYPE = 0x74797065            # "type"
+GETCERT_CACERTBYINDEX = 0x6374         # "ct" << 16 | index
+GETCERT_CRLBYINDEX = 0x636C            # "cl" << 16 | index
+GETCERT_EXITVERSIONBYINDEX = 0x6578    # "ex" << 16 | index
+GETCERT_CACERTSTATEBYINDEX = 0x7374    # "st" << 16 | index
+GETCERT_CRLSTATEBYINDEX = 0x736C       # "sl" << 16 | index
+
+CRL_REASONS = {
+    0: x509.ReasonFlags.unspecified, 1: x509.ReasonFlags.key_compromise, 2: x509.ReasonFlags.ca_compromise,
+    3: x509.ReasonFlags.affiliation_changed, 4: x509.ReasonFlags.superseded,
+    5: x509.ReasonFlags.cessation_of_operation, 6: x509.ReasonFlags.certificate_hold,
+    8: x509.ReasonFlags.remove_from_crl, 9: x509.ReasonFlags.privilege_withdrawn,
+    10: x509.ReasonFlags.aa_compromise,
+}
+
+FILE_VERSION = "10.0:20348.1"
+PRODUCT_VERSION = "10.0:20348.1"
+POLICY_DESCRIPTION = "Windows default"
+EXIT_DESCRIPTION = "Windows default"
+CLOCK_SKEW = datetime.timedelta(minutes=10)
+
+DEFAULT_CONFIG = {
+    "ca_name": lab_pki.CA_NAME,
+    "dns_name": lab_pki.CA_HOST,
+    "server_short_name": lab_pki.CA_HOST.split(".")[0],
+    "dns_domain": "lab.adcs.test",
+    "base_dn": "DC=lab,DC=adcs,DC=test",
+    "editf_attributesubjectaltname2": False,
+    "templates": None,  # None = every template the template source knows, else a list of names
+    "base_crl_period_hours": 24 * 7,
+    "delta_crl_period_hours": 24,
+    "crl_overlap_hours": 1,
+    "xchg_validity_days": 7,
+}
+
+
+@dataclass
+class Requester:
+    user: str
+    domain: str = ""
+    sid: str = ""
+    group_sids: List[str] = field(default_factory=list)
+    authn_type: int = 0
+    transport: str = "dcom"
+
+    @property
+    def display(self):
+        return "%s\\%s" % (self.domain, self.user) if self.domain else self.user
+
+
+@dataclass
+class CAResponse:
+    disposition: int
+    status_hresult: int
+    request_id: int
+    disposition_message: str
+    cert_der: Optional[bytes] = None
+    chain_pkcs7: Optional[bytes] = None
+    full_response: Optional[bytes] = None
+
+
+def _error_message(prefix, hresult):
+    return "%s  %s 0x%08x (%d %s)" % (prefix, errors.hresult_text(hresult), hresult & 0xFFFFFFFF,
+                                      errors.signed32(hresult), errors.hresult_name(hresult))
+
+
+def _policy_message(hresult, detail=None):
+    return "Denied by Policy Module  0x%08x, %s" % (hresult & 0xFFFFFFFF, detail or errors.hresult_text(hresult))
+
+
+def _utf16z(text):
+    return (text + "\0").encode("utf-16-le")
+
+
+def parse_attributes(attributes):
+    """``name:value`` lines (``\\n`` or ``\\r\\n``) -> list of (name, value). Names keep their case."""
+    result = []
+    if not attributes:
+        return result
+    for line in attributes.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        line = line.strip().rstrip("\0")
+        if not line or ":" not in line:
+            continue
+        name, value = line.split(":", 1)
+        result.append((name.strip(), value.strip()))
+    return result
+
+
+def _attr(pairs, name):
+    for key, value in pairs:
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def _parse_san_attribute(value):
+    """``dns=a&upn=b&email=c&url=d&ipaddress=e&guid=f&dn=...`` -> list of x509.GeneralName."""
+    names = []
+    for part in value.split("&"):
+        if "=" not in part:
+            continue
+        kind, item = part.split("=", 1)
+        kind = kind.strip().lower()
+        item = item.strip()
+        if not item:
+            continue
+        if kind == "dns":
+            names.append(x509.DNSName(item))
+        elif kind == "upn":
+            names.append(_upn_name(item))
+        elif kind in ("email", "rfc822name"):
+            names.append(x509.RFC822Name(item))
+        elif kind == "url":
+            names.append(x509.UniformResourceIdentifier(item))
+        elif kind in ("ipaddress", "ip"):
+            names.append(x509.IPAddress(ipaddress.ip_address(item)))
+        elif kind == "guid":
+            names.append(x509.OtherName(x509.ObjectIdentifier("1.3.6.1.4.1.311.25.1"),
+                                        b"\x04\x10" + uuid.UUID(item).bytes_le))
+        elif kind == "dn":
+            names.append(x509.DirectoryName(x509.Name.from_rfc4514_string(item)))
+    return names
+
+
+def _upn_name(upn):
+    raw = upn.encode("utf-8")
+    if len(raw) < 128:
+        value = b"\x0c" + bytes([len(raw)]) + raw
+    else:
+        value = b"\x0c\x82" + len(raw).to_bytes(2, "big") + raw
+    return x509.OtherName(x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3"), value)
+
+
+class CertificationAuthority:
+    """One enterprise subordinate CA ("LAB-CA"). Thread-safe."""
+
+    def __init__(self, state_dir, template_source=None):
+        self.state_dir = os.path.abspath(state_dir)
+        self.directory = os.path.join(self.state_dir, "ca")
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        self.pki = lab_pki.ensure_pki(self.state_dir)
+        self.config_path = os.path.join(self.directory, "config.json")
+        self.config = self._load_config()
+        self.templates: TemplateSource = template_source or BuiltinTemplateSource()
+        self.db = dbmod.RequestDB(os.path.join(self.directory, "requests.db"))
+        self._lock = threading.RLock()
+        self.ca_cert = self.pki.ca_cert
+        self.ca_key = self.pki.ca_key
+        self.root_cert = self.pki.root_cert
+        self.cert_enroll_dir = os.path.join(self.directory, "CertEnroll")
+        os.makedirs(self.cert_enroll_dir, exist_ok=True)
+        self._xchg_cert = None
+        self._xchg_key = None
+        self._ensure_xchg()
+        self._ensure_crls()
+        self._export_ca_cert()
+
+    @classmethod
+    def open(cls, state_dir, template_source=None):
+        return cls(state_dir, template_source)
+
+    def close(self):
+        self.db.close()
+
+    # -- configuration --------------------------------------------------------------------------------------------
+    def _load_config(self):
+        config = dict(DEFAULT_CONFIG)
+        stored = {}
+        if os.path.exists(self.config_path):
+            with open(self.config_path, "r", encoding="utf-8") as handle:
+                stored = json.load(handle)
+        config.update(stored)
+        if not config.get("high_serial"):
+            # Config_High_Serial_Number (MS-WCCE 3.2.1.4.2.1.4.6.2): a per-CA byte 1..0x7f.
+            config["high_serial"] = secrets.randbelow(0x7F) + 1
+        if config != stored:
+            tmp = self.config_path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(config, handle, indent=2, sort_keys=True)
+            os.replace(tmp, self.config_path)
+        return config
+
+    def save_config(self):
+        with self._lock:
+            tmp = self.config_path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(self.config, handle, indent=2, sort_keys=True)
+            os.replace(tmp, self.config_path)
+
+    @property
+    def name(self):
+        return self.config["ca_name"]
+
+    @property
+    def dns_name(self):
+        return self.config["dns_name"]
+
+    @property
+    def config_dn(self):
+        return "CN=Configuration," + self.config["base_dn"]
+
+    # -- published URLs (AD CS defaults) ------------------------------------------------------------------------
+    def crl_file_name(self, delta=False):
+        return "%s%s.crl" % (self.name, "+" if delta else "")
+
+    def ca_cert_file_name(self):
+        return "%s_%s.crt" % (self.dns_name, self.name)
+
+    def cdp_urls(self, delta=False):
+        suffix = "+" if delta else ""
+        return [
+            "ldap:///CN=%s%s,CN=%s,CN=CDP,CN=Public Key Services,CN=Services,%s?certificateRevocationList?base?"
+            "objectClass=cRLDistributionPoint" % (self.name, suffix, self.config["server_short_name"],
+                                                  self.config_dn),
+            "http://%s/CertEnroll/%s" % (self.dns_name, self.crl_file_name(delta)),
+        ]
+
+    def aia_urls(self):
+        return [
+            "ldap:///CN=%s,CN=AIA,CN=Public Key Services,CN=Services,%s?cACertificate?base?"
+            "objectClass=certificationAuthority" % (self.name, self.config_dn),
+            "http://%s/CertEnroll/%s" % (self.dns_name, self.ca_cert_file_name()),
+        ]
+
+    def _export_ca_cert(self):
+        path = os.path.join(self.cert_enroll_dir, self.ca_cert_file_name())
+        data = self.ca_cert.public_bytes(serialization.Encoding.DER)
+        if not os.path.exists(path) or open(path, "rb").read() != data:
+            with open(path + ".tmp", "wb") as handle:
+                handle.write(data)
+            os.replace(path + ".tmp", path)
+
+    # -- enabled templates ----------------------------------------------------------------------------------------
+    def enabled_templates(self):
+        names = self.config.get("templates")
+        if names is None:
+            return self.templates.all()
+        result = []
+        for name in names:
+            template = self.templates.get(name)
+            if template is not None:
+                result.append(template)
+        return result
+
+    def _find_enabled_template(self, name):
+        template = self.templates.get(name)
+        if template is None:
+            return None
+        if any(t.name == template.name for t in self.enabled_templates()):
+            return template
+        return None
+
+    # -- serial numbers (MS-WCCE 3.2.1.4.2.1.4.6.2, Config_High_Serial_Number) ------------------------------------
+    def _serial_number(self, request_id):
+        random_part = secrets.token_bytes(8)
+        low_to_high = bytearray(struct.pack("<I", request_id & 0xFFFFFFFF) + struct.pack("<H", 0) + random_part
+                                + struct.pack("<I", request_id & 0xFFFFFFFF) + bytes([self.config["high_serial"]
+                                                                                       & 0xFF]))
+        high = low_to_high[18] & 0x7F
+        if high == 0:
+            high = 0x61
+        elif high & 0xF0 == 0:
+            high ^= 0x10
+        low_to_high[18] = high
+        return int.from_bytes(bytes(low_to_high), "little")
+
+    # -- request processing ------------------------------------------------------------------------------------
+    def submit(self, flags, attributes, request, requester, serial_number=""):
+        """ICertRequestD(2)::Request(2) with a request blob. Never raises: failures are in the response."""
+        flags = int(flags) & 0xFFFFFFFF
+        try:
+            if not request:
+                if serial_number:
+                    return self._retrieve_by_serial(serial_number, requester, flags)
+                return CAResponse(disposition=errors.E_INVALIDARG, status_hresult=errors.E_INVALIDARG, request_id=0,
+                                  disposition_message=_error_message("Error Parsing Request", errors.E_INVALIDARG))
+            return self._submit(flags, attributes or "", bytes(request), requester)
+        except Exception:  # never let an exception reach the wire
+            log.exception("unexpected error while processing a request")
+            hresult = 0x8000FFFF  # E_UNEXPECTED
+            return CAResponse(disposition=hresult, status_hresult=hresult, request_id=0,
+                              disposition_message="Unexpected error  0x8000ffff (E_UNEXPECTED)")
+
+    def _submit(self, flags, attributes, request, requester):
+        pairs = parse_attributes(attributes)
+        request_id = self.db.new_request(requester.display, requester.sid or "", json.dumps(asdict(requester)),
+                                         requester.transport, flags, attributes, request)
+        try:
+            parsed = parse_request(request, flags & 0xFF00)
+        except CAError as error:
+            if error.hresult in (errors.NTE_BAD_SIGNATURE, errors.CRYPT_E_NO_SIGNER):
+                message = _error_message("Error Verifying Request Signature or Signing Certificate", error.hresult)
+            else:
+                message = _error_message("Error Parsing Request", error.hresult)
+            return self._fail(request_id, flags, error.hresult, message, dbmod.DB_DISP_ERROR, None)
+        self.db.update(request_id, request_type=parsed.kind, subject=parsed.csr.subject.rfc4514_string())
+        # Name/value pairs inside the request count as request attributes; the attribute string wins.
+        all_pairs = pairs + [pair for pair in parsed.name_value_pairs if _attr(pairs, pair[0]) is None]
+        try:
+            template = self._policy_template(parsed, all_pairs)
+            self.db.update(request_id, template=template.name, template_oid=template.oid)
+            self._policy_checks(parsed, template)
+        except CAError as error:
+            return self._fail(request_id, flags, error.hresult, _denial(error), dbmod.DB_DISP_DENIED,
+                              parsed.body_part_id)
+        if template.pend_all_requests:
+            self.db.update(request_id, disposition=dbmod.DB_DISP_PENDING, disposition_message="Taken Under Submission",
+                           status_hresult=0)
+            return self._pending_response(request_id, flags, parsed.body_part_id)
+        return self._issue(request_id, flags, parsed, template, all_pairs, requester)
+
+    def _policy_template(self, parsed, pairs):
+        name = _attr(pairs, "CertificateTemplate")
+        if not name:
+            name = _template_from_extensions(parsed.csr)
+        if not name:
+            raise _PolicyError(errors.CERTSRV_E_NO_CERT_TYPE)
+        template = self._find_enabled_template(name)
+        if template is None:
+            raise _PolicyError(errors.CERTSRV_E_UNSUPPORTED_CERT_TYPE,
+                               "The request was for a certificate template that is not supported by the Active "
+                               "Directory Certificate Services policy: %s." % name)
+        return template
+
+    def _policy_checks(self, parsed, template):
+        bits = public_key_bits(parsed.csr.public_key())
+        if template.min_key_size and bits < template.min_key_size:
+            raise _PolicyError(errors.CERTSRV_E_KEY_LENGTH)
+
+    def _fail(self, request_id, flags, hresult, message, db_disposition, body_part_id):
+        self.db.update(request_id, disposition=db_disposition, status_hresult=hresult, disposition_message=message,
+                       resolved_at=dbmod.iso(dbmod.utcnow()))
+        full = None
+        if flags & CR_IN_FULLRESPONSE:
+            full = ext.cmc_full_response(ext.CMC_STATUS_FAILED, body_part_id or 1, self.ca_cert, self.ca_key,
+                                         [self.ca_cert, self.root_cert], status_string=message,
+                                         fail_info=ext.CMC_FAIL_BAD_REQUEST)
+        return CAResponse(disposition=hresult, status_hresult=hresult, request_id=request_id,
+                          disposition_message=message, full_response=full)
+
+    def _pending_response(self, request_id, flags, body_part_id):
+        full = None
+        if flags & CR_IN_FULLRESPONSE:
+            full = ext.cmc_full_response(ext.CMC_STATUS_PENDING, body_part_id or 1, self.ca_cert, self.ca_key,
+                                         [self.ca_cert, self.root_cert], status_string="Taken Under Submission",
+                                         pend_token=struct.pack("<I", request_id), pend_time=dbmod.utcnow())
+        return CAResponse(disposition=CR_DISP_UNDER_SUBMISSION, status_hresult=0, request_id=request_id,
+                          disposition_message="Taken Under Submission", full_response=full)
+
+    def _subject_and_sans(self, parsed, template, pairs, requester):
+        csr = parsed.csr
+        sans = []
+        if template.enrollee_supplies_subject:
+            subject = csr.subject
+            try:
+                sans = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+            except x509.ExtensionNotFound:
+                sans = []
+            except ValueError:
+                raise _PolicyError(errors.CERTSRV_E_BAD_REQUESTSUBJECT)
+            if not subject.rdns and not sans:
+                raise _PolicyError(errors.CERTSRV_E_BAD_REQUESTSUBJECT)
+        else:
+            sam = requester.user
+            domain = self.config["dns_domain"]
+            if sam.endswith("$"):
+                dns_host = "%s.%s" % (sam[:-1].lower(), domain)
+                subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_host)])
+                sans = [x509.DNSName(dns_host)]
+            else:
+                subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sam)])
+                sans = [_upn_name("%s@%s" % (sam, domain))]
+        if self.config.get("editf_attributesubjectaltname2"):
+            san_value = _attr(pairs, "SAN")
+            if san_value:
+                try:
+                    extra = _parse_san_attribute(san_value)
+                except ValueError:
+                    raise _PolicyError(errors.CERTSRV_E_BAD_REQUESTSUBJECT)
+                if extra:
+                    sans = extra
+        return subject, sans
+
+    def _issue(self, request_id, flags, parsed, template, pairs, requester, approved=False):
+        try:
+            subject, sans = self._subject_and_sans(parsed, template, pairs, requester)
+        except CAError as error:
+            return self._fail(request_id, flags, error.hresult, _denial(error), dbmod.DB_DISP_DENIED,
+                              parsed.body_part_id)
+        cert = self._build_certificate(request_id, parsed.csr, template, subject, sans, requester)
+        cert_der = cert.public_bytes(serialization.Encoding.DER)
+        serial_hex = "%x" % cert.serial_number
+        self.db.update(request_id, disposition=dbmod.DB_DISP_ISSUED, status_hresult=0,
+                       disposition_message="Issued", serial=serial_hex, certificate=cert_der,
+                       subject=cert.subject.rfc4514_string(), not_before=dbmod.iso(cert.not_valid_before_utc),
+                       not_after=dbmod.iso(cert.not_valid_after_utc), resolved_at=dbmod.iso(dbmod.utcnow()))
+        return self._issued_response(request_id, flags, cert, parsed.body_part_id)
+
+    def _issued_response(self, request_id, flags, cert, body_part_id, disposition=CR_DISP_ISSUED,
+                         message="Issued"):
+        chain = [cert, self.ca_cert, self.root_cert]
+        chain_pkcs7 = pkcs7.serialize_certificates(chain, serialization.Encoding.DER)
+        if flags & CR_IN_FULLRESPONSE:
+            full = ext.cmc_full_response(ext.CMC_STATUS_SUCCESS, body_part_id or 1, self.ca_cert, self.ca_key,
+                                         chain, status_string=message)
+        else:
+            full = chain_pkcs7
+        return CAResponse(disposition=disposition, status_hresult=0, request_id=request_id,
+                          disposition_message=message, cert_der=cert.public_bytes(serialization.Encoding.DER),
+                          chain_pkcs7=chain_pkcs7, full_response=full)
+
+    def _build_certificate(self, request_id, csr, template, subject, sans, requester):
+        now = dbmod.utcnow()
+        not_before = now - CLOCK_SKEW
+        not_after = min(now + datetime.timedelta(days=template.validity_days), self.ca_cert.not_valid_after_utc)
+        public_key = csr.public_key()
+        builder = (x509.CertificateBuilder()
+                   .subject_name(subject)
+                   .issuer_name(self.ca_cert.subject)
+                   .public_key(public_key)
+                   .serial_number(self._serial_number(request_id))
+                   .not_valid_before(not_before)
+                   .not_valid_after(not_after))
+        if template.schema_version <= 1:
+            builder = builder.add_extension(ext.template_name_ext(template.name), critical=False)
+        else:
+            builder = builder.add_extension(
+                ext.template_info_ext(template.oid, template.major_version, template.minor_version), critical=False)
+        if template.ekus:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([x509.ObjectIdentifier(oid) for oid in template.ekus]), critical=False)
+        if template.enrollment_flag & 0x1:
+            builder = builder.add_extension(ext.smime_capabilities_ext(), critical=False)
+        if template.schema_version >= 2 and (template.application_policies or template.ekus):
+            builder = builder.add_extension(
+                ext.application_policies_ext(template.application_policies or template.ekus), critical=False)
+        if template.key_usage:
+            ku = template.key_usage
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=bool(ku & 0x80), content_commitment=bool(ku & 0x40),
+                key_encipherment=bool(ku & 0x20), data_encipherment=bool(ku & 0x10), key_agreement=bool(ku & 0x08),
+                key_cert_sign=bool(ku & 0x04), crl_sign=bool(ku & 0x02),
+                encipher_only=bool(ku & 0x08) and bool(ku & 0x01), decipher_only=bool(ku & 0x08) and bool(ku & 0x8000)),
+                critical=True)
+        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                self.ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value), critical=False)
+        builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(url) for url in self.cdp_urls()], relative_name=None,
+            reasons=None, crl_issuer=None)]), critical=False)
+        builder = builder.add_extension(x509.AuthorityInformationAccess([
+            x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url))
+            for url in self.aia_urls()]), critical=False)
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=not subject.rdns)
+        if requester.sid and not template.enrollee_supplies_subject and not template.no_security_extension:
+            builder = builder.add_extension(ext.ntds_security_ext(requester.sid), critical=False)
+        return builder.sign(self.ca_key, hashes.SHA256())
+
+    # -- retrieval ---------------------------------------------------------------------------------------------
+    def retrieve(self, request_id, requester, flags=0):
+        """Request with pdwRequestId set and an empty request blob (MS-WCCE 3.2.1.4.2.1.2)."""
+        try:
+            row = self.db.get(int(request_id))
+            if row is None:
+                hresult = errors.CERTSRV_E_NO_REQUEST
+                return CAResponse(disposition=hresult, status_hresult=hresult, request_id=int(request_id),
+                                  disposition_message=_error_message("Error Retrieving Request", hresult))
+            return self._response_for_row(row, flags)
+        except Exception:
+            log.exception("unexpected error while retrieving request %r", request_id)
+            return CAResponse(disposition=0x8000FFFF, status_hresult=0x8000FFFF, request_id=0,
+                              disposition_message="Unexpected error  0x8000ffff (E_UNEXPECTED)")
+
+    def _retrieve_by_serial(self, serial_number, requester, flags):
+        row = self.db.get_by_serial(serial_number.strip().replace(" ", "").lower().lstrip("0") or "0")
+        if row is None:
+            hresult = errors.CERTSRV_E_NO_REQUEST
+            return CAResponse(disposition=hresult, status_hresult=hresult, request_id=0,
+                              disposition_message=_error_message("Error Retrieving Request", hresult))
+        return self._response_for_row(row, flags)
+
+    def _response_for_row(self, row, flags):
+        disposition = row["disposition"]
+        request_id = row["request_id"]
+        if disposition in (dbmod.DB_DISP_ISSUED, dbmod.DB_DISP_REVOKED):
+            cert = x509.load_der_x509_certificate(row["certificate"])
+            if disposition == dbmod.DB_DISP_REVOKED:
+                return self._issued_response(request_id, flags, cert, 1, disposition=CR_DISP_REVOKED,
+                                             message="Revoked")
+            return self._issued_response(request_id, flags, cert, 1)
+        if disposition in (dbmod.DB_DISP_PENDING, dbmod.DB_DISP_ACTIVE):
+            return self._pending_response(request_id, flags, 1)
+        hresult = row["status_hresult"] or errors.CERTSRV_E_BAD_REQUESTSTATUS
+        return CAResponse(disposition=hresult, status_hresult=hresult, request_id=request_id,
+                          disposition_message=row["disposition_message"] or _error_message("Denied", hresult))
+
+    # -- administration ---------------------------------------------------------------------------------------
+    def get_request(self, request_id):
+        return self.db.get(int(request_id))
+
+    def list_requests(self, disposition=None):
+        return self.db.list(disposition)
+
+    def approve(self, request_id):
+        """Issue a pending request (certutil -resubmit). Returns the CAResponse of the issuance."""
+        with self._lock:
+            row = self.db.get(int(request_id))
+            if row is None:
+                raise CAError(errors.CERTSRV_E_NO_REQUEST)
+            if row["disposition"] != dbmod.DB_DISP_PENDING:
+                raise CAError(errors.CERTSRV_E_BAD_REQUESTSTATUS)
+            requester = Requester(**json.loads(row["requester_json"]))
+            parsed = parse_request(row["request_blob"], row["flags"] & 0xFF00)
+            template = self.templates.get(row["template"])
+            if template is None:
+                raise CAError(errors.CERTSRV_E_UNSUPPORTED_CERT_TYPE)
+            pairs = parse_attributes(row["attributes"])
+            pairs += [pair for pair in parsed.name_value_pairs if _attr(pairs, pair[0]) is None]
+            return self._issue(row["request_id"], 0, parsed, template, pairs, requester, approved=True)
+
+    def deny(self, request_id):
+        """Deny a pending request (certutil -deny)."""
+        with self._lock:
+            row = self.db.get(int(request_id))
+            if row is None:
+                raise CAError(errors.CERTSRV_E_NO_REQUEST)
+            if row["disposition"] != dbmod.DB_DISP_PENDING:
+                raise CAError(errors.CERTSRV_E_BAD_REQUESTSTATUS)
+            hresult = errors.CERTSRV_E_ADMIN_DENIED_REQUEST
+            self.db.update(row["request_id"], disposition=dbmod.DB_DISP_DENIED, status_hresult=hresult,
+                           disposition_message=_error_message("Denied by Administrator", hresult),
+                           resolved_at=dbmod.iso(dbmod.utcnow()))
+
+    def revoke(self, serial, reason=0):
+        """Revoke an issued certificate by serial (hex, any case, spaces allowed) and publish a delta CRL."""
+        if reason not in CRL_REASONS:
+            raise CAError(errors.E_INVALIDARG, "Unknown revocation reason %r." % reason)
+        serial_hex = ("%x" % serial) if isinstance(serial, int) else \
+            (serial.strip().replace(" ", "").lower().lstrip("0") or "0")
+        with self._lock:
+            row = self.db.get_by_serial(serial_hex)
+            if row is None:
+                raise CAError(errors.CERTSRV_E_NO_REQUEST, "No certificate with serial number %s." % serial_hex)
+            if row["disposition"] != dbmod.DB_DISP_ISSUED:
+                raise CAError(errors.CERTSRV_E_BAD_REQUESTSTATUS)
+            self.db.update(row["request_id"], disposition=dbmod.DB_DISP_REVOKED, revoked_at=dbmod.iso(dbmod.utcnow()),
+                           revocation_reason=reason, disposition_message="Revoked")
+            self.publish_crls(delta_only=True)
+
+    # -- exchange certificate ------------------------------------------------------------------------------------
+    def _ensure_xchg(self):
+        cert_path = os.path.join(self.directory, "xchg.pem")
+        key_path = os.path.join(self.directory, "xchg.key")
+        now = dbmod.utcnow()
+        if os.path.exists(cert_path) and os.path.exists(key_path):
+            with open(cert_path, "rb") as handle:
+                cert = x509.load_pem_x509_certificate(handle.read())
+            if cert.not_valid_after_utc - now > datetime.timedelta(hours=12):
+                with open(key_path, "rb") as handle:
+                    self._xchg_key = serialization.load_pem_private_key(handle.read(), None)
+                self._xchg_cert = cert
+                return
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        request_id = 0  # not in the request table; serial still follows the AD CS layout
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.name + "-Xchg")]))
+                .issuer_name(self.ca_cert.subject)
+                .public_key(key.public_key())
+                .serial_number(self._serial_number(request_id))
+                .not_valid_before(now - CLOCK_SKEW)
+                .not_valid_after(min(now + datetime.timedelta(days=self.config["xchg_validity_days"]),
+                                     self.ca_cert.not_valid_after_utc))
+                .add_extension(ext.template_name_ext("CAExchange"), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier(ext.OID_KP_CA_EXCHANGE)]),
+                               critical=False)
+                .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=True,
+                                             data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                             crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                    self.ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value), critical=False)
+                .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+                    full_name=[x509.UniformResourceIdentifier(url) for url in self.cdp_urls()], relative_name=None,
+                    reasons=None, crl_issuer=None)]), critical=False)
+                .add_extension(x509.AuthorityInformationAccess([
+                    x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                                           x509.UniformResourceIdentifier(url)) for url in self.aia_urls()]),
+                    critical=False)
+                .sign(self.ca_key, hashes.SHA256()))
+        lab_pki._write_key(key_path, key)
+        lab_pki._write_cert(cert_path, cert)
+        self._xchg_cert = cert
+        self._xchg_key = key
+
+    @property
+    def xchg_cert(self):
+        with self._lock:
+            self._ensure_xchg()
+            return self._xchg_cert
+
+    @property
+    def xchg_key(self):
+        with self._lock:
+            self._ensure_xchg()
+            return self._xchg_key
+
+    # -- CRLs --------------------------------------------------------------------------------------------------
+    def _ensure_crls(self):
+        now = dbmod.utcnow()
+        base = self.db.get_crl("base")
+        if base is None or datetime.datetime.fromisoformat(base["next_update"]) <= now:
+            self.publish_crls()
+            return
+        delta = self.db.get_crl("delta")
+        if delta is None or datetime.datetime.fromisoformat(delta["next_update"]) <= now:
+            self.publish_crls(delta_only=True)
+
+    def publish_crls(self, delta_only=False):
+        """Publish a new base CRL (unless ``delta_only``) and a new delta CRL; returns (base_der, delta_der)."""
+        with self._lock:
+            now = dbmod.utcnow()
+            this_update = now - CLOCK_SKEW
+            overlap = datetime.timedelta(hours=self.config["crl_overlap_hours"])
+            aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                self.ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value)
+            revoked = self.db.revoked()
+            base_row = self.db.get_crl("base")
+            if not delta_only or base_row is None:
+                number = self.db.next_counter("crl_number")
+                period = datetime.timedelta(hours=self.config["base_crl_period_hours"])
+                builder = self._crl_builder(this_update, now + period + overlap, number, aki, revoked)
+                builder = builder.add_extension(ext.next_publish_ext(now + period), critical=False)
+                builder = builder.add_extension(x509.FreshestCRL([x509.DistributionPoint(
+                    full_name=[x509.UniformResourceIdentifier(url) for url in self.cdp_urls(delta=True)],
+                    relative_name=None, reasons=None, crl_issuer=None)]), critical=False)
+                crl = builder.sign(self.ca_key, hashes.SHA256())
+                self.db.put_crl("base", number, None, this_update, now + period + overlap,
+                                crl.public_bytes(serialization.Encoding.DER))
+                self._write_crl_file(False, crl)
+                base_row = self.db.get_crl("base")
+            base_this_update = datetime.datetime.fromisoformat(base_row["this_update"])
+            since_base = [item for item in revoked
+                          if datetime.datetime.fromisoformat(item["revoked_at"]) >= base_this_update]
+            number = self.db.next_counter("crl_number")
+            period = datetime.timedelta(hours=self.config["delta_crl_period_hours"])
+            builder = self._crl_builder(this_update, now + period + overlap, number, aki, since_base)
+            builder = builder.add_extension(x509.DeltaCRLIndicator(base_row["number"]), critical=True)
+            builder = builder.add_extension(ext.next_publish_ext(now + period), critical=False)
+            crl = builder.sign(self.ca_key, hashes.SHA256())
+            self.db.put_crl("delta", number, base_row["number"], this_update, now + period + overlap,
+                            crl.public_bytes(serialization.Encoding.DER))
+            self._write_crl_file(True, crl)
+            return base_row["crl"], crl.public_bytes(serialization.Encoding.DER)
+
+    def _crl_builder(self, this_update, next_update, number, aki, revoked):
+        builder = (x509.CertificateRevocationListBuilder()
+                   .issuer_name(self.ca_cert.subject)
+                   .last_update(this_update)
+                   .next_update(next_update)
+                   .add_extension(aki, critical=False)
+                   .add_extension(ext.ca_version_ext(), critical=False)
+                   .add_extension(x509.CRLNumber(number), critical=False))
+        for item in revoked:
+            entry = (x509.RevokedCertificateBuilder()
+                     .serial_number(int(item["serial"], 16))
+                     .revocation_date(datetime.datetime.fromisoformat(item["revoked_at"])))
+            reason = item["revocation_reason"] or 0
+            if reason:
+                entry = entry.add_extension(x509.CRLReason(CRL_REASONS[reason]), critical=False)
+            builder = builder.add_revoked_certificate(entry.build())
+        return builder
+
+    def _write_crl_file(self, delta, crl):
+        path = os.path.join(self.cert_enroll_dir, self.crl_file_name(delta))
+        with open(path + ".tmp", "wb") as handle:
+            handle.write(crl.public_bytes(serialization.Encoding.DER))
+        os.replace(path + ".tmp", path)
+
+    def base_crl(self):
+        self._ensure_crls()
+        return self.db.get_crl("base")["crl"]
+
+    def delta_crl(self):
+        self._ensure_crls()
+        return self.db.get_crl("delta")["crl"]
+
+    # -- GetCACert ---------------------------------------------------------------------------------------------
+    def get_ca_cert(self, fchain):
+        """ICertRequestD::GetCACert: the CERTTRANSBLOB content for ``fchain`` (bytes), or CAError."""
+        fchain = int(fchain) & 0xFFFFFFFF
+        chain = bool(fchain & GETCERT_CHAIN)
+        crls = bool(fchain & GETCERT_CRLS)
+        base = fchain & ~(GETCERT_CHAIN | GETCERT_CRLS) & 0xFFFFFFFF
+        if base == GETCERT_CASIGCERT:
+            if crls:
+                return self._value(CR_PROP_CASIGCERTCRLCHAIN, 0)
+            return self._value(CR_PROP_CASIGCERTCHAIN if chain else CR_PROP_CASIGCERT, 0)
+        if base == GETCERT_CAXCHGCERT:
+            if crls:
+                return self._value(CR_PROP_CAXCHGCERTCRLCHAIN, 0)
+            return self._value(CR_PROP_CAXCHGCERTCHAIN if chain else CR_PROP_CAXCHGCERT, 0)
+        if chain or crls:
+            raise CAError(errors.E_INVALIDARG)
+        strings = {
+            GETCERT_FILEVERSION: CR_PROP_FILEVERSION, GETCERT_PRODUCTVERSION: CR_PROP_PRODUCTVERSION,
+            GETCERT_POLICYVERSION: CR_PROP_POLICYDESCRIPTION, GETCERT_CANAME: CR_PROP_CANAME,
+            GETCERT_SANITIZEDCANAME: CR_PROP_SANITIZEDCANAME, GETCERT_SHAREDFOLDER: CR_PROP_SHAREDFOLDER,
+            GETCERT_PARENTCONFIG: CR_PROP_PARENTCA,
+        }
+        if base in strings:
+            return _utf16z(self._value(strings[base], 0))
+        if base == GETCERT_CATYPE:
+            return struct.pack("<i", ENUM_ENTERPRISE_SUBCA)
+        if base == GETCERT_CAINFO:
+            return self._cainfo()
+        if base == GETCERT_CURRENTCRL:
+            return self._value(CR_PROP_BASECRL, 0)
+        high, index = base >> 16, base & 0xFFFF
+        if high == GETCERT_CACERTBYINDEX:
+            return self._value(CR_PROP_CASIGCERT, index)
+        if high == GETCERT_CRLBYINDEX:
+            return self._value(CR_PROP_BASECRL, index)
+        if high == GETCERT_CACERTSTATEBYINDEX:
+            return self._value(CR_PROP_CACERTSTATE, index)
+        if high == GETCERT_CRLSTATEBYINDEX:
+            return self._value(CR_PROP_CRLSTATE, index)
+        if high == GETCERT_EXITVERSIONBYINDEX:
+            if index != 0:
+                raise CAError(errors.E_INVALIDARG)
+            return _utf16z(FILE_VERSION)
+        raise CAError(errors.E_INVALIDARG)
+
+    def _cainfo(self):
+        """CAINFO (MS-WCCE 2.2.2.4): ten 32-bit little-endian fields."""
+        fields = [40, ENUM_ENTERPRISE_SUBCA, 1, 1, 1, max(_PROPERTIES), 0, 0, 0, 1]
+        return struct.pack("<Ii8I", *fields)
+
+    # -- GetCAProperty -----------------------------------------------------------------------------------------
+    def property_info(self):
+        """[(prop_id, prop_type, flags, display_name)] for GetCAPropertyInfo (CATRANSPROP entries); ``flags`` is
+        the 16-bit CATRANSPROP.propFlags value (0x0001 = indexed)."""
+        return [(prop_id, prop_type, CATRANSPROP_INDEXED if indexed else 0, display_name)
+                for prop_id, (prop_type, indexed, display_name) in sorted(_PROPERTIES.items())]
+
+    def get_property(self, prop_id, prop_index, prop_type):
+        """ICertRequestD2::GetCAProperty -> (prop_type, value); value is int (LONG), str (STRING, the wire adds
+        UTF-16LE + NUL) or bytes (BINARY, and LONG byte arrays such as CR_PROP_CACERTSTATE). Raises CAError."""
+        prop_id = int(prop_id)
+        if prop_id not in _PROPERTIES:
+            raise CAError(errors.E_INVALIDARG, "Unknown CA property 0x%x." % prop_id)
+        declared, _, _ = _PROPERTIES[prop_id]
+        if int(prop_type) != declared:
+            raise CAError(errors.E_INVALIDARG, "CA property 0x%x has type %d, not %d." % (prop_id, declared,
+                                                                                           int(prop_type)))
+        return declared, self._value(prop_id, int(prop_index))
+
+    def _value(self, prop_id, index):
+        indexed = _PROPERTIES[prop_id][1]
+        if indexed and index not in (0, -1, 0xFFFFFFFF):
+            raise CAError(errors.E_INVALIDARG, "Index %d out of range for CA property 0x%x." % (index, prop_id))
+        der = serialization.Encoding.DER
+        if prop_id == CR_PROP_FILEVERSION:
+            return FILE_VERSION
+        if prop_id == CR_PROP_PRODUCTVERSION:
+            return PRODUCT_VERSION
+        if prop_id == CR_PROP_EXITCOUNT:
+            return 1
+        if prop_id == CR_PROP_EXITDESCRIPTION:
+            return EXIT_DESCRIPTION
+        if prop_id == CR_PROP_POLICYDESCRIPTION:
+            return POLICY_DESCRIPTION
+        if prop_id in (CR_PROP_CANAME, CR_PROP_SANITIZEDCANAME, CR_PROP_SANITIZEDCASHORTNAME):
+            return self.name
+        if prop_id in (CR_PROP_SHAREDFOLDER, CR_PROP_PARENTCA, CR_PROP_CERTAIAOCSPURLS):
+            raise CAError(errors.CERTSRV_E_PROPERTY_EMPTY)
+        if prop_id == CR_PROP_CATYPE:
+            return ENUM_ENTERPRISE_SUBCA
+        if prop_id in (CR_PROP_CASIGCERTCOUNT, CR_PROP_CAXCHGCERTCOUNT):
+            return 1
+        if prop_id == CR_PROP_CASIGCERT:
+            return self.ca_cert.public_bytes(der)
+        if prop_id == CR_PROP_CASIGCERTCHAIN:
+            return pkcs7.serialize_certificates([self.ca_cert, self.root_cert], der)
+        if prop_id == CR_PROP_CAXCHGCERT:
+            return self.xchg_cert.public_bytes(der)
+        if prop_id == CR_PROP_CAXCHGCERTCHAIN:
+            return pkcs7.serialize_certificates([self.xchg_cert, self.ca_cert, self.root_cert], der)
+        if prop_id in (CR_PROP_CASIGCERTCRLCHAIN, CR_PROP_CAXCHGCERTCRLCHAIN):
+            first = [self.ca_cert] if prop_id == CR_PROP_CASIGCERTCRLCHAIN else [self.xchg_cert, self.ca_cert]
+            return _pkcs7_with_crls(first + [self.root_cert], [self.base_crl(), self.delta_crl()])
+        if prop_id == CR_PROP_BASECRL:
+            return self.base_crl()
+        if prop_id == CR_PROP_DELTACRL:
+            return self.delta_crl()
+        if prop_id in (CR_PROP_CACERTSTATE, CR_PROP_CRLSTATE):
+            return bytes([CA_DISP_VALID])
+        if prop_id == CR_PROP_CAPROPIDMAX:
+            return max(_PROPERTIES)
+        if prop_id == CR_PROP_DNSNAME:
+            return self.dns_name
+        if prop_id in (CR_PROP_ROLESEPARATIONENABLED, CR_PROP_KRACERTUSEDCOUNT, CR_PROP_KRACERTCOUNT):
+            return 0
+        if prop_id in (CR_PROP_KRACERT, CR_PROP_KRACERTSTATE):
+            raise CAError(errors.E_INVALIDARG, "No key recovery agent certificates are configured.")
+        if prop_id == CR_PROP_ADVANCEDSERVER:
+            return 1
+        if prop_id == CR_PROP_TEMPLATES:
+            return "".join("%s\n%s\n" % (t.name, t.oid) for t in self.enabled_templates())
+        if prop_id == CR_PROP_BASECRLPUBLISHSTATUS:
+            return CPF_BASE | CPF_COMPLETE
+        if prop_id == CR_PROP_DELTACRLPUBLISHSTATUS:
+            return CPF_DELTA | CPF_COMPLETE
+        if prop_id in (CR_PROP_CACERTSTATUSCODE, CR_PROP_CACERTVERSION):
+            return 0
+        if prop_id == CR_PROP_CERTCDPURLS:
+            return "\n".join(self.cdp_urls()) + "\n"
+        if prop_id == CR_PROP_CERTAIAURLS:
+            return "\n".join(self.aia_urls()) + "\n"
+        raise CAError(errors.E_INVALIDARG)
+
+
+# prop_id -> (type, indexed, display name)
+_PROPERTIES = {
+    CR_PROP_FILEVERSION: (PROPTYPE_STRING, False, "File Version"),
+    CR_PROP_PRODUCTVERSION: (PROPTYPE_STRING, False, "Product Version"),
+    CR_PROP_EXITCOUNT: (PROPTYPE_LONG, False, "Exit Count"),
+    CR_PROP_EXITDESCRIPTION: (PROPTYPE_STRING, True, "Exit Description"),
+    CR_PROP_POLICYDESCRIPTION: (PROPTYPE_STRING, False, "Policy Description"),
+    CR_PROP_CANAME: (PROPTYPE_STRING, False, "CA Name"),
+    CR_PROP_SANITIZEDCANAME: (PROPTYPE_STRING, False, "Sanitized CA Name"),
+    CR_PROP_SHAREDFOLDER: (PROPTYPE_STRING, False, "Shared Folder"),
+    CR_PROP_PARENTCA: (PROPTYPE_STRING, False, "Parent CA"),
+    CR_PROP_CATYPE: (PROPTYPE_LONG, False, "CA Type"),
+    CR_PROP_CASIGCERTCOUNT: (PROPTYPE_LONG, False, "CA Signature Certificate Count"),
+    CR_PROP_CASIGCERT: (PROPTYPE_BINARY, True, "CA Signature Certificate"),
+    CR_PROP_CASIGCERTCHAIN: (PROPTYPE_BINARY, True, "CA Signature Certificate Chain"),
+    CR_PROP_CAXCHGCERTCOUNT: (PROPTYPE_LONG, False, "CA Exchange Certificate Count"),
+    CR_PROP_CAXCHGCERT: (PROPTYPE_BINARY, True, "CA Exchange Certificate"),
+    CR_PROP_CAXCHGCERTCHAIN: (PROPTYPE_BINARY, True, "CA Exchange Certificate Chain"),
+    CR_PROP_BASECRL: (PROPTYPE_BINARY, True, "Base CRL"),
+    CR_PROP_DELTACRL: (PROPTYPE_BINARY, True, "Delta CRL"),
+    CR_PROP_CACERTSTATE: (PROPTYPE_LONG, True, "CA Signature Certificate State"),
+    CR_PROP_CRLSTATE: (PROPTYPE_LONG, True, "CA Base CRL State"),
+    CR_PROP_CAPROPIDMAX: (PROPTYPE_LONG, False, "Maximum Property ID"),
+    CR_PROP_DNSNAME: (PROPTYPE_STRING, False, "DNS Name"),
+    CR_PROP_ROLESEPARATIONENABLED: (PROPTYPE_LONG, False, "Role Separation Enabled"),
+    CR_PROP_KRACERTUSEDCOUNT: (PROPTYPE_LONG, False, "Key Recovery Agent Certificates Used Count"),
+    CR_PROP_KRACERTCOUNT: (PROPTYPE_LONG, False, "Key Recovery Agent Certificate Count"),
+    CR_PROP_KRACERT: (PROPTYPE_BINARY, True, "Key Recovery Agent Certificate"),
+    CR_PROP_KRACERTSTATE: (PROPTYPE_LONG, True, "Key Recovery Agent Certificate State"),
+    CR_PROP_ADVANCEDSERVER: (PROPTYPE_LONG, False, "Advanced Server"),
+    CR_PROP_TEMPLATES: (PROPTYPE_STRING, False, "Templates"),
+    CR_PROP_BASECRLPUBLISHSTATUS: (PROPTYPE_LONG, True, "Base CRL Publish Status"),
+    CR_PROP_DELTACRLPUBLISHSTATUS: (PROPTYPE_LONG, True, "Delta CRL Publish Status"),
+    CR_PROP_CASIGCERTCRLCHAIN: (PROPTYPE_BINARY, True, "CA Signature Certificate CRL Chain"),
+    CR_PROP_CAXCHGCERTCRLCHAIN: (PROPTYPE_BINARY, True, "CA Exchange Certificate CRL Chain"),
+    CR_PROP_CACERTSTATUSCODE: (PROPTYPE_LONG, True, "CA Signature Certificate Status Code"),
+    CR_PROP_CACERTVERSION: (PROPTYPE_LONG, True, "CA Signature Certificate Version"),
+    CR_PROP_SANITIZEDCASHORTNAME: (PROPTYPE_STRING, False, "Sanitized CA Short Name"),
+    CR_PROP_CERTCDPURLS: (PROPTYPE_STRING, True, "Certificate CDP URLs"),
+    CR_PROP_CERTAIAURLS: (PROPTYPE_STRING, True, "Certificate AIA URLs"),
+    CR_PROP_CERTAIAOCSPURLS: (PROPTYPE_STRING, True, "Certificate AIA OCSP URLs"),
+}
+
+
+class _PolicyError(CAError):
+    """A policy-module denial: the disposition message reads 'Denied by Policy Module ...'."""
+
+    def __init__(self, hresult, detail=None):
+        super().__init__(hresult, detail or "")
+        self.policy_message = _policy_message(hresult, detail)
+
+
+def _denial(error):
+    return getattr(error, "policy_message", None) or _policy_message(error.hresult)
+
+
+def _template_from_extensions(csr):
+    """Template named by the request's own extensions (szOID_ENROLL_CERTTYPE_EXTENSION / CERTIFICATE_TEMPLATE)."""
+    for extension in csr.extensions if _has_extensions(csr) else []:
+        oid = extension.oid.dotted_string
+        raw = getattr(extension.value, "value", None)
+        if raw is None:
+            continue
+        try:
+            if oid == ext.OID_TEMPLATE_NAME and raw[:1] == b"\x1e":
+                length = raw[1]
+                offset = 2
+                if length & 0x80:
+                    count = length & 0x7F
+                    length = int.from_bytes(raw[2:2 + count], "big")
+                    offset = 2 + count
+                return raw[offset:offset + length].decode("utf-16-be")
+            if oid == ext.OID_TEMPLATE_INFO and raw[:1] == b"\x30":
+                from pyasn1.codec.der import decoder as der_decoder
+                decoded, _ = der_decoder.decode(raw)
+                return str(decoded[0])
+        except (ValueError, IndexError, UnicodeDecodeError):
+            continue
+    return None
+
+
+def _has_extensions(csr):
+    try:
+        csr.extensions
+        return True
+    except ValueError:
+        return False
+
+
+def _pkcs7_with_crls(certs, crls_der):
+    """Degenerate SignedData with certificates and CRLs (cryptography has no API for CRLs in PKCS#7)."""
+    from pyasn1.codec.der import decoder as der_decoder
+    from pyasn1.codec.der import encoder as der_encoder
+    from pyasn1.type import univ
+    from pyasn1_modules import rfc5280, rfc5652
+
+    signed = rfc5652.SignedData()
+    signed["version"] = 1
+    signed["digestAlgorithms"].clear()
+    signed["encapContentInfo"]["eContentType"] = rfc5652.id_data
+    for index, cert in enumerate(certs):
+        choice = rfc5652.CertificateChoices()
+        choice["certificate"], _ = der_decoder.decode(cert.public_bytes(serialization.Encoding.DER),
+                                                      asn1Spec=rfc5280.Certificate())
+        signed["certificates"].setComponentByPosition(index, choice)
+    for index, crl_der in enumerate(crls_der):
+        choice = rfc5652.RevocationInfoChoice()
+        choice["crl"], _ = der_decoder.decode(crl_der, asn1Spec=rfc5280.CertificateList())
+        signed["crls"].setComponentByPosition(index, choice)
+    signed["signerInfos"].clear()
+    info = rfc5652.ContentInfo()
+    info["contentType"] = rfc5652.id_signedData
+    info["content"] = der_encoder.encode(signed)
+    return der_encoder.encode(info)

@@ -1,0 +1,163 @@
+"""Certificate templates as the lab CA sees them.
+
+The fields mirror the AD attributes of a pKICertificateTemplate object (and use their flag values) so that an
+LDAP-backed ``TemplateSource`` can fill the same ``Template`` from the lab directory later:
+
+| field              | AD attribute                          |
+|--------------------|---------------------------------------|
+| name               | cn                                    |
+| display_name       | displayName                           |
+| oid                | msPKI-Cert-Template-OID               |
+| schema_version     | msPKI-Template-Schema-Version         |
+| major_version      | revision                              |
+| minor_version      | msPKI-Template-Minor-Revision         |
+| ekus               | pKIExtendedKeyUsage                   |
+| application_policies | msPKI-Certificate-Application-Policy |
+| key_usage          | pKIKeyUsage (first byte / second byte as in the KeyUsage bit string) |
+| validity_days      | pKIExpirationPeriod                   |
+| name_flag          | msPKI-Certificate-Name-Flag           |
+| enrollment_flag    | msPKI-Enrollment-Flag                 |
+| private_key_flag   | msPKI-Private-Key-Flag                |
+| min_key_size       | msPKI-Minimal-Key-Size                |
+| ra_signature       | msPKI-RA-Signature                    |
+"""
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+# msPKI-Certificate-Name-Flag (MS-CRTD 2.28)
+CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT = 0x00000001
+CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT_ALT_NAME = 0x00010000
+CT_FLAG_SUBJECT_ALT_REQUIRE_DOMAIN_DNS = 0x00400000
+CT_FLAG_SUBJECT_ALT_REQUIRE_SPN = 0x00800000
+CT_FLAG_SUBJECT_ALT_REQUIRE_DIRECTORY_GUID = 0x01000000
+CT_FLAG_SUBJECT_ALT_REQUIRE_UPN = 0x02000000
+CT_FLAG_SUBJECT_ALT_REQUIRE_EMAIL = 0x04000000
+CT_FLAG_SUBJECT_ALT_REQUIRE_DNS = 0x08000000
+CT_FLAG_SUBJECT_REQUIRE_DNS_AS_CN = 0x10000000
+CT_FLAG_SUBJECT_REQUIRE_EMAIL = 0x20000000
+CT_FLAG_SUBJECT_REQUIRE_COMMON_NAME = 0x40000000
+CT_FLAG_SUBJECT_REQUIRE_DIRECTORY_PATH = 0x80000000
+
+# msPKI-Enrollment-Flag (MS-CRTD 2.26)
+CT_FLAG_INCLUDE_SYMMETRIC_ALGORITHMS = 0x00000001
+CT_FLAG_PEND_ALL_REQUESTS = 0x00000002
+CT_FLAG_PUBLISH_TO_DS = 0x00000008
+CT_FLAG_AUTO_ENROLLMENT = 0x00000020
+CT_FLAG_NO_SECURITY_EXTENSION = 0x00080000
+
+# msPKI-Private-Key-Flag (MS-CRTD 2.27)
+CT_FLAG_REQUIRE_PRIVATE_KEY_ARCHIVAL = 0x00000001
+CT_FLAG_EXPORTABLE_KEY = 0x00000010
+
+# pKIKeyUsage bits (KeyUsage BIT STRING, first byte)
+KU_DIGITAL_SIGNATURE = 0x80
+KU_NON_REPUDIATION = 0x40
+KU_KEY_ENCIPHERMENT = 0x20
+KU_DATA_ENCIPHERMENT = 0x10
+KU_KEY_AGREEMENT = 0x08
+KU_KEY_CERT_SIGN = 0x04
+KU_CRL_SIGN = 0x02
+
+EKU_SERVER_AUTH = "1.3.6.1.5.5.7.3.1"
+EKU_CLIENT_AUTH = "1.3.6.1.5.5.7.3.2"
+EKU_EMAIL_PROTECTION = "1.3.6.1.5.5.7.3.4"
+EKU_EFS = "1.3.6.1.4.1.311.10.3.4"
+
+# The lab forest's enterprise OID root (msPKI-Enterprise-Oid style: 1.3.6.1.4.1.311.21.8 + 6 random arcs).
+LAB_FOREST_OID = "1.3.6.1.4.1.311.21.8.4725110.6419327.12853271.9431872.8761021.204"
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    display_name: str
+    oid: str
+    schema_version: int
+    major_version: int
+    minor_version: int
+    ekus: List[str]
+    key_usage: int
+    validity_days: int
+    name_flag: int
+    enrollment_flag: int
+    private_key_flag: int = 0
+    min_key_size: int = 2048
+    ra_signature: int = 0
+    application_policies: List[str] = field(default_factory=list)
+
+    @property
+    def enrollee_supplies_subject(self):
+        return bool(self.name_flag & CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT)
+
+    @property
+    def pend_all_requests(self):
+        return bool(self.enrollment_flag & CT_FLAG_PEND_ALL_REQUESTS)
+
+    @property
+    def no_security_extension(self):
+        return bool(self.enrollment_flag & CT_FLAG_NO_SECURITY_EXTENSION)
+
+
+class TemplateSource:
+    """Where the CA reads templates from. ``get`` takes a template name (cn) or its OID."""
+
+    def get(self, name) -> Optional[Template]:
+        raise NotImplementedError
+
+    def all(self) -> List[Template]:
+        raise NotImplementedError
+
+
+_DIRECTORY_NAME = CT_FLAG_SUBJECT_REQUIRE_DIRECTORY_PATH | CT_FLAG_SUBJECT_ALT_REQUIRE_UPN
+
+BUILTIN_TEMPLATES = [
+    Template(name="User", display_name="User", oid=LAB_FOREST_OID + ".1.1", schema_version=1, major_version=3,
+             minor_version=1, ekus=[EKU_EFS, EKU_EMAIL_PROTECTION, EKU_CLIENT_AUTH],
+             key_usage=KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT, validity_days=365,
+             name_flag=_DIRECTORY_NAME,
+             enrollment_flag=CT_FLAG_INCLUDE_SYMMETRIC_ALGORITHMS | CT_FLAG_PUBLISH_TO_DS | CT_FLAG_AUTO_ENROLLMENT,
+             private_key_flag=CT_FLAG_EXPORTABLE_KEY),
+    Template(name="Machine", display_name="Computer", oid=LAB_FOREST_OID + ".1.14", schema_version=1,
+             major_version=5, minor_version=1, ekus=[EKU_CLIENT_AUTH, EKU_SERVER_AUTH],
+             key_usage=KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT, validity_days=365,
+             name_flag=CT_FLAG_SUBJECT_ALT_REQUIRE_DNS | CT_FLAG_SUBJECT_REQUIRE_DNS_AS_CN,
+             enrollment_flag=CT_FLAG_AUTO_ENROLLMENT),
+    Template(name="WebServer", display_name="Web Server", oid=LAB_FOREST_OID + ".1.16", schema_version=1,
+             major_version=4, minor_version=1, ekus=[EKU_SERVER_AUTH],
+             key_usage=KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT, validity_days=730,
+             name_flag=CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, enrollment_flag=0),
+    Template(name="EFS", display_name="Basic EFS", oid=LAB_FOREST_OID + ".1.6", schema_version=1, major_version=3,
+             minor_version=1, ekus=[EKU_EFS], key_usage=KU_KEY_ENCIPHERMENT, validity_days=365,
+             name_flag=_DIRECTORY_NAME,
+             enrollment_flag=CT_FLAG_INCLUDE_SYMMETRIC_ALGORITHMS | CT_FLAG_PUBLISH_TO_DS | CT_FLAG_AUTO_ENROLLMENT,
+             private_key_flag=CT_FLAG_EXPORTABLE_KEY),
+    Template(name="WebServerApproval", display_name="Web Server (CA manager approval)",
+             oid=LAB_FOREST_OID + ".2.101", schema_version=2, major_version=100, minor_version=2,
+             ekus=[EKU_SERVER_AUTH], application_policies=[EKU_SERVER_AUTH],
+             key_usage=KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT, validity_days=730,
+             name_flag=CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, enrollment_flag=CT_FLAG_PEND_ALL_REQUESTS),
+    Template(name="WebServer4096", display_name="Web Server (4096-bit key)", oid=LAB_FOREST_OID + ".2.102",
+             schema_version=2, major_version=100, minor_version=2, ekus=[EKU_SERVER_AUTH],
+             application_policies=[EKU_SERVER_AUTH], key_usage=KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT,
+             validity_days=730, name_flag=CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, enrollment_flag=0, min_key_size=4096),
+]
+
+
+class BuiltinTemplateSource(TemplateSource):
+    """The fixed table above (stage 1); an LDAP-backed source replaces it later."""
+
+    def __init__(self, templates=None):
+        self._templates = list(templates if templates is not None else BUILTIN_TEMPLATES)
+
+    def get(self, name):
+        if not name:
+            return None
+        wanted = name.strip().lower()
+        for template in self._templates:
+            if template.name.lower() == wanted or template.oid == wanted:
+                return template
+        return None
+
+    def all(self):
+        return list(self._templates)
