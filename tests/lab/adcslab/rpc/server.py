@@ -278,10 +278,11 @@ class Connection:
 
     def _on_bind(self, pdu: Pdu, alter: bool) -> bool:
         hdr = pdu.header
-        if not alter and self.bound:
-            self.log.info("%r: second bind on an established association", self)
-            self._refuse_bind(pdu, False, C.BIND_NAK_REASON_NOT_SPECIFIED, C.NCA_S_PROTO_ERROR)
-            return True
+        rebind = not alter and self.bound
+        if rebind:
+            # C706 calls this a protocol error; impacket does it (hept_map with a reused dce), so we
+            # treat it like an alter_context answered with a bind_ack.
+            self.log.debug("%r: second bind on an established association", self)
         if alter and not self.bound:
             self.log.info("%r: alter_context before bind", self)
             self._send(build_fault(hdr.call_id, C.NCA_S_PROTO_ERROR, did_not_execute=True))
@@ -292,7 +293,7 @@ class Connection:
             self.log.info("%r: malformed %s: %s", self, "alter_context" if alter else "bind", exc)
             self._refuse_bind(pdu, alter, C.BIND_NAK_REASON_NOT_SPECIFIED, C.NCA_S_PROTO_ERROR)
             return False
-        if not alter:
+        if not alter and not rebind:
             if body.max_recv_frag < C.MIN_ACCEPTED_FRAG or body.max_xmit_frag < C.MIN_ACCEPTED_FRAG:
                 self.log.info("%r: fragment sizes %d/%d too small", self, body.max_xmit_frag, body.max_recv_frag)
                 self._refuse_bind(pdu, False, C.BIND_NAK_LOCAL_LIMIT_EXCEEDED, 0)
@@ -305,7 +306,7 @@ class Connection:
                 self.log.info("%r: %s refused: %s", self, "alter_context" if alter else "bind", exc)
                 self._refuse_bind(pdu, alter, exc.nak_reason, exc.fault_status)
                 return True
-        if not alter:
+        if not alter and not rebind:
             self.max_xmit_frag = min(body.max_recv_frag, self.server.max_frag)
             self.max_recv_frag = min(body.max_xmit_frag, self.server.max_frag)
             self.assoc_group_id = self.server._assoc_group(body.assoc_group_id)
@@ -433,7 +434,10 @@ class Connection:
             stub = raw[rb.stub_offset:]
             if len(self.sec_contexts) == 1:
                 only = next(iter(self.sec_contexts.values()))
-                if only.ctx.complete and not only.ctx.failed and only.auth_level == C.RPC_C_AUTHN_LEVEL_CONNECT:
+                if only.auth_level == C.RPC_C_AUTHN_LEVEL_CONNECT:
+                    # MS-RPCE 3.3.1.5.4: a lone connect-level context may omit the verifier on requests
+                    if only.ctx.failed or not only.ctx.complete:
+                        raise _Deny(C.RPC_S_ACCESS_DENIED, False, "connect-level security context not established")
                     return stub, only, C.RPC_C_AUTHN_LEVEL_CONNECT
             return stub, None, C.RPC_C_AUTHN_LEVEL_NONE
         tr = pdu.trailer

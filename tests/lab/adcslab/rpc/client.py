@@ -1,0 +1,298 @@
+"""A small, strict connection-oriented DCE/RPC client for testing the lab servers.
+
+Unlike impacket's client it VERIFIES the server's packet signatures and sealing (server-direction
+NTLM keys, one RC4 stream per direction, per-direction sequence numbers) and fails loudly when
+they are wrong. It is deliberately independent of the server code: PDUs are built with ``struct``
+here and NTLM messages / keys come from impacket's ``ntlm`` primitives only.
+
+Usage::
+
+    c = StrictClient("127.0.0.21", port)
+    c.bind([(0, IFACE_UUID, (1, 0))], auth=("enroller", "pw", "LAB"), level=6)
+    reply = c.request(0, opnum=0, stub=b"...")
+"""
+
+import hmac
+import socket
+import struct
+import uuid as _uuid
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from Cryptodome.Cipher import ARC4
+from impacket import ntlm
+
+NDR20 = ("8a885d04-1ceb-11c9-9fe8-08002b104860", (2, 0))
+NDR64 = ("71710533-beba-4937-8319-b5dbef9ccc36", (1, 0))
+BTFN = ("6cb71c2c-9812-4540-0300-000000000000", (1, 0))
+
+BIND, BIND_ACK, BIND_NAK, ALTER, ALTER_RESP, AUTH3, REQUEST, RESPONSE, FAULT = 11, 12, 13, 14, 15, 16, 0, 2, 3
+
+
+class ClientError(Exception):
+    pass
+
+
+class FaultError(ClientError):
+    def __init__(self, status: int, flags: int = 0):
+        super().__init__("fault 0x%08x" % status)
+        self.status = status
+        self.flags = flags
+
+
+class BindNakError(ClientError):
+    def __init__(self, reason: int):
+        super().__init__("bind_nak reason %d" % reason)
+        self.reason = reason
+
+
+class SignatureError(ClientError):
+    pass
+
+
+def _syntax(uuid_str: str, ver) -> bytes:
+    return _uuid.UUID(uuid_str).bytes_le + struct.pack("<HH", ver[0], ver[1])
+
+
+class _NtlmState:
+    def __init__(self, user, password, domain, nthash=""):
+        self.user, self.password, self.domain, self.nthash = user, password, domain, nthash
+        self.type1 = ntlm.getNTLMSSPType1("", "", signingRequired=True, use_ntlmv2=True)
+        self.flags = 0
+        self.session_key = b""
+        self.out_seq = 0
+        self.in_seq = 0
+
+    def negotiate(self) -> bytes:
+        return self.type1.getData()
+
+    def authenticate(self, challenge: bytes) -> bytes:
+        resp, key = ntlm.getNTLMSSPType3(self.type1, challenge, self.user, self.password, self.domain,
+                                         nthash=self.nthash, use_ntlmv2=True)
+        self.flags = resp["flags"]
+        self.session_key = key
+        self.c_sign = ntlm.SIGNKEY(self.flags, key, "Client")
+        self.s_sign = ntlm.SIGNKEY(self.flags, key, "Server")
+        self.c_rc4 = ARC4.new(ntlm.SEALKEY(self.flags, key, "Client"))
+        self.s_rc4 = ARC4.new(ntlm.SEALKEY(self.flags, key, "Server"))
+        return resp.getData()
+
+    def _mac(self, key, rc4, seq, msg) -> bytes:
+        cks = ntlm.hmac_md5(key, struct.pack("<I", seq) + msg)[:8]
+        if self.flags & ntlm.NTLMSSP_NEGOTIATE_KEY_EXCH:
+            cks = rc4.encrypt(cks)
+        return struct.pack("<I", 1) + cks + struct.pack("<I", seq)
+
+    def out_sign(self, msg) -> bytes:
+        sig = self._mac(self.c_sign, self.c_rc4, self.out_seq, msg)
+        self.out_seq += 1
+        return sig
+
+    def out_seal(self, plain) -> bytes:
+        return self.c_rc4.encrypt(plain)
+
+    def in_unseal(self, sealed) -> bytes:
+        return self.s_rc4.decrypt(sealed)
+
+    def in_verify(self, msg, sig) -> None:
+        expected = self._mac(self.s_sign, self.s_rc4, self.in_seq, msg)
+        self.in_seq += 1
+        if not hmac.compare_digest(expected, sig):
+            raise SignatureError("server signature mismatch (seq %d)" % (self.in_seq - 1))
+
+
+class StrictClient:
+    def __init__(self, host: str, port: int, timeout: float = 10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.call_id = 1
+        self.max_xmit = 4280
+        self.max_recv = 4280
+        self.auth: Dict[int, Tuple[_NtlmState, int]] = {}   # auth_ctx_id -> (state, level)
+        self.ctx_auth: Dict[int, int] = {}                  # presentation ctx -> auth_ctx_id
+        self.last_ack: dict = {}
+        self.response_fragments = 0
+        self.tamper_next = False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- raw I/O -------------------------------------------------------------------------
+    def send_raw(self, data: bytes):
+        self.sock.sendall(data)
+
+    def recv_pdu(self) -> bytes:
+        head = self._recv(16)
+        frag_len = struct.unpack_from("<H", head, 8)[0]
+        return head + self._recv(frag_len - 16)
+
+    def _recv(self, n) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ClientError("connection closed by server")
+            buf += chunk
+        return buf
+
+    @staticmethod
+    def header(ptype, flags, frag_len, auth_len, call_id) -> bytes:
+        return struct.pack("<BBBB4sHHI", 5, 0, ptype, flags, b"\x10\x00\x00\x00", frag_len, auth_len, call_id)
+
+    # -- bind ----------------------------------------------------------------------------
+    def bind(self, contexts: Sequence, auth: Optional[tuple] = None, level: int = 6, auth_ctx_id: int = 1,
+             alter: bool = False, max_xmit: int = 4280, max_recv: int = 4280) -> dict:
+        """contexts: (ctx_id, uuid, version[, [transfer syntaxes]]). auth: (user, password, domain[, nthash])."""
+        body = struct.pack("<HHIBBH", max_xmit, max_recv, 0, len(contexts), 0, 0)
+        for item in contexts:
+            ctx_id, if_uuid, if_ver = item[:3]
+            syntaxes = item[3] if len(item) > 3 else [NDR20]
+            body += struct.pack("<HBB", ctx_id, len(syntaxes), 0) + _syntax(if_uuid, if_ver)
+            for s in syntaxes:
+                body += _syntax(*s)
+        state = None
+        tail = b""
+        auth_len = 0
+        if auth is not None:
+            state = _NtlmState(*auth)
+            token = state.negotiate()
+            pad = (4 - (16 + len(body)) % 4) % 4
+            body += b"\x00" * pad
+            tail = struct.pack("<BBBBI", 10, level, pad, 0, auth_ctx_id) + token
+            auth_len = len(token)
+        call_id = self.call_id
+        self.call_id += 1
+        pdu = self.header(ALTER if alter else BIND, 3, 16 + len(body) + len(tail), auth_len, call_id) + body + tail
+        self.send_raw(pdu)
+        reply = self.recv_pdu()
+        ptype = reply[2]
+        if ptype == BIND_NAK:
+            raise BindNakError(struct.unpack_from("<H", reply, 16)[0])
+        if ptype == FAULT:
+            raise FaultError(struct.unpack_from("<I", reply, 24)[0], reply[3])
+        if ptype != (ALTER_RESP if alter else BIND_ACK):
+            raise ClientError("unexpected PDU type %d in reply to bind" % ptype)
+        ack = self._parse_ack(reply)
+        if not alter:
+            self.max_xmit = ack["max_recv"]
+            self.max_recv = ack["max_xmit"]
+        if state is not None:
+            if not ack["auth_value"]:
+                raise ClientError("bind_ack without NTLM CHALLENGE")
+            ack["challenge"] = ack["auth_value"]
+            token = state.authenticate(ack["auth_value"])
+            body = b"    "
+            trailer = struct.pack("<BBBBI", 10, level, 0, 0, auth_ctx_id)
+            self.send_raw(self.header(AUTH3, 3, 16 + len(body) + 8 + len(token), len(token), call_id) + body +
+                          trailer + token)
+            self.auth[auth_ctx_id] = (state, level)
+        for item, res in zip(contexts, ack["results"]):
+            if res[0] == 0:
+                self.ctx_auth[item[0]] = auth_ctx_id if state is not None else self.ctx_auth.get(item[0], 0)
+        self.last_ack = ack
+        return ack
+
+    @staticmethod
+    def _parse_ack(pdu: bytes) -> dict:
+        frag_len, auth_len = struct.unpack_from("<HH", pdu, 8)
+        max_xmit, max_recv, assoc, addr_len = struct.unpack_from("<HHIH", pdu, 16)
+        off = 26
+        sec_addr = pdu[off:off + addr_len]
+        off += addr_len
+        off += (4 - off % 4) % 4
+        n = pdu[off]
+        off += 4
+        results = []
+        for _ in range(n):
+            r, reason = struct.unpack_from("<HH", pdu, off)
+            results.append((r, reason, pdu[off + 4:off + 24]))
+            off += 24
+        auth_value = pdu[frag_len - auth_len:] if auth_len else b""
+        return {"max_xmit": max_xmit, "max_recv": max_recv, "assoc_group": assoc, "sec_addr": sec_addr,
+                "results": results, "auth_value": auth_value}
+
+    # -- request -------------------------------------------------------------------------
+    def request(self, ctx_id: int, opnum: int, stub: bytes, object_uuid: Optional[str] = None,
+                auth_ctx_id: Optional[int] = None, frag_size: Optional[int] = None,
+                level: Optional[int] = None) -> bytes:
+        if auth_ctx_id is None:
+            auth_ctx_id = self.ctx_auth.get(ctx_id, 0)
+        state, ctx_level = self.auth.get(auth_ctx_id, (None, 1))
+        if level is None:
+            level = ctx_level
+        protect = state is not None and level >= 5
+        call_id = self.call_id
+        self.call_id += 1
+        hdr_len = 24 + (16 if object_uuid else 0)
+        limit = frag_size or self.max_xmit
+        room = limit - hdr_len - (24 if protect else 0)
+        room -= room % 16 if protect else room % 4
+        room = max(room, 16)
+        off = 0
+        while True:
+            chunk = stub[off:off + room]
+            last = off + len(chunk) >= len(stub)
+            flags = (1 if off == 0 else 0) | (2 if last else 0) | (0x80 if object_uuid else 0)
+            extra = struct.pack("<IHH", len(stub) - off, ctx_id, opnum)
+            if object_uuid:
+                extra += _uuid.UUID(object_uuid).bytes_le
+            if protect:
+                pad = (16 - len(chunk) % 16) % 16
+                data = chunk + b"\xAB" * pad
+                trailer = struct.pack("<BBBBI", 10, level, pad, 0, auth_ctx_id)
+                frag_len = 16 + len(extra) + len(data) + 8 + 16
+                head = self.header(REQUEST, flags, frag_len, 16, call_id) + extra
+                signed = head + data + trailer
+                if level == 6:
+                    body = state.out_seal(data)
+                else:
+                    body = data
+                sig = state.out_sign(signed)
+                if self.tamper_next:
+                    sig = sig[:4] + bytes([sig[4] ^ 0xFF]) + sig[5:]
+                    self.tamper_next = False
+                pdu = head + body + trailer + sig
+            else:
+                pdu = self.header(REQUEST, flags, 16 + len(extra) + len(chunk), 0, call_id) + extra + chunk
+            self.send_raw(pdu)
+            off += len(chunk)
+            if last:
+                break
+        return self.read_response(call_id)
+
+    def read_response(self, call_id: int) -> bytes:
+        out = b""
+        self.response_fragments = 0
+        while True:
+            pdu = self.recv_pdu()
+            ptype, flags = pdu[2], pdu[3]
+            frag_len, auth_len, rcall = struct.unpack_from("<HHI", pdu, 8)
+            if len(pdu) > self.max_recv:
+                raise ClientError("server fragment of %d bytes exceeds max_recv_frag %d" % (len(pdu), self.max_recv))
+            if rcall != call_id:
+                raise ClientError("reply for call %d while waiting for %d" % (rcall, call_id))
+            if ptype == FAULT:
+                raise FaultError(struct.unpack_from("<I", pdu, 24)[0], flags)
+            if ptype != RESPONSE:
+                raise ClientError("unexpected PDU type %d" % ptype)
+            self.response_fragments += 1
+            if auth_len:
+                toff = frag_len - auth_len - 8
+                a_type, a_level, a_pad, _r, a_ctx = struct.unpack_from("<BBBBI", pdu, toff)
+                state, _lvl = self.auth[a_ctx]
+                if toff % 4:
+                    raise ClientError("sec_trailer not 4-byte aligned")
+                body = pdu[24:toff]
+                sig = pdu[toff + 8:]
+                if a_level == 6:
+                    plain = state.in_unseal(body)
+                    state.in_verify(pdu[:24] + plain + pdu[toff:toff + 8], sig)
+                else:
+                    plain = body
+                    state.in_verify(pdu[:toff + 8], sig)
+                out += plain[:len(plain) - a_pad]
+            else:
+                out += pdu[24:]
+            if flags & 2:
+                return out
