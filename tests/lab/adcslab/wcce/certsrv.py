@@ -112,15 +112,12 @@ class CertService:
             return RequestOutcome(status=C.E_INVALIDARG, request_id=request_id)
         requester = self._requester(ctx, transport)
         try:
-            if not request_blob:
-                if not request_id:
-                    LOG.warning("%s request by %s with neither request nor request id", transport, who)
-                    return RequestOutcome(status=C.E_INVALIDARG)
+            if not request_blob and request_id:
                 LOG.info("%s retrieve of request %d by %s", transport, request_id, who)
                 resp = self.ca.retrieve(request_id, requester)
             else:
-                LOG.info("%s request by %s: flags=0x%x, %d bytes, attributes=%r", transport, who, flags,
-                         len(request_blob), attributes)
+                LOG.info("%s request by %s: flags=0x%x, %d bytes, attributes=%r, serial=%r", transport, who, flags,
+                         len(request_blob), attributes, serial)
                 resp = self.ca.submit(flags, attributes or "", request_blob, requester, serial or "")
         except Exception as exc:  # backend failure: report it in the disposition, never crash the call
             hr = _hresult_of(exc)
@@ -138,8 +135,7 @@ class CertService:
         LOG.info("%s request id %d for %s: disposition 0x%x (%s)", transport, resp.request_id, who,
                  disposition, message)
         return RequestOutcome(request_id=resp.request_id, disposition=disposition,
-                              chain=resp.chain_pkcs7 if disposition == C.DISPOSITION_ISSUED else b"",
-                              cert=resp.cert_der if disposition == C.DISPOSITION_ISSUED else b"",
+                              chain=resp.chain_pkcs7 or b"", cert=resp.cert_der or b"",
                               message=message,
                               full_response=getattr(resp, "full_response", None) or b"")
 

@@ -41,7 +41,7 @@ def _interface(uuid_str, handlers, name, **kwargs):
     from adcslab.rpc import Interface
 
     guarded = {opnum: guard(fn, "%s opnum %d" % (name, opnum)) for opnum, fn in handlers.items()}
-    return Interface(uuid_str, (0, 0), guarded, **kwargs)
+    return Interface(uuid_str, (0, 0), guarded, name=name, **kwargs)
 
 
 class LabCaService:
@@ -54,11 +54,16 @@ class LabCaService:
         self.rpc_port = rpc_port
         self.exporter_port = exporter_port
         self.icpr_port = icpr_port
-        self.server_options = dict(server_options or {})
         dns_name = getattr(ca, "dns_name", "") or ""
         host = dns_name.split(".")[0].upper() if dns_name else ""
         domain = dns_name.split(".", 1)[1] if "." in dns_name else ""
-        principal = ("%s\\%s$" % (domain.split(".")[0].upper(), host)) if host and domain else ""
+        netbios_domain = domain.split(".")[0].upper() if domain else ""
+        principal = ("%s\\%s$" % (netbios_domain, host)) if host and domain else ""
+        self.server_options = {}
+        if host and domain:
+            self.server_options.update(netbios_domain=netbios_domain, dns_domain=domain, netbios_computer=host,
+                                       dns_computer=dns_name)
+        self.server_options.update(server_options or {})
         self.exporter = ObjectExporter(dns_name=dns_name, netbios_name=host, principal=principal)
         self.exporter.register_class(ComClass(C.CLSID_CCERTREQUESTD, [C.IID_ICERTREQUESTD, C.IID_ICERTREQUESTD2],
                                               name="CCertRequestD"))
@@ -83,17 +88,22 @@ class LabCaService:
         rem = RemUnknown(self.exporter)
         # Object exporter: IRemUnknown(2) and the CA's DCOM interfaces; the IPID travels as object UUID.
         self.exporter_server = self._server(self.exporter_port, [
-            _interface(C.IID_IREMUNKNOWN2, rem.handlers(), "IRemUnknown2", requires_object_uuid=True),
-            _interface(C.IID_IREMUNKNOWN, rem.handlers(), "IRemUnknown", requires_object_uuid=True),
-            _interface(C.IID_ICERTREQUESTD, svc.dcom_handlers(False), "ICertRequestD", requires_object_uuid=True),
-            _interface(C.IID_ICERTREQUESTD2, svc.dcom_handlers(True), "ICertRequestD2", requires_object_uuid=True),
+            _interface(C.IID_IREMUNKNOWN2, rem.handlers(), "IRemUnknown2", requires_object_uuid=True,
+                       min_authn_level=C.AUTHN_LEVEL_PKT_INTEGRITY),
+            _interface(C.IID_IREMUNKNOWN, rem.handlers(), "IRemUnknown", requires_object_uuid=True,
+                       min_authn_level=C.AUTHN_LEVEL_PKT_INTEGRITY),
+            _interface(C.IID_ICERTREQUESTD, svc.dcom_handlers(False), "ICertRequestD", requires_object_uuid=True,
+                       min_authn_level=C.AUTHN_LEVEL_PKT_PRIVACY),
+            _interface(C.IID_ICERTREQUESTD2, svc.dcom_handlers(True), "ICertRequestD2", requires_object_uuid=True,
+                       min_authn_level=C.AUTHN_LEVEL_PKT_PRIVACY),
         ])
         self.exporter_server.start()
         self.servers.append(self.exporter_server)
         self.exporter.port = self.exporter_server.port
         # MS-ICPR on its own dynamic port.
         self.icpr_server = self._server(self.icpr_port, [
-            _interface(C.IID_ICERTPASSAGE, svc.icpr_handlers(), "ICertPassage"),
+            _interface(C.IID_ICERTPASSAGE, svc.icpr_handlers(), "ICertPassage",
+                       min_authn_level=C.AUTHN_LEVEL_PKT_PRIVACY),
         ])
         self.icpr_server.start()
         self.servers.append(self.icpr_server)
@@ -102,7 +112,8 @@ class LabCaService:
         self.epm.register(C.IID_ICERTPASSAGE, (0, 0), protocol="ncacn_ip_tcp", address=self.address,
                           port=self.icpr_server.port)
         self.main_server = self._server(self.rpc_port, [
-            _interface(C.IID_IREMOTESCMACTIVATOR, ScmActivator(self.exporter).handlers(), "IRemoteSCMActivator"),
+            _interface(C.IID_IREMOTESCMACTIVATOR, ScmActivator(self.exporter).handlers(), "IRemoteSCMActivator",
+                       min_authn_level=C.AUTHN_LEVEL_PKT_INTEGRITY),
             _interface(C.IID_IOBJECTEXPORTER, OxidResolver([self.exporter]).handlers(), "IObjectExporter"),
             self.epm.interface(),
         ])
