@@ -2,7 +2,7 @@
 # Run pytest from a virtualenv with the collection importable; pytest's "no tests ran" (exit 5) is a failure.
 # Usage: pytest.sh VENV PATH... [pytest args]
 set -uo pipefail
-venv="$1"; shift
+venv="$(cd "$1" && pwd)"; shift
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 mkdir -p "$root/tests/output/junit"
 name="$(basename "$venv")-$(echo "$1" | tr '/' '_')"

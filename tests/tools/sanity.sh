@@ -4,7 +4,7 @@
 # The collection is copied (tracked and new files, as git sees them) to .build/sanity/ansible_collections/adcs/enrollment.
 # Usage: sanity.sh VENV [ansible-test sanity args]
 set -euo pipefail
-venv="$1"; shift
+venv="$(cd "$1" && pwd)"; shift
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 site="$("$venv/bin/python" -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')"
 pip_version="$(grep -oP "pip='\K[0-9.]+" "$site/_internal/python_requirements.py" | head -n1)"
