@@ -1001,6 +1001,8 @@ def _template_from_extensions(csr):
     """Template named by the request's own extensions (szOID_ENROLL_CERTTYPE_EXTENSION / CERTIFICATE_TEMPLATE)."""
     for extension in csr.extensions if _has_extensions(csr) else []:
         oid = extension.oid.dotted_string
+        if isinstance(extension.value, x509.MSCertificateTemplate):
+            return extension.value.template_id.dotted_string
         raw = getattr(extension.value, "value", None)
         if raw is None:
             continue
@@ -1013,10 +1015,6 @@ def _template_from_extensions(csr):
                     length = int.from_bytes(raw[2:2 + count], "big")
                     offset = 2 + count
                 return raw[offset:offset + length].decode("utf-16-be")
-            if oid == ext.OID_TEMPLATE_INFO and raw[:1] == b"\x30":
-                from pyasn1.codec.der import decoder as der_decoder
-                decoded, _ = der_decoder.decode(raw)
-                return str(decoded[0])
         except (ValueError, IndexError, UnicodeDecodeError):
             continue
     return None

@@ -19,8 +19,9 @@ def rsa_key(bits=2048):
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
-def make_csr(key, common_name="test", dns_names=(), template=None, hash_algorithm=None):
-    """DER PKCS#10. ``template`` adds the V1 template-name extension (1.3.6.1.4.1.311.20.2)."""
+def make_csr(key, common_name="test", dns_names=(), template=None, template_info=None, hash_algorithm=None):
+    """DER PKCS#10. ``template`` adds the V1 template-name extension (1.3.6.1.4.1.311.20.2), ``template_info``
+    = (oid, major, minor) the V2 template-information extension (1.3.6.1.4.1.311.21.7)."""
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]) if common_name else x509.Name([]))
     if dns_names:
@@ -30,6 +31,10 @@ def make_csr(key, common_name="test", dns_names=(), template=None, hash_algorith
         builder = builder.add_extension(x509.UnrecognizedExtension(
             x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2"), der_encoder.encode(char.BMPString(template))),
             critical=False)
+    if template_info:
+        oid, major, minor = template_info
+        builder = builder.add_extension(x509.MSCertificateTemplate(x509.ObjectIdentifier(oid), major, minor),
+                                        critical=False)
     csr = builder.sign(key, hash_algorithm or hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.DER)
 
