@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import os
 import socket
 import ssl
@@ -61,6 +62,25 @@ DEFAULT_PORTS = {'ldaps': 636, 'starttls': 389, 'ldap': 389}
 
 class LdapError(Exception):
     """Any failure talking to the directory; the message is meant for the user."""
+
+
+if HAS_LDAP3:
+    class VerifyingTls(ldap3.Tls):
+        """ldap3.Tls that lets Python's ssl module verify the chain *and* the host name during the handshake.
+
+        ldap3 2.9 checks host names with a match_hostname backport (Python 3.12 removed ssl.match_hostname) that
+        ignores IP address SANs; Python's own check handles DNS names and addresses correctly.
+        """
+
+        def wrap_socket(self, connection, do_handshake=False):
+            context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=self.ca_certs_file)
+            context.check_hostname = True
+            context.verify_mode = ssl.CERT_REQUIRED
+            connection.socket = context.wrap_socket(connection.socket, server_side=False,
+                                                    do_handshake_on_connect=do_handshake,
+                                                    server_hostname=connection.server.host)
+else:  # pragma: no cover
+    VerifyingTls = None
 
 
 def _domain_to_dn(domain):
@@ -158,11 +178,29 @@ class LdapSettings(object):
                 raise LdapError('nt_hash must be 32 hexadecimal digits')
             secret = '%s:%s' % (EMPTY_LM_HASH, nt)
         elif self.password:
-            secret = self.password
+            # ldap3 hashes passwords with hashlib MD4, which OpenSSL 3 builds lack: hand it the NT hash instead
+            nt = nt_hash_of(self.password)
+            secret = '%s:%s' % (EMPTY_LM_HASH, nt) if nt else self.password
         else:
             raise LdapError('NTLM needs a password or nt_hash')
         # ldap3 uses the part before the backslash as the NTLM domain; NetBIOS or DNS name both work with AD
         return '%s\\%s' % (dom.split('.')[0].upper() if '.' in dom else dom, name), secret
+
+
+def nt_hash_of(password):
+    """Hex NT hash (MD4 of the UTF-16LE password), or None when no MD4 implementation is available."""
+    data = password.encode('utf-16-le')
+    try:
+        return hashlib.new('md4', data).hexdigest()
+    except ValueError:
+        pass
+    for module_name in ('Cryptodome.Hash.MD4', 'Crypto.Hash.MD4'):
+        try:
+            module = __import__(module_name, fromlist=['new'])
+            return module.new(data).hexdigest()
+        except ImportError:
+            continue
+    return None
 
 
 def _ldap3_error_text(exc):
@@ -188,7 +226,7 @@ class AdConnection(object):
     def _tls(self):
         s = self.settings
         if s.validate_certs:
-            return ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=s.ca_bundle)
+            return VerifyingTls(validate=ssl.CERT_REQUIRED, ca_certs_file=s.ca_bundle)
         return ldap3.Tls(validate=ssl.CERT_NONE)
 
     def candidate_hosts(self):

@@ -1,0 +1,454 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""AdConnection against a mocked ldap3 Connection: bind paths (simple, NTLM incl. NT hash, Kerberos/GSSAPI),
+transport (LDAPS, StartTLS, plain), DC discovery through DNS SRV, paged searches, SD flags, token reading."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+
+ldap3 = pytest.importorskip('ldap3')
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+from ansible_collections.adcs.enrollment.plugins.module_utils._security import sid_to_bytes
+
+BASE = 'DC=lab,DC=adcs,DC=test'
+CONFIG = 'CN=Configuration,' + BASE
+DOMAIN_SID = 'S-1-5-21-1-2-3'
+
+
+class FakeConnection(object):
+    """Records how it was built and answers searches from a script."""
+
+    instances = []
+
+    def __init__(self, server, **kwargs):
+        self.server = server
+        self.kwargs = kwargs
+        self.calls = []
+        self.closed = True
+        self.result = {}
+        self.response = []
+        self.last_error = None
+        self.bind_ok = True
+        self.bind_result = {'result': 0, 'description': 'success'}
+        self.pages = {}
+        self.entries = {}
+        FakeConnection.instances.append(self)
+        self.extend = type('E', (), {'standard': type('S', (), {'who_am_i': staticmethod(lambda: 'u:LAB\\enroller')})()})()
+
+    def open(self):
+        self.calls.append('open')
+        self.closed = False
+
+    def start_tls(self):
+        self.calls.append('start_tls')
+        return True
+
+    def bind(self):
+        self.calls.append('bind')
+        self.result = self.bind_result
+        return self.bind_ok
+
+    def unbind(self):
+        self.calls.append('unbind')
+        self.closed = True
+
+    def search(self, search_base, search_filter, search_scope, attributes, controls=None, paged_size=None, paged_cookie=None):
+        self.calls.append(('search', search_base, search_filter, search_scope, tuple(attributes), controls, paged_size, paged_cookie))
+        if search_base == '':
+            self.response = [{'type': 'searchResEntry', 'dn': '', 'raw_attributes': {
+                'defaultNamingContext': [BASE.encode()], 'configurationNamingContext': [CONFIG.encode()],
+                'rootDomainNamingContext': [BASE.encode()], 'dnsHostName': [b'dc1.lab.adcs.test']}}]
+            self.result = {'result': 0, 'description': 'success'}
+            return True
+        key = (search_base, paged_cookie)
+        if key in self.pages:
+            entries, next_cookie = self.pages[key]
+            self.response = [{'type': 'searchResEntry', 'dn': dn, 'raw_attributes': attrs} for dn, attrs in entries]
+            self.response.append({'type': 'searchResRef', 'uri': ['ldap://elsewhere']})
+            controls_out = {_ldap.PAGED_RESULTS_OID: {'value': {'size': 0, 'cookie': next_cookie}}} if paged_size else {}
+            self.result = {'result': 0, 'description': 'success', 'controls': controls_out}
+            return True
+        if search_base in self.entries:
+            self.response = [{'type': 'searchResEntry', 'dn': search_base, 'raw_attributes': self.entries[search_base]}]
+            self.result = {'result': 0, 'description': 'success'}
+            return True
+        self.response = []
+        self.result = {'result': 32, 'description': 'noSuchObject', 'message': ''}
+        return False
+
+
+class FakeServer(object):
+    def __init__(self, host, **kwargs):
+        self.host = host
+        self.kwargs = kwargs
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    FakeConnection.instances = []
+    yield
+
+
+def make(**settings):
+    settings.setdefault('domain', 'lab.adcs.test')
+    settings.setdefault('domain_controller', 'dc1.lab.adcs.test')
+    return _ldap.AdConnection(_ldap.LdapSettings(**settings), connection_factory=FakeConnection, server_factory=FakeServer)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# binds
+# ------------------------------------------------------------------------------------------------------------
+
+def test_ntlm_bind_with_password():
+    conn = make(auth='ntlm', username='LAB\\enroller', password='password').connect()
+    fake = FakeConnection.instances[0]
+    assert fake.kwargs['authentication'] == ldap3.NTLM
+    assert fake.kwargs['user'] == 'LAB\\enroller'
+    # the password goes to ldap3 as its NT hash (ldap3's own MD4 needs hashlib md4, missing with OpenSSL 3)
+    assert fake.kwargs['password'] == 'aad3b435b51404eeaad3b435b51404ee:8846f7eaee8fb117ad06bdd830b7586c'
+    assert fake.calls[:2] == ['open', 'bind']
+    assert conn.default_nc == BASE and conn.configuration_nc == CONFIG
+    assert fake.server.kwargs['use_ssl'] is True and fake.server.kwargs['port'] == 636
+
+
+def test_ntlm_bind_with_nt_hash_uses_ldap3_hash_form():
+    make(auth='ntlm', username='enroller@lab.adcs.test', nt_hash='0123456789ABCDEF0123456789abcdef').connect()
+    fake = FakeConnection.instances[0]
+    assert fake.kwargs['user'] == 'LAB\\enroller'
+    assert fake.kwargs['password'] == 'aad3b435b51404eeaad3b435b51404ee:0123456789abcdef0123456789abcdef'
+
+
+def test_ntlm_hash_form_is_what_ldap3_ntlm_client_accepts():
+    """ldap3's NTLM client must take our 'LM:NT' string as a hash, not as a password."""
+    from ldap3.utils.ntlm import NtlmClient
+    nt = '8846f7eaee8fb117ad06bdd830b7586c'  # NT hash of 'password'
+    client = NtlmClient('LAB', 'enroller', 'aad3b435b51404eeaad3b435b51404ee:' + nt)
+    client.user_domain = 'LAB'
+    by_hash = client.ntowf_v2()
+    import hashlib
+    import hmac
+    expected = hmac.new(bytes.fromhex(nt), 'ENROLLERLAB'.encode('utf-16-le'), digestmod=hashlib.md5).digest()
+    assert by_hash == expected  # NTOWFv2 (MS-NLMP 3.3.2) computed from the hash
+
+
+def test_nt_hash_of():
+    assert _ldap.nt_hash_of('password') == '8846f7eaee8fb117ad06bdd830b7586c'
+
+
+def test_ntlm_bare_username_takes_domain_option():
+    make(auth='ntlm', username='enroller', password='x', domain='lab.adcs.test').connect()
+    assert FakeConnection.instances[0].kwargs['user'] == 'LAB\\enroller'
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(auth='ntlm', username='LAB\\enroller'), 'password or nt_hash'),
+    (dict(auth='ntlm', username='LAB\\enroller', nt_hash='xyz'), '32 hexadecimal'),
+    (dict(auth='ntlm', username='enroller', password='x', domain=None, domain_controller='dc'), 'needs a domain'),
+    (dict(auth='password', username='enroller'), 'needs username and password'),
+])
+def test_bind_option_errors(kwargs, message):
+    with pytest.raises(_ldap.LdapError) as exc:
+        make(**kwargs).connect()
+    assert message in str(exc.value)
+
+
+def test_ntlm_bind_failure_message():
+    conn = make(auth='ntlm', username='LAB\\enroller', password='bad')
+
+    def factory(server, **kwargs):
+        fake = FakeConnection(server, **kwargs)
+        fake.bind_ok = False
+        fake.bind_result = {'result': 49, 'description': 'invalidCredentials', 'message': '80090308: LdapErr: DSID-0C09044E'}
+        return fake
+    conn._connection_factory = factory
+    with pytest.raises(_ldap.LdapError) as exc:
+        conn.connect()
+    assert 'ntlm bind as LAB\\enroller failed: invalidCredentials' in str(exc.value)
+    assert FakeConnection.instances[-1].closed
+
+
+@pytest.mark.parametrize('username,expected', [
+    ('enroller', 'enroller@lab.adcs.test'),
+    ('enroller@lab.adcs.test', 'enroller@lab.adcs.test'),
+    ('LAB\\enroller', 'LAB\\enroller'),
+    ('CN=enroller,CN=Users,' + BASE, 'CN=enroller,CN=Users,' + BASE),
+])
+def test_simple_bind_user_forms(username, expected):
+    make(username=username, password='pw').connect()
+    fake = FakeConnection.instances[0]
+    assert fake.kwargs['authentication'] == ldap3.SIMPLE
+    assert fake.kwargs['user'] == expected
+
+
+def test_stronger_auth_required_hint():
+    conn = make(username='enroller', password='pw', ldap_scheme='ldap')
+
+    def factory(server, **kwargs):
+        fake = FakeConnection(server, **kwargs)
+        fake.bind_ok = False
+        fake.bind_result = {'result': 8, 'description': 'strongerAuthRequired', 'message': 'BindSimple: Transport encryption required.'}
+        return fake
+    conn._connection_factory = factory
+    with pytest.raises(_ldap.LdapError) as exc:
+        conn.connect()
+    assert 'use ldap_scheme=ldaps or starttls' in str(exc.value)
+
+
+def test_starttls_and_plain_transport():
+    make(username='enroller', password='pw', ldap_scheme='starttls').connect()
+    fake = FakeConnection.instances[0]
+    assert fake.calls[:3] == ['open', 'start_tls', 'bind']
+    assert fake.server.kwargs['use_ssl'] is False and fake.server.kwargs['port'] == 389
+    assert fake.server.kwargs['tls'] is not None
+    make(username='enroller', password='pw', ldap_scheme='ldap', ldap_port=3389).connect()
+    fake = FakeConnection.instances[-1]
+    assert 'start_tls' not in fake.calls
+    assert fake.server.kwargs['tls'] is None and fake.server.kwargs['port'] == 3389
+
+
+def test_tls_validation_settings(tmp_path):
+    import ssl
+    bundle = tmp_path / 'ca.pem'
+    bundle.write_text('x')
+    make(username='u', password='p', ca_bundle=str(bundle)).connect()
+    tls = FakeConnection.instances[0].server.kwargs['tls']
+    assert tls.validate == ssl.CERT_REQUIRED and tls.ca_certs_file == str(bundle)
+    make(username='u', password='p', validate_certs=False).connect()
+    assert FakeConnection.instances[-1].server.kwargs['tls'].validate == ssl.CERT_NONE
+
+
+def test_certificate_error_is_explained():
+    conn = make(username='u', password='p')
+
+    def factory(server, **kwargs):
+        fake = FakeConnection(server, **kwargs)
+
+        def boom():
+            raise ldap3.core.exceptions.LDAPSocketOpenError('socket ssl wrapping error: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed')
+        fake.open = boom
+        return fake
+    conn._connection_factory = factory
+    with pytest.raises(_ldap.LdapError) as exc:
+        conn.connect()
+    assert 'set ca_bundle' in str(exc.value)
+
+
+class FakeGssapi(object):
+    class NameType(object):
+        kerberos_principal = 'krb5-principal'
+
+    created = []
+
+    class Name(object):
+        def __init__(self, value, name_type):
+            self.value = value
+            self.name_type = name_type
+
+    class Credentials(object):
+        def __init__(self, name=None, usage=None, store=None):
+            FakeGssapi.created.append({'name': name.value if name else None, 'usage': usage, 'store': store})
+
+
+def test_kerberos_bind_with_keytab(monkeypatch):
+    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    FakeGssapi.created = []
+    make(auth='kerberos', username='enroller', kerberos_keytab='/etc/enroller.keytab').connect()
+    fake = FakeConnection.instances[0]
+    assert fake.kwargs['authentication'] == ldap3.SASL
+    assert fake.kwargs['sasl_mechanism'] == ldap3.KERBEROS
+    target, authz, _creds = fake.kwargs['sasl_credentials']
+    assert target == 'dc1.lab.adcs.test' and authz is None
+    assert FakeGssapi.created == [{'name': 'enroller@LAB.ADCS.TEST', 'usage': 'initiate',
+                                   'store': {'client_keytab': '/etc/enroller.keytab', 'ccache': 'MEMORY:adcs-enrollment'}}]
+
+
+def test_kerberos_bind_with_ccache(monkeypatch):
+    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    FakeGssapi.created = []
+    make(auth='kerberos', kerberos_ccache='/tmp/krb5cc_0').connect()
+    assert FakeGssapi.created == [{'name': None, 'usage': 'initiate', 'store': {'ccache': 'FILE:/tmp/krb5cc_0'}}]
+
+
+def test_kerberos_without_gssapi(monkeypatch):
+    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', False)
+    with pytest.raises(_ldap.LdapError) as exc:
+        make(auth='kerberos').connect()
+    assert 'gssapi' in str(exc.value)
+
+
+def test_kerberos_env():
+    settings = _ldap.LdapSettings(domain='x', kerberos_ccache='/tmp/cc', kerberos_keytab='/k')
+    env = {}
+    _ldap.apply_kerberos_env(settings, env)
+    assert env == {'KRB5CCNAME': '/tmp/cc', 'KRB5_CLIENT_KTNAME': '/k'}
+
+
+def test_invalid_settings():
+    with pytest.raises(_ldap.LdapError):
+        _ldap.LdapSettings(ldap_scheme='ftp')
+    with pytest.raises(_ldap.LdapError):
+        _ldap.LdapSettings(auth='basic')
+    with pytest.raises(_ldap.LdapError):
+        make(domain=None, domain_controller=None, username='u', password='p').connect()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# DC discovery
+# ------------------------------------------------------------------------------------------------------------
+
+class SRV(object):
+    def __init__(self, priority, weight, port, target):
+        self.priority, self.weight, self.port, self.target = priority, weight, port, target
+
+
+class FakeResolver(object):
+    def __init__(self, records=None, error=None):
+        self.records = records or []
+        self.error = error
+        self.asked = []
+
+    def resolve(self, name, rdtype):
+        self.asked.append((name, rdtype))
+        if self.error:
+            raise self.error
+        return self.records
+
+
+def test_srv_lookup_orders_by_priority_then_weight():
+    resolver = FakeResolver([SRV(10, 100, 389, 'dc3.lab.adcs.test.'), SRV(0, 50, 389, 'dc2.lab.adcs.test.'),
+                             SRV(0, 100, 389, 'dc1.lab.adcs.test.')])
+    assert _ldap.find_domain_controllers('lab.adcs.test.', resolver=resolver) == [
+        ('dc1.lab.adcs.test', 389), ('dc2.lab.adcs.test', 389), ('dc3.lab.adcs.test', 389)]
+    assert resolver.asked == [('_ldap._tcp.dc._msdcs.lab.adcs.test', 'SRV')]
+
+
+def test_srv_lookup_failure():
+    with pytest.raises(_ldap.LdapError) as exc:
+        _ldap.find_domain_controllers('lab.adcs.test', resolver=FakeResolver(error=RuntimeError('NXDOMAIN')))
+    assert '_ldap._tcp.dc._msdcs.lab.adcs.test' in str(exc.value)
+    with pytest.raises(_ldap.LdapError):
+        _ldap.find_domain_controllers('lab.adcs.test', resolver=FakeResolver([SRV(0, 0, 389, '.')]))
+
+
+def test_connect_tries_discovered_dcs_in_order():
+    resolver = FakeResolver([SRV(0, 100, 389, 'dc1.lab.adcs.test.'), SRV(1, 100, 389, 'dc2.lab.adcs.test.')])
+    conn = _ldap.AdConnection(_ldap.LdapSettings(domain='lab.adcs.test', username='u', password='p'),
+                              connection_factory=FakeConnection, server_factory=FakeServer, resolver=resolver)
+
+    def factory(server, **kwargs):
+        fake = FakeConnection(server, **kwargs)
+        if server.host == 'dc1.lab.adcs.test':
+            def down():
+                raise ldap3.core.exceptions.LDAPSocketOpenError('connection refused')
+            fake.open = down
+        return fake
+    conn._connection_factory = factory
+    conn.connect()
+    assert conn.host == 'dc2.lab.adcs.test'
+    assert [f.server.host for f in FakeConnection.instances] == ['dc1.lab.adcs.test', 'dc2.lab.adcs.test']
+
+
+def test_dnspython_resolver_is_used_when_available():
+    if not _ldap.HAS_DNSPYTHON:
+        pytest.skip('dnspython not installed')
+    import dns.resolver
+    assert hasattr(dns.resolver.Resolver(configure=False), 'resolve')
+
+
+# ------------------------------------------------------------------------------------------------------------
+# searches
+# ------------------------------------------------------------------------------------------------------------
+
+def test_paged_search_follows_cookies_and_sends_sd_flags():
+    conn = make(username='u', password='p').connect()
+    fake = FakeConnection.instances[0]
+    base = 'CN=Certificate Templates,' + CONFIG
+    fake.pages[(base, None)] = ([('CN=A,' + base, {'cn': [b'A'], 'NTSECURITYDESCRIPTOR': [b'\x01']})], b'page2')
+    fake.pages[(base, b'page2')] = ([('CN=B,' + base, {'cn': [b'B']})], b'')
+    found = conn.search(base, '(objectClass=pKICertificateTemplate)', ['cn', 'nTSecurityDescriptor'], scope='LEVEL',
+                        sd_flags=0x07, page_size=1)
+    assert [e['dn'] for e in found] == ['CN=A,' + base, 'CN=B,' + base]
+    assert found[0]['attributes'] == {'cn': [b'A'], 'nTSecurityDescriptor': [b'\x01']}  # names in the case asked for
+    searches = [c for c in fake.calls if c[0] == 'search' and c[1] == base]
+    assert [c[7] for c in searches] == [None, b'page2']
+    assert all(c[6] == 1 for c in searches)
+    assert searches[0][3] == ldap3.LEVEL
+    control = searches[0][5][0]
+    assert str(control['controlType']) == '1.2.840.113556.1.4.801'
+    assert bool(control['criticality']) is True
+    assert bytes(control['controlValue']) == b'\x30\x03\x02\x01\x07'  # BER SEQUENCE { INTEGER 7 } (OWNER|GROUP|DACL)
+
+
+def test_search_error_is_reported():
+    conn = make(username='u', password='p').connect()
+    fake = FakeConnection.instances[0]
+
+    def failing(**kwargs):
+        fake.result = {'result': 50, 'description': 'insufficientAccessRights', 'message': 'no'}
+        fake.response = []
+    fake.search = failing
+    with pytest.raises(_ldap.LdapError) as exc:
+        conn.search(BASE, '(x=y)', ['cn'])
+    assert 'insufficientAccessRights' in str(exc.value)
+
+
+def test_search_without_connection():
+    with pytest.raises(_ldap.LdapError):
+        make(username='u', password='p').search(BASE, '(x=y)', ['cn'])
+
+
+def test_whoami_forms():
+    conn = make(username='u', password='p').connect()
+    assert conn.whoami() == 'LAB\\enroller'
+    fake = FakeConnection.instances[0]
+    fake.extend.standard.who_am_i = lambda: b'dn:CN=x,' + BASE.encode()
+    assert conn.whoami() == 'CN=x,' + BASE
+
+    def unsupported():
+        raise ldap3.core.exceptions.LDAPExtensionError('not supported')
+    fake.extend.standard.who_am_i = unsupported
+    assert conn.whoami() is None
+
+
+def test_find_account_and_token():
+    conn = make(username='u', password='p').connect()
+    fake = FakeConnection.instances[0]
+    user_dn = 'CN=enroller,CN=Users,' + BASE
+    user_sid = DOMAIN_SID + '-1105'
+    fake.pages[(BASE, None)] = ([(user_dn, {'sAMAccountName': [b'enroller'], 'objectSid': [sid_to_bytes(user_sid)]})], b'')
+    fake.entries[user_dn] = {'objectSid': [sid_to_bytes(user_sid)],
+                             'tokenGroups': [sid_to_bytes(DOMAIN_SID + '-513'), sid_to_bytes(DOMAIN_SID + '-1108')]}
+    entry = conn.find_account('LAB\\enroller')
+    assert entry['dn'] == user_dn
+    flt = [c for c in fake.calls if c[0] == 'search' and c[1] == BASE][-1][2]
+    assert '(sAMAccountName=enroller)' in flt
+    sids, groups = conn.account_token(entry)
+    assert sids == [user_sid, DOMAIN_SID + '-513', DOMAIN_SID + '-1108', 'S-1-1-0', 'S-1-5-11']
+    assert groups == [DOMAIN_SID + '-513', DOMAIN_SID + '-1108']
+    conn.find_account(user_sid)
+    flt = [c for c in fake.calls if c[0] == 'search' and c[1] == BASE][-1][2]
+    assert '(objectSid=\\01\\05\\00\\00\\00\\00\\00\\05\\15\\00' in flt
+    conn.find_account('WEB01')
+    flt = [c for c in fake.calls if c[0] == 'search' and c[1] == BASE][-1][2]
+    assert '(sAMAccountName=WEB01$)' in flt
+    conn.find_account('enroller@lab.adcs.test')
+    flt = [c for c in fake.calls if c[0] == 'search' and c[1] == BASE][-1][2]
+    assert '(userPrincipalName=enroller@lab.adcs.test)' in flt
+    assert conn.find_account(user_dn)['dn'] == user_dn
+
+
+def test_resolve_sids():
+    conn = make(username='u', password='p').connect()
+    fake = FakeConnection.instances[0]
+    group_sid = DOMAIN_SID + '-1108'
+    fake.pages[(BASE, None)] = ([('CN=ADCS-Enrollers,CN=Users,' + BASE,
+                                  {'objectSid': [sid_to_bytes(group_sid)], 'sAMAccountName': [b'ADCS-Enrollers']})], b'')
+    names = conn.resolve_sids([group_sid, 'S-1-5-11', None])
+    assert names == {group_sid: 'ADCS-Enrollers'}
+    flt = [c for c in fake.calls if c[0] == 'search' and c[1] == BASE][-1][2]
+    assert flt.startswith('(|(objectSid=') and 'S-1-5-11' not in flt
