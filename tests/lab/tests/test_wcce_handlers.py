@@ -473,3 +473,68 @@ def test_ndr_reader_rejects_truncation_and_bad_strings():
     r = NdrReader(struct.pack("<III", 5, 0, 0))  # cb 5 with NULL pb
     with pytest.raises(NdrError):
         r.certtransblob()
+
+
+# ---- encodings the impacket client cannot exercise ---------------------------------------------------------
+def test_activation_output_with_several_interfaces_parses_with_impacket():
+    iids = [C.IID_IUNKNOWN, C.IID_ICERTREQUESTD, "11111111-2222-3333-4444-555555555555"]
+    words, sec = dcom.dualstringarray_words([(7, "127.0.0.31[1234]")], [(10, "")])
+    refs = [dcom.objref_standard(iid, 0x1122, 0x3344, "aaaaaaaa-0000-0000-0000-00000000000%d" % i, 5, words, sec)
+            for i, iid in enumerate(iids[:2])] + [None]
+    out = dcom.build_activation_properties_out(iids, [0, 0, C.E_NOINTERFACE], refs, 0x1122, words, sec,
+                                               "bbbbbbbb-0000-0000-0000-000000000000", 6)
+    objref = dcomrt.OBJREF_CUSTOM(out)
+    blob = dcomrt.ACTIVATION_BLOB(objref["pObjectData"])
+    sizes = [s["Data"] for s in blob["CustomHeader"]["pSizes"]]
+    assert blob["CustomHeader"]["totalSize"] == blob["dwSize"] == len(objref["pObjectData"]) - 8
+    props = dcomrt.PropsOutInfo()
+    n = props.fromString(blob["Property"][:sizes[0]])
+    props.fromStringReferents(blob["Property"][n:sizes[0]])
+    assert props["cIfs"] == 3
+    assert [h["Data"] & 0xFFFFFFFF for h in props["phresults"]] == [0, 0, C.E_NOINTERFACE]
+    second = dcomrt.OBJREF_STANDARD(b"".join(props["ppIntfData"][1]["abData"]))
+    assert bin_to_string(second["iid"]).lower() == C.IID_ICERTREQUESTD
+    assert second["std"]["oxid"] == 0x1122 and second["std"]["cPublicRefs"] == 5
+    scm = dcomrt.ScmReplyInfoData()
+    reply = blob["Property"][sizes[0]:sizes[0] + sizes[1]]
+    n = scm.fromString(reply)
+    scm.fromStringReferents(reply[n:])
+    assert scm["remoteReply"]["Oxid"] == 0x1122 and scm["remoteReply"]["authnHint"] == 6
+
+
+def test_orpcthis_extensions_are_skipped_and_version_checked():
+    from adcslab.wcce.ndr import ComVersionError, NdrWriter
+
+    w = NdrWriter()
+    w.u16(5).u16(7).u32(0).u32(0).guid(b"\x01" * 16)
+    w.pointer(True)  # extensions
+    w.u32(1).u32(0).pointer(True)  # ORPC_EXTENT_ARRAY size 1
+    w.u32(2).pointer(True).pointer(False)  # array of 2 pointers (size rounded to 2)
+    w.u32(8).guid(b"\x02" * 16).u32(8).raw(b"EXTDATA!")
+    w.u32(0xDEADBEEF)
+    r = NdrReader(w.bytes())
+    this = r.orpcthis()
+    assert this["version"] == (5, 7) and this["extensions"][0][1] == b"EXTDATA!"
+    assert r.u32() == 0xDEADBEEF
+    bad = NdrWriter().u16(6).u16(1).u32(0).u32(0).guid(b"\x01" * 16).pointer(False).bytes()
+    with pytest.raises(ComVersionError):
+        NdrReader(bad).orpcthis()
+
+
+def test_guard_maps_errors_to_faults():
+    from adcslab.rpc import RpcFault
+    from adcslab.wcce.ndr import ComVersionError
+    from adcslab.wcce.service import RPC_S_CALL_FAILED, guard
+
+    def raiser(exc):
+        def fn(ctx, stub):
+            raise exc
+        return guard(fn, "test")
+
+    ctx = make_ctx()
+    for exc, status in [(NdrError("x"), C.RPC_X_BAD_STUB_DATA), (ComVersionError("v"), C.RPC_E_VERSION_MISMATCH),
+                        (dcom.DcomFault(C.RPC_E_INVALID_IPID), C.RPC_E_INVALID_IPID),
+                        (RuntimeError("boom"), RPC_S_CALL_FAILED)]:
+        with pytest.raises(RpcFault) as got:
+            raiser(exc)(ctx, b"")
+        assert got.value.status == status

@@ -16,6 +16,10 @@ class NdrError(ValueError):
     """The stub does not decode as the expected NDR."""
 
 
+class ComVersionError(NdrError):
+    """ORPCTHIS carries a COM version this server does not speak (RPC_E_VERSION_MISMATCH)."""
+
+
 def guid_to_str(raw):
     return str(uuid.UUID(bytes_le=bytes(raw)))
 
@@ -142,7 +146,7 @@ class NdrReader:
                         raise NdrError("ORPC_EXTENT size mismatch")
                     extents.append((guid_to_str(ext_id), self.take(ext_size)))
         if major != 5:
-            raise NdrError("unsupported COM version %d.%d" % (major, minor))
+            raise ComVersionError("unsupported COM version %d.%d" % (major, minor))
         return {"version": (major, minor), "flags": flags, "cid": guid_to_str(cid), "extensions": extents}
 
     def done(self):

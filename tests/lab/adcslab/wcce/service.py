@@ -7,7 +7,7 @@ import threading
 from . import constants as C
 from .certsrv import CertService
 from .dcom import ComClass, DcomFault, ObjectExporter, OxidResolver, RemUnknown, ScmActivator
-from .ndr import NdrError
+from .ndr import ComVersionError, NdrError
 
 LOG = logging.getLogger("adcslab.wcce.service")
 
@@ -26,6 +26,9 @@ def guard(fn, name):
             raise
         except DcomFault as exc:
             raise RpcFault(exc.status)
+        except ComVersionError as exc:
+            LOG.warning("%s: %s", name, exc)
+            raise RpcFault(C.RPC_E_VERSION_MISMATCH)
         except NdrError as exc:
             LOG.warning("%s: malformed request from %s: %s", name, getattr(ctx.connection, "peer", "?"), exc)
             raise RpcFault(C.RPC_X_BAD_STUB_DATA)
