@@ -1,0 +1,359 @@
+"""Wire-level checks of the lab RPC engine: server signatures/sealing verified independently,
+tampered PDUs, malformed input, timeouts, NTLM CHALLENGE contents."""
+
+import os
+import socket
+import uuid
+import struct
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.abspath(os.path.dirname(__file__)))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+from impacket import ntlm  # noqa: E402
+
+from adcslab.rpc import constants as C  # noqa: E402
+from adcslab.rpc.client import (NDR20, ClientError, FaultError, SignatureError, StrictClient,  # noqa: E402
+                                _NtlmState)
+from test_rpc_engine import PASSWORD, PRIV, TOY, accounts_file, make_server, server_alive  # noqa: E402,F401
+
+
+def strict(srv, level=6, **kw):
+    c = StrictClient(srv.address, srv.port)
+    c.bind([(0, TOY, (1, 0)), (1, PRIV, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=level, **kw)
+    return c
+
+
+@pytest.mark.parametrize("level", [C.RPC_C_AUTHN_LEVEL_PKT_INTEGRITY, C.RPC_C_AUTHN_LEVEL_PKT_PRIVACY])
+def test_server_replies_verified_and_unsealed(make_server, level):
+    srv = make_server("127.0.0.26")
+    c = strict(srv, level)
+    try:
+        for i in range(5):
+            stub = os.urandom(13 + i * 50)
+            reply = c.request(0, 0, stub)
+            assert reply[:len(stub)] == stub[::-1]
+            assert reply[len(stub):].split(b"|")[2] == str(level).encode()
+        state, _ = c.auth[1]
+        assert state.in_seq == 5 and state.out_seq == 5
+    finally:
+        c.close()
+
+
+def test_sealed_reply_is_not_plaintext(make_server):
+    srv = make_server("127.0.0.26")
+    c = strict(srv, 6)
+    try:
+        marker = b"PLAINTEXT-MARKER-" * 4
+        call_id = c.call_id
+        # send by hand so that we can look at the raw reply
+        state, _ = c.auth[1]
+        data = marker[::-1]
+        pad = (16 - len(data) % 16) % 16
+        data += b"\x00" * pad
+        extra = struct.pack("<IHH", len(marker), 0, 0)
+        head = c.header(0, 3, 16 + len(extra) + len(data) + 8 + 16, 16, call_id) + extra
+        trailer = struct.pack("<BBBBI", 10, 6, pad, 0, 1)
+        sealed = state.out_seal(data)
+        sig = state.out_sign(head + data + trailer)
+        c.call_id += 1
+        c.send_raw(head + sealed + trailer + sig)
+        raw = c.recv_pdu()
+        assert raw[2] == C.PTYPE_RESPONSE
+        assert marker not in raw and marker[:16] not in raw
+        frag_len, auth_len = struct.unpack_from("<HH", raw, 8)
+        toff = frag_len - auth_len - 8
+        assert toff % 4 == 0
+        a_type, a_level, a_pad, _r, a_ctx = struct.unpack_from("<BBBBI", raw, toff)
+        assert (a_type, a_level, a_ctx) == (10, 6, 1)
+        plain = state.in_unseal(raw[24:toff])
+        state.in_verify(raw[:24] + plain + raw[toff:toff + 8], raw[toff + 8:])
+        assert plain.startswith(marker)
+    finally:
+        c.close()
+
+
+def test_wrong_server_key_detected(make_server):
+    """Sanity check of the verifier itself: with a corrupted server signing key it must fail."""
+    srv = make_server("127.0.0.26")
+    c = strict(srv, 5)
+    try:
+        state, _ = c.auth[1]
+        state.s_sign = bytes(16)
+        with pytest.raises(SignatureError):
+            c.request(0, 0, b"x")
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("level", [5, 6])
+def test_tampered_client_signature_rejected(make_server, level):
+    srv = make_server("127.0.0.26")
+    c = strict(srv, level)
+    try:
+        assert c.request(0, 0, b"ok")[:2] == b"ko"
+        c.tamper_next = True
+        with pytest.raises(FaultError) as exc:
+            c.request(0, 0, b"evil")
+        assert exc.value.status == C.RPC_S_SEC_PKG_ERROR
+        with pytest.raises((ClientError, OSError)):      # the server closed the connection
+            c.request(0, 0, b"again")
+    finally:
+        c.close()
+    server_alive(srv)
+
+
+def test_tampered_stub_rejected(make_server):
+    srv = make_server("127.0.0.26")
+    c = strict(srv, 5)
+    try:
+        state, _ = c.auth[1]
+        data = b"0123456789abcdef"
+        extra = struct.pack("<IHH", 16, 0, 0)
+        head = c.header(0, 3, 16 + len(extra) + 16 + 8 + 16, 16, c.call_id) + extra
+        trailer = struct.pack("<BBBBI", 10, 5, 0, 0, 1)
+        sig = state.out_sign(head + data + trailer)
+        c.send_raw(head + b"X" + data[1:] + trailer + sig)       # stub modified after signing
+        raw = c.recv_pdu()
+        assert raw[2] == C.PTYPE_FAULT
+        assert struct.unpack_from("<I", raw, 24)[0] == C.RPC_S_SEC_PKG_ERROR
+    finally:
+        c.close()
+
+
+def test_downgrade_to_no_verifier_refused(make_server):
+    """A request without verifier on a privacy-protected interface must not run."""
+    srv = make_server("127.0.0.26")
+    c = strict(srv, 6)
+    try:
+        with pytest.raises(FaultError) as exc:
+            c.request(1, 0, b"x", auth_ctx_id=99)      # unknown auth context -> no trailer sent
+        assert exc.value.status == C.RPC_S_ACCESS_DENIED
+    finally:
+        c.close()
+
+
+def test_challenge_carries_target_info(make_server):
+    srv = make_server("127.0.0.26")
+    c = StrictClient(srv.address, srv.port)
+    try:
+        ack = c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=6)
+        chal = ntlm.NTLMAuthChallenge(ack["challenge"])
+        av = ntlm.AV_PAIRS(chal["TargetInfoFields"])
+        assert av[ntlm.NTLMSSP_AV_DNS_HOSTNAME][1].decode("utf-16le") == "ca1.lab.adcs.test"
+        assert av[ntlm.NTLMSSP_AV_DNS_DOMAINNAME][1].decode("utf-16le") == "lab.adcs.test"
+        assert av[ntlm.NTLMSSP_AV_HOSTNAME][1].decode("utf-16le") == "CA1"
+        assert av[ntlm.NTLMSSP_AV_DOMAINNAME][1].decode("utf-16le") == "LAB"
+        assert av[ntlm.NTLMSSP_AV_TIME] is not None
+        assert chal["flags"] & ntlm.NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY
+        assert chal["flags"] & ntlm.NTLMSSP_NEGOTIATE_KEY_EXCH
+        assert chal["flags"] & ntlm.NTLMSSP_NEGOTIATE_SEAL
+    finally:
+        c.close()
+
+
+def test_ntlm_mic_verified(make_server):
+    """An AUTHENTICATE with MsvAvFlags MIC-present and a wrong MIC is refused; a right one accepted."""
+    from adcslab.rpc import AccountStore, ServerIdentity
+    from adcslab.rpc.ntlmssp import NtlmProvider
+    from adcslab.rpc.security import AuthError
+    from adcslab.rpc.accounts import Account
+    acc = AccountStore([Account("enroller", "LAB", ntlm.compute_nthash(PASSWORD), "S-1-5-21-9")])
+    prov = NtlmProvider(ServerIdentity("LAB", "lab.adcs.test", "CA1", "ca1.lab.adcs.test", acc))
+
+    def run(good_mic):
+        ctx = prov.new_context()
+        t1 = ntlm.getNTLMSSPType1("", "", signingRequired=True, use_ntlmv2=True)
+        t1["flags"] |= ntlm.NTLMSSP_NEGOTIATE_VERSION
+        t1["os_version"] = b"\x0a\x00\x63\x45\x00\x00\x00\x0f"
+        neg = t1.getData()
+        chal = ctx.accept(neg).reply_token
+        # add MsvAvFlags (MIC present) to the target info the client echoes back
+        c = ntlm.NTLMAuthChallenge(chal)
+        av = ntlm.AV_PAIRS(c["TargetInfoFields"])
+        av[ntlm.NTLMSSP_AV_FLAGS] = struct.pack("<I", 2)
+        c2 = ntlm.NTLMAuthChallenge(chal)
+        c2["TargetInfoFields"] = av.getData()
+        c2["TargetInfoFields_len"] = c2["TargetInfoFields_max_len"] = len(c2["TargetInfoFields"])
+        t3, key = ntlm.getNTLMSSPType3(t1, c2.getData(), "enroller", PASSWORD, "LAB", use_ntlmv2=True)
+        t3["Version"] = b"\x0a\x00\x63\x45\x00\x00\x00\x0f"
+        t3["MIC"] = b"\x00" * 16
+        raw = t3.getData()
+        mic = ntlm.hmac_md5(key, neg + chal + raw) if good_mic else b"\x11" * 16
+        raw = raw[:72] + mic + raw[88:]
+        return ctx.accept(raw)
+
+    assert run(True).done
+    with pytest.raises(AuthError):
+        run(False)
+
+
+# ----------------------------------------------------------------------------------------------
+# malformed input
+# ----------------------------------------------------------------------------------------------
+def _raw_conn(srv):
+    s = socket.create_connection((srv.address, srv.port), timeout=5)
+    return s
+
+
+def _read_reply_or_close(s):
+    try:
+        data = s.recv(4096)
+    except socket.timeout:
+        pytest.fail("server neither answered nor closed")
+    return data
+
+
+def _bind_pdu(vers=5, minor=0, drep=b"\x10\x00\x00\x00", n_ctx=1, frag_len=None, trailing=b""):
+    body = struct.pack("<HHIBBH", 4280, 4280, 0, n_ctx, 0, 0)
+    body += struct.pack("<HBB", 0, 1, 0)
+    body += uuid.UUID(TOY).bytes_le + struct.pack("<HH", 1, 0) + uuid.UUID(NDR20[0]).bytes_le + struct.pack("<HH", 2, 0)
+    body += trailing
+    fl = frag_len if frag_len is not None else 16 + len(body)
+    return struct.pack("<BBBB4sHHI", vers, minor, 11, 3, drep, fl, 0, 1) + body
+
+
+@pytest.mark.parametrize("payload,expect", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "close"),
+    (os.urandom(64), "close"),
+    (b"\x05\x00\x0b\x03\x10\x00\x00\x00\x08\x00\x00\x00\x01\x00\x00\x00", "close"),           # frag_len 8 < 16
+    (_bind_pdu(vers=4), "nak"),
+    (_bind_pdu(minor=7), "nak"),
+    (_bind_pdu(drep=b"\x00\x00\x00\x00"), "nak"),
+    (_bind_pdu(n_ctx=200), "nak"),                                                           # truncated ctx list
+    (struct.pack("<BBBB4sHHI", 5, 0, 0, 3, b"\x10\x00\x00\x00", 24, 0, 9) + struct.pack("<IHH", 0, 0, 0), "fault"),
+    (struct.pack("<BBBB4sHHI", 5, 0, 0, 3, b"\x10\x00\x00\x00", 20, 0, 9) + b"\x00" * 4, "fault"),  # short request
+    (struct.pack("<BBBB4sHHI", 5, 0, 0, 3, b"\x10\x00\x00\x00", 40, 30, 9) + b"\x00" * 24, "close"),  # auth_len > frag
+    (struct.pack("<BBBB4sHHI", 5, 0, 0x14, 3, b"\x10\x00\x00\x00", 20, 0, 9) + b"\x00" * 4, "close"),  # RTS
+    (struct.pack("<BBBB4sHHI", 5, 0, 0x0C, 3, b"\x10\x00\x00\x00", 16, 0, 9), "close"),   # bind_ack from a client
+])
+def test_malformed_pdus(make_server, payload, expect):
+    srv = make_server("127.0.0.27")
+    s = _raw_conn(srv)
+    try:
+        s.sendall(payload)
+        data = _read_reply_or_close(s)
+        if expect == "close":
+            assert data == b"" or data[2] in (C.PTYPE_FAULT, C.PTYPE_BIND_NAK)
+        elif expect == "nak":
+            assert data[2] == C.PTYPE_BIND_NAK
+        elif expect == "fault":
+            assert data[2] == C.PTYPE_FAULT
+            assert struct.unpack_from("<I", data, 24)[0] in (C.NCA_S_UNK_IF, C.NCA_S_PROTO_ERROR)
+    finally:
+        s.close()
+    server_alive(srv)
+
+
+def test_unauthenticated_request_before_bind(make_server):
+    srv = make_server("127.0.0.27")
+    s = _raw_conn(srv)
+    try:
+        s.sendall(struct.pack("<BBBB4sHHI", 5, 0, 0, 3, b"\x10\x00\x00\x00", 28, 0, 4) +
+                  struct.pack("<IHH", 4, 0, 0) + b"abcd")
+        data = s.recv(4096)
+        assert data[2] == C.PTYPE_FAULT and struct.unpack_from("<I", data, 24)[0] == C.NCA_S_UNK_IF
+        assert data[3] & C.PFC_DID_NOT_EXECUTE
+    finally:
+        s.close()
+
+
+def test_garbage_auth_tokens(make_server):
+    srv = make_server("127.0.0.27")
+    c = StrictClient(srv.address, srv.port)
+    try:
+        body = struct.pack("<HHIBBH", 4280, 4280, 0, 1, 0, 0) + struct.pack("<HBB", 0, 1, 0)
+        body += uuid.UUID(TOY).bytes_le + struct.pack("<HH", 1, 0) + uuid.UUID(NDR20[0]).bytes_le + \
+            struct.pack("<HH", 2, 0)
+        for token in (b"NTLMSSP\x00\x01\x00", b"NTLMSSP\x00\x03\x00\x00\x00" + b"\xff" * 60, os.urandom(40)):
+            trailer = struct.pack("<BBBBI", 10, 6, 0, 0, 1)
+            c2 = StrictClient(srv.address, srv.port)
+            c2.send_raw(c2.header(11, 3, 16 + len(body) + 8 + len(token), len(token), 1) + body + trailer + token)
+            reply = c2.recv_pdu()
+            assert reply[2] == C.PTYPE_BIND_NAK
+            assert struct.unpack_from("<H", reply, 16)[0] == C.BIND_NAK_INVALID_CHECKSUM
+            c2.close()
+        # a garbage AUTHENTICATE in auth3 -> later requests denied
+        c.bind([(0, TOY, (1, 0))], auth=None)
+        state = _NtlmState("enroller", PASSWORD, "LAB")
+        import adcslab.rpc.client as CL
+        body2 = struct.pack("<HHIBBH", 4280, 4280, 0, 1, 0, 0) + struct.pack("<HBB", 1, 1, 0)
+        body2 += uuid.UUID(TOY).bytes_le + struct.pack("<HH", 1, 0) + uuid.UUID(NDR20[0]).bytes_le + \
+            struct.pack("<HH", 2, 0)
+        tok = state.negotiate()
+        c.send_raw(c.header(CL.ALTER, 3, 16 + len(body2) + 8 + len(tok), len(tok), 50) + body2 +
+                   struct.pack("<BBBBI", 10, 6, 0, 0, 3) + tok)
+        assert c.recv_pdu()[2] == C.PTYPE_ALTER_CONTEXT_RESP
+        bad = b"NTLMSSP\x00\x03\x00\x00\x00" + b"\x00" * 52 + b"\xff" * 40
+        c.send_raw(c.header(CL.AUTH3, 3, 16 + 4 + 8 + len(bad), len(bad), 50) + b"    " +
+                   struct.pack("<BBBBI", 10, 6, 0, 0, 3) + bad)
+        c.auth[3] = (state, 6)
+        state.flags = ntlm.NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY
+        state.c_sign = state.s_sign = bytes(16)
+        from Cryptodome.Cipher import ARC4
+        state.c_rc4 = ARC4.new(bytes(16))
+        state.s_rc4 = ARC4.new(bytes(16))
+        with pytest.raises(FaultError) as exc:
+            c.request(1, 0, b"x", auth_ctx_id=3)
+        assert exc.value.status == C.RPC_S_ACCESS_DENIED
+    finally:
+        c.close()
+    server_alive(srv)
+
+
+def test_partial_pdu_times_out(make_server):
+    srv = make_server("127.0.0.28", idle_timeout=1.0)
+    s = _raw_conn(srv)
+    try:
+        s.sendall(_bind_pdu()[:30])      # header announces more than we send
+        start = time.monotonic()
+        s.settimeout(10)
+        assert s.recv(100) == b""        # closed by the server
+        assert time.monotonic() - start < 5
+    finally:
+        s.close()
+    # idle connections are closed too and the count goes back to zero
+    time.sleep(0.2)
+    deadline = time.monotonic() + 3
+    while srv.connection_count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.connection_count == 0
+    server_alive(srv)
+
+
+def test_oversized_call_refused(make_server):
+    srv = make_server("127.0.0.28", max_call_size=10000)
+    c = strict(srv, 6)
+    try:
+        with pytest.raises(FaultError) as exc:
+            c.request(0, 0, os.urandom(30000), frag_size=2000)
+        assert exc.value.status == C.NCA_S_PROTO_ERROR
+    finally:
+        c.close()
+    server_alive(srv)
+
+
+def test_too_small_fragment_sizes_nak(make_server):
+    srv = make_server("127.0.0.28")
+    c = StrictClient(srv.address, srv.port)
+    try:
+        from adcslab.rpc.client import BindNakError
+        with pytest.raises(BindNakError) as exc:
+            c.bind([(0, TOY, (1, 0))], max_recv=64, max_xmit=64)
+        assert exc.value.reason == C.BIND_NAK_LOCAL_LIMIT_EXCEEDED
+    finally:
+        c.close()
+
+
+def test_orphaned_and_cancel_tolerated(make_server):
+    srv = make_server("127.0.0.28")
+    c = strict(srv, 6)
+    try:
+        for ptype in (C.PTYPE_CO_CANCEL, C.PTYPE_ORPHANED, C.PTYPE_SHUTDOWN):
+            c.send_raw(c.header(ptype, 3, 16, 0, 77))
+        assert c.request(0, 0, b"fine")[:4] == b"enif"
+    finally:
+        c.close()
