@@ -283,3 +283,19 @@ def test_endpoints_file(server):
     assert ep["address"] == ADDRESS and ep["rpc_port"] == 135 and ep["pid"] == server.proc.pid
     assert ep["object_exporter_port"] > 0 and ep["icpr_port"] > 0
     assert ep["object_exporter_port"] != ep["icpr_port"]
+
+
+def test_startup_errors_are_clean(server, tmp_path):
+    """A second instance on the same address, or a missing accounts file: exit 1, one line, no traceback."""
+    env = dict(os.environ, PYTHONPATH=H.LAB_DIR)
+    state = str(tmp_path / "second")
+    os.makedirs(state)
+    H.write_accounts(state, {"enroller": PASSWORD})
+    cmd = [os.sys.executable, "-m", "adcslab.wcce.server", "--state-dir", state, "--address", ADDRESS]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 1
+    assert "labca:" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not os.path.exists(os.path.join(state, "ca-endpoints.json"))
+    os.unlink(os.path.join(state, "accounts.json"))
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 1 and "accounts file" in res.stderr and "Traceback" not in res.stderr, res.stderr

@@ -222,15 +222,17 @@ class ServerProcess:
 
     def start(self, timeout=60):
         env = dict(os.environ, PYTHONPATH=LAB_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.proc = subprocess.Popen([sys.executable, "-m", "adcslab.wcce.server", "--state-dir", self.state_dir,
-                                      "--address", self.address, "--port", str(self.port), "--log-level", "DEBUG"],
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.output_path = os.path.join(self.state_dir, "labca.stdout")
+        with open(self.output_path, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "adcslab.wcce.server", "--state-dir", self.state_dir,
+                                          "--address", self.address, "--port", str(self.port), "--log-level",
+                                          "DEBUG"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
         path = os.path.join(self.state_dir, "ca-endpoints.json")
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("lab CA exited %s: %s\n%s" % (self.proc.returncode, self.proc.stdout.read().decode(),
-                                                                 self.log()))
+                raise RuntimeError("lab CA exited %s: %s\n%s" % (self.proc.returncode, self.output(), self.log()))
             if os.path.exists(path):
                 with open(path, encoding="utf-8") as fh:
                     self.endpoints = json.load(fh)
@@ -238,6 +240,13 @@ class ServerProcess:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("lab CA did not write ca-endpoints.json in %ss\n%s" % (timeout, self.log()))
+
+    def output(self):
+        try:
+            with open(self.output_path, encoding="utf-8", errors="replace") as fh:
+                return fh.read()[-4000:]
+        except OSError:
+            return ""
 
     def log(self):
         try:

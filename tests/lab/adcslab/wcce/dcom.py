@@ -371,9 +371,10 @@ def parse_activation_properties_in(objref):
     protseqs = []
     if C.CLSID_SCMREQUESTINFO in props:
         r = NdrReader(type_deserialize(props[C.CLSID_SCMREQUESTINFO]))
-        if r.pointer():
-            pass  # pdwReserved pointee would follow; it is always NULL in practice
+        p_reserved = r.pointer()
         p_remote = r.pointer()
+        if p_reserved:
+            r.u32()
         if p_remote:
             r.u32()  # ClientImpLevel
             n_prot = r.u16()
