@@ -105,3 +105,13 @@ def test_certipy_wrong_password_is_denied(server, tmp_path, transport):
     result, out = certipy(tmp_path, "-template", "User", *transport, password="wrong-password")
     assert "Successfully requested" not in out
     assert "access_denied" in out.lower() or "access denied" in out.lower(), out
+
+
+@pytest.mark.parametrize("transport", [["-dcom"], ["-dynamic-endpoint"]], ids=["dcom", "rpc"])
+def test_certipy_archive_key_reads_exchange_cert_over_icertrequestd2(server, tmp_path, transport):
+    """-archive-key: GetCAProperty(0xF) over ICertRequestD2 (activated directly), then a CMC request."""
+    result, out = certipy(tmp_path, "-template", "User", "-archive-key", *transport, "-out", "archived")
+    assert "Retrieved CAX certificate" in out, out + server.log()
+    assert "Successfully requested certificate" in out, out + server.log()
+    key, cert = load_pfx(tmp_path / "archived.pfx")
+    verify(server, cert, tmp_path)
