@@ -30,7 +30,7 @@ def main(argv=None):
             from adcslab.lab import _PkiPaths
             import os
             dc = SambaDC(lab.state_dir, _PkiPaths(os.path.join(lab.state_dir, "pki")))
-            status = {"dc_pid": dc.pid(), "ca_pid": lab.ca_pid()}
+            status = {"dc_pid": dc.pid(), "ca_pid": lab.ca_pid(), "http_pid": lab._process("http").pid()}
             print(json.dumps(status))
             return 0 if status["dc_pid"] else 3
         elif args.command == "show":

@@ -16,6 +16,55 @@ from adcslab.procs import pid_alive, port_open, stop_process_group
 
 DEFAULT_STATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "state")
 SEED_VERSION = "1"
+HTTP_PORT = 80
+HTTPS_PORT = 443
+PID_NAMES = {"ca": "labca", "http": "http"}
+
+
+class ManagedProcess:
+    """A lab daemon: started in its own session, tracked by a pid file, stopped with its whole process group."""
+
+    def __init__(self, name, argv, pid_file, out_file, ready, pythonpath):
+        self.name, self.argv, self.pid_file, self.out_file = name, argv, pid_file, out_file
+        self.ready, self.pythonpath = ready, pythonpath
+
+    def pid(self):
+        try:
+            with open(self.pid_file) as handle:
+                pid = int(handle.read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def healthy(self):
+        return self.pid() is not None and self.ready()
+
+    def start(self, timeout=60):
+        if self.healthy():
+            return False
+        self.stop()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = self.pythonpath + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        out = open(self.out_file, "ab")
+        proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=True, env=env)
+        with open(self.pid_file, "w") as handle:
+            handle.write(str(proc.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise LabError("the lab %s exited with %s; see %s" % (self.name, proc.returncode, self.out_file))
+            if self.ready():
+                return True
+            time.sleep(0.2)
+        raise LabError("the lab %s did not come up in %ds; see %s" % (self.name, timeout, self.out_file))
+
+    def stop(self):
+        pid = self.pid()
+        if pid is None:
+            return False
+        stop_process_group(pid, 15)
+        return True
 
 
 class Lab:
@@ -23,56 +72,41 @@ class Lab:
         self.state_dir = os.path.abspath(state_dir or os.environ.get("ADCS_LAB_STATE") or DEFAULT_STATE)
         self.log_dir = os.path.join(self.state_dir, "log")
         self.lab_json = os.path.join(self.state_dir, "lab.json")
-        self.ca_pid_file = os.path.join(self.state_dir, "labca.pid")
         self.ca_endpoints = os.path.join(self.state_dir, "ca-endpoints.json")
 
-    # -- the lab CA process ----------------------------------------------------------------------------------
+    # -- the lab CA and its web publication point: Python processes of their own --------------------------
+    def _process(self, name):
+        lab_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        if name == "ca":
+            argv = [sys.executable, "-m", "adcslab.wcce.server", "--state-dir", self.state_dir,
+                    "--address", seed.CA_ADDRESS]
+            ready = lambda: os.path.exists(self.ca_endpoints) and port_open(seed.CA_ADDRESS, 135)  # noqa: E731
+        else:
+            argv = [sys.executable, "-m", "adcslab.http", "--state-dir", self.state_dir, "--address", seed.CA_ADDRESS,
+                    "--port", str(HTTP_PORT), "--tls-port", str(HTTPS_PORT)]
+            ready = lambda: port_open(seed.CA_ADDRESS, HTTP_PORT) and port_open(seed.CA_ADDRESS, HTTPS_PORT)  # noqa
+        return ManagedProcess(name, argv, os.path.join(self.state_dir, "%s.pid" % PID_NAMES[name]),
+                              os.path.join(self.log_dir, "%s.stdout" % PID_NAMES[name]), ready, lab_dir)
+
     def ca_pid(self):
-        try:
-            with open(self.ca_pid_file) as handle:
-                pid = int(handle.read().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) else None
+        return self._process("ca").pid()
 
     def ca_available(self):
         here = os.path.dirname(os.path.abspath(__file__))
         return os.path.exists(os.path.join(here, "wcce", "server.py"))
 
     def ca_healthy(self):
-        return self.ca_pid() is not None and port_open(seed.CA_ADDRESS, 135)
+        return self._process("ca").healthy()
 
     def start_ca(self, timeout=60):
         if self.ca_healthy():
             return False
-        self.stop_ca()
         if os.path.exists(self.ca_endpoints):
             os.unlink(self.ca_endpoints)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + (
-            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        out = open(os.path.join(self.log_dir, "labca.stdout"), "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "adcslab.wcce.server", "--state-dir", self.state_dir,
-                                 "--address", seed.CA_ADDRESS], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True, env=env)
-        with open(self.ca_pid_file, "w") as handle:
-            handle.write(str(proc.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise LabError("the lab CA exited with %s; see %s/labca.log and labca.stdout"
-                               % (proc.returncode, self.state_dir))
-            if os.path.exists(self.ca_endpoints) and port_open(seed.CA_ADDRESS, 135):
-                return True
-            time.sleep(0.2)
-        raise LabError("the lab CA did not come up in %ds; see %s/labca.log" % (timeout, self.state_dir))
+        return self._process("ca").start(timeout)
 
     def stop_ca(self):
-        pid = self.ca_pid()
-        if pid is None:
-            return False
-        stop_process_group(pid, 15)
-        return True
+        return self._process("ca").stop()
 
     # -- whole lab -------------------------------------------------------------------------------------------
     def up(self, with_ca=True):
@@ -92,6 +126,7 @@ class Lab:
         ca_started = False
         if with_ca and self.ca_available():
             ca_started = self.start_ca()
+            self._process("http").start()
         details = self.details(pki)
         tmp = self.lab_json + ".tmp"
         with open(tmp, "w") as handle:
@@ -100,7 +135,7 @@ class Lab:
         return {"dc_started": started, "seeded": seeded, "ca_started": ca_started, "lab_json": self.lab_json}
 
     def down(self):
-        stopped = {"ca": self.stop_ca()}
+        stopped = {"ca": self.stop_ca(), "http": self._process("http").stop()}
         pki_dir = os.path.join(self.state_dir, "pki")
         dc = SambaDC(self.state_dir, _PkiPaths(pki_dir))
         stopped["dc"] = dc.stop()
@@ -135,7 +170,8 @@ class Lab:
             "ca": {"name": seed.CA_NAME, "hostname": seed.CA_HOST, "address": seed.CA_ADDRESS,
                    "rpc_port": endpoints.get("rpc_port", 135),
                    "object_exporter_port": endpoints.get("object_exporter_port"),
-                   "icpr_port": endpoints.get("icpr_port"), "http_port": endpoints.get("http_port"),
+                   "icpr_port": endpoints.get("icpr_port"), "http_port": HTTP_PORT, "https_port": HTTPS_PORT,
+                   "crl_url": "http://%s/CertEnroll/%s.crl" % (seed.CA_HOST, seed.CA_NAME),
                    "running": bool(endpoints) and self.ca_healthy(),
                    "log": os.path.join(self.state_dir, "labca.log"),
                    "cert": pki.ca_cert_path, "root_cert": pki.root_cert_path},
