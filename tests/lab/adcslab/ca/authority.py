@@ -27,12 +27,13 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from .. import pki as lab_pki
+from . import archival
 from . import db as dbmod
 from . import errors
 from . import extensions as ext
 from .errors import CAError
 from .reqparse import parse_request, public_key_bits
-from .templates import BuiltinTemplateSource, TemplateSource
+from .templates import CT_FLAG_REQUIRE_PRIVATE_KEY_ARCHIVAL, BuiltinTemplateSource, TemplateSource
 
 log = logging.getLogger("adcslab.ca")
 
@@ -151,6 +152,7 @@ DEFAULT_CONFIG = {
     "delta_crl_period_hours": 24,
     "crl_overlap_hours": 1,
     "xchg_validity_days": 7,
+    "key_archival": True,  # accept CMC requests with an archived key (the lab CA acts as if a KRA is configured)
 }
 
 
@@ -414,6 +416,14 @@ class CertificationAuthority:
                 message = _error_message("Error Parsing Request", error.hresult)
             return self._fail(request_id, flags, error.hresult, message, dbmod.DB_DISP_ERROR, None)
         self.db.update(request_id, request_type=parsed.kind, subject=parsed.csr.subject.rfc4514_string())
+        if parsed.archived_key:
+            try:
+                self._check_archived_key(parsed)
+            except CAError as error:
+                return self._fail(request_id, flags, error.hresult,
+                                  _error_message("Error Archiving Private Key", error.hresult),
+                                  dbmod.DB_DISP_ERROR, parsed.body_part_id)
+            self.db.update(request_id, archived_key=parsed.archived_key)
         # Name/value pairs inside the request count as request attributes; the attribute string wins.
         all_pairs = pairs + [pair for pair in parsed.name_value_pairs if _attr(pairs, pair[0]) is None]
         try:
@@ -446,6 +456,15 @@ class CertificationAuthority:
         bits = public_key_bits(parsed.csr.public_key())
         if template.min_key_size and bits < template.min_key_size:
             raise _PolicyError(errors.CERTSRV_E_KEY_LENGTH)
+        if template.private_key_flag & CT_FLAG_REQUIRE_PRIVATE_KEY_ARCHIVAL and not parsed.archived_key:
+            raise _PolicyError(errors.CERTSRV_E_ARCHIVED_KEY_REQUIRED)
+
+    def _check_archived_key(self, parsed):
+        """Decrypt and check an archived private key (CMC + szOID_ARCHIVED_KEY_ATTR); raises CAError."""
+        if not self.config.get("key_archival"):
+            raise CAError(errors.CERTSRV_E_KEY_ARCHIVAL_NOT_CONFIGURED)
+        blob = archival.decrypt_archived_key(parsed.archived_key, self.xchg_key)
+        archival.check_archived_key(blob, parsed.csr.public_key())
 
     def _fail(self, request_id, flags, hresult, message, db_disposition, body_part_id):
         self.db.update(request_id, disposition=db_disposition, status_hresult=hresult, disposition_message=message,
@@ -821,7 +840,11 @@ class CertificationAuthority:
             if crls:
                 return self._value(CR_PROP_CAXCHGCERTCRLCHAIN, 0)
             return self._value(CR_PROP_CAXCHGCERTCHAIN if chain else CR_PROP_CAXCHGCERT, 0)
+        high, index = base >> 16, base & 0xFFFF
         if chain or crls:
+            # GETCERT_CACERTBYINDEX | GETCERT_CHAIN [| GETCERT_CRLS] (certutil -cainfo certchain.N / certcrlchain.N)
+            if high == GETCERT_CACERTBYINDEX:
+                return self._value(CR_PROP_CASIGCERTCRLCHAIN if crls else CR_PROP_CASIGCERTCHAIN, index)
             raise CAError(errors.E_INVALIDARG)
         strings = {
             GETCERT_FILEVERSION: CR_PROP_FILEVERSION, GETCERT_PRODUCTVERSION: CR_PROP_PRODUCTVERSION,
@@ -837,7 +860,6 @@ class CertificationAuthority:
             return self._cainfo()
         if base == GETCERT_CURRENTCRL:
             return self._value(CR_PROP_BASECRL, 0)
-        high, index = base >> 16, base & 0xFFFF
         if high == GETCERT_CACERTBYINDEX:
             return self._value(CR_PROP_CASIGCERT, index)
         if high == GETCERT_CRLBYINDEX:

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS requests (
     not_before TEXT,
     not_after TEXT,
     revoked_at TEXT,
-    revocation_reason INTEGER
+    revocation_reason INTEGER,
+    archived_key BLOB
 );
 CREATE TABLE IF NOT EXISTS crls (
     kind TEXT PRIMARY KEY,
@@ -58,7 +59,7 @@ CREATE TABLE IF NOT EXISTS meta (
 _COLUMNS = ("request_id", "submitted_at", "resolved_at", "requester_name", "requester_sid", "requester_json",
             "transport", "flags", "attributes", "request_type", "request_blob", "template", "template_oid",
             "disposition", "status_hresult", "disposition_message", "subject", "serial", "certificate",
-            "not_before", "not_after", "revoked_at", "revocation_reason")
+            "not_before", "not_after", "revoked_at", "revocation_reason", "archived_key")
 
 
 def utcnow():
@@ -78,6 +79,9 @@ class RequestDB:
         with self.lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.executescript(_SCHEMA)
+            columns = {row["name"] for row in self._conn.execute("PRAGMA table_info(requests)")}
+            if "archived_key" not in columns:  # databases from before key archival
+                self._conn.execute("ALTER TABLE requests ADD COLUMN archived_key BLOB")
 
     def close(self):
         with self.lock:

@@ -17,12 +17,15 @@ CERTSRV_E_BAD_REQUESTSUBJECT = 0x80094001
 CERTSRV_E_NO_REQUEST = 0x80094002
 CERTSRV_E_BAD_REQUESTSTATUS = 0x80094003
 CERTSRV_E_PROPERTY_EMPTY = 0x80094004
+CERTSRV_E_KEY_ARCHIVAL_NOT_CONFIGURED = 0x8009400A
+CERTSRV_E_BAD_REQUEST_KEY_ARCHIVAL = 0x8009400C
 CERTSRV_E_ENROLL_DENIED = 0x80094011
 CERTSRV_E_TEMPLATE_DENIED = 0x80094012
 CERTSRV_E_ADMIN_DENIED_REQUEST = 0x80094014
 CERTSRV_E_UNSUPPORTED_CERT_TYPE = 0x80094800
 CERTSRV_E_NO_CERT_TYPE = 0x80094801
 CERTSRV_E_SUBJECT_ALT_NAME_REQUIRED = 0x80094803
+CERTSRV_E_ARCHIVED_KEY_REQUIRED = 0x80094804
 CERTSRV_E_SUBJECT_DNS_REQUIRED = 0x8009480E
 CERTSRV_E_KEY_LENGTH = 0x80094811
 CRYPT_E_REVOKED = 0x80092010
@@ -43,6 +46,14 @@ MESSAGES = {
     CERTSRV_E_BAD_REQUESTSTATUS: ("CERTSRV_E_BAD_REQUESTSTATUS",
                                   "The request's current status does not allow this operation."),
     CERTSRV_E_PROPERTY_EMPTY: ("CERTSRV_E_PROPERTY_EMPTY", "The requested property value is empty."),
+    CERTSRV_E_KEY_ARCHIVAL_NOT_CONFIGURED: ("CERTSRV_E_KEY_ARCHIVAL_NOT_CONFIGURED",
+                                            "Cannot archive private key.  The certification authority is not "
+                                            "configured for key archival."),
+    CERTSRV_E_BAD_REQUEST_KEY_ARCHIVAL: ("CERTSRV_E_BAD_REQUEST_KEY_ARCHIVAL",
+                                         "The request is incorrectly formatted.  The encrypted private key must be "
+                                         "in an unauthenticated attribute in an outermost signature."),
+    CERTSRV_E_ARCHIVED_KEY_REQUIRED: ("CERTSRV_E_ARCHIVED_KEY_REQUIRED",
+                                      "The request is missing a required private key for archival by the server."),
     CERTSRV_E_ENROLL_DENIED: ("CERTSRV_E_ENROLL_DENIED",
                               "The certification authority's enrollment access is denied."),
     CERTSRV_E_TEMPLATE_DENIED: ("CERTSRV_E_TEMPLATE_DENIED",
