@@ -37,6 +37,7 @@ class World:
         self.svc = CertService(self.ca, self.exp, requester_factory=fake_requester)
         self.tables = {
             C.IID_IREMOTESCMACTIVATOR: dcom.ScmActivator(self.exp).handlers(),
+            C.IID_IACTIVATION: dcom.ScmActivator(self.exp).activation_handlers(),
             C.IID_IOBJECTEXPORTER: dcom.OxidResolver([self.exp]).handlers(),
             C.IID_IREMUNKNOWN: dcom.RemUnknown(self.exp).handlers(),
             C.IID_IREMUNKNOWN2: dcom.RemUnknown(self.exp).handlers(),
@@ -538,3 +539,20 @@ def test_guard_maps_errors_to_faults():
         with pytest.raises(RpcFault) as got:
             raiser(exc)(ctx, b"")
         assert got.value.status == status
+
+
+def test_legacy_remote_activation():
+    w = World("127.0.0.37")
+    iface = dcomrt.IActivation(FakeDce(w)).RemoteActivation(string_to_bin(C.CLSID_CCERTREQUESTD),
+                                                            uuidtup_to_bin((C.IID_ICERTREQUESTD, "0.0")))
+    bindings = [b["aNetworkAddr"].rstrip("\x00") for b in iface.get_cinstance().get_string_bindings()]
+    assert bindings[0] == "127.0.0.37[49777]"
+    entry, obj = w.exp.lookup(ipid_of(iface))
+    assert entry.iid == C.IID_ICERTREQUESTD and obj.oid == iface.get_oid() and iface.get_oxid() == w.exp.oxid
+    with pytest.raises(dcomrt.DCERPCSessionError) as exc:
+        dcomrt.IActivation(FakeDce(w)).RemoteActivation(string_to_bin("11111111-2222-3333-4444-555555555555"),
+                                                        uuidtup_to_bin((C.IID_ICERTREQUESTD, "0.0")))
+    assert exc.value.error_code == C.REGDB_E_CLASSNOTREG
+    with pytest.raises(dcom.DcomFault):
+        dcomrt.IActivation(FakeDce(w, level=2)).RemoteActivation(string_to_bin(C.CLSID_CCERTREQUESTD),
+                                                                 uuidtup_to_bin((C.IID_ICERTREQUESTD, "0.0")))

@@ -192,6 +192,14 @@ def test_dcom_pending_retrieve_roundtrip(server, dcom_conn):
     assert H.blob_bytes(again["pctbEncodedCert"]) == H.blob_bytes(issued["pctbEncodedCert"])
 
 
+def test_legacy_iactivation_then_request(server, dcom_conn):
+    conn = dcom_conn()
+    unk = dcomrt.IActivation(conn.get_dce_rpc()).RemoteActivation(CLSID, IID_D)
+    iface = CertIface(unk, IID_D)
+    _, csr = make_csr()
+    assert request(iface, csr)["pdwDisposition"] == C.DISPOSITION_ISSUED
+
+
 def test_activation_below_integrity_is_denied(server, dcom_conn):
     conn = dcom_conn(level=RPC_C_AUTHN_LEVEL_CONNECT)
     with pytest.raises(DCERPCException) as exc:

@@ -478,34 +478,24 @@ class ScmActivator:
         LOG.info("RemoteGetClassObject from %s: not supported (E_NOTIMPL)", _who(ctx))
         return w.bytes()
 
-    def remote_create_instance(self, ctx, stub):
-        require_level(ctx, self.min_level, "RemoteCreateInstance")
-        r = NdrReader(stub)
-        r.orpcthis()
-        hresult = C.S_OK
-        if r.pointer():  # pUnkOuter
-            _read_minterfacepointer(r)
-            hresult = C.CLASS_E_NOAGGREGATION
-        if not r.pointer():
-            raise NdrError("RemoteCreateInstance without activation properties")
-        request = parse_activation_properties_in(_read_minterfacepointer(r))
+    def _activate(self, ctx, clsid, iids, protseqs, hresult=C.S_OK):
+        """Create the object and marshal the requested interfaces.
+
+        Returns (hresult, obj, hresults, objrefs); obj is None when the activation failed as a whole."""
         exp = self.exporter
-        w = NdrWriter()
-        w.orpcthat()
-        if hresult == C.S_OK and request["clsid"] not in exp.classes:
-            LOG.warning("activation of unknown CLSID %s by %s", request["clsid"], _who(ctx))
+        if hresult == C.S_OK and clsid not in exp.classes:
+            LOG.warning("activation of unknown CLSID %s by %s", clsid, _who(ctx))
             hresult = C.REGDB_E_CLASSNOTREG
-        if hresult == C.S_OK and request["protseqs"] and C.TOWER_NCACN_IP_TCP not in request["protseqs"]:
+        if hresult == C.S_OK and protseqs and C.TOWER_NCACN_IP_TCP not in protseqs:
+            LOG.warning("activation by %s without ncacn_ip_tcp among protseqs %s", _who(ctx), protseqs)
             hresult = C.E_INVALIDARG  # no common protocol sequence
         if hresult != C.S_OK:
-            w.pointer(False)
-            w.u32(hresult)
-            return w.bytes()
-        obj = exp.create_object(request["clsid"], ctx)
-        local = ctx.connection.local_address
-        res_words, res_sec = dualstringarray_words(exp.resolver_bindings(local), exp.security_bindings())
+            return hresult, None, [], []
+        obj = exp.create_object(clsid, ctx)
+        res_words, res_sec = dualstringarray_words(exp.resolver_bindings(ctx.connection.local_address),
+                                                   exp.security_bindings())
         hresults, objrefs = [], []
-        for iid in request["iids"]:
+        for iid in iids:
             if exp.supports(obj, iid):
                 entry = exp.marshal(obj, iid)
                 objrefs.append(objref_standard(iid, exp.oxid, obj.oid, entry.ipid, DEFAULT_PUBLIC_REFS,
@@ -517,10 +507,32 @@ class ScmActivator:
         if all(h != C.S_OK for h in hresults):
             with exp.lock:
                 exp._drop_object(obj, "no requested interface supported")
+            return C.E_NOINTERFACE, None, hresults, objrefs
+        return C.S_OK, obj, hresults, objrefs
+
+    def remote_create_instance(self, ctx, stub):
+        require_level(ctx, self.min_level, "RemoteCreateInstance")
+        r = NdrReader(stub)
+        r.orpcthis()
+        hresult = C.S_OK
+        if r.pointer():  # pUnkOuter
+            _read_minterfacepointer(r)
+            hresult = C.CLASS_E_NOAGGREGATION
+        if not r.pointer():
+            raise NdrError("RemoteCreateInstance without activation properties")
+        request = parse_activation_properties_in(_read_minterfacepointer(r))
+        r.done()
+        exp = self.exporter
+        hresult, obj, hresults, objrefs = self._activate(ctx, request["clsid"], request["iids"], request["protseqs"],
+                                                         hresult)
+        w = NdrWriter()
+        w.orpcthat()
+        if obj is None:
             w.pointer(False)
-            w.u32(C.E_NOINTERFACE)
+            w.u32(hresult)
             return w.bytes()
-        words, sec = dualstringarray_words(exp.exporter_bindings(local), exp.security_bindings())
+        words, sec = dualstringarray_words(exp.exporter_bindings(ctx.connection.local_address),
+                                           exp.security_bindings())
         objref = build_activation_properties_out(request["iids"], hresults, objrefs, exp.oxid, words, sec,
                                                  exp.ipid_rem_unknown, C.AUTHN_LEVEL_PKT_PRIVACY)
         w.pointer(True)
@@ -530,6 +542,72 @@ class ScmActivator:
         w.align(4)
         w.u32(C.S_OK)
         return w.bytes()
+
+    # ---- IActivation::RemoteActivation (opnum 0, the pre-Windows 2000 activation interface) -----------------
+    def activation_handlers(self):
+        return {0: self.remote_activation}
+
+    def remote_activation(self, ctx, stub):
+        require_level(ctx, self.min_level, "RemoteActivation")
+        r = NdrReader(stub)
+        r.orpcthis()
+        clsid = r.guid_str()
+        r.unique_wstring()  # pwszObjectName
+        hresult = C.S_OK
+        if r.pointer():  # pObjectStorage: persistent activation is not supported
+            _read_minterfacepointer(r)
+            hresult = C.E_NOTIMPL
+        r.u32()  # ClientImpLevel
+        r.u32()  # Mode
+        n_ifaces = r.u32()
+        iids = []
+        if r.pointer():
+            n = r.count()
+            iids = [r.guid_str() for _ in range(n)]
+        if len(iids) != n_ifaces or not iids:
+            raise NdrError("RemoteActivation interface count mismatch")
+        n_prot = r.u16()
+        conformance = r.count()
+        protseqs = [r.u16() for _ in range(conformance)]
+        if conformance != n_prot:
+            raise NdrError("RemoteActivation protseq count mismatch")
+        r.done()
+        exp = self.exporter
+        hresult, obj, hresults, objrefs = self._activate(ctx, clsid, iids, protseqs, hresult)
+        w = NdrWriter()
+        w.orpcthat()
+        w.u64(exp.oxid if obj is not None else 0)
+        if obj is not None:
+            words, sec = dualstringarray_words(exp.exporter_bindings(ctx.connection.local_address),
+                                               exp.security_bindings())
+            w.pointer(True)
+            write_dualstringarray_ndr(w, words, sec)
+            w.align(4)
+        else:
+            w.pointer(False)
+        w.guid(exp.ipid_rem_unknown if obj is not None else b"\x00" * 16)
+        w.u32(C.AUTHN_LEVEL_PKT_PRIVACY)
+        w.u16(C.COM_VERSION[0])
+        w.u16(C.COM_VERSION[1])
+        w.u32(hresult)
+        refs = objrefs if obj is not None else [None] * len(iids)
+        w.u32(len(refs))
+        for ref in refs:
+            w.pointer(ref is not None)
+        for ref in refs:
+            if ref is not None:
+                w.align(4)
+                w.u32(len(ref))
+                w.u32(len(ref))
+                w.raw(ref)
+        w.align(4)
+        results = hresults if hresults else [hresult] * len(iids)
+        w.u32(len(results))
+        for hr in results:
+            w.u32(hr)
+        w.u32(hresult)
+        return w.bytes()
+
 
 
 # --------------------------------------------------------------------------------------------------
@@ -585,9 +663,6 @@ class OxidResolver:
 
     def resolve_oxid2(self, ctx, stub):
         return self._resolve(ctx, stub, True)
-
-    def _all_sets(self):
-        return self.exporters[0] if self.exporters else None
 
     def simple_ping(self, ctx, stub):
         r = NdrReader(stub)

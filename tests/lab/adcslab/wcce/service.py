@@ -111,11 +111,14 @@ class LabCaService:
         self.icpr_server.start()
         self.servers.append(self.icpr_server)
         # Port 135: activation, OXID resolver, endpoint mapper.
+        scm = ScmActivator(self.exporter)
         self.epm = EndpointMapper()
         self.epm.register(C.IID_ICERTPASSAGE, (0, 0), protocol="ncacn_ip_tcp", address=self.address,
                           port=self.icpr_server.port)
         self.main_server = self._server(self.rpc_port, [
-            _interface(C.IID_IREMOTESCMACTIVATOR, ScmActivator(self.exporter).handlers(), "IRemoteSCMActivator",
+            _interface(C.IID_IREMOTESCMACTIVATOR, scm.handlers(), "IRemoteSCMActivator",
+                       min_authn_level=C.AUTHN_LEVEL_PKT_INTEGRITY),
+            _interface(C.IID_IACTIVATION, scm.activation_handlers(), "IActivation",
                        min_authn_level=C.AUTHN_LEVEL_PKT_INTEGRITY),
             _interface(C.IID_IOBJECTEXPORTER, OxidResolver([self.exporter]).handlers(), "IObjectExporter"),
             self.epm.interface(),
