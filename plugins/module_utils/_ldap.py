@@ -18,6 +18,7 @@ __metaclass__ = type
 
 import hashlib
 import os
+import re
 import socket
 import ssl
 import traceback
@@ -204,7 +205,19 @@ def nt_hash_of(password):
 
 
 def _ldap3_error_text(exc):
+    """ldap3 wraps socket errors in nested tuples of reprs: dig out the innermost message."""
     text = str(exc) or exc.__class__.__name__
+    match = re.search(r"\[SSL: [A-Z_]+\] ([^'\"]*)", text)
+    if match:
+        return match.group(0).strip()
+    match = re.search(r"socket ssl wrapping error: ([^'\"]*)", text)
+    if match:
+        return match.group(1).strip()
+    while len(text) > 2 and text[0] in '(["\'' and text[-1] in ')]"\',':
+        stripped = text.strip('()[],').strip('"\'')
+        if stripped == text:
+            break
+        text = stripped
     return text
 
 
@@ -346,7 +359,7 @@ class AdConnection(object):
         text = _ldap3_error_text(exc)
         if 'certificate verify failed' in text or 'CERTIFICATE_VERIFY_FAILED' in text:
             text = ('TLS certificate of %s could not be verified (%s); set ca_bundle to the CA that issued the DC '
-                    'certificate, or validate_certs=false for a lab' % (host, text))
+                    'certificate, or validate_certs=false for tests only' % (host, text))
         elif ldap3_exceptions is not None and isinstance(exc, ldap3_exceptions.LDAPSocketOpenError):
             text = 'cannot connect to %s:%d: %s' % (host, self.settings.port, text)
         return text
