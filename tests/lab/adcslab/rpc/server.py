@@ -149,6 +149,7 @@ class Connection:
         self.max_recv_frag = server.max_frag
         self.assoc_group_id = 0
         self.features = 0
+        self.header_signing = False      # client offered PFC_SUPPORT_HEADER_SIGN in its bind (MS-RPCE 2.2.2.3)
         self.contexts: Dict[int, _PresContext] = {}
         self.sec_contexts: Dict[int, _SecEntry] = {}
         self.pending: Dict[int, _PendingCall] = {}
@@ -319,8 +320,9 @@ class Connection:
         sec_addr = b"" if alter else str(self.local_port).encode() + b"\x00"
         ptype = C.PTYPE_ALTER_CONTEXT_RESP if alter else C.PTYPE_BIND_ACK
         flags = C.PFC_FIRST_FRAG | C.PFC_LAST_FRAG
-        if hdr.pfc_flags & C.PFC_SUPPORT_HEADER_SIGN:
+        if hdr.pfc_flags & C.PFC_SUPPORT_HEADER_SIGN and not alter:
             flags |= C.PFC_SUPPORT_HEADER_SIGN
+            self.header_signing = True
         self._send(build_bind_ack(ptype, hdr.call_id, self.max_xmit_frag, self.max_recv_frag, self.assoc_group_id,
                                   sec_addr, results, flags=flags, auth=auth_reply))
         return True
@@ -328,12 +330,13 @@ class Connection:
     def _bind_context(self, elem, prev_abstract) -> ContextResult:
         uuid_str, version = elem.abstract_syntax
         # bind time feature negotiation: the prefix is in the transfer syntax
-        for ts_uuid, ts_ver in elem.transfer_syntaxes:
-            if ts_uuid.startswith(C.BTFN_UUID_PREFIX) and len(elem.transfer_syntaxes) == 1:
-                bitmask = uuid_to_bin(ts_uuid)[8]
-                self.features = bitmask & C.BTFN_SERVER_SUPPORTED
-                self.log.debug("%r: bind time features 0x%x -> 0x%x", self, bitmask, self.features)
-                return ContextResult(C.RESULT_NEGOTIATE_ACK, self.features)
+        # (like Samba: only the first transfer syntax is looked at)
+        ts_uuid, ts_ver = elem.transfer_syntaxes[0]
+        if ts_uuid.startswith(C.BTFN_UUID_PREFIX) and tuple(ts_ver) == (1, 0):
+            bitmask = uuid_to_bin(ts_uuid)[8]
+            self.features = bitmask & C.BTFN_SERVER_SUPPORTED
+            self.log.debug("%r: bind time features 0x%x -> 0x%x", self, bitmask, self.features)
+            return ContextResult(C.RESULT_NEGOTIATE_ACK, self.features)
         iface = self.server._find_interface(uuid_str, version)
         if iface is None:
             self.log.info("%r: context %d: interface %s v%d.%d not supported", self, elem.context_id, uuid_str,
@@ -376,7 +379,9 @@ class Connection:
             if len(self.sec_contexts) >= self.server.max_security_contexts:
                 raise _BindRefused(C.BIND_NAK_LOCAL_LIMIT_EXCEEDED, C.RPC_S_ACCESS_DENIED,
                                    "too many security contexts on this connection")
-            entry = _SecEntry(provider.new_context(), trailer.auth_type, trailer.auth_level, cid)
+            sc = provider.new_context()
+            sc.connection = self         # lets a provider see e.g. connection.header_signing
+            entry = _SecEntry(sc, trailer.auth_type, trailer.auth_level, cid)
             self.sec_contexts[cid] = entry
         try:
             result = entry.ctx.accept(token)
@@ -633,7 +638,7 @@ class RpcServer:
     def __init__(self, address: str, port: int, interfaces: List[Interface], accounts, security_providers=None,
                  netbios_domain="LAB", dns_domain="lab.adcs.test", netbios_computer="CA1",
                  dns_computer="ca1.lab.adcs.test", logger=None, max_frag: int = C.DEFAULT_MAX_FRAG,
-                 idle_timeout: float = 120.0, max_call_size: int = 16 * 1024 * 1024,
+                 idle_timeout: float = 300.0, max_call_size: int = 16 * 1024 * 1024,
                  max_security_contexts: int = 64, max_connections: int = 256):
         self.address = address
         self.port = port
