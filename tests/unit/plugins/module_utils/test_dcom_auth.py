@@ -1,0 +1,137 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import socket
+
+import pytest
+from impacket.dcerpc.v5.rpcrt import DCERPCException
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _auth as a
+from ansible_collections.adcs.enrollment.plugins.module_utils import _dcom as d
+from ansible_collections.adcs.enrollment.plugins.module_utils import _errors as e
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
+
+NT = '8846f7eaee8fb117ad06bdd830b7586c'
+
+
+# ---------------------------------------------------------------- auth
+@pytest.mark.parametrize('user, domain, expected', [
+    ('enroller', 'LAB', ('enroller', 'LAB')),
+    ('LAB\\enroller', None, ('enroller', 'LAB')),
+    ('enroller@lab.adcs.test', None, ('enroller', 'lab.adcs.test')),
+    ('LAB\\enroller', 'OTHER', ('enroller', 'OTHER')),
+    ('enroller', None, ('enroller', '')),
+])
+def test_split_user(user, domain, expected):
+    assert a.split_user(user, domain) == expected
+
+
+def test_password_auth_hides_secret():
+    auth = a.PasswordAuth('enroller', 'LAB', 'Sup3r$ecret')
+    assert 'Sup3r$ecret' not in repr(auth) and 'Sup3r$ecret' not in str(auth)
+    assert repr(auth) == "PasswordAuth(user='enroller', domain='LAB', password=<hidden>)"
+    assert auth.describe() == 'password authentication as LAB\\enroller'
+    kw = auth.transport_kwargs()
+    assert kw['password'] == 'Sup3r$ecret' and kw['username'] == 'enroller' and kw['domain'] == 'LAB'
+    assert kw['doKerberos'] is False
+    with pytest.raises(e.InvalidInput):
+        a.PasswordAuth('enroller', 'LAB', '')
+
+
+def test_nt_hash_auth():
+    auth = a.NtHashAuth('enroller', 'LAB', 'aad3b435b51404eeaad3b435b51404ee:' + NT.upper())
+    assert NT not in repr(auth) and NT.upper() not in repr(auth)
+    kw = auth.transport_kwargs()
+    assert kw['nthash'] == NT and kw['password'] == ''
+    for bad in ('', 'xyz', NT[:-1]):
+        with pytest.raises(e.InvalidInput):
+            a.NtHashAuth('enroller', 'LAB', bad)
+
+
+def test_kerberos_auth():
+    auth = a.KerberosAuth('enroller', 'LAB.ADCS.TEST', password='pw', kdc_host='127.0.0.11')
+    assert 'pw' not in repr(auth).replace('password=<hidden>', '')
+    kw = auth.transport_kwargs()
+    assert kw['doKerberos'] is True and kw['kdcHost'] == '127.0.0.11'
+    with pytest.raises(e.InvalidInput):
+        a.KerberosAuth('enroller', None, password='pw')
+    with pytest.raises(e.InvalidInput):
+        a.KerberosAuth('enroller', 'LAB.ADCS.TEST', aes_key='short')
+
+
+def test_auth_from_params():
+    assert isinstance(a.auth_from_params('u', 'D', password='p'), a.PasswordAuth)
+    assert isinstance(a.auth_from_params('u', 'D', nt_hash=NT), a.NtHashAuth)
+    assert isinstance(a.auth_from_params('u', 'D', password='p', method='kerberos'), a.KerberosAuth)
+    with pytest.raises(e.InvalidInput):
+        a.auth_from_params('u', 'D', password='p', method='magic')
+    with pytest.raises(e.InvalidInput):
+        a.auth_from_params('', 'D', password='p')
+
+
+# ---------------------------------------------------------------- exception mapping
+def test_translate_socket_errors():
+    exc = d.translate_exception(socket.timeout('timed out'), 'Connecting', 'ca1', 7)
+    assert isinstance(exc, e.CaUnavailable) and '7 s' in str(exc) and 'ca1' in str(exc)
+    exc = d.translate_exception(socket.gaierror(-2, 'Name or service not known'), 'Connecting', 'nohost')
+    assert isinstance(exc, e.CaUnavailable) and 'resolve' in str(exc)
+    exc = d.translate_exception(ConnectionRefusedError(111, 'refused'), 'Connecting', 'ca1')
+    assert isinstance(exc, e.CaUnavailable) and exc.hresult == 0x800706BA
+    exc = d.translate_exception(DCERPCException('Could not connect: [Errno 111] Connection refused'), 'X', 'ca1')
+    assert isinstance(exc, e.CaUnavailable) and 'RPC_S_SERVER_UNAVAILABLE' in str(exc)
+    exc = d.translate_exception(DCERPCException('Connection closed by remote host'), 'X', 'ca1')
+    assert type(exc) is e.TransportError and 'closed the connection' in str(exc)
+    exc = d.translate_exception(Exception("Can't find a valid stringBinding to connect"), 'X', 'ca1')
+    assert type(exc) is e.TransportError and 'binding' in str(exc)
+
+
+def test_translate_rpc_faults():
+    # impacket reports fault PDUs by name only
+    exc = d.translate_exception(DCERPCException('rpc_s_access_denied'), 'Activating', 'ca1', during_auth=True)
+    assert isinstance(exc, e.AuthenticationError) and exc.hresult == 5
+    assert 'Certificate Service DCOM Access' in str(exc)
+    exc = d.translate_exception(DCERPCException('rpc_s_access_denied'), 'Request', 'ca1')
+    assert isinstance(exc, e.AccessDenied)
+    exc = d.translate_exception(DCERPCException('Unknown DCE RPC fault status code: 1c010003'), 'Bind', 'ca1')
+    assert type(exc) is e.TransportError and exc.hresult == 0x1C010003
+    exc = d.translate_exception(DCERPCException('E_ACCESSDENIED - General access denied error.'), 'Call', 'ca1')
+    assert isinstance(exc, e.AccessDenied) and exc.hresult == 0x80070005
+    exc = d.translate_exception(DCERPCException(error_code=0x721), 'Bind', 'ca1', during_auth=True)
+    assert isinstance(exc, e.AuthenticationError) and 'RPC_S_SEC_PKG_ERROR' in str(exc)
+
+
+def test_translate_session_error_with_hresult():
+    exc = d.translate_exception(_ndr.DCERPCSessionError(error_code=0x80094012), 'Request', 'ca1')
+    assert isinstance(exc, e.RequestDenied) and exc.hresult == 0x80094012
+    exc = d.translate_exception(_ndr.DCERPCSessionError(error_code=0x80070057), 'Request', 'ca1')
+    assert isinstance(exc, e.BadRequest)
+    passthrough = e.RequestDenied('x')
+    assert d.translate_exception(passthrough, 'Request') is passthrough
+    generic = d.translate_exception(ValueError('odd'), 'Request', 'ca1')
+    assert type(generic) is e.TransportError and 'ValueError: odd' in str(generic)
+
+
+def test_code_from_exception():
+    assert d.code_from_exception(DCERPCException(error_code=5)) == 5
+    assert d.code_from_exception(DCERPCException('nca_s_op_rng_error')) == 0x1C010002
+    assert d.code_from_exception(DCERPCException('something else')) is None
+
+
+# ---------------------------------------------------------------- session against nothing
+def test_session_connection_refused():
+    # 127.0.0.199: a loopback address no lab component uses; nothing listens on 135 there
+    auth = a.PasswordAuth('enroller', 'LAB', 'pw')
+    with pytest.raises(e.CaUnavailable) as info:
+        with d.DcomSession('127.0.0.199', auth, timeout=3):
+            pass
+    assert 'port 135' in str(info.value)
+    assert 'pw' not in str(info.value)
+
+
+def test_session_repr_has_no_secret():
+    s = d.DcomSession('ca1.lab.adcs.test', a.NtHashAuth('u', 'LAB', NT))
+    assert NT not in repr(s) and 'open=False' in repr(s)
+    s.close()   # closing a never-opened session is harmless
