@@ -452,7 +452,9 @@ def test_icpr_request_and_retrieve():
     assert resp["pdwDisposition"] == 5
     resp = icpr(w, b"", b"", request_id=rid)
     assert resp["pdwDisposition"] == 3 and H.blob_bytes(resp["pctbEncodedCert"]) == b"RETRIEVED"
-    assert icpr(w, attrs, b"CSR", authority="X")["ErrorCode"] == C.E_INVALIDARG
+    resp = icpr(w, attrs, b"CSR", authority="X")
+    assert resp["ErrorCode"] == C.E_INVALIDARG and resp["pdwDisposition"] == C.E_INVALIDARG
+    assert "ERROR_INVALID_PARAMETER" in H.blob_bytes(resp["pctbDispositionMessage"]).decode("utf-16-le")
     assert icpr(w, b"abc", b"CSR")["ErrorCode"] == C.E_INVALIDARG  # odd-length UTF-16
     with pytest.raises(dcom.DcomFault):
         icpr(w, attrs, b"CSR", level=5)

@@ -82,6 +82,14 @@ class RequestOutcome:
         self.full_response = full_response or b""
 
 
+def invalid_arg_outcome(request_id, detail):
+    """E_INVALIDARG as the call's result; the disposition and message say the same for clients that only
+    look at those (Certipy over MS-ICPR does)."""
+    return RequestOutcome(status=C.E_INVALIDARG, request_id=request_id, disposition=C.E_INVALIDARG,
+                          message="The parameter is incorrect. 0x80070057 (WIN32: 87 ERROR_INVALID_PARAMETER): "
+                                  + detail)
+
+
 class CertService:
     """Shared request logic plus the DCOM and ICPR handler tables."""
 
@@ -109,7 +117,8 @@ class CertService:
         who = _who(ctx)
         if not self._authority_ok(authority):
             LOG.warning("%s request by %s for unknown CA %r: E_INVALIDARG", transport, who, authority)
-            return RequestOutcome(status=C.E_INVALIDARG, request_id=request_id)
+            return invalid_arg_outcome(request_id, "CA name %r is not served here (this is %s)"
+                                       % (authority, self.ca.name))
         requester = self._requester(ctx, transport)
         try:
             if not request_blob and request_id:
@@ -178,7 +187,7 @@ class CertService:
         w.u32(out.disposition)
         w.certtransblob(out.chain)
         w.certtransblob(out.cert)
-        w.certtransblob(_utf16z(out.message) if out.status == C.S_OK else b"")
+        w.certtransblob(_utf16z(out.message))
         w.u32(out.status)
         return w.bytes()
 
@@ -201,7 +210,7 @@ class CertService:
         w.u32(out.disposition)
         w.certtransblob(full)
         w.certtransblob(out.cert)
-        w.certtransblob(_utf16z(out.message) if out.status == C.S_OK else b"")
+        w.certtransblob(_utf16z(out.message))
         w.u32(out.status)
         return w.bytes()
 
@@ -303,7 +312,7 @@ class CertService:
             attributes = decode_attributes_blob(attrib_blob)
         except (ValueError, UnicodeDecodeError) as exc:
             LOG.warning("ICPR request by %s with bad attribute blob: %s", _who(ctx), exc)
-            out = RequestOutcome(status=C.E_INVALIDARG, request_id=request_id)
+            out = invalid_arg_outcome(request_id, "The request attributes are not a UTF-16LE string")
         else:
             out = self.do_request(ctx, "icpr", flags, authority, request_id, attributes, blob)
         w = NdrWriter()
@@ -311,7 +320,7 @@ class CertService:
         w.u32(out.disposition)
         w.certtransblob(out.chain)
         w.certtransblob(out.cert)
-        w.certtransblob(_utf16z(out.message) if out.status == C.S_OK else b"")
+        w.certtransblob(_utf16z(out.message))
         w.u32(out.status)
         return w.bytes()
 
