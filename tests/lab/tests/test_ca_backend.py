@@ -375,6 +375,8 @@ def test_pending_deny(ca, key):
 
 
 def test_retrieve_unknown_and_failed_requests(ca, key):
+    failed = ca.submit(0, "CertificateTemplate:Nope", T.make_csr(key, "nope"), ENROLLER)
+    assert ca.get_request(failed.request_id)["template"] == "Nope"
     missing = ca.retrieve(999999, ENROLLER)
     assert missing.disposition == errors.CERTSRV_E_NO_REQUEST and missing.disposition_message
     failed = ca.submit(0, "CertificateTemplate:Nope", T.make_csr(key, "nope"), ENROLLER)

@@ -427,7 +427,7 @@ class CertificationAuthority:
         # Name/value pairs inside the request count as request attributes; the attribute string wins.
         all_pairs = pairs + [pair for pair in parsed.name_value_pairs if _attr(pairs, pair[0]) is None]
         try:
-            template = self._policy_template(parsed, all_pairs)
+            template = self._policy_template(parsed, all_pairs, request_id)
             self.db.update(request_id, template=template.name, template_oid=template.oid)
             self._policy_checks(parsed, template)
         except CAError as error:
@@ -439,12 +439,14 @@ class CertificationAuthority:
             return self._pending_response(request_id, flags, parsed.body_part_id)
         return self._issue(request_id, flags, parsed, template, all_pairs, requester)
 
-    def _policy_template(self, parsed, pairs):
+    def _policy_template(self, parsed, pairs, request_id=None):
         name = _attr(pairs, "CertificateTemplate")
         if not name:
             name = _template_from_extensions(parsed.csr)
         if not name:
             raise _PolicyError(errors.CERTSRV_E_NO_CERT_TYPE)
+        if request_id is not None:
+            self.db.update(request_id, template=name)  # what was asked for, even when it is refused
         template = self._find_enabled_template(name)
         if template is None:
             raise _PolicyError(errors.CERTSRV_E_UNSUPPORTED_CERT_TYPE,
