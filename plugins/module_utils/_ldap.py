@@ -380,9 +380,8 @@ class AdConnection(object):
 
     # --- reading -------------------------------------------------------------------------------------------
     def _read_root_dse(self):
-        entries = self.search('', '(objectClass=*)', ['defaultNamingContext', 'configurationNamingContext',
-                                                       'rootDomainNamingContext', 'dnsHostName', 'supportedControl'],
-                              scope='BASE', paged=False)
+        wanted = ['defaultNamingContext', 'configurationNamingContext', 'rootDomainNamingContext', 'dnsHostName']
+        entries = self.search('', '(objectClass=*)', wanted, scope='BASE', paged=False)
         if not entries:
             raise LdapError('cannot read the rootDSE of %s' % self.host)
         attrs = entries[0]['attributes']
@@ -443,8 +442,8 @@ class AdConnection(object):
             result = self.conn.result or {}
             code = result.get('result', 0)
             if code not in (0, 4, 32):  # success, sizeLimitExceeded (partial), noSuchObject
-                raise LdapError('search of %s %s failed: %s %s' % (base or 'rootDSE', search_filter,
-                                                                  result.get('description'), (result.get('message') or '').strip()))
+                raise LdapError('search of %s %s failed: %s %s'
+                                % (base or 'rootDSE', search_filter, result.get('description'), (result.get('message') or '').strip()))
             for item in self.conn.response or []:
                 if item.get('type') != 'searchResEntry':
                     continue

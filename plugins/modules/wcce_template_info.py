@@ -23,7 +23,7 @@ description:
     publish the template.
   - Changes nothing.
 author:
-  - adcs.enrollment contributors
+  - adcs.enrollment maintainers (@adcs-enrollment)
 extends_documentation_fragment:
   - adcs.enrollment.connection
 attributes:

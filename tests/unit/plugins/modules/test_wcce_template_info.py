@@ -89,7 +89,7 @@ class Directory(object):
         self.entries[dn] = raw
 
     def search(self, base, flt, scope):
-        node, _ = _parse(flt)
+        node, _end = _parse(flt)
         result = []
         for dn, attrs in self.entries.items():
             if scope == ldap3.BASE:
