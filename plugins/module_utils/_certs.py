@@ -55,7 +55,8 @@ _UTC = datetime.timezone.utc
 
 def _require_crypto():
     if not HAS_CRYPTOGRAPHY:
-        raise CertificateError('The Python library "cryptography" is required', detail=CRYPTOGRAPHY_IMPORT_ERROR)
+        raise CertificateError('The Python library "cryptography" is required',
+                               remedy='Install cryptography (>= 41) on the node that runs the module.')
 
 
 # ---------------------------------------------------------------------------------------------------------------

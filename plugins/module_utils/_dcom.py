@@ -33,7 +33,6 @@ try:
     from impacket import hresult_errors as _imp_hresults
     from impacket.dcerpc.v5 import dcomrt, transport
     from impacket.dcerpc.v5.dcomrt import DCOMConnection, IRemUnknown2, INTERFACE, IID_IRemUnknown
-    from impacket.dcerpc.v5.dtypes import NULL
     from impacket.dcerpc.v5.rpcrt import (
         DCERPCException,
         RPC_C_AUTHN_GSS_NEGOTIATE,
@@ -208,7 +207,8 @@ class DcomSession(object):
 
     def __init__(self, host, auth, timeout=DEFAULT_TIMEOUT, remote_host=None):
         if not HAS_IMPACKET:
-            raise TransportError('The Python library "impacket" is required', detail=IMPACKET_IMPORT_ERROR)
+            raise TransportError('The Python library "impacket" is required',
+                                 remedy='Install impacket (>= 0.12) on the node that runs the module.')
         self.host = host
         self.auth = auth
         self.timeout = timeout

@@ -364,7 +364,8 @@ class ModuleFileWriter(object):
 # ---------------------------------------------------------------------------------------------------------------
 def _require_crypto():
     if not HAS_CRYPTOGRAPHY:
-        raise FileOutputError('The Python library "cryptography" is required', detail=CRYPTOGRAPHY_IMPORT_ERROR)
+        raise FileOutputError('The Python library "cryptography" is required',
+                              remedy='Install cryptography (>= 41) on the node that runs the module.')
 
 
 def encode_certificate(cert, fmt='pem'):

@@ -32,7 +32,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import Inv
 
 try:
     from cryptography import x509
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+    from cryptography.x509.oid import NameOID, ObjectIdentifier
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
     HAS_CRYPTOGRAPHY = True
@@ -44,7 +44,7 @@ except ImportError:
 try:
     from pyasn1.codec.der import decoder as der_decoder
     from pyasn1.codec.der import encoder as der_encoder
-    from pyasn1.type import char, univ
+    from pyasn1.type import univ
     from pyasn1_modules import rfc2986, rfc5280, rfc5652
     HAS_PYASN1 = True
     PYASN1_IMPORT_ERROR = None
@@ -126,13 +126,14 @@ _OID_RE = re.compile(r'^[0-2](\.(0|[1-9][0-9]*))+$')
 
 def _require_crypto():
     if not HAS_CRYPTOGRAPHY:
-        raise InvalidInput('The Python library "cryptography" is required', detail=CRYPTOGRAPHY_IMPORT_ERROR)
+        raise InvalidInput('The Python library "cryptography" is required',
+                           remedy='Install cryptography (>= 41) on the node that runs the module.')
 
 
 def _require_pyasn1():
     if not HAS_PYASN1:
         raise InvalidInput('The Python libraries "pyasn1" and "pyasn1_modules" are required (installed with '
-                           'impacket)', detail=PYASN1_IMPORT_ERROR)
+                           'impacket)', remedy='Install impacket (>= 0.12) on the node that runs the module.')
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -148,7 +148,8 @@ class CertRequestClient(object):
 
     def __init__(self, session, authority, prefer_request2=True):
         if not HAS_IMPACKET:
-            raise TransportError('The Python library "impacket" is required', detail=IMPACKET_IMPORT_ERROR)
+            raise TransportError('The Python library "impacket" is required',
+                                 remedy='Install impacket (>= 0.12) on the node that runs the module.')
         if not authority:
             raise _errors.InvalidInput('The CA name (authority) is required')
         self.session = session
