@@ -565,3 +565,28 @@ def test_reopen_keeps_state_and_ids_increase(tmp_path, key):
         assert os.path.exists(os.path.join(str(tmp_path), "ca", "config.json"))
     finally:
         second.close()
+
+
+def test_admin_cli(tmp_path, key, capsys):
+    from adcslab.ca.__main__ import main
+
+    ca = CertificationAuthority.open(str(tmp_path))
+    pending = ca.submit(0, "CertificateTemplate:WebServerApproval", T.make_csr(key, "cli"), ENROLLER)
+    ca.close()
+    assert main(["--state-dir", str(tmp_path), "list", "--pending"]) == 0
+    assert '"pending"' in capsys.readouterr().out
+    assert main(["--state-dir", str(tmp_path), "approve", str(pending.request_id)]) == 0
+    assert main(["--state-dir", str(tmp_path), "approve", str(pending.request_id)]) == 1
+    assert "0x80094003" in capsys.readouterr().err
+    ca = CertificationAuthority.open(str(tmp_path))
+    serial = ca.get_request(pending.request_id)["serial"]
+    ca.close()
+    assert main(["--state-dir", str(tmp_path), "revoke", serial, "--reason", "4"]) == 0
+    assert main(["--state-dir", str(tmp_path), "set-editf-san", "on"]) == 0
+    ca = CertificationAuthority.open(str(tmp_path))
+    try:
+        assert ca.config["editf_attributesubjectaltname2"] is True
+        delta = x509.load_der_x509_crl(ca.delta_crl())
+        assert delta.get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
+    finally:
+        ca.close()

@@ -661,8 +661,9 @@ class CertificationAuthority:
             pairs += [pair for pair in parsed.name_value_pairs if _attr(pairs, pair[0]) is None]
             return self._issue(row["request_id"], 0, parsed, template, pairs, requester, approved=True)
 
-    def deny(self, request_id):
-        """Deny a pending request (certutil -deny)."""
+    def deny(self, request_id, by="LAB\\Administrator"):
+        """Deny a pending request (certutil -deny). The message reads "Denied by <by>" as AD CS writes it
+        (MS-CSRA 3.1.4.1.4); the status is CERTSRV_E_ADMIN_DENIED_REQUEST."""
         with self._lock:
             row = self.db.get(int(request_id))
             if row is None:
@@ -671,7 +672,9 @@ class CertificationAuthority:
                 raise CAError(errors.CERTSRV_E_BAD_REQUESTSTATUS)
             hresult = errors.CERTSRV_E_ADMIN_DENIED_REQUEST
             self.db.update(row["request_id"], disposition=dbmod.DB_DISP_DENIED, status_hresult=hresult,
-                           disposition_message=_error_message("Denied by Administrator", hresult),
+                           disposition_message="Denied by %s  %s 0x%08x (%d %s)" % (
+                               by, errors.hresult_text(hresult), hresult, errors.signed32(hresult),
+                               errors.hresult_name(hresult)),
                            resolved_at=dbmod.iso(dbmod.utcnow()))
 
     def revoke(self, serial, reason=0):
