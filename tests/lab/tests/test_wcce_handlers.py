@@ -558,3 +558,61 @@ def test_legacy_remote_activation():
     with pytest.raises(dcom.DcomFault):
         dcomrt.IActivation(FakeDce(w, level=2)).RemoteActivation(string_to_bin(C.CLSID_CCERTREQUESTD),
                                                                  uuidtup_to_bin((C.IID_ICERTREQUESTD, "0.0")))
+
+
+def test_truncated_and_corrupted_stubs_fail_cleanly():
+    """Every prefix and a bounded set of byte flips of valid stubs: a reply, NdrError or DcomFault, nothing else."""
+    import random
+
+    w = World()
+    d2_ipid = ipid_of(activate(w, C.IID_ICERTREQUESTD2))
+    rng = random.Random(1234)
+    req = H.Request2()
+    req["ORPCthis"] = orpcthis()
+    req["pwszAuthority"] = H.wstr("LAB-CA")
+    req["dwFlags"] = 0
+    req["pwszSerialNumber"] = H.NULL
+    req["pdwRequestId"] = 0
+    req["pwszAttributes"] = H.wstr("CertificateTemplate:User")
+    req["pctbRequest"] = H.blob(b"CSR-BYTES")
+    icpr_req = H.CertServerRequest()
+    icpr_req["dwFlags"] = 0
+    icpr_req["pwszAuthority"] = H.wstr("LAB-CA")
+    icpr_req["pdwRequestId"] = 0
+    icpr_req["pctbAttribs"] = H.blob("a:b\x00".encode("utf-16-le"))
+    icpr_req["pctbRequest"] = H.blob(b"CSR")
+    rq = dcomrt.RemQueryInterface()
+    rq["ORPCthis"] = orpcthis()
+    rq["ripid"] = string_to_bin(d2_ipid)
+    rq["cRefs"] = 1
+    rq["cIids"] = 1
+    x = dcomrt.IID()
+    x["Data"] = string_to_bin(C.IID_ICERTREQUESTD)
+    rq["iids"].append(x)
+    cases = [(C.IID_ICERTREQUESTD2, 6, req.getData(), d2_ipid), (C.IID_ICERTPASSAGE, 0, icpr_req.getData(), None),
+             (C.IID_IREMUNKNOWN2, 3, rq.getData(), w.exp.ipid_rem_unknown)]
+    scm_stub = []
+
+    class Capture(FakeDce):
+        def request(self, r, uuid=None, checkError=True):
+            scm_stub.append(r.getData())
+            return FakeDce.request(self, r, uuid, checkError)
+
+    dcomrt.IRemoteSCMActivator(Capture(w)).RemoteCreateInstance(string_to_bin(C.CLSID_CCERTREQUESTD),
+                                                                uuidtup_to_bin((C.IID_ICERTREQUESTD, "0.0")))
+    cases.append((C.IID_IREMOTESCMACTIVATOR, 4, scm_stub[0], None))
+    for iid, opnum, stub, ipid in cases:
+        variants = [stub[:n] for n in range(len(stub))]
+        for _ in range(150):
+            mutated = bytearray(stub)
+            for _ in range(rng.randint(1, 4)):
+                mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+            variants.append(bytes(mutated))
+        for variant in variants:
+            ctx = make_ctx()
+            ctx.interface_uuid, ctx.object_uuid, ctx.opnum = iid, ipid, opnum
+            try:
+                reply = w.tables[iid][opnum](ctx, variant)
+            except (NdrError, dcom.DcomFault):
+                continue
+            assert isinstance(reply, bytes)

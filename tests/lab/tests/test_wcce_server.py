@@ -225,7 +225,8 @@ def test_wrong_password_is_denied(server, dcom_conn):
     assert "access_denied" in str(exc.value) or "ACCESS_DENIED" in str(exc.value).upper()
 
 
-def test_server_alive2_and_resolve_oxid2(server):
+def test_server_alive2_resolve_oxid2_and_ping(server, dcom_conn):
+    unk = dcom_conn().CoCreateInstanceEx(CLSID, IID_D)
     rpctransport = transport.DCERPCTransportFactory("ncacn_ip_tcp:%s[135]" % ADDRESS)
     dce = rpctransport.get_dce_rpc()
     dce.connect()
@@ -233,6 +234,10 @@ def test_server_alive2_and_resolve_oxid2(server):
         exporter = dcomrt.IObjectExporter(dce)
         bindings = [b["aNetworkAddr"].rstrip("\x00") for b in exporter.ServerAlive2()]
         assert bindings[0] == ADDRESS
+        resolved = [b["aNetworkAddr"].rstrip("\x00") for b in exporter.ResolveOxid2(unk.get_oxid(), [7])]
+        assert resolved[0] == "%s[%d]" % (ADDRESS, server.endpoints["object_exporter_port"])
+        setid = exporter.ComplexPing(0, 0, [unk.get_oid()], [])["pSetId"]
+        assert exporter.SimplePing(setid)["ErrorCode"] == 0
     finally:
         dce.disconnect()
 
