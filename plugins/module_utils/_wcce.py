@@ -73,6 +73,8 @@ class EnrollmentResult(_EnrollmentResultBase):
             return 'issued'
         if self.pending:
             return 'pending'
+        if self.disposition in (CR_DISP_ISSUED, CR_DISP_ISSUED_OUT_OF_BAND):
+            return 'incomplete'   # issued but no certificate came back
         return 'denied' if self.disposition == CR_DISP_DENIED or self.hresult else \
             _errors.disposition_name(self.disposition)
 

@@ -283,4 +283,4 @@ def test_enrollment_result_shapes():
     with pytest.raises(_errors.RequestDenied, match='disposition denied'):
         r.raise_for_status()
     r = EnrollmentResult(3, 7, 0, '', None, [])   # issued but no certificate: not usable
-    assert not r.issued
+    assert not r.issued and r.status == 'incomplete'
