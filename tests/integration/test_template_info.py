@@ -251,3 +251,30 @@ def test_untrusted_certificate_fails_cleanly(lab, conn):
     assert rc != 0
     assert 'could not be verified' in result['msg'] and 'set ca_bundle' in result['msg']
     assert 'Traceback' not in json.dumps(result)
+
+
+def test_computer_principal(lab, conn):
+    computer = account(lab, 'computer')
+    args = login(lab, conn, 'enroller', principal=computer['username'], names=['Machine', 'ShortLived', 'WebServer'],
+                 include_raw=False)
+    rc, result = run_module(args)
+    assert rc == 0, result
+    assert result['principal']['sid'] == computer['sid']
+    assert set(computer['group_sids']) <= set(result['principal']['token_sids'])
+    t = by_name(result)
+    assert t['Machine']['access']['can_enroll'] is True and 'Domain Computers' in t['Machine']['access']['reason']
+    assert t['Machine']['access']['can_autoenroll'] is True
+    assert t['ShortLived']['access']['can_enroll'] is True
+    assert t['WebServer']['access']['can_enroll'] is False
+
+
+def test_dc_discovery_through_lab_dns(lab):
+    """The SRV lookup the module does when domain_controller is not set, against the lab's Samba DNS."""
+    dns_resolver = pytest.importorskip('dns.resolver')
+    sys.path.insert(0, COLLECTIONS)
+    from ansible_collections.adcs.enrollment.plugins.module_utils._ldap import find_domain_controllers
+    resolver = dns_resolver.Resolver(configure=False)
+    resolver.nameservers = [lab['dc']['address']]
+    resolver.port = lab['dc'].get('dns_port') or 53
+    resolver.lifetime = 10
+    assert find_domain_controllers(lab['domain'], resolver=resolver)[0] == (lab['dc']['hostname'], lab['dc']['ldap_port'])
