@@ -312,3 +312,29 @@ def test_startup_errors_are_clean(server, tmp_path):
     os.unlink(os.path.join(state, "accounts.json"))
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert res.returncode == 1 and "accounts file" in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_dcom_pending_then_approved_then_retrieved(server, dcom_conn):
+    """A CA-manager-approval template pends; after approval (the CA's admin API on the same state dir) a
+    retrieve by request id with an empty request blob returns the certificate."""
+    from adcslab.ca import CertificationAuthority
+
+    conn = dcom_conn()
+    iface = CertIface(conn.CoCreateInstanceEx(CLSID, IID_D), IID_D)
+    key, csr = make_csr("pending.lab.adcs.test")
+    resp = request(iface, csr, attributes="CertificateTemplate:WebServerApproval")
+    assert resp["pdwDisposition"] == C.DISPOSITION_UNDER_SUBMISSION, \
+        H.blob_bytes(resp["pctbDispositionMessage"]).decode("utf-16-le", "replace")
+    assert H.blob_bytes(resp["pctbEncodedCert"]) == b""
+    rid = resp["pdwRequestId"]
+    still = request(iface, b"", attributes=None, request_id=rid)
+    assert still["pdwDisposition"] == C.DISPOSITION_UNDER_SUBMISSION
+    ca = CertificationAuthority.open(server.state_dir)
+    try:
+        ca.approve(rid)
+    finally:
+        ca.close()
+    done = request(iface, b"", attributes=None, request_id=rid)
+    assert done["pdwDisposition"] == C.DISPOSITION_ISSUED
+    cert = x509.load_der_x509_certificate(H.blob_bytes(done["pctbEncodedCert"]))
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
