@@ -1059,7 +1059,6 @@ def _pkcs7_with_crls(certs, crls_der):
     """Degenerate SignedData with certificates and CRLs (cryptography has no API for CRLs in PKCS#7)."""
     from pyasn1.codec.der import decoder as der_decoder
     from pyasn1.codec.der import encoder as der_encoder
-    from pyasn1.type import univ
     from pyasn1_modules import rfc5280, rfc5652
 
     signed = rfc5652.SignedData()

@@ -1,6 +1,5 @@
 """DER encoders for the Microsoft-specific extensions and CMS/CMC structures the lab CA emits."""
 
-import datetime
 import hashlib
 
 from cryptography import x509
