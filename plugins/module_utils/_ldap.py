@@ -342,7 +342,11 @@ class AdConnection(object):
         except LdapError:
             raise
         except Exception as exc:
-            raise LdapError(self._exception_text(exc, host))
+            text = self._exception_text(exc, host)
+            if s.auth == 'ntlm' and 'terminated' in text:
+                text += ('; the server may not support NTLM (Sicily) binds (Samba does not): use auth=password over '
+                         'TLS or auth=kerberos')
+            raise LdapError(text)
 
     def _bind_failure_text(self, conn):
         result = conn.result or {}

@@ -278,3 +278,16 @@ def test_dc_discovery_through_lab_dns(lab):
     resolver.port = lab['dc'].get('dns_port') or 53
     resolver.lifetime = 10
     assert find_domain_controllers(lab['domain'], resolver=resolver)[0] == (lab['dc']['hostname'], lab['dc']['ldap_port'])
+
+
+def test_ntlm_against_samba_fails_cleanly(lab, conn):
+    """Samba does not serve ldap3's NTLM (Sicily) bind; the module must say so, not crash (NTLM is unit-tested)."""
+    enroller = account(lab, 'enroller')
+    args = dict(conn, auth='ntlm', username='%s\\%s' % (lab['netbios_domain'], enroller['username']),
+                nt_hash=enroller['nt_hash'], names=['EFS'])
+    rc, result = run_module(args)
+    if rc == 0:  # a DC that does implement Sicily NTLM
+        assert result['templates'][0]['access']['can_enroll'] is True
+        return
+    assert 'NTLM (Sicily)' in result['msg']
+    assert 'Traceback' not in json.dumps(result)

@@ -452,3 +452,21 @@ def test_resolve_sids():
     assert names == {group_sid: 'ADCS-Enrollers'}
     flt = [c for c in fake.calls if c[0] == 'search' and c[1] == BASE][-1][2]
     assert flt.startswith('(|(objectSid=') and 'S-1-5-11' not in flt
+
+
+def test_ntlm_session_terminated_hint():
+    """Samba ends the connection on ldap3's Sicily NTLM bind: say so instead of a bare socket error."""
+    conn = make(auth='ntlm', username='LAB\\enroller', password='pw')
+
+    def factory(server, **kwargs):
+        fake = FakeConnection(server, **kwargs)
+
+        def terminated():
+            raise ldap3.core.exceptions.LDAPSessionTerminatedByServerError('session terminated by server')
+        fake.bind = terminated
+        return fake
+    conn._connection_factory = factory
+    with pytest.raises(_ldap.LdapError) as exc:
+        conn.connect()
+    assert 'session terminated by server' in str(exc.value)
+    assert 'NTLM (Sicily)' in str(exc.value)
