@@ -590,3 +590,47 @@ def test_admin_cli(tmp_path, key, capsys):
         assert delta.get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
     finally:
         ca.close()
+
+
+def test_empty_subject_needs_a_san(ca, key):
+    with_san = ca.submit(0, "CertificateTemplate:WebServer", T.make_csr(key, "", dns_names=["nosubject.lab"]),
+                         ENROLLER)
+    cert = _cert(with_san)
+    assert len(cert.subject) == 0
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical
+    without = ca.submit(0, "CertificateTemplate:WebServer", T.make_csr(key, ""), ENROLLER)
+    assert without.disposition == errors.CERTSRV_E_BAD_REQUESTSUBJECT
+
+
+def test_custom_template_source_and_validity_cap(tmp_path, key):
+    """A TemplateSource other than the built-in table (the LDAP-backed one later) plugs in; validity is capped
+    at the CA certificate's notAfter."""
+    import dataclasses
+
+    from adcslab.ca import BuiltinTemplateSource, TemplateSource
+    from adcslab.ca.templates import BUILTIN_TEMPLATES
+
+    long_lived = dataclasses.replace(BUILTIN_TEMPLATES[2], name="LongLived", oid="1.3.6.1.4.1.311.21.8.9.9",
+                                     validity_days=365 * 100)
+
+    class Source(TemplateSource):
+        def __init__(self):
+            self.inner = BuiltinTemplateSource([long_lived])
+
+        def get(self, name):
+            return self.inner.get(name)
+
+        def all(self):
+            return self.inner.all()
+
+    authority = CertificationAuthority.open(str(tmp_path), template_source=Source())
+    try:
+        response = authority.submit(0, "CertificateTemplate:1.3.6.1.4.1.311.21.8.9.9", T.make_csr(key, "long"),
+                                    ENROLLER)
+        cert = _cert(response)
+        assert cert.not_valid_after_utc == authority.ca_cert.not_valid_after_utc
+        assert authority.get_property(0x1D, 0, 4)[1] == "LongLived\n1.3.6.1.4.1.311.21.8.9.9\n"
+        assert authority.submit(0, "CertificateTemplate:WebServer", T.make_csr(key, "x"),
+                                ENROLLER).disposition == errors.CERTSRV_E_UNSUPPORTED_CERT_TYPE
+    finally:
+        authority.close()

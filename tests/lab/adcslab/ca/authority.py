@@ -752,14 +752,15 @@ class CertificationAuthority:
 
     # -- CRLs --------------------------------------------------------------------------------------------------
     def _ensure_crls(self):
-        now = dbmod.utcnow()
-        base = self.db.get_crl("base")
-        if base is None or datetime.datetime.fromisoformat(base["next_update"]) <= now:
-            self.publish_crls()
-            return
-        delta = self.db.get_crl("delta")
-        if delta is None or datetime.datetime.fromisoformat(delta["next_update"]) <= now:
-            self.publish_crls(delta_only=True)
+        with self._lock:
+            now = dbmod.utcnow()
+            base = self.db.get_crl("base")
+            if base is None or datetime.datetime.fromisoformat(base["next_update"]) <= now:
+                self.publish_crls()
+                return
+            delta = self.db.get_crl("delta")
+            if delta is None or datetime.datetime.fromisoformat(delta["next_update"]) <= now:
+                self.publish_crls(delta_only=True)
 
     def publish_crls(self, delta_only=False):
         """Publish a new base CRL (unless ``delta_only``) and a new delta CRL; returns (base_der, delta_der)."""
