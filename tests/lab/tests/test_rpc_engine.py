@@ -5,7 +5,6 @@ No running lab needed: each test starts its own server on 127.0.0.21-29 with a d
 
 import json
 import os
-import socket
 import struct
 import sys
 import threading
@@ -21,8 +20,7 @@ from impacket.dcerpc.v5.rpcrt import DCERPCException  # noqa: E402
 from impacket.uuid import uuidtup_to_bin  # noqa: E402
 
 from adcslab.rpc import AccountStore, Interface, RpcFault, RpcServer, constants as C  # noqa: E402
-from adcslab.rpc.client import (BTFN, NDR20, NDR64, BindNakError, ClientError, FaultError,  # noqa: E402
-                                StrictClient)
+from adcslab.rpc.client import BTFN, NDR20, NDR64, FaultError, StrictClient  # noqa: E402
 
 TOY = "12345678-1234-abcd-ef00-0123456789ab"
 PRIV = "87654321-4321-dcba-00fe-ba9876543210"

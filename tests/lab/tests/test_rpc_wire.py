@@ -357,3 +357,48 @@ def test_orphaned_and_cancel_tolerated(make_server):
         assert c.request(0, 0, b"fine")[:4] == b"enif"
     finally:
         c.close()
+
+
+def test_fuzzed_pdus_do_not_kill_the_server(make_server):
+    """Random byte mutations of a valid bind / auth3 / sealed request sequence."""
+    import random
+    rnd = random.Random(1234)
+    srv = make_server("127.0.0.28", idle_timeout=2.0)
+    # record a valid conversation
+    sent = []
+    c = StrictClient(srv.address, srv.port)
+    orig_send = c.send_raw
+
+    def recording_send(data):
+        sent.append(data)
+        orig_send(data)
+
+    c.send_raw = recording_send
+    c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=6)
+    c.request(0, 0, b"fuzz me please" * 3)
+    c.close()
+    assert len(sent) == 3
+    for i in range(150):
+        msgs = [bytearray(m) for m in sent]
+        victim = msgs[rnd.randrange(len(msgs))]
+        for _ in range(rnd.randint(1, 4)):
+            pos = rnd.randrange(len(victim))
+            victim[pos] = rnd.randrange(256)
+        if rnd.random() < 0.2:
+            del victim[rnd.randrange(len(victim)):]
+        s = socket.create_connection((srv.address, srv.port), timeout=3)
+        try:
+            for m in msgs:
+                s.sendall(bytes(m))
+            s.shutdown(socket.SHUT_WR)      # EOF: the server must finish and close, not hang
+            s.settimeout(3)
+            try:
+                while s.recv(65536):
+                    pass
+            except socket.timeout:
+                pytest.fail("server did not close after EOF (mutation %d)" % i)
+            except OSError:
+                pass
+        finally:
+            s.close()
+    server_alive(srv)

@@ -16,7 +16,7 @@ import hmac
 import socket
 import struct
 import uuid as _uuid
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from Cryptodome.Cipher import ARC4
 from impacket import ntlm

@@ -312,11 +312,7 @@ class Connection:
             self.max_recv_frag = min(body.max_xmit_frag, self.server.max_frag)
             self.assoc_group_id = self.server._assoc_group(body.assoc_group_id)
             self.bound = True
-        results = []
-        prev_abstract = None
-        for elem in body.contexts:
-            results.append(self._bind_context(elem, prev_abstract))
-            prev_abstract = elem.abstract_syntax
+        results = [self._bind_context(elem) for elem in body.contexts]
         sec_addr = b"" if alter else str(self.local_port).encode() + b"\x00"
         ptype = C.PTYPE_ALTER_CONTEXT_RESP if alter else C.PTYPE_BIND_ACK
         flags = C.PFC_FIRST_FRAG | C.PFC_LAST_FRAG
@@ -327,7 +323,7 @@ class Connection:
                                   sec_addr, results, flags=flags, auth=auth_reply))
         return True
 
-    def _bind_context(self, elem, prev_abstract) -> ContextResult:
+    def _bind_context(self, elem) -> ContextResult:
         uuid_str, version = elem.abstract_syntax
         # bind time feature negotiation: the prefix is in the transfer syntax
         # (like Samba: only the first transfer syntax is looked at)
