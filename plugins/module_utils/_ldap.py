@@ -84,6 +84,16 @@ else:  # pragma: no cover
     VerifyingTls = None
 
 
+def _is_ip_address(host):
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def _domain_to_dn(domain):
     return ','.join('DC=%s' % part for part in domain.strip('.').split('.'))
 
@@ -268,12 +278,13 @@ class AdConnection(object):
             user, secret = s.ntlm_credentials()
             kwargs.update(user=user, password=secret, authentication=ldap3.NTLM)
         else:
-            kwargs.update(authentication=ldap3.SASL, sasl_mechanism=ldap3.KERBEROS,
-                          sasl_credentials=self._kerberos_sasl_credentials(host))
+            # sasl_credentials are set once connected, when the DC's DNS name (for the SPN) is known
+            self._kerberos_credentials()  # fail early, before any network traffic
+            kwargs.update(authentication=ldap3.SASL, sasl_mechanism=ldap3.KERBEROS)
         return kwargs
 
-    def _kerberos_sasl_credentials(self, host):
-        """(target host, authorization id, gssapi credentials) for ldap3's GSSAPI bind."""
+    def _kerberos_credentials(self):
+        """gssapi credentials from the ccache / keytab options (or the default ccache)."""
         s = self.settings
         if not HAS_GSSAPI:
             raise LdapError('auth=kerberos needs the python gssapi library (pip install gssapi) and a Kerberos client library')
@@ -304,14 +315,30 @@ class AdConnection(object):
         except Exception as exc:
             raise LdapError('no usable Kerberos credentials (ccache %s, keytab %s): %s'
                             % (s.kerberos_ccache or 'default', s.kerberos_keytab or 'none', exc))
-        # The SPN is ldap/<host>: the host must be the DC's DNS name, not an address.
-        target = host
+        return creds
+
+    def spn_host(self, conn, host):
+        """DNS name for the ldap/<host> SPN. An address is resolved by reverse DNS, else by the rootDSE's
+        dnsHostName (readable before binding)."""
+        if not _is_ip_address(host):
+            return host
         try:
-            socket.inet_pton(socket.AF_INET, host)
-            target = socket.gethostbyaddr(host)[0]
+            name = socket.gethostbyaddr(host)[0]
+            if name and not _is_ip_address(name) and name != 'localhost':
+                return name
         except (OSError, ValueError):
             pass
-        return (target, None, creds)
+        try:
+            conn.search(search_base='', search_filter='(objectClass=*)', search_scope=ldap3.BASE,
+                        attributes=['dnsHostName'])
+            for item in conn.response or []:
+                values = (item.get('raw_attributes') or {}).get('dnsHostName') or []
+                if values:
+                    value = values[0]
+                    return value.decode('utf-8') if isinstance(value, bytes) else value
+        except Exception:
+            pass
+        return host
 
     def connect(self):
         errors = []
@@ -337,6 +364,8 @@ class AdConnection(object):
             if s.ldap_scheme == 'starttls':
                 if not conn.start_tls():
                     raise LdapError('StartTLS failed: %s' % (conn.last_error or conn.result))
+            if s.auth == 'kerberos':
+                conn.sasl_credentials = (self.spn_host(conn, host), None, self._kerberos_credentials())
             if not conn.bind():
                 raise LdapError(self._bind_failure_text(conn))
         except LdapError:

@@ -54,7 +54,7 @@ def _env(extra=None):
 _JSON_CALLBACK = []
 
 
-def run_module(args, check=False):
+def run_module(args, check=False, extra_env=None):
     """`ansible localhost -m adcs.enrollment.wcce_template_info -a JSON`; returns (rc, result).
 
     Uses the json stdout callback when installed (ansible.posix); ansible-core alone has none, then the minimal
@@ -68,7 +68,7 @@ def run_module(args, check=False):
     if check:
         argv.append('--check')
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, timeout=300, check=False,
-                          env=_env({'ANSIBLE_STDOUT_CALLBACK': callback}))
+                          env=_env(dict(extra_env or {}, ANSIBLE_STDOUT_CALLBACK=callback)))
     out = proc.stdout.decode('utf-8', 'replace')
     try:
         start = out.index('=> {') + 3 if (callback == 'minimal' and '=> {' in out) else out.index('{')
@@ -291,3 +291,25 @@ def test_ntlm_against_samba_fails_cleanly(lab, conn):
         return
     assert 'NTLM (Sicily)' in result['msg']
     assert 'Traceback' not in json.dumps(result)
+
+
+def _has_gssapi():
+    proc = subprocess.run([PYTHON, '-c', 'import gssapi'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    return proc.returncode == 0
+
+
+@pytest.mark.parametrize('scheme', ['ldaps', 'starttls'])
+def test_kerberos_with_keytab(lab, conn, scheme):
+    """SASL GSSAPI bind as LABHOST01$ from its keytab; needs the python gssapi library in the module's Python."""
+    if not _has_gssapi():
+        pytest.skip('python gssapi is not installed for %s (auth=kerberos is covered by unit tests)' % PYTHON)
+    computer = account(lab, 'computer')
+    args = dict(conn, auth='kerberos', username=computer['username'], kerberos_keytab=computer['keytab'],
+                ldap_scheme=scheme, names=['Machine', 'WebServer'], include_raw=False)
+    rc, result = run_module(args, extra_env={'KRB5_CONFIG': lab['dc']['krb5_conf']})
+    assert rc == 0, result
+    assert result['principal']['source'] == 'bind'
+    assert result['principal']['sid'] == computer['sid']
+    t = by_name(result)
+    assert t['Machine']['access']['can_enroll'] is True
+    assert t['WebServer']['access']['can_enroll'] is False

@@ -260,10 +260,35 @@ def test_kerberos_bind_with_keytab(monkeypatch):
     fake = FakeConnection.instances[0]
     assert fake.kwargs['authentication'] == ldap3.SASL
     assert fake.kwargs['sasl_mechanism'] == ldap3.KERBEROS
-    target, authz, _creds = fake.kwargs['sasl_credentials']
+    target, authz, creds = fake.sasl_credentials
     assert target == 'dc1.lab.adcs.test' and authz is None
-    assert FakeGssapi.created == [{'name': 'enroller@LAB.ADCS.TEST', 'usage': 'initiate',
-                                   'store': {'client_keytab': '/etc/enroller.keytab', 'ccache': 'MEMORY:adcs-enrollment'}}]
+    assert isinstance(creds, FakeGssapi.Credentials)
+    assert FakeGssapi.created[-1] == {'name': 'enroller@LAB.ADCS.TEST', 'usage': 'initiate',
+                                      'store': {'client_keytab': '/etc/enroller.keytab', 'ccache': 'MEMORY:adcs-enrollment'}}
+    assert fake.calls[:2] == ['open', 'bind']
+
+
+def test_kerberos_spn_host_from_root_dse_when_dc_is_an_address(monkeypatch):
+    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+
+    def no_reverse(addr):
+        raise OSError('no PTR')
+    monkeypatch.setattr(_ldap.socket, 'gethostbyaddr', no_reverse)
+    make(auth='kerberos', username='LAB\\enroller', domain_controller='127.0.0.11').connect()
+    fake = FakeConnection.instances[0]
+    assert fake.sasl_credentials[0] == 'dc1.lab.adcs.test'  # the rootDSE's dnsHostName, read before the bind
+    first_search = [c for c in fake.calls if c[0] == 'search'][0]
+    assert fake.calls.index(first_search) < fake.calls.index('bind')
+    assert FakeGssapi.created[-1]['name'] == 'enroller@LAB.ADCS.TEST'
+
+
+def test_kerberos_spn_host_by_reverse_dns(monkeypatch):
+    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    monkeypatch.setattr(_ldap.socket, 'gethostbyaddr', lambda addr: ('dc7.lab.adcs.test', [], [addr]))
+    make(auth='kerberos', domain_controller='10.0.0.7').connect()
+    assert FakeConnection.instances[0].sasl_credentials[0] == 'dc7.lab.adcs.test'
 
 
 def test_kerberos_bind_with_ccache(monkeypatch):
@@ -271,7 +296,7 @@ def test_kerberos_bind_with_ccache(monkeypatch):
     monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
     FakeGssapi.created = []
     make(auth='kerberos', kerberos_ccache='/tmp/krb5cc_0').connect()
-    assert FakeGssapi.created == [{'name': None, 'usage': 'initiate', 'store': {'ccache': 'FILE:/tmp/krb5cc_0'}}]
+    assert FakeGssapi.created[-1] == {'name': None, 'usage': 'initiate', 'store': {'ccache': 'FILE:/tmp/krb5cc_0'}}
 
 
 def test_kerberos_without_gssapi(monkeypatch):
