@@ -11,7 +11,7 @@ DOCUMENTATION = r'''
 ---
 module: wcce_template_info
 short_description: Certificate templates, enterprise CAs and enrollment rights from Active Directory
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Reads the certificate templates (C(pKICertificateTemplate), MS-CRTD) and the enrollment services
     (C(pKIEnrollmentService)) of an Active Directory forest over LDAP and decodes them.
