@@ -402,3 +402,63 @@ def test_fuzzed_pdus_do_not_kill_the_server(make_server):
         finally:
             s.close()
     server_alive(srv)
+
+
+def test_interface_minor_version_rules_and_alter_reuse(make_server):
+    srv = make_server("127.0.0.29")
+    srv.add_interface(__import__("adcslab.rpc", fromlist=["Interface"]).Interface(
+        "abcdefab-0000-1111-2222-333344445555", (1, 2), {0: lambda ctx, stub: b"v12"}, name="minor"))
+    c = StrictClient(srv.address, srv.port)
+    try:
+        ack = c.bind([(0, "abcdefab-0000-1111-2222-333344445555", (1, 0)),
+                      (1, "abcdefab-0000-1111-2222-333344445555", (1, 3)),
+                      (2, "abcdefab-0000-1111-2222-333344445555", (2, 0))],
+                     auth=("enroller", PASSWORD, "LAB"), level=6, auth_ctx_id=5)
+        assert [r[0] for r in ack["results"]] == [0, 2, 2]
+        assert c.request(0, 0, b"") == b"v12"
+        # alter_context adding a presentation context under the established security context:
+        # the auth verifier carries the same auth_context_id; no new token is exchanged
+        import uuid as _u
+        body = struct.pack("<HHIBBH", 4280, 4280, 0, 1, 0, 0) + struct.pack("<HBB", 3, 1, 0)
+        body += _u.UUID(TOY).bytes_le + struct.pack("<HH", 1, 0) + _u.UUID(NDR20[0]).bytes_le + struct.pack("<HH", 2, 0)
+        state, _ = c.auth[5]
+        tok = b"\x00" * 16
+        c.send_raw(c.header(14, 3, 16 + len(body) + 8 + len(tok), len(tok), 90) + body +
+                   struct.pack("<BBBBI", 10, 6, 0, 0, 5) + tok)
+        resp = c.recv_pdu()
+        assert resp[2] == C.PTYPE_ALTER_CONTEXT_RESP
+        assert struct.unpack_from("<H", resp, 10)[0] == 0          # no auth_value in the answer
+        c.ctx_auth[3] = 5
+        assert c.request(3, 0, b"abc")[:3] == b"cba"
+    finally:
+        c.close()
+
+
+def test_alter_context_before_bind_and_connection_state(make_server):
+    srv = make_server("127.0.0.29")
+    s = _raw_conn(srv)
+    try:
+        alter = bytearray(_bind_pdu())
+        alter[2] = C.PTYPE_ALTER_CONTEXT
+        s.sendall(bytes(alter))
+        data = s.recv(4096)
+        assert data[2] == C.PTYPE_FAULT and struct.unpack_from("<I", data, 24)[0] == C.NCA_S_PROTO_ERROR
+    finally:
+        s.close()
+
+    calls = []
+
+    def counting(ctx, stub):
+        ctx.connection.state["n"] = ctx.connection.state.get("n", 0) + 1
+        calls.append(ctx.connection.state["n"])
+        return b""
+
+    srv.add_interface(__import__("adcslab.rpc", fromlist=["Interface"]).Interface(
+        "abcdefab-0000-1111-2222-333344445556", (1, 0), {0: counting}))
+    for _ in range(2):
+        c = StrictClient(srv.address, srv.port)
+        c.bind([(0, "abcdefab-0000-1111-2222-333344445556", (1, 0))])
+        c.request(0, 0, b"")
+        c.request(0, 0, b"")
+        c.close()
+    assert calls == [1, 2, 1, 2]          # per-connection state
