@@ -1,0 +1,700 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) adcs.enrollment contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: wcce_request
+short_description: Enroll, renew and retrieve certificates from Active Directory Certificate Services over DCOM
+version_added: 1.0.0
+description:
+  - Requests a certificate from an AD CS enterprise CA over MS-WCCE (DCOM, C(ICertRequestD2)/C(ICertRequestD), packet
+    privacy) and writes the private key, certificate, chain, full chain and an optional PKCS#12 bundle atomically.
+  - Idempotent. When the certificate on disk is valid, matches the private key (or the CSR), the asked subject, subject
+    alternative names and template, and is outside the renewal window (O(renew_before)), the CA is not contacted
+    and the task reports C(changed=false).
+  - Inside the renewal window, or with O(force=true), the certificate is renewed. While the current certificate is
+    still valid, the renewal is a CMS request signed with the current certificate's key (as C(certreq -renew) and
+    Windows autoenrollment send it), so templates that require a valid certificate for renewal accept it; when the
+    CA refuses that form the module sends a new request instead and warns.
+  - The private key is generated at O(private_key_path) when missing and never replaced unless
+    O(regenerate_key=true). The certificate is verified before anything is written (its public key must be the
+    request's and it must chain to the CA certificates the CA returns); a failed run leaves the previous key and
+    certificate untouched.
+  - A request that the CA holds for a certificate manager's approval is not a failure; the module returns
+    RV(disposition=pending) and the RV(request_id) to retrieve the certificate later with O(request_id).
+  - Several requests (O(requests)) are enrolled over one authenticated DCOM session.
+author:
+  - adcs.enrollment maintainers (@adcs-enrollment)
+extends_documentation_fragment:
+  - adcs.enrollment.connection
+  - ansible.builtin.files
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.files
+  - ansible.builtin.action_common_attributes.flow
+attributes:
+  check_mode:
+    support: full
+    details:
+      - The CA is not contacted in check mode; RV(changed) says whether a certificate would be requested.
+  diff_mode:
+    support: full
+    details:
+      - The diff shows the subject, SANs, serial number, validity and fingerprint of the certificate before and after.
+  platform:
+    support: full
+    platforms: posix
+  safe_file_operations:
+    support: full
+  vault:
+    support: none
+  action:
+    support: none
+  async:
+    support: full
+  bypass_host_loop:
+    support: none
+options:
+  template:
+    description:
+      - Name (C(cn)) of the certificate template to enroll for, for example C(WebServer).
+      - Required unless O(requests) is used (each entry then names its template) or O(request_id) is given.
+    type: str
+  ca_host:
+    description:
+      - DNS name or address of the CA server. With O(ca_name), the CA is used directly without Active Directory.
+      - Without it (or without O(ca_name)), the enterprise CAs publishing O(template) are found in Active Directory
+        (O(domain), O(domain_controller) and the directory credentials); when one is unavailable the next is tried.
+    type: str
+  csr_path:
+    description:
+      - An existing PKCS#10 request (PEM or DER) to submit instead of building one. Its subject and SANs are used as
+        they are. Mutually exclusive with O(csr_content).
+      - O(private_key_path) is then optional (it is only read, to match the certificate and for O(pkcs12_path)).
+    type: path
+  csr_content:
+    description:
+      - The PKCS#10 request as PEM text. Mutually exclusive with O(csr_path).
+    type: str
+  private_key_path:
+    description:
+      - Private key file (PEM or DER, PKCS#1/PKCS#8/SEC1). Generated (PEM PKCS#8) when missing.
+      - Required unless a CSR is given.
+    type: path
+  private_key_passphrase:
+    description:
+      - Passphrase of the private key; a generated key is encrypted with it.
+    type: str
+  private_key_mode:
+    description:
+      - Mode of the private key file and the PKCS#12 bundle. New keys default to C(0600); an existing key keeps its
+        mode unless this is set. O(mode) applies to the certificate, chain and full chain files.
+    type: raw
+  key_type:
+    description:
+      - Type of a generated key. Defaults to C(rsa) (C(ecdsa) when O(curve) is set).
+      - When set, an existing key of another type or size makes the module fail (or replace it with
+        O(regenerate_key=true)).
+    type: str
+    choices: [rsa, ecdsa]
+  key_size:
+    description:
+      - Size in bits of a generated RSA key (2048 to 8192); defaults to C(2048). The template's minimum key size
+        applies (the CA refuses smaller keys with C(CERTSRV_E_KEY_LENGTH)).
+    type: int
+  curve:
+    description:
+      - Curve of a generated ECDSA key; defaults to C(secp256r1).
+    type: str
+    choices: [secp256r1, secp384r1, secp521r1]
+  regenerate_key:
+    description:
+      - Generate a new private key whenever a certificate is requested (first enrollment and every renewal), instead
+        of reusing the key at O(private_key_path). The old key is replaced only together with the new certificate.
+    type: bool
+    default: false
+  renewal_request:
+    description:
+      - Renew a still valid certificate with a renewal request signed with its key (CMS with the
+        C(1.3.6.1.4.1.311.13.1) renewal certificate attribute). Set to V(false) to always send a new request.
+    type: bool
+    default: true
+  subject:
+    description:
+      - Subject of the request, as a dictionary (C({CN: web01.example.com, O: Example})), an RFC 4514 string
+        (C(CN=web01.example.com,O=Example)) or an OpenSSL-style string (C(/O=Example/CN=web01.example.com)).
+      - Templates that build the subject from Active Directory ignore it; leave it out for them.
+      - When set, a certificate with another subject is replaced.
+    type: raw
+  common_name:
+    description:
+      - Common name of the subject (shortcut for O(subject={CN=...})).
+    type: str
+  subject_alt_name:
+    description:
+      - Subject alternative names, each C(DNS:name), C(IP:address), C(UPN:user@realm), C(email:addr) or C(URI:uri).
+      - A certificate that lacks one of them is replaced (names the CA adds from Active Directory do not count).
+    type: list
+    elements: str
+  certificate_path:
+    description:
+      - Where the certificate is written (and read, to decide whether a new one is needed).
+      - Required unless O(requests) is used.
+    type: path
+  chain_path:
+    description:
+      - Where the CA certificates (issuing CA up to the root) are written.
+    type: path
+  fullchain_path:
+    description:
+      - Where the certificate followed by the CA certificates is written.
+    type: path
+  format:
+    description:
+      - Encoding of the certificate, chain and full chain files. C(der) chains are PKCS#7 certificate bundles.
+      - The private key is always PEM.
+    type: str
+    choices: [pem, der]
+    default: pem
+  pkcs12_path:
+    description:
+      - Also write a PKCS#12 bundle with the key, the certificate and the CA certificates here.
+    type: path
+  pkcs12_passphrase:
+    description:
+      - Passphrase of the PKCS#12 bundle (unencrypted when omitted).
+    type: str
+  force:
+    description:
+      - Request a new certificate even if the current one fits.
+    type: bool
+    default: false
+  renew_before:
+    description:
+      - Renew when the certificate expires within this many days.
+      - Defaults to the renewal period of the template when it can be read from Active Directory (O(domain) given),
+        else to 30 days, or a third of the certificate's lifetime when that is shorter.
+    type: float
+  request_id:
+    description:
+      - Retrieve the certificate of this (formerly pending) request instead of submitting a new one.
+      - The key of the request is V(private_key_path).pending when the submit generated a new key for an existing
+        key file, else the key at O(private_key_path).
+      - Nothing is retrieved when the certificate on disk already fits.
+    type: int
+  backup:
+    description:
+      - Keep a timestamped copy of every file that is replaced.
+    type: bool
+    default: false
+  requests:
+    description:
+      - Several requests in one task, all sent over one authenticated DCOM session.
+      - Each entry takes the per-request options below; options not given in an entry are taken from the top-level
+        option of the same name. The connection options are shared.
+    type: list
+    elements: dict
+    suboptions:
+      template:
+        description: See O(template).
+        type: str
+      csr_path:
+        description: See O(csr_path).
+        type: path
+      csr_content:
+        description: See O(csr_content).
+        type: str
+      private_key_path:
+        description: See O(private_key_path).
+        type: path
+      private_key_passphrase:
+        description: See O(private_key_passphrase).
+        type: str
+      private_key_mode:
+        description: See O(private_key_mode).
+        type: raw
+      key_type:
+        description: See O(key_type).
+        type: str
+        choices: [rsa, ecdsa]
+      key_size:
+        description: See O(key_size).
+        type: int
+      curve:
+        description: See O(curve).
+        type: str
+        choices: [secp256r1, secp384r1, secp521r1]
+      regenerate_key:
+        description: See O(regenerate_key).
+        type: bool
+      renewal_request:
+        description: See O(renewal_request).
+        type: bool
+      subject:
+        description: See O(subject).
+        type: raw
+      common_name:
+        description: See O(common_name).
+        type: str
+      subject_alt_name:
+        description: See O(subject_alt_name).
+        type: list
+        elements: str
+      certificate_path:
+        description: See O(certificate_path).
+        type: path
+      chain_path:
+        description: See O(chain_path).
+        type: path
+      fullchain_path:
+        description: See O(fullchain_path).
+        type: path
+      format:
+        description: See O(format).
+        type: str
+        choices: [pem, der]
+      pkcs12_path:
+        description: See O(pkcs12_path).
+        type: path
+      pkcs12_passphrase:
+        description: See O(pkcs12_passphrase).
+        type: str
+      force:
+        description: See O(force).
+        type: bool
+      renew_before:
+        description: See O(renew_before).
+        type: float
+      request_id:
+        description: See O(request_id).
+        type: int
+      backup:
+        description: See O(backup).
+        type: bool
+      owner:
+        description: See O(owner).
+        type: str
+      group:
+        description: See O(group).
+        type: str
+      mode:
+        description: See O(mode).
+        type: raw
+requirements:
+  - impacket >= 0.12 (DCOM transport; brings pyasn1 and dnspython)
+  - cryptography >= 41
+notes:
+  - Credentials come from the shared connection options (usable through
+    C(module_defaults) for C(group/adcs.enrollment.wcce)). O(auth=password) and O(auth=ntlm) authenticate to the
+    CA with NTLM using O(password) or O(nt_hash); O(auth=password) also means an LDAP simple bind when Active Directory
+    is read (discovery, template renewal period).
+  - DCOM enrollment needs the Enroll right on the template and, on Windows CAs, membership of
+    C(Certificate Service DCOM Access).
+  - A pending request reports C(changed=true) when it was submitted by this run (the CA now holds a request) and
+    C(changed=false) when O(request_id) is still pending. Pending and issued results are not failures; denied
+    requests and errors fail with a message naming the HRESULT, its meaning, the request ID and what to do.
+  - Running the submitting task again while a request is pending submits another request; pass O(request_id) to
+    retrieve the pending one.
+seealso:
+  - module: adcs.enrollment.wcce_template_info
+  - name: MS-WCCE
+    description: Windows Client Certificate Enrollment Protocol.
+    link: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-wcce/
+'''
+
+EXAMPLES = r'''
+- name: Web server certificate from a known CA (key generated on first run, renewed inside the window)
+  adcs.enrollment.wcce_request:
+    ca_host: ca1.example.com
+    ca_name: EXAMPLE-CA
+    username: svc-enroll@example.com
+    password: "{{ vault_enroll_password }}"
+    template: WebServer
+    common_name: web01.example.com
+    subject_alt_name:
+      - DNS:web01.example.com
+      - DNS:www.example.com
+    private_key_path: /etc/pki/tls/private/web01.key
+    certificate_path: /etc/pki/tls/certs/web01.crt
+    fullchain_path: /etc/pki/tls/certs/web01-fullchain.crt
+    owner: root
+    group: nginx
+    mode: "0644"
+  notify: Reload nginx
+
+- name: Find the CA in Active Directory; several certificates over one session
+  module_defaults:
+    group/adcs.enrollment.wcce:
+      domain: example.com
+      username: svc-enroll@example.com
+      password: "{{ vault_enroll_password }}"
+  adcs.enrollment.wcce_request:
+    template: WebServer
+    requests:
+      - common_name: app1.example.com
+        private_key_path: /etc/pki/app1.key
+        certificate_path: /etc/pki/app1.crt
+      - common_name: app2.example.com
+        key_type: ecdsa
+        curve: secp384r1
+        private_key_path: /etc/pki/app2.key
+        certificate_path: /etc/pki/app2.crt
+        pkcs12_path: /etc/pki/app2.p12
+        pkcs12_passphrase: "{{ vault_p12_pass }}"
+
+- name: Template with CA manager approval - submit
+  adcs.enrollment.wcce_request:
+    ca_host: ca1.example.com
+    ca_name: EXAMPLE-CA
+    username: svc-enroll@example.com
+    nt_hash: "{{ vault_nt_hash }}"
+    auth: ntlm
+    template: WebServerApproval
+    common_name: app3.example.com
+    private_key_path: /etc/pki/app3.key
+    certificate_path: /etc/pki/app3.crt
+  register: submitted
+
+- name: Template with CA manager approval - retrieve after approval
+  adcs.enrollment.wcce_request:
+    ca_host: ca1.example.com
+    ca_name: EXAMPLE-CA
+    username: svc-enroll@example.com
+    nt_hash: "{{ vault_nt_hash }}"
+    auth: ntlm
+    template: WebServerApproval
+    request_id: "{{ submitted.request_id }}"
+    private_key_path: /etc/pki/app3.key
+    certificate_path: /etc/pki/app3.crt
+  when: submitted.disposition == 'pending'
+
+- name: Submit an existing CSR, DER output
+  adcs.enrollment.wcce_request:
+    ca_host: 10.0.0.5
+    ca_name: EXAMPLE-CA
+    username: EXAMPLE\svc-enroll
+    password: "{{ vault_enroll_password }}"
+    template: WebServer
+    csr_path: /etc/pki/app4.csr
+    certificate_path: /etc/pki/app4.cer
+    format: der
+'''
+
+RETURN = r'''
+changed:
+  description: Whether a certificate was issued and written, a request was submitted, or file attributes changed.
+  returned: always
+  type: bool
+action:
+  description:
+    - What the module did or, in check mode, would do: C(none) (the certificate fits), C(enroll), C(retrieve)
+      (O(request_id)), or C(refresh) (the certificate fits, only chain/full chain/PKCS#12 were rewritten).
+  returned: always
+  type: str
+  sample: enroll
+reason:
+  description: Why the module enrolled or not.
+  returned: always
+  type: str
+  sample: the certificate expires on 2026-12-01 10:00:00Z (in 2 days), within the renewal window of 30 days
+reason_code:
+  description: Machine-readable O(reason) (C(no_certificate), C(renew_window), C(expired), C(force), C(subject_changed), ...).
+  returned: always
+  type: str
+  sample: renew_window
+request_id:
+  description: The CA's request ID of the submitted or retrieved request.
+  returned: when the CA was contacted
+  type: int
+  sample: 42
+disposition:
+  description:
+    - C(issued), C(pending) (held for a certificate manager; retrieve later with O(request_id)), or C(denied)/C(error)
+      in failed results. Null when the CA was not contacted.
+  returned: always
+  type: str
+  sample: issued
+disposition_message:
+  description: The CA's disposition message.
+  returned: when the CA was contacted
+  type: str
+  sample: Issued
+renewal:
+  description: Whether the request was a renewal request signed with the previous certificate's key.
+  returned: always
+  type: bool
+key_generated:
+  description: Whether a new private key was generated.
+  returned: always
+  type: bool
+renew_before:
+  description: The renewal window used, in days.
+  returned: when a certificate was on disk
+  type: float
+  sample: 30.0
+renew_before_source:
+  description: Where RV(renew_before) came from, C(option), C(template), C(default) or C(lifetime).
+  returned: when a certificate was on disk
+  type: str
+ca:
+  description: The CA used.
+  returned: when the CA was contacted
+  type: dict
+  contains:
+    name:
+      description: CA name.
+      type: str
+    host:
+      description: CA host as configured or found in Active Directory.
+      type: str
+    address:
+      description: Address connected to.
+      type: str
+    source:
+      description: C(options) or C(discovery).
+      type: str
+certificate:
+  description: Facts of the certificate now on disk (the new one after enrollment). Never contains the private key.
+  returned: when a certificate is on disk or was issued
+  type: dict
+  contains:
+    subject:
+      description: Subject (RFC 4514).
+      type: str
+      sample: CN=web01.example.com
+    subject_alt_names:
+      description: Subject alternative names.
+      type: list
+      elements: str
+      sample: [DNS:web01.example.com]
+    serial_number:
+      description: Serial number (hex).
+      type: str
+    issuer:
+      description: Issuer (RFC 4514).
+      type: str
+    not_before:
+      description: Start of validity (UTC, ISO 8601).
+      type: str
+    not_after:
+      description: End of validity (UTC, ISO 8601).
+      type: str
+    fingerprint_sha256:
+      description: SHA-256 fingerprint (colon-separated hex).
+      type: str
+    template:
+      description: Template named in the certificate (C(name), C(oid), C(major_version), C(minor_version)).
+      type: dict
+    extended_key_usage:
+      description: Extended key usage OIDs.
+      type: list
+      elements: str
+    public_key:
+      description: Key type and size or curve.
+      type: dict
+    is_ca:
+      description: Whether the certificate is a CA certificate.
+      type: bool
+paths:
+  description: Files written by this run, by kind (C(private_key), C(certificate), C(chain), C(fullchain), C(pkcs12)).
+  returned: always
+  type: dict
+  sample: {certificate: /etc/pki/web01.crt, private_key: /etc/pki/web01.key}
+backup_files:
+  description: Backup copies made, by original path.
+  returned: always
+  type: dict
+pending_private_key_path:
+  description: Where the new key of a pending request is kept until the certificate is retrieved.
+  returned: when a request with a regenerated key is pending
+  type: str
+results:
+  description: One result per entry of O(requests), each with the keys above (and C(failed)/C(msg)/C(error) on failure).
+  returned: when O(requests) is used
+  type: list
+  elements: dict
+error:
+  description: Details of a failure (C(hresult), C(error_name), C(meaning), C(request_id), C(remedy)).
+  returned: on failure
+  type: dict
+'''
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _enroll
+from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
+from ansible_collections.adcs.enrollment.plugins.module_utils._options import (
+    connection_argument_spec, connection_params,
+)
+
+try:
+    import impacket  # noqa: F401, pylint: disable=unused-import
+    HAS_IMPACKET = True
+    IMPACKET_IMPORT_ERROR = None
+except ImportError:
+    HAS_IMPACKET = False
+    IMPACKET_IMPORT_ERROR = traceback.format_exc()
+
+CURVES = ['secp256r1', 'secp384r1', 'secp521r1']
+
+
+def request_options(top_level=True):
+    """argument_spec of the per-request options; top-level ones carry the defaults."""
+    spec = dict(
+        template=dict(type='str'),
+        csr_path=dict(type='path'),
+        csr_content=dict(type='str'),
+        private_key_path=dict(type='path'),
+        private_key_passphrase=dict(type='str', no_log=True),
+        private_key_mode=dict(type='raw'),
+        key_type=dict(type='str', choices=['rsa', 'ecdsa']),
+        key_size=dict(type='int'),
+        curve=dict(type='str', choices=CURVES),
+        regenerate_key=dict(type='bool', default=False),
+        renewal_request=dict(type='bool', default=True),
+        subject=dict(type='raw'),
+        common_name=dict(type='str'),
+        subject_alt_name=dict(type='list', elements='str'),
+        certificate_path=dict(type='path'),
+        chain_path=dict(type='path'),
+        fullchain_path=dict(type='path'),
+        format=dict(type='str', choices=['pem', 'der'], default='pem'),
+        pkcs12_path=dict(type='path'),
+        pkcs12_passphrase=dict(type='str', no_log=True),
+        force=dict(type='bool', default=False),
+        renew_before=dict(type='float'),
+        request_id=dict(type='int'),
+        backup=dict(type='bool', default=False),
+    )
+    if not top_level:
+        for option in spec.values():
+            option.pop('default', None)
+        spec.update(owner=dict(type='str'), group=dict(type='str'), mode=dict(type='raw'))
+    return spec
+
+
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(request_options())
+    spec['requests'] = dict(type='list', elements='dict', options=request_options(top_level=False))
+    return spec
+
+
+def _summary(result):
+    if result.get('failed'):
+        return result.get('msg')
+    action, disposition = result.get('action'), result.get('disposition')
+    if disposition == 'issued':
+        return 'Certificate issued by %s (request ID %s) and written to %s' % (
+            (result.get('ca') or {}).get('name'), result.get('request_id'), result.get('certificate_path'))
+    if disposition == 'pending':
+        return result.get('msg')
+    if action == _enroll.ACTION_NONE:
+        return 'The certificate fits: %s' % result.get('reason')
+    if action == _enroll.ACTION_REFRESH:
+        return 'Output files rewritten: %s' % result.get('reason')
+    return 'A certificate would be requested: %s' % result.get('reason')
+
+
+def _finish(module, results, many):
+    diff_wanted = module._diff
+    for result in results:
+        for warning in result.pop('warnings', []) or []:
+            module.warn(warning)
+        diff = result.pop('diff', None)
+        if diff_wanted and diff is not None:
+            result['_diff'] = diff
+        if not result.get('failed'):
+            result['msg'] = _summary(result)
+    if not many:
+        result = results[0]
+        diff = result.pop('_diff', None)
+        if diff is not None:
+            result['diff'] = diff
+        if result.get('failed'):
+            module.fail_json(**result)
+        module.exit_json(**result)
+    diffs = [r.pop('_diff') for r in results if '_diff' in r]
+    out = {'changed': any(r.get('changed') for r in results), 'results': results}
+    if diffs:
+        out['diff'] = diffs
+    failed = [(i, r) for i, r in enumerate(results) if r.get('failed')]
+    if failed:
+        out['msg'] = '%d of %d requests failed: %s' % (
+            len(failed), len(results), ' | '.join('requests[%d]: %s' % (i, r['msg']) for i, r in failed))
+        module.fail_json(**out)
+    out['msg'] = '%d requests: %s' % (len(results), ', '.join(
+        '%s' % (r.get('disposition') or r.get('action')) for r in results))
+    module.exit_json(**out)
+
+
+def _directory(params):
+    """A lazy Active Directory connection, or None when neither domain nor domain_controller is given."""
+    if not params.get('domain') and not params.get('domain_controller'):
+        return None
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+
+    def connect():
+        if not _ldap.HAS_LDAP3:
+            raise WcceError('The Python library "ldap3" is required to read Active Directory',
+                            remedy='Install ldap3, or give ca_host and ca_name and renew_before.')
+        try:
+            settings = _ldap.LdapSettings.from_params(connection_params(params))
+            return _ldap.AdConnection(settings).connect()
+        except _ldap.LdapError as exc:
+            raise WcceError('Reading Active Directory failed: %s' % exc,
+                            remedy='Check domain, domain_controller, ldap_scheme and the credentials, or give '
+                                   'ca_host and ca_name.')
+    return _enroll.Directory(connect)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        supports_check_mode=True,
+        add_file_common_args=True,
+        mutually_exclusive=[['password', 'nt_hash'], ['csr_path', 'csr_content']],
+        required_if=[['auth', 'ntlm', ['password', 'nt_hash'], True]],
+    )
+    if not HAS_IMPACKET:
+        module.fail_json(msg=missing_required_lib('impacket'), exception=IMPACKET_IMPORT_ERROR)
+    if not _requests.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib('cryptography'), exception=_requests.CRYPTOGRAPHY_IMPORT_ERROR)
+    params = module.params
+    many = bool(params.get('requests'))
+    try:
+        specs = _enroll.normalize_requests(params)
+    except WcceError as exc:
+        module.fail_json(msg=exc.to_message())
+    auth, auth_error = None, None
+    try:
+        auth = _enroll.dcom_auth_from_params(params)
+    except WcceError as exc:
+        auth_error = exc
+    directory = _directory(params)
+    enroller = _enroll.Enroller(
+        auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
+        dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
+        writer=_files.ModuleFileWriter(module), check_mode=module.check_mode, auth_error=auth_error)
+    try:
+        with enroller:
+            results = enroller.run(specs)
+    except WcceError as exc:
+        module.fail_json(msg=exc.to_message(), error=exc.to_dict())
+    except Exception as exc:  # never a bare traceback to the user
+        module.fail_json(msg='Unexpected error during enrollment: %s: %s' % (type(exc).__name__, exc),
+                         exception=traceback.format_exc())
+    _finish(module, results, many)
+
+
+if __name__ == '__main__':
+    main()
