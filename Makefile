@@ -12,7 +12,7 @@ VENV_CERTIPY:= $(ROOT)/.venv-certipy
 COLLECTIONS := $(ROOT)/.build/collections
 LAB         := PYTHONPATH=$(ROOT)/tests/lab $(VENV)/bin/python -m adcslab
 APT_PACKAGES:= samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind krb5-user \
-               ldb-tools python3-samba openssl ca-certificates
+               ldb-tools python3-samba openssl ca-certificates libkrb5-dev gcc
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 

@@ -52,7 +52,8 @@ class AnsibleRunner:
         env = dict(os.environ)
         env.update({
             "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS,
-            "ANSIBLE_STDOUT_CALLBACK": "json",
+            "ANSIBLE_STDOUT_CALLBACK": "adcs_json",
+            "ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "tests", "integration", "callback_plugins"),
             "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
             "ANSIBLE_HOST_KEY_CHECKING": "0",
             "ANSIBLE_RETRY_FILES_ENABLED": "0",
@@ -78,7 +79,7 @@ class AnsibleRunner:
     def module(self, name, args, check=False, diff=False, extra_env=None):
         """Run one module ad hoc (`ansible localhost -m NAME -a JSON`); returns (rc, result dict)."""
         argv = [os.path.join(self.bindir, "ansible"), "localhost", "-i", "localhost,", "-c", "local",
-                "-m", name, "-a", json.dumps(args)]
+                "-m", name] + (["-a", json.dumps(args)] if args else [])
         if check:
             argv.append("--check")
         if diff:
@@ -91,6 +92,8 @@ class AnsibleRunner:
     def playbook(self, path, extra_vars=None, check=False, inventory="localhost,", extra_env=None, limit=None):
         """Run a playbook; returns (rc, json callback output)."""
         argv = [os.path.join(self.bindir, "ansible-playbook"), "-i", inventory, path]
+        if inventory == "localhost,":
+            argv += ["-c", "local"]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
         if check:

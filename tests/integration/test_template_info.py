@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import AnsibleRunner
 
 pytestmark = pytest.mark.lab
 
@@ -29,56 +30,9 @@ ENROLL = {
 }
 
 
-def _json_callback_available():
-    """ansible-doc exits 0 even for unknown plugins: look for the json callback in the listing instead."""
-    proc = subprocess.run([os.path.join(BINDIR, 'ansible-doc'), '-t', 'callback', '-l'], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, env=_env(), check=False)
-    names = [line.split()[0] for line in proc.stdout.decode('utf-8', 'replace').splitlines() if line.strip()]
-    return any(name in ('json', 'ansible.builtin.json', 'ansible.posix.json') for name in names)
-
-
-def _env(extra=None):
-    env = dict(os.environ)
-    env.update({
-        'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS,
-        'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1',
-        'ANSIBLE_NOCOLOR': '1',
-        'ANSIBLE_PYTHON_INTERPRETER': PYTHON,
-        'ANSIBLE_LOCALHOST_WARNING': '0',
-        'ANSIBLE_INVENTORY_UNPARSED_WARNING': '0',
-    })
-    env.update(extra or {})
-    return env
-
-
-_JSON_CALLBACK = []
-
-
 def run_module(args, check=False, extra_env=None):
-    """`ansible localhost -m adcs.enrollment.wcce_template_info -a JSON`; returns (rc, result).
-
-    Uses the json stdout callback when installed (ansible.posix); ansible-core alone has none, then the minimal
-    callback's `localhost | SUCCESS => {...}` output is parsed.
-    """
-    if not _JSON_CALLBACK:
-        _JSON_CALLBACK.append(_json_callback_available())
-    callback = 'json' if _JSON_CALLBACK[0] else 'minimal'
-    argv = [os.path.join(BINDIR, 'ansible'), 'localhost', '-i', 'localhost,', '-c', 'local',
-            '-m', 'adcs.enrollment.wcce_template_info', '-a', json.dumps(args)]
-    if check:
-        argv.append('--check')
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, timeout=300, check=False,
-                          env=_env(dict(extra_env or {}, ANSIBLE_STDOUT_CALLBACK=callback)))
-    out = proc.stdout.decode('utf-8', 'replace')
-    try:
-        start = out.index('=> {') + 3 if (callback == 'minimal' and '=> {' in out) else out.index('{')
-        data = json.loads(out[start:])
-    except ValueError:
-        raise AssertionError('no JSON from ansible (rc=%d)\nstdout:\n%s\nstderr:\n%s'
-                             % (proc.returncode, out, proc.stderr.decode('utf-8', 'replace')))
-    if callback == 'json':
-        data = data['plays'][0]['tasks'][0]['hosts']['localhost']
-    return proc.returncode, data
+    """`ansible localhost -m adcs.enrollment.wcce_template_info -a JSON` (tests/conftest.py runner); (rc, result)."""
+    return AnsibleRunner(PYTHON).module('adcs.enrollment.wcce_template_info', args, check=check, extra_env=extra_env)
 
 
 @pytest.fixture(scope='module')
