@@ -67,7 +67,8 @@ lab-show:
 	@$(LAB) show
 
 demo: system-deps venv lab-up
-	$(VENV)/bin/ansible-playbook -i localhost, -c local playbooks/demo.yml -e ansible_python_interpreter=$(VENV)/bin/python
+	$(VENV)/bin/ansible-playbook -i localhost, -c local adcs.enrollment.demo \
+	  -e ansible_python_interpreter=$(VENV)/bin/python -e lab_json=$(ROOT)/tests/lab/state/lab.json
 
 unit: venv
 	tests/tools/pytest.sh $(VENV) tests/unit
