@@ -462,3 +462,32 @@ def test_alter_context_before_bind_and_connection_state(make_server):
         c.request(0, 0, b"")
         c.close()
     assert calls == [1, 2, 1, 2]          # per-connection state
+
+
+@pytest.mark.parametrize("level", [5, 6])
+@pytest.mark.parametrize("clear", [ntlm.NTLMSSP_NEGOTIATE_KEY_EXCH,
+                                   ntlm.NTLMSSP_NEGOTIATE_128 | ntlm.NTLMSSP_NEGOTIATE_KEY_EXCH])
+def test_ntlm_without_key_exchange_or_128(make_server, level, clear):
+    srv = make_server("127.0.0.26")
+    c = StrictClient(srv.address, srv.port)
+    try:
+        c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=level, clear_ntlm_flags=clear)
+        state, _ = c.auth[1]
+        assert not state.flags & clear
+        for i in range(3):
+            assert c.request(0, 0, b"k%d" % i)[:2] == (b"k%d" % i)[::-1]
+    finally:
+        c.close()
+
+
+def test_ntlm_without_extended_session_security_refused(make_server):
+    srv = make_server("127.0.0.26")
+    c = StrictClient(srv.address, srv.port)
+    try:
+        from adcslab.rpc.client import BindNakError
+        with pytest.raises(BindNakError) as exc:
+            c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=6,
+                   clear_ntlm_flags=ntlm.NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY)
+        assert exc.value.reason == C.BIND_NAK_INVALID_CHECKSUM
+    finally:
+        c.close()

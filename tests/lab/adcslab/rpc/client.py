@@ -142,8 +142,9 @@ class StrictClient:
 
     # -- bind ----------------------------------------------------------------------------
     def bind(self, contexts: Sequence, auth: Optional[tuple] = None, level: int = 6, auth_ctx_id: int = 1,
-             alter: bool = False, max_xmit: int = 4280, max_recv: int = 4280) -> dict:
-        """contexts: (ctx_id, uuid, version[, [transfer syntaxes]]). auth: (user, password, domain[, nthash])."""
+             alter: bool = False, max_xmit: int = 4280, max_recv: int = 4280, clear_ntlm_flags: int = 0) -> dict:
+        """contexts: (ctx_id, uuid, version[, [transfer syntaxes]]). auth: (user, password, domain[, nthash]).
+        clear_ntlm_flags: NTLM NEGOTIATE flags to remove (e.g. KEY_EXCH) to exercise other key derivations."""
         body = struct.pack("<HHIBBH", max_xmit, max_recv, 0, len(contexts), 0, 0)
         for item in contexts:
             ctx_id, if_uuid, if_ver = item[:3]
@@ -156,6 +157,7 @@ class StrictClient:
         auth_len = 0
         if auth is not None:
             state = _NtlmState(*auth)
+            state.type1["flags"] &= ~clear_ntlm_flags & 0xFFFFFFFF
             token = state.negotiate()
             pad = (4 - (16 + len(body)) % 4) % 4
             body += b"\x00" * pad
