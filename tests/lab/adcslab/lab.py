@@ -15,7 +15,7 @@ from adcslab.pki import ensure_pki
 from adcslab.procs import pid_alive, port_open, stop_process_group
 
 DEFAULT_STATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "state")
-SEED_VERSION = "1"
+SEED_VERSION = "2"
 HTTP_PORT = 80
 HTTPS_PORT = 443
 PID_NAMES = {"ca": "labca", "http": "http"}
@@ -174,7 +174,9 @@ class Lab:
                    "crl_url": "http://%s/CertEnroll/%s.crl" % (seed.CA_HOST, seed.CA_NAME),
                    "running": bool(endpoints) and self.ca_healthy(),
                    "log": os.path.join(self.state_dir, "labca.log"),
-                   "cert": pki.ca_cert_path, "root_cert": pki.root_cert_path},
+                   "cert": pki.ca_cert_path, "root_cert": pki.root_cert_path,
+                   "computer_account": by_name["ca1$"]["sam"], "keytab": by_name["ca1$"]["keytab"],
+                   "service_principal": "HOST/%s" % seed.CA_HOST},
             "ca_bundle": pki.bundle_path,
             "templates": [t["cn"] for t in seed.TEMPLATES],
             "published_templates": list(seed.PUBLISHED_TEMPLATES),

@@ -58,6 +58,11 @@ ACCOUNTS = [
      "description": "may enroll on WebServer through the ADCS-Enrollers group only"},
     {"sam": "LABHOST01$", "password": "H0st01!MachinePass", "kind": "computer", "host": "labhost01",
      "groups": [], "description": "computer account for Machine template and Kerberos tests"},
+    # The lab CA's own machine account: its service principal names are what Kerberos clients ask tickets for,
+    # and its keytab is what the lab CA accepts them with. AD CS machines are members of Cert Publishers.
+    {"sam": "CA1$", "password": "Ca1!MachineAccountPass", "kind": "computer", "host": "ca1",
+     "groups": ["Cert Publishers"], "spn_services": ["HOST", "RPCSS"],
+     "description": "the lab CA's computer account"},
 ]
 
 # Flag values (MS-CRTD 2.4, 2.26, 2.27, 2.28).

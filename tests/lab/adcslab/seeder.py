@@ -175,7 +175,9 @@ class Seeder:
                 fqdn = "%s.%s" % (host, seed.DNS_DOMAIN)
                 attrs = {"objectClass": ["top", "person", "organizationalPerson", "user", "computer"],
                          "sAMAccountName": account["sam"], "userAccountControl": "4096", "dNSHostName": fqdn,
-                         "servicePrincipalName": ["HOST/%s" % fqdn, "HOST/%s" % host.upper()],
+                         "servicePrincipalName": [spn for service in account.get("spn_services", ["HOST"])
+                                                  for spn in ("%s/%s" % (service, fqdn),
+                                                              "%s/%s" % (service, host.upper()))],
                          "description": account["description"]}
             else:
                 attrs = {"objectClass": ["top", "person", "organizationalPerson", "user"],
@@ -198,7 +200,21 @@ class Seeder:
                                 "groupType": str(seed.int32(0x80000002)),
                                 "description": "Granted Enroll on the web server templates", "member": members})
         self.sids[seed.ENROLLERS_GROUP.lower()] = self._read_sid(group_dn)
+        self._add_to_builtin_groups()
         self.sids["administrator"] = self._read_sid("CN=Administrator,CN=Users," + seed.BASE_DN)
+
+    def _add_to_builtin_groups(self):
+        """Memberships in groups the provisioning created (e.g. Cert Publishers): add, never replace."""
+        from ldap3 import BASE, MODIFY_ADD
+        for account in seed.ACCOUNTS:
+            for group in account["groups"]:
+                if group == seed.ENROLLERS_GROUP:
+                    continue
+                group_dn = "CN=%s,CN=Users,%s" % (group, seed.BASE_DN)
+                self.conn.search(group_dn, "(objectClass=group)", search_scope=BASE, attributes=["member"])
+                members = {str(m).lower() for m in self.conn.entries[0]["member"].values}
+                if self.user_dn(account).lower() not in members:
+                    self.conn.modify(group_dn, {"member": [(MODIFY_ADD, [self.user_dn(account)])]})
 
     def seed_templates(self):
         owner = self.resolve("rid:%d" % seed.RID_ENTERPRISE_ADMINS)
@@ -251,18 +267,23 @@ class Seeder:
             }
             if account["kind"] == "computer":
                 record["dns_host_name"] = "%s.%s" % (account["host"], seed.DNS_DOMAIN)
-                record["keytab"] = os.path.join(self.dc.state_dir, "labhost01.keytab")
+                record["keytab"] = self.keytab_path(account)
             records.append(record)
         return records
 
+    def keytab_path(self, account):
+        return os.path.join(self.dc.state_dir, "%s.keytab" % account["host"])
+
     def export_keytab(self):
-        path = os.path.join(self.dc.state_dir, "labhost01.keytab")
-        if os.path.exists(path):
-            os.unlink(path)
-        computer = [a for a in seed.ACCOUNTS if a["kind"] == "computer"][0]
-        result = subprocess.run(["samba-tool", "domain", "exportkeytab", path, "--principal=" + computer["sam"],
-                                 "-s", self.dc.smb_conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                check=False)
-        if result.returncode != 0:
-            raise RuntimeError("exporting the computer keytab failed: %s" % result.stdout.decode(errors="replace"))
-        os.chmod(path, 0o600)
+        """One keytab per computer account (the machine's /etc/krb5.keytab, as realmd/adcli would write it)."""
+        for computer in [a for a in seed.ACCOUNTS if a["kind"] == "computer"]:
+            path = self.keytab_path(computer)
+            if os.path.exists(path):
+                os.unlink(path)
+            result = subprocess.run(["samba-tool", "domain", "exportkeytab", path, "--principal=" + computer["sam"],
+                                     "-s", self.dc.smb_conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    check=False)
+            if result.returncode != 0:
+                raise RuntimeError("exporting the keytab of %s failed: %s"
+                                   % (computer["sam"], result.stdout.decode(errors="replace")))
+            os.chmod(path, 0o600)
