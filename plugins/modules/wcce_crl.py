@@ -1,0 +1,559 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) the adcs.enrollment contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: wcce_crl
+short_description: Fetch, validate and store AD CS certificate revocation lists; check a certificate's status
+version_added: 0.1.0
+description:
+  - Fetches the base CRL of a certification authority, and its delta CRL, from the CRL distribution points and
+    freshest-CRL pointers of a certificate (O(certificate_path), O(certificate)), from explicit O(urls), or from
+    the CA itself over DCOM (O(from_ca), C(ICertRequestD2::GetCAProperty) base and delta CRL).
+  - "C(http) and C(https) URLs are fetched with HTTP/1.1 as MS-WCCE 1.4 describes: port 80 unless the URL is https
+    (443) or names a port, one persistent connection per host for all CRLs of that host, at most O(max_redirects)
+    redirects, the O(timeout) for connecting and each reply, the proxy of the C(http_proxy)/C(https_proxy)
+    environment variables unless the host matches C(no_proxy) or O(use_proxy=false), TLS certificates verified
+    (O(validate_certs), O(ca_bundle))."
+  - C(ldap) URLs of Active Directory CDP objects
+    (C(ldap:///CN=...,CN=CDP,CN=Public Key Services,...?certificateRevocationList?base?objectClass=cRLDistributionPoint))
+    are read with the shared LDAP connection options; a URL without a host uses O(domain_controller) or a domain
+    controller of O(domain). C(file) URLs and local paths are read from disk.
+  - URLs are tried in order; when one fails (unreachable, HTTP error, not a CRL, failed validation) the next is
+    tried. RV(urls_tried) lists every attempt and RV(served_by) the source used.
+  - Every CRL is validated before use, and a CRL that fails is never written - signature by the issuing CA
+    certificate (O(issuer_certificate), else the CA certificate from the certificate's AIA caIssuers URLs, or from
+    the CA with O(from_ca)), issuer name and key identifier, the CA's cRLSign key usage, unknown critical extensions,
+    thisUpdate/nextUpdate freshness (O(freshness)), and for the delta CRL its delta CRL indicator against the base
+    CRL number (RFC 5280 5.2.4).
+  - With O(check_certificate=true) returns whether the certificate is revoked according to base and delta CRL, with
+    the reason and the date.
+  - With O(dest) writes the base CRL (PEM or DER) atomically, only when its CRL number differs from the file's.
+author:
+  - adcs.enrollment maintainers (@adcs-enrollment)
+extends_documentation_fragment:
+  - adcs.enrollment.connection
+  - ansible.builtin.files
+attributes:
+  check_mode:
+    support: full
+    description: CRLs are fetched and validated; nothing is written. RV(changed) tells whether O(dest) would change.
+options:
+  certificate_path:
+    description:
+      - Certificate (PEM or DER) whose CRL distribution points, freshest-CRL and AIA caIssuers URLs are used.
+      - Also the certificate checked with O(check_certificate=true).
+      - Mutually exclusive with O(certificate).
+    type: path
+  certificate:
+    description:
+      - The certificate as PEM text, instead of O(certificate_path).
+    type: str
+  urls:
+    description:
+      - Base CRL URLs to try in order (C(http), C(https), C(ldap), C(file) or a path), instead of the certificate's
+        CRL distribution points.
+    type: list
+    elements: str
+    default: []
+  delta_urls:
+    description:
+      - Delta CRL URLs to try in order. Default the freshest-CRL pointers of the certificate (unless O(urls) is
+        set) and of the base CRL.
+    type: list
+    elements: str
+    default: []
+  from_ca:
+    description:
+      - Get the base and delta CRL and the CA signing certificate from the CA over DCOM (MS-WCCE GetCAProperty),
+        with O(ca_host), O(ca_name) and the credentials of the connection options.
+      - Mutually exclusive with O(urls).
+    type: bool
+    default: false
+  delta:
+    description:
+      - Fetch and apply the delta CRL when one is pointed to.
+      - When the base CRL points to a delta CRL and none can be used, the module fails (with O(freshness=fail)) or
+        warns.
+    type: bool
+    default: true
+  issuer_certificate_path:
+    description:
+      - The issuing CA certificate (PEM, DER or PKCS#7) to validate the CRLs with.
+      - Default the CA certificate from the AIA caIssuers URLs of the certificate, or from the CA with O(from_ca).
+    type: path
+  issuer_certificate:
+    description:
+      - The issuing CA certificate as PEM text, instead of O(issuer_certificate_path).
+    type: str
+  freshness:
+    description:
+      - What to do with a CRL whose nextUpdate has passed (or whose thisUpdate lies in the future).
+      - C(fail) rejects it (the next URL is tried), C(warn) uses it with a warning, C(ignore) uses it silently.
+    type: str
+    choices: [fail, warn, ignore]
+    default: fail
+  check_certificate:
+    description:
+      - Return the revocation status of the certificate (O(certificate_path) or O(certificate)) in
+        RV(certificate_status) and RV(revoked).
+    type: bool
+    default: false
+  include_entries:
+    description:
+      - Return the revoked entries of the CRLs (serial number, date, reason).
+    type: bool
+    default: false
+  dest:
+    description:
+      - Write the base CRL to this file, atomically, only when the file does not hold a CRL of the same issuer
+        with the same CRL number in the same O(format).
+      - The file attributes (O(owner), O(group), O(mode), ...) are applied in any case.
+    type: path
+  delta_dest:
+    description:
+      - Write the delta CRL to this file, like O(dest).
+    type: path
+  format:
+    description:
+      - Encoding of O(dest) and O(delta_dest).
+    type: str
+    choices: [pem, der]
+    default: pem
+  backup:
+    description:
+      - Keep a timestamped copy of a file that is replaced.
+    type: bool
+    default: false
+  use_proxy:
+    description:
+      - Use the proxies of the C(http_proxy), C(https_proxy) and C(no_proxy) environment variables.
+    type: bool
+    default: true
+  max_redirects:
+    description:
+      - Number of HTTP redirects to follow; V(0) follows none.
+    type: int
+    default: 3
+  host_addresses:
+    description:
+      - Map of host names to addresses used to connect to HTTP(S) hosts and the CA, without changing the name sent
+        in C(Host) and TLS SNI or checked in the server certificate (like C(curl --resolve)).
+    type: dict
+    default: {}
+requirements:
+  - cryptography (Python library)
+  - ldap3 (only for C(ldap) URLs)
+  - impacket (only for O(from_ca))
+notes:
+  - In this module O(validate_certs) and O(ca_bundle) also apply to C(https) CRL and AIA URLs.
+  - The connection options are only needed for C(ldap) URLs and O(from_ca).
+  - O(from_ca) needs O(ca_host), O(ca_name), O(username) and O(password) or O(nt_hash) (NTLM over DCOM with packet
+    privacy, like enrollment).
+seealso:
+  - name: RFC 5280
+    description: CRL profile, delta CRLs (5.2.4) and CRL validation (6.3).
+    link: https://www.rfc-editor.org/rfc/rfc5280
+  - name: MS-WCCE 1.4
+    description: How AD CS clients retrieve CRLs.
+    link: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-wcce/
+'''
+
+EXAMPLES = r'''
+- name: Is this host's certificate revoked? (CDP, freshest CRL and AIA from the certificate)
+  adcs.enrollment.wcce_crl:
+    certificate_path: /etc/pki/tls/certs/host.pem
+    check_certificate: true
+  register: crl
+
+- name: Stop when it is
+  ansible.builtin.assert:
+    that: not crl.revoked
+    fail_msg: "revoked on {{ crl.certificate_status.revocation_date }} ({{ crl.certificate_status.reason }})"
+
+- name: Keep a local copy of the CA's CRL for a web server (written only when a new CRL is published)
+  adcs.enrollment.wcce_crl:
+    urls:
+      - http://pki.example.com/CertEnroll/EXAMPLE-CA.crl
+      - ldap:///CN=EXAMPLE-CA,CN=CA1,CN=CDP,CN=Public Key Services,CN=Services,CN=Configuration,DC=example,DC=com?certificateRevocationList?base?objectClass=cRLDistributionPoint
+    issuer_certificate_path: /etc/pki/example-ca.pem
+    domain: example.com
+    username: svc-crl@example.com
+    password: "{{ vault_crl_password }}"
+    dest: /etc/nginx/crl/example-ca.crl
+    owner: root
+    group: nginx
+    mode: "0640"
+  notify: reload nginx
+
+- name: Straight from the CA over DCOM
+  adcs.enrollment.wcce_crl:
+    from_ca: true
+    ca_host: ca1.example.com
+    ca_name: EXAMPLE-CA
+    domain: example.com
+    username: svc-crl
+    password: "{{ vault_crl_password }}"
+    include_entries: true
+  register: ca_crl
+'''
+
+RETURN = r'''
+issuer:
+  description: Issuer of the base CRL (RFC 4514).
+  returned: success
+  type: str
+  sample: CN=LAB-CA,DC=lab,DC=adcs,DC=test
+crl_number:
+  description: CRL number of the base CRL.
+  returned: success
+  type: int
+  sample: 12
+this_update:
+  description: thisUpdate of the base CRL (UTC, ISO 8601).
+  returned: success
+  type: str
+  sample: "2026-11-28T14:00:00Z"
+next_update:
+  description: nextUpdate of the base CRL (UTC, ISO 8601).
+  returned: success
+  type: str
+  sample: "2026-12-05T15:00:00Z"
+revoked_count:
+  description: Number of entries in the base CRL.
+  returned: success
+  type: int
+  sample: 3
+entries:
+  description: Entries of the base CRL, with O(include_entries=true).
+  returned: success and include_entries
+  type: list
+  elements: dict
+  contains:
+    serial_number:
+      description: Serial number (hexadecimal, upper case).
+      type: str
+    revocation_date:
+      description: Revocation date (UTC, ISO 8601).
+      type: str
+    reason:
+      description: CRLReason name (RFC 5280), for example C(keyCompromise), or null when the entry has none.
+      type: str
+    reason_code:
+      description: CRLReason code.
+      type: int
+served_by:
+  description: The URL (or C(dcom://host/CA) source) the base CRL came from.
+  returned: success
+  type: str
+  sample: http://ca1.lab.adcs.test/CertEnroll/LAB-CA.crl
+urls_tried:
+  description: Every attempt in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    url:
+      description: The URL (without credentials) or CA source.
+      type: str
+    kind:
+      description: C(base), C(delta) or C(issuer) (CA certificate).
+      type: str
+    ok:
+      description: Whether it served a valid object.
+      type: bool
+    error:
+      description: Why it was not used.
+      type: str
+issuer_certificate_source:
+  description: Where the CA certificate used for validation came from (C(given), a URL or the CA).
+  returned: success
+  type: str
+delta:
+  description: The delta CRL applied, or null when there is none.
+  returned: success
+  type: dict
+  contains:
+    crl_number:
+      description: Its CRL number.
+      type: int
+    base_crl_number:
+      description: The base CRL number of its delta CRL indicator.
+      type: int
+    this_update:
+      description: Its thisUpdate.
+      type: str
+    next_update:
+      description: Its nextUpdate.
+      type: str
+    revoked_count:
+      description: Number of entries.
+      type: int
+    served_by:
+      description: Where it came from.
+      type: str
+    entries:
+      description: Its entries, with O(include_entries=true).
+      type: list
+      elements: dict
+revoked:
+  description: Whether the certificate is revoked (on hold counts as revoked), with O(check_certificate=true).
+  returned: success and check_certificate
+  type: bool
+certificate_status:
+  description: Revocation status of the certificate, with O(check_certificate=true).
+  returned: success and check_certificate
+  type: dict
+  contains:
+    serial_number:
+      description: The certificate's serial number (hexadecimal).
+      type: str
+    revoked:
+      description: Whether it is revoked.
+      type: bool
+    reason:
+      description: CRLReason name, or null.
+      type: str
+    reason_code:
+      description: CRLReason code, or null.
+      type: int
+    revocation_date:
+      description: Revocation date (UTC, ISO 8601), or null.
+      type: str
+    source:
+      description: C(base) or C(delta) CRL that listed it, or null.
+      type: str
+    on_hold:
+      description: Whether the reason is certificateHold.
+      type: bool
+dest:
+  description: The file written (or that would be), with O(dest).
+  returned: success and dest
+  type: str
+backup_file:
+  description: Backup of the replaced file, with O(backup=true).
+  returned: changed and backup
+  type: str
+'''
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _crl
+from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v
+from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
+from ansible_collections.adcs.enrollment.plugins.module_utils._options import (
+    connection_argument_spec,
+    connection_params,
+)
+
+
+def _read_input(module, path, text, what):
+    if path:
+        try:
+            with open(path, 'rb') as handle:
+                data = handle.read()
+        except (IOError, OSError) as exc:
+            module.fail_json(msg='cannot read %s %s: %s' % (what, path, exc.strerror or exc))
+    elif text:
+        data = text.encode('utf-8') if not isinstance(text, bytes) else text
+    else:
+        return None
+    try:
+        return v.load_certificate(data)
+    except v.CrlError as exc:
+        module.fail_json(msg='%s: %s' % (what, exc))
+
+
+def ldap_connector(params, host_addresses):
+    """connect(host) for _crl.LdapFetcher: an _ldap.AdConnection with the shared options (host from the URL wins)."""
+
+    def connect(host):
+        if not _ldap.HAS_LDAP3:
+            raise _crl.FetchError(missing_required_lib('ldap3'))
+        conn_params = connection_params(params)
+        if host:
+            conn_params['domain_controller'] = host
+        if not conn_params.get('domain') and not conn_params.get('domain_controller'):
+            raise _crl.FetchError('an LDAP URL without a host needs domain or domain_controller')
+        try:
+            settings = _ldap.LdapSettings.from_params(conn_params)
+            conn = _ldap.AdConnection(settings)
+            return conn.connect()
+        except _ldap.LdapError as exc:
+            raise _crl.FetchError(str(exc))
+    return connect
+
+
+def dcom_auth(params):
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
+    if not params.get('username'):
+        raise _crl.FetchError('from_ca needs username and password (or nt_hash)')
+    method = 'kerberos' if params.get('auth') == 'kerberos' else \
+        ('nt_hash' if params.get('nt_hash') and not params.get('password') else 'password')
+    return _auth.auth_from_params(params['username'], domain=params.get('domain'), password=params.get('password'),
+                                  nt_hash=params.get('nt_hash'), method=method)
+
+
+def open_ca(params, host_addresses):
+    """(CaFetcher, session) for from_ca."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _dcom
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _wcce
+    if not _dcom.HAS_IMPACKET:
+        raise _crl.FetchError(missing_required_lib('impacket'))
+    host, name = params.get('ca_host'), params.get('ca_name')
+    if not host or not name:
+        raise _crl.FetchError('from_ca needs ca_host and ca_name')
+    address = dict((k.lower(), val) for k, val in host_addresses.items()).get(host.lower(), host)
+    session = _dcom.DcomSession(address, dcom_auth(params), timeout=params.get('timeout') or 30)
+    client = _wcce.CertRequestClient(session, name)
+    return _crl.CaFetcher(client, 'dcom://%s/%s' % (host, name)), session
+
+
+def _delta_facts(job, include_entries):
+    if job.delta is None:
+        return None
+    facts = v.crl_facts(job.delta, include_entries)
+    out = dict((k, facts[k]) for k in ('crl_number', 'base_crl_number', 'this_update', 'next_update',
+                                       'revoked_count'))
+    out['served_by'] = job.delta_served_by
+    if include_entries:
+        out['entries'] = facts['entries']
+    return out
+
+
+def _content_for(path, crl, fmt):
+    """What to write: the file's own bytes when it already holds this CRL number of this issuer in this format."""
+    new = v.encode_crl(crl, fmt)
+    try:
+        with open(path, 'rb') as handle:
+            old = handle.read()
+    except (IOError, OSError):
+        return new
+    try:
+        existing = v.load_crl(old)
+    except v.CrlError:
+        return new
+    same_format = old.lstrip().startswith(b'-----BEGIN') == (fmt == 'pem')
+    if same_format and existing.issuer == crl.issuer and v.crl_number(existing) is not None and \
+            v.crl_number(existing) == v.crl_number(crl):
+        return old
+    return new
+
+
+def write_outputs(module, job):
+    p = module.params
+    specs = []
+    for path, crl in ((p['dest'], job.base), (p['delta_dest'], job.delta)):
+        if not path or crl is None:
+            continue
+        specs.append(_files.FileSpec(path, _content_for(path, crl, p['format']), mode=p.get('mode'),
+                                     owner=p.get('owner'), group=p.get('group'), backup=p['backup']))
+    if not specs:
+        return {'changed': False}
+    result = _files.ModuleFileWriter(module).write(specs)
+    out = {'changed': result['changed']}
+    if p['dest'] and result.get('backup_files', {}).get(specs[0].path):
+        out['backup_file'] = result['backup_files'][specs[0].path]
+    return out
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        certificate_path=dict(type='path'),
+        certificate=dict(type='str'),
+        urls=dict(type='list', elements='str', default=[]),
+        delta_urls=dict(type='list', elements='str', default=[]),
+        from_ca=dict(type='bool', default=False),
+        delta=dict(type='bool', default=True),
+        issuer_certificate_path=dict(type='path'),
+        issuer_certificate=dict(type='str'),
+        freshness=dict(type='str', default='fail', choices=['fail', 'warn', 'ignore']),
+        check_certificate=dict(type='bool', default=False),
+        include_entries=dict(type='bool', default=False),
+        dest=dict(type='path'),
+        delta_dest=dict(type='path'),
+        format=dict(type='str', default='pem', choices=['pem', 'der']),
+        backup=dict(type='bool', default=False),
+        use_proxy=dict(type='bool', default=True),
+        max_redirects=dict(type='int', default=3),
+        host_addresses=dict(type='dict', default={}),
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        add_file_common_args=True,
+        mutually_exclusive=[['certificate_path', 'certificate'], ['issuer_certificate_path', 'issuer_certificate'],
+                            ['urls', 'from_ca'], ['password', 'nt_hash']],
+        required_if=[['check_certificate', True, ['certificate_path', 'certificate'], True]],
+    )
+    p = module.params
+    if not v.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib('cryptography'), exception=v.CRYPTOGRAPHY_IMPORT_ERROR)
+    if p['max_redirects'] < 0:
+        module.fail_json(msg='max_redirects must be 0 or more')
+    if not p['urls'] and not p['from_ca'] and not (p['certificate_path'] or p['certificate']):
+        module.fail_json(msg='one of certificate_path, certificate, urls or from_ca is required')
+    host_addresses = dict((str(k), str(val)) for k, val in (p['host_addresses'] or {}).items())
+
+    cert = _read_input(module, p['certificate_path'], p['certificate'], 'certificate')
+    issuer = _read_input(module, p['issuer_certificate_path'], p['issuer_certificate'], 'issuer_certificate')
+
+    http = _crl.HttpClient(timeout=p['timeout'] or 30, validate_certs=p['validate_certs'], ca_bundle=p['ca_bundle'],
+                           use_proxy=p['use_proxy'], max_redirects=p['max_redirects'],
+                           host_addresses=host_addresses)
+    retriever = _crl.Retriever(http, _crl.LdapFetcher(ldap_connector(p, host_addresses)))
+    session = None
+    job = None
+    result = {'changed': False, 'urls_tried': []}
+    try:
+        ca = None
+        if p['from_ca']:
+            ca, session = open_ca(p, host_addresses)
+        job = _crl.CrlJob(retriever, ca=ca, cert=cert, issuer_cert=issuer, urls=p['urls'],
+                          delta_urls=p['delta_urls'], delta=p['delta'], freshness=p['freshness'])
+        job.run()
+        for warning in job.warnings:
+            module.warn(warning)
+        facts = v.crl_facts(job.base, p['include_entries'])
+        result.update(issuer=facts['issuer'], crl_number=facts['crl_number'], this_update=facts['this_update'],
+                      next_update=facts['next_update'], revoked_count=facts['revoked_count'],
+                      served_by=job.base_served_by, issuer_certificate_source=job.issuer_source,
+                      delta=_delta_facts(job, p['include_entries']), urls_tried=job.tried)
+        if p['include_entries']:
+            result['entries'] = facts['entries']
+        if p['check_certificate']:
+            status = job.status()
+            result['certificate_status'] = status
+            result['revoked'] = status['revoked']
+        if p['dest'] or p['delta_dest']:
+            result.update(write_outputs(module, job))
+            if p['dest']:
+                result['dest'] = p['dest']
+    except _crl.JobError as exc:
+        module.fail_json(msg=str(exc), urls_tried=exc.tried or (job.tried if job else []))
+    except (_crl.FetchError, v.CrlError, WcceError) as exc:
+        text = exc.to_message() if isinstance(exc, WcceError) else str(exc)
+        module.fail_json(msg=text, urls_tried=job.tried if job else [])
+    except Exception as exc:  # never a bare traceback to the user
+        module.fail_json(msg='unexpected error: %s' % exc, exception=traceback.format_exc(),
+                         urls_tried=job.tried if job else [])
+    finally:
+        retriever.close()
+        if session is not None:
+            session.close()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
