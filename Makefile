@@ -16,7 +16,7 @@ APT_PACKAGES:= samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 
-.PHONY: help demo test unit lab-tests integration sanity bench lab-up lab-down lab-status lab-show \
+.PHONY: help demo test unit lab-tests integration sanity bench lab-up lab-down lab-status lab-show lab-ca lab-faults \
         system-deps venv clean
 
 help:
@@ -92,3 +92,10 @@ test: system-deps venv
 
 clean: lab-down
 	rm -rf .build tests/output tests/lab/state
+
+# Lab CA administration and fault knobs, e.g. `make lab-ca ARGS="approve 12"`, `make lab-faults ARGS="set delay_seconds=5"`
+lab-ca:
+	@$(LAB) ca $(ARGS)
+
+lab-faults:
+	@$(LAB) faults $(ARGS)

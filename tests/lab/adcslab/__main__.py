@@ -17,6 +17,10 @@ def main(argv=None):
     sub.add_parser("down", help="stop the lab CA and the AD DC")
     sub.add_parser("status", help="is the lab running")
     sub.add_parser("show", help="print the connection details (lab.json)")
+    ca = sub.add_parser("ca", help="lab CA administration: list, show, approve, deny, revoke, publish-crl, ...")
+    ca.add_argument("ca_args", nargs=argparse.REMAINDER)
+    faults = sub.add_parser("faults", help="fault knobs of the running lab CA: set key=value ..., clear, show")
+    faults.add_argument("fault_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     lab = Lab(args.state_dir)
     try:
@@ -33,6 +37,12 @@ def main(argv=None):
             status = {"dc_pid": dc.pid(), "ca_pid": lab.ca_pid(), "http_pid": lab._process("http").pid()}
             print(json.dumps(status))
             return 0 if status["dc_pid"] else 3
+        elif args.command == "ca":
+            from adcslab.ca.__main__ import main as ca_main
+            return ca_main(["--state-dir", lab.state_dir] + args.ca_args)
+        elif args.command == "faults":
+            from adcslab.faults import main as faults_main
+            return faults_main(["--state-dir", lab.state_dir] + args.fault_args)
         elif args.command == "show":
             with open(lab.lab_json) as handle:
                 print(handle.read())
