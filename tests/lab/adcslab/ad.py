@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from adcslab import seed
-from adcslab.procs import pid_alive, stop_process_group, wait_for_port
+from adcslab.procs import read_pid_file, stop_process_group, wait_for_port
 
 SAMBA = "samba"
 SAMBA_TOOL = "samba-tool"
@@ -104,12 +104,7 @@ class SambaDC:
 
     # -- process ----------------------------------------------------------------------------------------------
     def pid(self):
-        try:
-            with open(self.pid_file) as handle:
-                pid = int(handle.read().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) else None
+        return read_pid_file(self.pid_file)
 
     def healthy(self):
         if self.pid() is None:

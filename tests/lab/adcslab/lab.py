@@ -12,7 +12,7 @@ import time
 from adcslab import seed
 from adcslab.ad import LabError, SambaDC
 from adcslab.pki import ensure_pki
-from adcslab.procs import pid_alive, port_open, stop_process_group
+from adcslab.procs import port_open, read_pid_file, stop_process_group
 
 DEFAULT_STATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "state")
 SEED_VERSION = "2"
@@ -29,12 +29,7 @@ class ManagedProcess:
         self.ready, self.pythonpath = ready, pythonpath
 
     def pid(self):
-        try:
-            with open(self.pid_file) as handle:
-                pid = int(handle.read().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) else None
+        return read_pid_file(self.pid_file)
 
     def healthy(self):
         return self.pid() is not None and self.ready()

@@ -20,6 +20,16 @@ def pid_alive(pid):
         return False
 
 
+def read_pid_file(path):
+    """The pid in a pid file when that process is alive, else None."""
+    try:
+        with open(path) as handle:
+            pid = int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
 def _group_members(pgid):
     members = []
     for entry in os.listdir("/proc"):
