@@ -625,6 +625,13 @@ def test_custom_template_source_and_validity_cap(tmp_path, key):
 
     authority = CertificationAuthority.open(str(tmp_path), template_source=Source())
     try:
+        # The CA's ValidityPeriod (2 years by default, as AD CS) caps first ...
+        response = authority.submit(0, "CertificateTemplate:1.3.6.1.4.1.311.21.8.9.9", T.make_csr(key, "long"),
+                                    ENROLLER)
+        cert = _cert(response)
+        assert 729 <= (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 732
+        # ... and without it the CA certificate's notAfter does.
+        authority.config["validity_period_years"] = 0
         response = authority.submit(0, "CertificateTemplate:1.3.6.1.4.1.311.21.8.9.9", T.make_csr(key, "long"),
                                     ENROLLER)
         cert = _cert(response)

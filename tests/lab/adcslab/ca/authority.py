@@ -27,13 +27,17 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from .. import pki as lab_pki
+from . import access
 from . import archival
 from . import db as dbmod
 from . import errors
 from . import extensions as ext
+from . import templates as tpl
+from .directory import DirectoryAccount, DirectoryConfig, DirectoryError, LabDirectory
 from .errors import CAError
 from .reqparse import parse_request, public_key_bits
-from .templates import CT_FLAG_REQUIRE_PRIVATE_KEY_ARCHIVAL, BuiltinTemplateSource, TemplateSource
+from .templates import (CT_FLAG_REQUIRE_PRIVATE_KEY_ARCHIVAL, BuiltinTemplateSource, LdapTemplateSource,
+                        TemplateSource)
 
 log = logging.getLogger("adcslab.ca")
 
@@ -153,6 +157,8 @@ DEFAULT_CONFIG = {
     "crl_overlap_hours": 1,
     "xchg_validity_days": 7,
     "key_archival": True,  # accept CMC requests with an archived key (the lab CA acts as if a KRA is configured)
+    "validity_period_years": 2,  # ValidityPeriod/ValidityPeriodUnits: issued certificates never outlive this
+    "publish_crls_to_directory": True,  # write base/delta CRLs to the CDP object in AD when a directory is in use
 }
 
 
@@ -263,7 +269,8 @@ class CertificationAuthority:
         self.pki = lab_pki.ensure_pki(self.state_dir)
         self.config_path = os.path.join(self.directory, "config.json")
         self.config = self._load_config()
-        self.templates: TemplateSource = template_source or BuiltinTemplateSource()
+        self.ad: Optional[LabDirectory] = None
+        self.templates: TemplateSource = self._template_source(template_source)
         self.db = dbmod.RequestDB(os.path.join(self.directory, "requests.db"))
         self._lock = threading.RLock()
         self.ca_cert = self.pki.ca_cert
@@ -276,13 +283,43 @@ class CertificationAuthority:
         self._ensure_xchg()
         self._ensure_crls()
         self._export_ca_cert()
+        self._sync_cdp()
 
     @classmethod
     def open(cls, state_dir, template_source=None):
+        """Open the CA of ``state_dir``. ``template_source``: None/"auto" = the lab AD over LDAPS when a directory is
+        configured for the state dir (lab.json, or a seeded lab's accounts.json), else the built-in table;
+        "ldap" = the lab AD (error when none is configured); "builtin" = the built-in table (no directory at all:
+        no access checks, subjects from the requester's name); or a TemplateSource instance."""
         return cls(state_dir, template_source)
+
+    def _template_source(self, choice):
+        if isinstance(choice, TemplateSource):
+            self.ad = getattr(choice, "directory", None)
+            return choice
+        if choice in (None, "auto", "ldap"):
+            config = DirectoryConfig.discover(self.state_dir)
+            if config is not None:
+                self.ad = LabDirectory(config)
+                self.config["dns_domain"] = config.dns_domain
+                self.config["base_dn"] = config.base_dn
+                return LdapTemplateSource(self.ad)
+            if choice == "ldap":
+                raise CAError(errors.ERROR_DS_SERVER_DOWN, "No lab directory is configured for %s (no lab.json)."
+                              % self.state_dir)
+            return BuiltinTemplateSource()
+        if choice == "builtin":
+            return BuiltinTemplateSource()
+        raise ValueError("unknown template source %r" % (choice,))
+
+    @property
+    def template_source_kind(self):
+        return getattr(self.templates, "kind", "custom")
 
     def close(self):
         self.db.close()
+        if self.ad is not None:
+            self.ad.close()
 
     # -- configuration --------------------------------------------------------------------------------------------
     def _load_config(self):
@@ -328,12 +365,17 @@ class CertificationAuthority:
     def ca_cert_file_name(self):
         return "%s_%s.crt" % (self.dns_name, self.name)
 
+    @property
+    def server_short_name(self):
+        return self.config["server_short_name"].upper()
+
     def cdp_urls(self, delta=False):
-        suffix = "+" if delta else ""
+        """AD CS's default CDP URLs: ldap:///CN=%7%8,CN=%2,CN=CDP,...%10 and http://%1/CertEnroll/%3%8%9.crl, where
+        %10 names certificateRevocationList for the base CRL and deltaRevocationList for the delta CRL."""
         return [
-            "ldap:///CN=%s%s,CN=%s,CN=CDP,CN=Public Key Services,CN=Services,%s?certificateRevocationList?base?"
-            "objectClass=cRLDistributionPoint" % (self.name, suffix, self.config["server_short_name"],
-                                                  self.config_dn),
+            "ldap:///CN=%s,CN=%s,CN=CDP,CN=Public Key Services,CN=Services,%s?%s?base?"
+            "objectClass=cRLDistributionPoint" % (self.name, self.server_short_name, self.config_dn,
+                                                  "deltaRevocationList" if delta else "certificateRevocationList"),
             "http://%s/CertEnroll/%s" % (self.dns_name, self.crl_file_name(delta)),
         ]
 
@@ -353,22 +395,29 @@ class CertificationAuthority:
             os.replace(path + ".tmp", path)
 
     # -- enabled templates ----------------------------------------------------------------------------------------
-    def enabled_templates(self):
+    def _allowed_names(self):
+        """Lower-case names the CA issues (enrollment service certificateTemplates, then config.json "templates"),
+        or None for every template the source knows."""
+        allowed = None
+        published = self.templates.published(self.name)
+        if published is not None:
+            allowed = {n.lower() for n in published}
         names = self.config.get("templates")
-        if names is None:
-            return self.templates.all()
-        result = []
-        for name in names:
-            template = self.templates.get(name)
-            if template is not None:
-                result.append(template)
-        return result
+        if names is not None:
+            wanted = {n.lower() for n in names}
+            allowed = wanted if allowed is None else allowed & wanted
+        return allowed
+
+    def enabled_templates(self):
+        allowed = self._allowed_names()
+        return [t for t in self.templates.all() if allowed is None or t.name.lower() in allowed]
 
     def _find_enabled_template(self, name):
         template = self.templates.get(name)
         if template is None:
             return None
-        if any(t.name == template.name for t in self.enabled_templates()):
+        allowed = self._allowed_names()
+        if allowed is None or template.name.lower() in allowed:
             return template
         return None
 
@@ -424,12 +473,24 @@ class CertificationAuthority:
                                   _error_message("Error Archiving Private Key", error.hresult),
                                   dbmod.DB_DISP_ERROR, parsed.body_part_id)
             self.db.update(request_id, archived_key=parsed.archived_key)
+        # A renewal (MS-WCCE 3.2.1.4.2.1.4.2): CMS/CMC whose PKCS#10 (or signer) carries szOID_RENEWAL_CERTIFICATE.
+        try:
+            renewal = self._check_renewal(parsed)
+        except CAError as error:
+            return self._fail(request_id, flags, error.hresult,
+                              _error_message("Error Verifying Request Signature or Signing Certificate",
+                                             error.hresult) if not getattr(error, "policy_message", None)
+                              else error.policy_message, dbmod.DB_DISP_ERROR, parsed.body_part_id)
         # Name/value pairs inside the request count as request attributes; the attribute string wins.
         all_pairs = pairs + [pair for pair in parsed.name_value_pairs if _attr(pairs, pair[0]) is None]
         try:
-            template = self._policy_template(parsed, all_pairs, request_id)
+            template = self._policy_template(parsed, all_pairs, request_id, renewal)
             self.db.update(request_id, template=template.name, template_oid=template.oid)
+            account = self._account(requester)
+            self._check_enroll_right(template, account)
             self._policy_checks(parsed, template)
+            # Build the subject now so that a missing directory attribute refuses the request before it pends.
+            self._subject_and_sans(parsed, template, all_pairs, account, renewal)
         except CAError as error:
             return self._fail(request_id, flags, error.hresult, _denial(error), dbmod.DB_DISP_DENIED,
                               parsed.body_part_id)
@@ -437,22 +498,63 @@ class CertificationAuthority:
             self.db.update(request_id, disposition=dbmod.DB_DISP_PENDING, disposition_message="Taken Under Submission",
                            status_hresult=0)
             return self._pending_response(request_id, flags, parsed.body_part_id)
-        return self._issue(request_id, flags, parsed, template, all_pairs, requester)
+        return self._issue(request_id, flags, parsed, template, all_pairs, requester, account=account)
 
-    def _policy_template(self, parsed, pairs, request_id=None):
+    def _policy_template(self, parsed, pairs, request_id=None, renewal=None):
         name = _attr(pairs, "CertificateTemplate")
         if not name:
             name = _template_from_extensions(parsed.csr)
+        if not name and renewal is not None:
+            name = _template_from_certificate(renewal)
         if not name:
             raise _PolicyError(errors.CERTSRV_E_NO_CERT_TYPE)
         if request_id is not None:
             self.db.update(request_id, template=name)  # what was asked for, even when it is refused
-        template = self._find_enabled_template(name)
+        try:
+            template = self._find_enabled_template(name)
+        except DirectoryError as exc:
+            raise _directory_error(exc)
         if template is None:
             raise _PolicyError(errors.CERTSRV_E_UNSUPPORTED_CERT_TYPE,
                                "The request was for a certificate template that is not supported by the Active "
                                "Directory Certificate Services policy: %s." % name)
         return template
+
+    # -- the requester's account (directory) and rights ---------------------------------------------------------
+    def _account(self, requester):
+        """The requester's account: read from the lab AD (with tokenGroups) when a directory is in use, else made
+        up from the Requester (built-in template mode)."""
+        sam = requester.user or ""
+        if self.ad is None:
+            computer = sam.endswith("$")
+            domain = self.config["dns_domain"]
+            return DirectoryAccount(
+                dn=None, sam=sam, sid=requester.sid or "", token_groups=list(requester.group_sids or []),
+                upn=None if computer else "%s@%s" % (sam, domain),
+                dns_host_name="%s.%s" % (sam[:-1].lower(), domain) if computer else None, cn=sam.rstrip("$"),
+                is_computer=computer)
+        try:
+            account = self.ad.account(sam=sam, sid=requester.sid or None)
+        except DirectoryError as exc:
+            raise _directory_error(exc)
+        if account is None:
+            raise _PolicyError(errors.ERROR_NO_SUCH_USER, "The requester %s was not found in the directory."
+                               % requester.display)
+        return account
+
+    def _check_enroll_right(self, template, account):
+        """Enroll extended right on the template's DACL for the account SID, its tokenGroups and the well-known
+        SIDs of a network logon (MS-WCCE 3.2.2.6.2.1.4.x); built-in templates carry no descriptor (no check)."""
+        if template.security_descriptor is None:
+            return
+        token = [account.sid] + list(account.token_groups) + access.WELL_KNOWN_TOKEN_SIDS
+        try:
+            allowed = bool(template.security_descriptor) and access.check_extended_right(
+                template.security_descriptor, token, access.ENROLL_GUID)
+        except (ValueError, struct.error):
+            allowed = False
+        if not allowed:
+            raise _PolicyError(errors.CERTSRV_E_TEMPLATE_DENIED)
 
     def _policy_checks(self, parsed, template):
         bits = public_key_bits(parsed.csr.public_key())
@@ -460,6 +562,42 @@ class CertificationAuthority:
             raise _PolicyError(errors.CERTSRV_E_KEY_LENGTH)
         if template.private_key_flag & CT_FLAG_REQUIRE_PRIVATE_KEY_ARCHIVAL and not parsed.archived_key:
             raise _PolicyError(errors.CERTSRV_E_ARCHIVED_KEY_REQUIRED)
+
+    # -- renewal ------------------------------------------------------------------------------------------------
+    def _check_renewal(self, parsed):
+        """Return the certificate being renewed (verified) or None for a new request. Raises CAError:
+        CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE when the attribute is not a certificate, is not the certificate whose
+        key signed the request, or was not issued by this CA; CRYPT_E_REVOKED / CERT_E_EXPIRED for a revoked or
+        expired one. (A bad signature was already refused with NTE_BAD_SIGNATURE while parsing.)"""
+        if parsed.kind == "pkcs10":
+            return None  # renewal needs the CMS/CMC signature by the old key (MS-WCCE 3.2.1.4.2.1.4.2)
+        if parsed.renewal_cert is None and not parsed.renewal_attribute_bad:
+            return None
+        if parsed.renewal_attribute_bad or parsed.renewal_cert is None:
+            raise CAError(errors.CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE)
+        old = parsed.renewal_cert
+        signer = parsed.signer_cert
+        if signer is None or signer.public_bytes(serialization.Encoding.DER) != old.public_bytes(
+                serialization.Encoding.DER):
+            raise CAError(errors.CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE,
+                          "The renewal certificate is not the certificate that signed the request.")
+        try:
+            if old.issuer != self.ca_cert.subject:
+                raise ValueError("issuer")
+            old.verify_directly_issued_by(self.ca_cert)
+        except (ValueError, TypeError, Exception):  # noqa: BLE001 - any verification failure
+            raise CAError(errors.CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE,
+                          "The certificate to renew was not issued by this CA.")
+        row = self.db.get_by_serial("%x" % old.serial_number)
+        if row is None or row["certificate"] != old.public_bytes(serialization.Encoding.DER):
+            raise CAError(errors.CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE,
+                          "The certificate to renew is not in this CA's database.")
+        if row["disposition"] == dbmod.DB_DISP_REVOKED:
+            raise CAError(errors.CRYPT_E_REVOKED)
+        now = dbmod.utcnow()
+        if not old.not_valid_before_utc <= now <= old.not_valid_after_utc:
+            raise CAError(errors.CERT_E_EXPIRED)
+        return old
 
     def _check_archived_key(self, parsed):
         """Decrypt and check an archived private key (CMC + szOID_ARCHIVED_KEY_ATTR); raises CAError."""
@@ -488,10 +626,70 @@ class CertificationAuthority:
         return CAResponse(disposition=CR_DISP_UNDER_SUBMISSION, status_hresult=0, request_id=request_id,
                           disposition_message="Taken Under Submission", full_response=full)
 
-    def _subject_and_sans(self, parsed, template, pairs, requester):
+    # -- subject and subject alternative names (MS-WCCE 3.2.2.6.2.1.4.5 / MS-CRTD 2.28) ----------------------------
+    def _subject_from_account(self, template, account):
+        flag = template.name_flag
+        rdns = []
+        if flag & tpl.CT_FLAG_SUBJECT_REQUIRE_DIRECTORY_PATH:
+            if account.dn:
+                # The DN's RDNs, most significant (DC=test) first in the encoded Name, as AD CS builds it.
+                for rdn in reversed(x509.Name.from_rfc4514_string(account.dn).rdns):
+                    rdns.append(rdn)
+            else:
+                rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                                               account.cn or account.sam)]))
+        elif flag & tpl.CT_FLAG_SUBJECT_REQUIRE_COMMON_NAME:
+            rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                                           account.cn or account.sam)]))
+        elif flag & tpl.CT_FLAG_SUBJECT_REQUIRE_DNS_AS_CN:
+            if not account.dns_host_name:
+                raise _PolicyError(errors.CERTSRV_E_SUBJECT_DNS_REQUIRED)
+            rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                                           account.dns_host_name)]))
+        if flag & tpl.CT_FLAG_SUBJECT_REQUIRE_EMAIL:
+            if not account.mail:
+                raise _PolicyError(errors.CERTSRV_E_SUBJECT_EMAIL_REQUIRED)
+            rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.EMAIL_ADDRESS, account.mail)]))
+        return x509.Name(rdns)
+
+    def _sans_from_account(self, template, account):
+        flag = template.name_flag
+        sans = []
+        if flag & tpl.CT_FLAG_SUBJECT_ALT_REQUIRE_UPN:
+            upn = account.upn
+            if not upn and not account.is_computer and account.sam:
+                upn = "%s@%s" % (account.sam, self.config["dns_domain"])  # the implicit UPN
+            if not upn:
+                raise _PolicyError(errors.CERTSRV_E_SUBJECT_UPN_REQUIRED)
+            sans.append(_upn_name(upn))
+        if flag & tpl.CT_FLAG_SUBJECT_ALT_REQUIRE_EMAIL:
+            if not account.mail:
+                raise _PolicyError(errors.CERTSRV_E_SUBJECT_EMAIL_REQUIRED)
+            sans.append(x509.RFC822Name(account.mail))
+        if flag & tpl.CT_FLAG_SUBJECT_ALT_REQUIRE_DNS:
+            if not account.dns_host_name:
+                raise _PolicyError(errors.CERTSRV_E_SUBJECT_DNS_REQUIRED)
+            sans.append(x509.DNSName(account.dns_host_name))
+        if flag & tpl.CT_FLAG_SUBJECT_ALT_REQUIRE_DOMAIN_DNS:
+            sans.append(x509.DNSName(self.config["dns_domain"]))
+        if flag & tpl.CT_FLAG_SUBJECT_ALT_REQUIRE_DIRECTORY_GUID:
+            if not account.object_guid:
+                raise _PolicyError(errors.CERTSRV_E_SUBJECT_DIRECTORY_GUID_REQUIRED)
+            sans.append(x509.OtherName(x509.ObjectIdentifier("1.3.6.1.4.1.311.25.1"),
+                                       b"\x04\x10" + bytes(account.object_guid)))
+        return sans
+
+    def _subject_and_sans(self, parsed, template, pairs, account, renewal=None):
         csr = parsed.csr
         sans = []
-        if template.enrollee_supplies_subject:
+        if renewal is not None:
+            # Renewal: the new certificate keeps the renewed certificate's subject and alternative names.
+            subject = renewal.subject
+            try:
+                sans = list(renewal.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+            except x509.ExtensionNotFound:
+                sans = []
+        elif template.enrollee_supplies_subject:
             subject = csr.subject
             try:
                 sans = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
@@ -502,15 +700,8 @@ class CertificationAuthority:
             if not subject.rdns and not sans:
                 raise _PolicyError(errors.CERTSRV_E_BAD_REQUESTSUBJECT)
         else:
-            sam = requester.user
-            domain = self.config["dns_domain"]
-            if sam.endswith("$"):
-                dns_host = "%s.%s" % (sam[:-1].lower(), domain)
-                subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_host)])
-                sans = [x509.DNSName(dns_host)]
-            else:
-                subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sam)])
-                sans = [_upn_name("%s@%s" % (sam, domain))]
+            subject = self._subject_from_account(template, account)
+            sans = self._sans_from_account(template, account)
         if self.config.get("editf_attributesubjectaltname2"):
             san_value = _attr(pairs, "SAN")
             if san_value:
@@ -520,15 +711,20 @@ class CertificationAuthority:
                     raise _PolicyError(errors.CERTSRV_E_BAD_REQUESTSUBJECT)
                 if extra:
                     sans = extra
+        if not subject.rdns and not sans:
+            raise _PolicyError(errors.CERTSRV_E_BAD_REQUESTSUBJECT)
         return subject, sans
 
-    def _issue(self, request_id, flags, parsed, template, pairs, requester, approved=False):
+    def _issue(self, request_id, flags, parsed, template, pairs, requester, approved=False, account=None):
         try:
-            subject, sans = self._subject_and_sans(parsed, template, pairs, requester)
+            renewal = self._check_renewal(parsed)
+            if account is None:
+                account = self._account(requester)
+            subject, sans = self._subject_and_sans(parsed, template, pairs, account, renewal)
         except CAError as error:
             return self._fail(request_id, flags, error.hresult, _denial(error), dbmod.DB_DISP_DENIED,
                               parsed.body_part_id)
-        cert = self._build_certificate(request_id, parsed.csr, template, subject, sans, requester)
+        cert = self._build_certificate(request_id, parsed.csr, template, subject, sans, account, renewal)
         cert_der = cert.public_bytes(serialization.Encoding.DER)
         serial_hex = "%x" % cert.serial_number
         self.db.update(request_id, disposition=dbmod.DB_DISP_ISSUED, status_hresult=0,
@@ -550,11 +746,22 @@ class CertificationAuthority:
                           disposition_message=message, cert_der=cert.public_bytes(serialization.Encoding.DER),
                           chain_pkcs7=chain_pkcs7, full_response=full)
 
-    def _build_certificate(self, request_id, csr, template, subject, sans, requester):
+    def _not_after(self, now, template):
+        years = int(self.config.get("validity_period_years") or 0)
+        limits = [now + template.validity, self.ca_cert.not_valid_after_utc]
+        if years > 0:
+            try:
+                limits.append(now.replace(year=now.year + years))
+            except ValueError:  # 29 February
+                limits.append(now.replace(year=now.year + years, day=28))
+        return min(limits)
+
+    def _build_certificate(self, request_id, csr, template, subject, sans, account, renewal=None):
         now = dbmod.utcnow()
         not_before = now - CLOCK_SKEW
-        not_after = min(now + datetime.timedelta(days=template.validity_days), self.ca_cert.not_valid_after_utc)
+        not_after = self._not_after(now, template)
         public_key = csr.public_key()
+        critical = set(template.critical_extensions or ())
         builder = (x509.CertificateBuilder()
                    .subject_name(subject)
                    .issuer_name(self.ca_cert.subject)
@@ -567,10 +774,11 @@ class CertificationAuthority:
         else:
             builder = builder.add_extension(
                 ext.template_info_ext(template.oid, template.major_version, template.minor_version), critical=False)
-        if template.ekus:
+        ekus = template.ekus or (template.application_policies if template.schema_version >= 2 else [])
+        if ekus:
             builder = builder.add_extension(
-                x509.ExtendedKeyUsage([x509.ObjectIdentifier(oid) for oid in template.ekus]), critical=False)
-        if template.enrollment_flag & 0x1:
+                x509.ExtendedKeyUsage([x509.ObjectIdentifier(oid) for oid in ekus]), critical="2.5.29.37" in critical)
+        if template.enrollment_flag & tpl.CT_FLAG_INCLUDE_SYMMETRIC_ALGORITHMS:
             builder = builder.add_extension(ext.smime_capabilities_ext(), critical=False)
         if template.schema_version >= 2 and (template.application_policies or template.ekus):
             builder = builder.add_extension(
@@ -582,7 +790,7 @@ class CertificationAuthority:
                 key_encipherment=bool(ku & 0x20), data_encipherment=bool(ku & 0x10), key_agreement=bool(ku & 0x08),
                 key_cert_sign=bool(ku & 0x04), crl_sign=bool(ku & 0x02),
                 encipher_only=bool(ku & 0x08) and bool(ku & 0x01), decipher_only=bool(ku & 0x08) and bool(ku & 0x8000)),
-                critical=True)
+                critical="2.5.29.15" in critical or not template.critical_extensions)
         builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
@@ -595,8 +803,16 @@ class CertificationAuthority:
             for url in self.aia_urls()]), critical=False)
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=not subject.rdns)
-        if requester.sid and not template.enrollee_supplies_subject and not template.no_security_extension:
-            builder = builder.add_extension(ext.ntds_security_ext(requester.sid), critical=False)
+        security_ext = None
+        if not template.no_security_extension:
+            if renewal is not None:
+                for extension in renewal.extensions:
+                    if extension.oid.dotted_string == ext.OID_NTDS_CA_SECURITY_EXT:
+                        security_ext = x509.UnrecognizedExtension(extension.oid, extension.value.value)
+            elif account is not None and account.sid and not template.enrollee_supplies_subject:
+                security_ext = ext.ntds_security_ext(account.sid)
+        if security_ext is not None:
+            builder = builder.add_extension(security_ext, critical=False)
         return builder.sign(self.ca_key, hashes.SHA256())
 
     # -- retrieval ---------------------------------------------------------------------------------------------
@@ -608,14 +824,34 @@ class CertificationAuthority:
                 hresult = errors.CERTSRV_E_NO_REQUEST
                 return CAResponse(disposition=hresult, status_hresult=hresult, request_id=int(request_id),
                                   disposition_message=_error_message("Error Retrieving Request", hresult))
+            if not self._may_retrieve(row, requester):
+                hresult = errors.E_ACCESSDENIED
+                return CAResponse(disposition=hresult, status_hresult=hresult, request_id=int(request_id),
+                                  disposition_message=_error_message("Error Retrieving Request", hresult))
             return self._response_for_row(row, flags)
         except Exception:
             log.exception("unexpected error while retrieving request %r", request_id)
             return CAResponse(disposition=0x8000FFFF, status_hresult=0x8000FFFF, request_id=0,
                               disposition_message="Unexpected error  0x8000ffff (E_UNEXPECTED)")
 
+    @staticmethod
+    def _may_retrieve(row, requester):
+        """Only the requester retrieves its request (AD CS compares the caller with Request.RequesterName and
+        answers E_ACCESSDENIED otherwise). Requests stored without a SID, or a caller without one (admin tools),
+        are matched by name."""
+        if requester is None:
+            return True
+        stored_sid = (row["requester_sid"] or "").upper()
+        if stored_sid and requester.sid:
+            return stored_sid == requester.sid.upper()
+        return (row["requester_name"] or "").lower() == requester.display.lower()
+
     def _retrieve_by_serial(self, serial_number, requester, flags):
         row = self.db.get_by_serial(serial_number.strip().replace(" ", "").lower().lstrip("0") or "0")
+        if row is not None and not self._may_retrieve(row, requester):
+            hresult = errors.E_ACCESSDENIED
+            return CAResponse(disposition=hresult, status_hresult=hresult, request_id=0,
+                              disposition_message=_error_message("Error Retrieving Request", hresult))
         if row is None:
             hresult = errors.CERTSRV_E_NO_REQUEST
             return CAResponse(disposition=hresult, status_hresult=hresult, request_id=0,
@@ -654,7 +890,11 @@ class CertificationAuthority:
                 raise CAError(errors.CERTSRV_E_BAD_REQUESTSTATUS)
             requester = Requester(**json.loads(row["requester_json"]))
             parsed = parse_request(row["request_blob"], row["flags"] & 0xFF00)
-            template = self.templates.get(row["template"])
+            try:
+                template = self.templates.get(row["template_oid"] or row["template"]) \
+                    or self.templates.get(row["template"])
+            except DirectoryError as exc:
+                raise _directory_error(exc)
             if template is None:
                 raise CAError(errors.CERTSRV_E_UNSUPPORTED_CERT_TYPE)
             pairs = parse_attributes(row["attributes"])
@@ -797,7 +1037,33 @@ class CertificationAuthority:
             self.db.put_crl("delta", number, base_row["number"], this_update, now + period + overlap,
                             crl.public_bytes(serialization.Encoding.DER))
             self._write_crl_file(True, crl)
-            return base_row["crl"], crl.public_bytes(serialization.Encoding.DER)
+            delta_der = crl.public_bytes(serialization.Encoding.DER)
+            self._publish_to_directory(None if delta_only else base_row["crl"], delta_der)
+            return base_row["crl"], delta_der
+
+    def _publish_to_directory(self, base_der, delta_der):
+        """Write the CRLs to the CDP object in AD (CN=<CA>,CN=<server>,CN=CDP,...). Returns True when written;
+        a directory that cannot be reached is logged, not fatal (the HTTP copies are still published)."""
+        if self.ad is None or not self.config.get("publish_crls_to_directory", True):
+            return False
+        try:
+            self.ad.publish_crl(self.name, self.server_short_name, base_der, delta_der)
+            return True
+        except DirectoryError as exc:
+            log.warning("publishing the CRLs to the directory failed: %s", exc)
+            return False
+
+    def _sync_cdp(self):
+        """At start: make the CDP object in AD hold the current CRLs (they may have been published while the
+        directory was unreachable, or by an older lab CA)."""
+        if self.ad is None or not self.config.get("publish_crls_to_directory", True):
+            return
+        try:
+            base, delta = self.db.get_crl("base")["crl"], self.db.get_crl("delta")["crl"]
+            if self.ad.read_cdp(self.name, self.server_short_name) != (base, delta):
+                self.ad.publish_crl(self.name, self.server_short_name, base, delta)
+        except (DirectoryError, TypeError) as exc:
+            log.warning("checking the CDP object in the directory failed: %s", exc)
 
     def _crl_builder(self, this_update, next_update, number, aki, revoked):
         builder = (x509.CertificateRevocationListBuilder()
@@ -1046,6 +1312,29 @@ def _template_from_extensions(csr):
         except (ValueError, IndexError, UnicodeDecodeError):
             continue
     return None
+
+
+def _template_from_certificate(cert):
+    """Template named by an issued certificate's template extension (V2 OID first, else the V1 name)."""
+    name = None
+    for extension in cert.extensions:
+        oid = extension.oid.dotted_string
+        if isinstance(extension.value, x509.MSCertificateTemplate):
+            return extension.value.template_id.dotted_string
+        raw = getattr(extension.value, "value", None)
+        if oid == ext.OID_TEMPLATE_NAME and raw and raw[:1] == b"\x1e":
+            try:
+                from pyasn1.codec.der import decoder as der_decoder
+                from pyasn1.type import char
+                name = str(der_decoder.decode(raw, asn1Spec=char.BMPString())[0])
+            except Exception:  # noqa: BLE001 - a malformed extension names nothing
+                name = None
+    return name
+
+
+def _directory_error(exc):
+    log.warning("directory error: %s", exc)
+    return _PolicyError(errors.ERROR_DS_SERVER_DOWN, "The lab directory could not be read: %s" % exc)
 
 
 def _has_extensions(csr):

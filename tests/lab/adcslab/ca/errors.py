@@ -26,7 +26,15 @@ CERTSRV_E_UNSUPPORTED_CERT_TYPE = 0x80094800
 CERTSRV_E_NO_CERT_TYPE = 0x80094801
 CERTSRV_E_SUBJECT_ALT_NAME_REQUIRED = 0x80094803
 CERTSRV_E_ARCHIVED_KEY_REQUIRED = 0x80094804
-CERTSRV_E_SUBJECT_DNS_REQUIRED = 0x8009480E
+CERTSRV_E_SUBJECT_UPN_REQUIRED = 0x8009480D
+CERTSRV_E_SUBJECT_DIRECTORY_GUID_REQUIRED = 0x8009480E
+CERTSRV_E_SUBJECT_DNS_REQUIRED = 0x8009480F
+CERTSRV_E_SUBJECT_EMAIL_REQUIRED = 0x80094812
+CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE = 0x8009400E
+CERTSRV_E_RENEWAL_BAD_PUBLIC_KEY = 0x80094816
+CERT_E_EXPIRED = 0x800B0101
+ERROR_DS_SERVER_DOWN = 0x8007203A
+ERROR_NO_SUCH_USER = 0x80070525
 CERTSRV_E_KEY_LENGTH = 0x80094811
 CRYPT_E_REVOKED = 0x80092010
 
@@ -66,6 +74,23 @@ MESSAGES = {
     CERTSRV_E_NO_CERT_TYPE: ("CERTSRV_E_NO_CERT_TYPE", "The request contains no certificate template information."),
     CERTSRV_E_SUBJECT_ALT_NAME_REQUIRED: ("CERTSRV_E_SUBJECT_ALT_NAME_REQUIRED",
                                           "The request is missing a required Subject Alternate name extension."),
+    CERTSRV_E_SUBJECT_UPN_REQUIRED: ("CERTSRV_E_SUBJECT_UPN_REQUIRED",
+                                     "The UPN is unavailable and cannot be added to the Subject Alternate name."),
+    CERTSRV_E_SUBJECT_DIRECTORY_GUID_REQUIRED: ("CERTSRV_E_SUBJECT_DIRECTORY_GUID_REQUIRED",
+                                                "The Active Directory GUID is unavailable and cannot be added to the "
+                                                "Subject Alternate name."),
+    CERTSRV_E_SUBJECT_EMAIL_REQUIRED: ("CERTSRV_E_SUBJECT_EMAIL_REQUIRED",
+                                       "The email name is unavailable and cannot be added to the Subject or Subject "
+                                       "Alternate name."),
+    CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE: ("CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE",
+                                           "The request contains an invalid renewal certificate attribute."),
+    CERTSRV_E_RENEWAL_BAD_PUBLIC_KEY: ("CERTSRV_E_RENEWAL_BAD_PUBLIC_KEY",
+                                       "The key used in a renewal request does not match one of the certificates "
+                                       "being renewed."),
+    CERT_E_EXPIRED: ("CERT_E_EXPIRED", "A required certificate is not within its validity period when verifying "
+                                       "against the current system clock or the timestamp in the signed file."),
+    ERROR_DS_SERVER_DOWN: ("ERROR_DS_SERVER_DOWN", "The server is not operational."),
+    ERROR_NO_SUCH_USER: ("ERROR_NO_SUCH_USER", "The specified account does not exist."),
     CERTSRV_E_SUBJECT_DNS_REQUIRED: ("CERTSRV_E_SUBJECT_DNS_REQUIRED",
                                      "The Domain Name System (DNS) name is unavailable and cannot be added to the "
                                      "Subject Alternate name."),

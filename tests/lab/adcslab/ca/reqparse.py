@@ -68,6 +68,8 @@ class ParsedRequest:
     body_part_id: Optional[int] = None  # CMC TaggedCertificationRequest bodyPartID
     signer_certs: List[x509.Certificate] = field(default_factory=list)
     renewal_cert: Optional[x509.Certificate] = None
+    renewal_attribute_bad: bool = False  # a szOID_RENEWAL_CERTIFICATE attribute that is not a certificate
+    signer_cert: Optional[x509.Certificate] = None  # the certificate whose key signed the CMS/CMC (if any)
     archived_key: Optional[bytes] = None  # EnvelopedData ContentInfo DER (CMC key archival), not decrypted here
     null_signature: bool = False
 
@@ -198,6 +200,12 @@ def _parse_pkcs10(der, allow_null_signature):
             raise CAError(errors.NTE_BAD_SIGNATURE)
     parsed = ParsedRequest(kind="pkcs10", csr=csr, csr_der=der, null_signature=null_signature)
     parsed.name_value_pairs = _pkcs10_name_value_pairs(decoded)
+    for attribute in decoded["certificationRequestInfo"]["attributes"]:
+        if str(attribute["type"]) == OID_RENEWAL_CERTIFICATE:
+            try:
+                parsed.renewal_cert = x509.load_der_x509_certificate(bytes(attribute["values"][0]))
+            except (ValueError, IndexError, TypeError):
+                parsed.renewal_attribute_bad = True
     return parsed
 
 
@@ -289,6 +297,7 @@ def _parse_signed(der):
 def _verify_signer(signer, content, certificates, parsed):
     sid = signer["sid"]
     public_key = None
+    signer_cert = None
     if sid.getName() == "subjectKeyIdentifier":
         wanted = bytes(sid["subjectKeyIdentifier"])
         if _ski(parsed.csr.public_key()) == wanted:
@@ -300,12 +309,14 @@ def _verify_signer(signer, content, certificates, parsed):
                 cert_ski = _ski(cert.public_key())
             if cert_ski == wanted:
                 public_key = cert.public_key()
+                signer_cert = cert
     else:
         issuer_der = der_encoder.encode(sid["issuerAndSerialNumber"]["issuer"])
         serial = int(sid["issuerAndSerialNumber"]["serialNumber"])
         for cert in certificates:
             if cert.serial_number == serial and cert.issuer.public_bytes() == issuer_der:
                 public_key = cert.public_key()
+                signer_cert = cert
     if public_key is None:
         raise CAError(errors.CRYPT_E_NO_SIGNER)
 
@@ -318,11 +329,11 @@ def _verify_signer(signer, content, certificates, parsed):
             attr_type = str(attribute["attrType"])
             if attr_type == OID_MESSAGE_DIGEST:
                 message_digest = bytes(_decode(bytes(attribute["attrValues"][0]), univ.OctetString()))
-            elif attr_type == OID_RENEWAL_CERTIFICATE:
+            elif attr_type == OID_RENEWAL_CERTIFICATE and parsed.renewal_cert is None:
                 try:
                     parsed.renewal_cert = x509.load_der_x509_certificate(bytes(attribute["attrValues"][0]))
-                except ValueError:
-                    raise CAError(errors.CRYPT_E_ASN1_BADTAG)
+                except (ValueError, IndexError, TypeError):
+                    parsed.renewal_attribute_bad = True
         expected = hashlib.new(_HASHLIB[digest_oid], content).digest()
         if message_digest != expected:
             raise CAError(errors.NTE_BAD_SIGNATURE)
@@ -331,6 +342,8 @@ def _verify_signer(signer, content, certificates, parsed):
         _verify_with_key(public_key, signature, bytes(signed_bytes), hash_algorithm)
     else:
         _verify_with_key(public_key, signature, content, hash_algorithm)
+    if signer_cert is not None and parsed.signer_cert is None:
+        parsed.signer_cert = signer_cert
     if signer["unsignedAttrs"].isValue:
         for attribute in signer["unsignedAttrs"]:
             if str(attribute["attrType"]) == OID_ARCHIVED_KEY_ATTR:

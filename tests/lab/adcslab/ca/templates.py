@@ -22,11 +22,17 @@ LDAP-backed ``TemplateSource`` can fill the same ``Template`` from the lab direc
 | ra_signature       | msPKI-RA-Signature                    |
 """
 
+import datetime
+import logging
+import struct
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+log = logging.getLogger("adcslab.ca.templates")
+
 # msPKI-Certificate-Name-Flag (MS-CRTD 2.28)
 CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT = 0x00000001
+CT_FLAG_OLD_CERT_SUPPLIES_SUBJECT_AND_ALT_NAME = 0x00000008
 CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT_ALT_NAME = 0x00010000
 CT_FLAG_SUBJECT_ALT_REQUIRE_DOMAIN_DNS = 0x00400000
 CT_FLAG_SUBJECT_ALT_REQUIRE_SPN = 0x00800000
@@ -85,6 +91,14 @@ class Template:
     min_key_size: int = 2048
     ra_signature: int = 0
     application_policies: List[str] = field(default_factory=list)
+    validity_seconds: int = 0  # exact pKIExpirationPeriod; 0 = validity_days
+    critical_extensions: tuple = ("2.5.29.15",)  # pKICriticalExtensions
+    security_descriptor: Optional[bytes] = None  # nTSecurityDescriptor (self-relative); None = no access check
+    dn: Optional[str] = None
+
+    @property
+    def validity(self):
+        return datetime.timedelta(seconds=self.validity_seconds or self.validity_days * 86400)
 
     @property
     def enrollee_supplies_subject(self):
@@ -102,11 +116,17 @@ class Template:
 class TemplateSource:
     """Where the CA reads templates from. ``get`` takes a template name (cn) or its OID."""
 
+    kind = "custom"
+
     def get(self, name) -> Optional[Template]:
         raise NotImplementedError
 
     def all(self) -> List[Template]:
         raise NotImplementedError
+
+    def published(self, ca_name) -> Optional[List[str]]:
+        """Template names the CA's enrollment service lists (certificateTemplates); None = no restriction."""
+        return None
 
 
 _DIRECTORY_NAME = CT_FLAG_SUBJECT_REQUIRE_DIRECTORY_PATH | CT_FLAG_SUBJECT_ALT_REQUIRE_UPN
@@ -145,7 +165,9 @@ BUILTIN_TEMPLATES = [
 
 
 class BuiltinTemplateSource(TemplateSource):
-    """The fixed table above (stage 1); an LDAP-backed source replaces it later."""
+    """The fixed table above: used only when no directory is configured (unit tests). No access checks."""
+
+    kind = "builtin"
 
     def __init__(self, templates=None):
         self._templates = list(templates if templates is not None else BUILTIN_TEMPLATES)
@@ -161,3 +183,79 @@ class BuiltinTemplateSource(TemplateSource):
 
     def all(self):
         return list(self._templates)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Templates from the lab AD
+
+def _int32(value, default=0):
+    if value is None or value == "":
+        return default
+    number = int(value)
+    return number & 0xFFFFFFFF
+
+
+def period_seconds(raw):
+    """pKIExpirationPeriod: a negative FILETIME interval (100 ns units), 8 bytes little-endian -> seconds."""
+    if not raw or len(raw) != 8:
+        return 0
+    ticks = struct.unpack("<q", raw)[0]
+    return abs(ticks) // 10_000_000
+
+
+def template_from_entry(entry):
+    """A Template from a raw pKICertificateTemplate LDAP entry (``LabDirectory.template_entries``)."""
+    from .directory import LabDirectory as D
+
+    text = lambda name: D._text(entry, name)  # noqa: E731
+    texts = lambda name: D._texts(entry, name)  # noqa: E731
+    raw = D._raw(entry, "pKIKeyUsage")
+    ku_bytes = raw[0] if raw else b""
+    key_usage = (ku_bytes[0] if len(ku_bytes) > 0 else 0) | ((ku_bytes[1] if len(ku_bytes) > 1 else 0) << 8)
+    seconds = period_seconds((D._raw(entry, "pKIExpirationPeriod") or [b""])[0])
+    sd = D._raw(entry, "nTSecurityDescriptor")
+    schema = _int32(text("msPKI-Template-Schema-Version"), 1) or 1
+    return Template(
+        name=text("cn"), display_name=text("displayName") or text("cn"), oid=text("msPKI-Cert-Template-OID") or "",
+        schema_version=schema, major_version=_int32(text("revision")),
+        minor_version=_int32(text("msPKI-Template-Minor-Revision")), ekus=texts("pKIExtendedKeyUsage"),
+        key_usage=key_usage, validity_days=max(1, seconds // 86400) if seconds else 365,
+        name_flag=_int32(text("msPKI-Certificate-Name-Flag")), enrollment_flag=_int32(text("msPKI-Enrollment-Flag")),
+        private_key_flag=_int32(text("msPKI-Private-Key-Flag")),
+        min_key_size=_int32(text("msPKI-Minimal-Key-Size")), ra_signature=_int32(text("msPKI-RA-Signature")),
+        application_policies=texts("msPKI-Certificate-Application-Policy"), validity_seconds=seconds,
+        critical_extensions=tuple(texts("pKICriticalExtensions")), security_descriptor=sd[0] if sd else b"",
+        dn=entry.get("dn"))
+
+
+class LdapTemplateSource(TemplateSource):
+    """Templates and the CA's enrollment service read from the lab AD at every call (no cache), so a template
+    changed over LDAP takes effect on the next request."""
+
+    kind = "ldap"
+
+    def __init__(self, directory):
+        self.directory = directory
+
+    def get(self, name):
+        if not name:
+            return None
+        entries = self.directory.template_entries(name)
+        for entry in entries:
+            template = template_from_entry(entry)
+            if template.name.lower() == name.strip().lower() or template.oid == name.strip():
+                return template
+        return None
+
+    def all(self):
+        result = []
+        for entry in self.directory.template_entries():
+            try:
+                result.append(template_from_entry(entry))
+            except (ValueError, TypeError) as exc:
+                log.warning("skipping unreadable template %s: %s", entry.get("dn"), exc)
+        return result
+
+    def published(self, ca_name):
+        service = self.directory.enrollment_service(ca_name)
+        return [] if service is None else service["templates"]
