@@ -251,8 +251,8 @@ class HttpClient(object):
                 if not location:
                     raise FetchError('HTTP %d redirect without a Location' % status)
                 if len(seen) > self.max_redirects:
-                    raise FetchError('more than %d redirects (%s)' % (self.max_redirects,
-                                                                       ' -> '.join(redact(u) for u in seen)))
+                    chain = ' -> '.join(redact(u) for u in seen)
+                    raise FetchError('more than %d redirects (%s)' % (self.max_redirects, chain))
                 current = urljoin(current, location)
                 if urlsplit(current).scheme.lower() not in ('http', 'https'):
                     raise FetchError('redirect to an unsupported URL %s' % redact(current))

@@ -43,7 +43,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: CRLs are fetched and validated; nothing is written. RV(changed) tells whether O(dest) would change.
+    description: CRLs are fetched and validated; nothing is written. C(changed) tells whether O(dest) would change.
 options:
   certificate_path:
     description:
@@ -181,7 +181,8 @@ EXAMPLES = r'''
   adcs.enrollment.wcce_crl:
     urls:
       - http://pki.example.com/CertEnroll/EXAMPLE-CA.crl
-      - ldap:///CN=EXAMPLE-CA,CN=CA1,CN=CDP,CN=Public Key Services,CN=Services,CN=Configuration,DC=example,DC=com?certificateRevocationList?base?objectClass=cRLDistributionPoint
+      - "ldap:///CN=EXAMPLE-CA,CN=CA1,CN=CDP,CN=Public Key Services,CN=Services,CN=Configuration,DC=example,DC=com\
+        ?certificateRevocationList?base?objectClass=cRLDistributionPoint"
     issuer_certificate_path: /etc/pki/example-ca.pem
     domain: example.com
     username: svc-crl@example.com
