@@ -632,9 +632,9 @@ class CertificationAuthority:
         rdns = []
         if flag & tpl.CT_FLAG_SUBJECT_REQUIRE_DIRECTORY_PATH:
             if account.dn:
-                # The DN's RDNs, most significant (DC=test) first in the encoded Name, as AD CS builds it.
-                for rdn in reversed(x509.Name.from_rfc4514_string(account.dn).rdns):
-                    rdns.append(rdn)
+                # The DN's RDNs, most significant (DC=test) first in the encoded Name, as AD CS builds it
+                # (from_rfc4514_string already returns them in that order).
+                rdns.extend(x509.Name.from_rfc4514_string(account.dn).rdns)
             else:
                 rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME,
                                                                                account.cn or account.sam)]))

@@ -1,0 +1,361 @@
+"""The lab CA's policy module against the running lab AD, in process (no wire): templates, the enrollment service,
+accounts and tokenGroups read over LDAPS at request time; Enroll rights from the template DACLs; subject/SAN by
+msPKI-Certificate-Name-Flag; validity, key usage, EKUs, application policies, minimum key size; renewal checks;
+CRLs published to the CDP object in AD.
+
+The CA runs on a private copy of the lab state (lab.json, accounts.json, pki/): same CA key and the same lab AD,
+its own request database. Tests that change the directory restore it.
+"""
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from adcslab import seed
+from adcslab.ca import CertificationAuthority, Requester
+from adcslab.ca import errors
+from adcslab.ca import extensions as ext
+from adcslab.ca import testing as T
+from adcslab.ca.directory import DirectoryConfig, LabDirectory
+
+pytestmark = pytest.mark.lab
+
+UPN_OID = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
+DENIED_MESSAGE = ("Denied by Policy Module  0x80094012, The permissions on the certificate template do not allow the "
+                  "current user to enroll for this type of certificate.")
+
+
+def copy_state(lab, dst):
+    src = lab["state_dir"]
+    os.makedirs(dst, exist_ok=True)
+    for name in ("lab.json", "accounts.json"):
+        shutil.copy(os.path.join(src, name), os.path.join(dst, name))
+    shutil.copytree(os.path.join(src, "pki"), os.path.join(dst, "pki"), dirs_exist_ok=True)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def state(lab, tmp_path_factory):
+    return copy_state(lab, str(tmp_path_factory.mktemp("policy-state")))
+
+
+@pytest.fixture(scope="module")
+def ca(state):
+    authority = CertificationAuthority.open(state)
+    assert authority.template_source_kind == "ldap"
+    yield authority
+    authority.close()
+
+
+@pytest.fixture(scope="module")
+def ad(state):
+    directory = LabDirectory(DirectoryConfig.discover(state))
+    yield directory
+    directory.close()
+
+
+@pytest.fixture(scope="module")
+def key():
+    return T.rsa_key()
+
+
+def who(lab, name):
+    account = lab["accounts"][name]
+    # The wire layer fills sid/group_sids from accounts.json; the CA reads tokenGroups from AD itself.
+    return Requester(user=account["username"], domain="LAB", sid=account["sid"], group_sids=[])
+
+
+def cert_of(response):
+    assert response.disposition == 3, "0x%08x %s" % (response.disposition, response.disposition_message)
+    return x509.load_der_x509_certificate(response.cert_der)
+
+
+def submit(ca, lab, name, template, csr):
+    return ca.submit(0, "CertificateTemplate:%s" % template, csr, who(lab, name))
+
+
+def sans_of(cert):
+    try:
+        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        return []
+
+
+def ext_value(cert, oid):
+    for extension in cert.extensions:
+        if extension.oid.dotted_string == oid:
+            return extension.value.value
+    return None
+
+
+# -- issuance by template --------------------------------------------------------------------------------------
+
+def test_user_subject_and_sans_come_from_ad(ca, lab, key):
+    cert = cert_of(submit(ca, lab, "enroller", "User", T.make_csr(key, "ignored-subject")))
+    account = lab["accounts"]["enroller"]
+    # SUBJECT_REQUIRE_DIRECTORY_PATH | SUBJECT_REQUIRE_EMAIL: the account's DN, then E=mail.
+    assert cert.subject.rfc4514_string() == \
+        "1.2.840.113549.1.9.1=enroller@lab.adcs.test,CN=enroller,CN=Users,DC=lab,DC=adcs,DC=test"
+    assert cert.subject.rdns[0].rfc4514_string() == "DC=test"
+    names = sans_of(cert)
+    upn = [n for n in names if isinstance(n, x509.OtherName) and n.type_id == UPN_OID]
+    assert upn and upn[0].value[2:].decode() == account["upn"]
+    assert x509.RFC822Name(account["mail"]) in names
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [x509.ObjectIdentifier(seed.EKU_EFS), ExtendedKeyUsageOID.EMAIL_PROTECTION,
+                         ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert ext.parse_ntds_security_ext(ext_value(cert, ext.OID_NTDS_CA_SECURITY_EXT)) == account["sid"]
+    assert ext_value(cert, ext.OID_TEMPLATE_NAME) == "User".encode("utf-16-be").join([b"\x1e\x08", b""])
+    ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert ku.critical and ku.value.digital_signature and ku.value.key_encipherment
+    days = (cert.not_valid_after_utc - cert.not_valid_before_utc).days
+    assert 365 <= days <= 366  # pKIExpirationPeriod 1 year (+ the clock-skew back-dating)
+
+
+def test_machine_subject_is_dns_host_name(ca, lab, key):
+    cert = cert_of(submit(ca, lab, "computer", "Machine", T.make_csr(key, "whatever")))
+    assert cert.subject.rfc4514_string() == "CN=labhost01.lab.adcs.test"
+    assert sans_of(cert) == [x509.DNSName("labhost01.lab.adcs.test")]
+    assert ext.parse_ntds_security_ext(ext_value(cert, ext.OID_NTDS_CA_SECURITY_EXT)) == \
+        lab["accounts"]["computer"]["sid"]
+
+
+def test_webserver_enrollee_supplies_subject(ca, lab, key):
+    csr = T.make_csr(key, "www.lab.adcs.test", dns_names=["www.lab.adcs.test", "alt.lab.adcs.test"])
+    cert = cert_of(submit(ca, lab, "enroller", "WebServer", csr))
+    assert cert.subject.rfc4514_string() == "CN=www.lab.adcs.test"
+    assert sans_of(cert) == [x509.DNSName("www.lab.adcs.test"), x509.DNSName("alt.lab.adcs.test")]
+    assert ext_value(cert, ext.OID_NTDS_CA_SECURITY_EXT) is None  # offline template: no SID extension
+    assert 730 <= (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 731
+    cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value[0].full_name
+    assert [n.value for n in cdp] == [
+        "ldap:///CN=LAB-CA,CN=CA1,CN=CDP,CN=Public Key Services,CN=Services,CN=Configuration,DC=lab,DC=adcs,"
+        "DC=test?certificateRevocationList?base?objectClass=cRLDistributionPoint",
+        "http://ca1.lab.adcs.test/CertEnroll/LAB-CA.crl"]
+    aia = [d.access_location.value for d in cert.extensions.get_extension_for_class(
+        x509.AuthorityInformationAccess).value]
+    assert aia == ["ldap:///CN=LAB-CA,CN=AIA,CN=Public Key Services,CN=Services,CN=Configuration,DC=lab,DC=adcs,"
+                   "DC=test?cACertificate?base?objectClass=certificationAuthority",
+                   "http://ca1.lab.adcs.test/CertEnroll/ca1.lab.adcs.test_LAB-CA.crt"]
+    serial = cert.serial_number.to_bytes(19, "big")[::-1]
+    request_id = int.from_bytes(serial[0:4], "little")
+    assert request_id == int.from_bytes(serial[14:18], "little") and request_id > 0
+
+
+def test_v2_template_info_and_application_policies(ca, lab, key):
+    cert = cert_of(submit(ca, lab, "groupmember", "ShortLived", T.make_csr(key, "short.lab.adcs.test")))
+    template = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(ext.OID_TEMPLATE_INFO)).value
+    assert template.template_id.dotted_string.startswith(seed.FOREST_OID)
+    assert (template.major_version, template.minor_version) == (100, 2)
+    assert ext_value(cert, ext.OID_APPLICATION_POLICIES) is not None
+    assert 2 <= (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 2.01
+
+
+def test_template_named_by_request_extensions(ca, lab, key):
+    v1 = ca.submit(0, "", T.make_csr(key, "v1.lab.adcs.test", template="WebServer"), who(lab, "enroller"))
+    assert cert_of(v1).subject.rfc4514_string() == "CN=v1.lab.adcs.test"
+    oid = seed.FOREST_OID + ".7719301.2284467"  # ShortLived
+    v2 = ca.submit(0, "", T.make_csr(key, "v2.lab.adcs.test", template_info=(oid, 100, 2)), who(lab, "enroller"))
+    assert cert_of(v2).extensions.get_extension_for_oid(
+        x509.ObjectIdentifier(ext.OID_TEMPLATE_INFO)).value.template_id.dotted_string == oid
+    none = ca.submit(0, "", T.make_csr(key, "none"), who(lab, "enroller"))
+    assert none.disposition == errors.CERTSRV_E_NO_CERT_TYPE
+
+
+# -- refusals --------------------------------------------------------------------------------------------------
+
+def test_rights_from_template_dacl(ca, lab, key):
+    csr = T.make_csr(key, "rights.lab.adcs.test")
+    for name, template in (("denied", "WebServer"), ("denied", "User"), ("denied", "EFS"), ("enroller", "Machine"),
+                           ("computer", "WebServer")):
+        response = submit(ca, lab, name, template, csr)
+        assert response.disposition == errors.CERTSRV_E_TEMPLATE_DENIED, (name, template)
+        assert response.disposition_message == DENIED_MESSAGE
+    for name, template in (("groupmember", "WebServer"), ("enroller", "WebServer"), ("admin", "WebServer"),
+                           ("admin", "WebServer4096"), ("computer", "ShortLived")):
+        if template == "WebServer4096":
+            csr = T.make_csr(T.rsa_key(4096), "rights.lab.adcs.test")
+        assert submit(ca, lab, name, template, csr).disposition == 3, (name, template)
+
+
+def test_unsupported_and_unpublished_templates(ca, lab, ad, key):
+    response = submit(ca, lab, "enroller", "NoSuchTemplate", T.make_csr(key, "x"))
+    assert response.disposition == errors.CERTSRV_E_UNSUPPORTED_CERT_TYPE
+    # A template that exists in AD but is not in the enrollment service's certificateTemplates.
+    template = dict(seed.TEMPLATES[0], cn="PolicyTestUnpublished", oid_suffix="1.99.4242")
+    dn = "CN=%s,%s" % (template["cn"], seed.TEMPLATES_DN)
+    attrs = {k: v for k, v in seed.template_attributes(template).items() if v != []}
+    ad._call(lambda conn: conn.delete(dn))
+    assert ad._call(lambda conn: conn.add(dn, attributes=attrs)), "could not create the test template"
+    try:
+        assert ca.templates.get("PolicyTestUnpublished") is not None
+        response = submit(ca, lab, "admin", "PolicyTestUnpublished", T.make_csr(key, "x"))
+        assert response.disposition == errors.CERTSRV_E_UNSUPPORTED_CERT_TYPE, response.disposition_message
+        names = ca.get_property(0x1D, 0, 4)[1].split("\n")
+        assert "PolicyTestUnpublished" not in names and "WebServer" in names
+    finally:
+        ad._call(lambda conn: conn.delete(dn))
+
+
+def test_key_too_short_and_missing_directory_attributes(ca, lab, key):
+    response = submit(ca, lab, "enroller", "WebServer4096", T.make_csr(key, "big.lab.adcs.test"))
+    assert response.disposition == errors.CERTSRV_E_KEY_LENGTH
+    assert response.disposition_message.startswith("Denied by Policy Module  0x80094811")
+    # Administrator has no mail attribute: the User template needs it for the subject and the SAN.
+    response = submit(ca, lab, "admin", "User", T.make_csr(key, "admin"))
+    assert response.disposition == errors.CERTSRV_E_SUBJECT_EMAIL_REQUIRED
+    # ... and no dNSHostName: Administrator may enroll on Machine but the subject cannot be built.
+    response = submit(ca, lab, "admin", "Machine", T.make_csr(key, "admin"))
+    assert response.disposition == errors.CERTSRV_E_SUBJECT_DNS_REQUIRED
+
+
+def test_changed_template_takes_effect_without_restart(ca, lab, ad, key):
+    dn = "CN=WebServer4096," + seed.TEMPLATES_DN
+    csr = T.make_csr(key, "changed.lab.adcs.test")
+    assert submit(ca, lab, "enroller", "WebServer4096", csr).disposition == errors.CERTSRV_E_KEY_LENGTH
+
+    def set_min(value):
+        from ldap3 import MODIFY_REPLACE
+        assert ad._call(lambda conn: conn.modify(dn, {"msPKI-Minimal-Key-Size": [(MODIFY_REPLACE, [str(value)])]}))
+
+    set_min(2048)
+    try:
+        assert submit(ca, lab, "enroller", "WebServer4096", csr).disposition == 3
+    finally:
+        set_min(4096)
+    assert submit(ca, lab, "enroller", "WebServer4096", csr).disposition == errors.CERTSRV_E_KEY_LENGTH
+
+
+def test_san_attribute_only_with_editf(ca, lab, key):
+    attrs = "CertificateTemplate:WebServer\nSAN:dns=evil.lab.adcs.test&upn=Administrator@lab.adcs.test"
+    csr = T.make_csr(key, "san.lab.adcs.test", dns_names=["san.lab.adcs.test"])
+    cert = cert_of(ca.submit(0, attrs, csr, who(lab, "enroller")))
+    assert sans_of(cert) == [x509.DNSName("san.lab.adcs.test")]
+    ca.config["editf_attributesubjectaltname2"] = True
+    try:
+        cert = cert_of(ca.submit(0, attrs, csr, who(lab, "enroller")))
+        assert x509.DNSName("evil.lab.adcs.test") in sans_of(cert)
+    finally:
+        ca.config["editf_attributesubjectaltname2"] = False
+
+
+# -- pending, retrieval by someone else --------------------------------------------------------------------------
+
+def test_pending_request_retrieved_only_by_its_requester(ca, lab, key):
+    response = submit(ca, lab, "enroller", "WebServerApproval", T.make_csr(key, "pend.lab.adcs.test"))
+    assert response.disposition == 5 and response.request_id
+    ca.approve(response.request_id)
+    other = ca.retrieve(response.request_id, who(lab, "groupmember"))
+    assert other.disposition == errors.E_ACCESSDENIED and other.cert_der is None
+    mine = ca.retrieve(response.request_id, who(lab, "enroller"))
+    assert cert_of(mine).subject.rfc4514_string() == "CN=pend.lab.adcs.test"
+
+
+# -- renewal ---------------------------------------------------------------------------------------------------
+
+def _requests_module():
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+    return _requests
+
+
+def test_renewal_with_collection_builder(ca, lab, key):
+    R = _requests_module()
+    old = cert_of(submit(ca, lab, "enroller", "WebServer",
+                         T.make_csr(key, "renew.lab.adcs.test", dns_names=["renew.lab.adcs.test"])))
+    new_key = T.rsa_key()
+    csr = R.build_csr(new_key, subject="CN=something-else", renewal_certificate=old)
+    cms = R.build_renewal_request(csr, old, key)
+    # No template named: the renewed certificate's template extension names it.
+    renewed = cert_of(ca.submit(0x300, "", cms, who(lab, "enroller")))
+    assert renewed.subject == old.subject
+    assert sans_of(renewed) == sans_of(old)
+    assert renewed.public_key().public_numbers() == new_key.public_key().public_numbers()
+    assert ext_value(renewed, ext.OID_TEMPLATE_NAME) == ext_value(old, ext.OID_TEMPLATE_NAME)
+    assert renewed.serial_number != old.serial_number
+
+    # A bad signature over the renewal request.
+    tampered = bytearray(cms)
+    tampered[-1] ^= 0x01
+    response = ca.submit(0x300, "", bytes(tampered), who(lab, "enroller"))
+    assert response.disposition == errors.NTE_BAD_SIGNATURE, hex(response.disposition)
+
+
+def test_renewal_of_foreign_or_revoked_certificate_is_refused(ca, lab, key):
+    R = _requests_module()
+    foreign_key = T.rsa_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "LAB-CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    foreign = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "f")]))
+               .issuer_name(name).public_key(foreign_key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+               .sign(foreign_key, hashes.SHA256()))
+    csr = R.build_csr(T.rsa_key(), subject="CN=f", renewal_certificate=foreign)
+    response = ca.submit(0x300, "CertificateTemplate:WebServer", R.build_renewal_request(csr, foreign, foreign_key),
+                         who(lab, "enroller"))
+    assert response.disposition == errors.CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE, response.disposition_message
+
+    old = cert_of(submit(ca, lab, "enroller", "WebServer", T.make_csr(key, "revoked-renew.lab.adcs.test")))
+    ca.revoke(old.serial_number, 1)
+    csr = R.build_csr(T.rsa_key(), subject="CN=x", renewal_certificate=old)
+    response = ca.submit(0x300, "", R.build_renewal_request(csr, old, key), who(lab, "enroller"))
+    assert response.disposition == errors.CRYPT_E_REVOKED, response.disposition_message
+
+    # Signed by the old key, but the renewal attribute names another certificate of this CA.
+    other = cert_of(submit(ca, lab, "enroller", "WebServer", T.make_csr(T.rsa_key(), "other.lab.adcs.test")))
+    mine = cert_of(submit(ca, lab, "enroller", "WebServer", T.make_csr(key, "mine.lab.adcs.test")))
+    csr = R.build_csr(T.rsa_key(), subject="CN=x", renewal_certificate=other)
+    cms = T.make_cms(csr, key, signer_cert=mine)
+    response = ca.submit(0x300, "", cms, who(lab, "enroller"))
+    assert response.disposition == errors.CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE, response.disposition_message
+
+
+# -- CRLs in the CDP object ------------------------------------------------------------------------------------
+
+def test_crls_published_to_cdp_object(ca, lab, ad, key, tmp_path):
+    cert = cert_of(submit(ca, lab, "enroller", "WebServer", T.make_csr(key, "crl.lab.adcs.test")))
+    ca.revoke(cert.serial_number, 1)
+    base_der, delta_der = ad.read_cdp("LAB-CA", "CA1")
+    assert delta_der == ca.delta_crl()
+    delta = x509.load_der_x509_crl(delta_der)
+    assert delta.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+    ca.publish_crls()
+    base_der, delta_der = ad.read_cdp("LAB-CA", "CA1")
+    assert base_der == ca.base_crl() and delta_der == ca.delta_crl()
+    base = x509.load_der_x509_crl(base_der)
+    assert base.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+    # openssl: the base CRL from AD lists the serial and makes the certificate fail -crl_check.
+    crl_pem = tmp_path / "ad-base.pem"
+    crl_pem.write_bytes(base.public_bytes(serialization.Encoding.PEM))
+    text = subprocess.run(["openssl", "crl", "-in", str(crl_pem), "-noout", "-text"], capture_output=True,
+                          text=True, check=True).stdout
+    assert ("%X" % cert.serial_number) in text.replace(":", "").upper()
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(ca.root_cert.public_bytes(serialization.Encoding.PEM)
+                       + ca.ca_cert.public_bytes(serialization.Encoding.PEM))
+    verify = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", str(bundle), "-CRLfile", str(crl_pem),
+                             str(leaf)], capture_output=True, text=True)
+    assert verify.returncode != 0 and "revoked" in (verify.stdout + verify.stderr)
+
+
+def test_open_without_directory_is_builtin(tmp_path):
+    authority = CertificationAuthority.open(str(tmp_path))
+    try:
+        assert authority.template_source_kind == "builtin" and authority.ad is None
+    finally:
+        authority.close()
+    with open(os.path.join(str(tmp_path), "lab.json"), "w") as handle:
+        json.dump({"accounts": {}}, handle)  # no admin credentials: still no directory
+    authority = CertificationAuthority.open(str(tmp_path), template_source="builtin")
+    try:
+        assert authority.template_source_kind == "builtin"
+    finally:
+        authority.close()
