@@ -1,0 +1,320 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""wcce_crl end to end (main()) against a local HTTP server on 127.0.0.73, a fake directory and a fake CA."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+import os
+import stat
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+pytest.importorskip('cryptography')
+
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
+
+from ansible.module_utils import basic  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'module_utils'))
+import crl_pki as P  # noqa: E402
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _crl  # noqa: E402
+from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v  # noqa: E402
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap  # noqa: E402
+from ansible_collections.adcs.enrollment.plugins.modules import wcce_crl  # noqa: E402
+
+ADDR = '127.0.0.73'
+CA = P.Ca('UNIT-CA', key_name='unit')
+HOUR = datetime.timedelta(hours=1)
+
+
+class Web(object):
+    def __init__(self):
+        self.files = {}
+        self.connections = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+
+            def setup(self):
+                BaseHTTPRequestHandler.setup(self)
+                owner.connections += 1
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802
+                body = owner.files.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                body = body if body is not None else b'not found'
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer((ADDR, 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path):
+        return 'http://pki.unit.test:%d%s' % (self.port, path)
+
+    def publish(self, number, revoked=(), delta_revoked=(), **kwargs):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        base = CA.crl(number=number, revoked=revoked, freshest=[self.url('/unit+.crl')], this_update=now - HOUR,
+                      next_update=now + 24 * HOUR, **kwargs)
+        delta = CA.crl(number=number + 1, delta_of=number, revoked=delta_revoked, this_update=now - HOUR,
+                       next_update=now + 24 * HOUR)
+        self.files['/unit.crl'] = P.der(base)
+        self.files['/unit+.crl'] = P.der(delta)
+        self.files['/ca.crt'] = CA.der
+        return base, delta
+
+
+@pytest.fixture
+def web():
+    w = Web()
+    w.publish(10)
+    yield w
+    w.httpd.shutdown()
+    w.httpd.server_close()
+
+
+class Exit(Exception):
+    def __init__(self, result, failed):
+        super(Exit, self).__init__(result)
+        self.result = result
+        self.failed = failed
+
+
+def run(args, check_mode=False):
+    args = dict(args)
+    if check_mode:
+        args['_ansible_check_mode'] = True
+    warnings = []
+
+    def exit_json(self, **kwargs):
+        raise Exit(kwargs, False)
+
+    def fail_json(self, msg, **kwargs):
+        kwargs['msg'] = msg
+        raise Exit(kwargs, True)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+    mp.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    mp.setattr(basic.AnsibleModule, 'warn', lambda self, text: warnings.append(text))
+    try:
+        try:
+            from ansible.module_utils.testing import patch_module_args
+        except ImportError:  # ansible-core < 2.19
+            mp.setattr(basic, '_ANSIBLE_ARGS', json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode())
+            with pytest.raises(Exit) as exc:
+                wcce_crl.main()
+        else:
+            with patch_module_args(args):
+                with pytest.raises(Exit) as exc:
+                    wcce_crl.main()
+    finally:
+        mp.undo()
+    exc.value.warnings = warnings
+    return exc.value
+
+
+def base_args(web, **extra):
+    args = {'host_addresses': {'pki.unit.test': ADDR}, 'use_proxy': False}
+    args.update(extra)
+    return args
+
+
+@pytest.fixture
+def leaf_path(web, tmp_path):
+    leaf = CA.leaf(serial=0xBEEF, cdp=[web.url('/missing.crl'), web.url('/unit.crl')], aia=[web.url('/ca.crt')])
+    path = tmp_path / 'leaf.pem'
+    path.write_bytes(leaf.public_bytes(Encoding.PEM))
+    return str(path)
+
+
+def test_from_certificate_with_status(web, leaf_path):
+    web.publish(20, revoked=[(0x1, None, None)],
+                delta_revoked=[(0xBEEF, x509.ReasonFlags.key_compromise, P.NOW)])
+    out = run(base_args(web, certificate_path=leaf_path, check_certificate=True, include_entries=True))
+    assert not out.failed, out.result
+    r = out.result
+    assert r['changed'] is False and r['issuer'] == 'CN=UNIT-CA,DC=test' and r['crl_number'] == 20
+    assert r['served_by'] == web.url('/unit.crl') and r['issuer_certificate_source'] == web.url('/ca.crt')
+    assert r['revoked_count'] == 1 and r['entries'][0]['serial_number'] == '1'
+    assert r['delta']['crl_number'] == 21 and r['delta']['base_crl_number'] == 20
+    assert r['delta']['served_by'] == web.url('/unit+.crl') and r['delta']['entries'][0]['serial_number'] == 'BEEF'
+    assert r['revoked'] is True
+    assert r['certificate_status'] == {'serial_number': 'BEEF', 'revoked': True, 'reason': 'keyCompromise',
+                                       'reason_code': 1, 'revocation_date': '2026-11-28T12:00:00Z', 'source': 'delta',
+                                       'on_hold': False}
+    assert [(t['kind'], t['ok']) for t in r['urls_tried']] == [('issuer', True), ('base', False), ('base', True),
+                                                               ('delta', True)]
+    assert 'HTTP 404' in r['urls_tried'][1]['error']
+    assert web.connections == 1     # AIA, two CDPs and the delta over one connection
+
+
+def test_not_revoked(web, leaf_path):
+    out = run(base_args(web, certificate_path=leaf_path, check_certificate=True))
+    assert out.result['revoked'] is False and out.result['certificate_status']['reason'] is None
+
+
+def test_dest_written_only_when_crl_number_changes(web, tmp_path):
+    dest = tmp_path / 'unit.crl'
+    args = base_args(web, urls=[web.url('/unit.crl')], issuer_certificate=CA.pem.decode(), dest=str(dest),
+                     mode='0640')
+    first = run(args, check_mode=True)
+    assert first.result['changed'] is True and not dest.exists()
+    first = run(args)
+    assert first.result['changed'] is True and first.result['dest'] == str(dest)
+    assert v.crl_number(v.load_crl(dest.read_bytes())) == 10 and dest.read_bytes().startswith(b'-----BEGIN X509 CRL')
+    assert stat.S_IMODE(os.stat(str(dest)).st_mode) == 0o640
+    # the same CRL number re-signed (new bytes): not rewritten
+    web.publish(10, revoked=[(0x5, None, None)])
+    before = dest.read_bytes()
+    again = run(args)
+    assert again.result['changed'] is False and dest.read_bytes() == before
+    assert run(args, check_mode=True).result['changed'] is False
+    # a new CRL is written
+    web.publish(12)
+    newer = run(args)
+    assert newer.result['changed'] is True and v.crl_number(v.load_crl(dest.read_bytes())) == 12
+    # mode only
+    args['mode'] = '0600'
+    assert run(args).result['changed'] is True and stat.S_IMODE(os.stat(str(dest)).st_mode) == 0o600
+    # another format rewrites
+    args['format'] = 'der'
+    assert run(args).result['changed'] is True and dest.read_bytes() == web.files['/unit.crl']
+
+
+def test_delta_dest_and_backup(web, tmp_path):
+    dest, delta_dest = tmp_path / 'b.crl', tmp_path / 'd.crl'
+    args = base_args(web, urls=[web.url('/unit.crl')], issuer_certificate=CA.pem.decode(), dest=str(dest),
+                     delta_dest=str(delta_dest), format='der', backup=True)
+    assert run(args).result['changed'] is True
+    assert delta_dest.read_bytes() == web.files['/unit+.crl']
+    web.publish(14)
+    out = run(args)
+    assert out.result['changed'] is True and os.path.exists(out.result['backup_file'])
+
+
+def test_tampered_crl_is_never_written(web, tmp_path):
+    dest = tmp_path / 'unit.crl'
+    data = bytearray(web.files['/unit.crl'])
+    data[-3] ^= 0x55
+    web.files['/unit.crl'] = bytes(data)
+    out = run(base_args(web, urls=[web.url('/unit.crl')], issuer_certificate=CA.pem.decode(), dest=str(dest)))
+    assert out.failed and 'no usable CRL' in out.result['msg'] and 'signature' in out.result['msg']
+    assert out.result['urls_tried'][0]['ok'] is False
+    assert not dest.exists() and os.listdir(str(tmp_path)) == []
+
+
+def test_stale_crl_fail_and_warn(web):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    web.files['/stale.crl'] = P.der(CA.crl(number=3, this_update=now - 48 * HOUR, next_update=now - 24 * HOUR))
+    args = base_args(web, urls=[web.url('/stale.crl')], issuer_certificate=CA.pem.decode())
+    out = run(args)
+    assert out.failed and 'stale' in out.result['msg']
+    args['freshness'] = 'warn'
+    out = run(args)
+    assert not out.failed and out.result['crl_number'] == 3 and 'stale' in out.warnings[0]
+
+
+def test_option_errors(web, tmp_path):
+    out = run(base_args(web))
+    assert out.failed and 'one of certificate_path, certificate, urls or from_ca' in out.result['msg']
+    out = run(base_args(web, urls=['http://x/y'], check_certificate=True))
+    assert out.failed and 'check_certificate' in out.result['msg']
+    out = run(base_args(web, urls=['http://x/y'], from_ca=True))
+    assert out.failed and 'mutually exclusive' in out.result['msg']
+    bad = tmp_path / 'bad.pem'
+    bad.write_text('nope')
+    out = run(base_args(web, certificate_path=str(bad)))
+    assert out.failed and out.result['msg'].startswith('certificate: not a certificate')
+    out = run(base_args(web, urls=[web.url('/unit.crl')]))
+    assert out.failed and 'set issuer_certificate' in out.result['msg']
+    out = run(base_args(web, urls=[web.url('/unit.crl')], issuer_certificate=CA.pem.decode(), max_redirects=-1))
+    assert out.failed and 'max_redirects' in out.result['msg']
+
+
+class FakeConn(object):
+    created = []
+
+    def __init__(self, settings):
+        self.settings = settings
+        FakeConn.created.append(self)
+
+    def connect(self):
+        return self
+
+    def search(self, base, flt, attributes, scope='SUBTREE', paged=True):
+        return [{'dn': base, 'attributes': {'certificateRevocationList': [FakeConn.crl]}}]
+
+    def close(self):
+        pass
+
+
+def test_ldap_urls_use_the_connection_options(web, monkeypatch):
+    FakeConn.created = []
+    FakeConn.crl = web.files['/unit.crl']
+    monkeypatch.setattr(_ldap, 'AdConnection', FakeConn)
+    url = 'ldap:///CN=UNIT-CA,CN=CDP,DC=test?certificateRevocationList?base?objectClass=cRLDistributionPoint'
+    out = run(base_args(web, urls=[url, 'ldap://dc9.unit.test/CN=UNIT-CA,DC=test?certificateRevocationList'],
+                        delta=False, issuer_certificate=CA.pem.decode(), domain='unit.test',
+                        domain_controller='dc1.unit.test', username='u', password='p'))
+    assert not out.failed, out.result
+    assert out.result['served_by'] == url and len(FakeConn.created) == 1
+    settings = FakeConn.created[0].settings
+    assert settings.domain_controller == 'dc1.unit.test' and settings.username == 'u'
+    connect = wcce_crl.ldap_connector({'domain': 'unit.test', 'username': 'u', 'password': 'p'}, {})
+    assert connect('dc9.unit.test').settings.domain_controller == 'dc9.unit.test'
+    with pytest.raises(_crl.FetchError, match='needs domain or domain_controller'):
+        wcce_crl.ldap_connector({'username': 'u', 'password': 'p'}, {})(None)
+
+
+def test_from_ca(web, monkeypatch):
+    base, delta = web.publish(30)
+
+    class Client(object):
+        def get_ca_property(self, prop_id, index=0, prop_type=None):
+            return {0x0B: 1, 0x11: P.der(base), 0x12: P.der(delta), 0x0C: CA.der}[prop_id]
+
+    class Session(object):
+        closed = False
+
+        def close(self):
+            Session.closed = True
+
+    seen = {}
+
+    def open_ca(params, host_addresses):
+        seen.update(params=params)
+        return _crl.CaFetcher(Client(), 'dcom://%s/%s' % (params['ca_host'], params['ca_name'])), Session()
+
+    monkeypatch.setattr(wcce_crl, 'open_ca', open_ca)
+    out = run({'from_ca': True, 'ca_host': 'ca1.unit.test', 'ca_name': 'UNIT-CA', 'domain': 'unit.test',
+               'username': 'u', 'password': 'p'})
+    assert not out.failed, out.result
+    assert out.result['crl_number'] == 30 and out.result['delta']['crl_number'] == 31
+    assert out.result['served_by'] == 'dcom://ca1.unit.test/UNIT-CA (base CRL)'
+    assert out.result['issuer_certificate_source'] == 'dcom://ca1.unit.test/UNIT-CA'
+    assert Session.closed
+
+
+def test_open_ca_needs_host_name_and_credentials():
+    with pytest.raises(_crl.FetchError):
+        wcce_crl.open_ca({'ca_host': None, 'ca_name': 'X'}, {})
+    with pytest.raises(_crl.FetchError, match='username'):
+        wcce_crl.dcom_auth({'username': None})
+    auth = wcce_crl.dcom_auth({'username': 'u', 'domain': 'unit.test', 'nt_hash': 'a' * 32, 'auth': 'ntlm'})
+    assert auth.kind == 'nt_hash' and auth.domain == 'unit.test'
