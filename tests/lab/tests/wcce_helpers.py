@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from impacket.dcerpc.v5.dcomrt import DCOMANSWER, DCOMCALL
 from impacket.dcerpc.v5.dtypes import DWORD, LONG, LPWSTR, NULL, PBYTE, ULONG
 from impacket.dcerpc.v5.ndr import NDRCALL, NDRSTRUCT
+from impacket.dcerpc.v5.rpcrt import DCERPCException
 
 LAB_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 REPO_ROOT = os.path.abspath(os.path.join(LAB_DIR, "..", ".."))
@@ -121,6 +122,16 @@ class CertServerRequestResponse(NDRCALL):
                  ("ErrorCode", ULONG))
 
 
+class DCERPCSessionError(DCERPCException):
+    """What impacket raises (from the request's module) when a call returns a nonzero HRESULT."""
+
+    def __init__(self, error_string=None, error_code=None, packet=None):
+        DCERPCException.__init__(self, error_string, error_code, packet)
+
+    def __str__(self):
+        return "DCERPCSessionError: 0x%08x" % (self.error_code or 0)
+
+
 def wstr(text):
     return text + "\x00"
 
@@ -156,8 +167,8 @@ class FakeCA:
                                chain_pkcs7=b"P7:" + request, full_response=b"CMC:" + request,
                                disposition_message="Issued")
 
-    def retrieve(self, request_id, requester):
-        self.calls.append(("retrieve", request_id, requester))
+    def retrieve(self, request_id, requester, flags=0):
+        self.calls.append(("retrieve", request_id, requester, flags))
         if request_id not in self.pending:
             raise FakeCAError(0x80094002, "No such request")
         return SimpleNamespace(disposition=3, status_hresult=0, request_id=request_id, cert_der=b"RETRIEVED",
@@ -265,3 +276,134 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait(5)
             return None
+
+
+# ---- the shared lab's accounts and PKI in a private state dir (fault / lab-account tests) --------------
+LAB_STATE = os.environ.get("ADCS_LAB_STATE") or os.path.join(LAB_DIR, "state")
+
+
+def lab_account(sam):
+    with open(os.path.join(LAB_STATE, "accounts.json"), encoding="utf-8") as fh:
+        for item in json.load(fh):
+            if item["sam"].lower() == sam.lower():
+                return item
+    raise KeyError(sam)
+
+
+def copy_lab_state(dst):
+    """A state dir with a copy of the lab's accounts.json and pki/ (no lab.json: built-in templates). Returns
+    None when the lab has not been set up (no accounts.json / pki)."""
+    import shutil
+
+    accounts = os.path.join(LAB_STATE, "accounts.json")
+    pki = os.path.join(LAB_STATE, "pki")
+    if not (os.path.exists(accounts) and os.path.isdir(pki)):
+        return None
+    os.makedirs(dst, exist_ok=True)
+    shutil.copy(accounts, os.path.join(dst, "accounts.json"))
+    shutil.copytree(pki, os.path.join(dst, "pki"), dirs_exist_ok=True)
+    return dst
+
+
+def ca_cli(state_dir, *args):
+    """``python -m adcslab.ca --state-dir STATE ARGS`` -> CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=LAB_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "adcslab.ca", "--state-dir", state_dir] + list(args), env=env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def faults_cli(state_dir, *args):
+    """``python -m adcslab.faults --state-dir STATE ARGS`` -> CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=LAB_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "adcslab.faults", "--state-dir", state_dir] + list(args), env=env,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def make_csr(cn="enroller", key_size=2048):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    csr = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])).sign(key, hashes.SHA256())
+    return key, csr.public_bytes(serialization.Encoding.DER)
+
+
+def openssl_verify(state_dir, cert_der, tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from adcslab.pki import ensure_pki
+
+    pki = ensure_pki(state_dir)
+    cert_path = os.path.join(str(tmp_path), "leaf-%d.pem" % time.monotonic_ns())
+    with open(cert_path, "wb") as fh:
+        fh.write(x509.load_der_x509_certificate(cert_der).public_bytes(serialization.Encoding.PEM))
+    return subprocess.run(["openssl", "verify", "-CAfile", pki.root_cert_path, "-untrusted", pki.ca_cert_path,
+                           cert_path], capture_output=True, text=True)
+
+
+def dcom_cert_iface(conn, iid):
+    """Activate CCertRequestD on a DCOMConnection and return an object whose ``call(req, check=True)`` sends an
+    MS-WCCE call to the IPID of ``iid`` (impacket uuidtup_to_bin form)."""
+    from impacket.dcerpc.v5 import dcomrt
+    from impacket.uuid import string_to_bin
+
+    class CertIface(dcomrt.IRemUnknown2):
+        def __init__(self, interface, cert_iid):
+            dcomrt.IRemUnknown2.__init__(self, interface)
+            self._cert_iid = cert_iid
+
+        def call(self, req, check=True):
+            req["ORPCthis"] = self.get_cinstance().get_ORPCthis()
+            req["ORPCthis"]["flags"] = 0
+            self.connect(self._cert_iid)
+            return self.get_dce_rpc().request(req, self.get_iPid(), checkError=check)
+
+    clsid = string_to_bin("d99e6e74-fc88-11d0-b498-00a0c90312f3")
+    return CertIface(conn.CoCreateInstanceEx(clsid, iid), iid)
+
+
+def icpr_connect(address, icpr_port, user, password, domain="LAB"):
+    """An impacket DCERPC connection to ICertPassage at packet privacy."""
+    from impacket.dcerpc.v5 import transport
+    from impacket.dcerpc.v5.rpcrt import RPC_C_AUTHN_LEVEL_PKT_PRIVACY
+    from impacket.uuid import uuidtup_to_bin
+
+    rpctransport = transport.DCERPCTransportFactory("ncacn_ip_tcp:%s[%d]" % (address, icpr_port))
+    rpctransport.set_credentials(user, password, domain)
+    rpctransport.set_connect_timeout(10)
+    dce = rpctransport.get_dce_rpc()
+    dce.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
+    dce.connect()
+    dce.bind(uuidtup_to_bin(("91ae6020-9e3c-11cf-8d7c-00aa00c091be", "0.0")))
+    return dce
+
+
+def icpr_request(dce, csr_der=b"", attributes="CertificateTemplate:User", request_id=0, flags=0,
+                 authority="LAB-CA", check=False):
+    req = CertServerRequest()
+    req["dwFlags"] = flags
+    req["pwszAuthority"] = wstr(authority)
+    req["pdwRequestId"] = request_id
+    attrib = (attributes + "\x00").encode("utf-16-le") if attributes else b""
+    req["pctbAttribs"] = blob(attrib)
+    req["pctbRequest"] = blob(csr_der)
+    return dce.request(req, checkError=check)
+
+
+def wcce_request(iface, csr_der, attributes="CertificateTemplate:User", request_id=0, flags=0, check=False,
+                 authority="LAB-CA"):
+    req = Request()
+    req["dwFlags"] = flags
+    req["pwszAuthority"] = wstr(authority)
+    req["pdwRequestId"] = request_id
+    req["pwszAttributes"] = wstr(attributes) if attributes is not None else NULL
+    req["pctbRequest"] = blob(csr_der)
+    return iface.call(req, check=check)
+
+
+def text_of(b):
+    return blob_bytes(b).decode("utf-16-le").rstrip("\x00")

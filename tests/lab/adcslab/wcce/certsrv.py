@@ -30,8 +30,14 @@ def _message_of(exc):
 
 
 def encode_property_value(prop_type, value):
-    """The CERTTRANSBLOB bytes of a CA property value (MS-WCCE 3.2.1.4.3.2)."""
+    """The CERTTRANSBLOB bytes of a CA property value (MS-WCCE 3.2.1.4.3.2).
+
+    PROPTYPE_LONG is a 32-bit little-endian signed integer, except for the properties MS-WCCE defines as byte
+    arrays (CR_PROP_CACERTSTATE 0x13, CR_PROP_CRLSTATE 0x14, ...: one byte per CA certificate, 3.2.1.4.3.2.19
+    and .20): the backend hands those over as ``bytes`` and they travel as they are in the CERTTRANSBLOB."""
     if prop_type == C.PROPTYPE_LONG:
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value)
         return struct.pack("<i", int(value) if int(value) < 0x80000000 else int(value) - 0x100000000)
     if prop_type == C.PROPTYPE_DATE:
         if isinstance(value, (bytes, bytearray)):
@@ -93,8 +99,9 @@ def invalid_arg_outcome(request_id, detail):
 class CertService:
     """Shared request logic plus the DCOM and ICPR handler tables."""
 
-    def __init__(self, ca, exporter=None, requester_factory=None, min_level=C.AUTHN_LEVEL_PKT_PRIVACY):
+    def __init__(self, ca, exporter=None, requester_factory=None, min_level=C.AUTHN_LEVEL_PKT_PRIVACY, faults=None):
         self.ca = ca
+        self.faults = faults  # a wcce.faultinject.FaultInjector (disposition / wrong_key knobs) or None
         self.exporter = exporter
         self.min_level = min_level
         self.requester_factory = requester_factory or _default_requester
@@ -113,17 +120,26 @@ class CertService:
     def _requester(self, ctx, transport):
         return self.requester_factory(ctx, transport)
 
-    def do_request(self, ctx, transport, flags, authority, request_id, attributes, request_blob, serial=""):
+    def do_request(self, ctx, transport, flags, authority, request_id, attributes, request_blob, serial="",
+                   method="Request"):
         who = _who(ctx)
         if not self._authority_ok(authority):
             LOG.warning("%s request by %s for unknown CA %r: E_INVALIDARG", transport, who, authority)
             return invalid_arg_outcome(request_id, "CA name %r is not served here (this is %s)"
                                        % (authority, self.ca.name))
+        if self.faults is not None:
+            iface = "ICertPassage" if transport == "icpr" else _iface_of(ctx)
+            forced = self.faults.request_outcome(ctx, iface, method, request_id)
+            if forced is not None:
+                rid, disposition, message = forced
+                return RequestOutcome(request_id=rid, disposition=disposition, message=message)
+            if request_blob:
+                request_blob = self.faults.rewrite_request(ctx, iface, method, flags, request_blob)
         requester = self._requester(ctx, transport)
         try:
             if not request_blob and request_id:
                 LOG.info("%s retrieve of request %d by %s", transport, request_id, who)
-                resp = self.ca.retrieve(request_id, requester)
+                resp = self.ca.retrieve(request_id, requester, flags=flags)
             else:
                 LOG.info("%s request by %s: flags=0x%x, %d bytes, attributes=%r, serial=%r", transport, who, flags,
                          len(request_blob), attributes, serial)
@@ -202,7 +218,8 @@ class CertService:
         attributes = r.unique_wstring()
         blob = r.certtransblob()
         r.done()
-        out = self.do_request(ctx, "dcom", flags, authority, request_id, attributes, blob, serial or "")
+        out = self.do_request(ctx, "dcom", flags, authority, request_id, attributes, blob, serial or "",
+                              method="Request2")
         full = out.full_response if (flags & C.CR_IN_FULLRESPONSE and out.full_response) else out.chain
         w = NdrWriter()
         w.orpcthat()
@@ -314,7 +331,8 @@ class CertService:
             LOG.warning("ICPR request by %s with bad attribute blob: %s", _who(ctx), exc)
             out = invalid_arg_outcome(request_id, "The request attributes are not a UTF-16LE string")
         else:
-            out = self.do_request(ctx, "icpr", flags, authority, request_id, attributes, blob)
+            out = self.do_request(ctx, "icpr", flags, authority, request_id, attributes, blob,
+                                  method="CertServerRequest")
         w = NdrWriter()
         w.u32(out.request_id)
         w.u32(out.disposition)
@@ -325,14 +343,30 @@ class CertService:
         return w.bytes()
 
 
+def _iface_of(ctx):
+    iface = getattr(ctx, "interface", None)
+    name = getattr(iface, "name", None)
+    if name:
+        return name
+    return "ICertRequestD2" if (getattr(ctx, "interface_uuid", "") or "").lower() == C.IID_ICERTREQUESTD2 \
+        else "ICertRequestD"
+
+
+def requester_fields(auth):
+    """The requester as AD CS records it: the account's canonical sAMAccountName and NetBIOS domain (``LAB\\enroller``
+    whatever spelling the client authenticated with: ``lab.adcs.test\\ENROLLER``, a UPN, ...), its SID and group
+    SIDs. Falls back to the authenticated names when the security provider has no account object."""
+    account = getattr(auth, "account", None)
+    user = getattr(account, "sam", None) or auth.user
+    domain = getattr(account, "domain", None) or auth.domain
+    return dict(user=user, domain=domain, sid=getattr(account, "sid", None) or "",
+                group_sids=list(getattr(account, "group_sids", None) or []), authn_type=auth.authn_type)
+
+
 def _default_requester(ctx, transport):
     from adcslab.ca import Requester  # imported lazily so handlers can be tested with a fake backend
 
-    auth = ctx.auth
-    account = getattr(auth, "account", None)
-    return Requester(user=auth.user, domain=auth.domain, sid=getattr(account, "sid", None),
-                     group_sids=list(getattr(account, "group_sids", []) or []), authn_type=auth.authn_type,
-                     transport=transport)
+    return Requester(transport=transport, **requester_fields(ctx.auth))
 
 
 __all__ = ["CertService", "RequestOutcome", "encode_property_info", "encode_property_value",

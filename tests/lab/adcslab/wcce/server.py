@@ -79,7 +79,7 @@ def main(argv=None):
         accounts = AccountStore.from_file(accounts_path)
         ca = CertificationAuthority.open(state_dir)
         service = LabCaService(ca, accounts, args.address, rpc_port=args.port, exporter_port=args.exporter_port,
-                               icpr_port=args.icpr_port)
+                               icpr_port=args.icpr_port, state_dir=state_dir)
         service.start()
         info = dict(service.endpoints(), pid=os.getpid())
         _write_json_atomic(endpoints_path, info)

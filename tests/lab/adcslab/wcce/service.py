@@ -40,9 +40,11 @@ def guard(fn, name):
     return handler
 
 
-def _interface(uuid_str, handlers, name, **kwargs):
+def _interface(uuid_str, handlers, name, faults=None, **kwargs):
     from adcslab.rpc import Interface
 
+    if faults is not None:
+        handlers = {opnum: faults.wrap(fn, name) for opnum, fn in handlers.items()}
     guarded = {opnum: guard(fn, "%s opnum %d" % (name, opnum)) for opnum, fn in handlers.items()}
     return Interface(uuid_str, (0, 0), guarded, name=name, **kwargs)
 
@@ -50,8 +52,15 @@ def _interface(uuid_str, handlers, name, **kwargs):
 class LabCaService:
     """The running set of servers. ``start()`` binds everything; ``endpoints()`` tells where."""
 
-    def __init__(self, ca, accounts, address, rpc_port=135, exporter_port=0, icpr_port=0, server_options=None):
+    def __init__(self, ca, accounts, address, rpc_port=135, exporter_port=0, icpr_port=0, server_options=None,
+                 state_dir=None):
         self.ca = ca
+        # Fault knobs (STATE_DIR/faults.json, see adcslab.faults): only when a state dir is given.
+        self.faults = None
+        if state_dir:
+            from .faultinject import FaultInjector
+
+            self.faults = FaultInjector(state_dir)
         self.accounts = accounts
         self.address = address
         self.rpc_port = rpc_port
@@ -70,7 +79,7 @@ class LabCaService:
         self.exporter = ObjectExporter(dns_name=dns_name, netbios_name=host, principal=principal)
         self.exporter.register_class(ComClass(C.CLSID_CCERTREQUESTD, [C.IID_ICERTREQUESTD, C.IID_ICERTREQUESTD2],
                                               name="CCertRequestD"))
-        self.cert_service = CertService(ca, self.exporter)
+        self.cert_service = CertService(ca, self.exporter, faults=self.faults)
         self.servers = []
         self.main_server = None
         self.exporter_server = None
@@ -82,7 +91,14 @@ class LabCaService:
     def _server(self, port, interfaces):
         from adcslab.rpc import RpcServer
 
-        return RpcServer(self.address, port, interfaces, self.accounts, **self.server_options)
+        server = RpcServer(self.address, port, interfaces, self.accounts, **self.server_options)
+        if self.faults is not None:
+            server.hooks.before_call = self.faults.before_call
+            if hasattr(server.hooks, "on_accept"):
+                server.hooks.on_accept = self.faults.on_accept
+            else:
+                LOG.warning("the RPC engine has no on_accept hook: refuse_connections is not available")
+        return server
 
     def start(self):
         from adcslab.rpc.epm import EndpointMapper
@@ -91,21 +107,21 @@ class LabCaService:
         rem = RemUnknown(self.exporter)
         # Object exporter: IRemUnknown(2) and the CA's DCOM interfaces; the IPID travels as object UUID.
         self.exporter_server = self._server(self.exporter_port, [
-            _interface(C.IID_IREMUNKNOWN2, rem.handlers(), "IRemUnknown2", requires_object_uuid=True,
-                       min_authn_level=C.AUTHN_LEVEL_PKT_INTEGRITY),
-            _interface(C.IID_IREMUNKNOWN, rem.handlers(), "IRemUnknown", requires_object_uuid=True,
-                       min_authn_level=C.AUTHN_LEVEL_PKT_INTEGRITY),
-            _interface(C.IID_ICERTREQUESTD, svc.dcom_handlers(False), "ICertRequestD", requires_object_uuid=True,
-                       min_authn_level=C.AUTHN_LEVEL_PKT_PRIVACY),
-            _interface(C.IID_ICERTREQUESTD2, svc.dcom_handlers(True), "ICertRequestD2", requires_object_uuid=True,
-                       min_authn_level=C.AUTHN_LEVEL_PKT_PRIVACY),
+            _interface(C.IID_IREMUNKNOWN2, rem.handlers(), "IRemUnknown2", faults=self.faults,
+                       requires_object_uuid=True, min_authn_level=C.AUTHN_LEVEL_PKT_INTEGRITY),
+            _interface(C.IID_IREMUNKNOWN, rem.handlers(), "IRemUnknown", faults=self.faults,
+                       requires_object_uuid=True, min_authn_level=C.AUTHN_LEVEL_PKT_INTEGRITY),
+            _interface(C.IID_ICERTREQUESTD, svc.dcom_handlers(False), "ICertRequestD", faults=self.faults,
+                       requires_object_uuid=True, min_authn_level=C.AUTHN_LEVEL_PKT_PRIVACY),
+            _interface(C.IID_ICERTREQUESTD2, svc.dcom_handlers(True), "ICertRequestD2", faults=self.faults,
+                       requires_object_uuid=True, min_authn_level=C.AUTHN_LEVEL_PKT_PRIVACY),
         ])
         self.exporter_server.start()
         self.servers.append(self.exporter_server)
         self.exporter.port = self.exporter_server.port
         # MS-ICPR on its own dynamic port.
         self.icpr_server = self._server(self.icpr_port, [
-            _interface(C.IID_ICERTPASSAGE, svc.icpr_handlers(), "ICertPassage",
+            _interface(C.IID_ICERTPASSAGE, svc.icpr_handlers(), "ICertPassage", faults=self.faults,
                        min_authn_level=C.AUTHN_LEVEL_PKT_PRIVACY),
         ])
         self.icpr_server.start()
@@ -116,11 +132,12 @@ class LabCaService:
         self.epm.register(C.IID_ICERTPASSAGE, (0, 0), protocol="ncacn_ip_tcp", address=self.address,
                           port=self.icpr_server.port)
         self.main_server = self._server(self.rpc_port, [
-            _interface(C.IID_IREMOTESCMACTIVATOR, scm.handlers(), "IRemoteSCMActivator",
+            _interface(C.IID_IREMOTESCMACTIVATOR, scm.handlers(), "IRemoteSCMActivator", faults=self.faults,
                        min_authn_level=C.AUTHN_LEVEL_PKT_INTEGRITY),
-            _interface(C.IID_IACTIVATION, scm.activation_handlers(), "IActivation",
+            _interface(C.IID_IACTIVATION, scm.activation_handlers(), "IActivation", faults=self.faults,
                        min_authn_level=C.AUTHN_LEVEL_PKT_INTEGRITY),
-            _interface(C.IID_IOBJECTEXPORTER, OxidResolver([self.exporter]).handlers(), "IObjectExporter"),
+            _interface(C.IID_IOBJECTEXPORTER, OxidResolver([self.exporter]).handlers(), "IObjectExporter",
+                       faults=self.faults),
             self.epm.interface(),
         ])
         self.main_server.start()
