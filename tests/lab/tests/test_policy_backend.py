@@ -47,11 +47,13 @@ def state(lab, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ca(state):
+def ca(lab, state):
     authority = CertificationAuthority.open(state)
     assert authority.template_source_kind == "ldap"
     yield authority
     authority.close()
+    from test_policy_wire import restore_lab_cdp
+    restore_lab_cdp(lab)  # this CA shares the lab CA's key and CDP object: put the lab CA's CRLs back
 
 
 @pytest.fixture(scope="module")

@@ -1060,8 +1060,18 @@ class CertificationAuthority:
             return
         try:
             base, delta = self.db.get_crl("base")["crl"], self.db.get_crl("delta")["crl"]
-            if self.ad.read_cdp(self.name, self.server_short_name) != (base, delta):
-                self.ad.publish_crl(self.name, self.server_short_name, base, delta)
+            stored = self.ad.read_cdp(self.name, self.server_short_name)
+            if stored == (base, delta):
+                return
+            # Never replace newer CRLs (another lab CA instance with the same key may have published them).
+            if stored[0] and len(stored[0]) > 1:
+                try:
+                    theirs = x509.load_der_x509_crl(stored[0]).last_update_utc
+                    if theirs > x509.load_der_x509_crl(base).last_update_utc:
+                        return
+                except ValueError:
+                    pass
+            self.ad.publish_crl(self.name, self.server_short_name, base, delta)
         except (DirectoryError, TypeError) as exc:
             log.warning("checking the CDP object in the directory failed: %s", exc)
 
