@@ -463,9 +463,11 @@ def _stale_outputs(plan):
             return '%s (%s) cannot be read' % (key, path)
         if not certs:
             return '%s (%s) holds no certificate' % (key, path)
-        if key == 'fullchain_path' and _certs.cert_der(certs[0]) != _certs.cert_der(cert):
-            return '%s (%s) does not start with the current certificate' % (key, path)
-        if key == 'chain_path' and certs[0].subject != cert.issuer:
+        # DER bundles are PKCS#7 (a SET: no order), so compare membership, not positions.
+        ders = [_certs.cert_der(c) for c in certs]
+        if key == 'fullchain_path' and _certs.cert_der(cert) not in ders:
+            return '%s (%s) does not hold the current certificate' % (key, path)
+        if not any(c.subject == cert.issuer for c in certs):
             return '%s (%s) does not hold the issuer of the current certificate' % (key, path)
     if spec.get('pkcs12_path'):
         data = _files.read_file(spec['pkcs12_path'])
