@@ -381,10 +381,23 @@ PROPTYPE_BINARY = 3
 class CaFetcher(object):
     """Base/delta CRL and signing certificate from the CA (``client``: a _wcce.CertRequestClient or alike)."""
 
-    def __init__(self, client, label):
+    def __init__(self, client, label, session=None):
         self.client = client
         self.label = label
+        self.session = session
         self._index = None
+        self._opened = False
+
+    def _open(self):
+        """Open the DCOM session first, so that a refused activation is reported as such."""
+        if self._opened or self.session is None:
+            return
+        self._opened = True
+        try:
+            self.session.open()
+        except Exception as exc:
+            text = exc.to_message() if hasattr(exc, 'to_message') else str(exc)
+            raise FetchError(text)
 
     def key_index(self):
         """Index of the CA's current key: CR_PROP_CASIGCERTCOUNT - 1."""
@@ -397,6 +410,7 @@ class CaFetcher(object):
         return self._index
 
     def _prop(self, prop_id, what):
+        self._open()
         try:
             value = self.client.get_ca_property(prop_id, self.key_index(), PROPTYPE_BINARY)
         except Exception as exc:
@@ -565,6 +579,8 @@ class CrlJob(object):
                 return
             except Exception as exc:
                 record['error'] = str(exc)
+                if self.cert is None:
+                    raise JobError('cannot get the CA certificate from %s: %s' % (self.ca.label, exc), self.tried)
         if self.cert is not None:
             self.issuer_cert = self._issuer_from_aia()
         if self.issuer_cert is None:

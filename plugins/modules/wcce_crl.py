@@ -417,7 +417,7 @@ def open_ca(params, host_addresses):
     address = dict((k.lower(), val) for k, val in host_addresses.items()).get(host.lower(), host)
     session = _dcom.DcomSession(address, dcom_auth(params), timeout=params.get('timeout') or 30)
     client = _wcce.CertRequestClient(session, name)
-    return _crl.CaFetcher(client, 'dcom://%s/%s' % (host, name)), session
+    return _crl.CaFetcher(client, 'dcom://%s/%s' % (host, name), session=session), session
 
 
 def _delta_facts(job, include_entries):

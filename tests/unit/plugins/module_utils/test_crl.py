@@ -475,3 +475,24 @@ def test_job_from_ca():
                                       0x0C: CA.der}), 'dcom://ca/T')
     job = _crl.CrlJob(MapRetriever({}), ca=ca, now=NOW).run()
     assert job.delta is None and job.tried[-1]['kind'] == 'delta' and not job.tried[-1]['ok']
+
+
+def test_ca_fetcher_reports_a_refused_session_first():
+    class Refused(Exception):
+        def to_message(self):
+            return 'Activating CCertRequestD on the CA was refused; HRESULT 0x00000005 (E_ACCESSDENIED)'
+
+    class Session(object):
+        opened = 0
+
+        def open(self):
+            Session.opened += 1
+            raise Refused()
+
+    ca = _crl.CaFetcher(FakeCaClient({}), 'dcom://ca/T', session=Session())
+    with pytest.raises(_crl.FetchError, match='refused; HRESULT 0x00000005'):
+        ca.ca_certificate()
+    job = _crl.CrlJob(MapRetriever({}), ca=_crl.CaFetcher(FakeCaClient({}), 'dcom://ca/T', session=Session()),
+                      now=NOW)
+    with pytest.raises(_crl.JobError, match='cannot get the CA certificate from dcom://ca/T: Activating'):
+        job.run()
