@@ -378,7 +378,8 @@ def test_retrieve_unknown_and_failed_requests(ca, key):
     failed = ca.submit(0, "CertificateTemplate:Nope", T.make_csr(key, "nope"), ENROLLER)
     assert ca.get_request(failed.request_id)["template"] == "Nope"
     missing = ca.retrieve(999999, ENROLLER)
-    assert missing.disposition == errors.CERTSRV_E_NO_REQUEST and missing.disposition_message
+    # MS-WCCE 3.2.1.4.2.1.3: a failed lookup is CERTSRV_E_PROPERTY_EMPTY.
+    assert missing.disposition == errors.CERTSRV_E_PROPERTY_EMPTY and missing.disposition_message
     failed = ca.submit(0, "CertificateTemplate:Nope", T.make_csr(key, "nope"), ENROLLER)
     again = ca.retrieve(failed.request_id, ENROLLER)
     assert again.disposition == errors.CERTSRV_E_UNSUPPORTED_CERT_TYPE

@@ -258,6 +258,11 @@ def test_pending_request_retrieved_only_by_its_requester(ca, lab, key):
     assert other.disposition == errors.E_ACCESSDENIED and other.cert_der is None
     mine = ca.retrieve(response.request_id, who(lab, "enroller"))
     assert cert_of(mine).subject.rfc4514_string() == "CN=pend.lab.adcs.test"
+    admin = lab["accounts"]["admin"]
+    administrator = Requester(user="Administrator", domain="LAB", sid=admin["sid"], group_sids=admin["group_sids"])
+    assert cert_of(ca.retrieve(response.request_id, administrator)).serial_number == \
+        cert_of(mine).serial_number
+    assert ca.retrieve(987654, who(lab, "enroller")).disposition == errors.CERTSRV_E_PROPERTY_EMPTY
 
 
 # -- renewal ---------------------------------------------------------------------------------------------------
@@ -346,6 +351,22 @@ def test_crls_published_to_cdp_object(ca, lab, ad, key, tmp_path):
     verify = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", str(bundle), "-CRLfile", str(crl_pem),
                              str(leaf)], capture_output=True, text=True)
     assert verify.returncode != 0 and "revoked" in (verify.stdout + verify.stderr)
+
+
+def test_unreachable_directory_refuses_cleanly(lab, tmp_path, key):
+    from adcslab.ca.templates import LdapTemplateSource
+
+    config = DirectoryConfig.discover(lab["state_dir"])
+    config.address, config.port = "127.0.0.59", 6360  # nothing listens there
+    directory = LabDirectory(config, timeout=2)
+    authority = CertificationAuthority.open(copy_state(lab, str(tmp_path / "st")),
+                                            template_source=LdapTemplateSource(directory))
+    try:
+        response = authority.submit(0, "CertificateTemplate:WebServer", T.make_csr(key, "x"), who(lab, "enroller"))
+        assert response.disposition == errors.ERROR_DS_SERVER_DOWN
+        assert response.disposition_message.startswith("Denied by Policy Module  0x8007203a")
+    finally:
+        authority.close()
 
 
 def test_open_without_directory_is_builtin(tmp_path):

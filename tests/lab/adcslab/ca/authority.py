@@ -159,6 +159,7 @@ DEFAULT_CONFIG = {
     "key_archival": True,  # accept CMC requests with an archived key (the lab CA acts as if a KRA is configured)
     "validity_period_years": 2,  # ValidityPeriod/ValidityPeriodUnits: issued certificates never outlive this
     "publish_crls_to_directory": True,  # write base/delta CRLs to the CDP object in AD when a directory is in use
+    "retrieve_requester_only": True,  # status inspection only by the requester (or an administrator)
 }
 
 
@@ -821,7 +822,8 @@ class CertificationAuthority:
         try:
             row = self.db.get(int(request_id))
             if row is None:
-                hresult = errors.CERTSRV_E_NO_REQUEST
+                # MS-WCCE 3.2.1.4.2.1.3 / 3.2.1.4.3.1.2: a failed lookup returns CERTSRV_E_PROPERTY_EMPTY.
+                hresult = errors.CERTSRV_E_PROPERTY_EMPTY
                 return CAResponse(disposition=hresult, status_hresult=hresult, request_id=int(request_id),
                                   disposition_message=_error_message("Error Retrieving Request", hresult))
             if not self._may_retrieve(row, requester):
@@ -834,12 +836,16 @@ class CertificationAuthority:
             return CAResponse(disposition=0x8000FFFF, status_hresult=0x8000FFFF, request_id=0,
                               disposition_message="Unexpected error  0x8000ffff (E_UNEXPECTED)")
 
-    @staticmethod
-    def _may_retrieve(row, requester):
-        """Only the requester retrieves its request (AD CS compares the caller with Request.RequesterName and
-        answers E_ACCESSDENIED otherwise). Requests stored without a SID, or a caller without one (admin tools),
-        are matched by name."""
-        if requester is None:
+    def _may_retrieve(self, row, requester):
+        """Status inspection of someone else's request: refused with E_ACCESSDENIED unless the caller is the
+        requester or an administrator (BUILTIN\\Administrators, Domain Admins, Enterprise Admins). MS-WCCE
+        3.2.1.4.2.1.3 / 3.2.1.4.3.1.2 do not list this check; it is how the lab models the Windows CA, and
+        config.json "retrieve_requester_only": false turns it off. Requests stored without a SID, or a caller
+        without one, are matched by name."""
+        if requester is None or not self.config.get("retrieve_requester_only", True):
+            return True
+        groups = [g.upper() for g in (requester.group_sids or [])]
+        if "S-1-5-32-544" in groups or any(g.endswith("-512") or g.endswith("-519") for g in groups):
             return True
         stored_sid = (row["requester_sid"] or "").upper()
         if stored_sid and requester.sid:
@@ -853,7 +859,7 @@ class CertificationAuthority:
             return CAResponse(disposition=hresult, status_hresult=hresult, request_id=0,
                               disposition_message=_error_message("Error Retrieving Request", hresult))
         if row is None:
-            hresult = errors.CERTSRV_E_NO_REQUEST
+            hresult = errors.CERTSRV_E_PROPERTY_EMPTY
             return CAResponse(disposition=hresult, status_hresult=hresult, request_id=0,
                               disposition_message=_error_message("Error Retrieving Request", hresult))
         return self._response_for_row(row, flags)
@@ -1231,7 +1237,10 @@ class CertificationAuthority:
         if prop_id == CR_PROP_ADVANCEDSERVER:
             return 1
         if prop_id == CR_PROP_TEMPLATES:
-            return "".join("%s\n%s\n" % (t.name, t.oid) for t in self.enabled_templates())
+            try:
+                return "".join("%s\n%s\n" % (t.name, t.oid) for t in self.enabled_templates())
+            except DirectoryError as exc:
+                raise CAError(errors.ERROR_DS_SERVER_DOWN, "The lab directory could not be read: %s" % exc)
         if prop_id == CR_PROP_BASECRLPUBLISHSTATUS:
             return CPF_BASE | CPF_COMPLETE
         if prop_id == CR_PROP_DELTACRLPUBLISHSTATUS:
