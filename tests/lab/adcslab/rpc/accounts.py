@@ -37,6 +37,7 @@ class AccountStore:
         self._by_key: Dict[tuple, Account] = {}
         self._by_upn: Dict[str, Account] = {}
         self._aliases: Dict[str, str] = {}   # upper-case alias -> upper-case NetBIOS domain
+        self.source_path: Optional[str] = None   # the file read by from_file (finds the CA keytab next to it)
         for acc in accounts or []:
             self.add(acc)
 
@@ -49,6 +50,7 @@ class AccountStore:
         if not isinstance(data, list):
             raise ValueError("accounts file %s: expected a list of accounts" % path)
         store = cls()
+        store.source_path = str(path)
         for item in data:
             store.add(cls._from_json(item))
         return store

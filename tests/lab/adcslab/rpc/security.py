@@ -97,6 +97,30 @@ class SecurityProvider:
         raise NotImplementedError
 
 
-def default_providers():
+def default_providers(accounts=None, kerberos_keytab=None, disable_ntlm=None):
+    """Providers of a server built without ``security_providers``.
+
+    NTLM (10) unless ``disable_ntlm`` (default: env ``ADCS_LAB_DISABLE_NTLM`` set to 1/true/yes); Kerberos (16) and
+    SPNEGO-with-Kerberos (9) when a service keytab is found: ``kerberos_keytab``, env ``ADCS_LAB_KERBEROS_KEYTAB``,
+    or ``ca1.keytab`` next to the accounts file the AccountStore was read from.
+    """
+    import os
     from .ntlmssp import NtlmProvider
-    return {NtlmProvider.auth_type: NtlmProvider}
+    from .kerberos import DISABLE_NTLM_ENV, KerberosProvider, SpnegoProvider, keytab_path_for
+
+    if disable_ntlm is None:
+        disable_ntlm = os.environ.get(DISABLE_NTLM_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    providers = {}
+    if not disable_ntlm:
+        providers[NtlmProvider.auth_type] = NtlmProvider
+    keytab = keytab_path_for(accounts, kerberos_keytab)
+    if keytab:
+        def kerberos(identity):
+            return KerberosProvider(identity, keytab=keytab)
+
+        def negotiate(identity):
+            return SpnegoProvider(identity, keytab=keytab)
+
+        providers[KerberosProvider.auth_type] = kerberos
+        providers[SpnegoProvider.auth_type] = negotiate
+    return providers

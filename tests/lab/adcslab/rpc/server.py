@@ -635,7 +635,8 @@ class RpcServer:
                  netbios_domain="LAB", dns_domain="lab.adcs.test", netbios_computer="CA1",
                  dns_computer="ca1.lab.adcs.test", logger=None, max_frag: int = C.DEFAULT_MAX_FRAG,
                  idle_timeout: float = 300.0, max_call_size: int = 16 * 1024 * 1024,
-                 max_security_contexts: int = 64, max_connections: int = 256):
+                 max_security_contexts: int = 64, max_connections: int = 256, kerberos_keytab=None,
+                 disable_ntlm=None):
         self.address = address
         self.port = port
         self.accounts = accounts
@@ -655,10 +656,13 @@ class RpcServer:
         self._lock = threading.Lock()
         for iface in interfaces or []:
             self.add_interface(iface)
-        providers = default_providers() if security_providers is None else dict(security_providers)
+        if security_providers is None:
+            providers = default_providers(accounts, kerberos_keytab, disable_ntlm)
+        else:
+            providers = dict(security_providers)
         self._providers = {}
         for auth_type, prov in providers.items():
-            self._providers[int(auth_type)] = prov(self.identity) if isinstance(prov, type) else prov
+            self._providers[int(auth_type)] = self._make_provider(prov)
         self._assoc_ids = itertools.count(0x1A2B0001)
         self._known_assoc: set = set()
         self._connections: set = set()
@@ -693,8 +697,19 @@ class RpcServer:
         with self._lock:
             return [i for lst in self._interfaces.values() for i in lst]
 
+    def _make_provider(self, prov):
+        """A provider instance from an instance, a class or a factory ``f(identity)``."""
+        if isinstance(prov, type) or (callable(prov) and not hasattr(prov, "new_context")):
+            return prov(self.identity)
+        return prov
+
     def add_security_provider(self, auth_type: int, provider) -> None:
-        self._providers[int(auth_type)] = provider(self.identity) if isinstance(provider, type) else provider
+        self._providers[int(auth_type)] = self._make_provider(provider)
+
+    @property
+    def security_providers(self) -> Dict[int, object]:
+        """The active providers by authn_type (e.g. {10: NtlmProvider, 16: KerberosProvider, 9: SpnegoProvider})."""
+        return dict(self._providers)
 
     def _assoc_group(self, requested: int) -> int:
         with self._lock:
