@@ -286,6 +286,8 @@ def test_renewal_with_collection_builder(ca, lab, key):
     assert renewed.public_key().public_numbers() == new_key.public_key().public_numbers()
     assert ext_value(renewed, ext.OID_TEMPLATE_NAME) == ext_value(old, ext.OID_TEMPLATE_NAME)
     assert renewed.serial_number != old.serial_number
+    assert ca.get_request(ca.list_requests()[-1]["request_id"])["old_certificate"] == \
+        old.public_bytes(serialization.Encoding.DER)
 
     # A bad signature over the renewal request.
     tampered = bytearray(cms)

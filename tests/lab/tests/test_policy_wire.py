@@ -220,6 +220,15 @@ def test_certipy_renewal(server, lab, tmp_path):
     assert "Successfully requested certificate" in out, out + server.log()
     _, new = load_pfx(tmp_path / "new.pfx")
     assert new.subject == old.subject and sans_of(new) == sans_of(old)
+    # The CA took it as a renewal of the old certificate (Request.RawOldCertificate).
+    from adcslab.ca import CertificationAuthority
+    ca = CertificationAuthority.open(server.state_dir)
+    try:
+        row = ca.get_request(int(request_id_of(out)))
+    finally:
+        ca.close()
+    assert row["old_certificate"] == old.public_bytes(serialization.Encoding.DER)
+    assert row["request_type"] in ("cms", "cmc")
     assert new.serial_number != old.serial_number
     verify_chain(server, new, tmp_path)
 

@@ -482,6 +482,8 @@ class CertificationAuthority:
                               _error_message("Error Verifying Request Signature or Signing Certificate",
                                              error.hresult) if not getattr(error, "policy_message", None)
                               else error.policy_message, dbmod.DB_DISP_ERROR, parsed.body_part_id)
+        if renewal is not None:
+            self.db.update(request_id, old_certificate=renewal.public_bytes(serialization.Encoding.DER))
         # Name/value pairs inside the request count as request attributes; the attribute string wins.
         all_pairs = pairs + [pair for pair in parsed.name_value_pairs if _attr(pairs, pair[0]) is None]
         try:

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS requests (
     not_after TEXT,
     revoked_at TEXT,
     revocation_reason INTEGER,
-    archived_key BLOB
+    archived_key BLOB,
+    old_certificate BLOB
 );
 CREATE TABLE IF NOT EXISTS crls (
     kind TEXT PRIMARY KEY,
@@ -59,7 +60,8 @@ CREATE TABLE IF NOT EXISTS meta (
 _COLUMNS = ("request_id", "submitted_at", "resolved_at", "requester_name", "requester_sid", "requester_json",
             "transport", "flags", "attributes", "request_type", "request_blob", "template", "template_oid",
             "disposition", "status_hresult", "disposition_message", "subject", "serial", "certificate",
-            "not_before", "not_after", "revoked_at", "revocation_reason", "archived_key")
+            "not_before", "not_after", "revoked_at", "revocation_reason", "archived_key",
+            "old_certificate")
 
 
 def utcnow():
@@ -82,6 +84,8 @@ class RequestDB:
             columns = {row["name"] for row in self._conn.execute("PRAGMA table_info(requests)")}
             if "archived_key" not in columns:  # databases from before key archival
                 self._conn.execute("ALTER TABLE requests ADD COLUMN archived_key BLOB")
+            if "old_certificate" not in columns:  # Request.RawOldCertificate (MS-CSRA 3.1.1.1.2), renewals
+                self._conn.execute("ALTER TABLE requests ADD COLUMN old_certificate BLOB")
 
     def close(self):
         with self.lock:
