@@ -397,8 +397,8 @@ def _leaf(serial=0x77):
 
 def test_job_from_certificate_with_aia_and_delta():
     base = CA.crl(number=5, freshest=DELTA_URLS, revoked=[(0x10, None, None)])
-    delta = CA.crl(number=6, delta_of=5, revoked=[(0x77, x509.ReasonFlags.superseded,
-                                                    NOW - datetime.timedelta(hours=3))])
+    revoked_at = NOW - datetime.timedelta(hours=3)
+    delta = CA.crl(number=6, delta_of=5, revoked=[(0x77, x509.ReasonFlags.superseded, revoked_at)])
     retriever = MapRetriever({'http://pki/t.crl': P.der(base), 'http://pki/t+.crl': P.der(delta),
                               'http://pki/ca.crt': CA.der})
     job = _crl.CrlJob(retriever, cert=_leaf(), now=NOW).run()
@@ -423,8 +423,8 @@ def test_job_tampered_first_url_falls_back():
 
 
 def test_job_all_urls_fail():
-    retriever = MapRetriever({'http://a/t.crl': P.der(CA.crl(number=5, next_update=NOW - datetime.timedelta(days=1),
-                                                              this_update=NOW - datetime.timedelta(days=8)))})
+    stale = CA.crl(number=5, next_update=NOW - datetime.timedelta(days=1), this_update=NOW - datetime.timedelta(days=8))
+    retriever = MapRetriever({'http://a/t.crl': P.der(stale)})
     with pytest.raises(_crl.JobError, match='no usable CRL: http://a/t.crl: the CRL is stale') as exc:
         _crl.CrlJob(retriever, issuer_cert=CA.cert, urls=['http://a/t.crl'], now=NOW).run()
     assert len(exc.value.tried) == 1
@@ -496,3 +496,31 @@ def test_ca_fetcher_reports_a_refused_session_first():
                       now=NOW)
     with pytest.raises(_crl.JobError, match='cannot get the CA certificate from dcom://ca/T: Activating'):
         job.run()
+
+
+def test_https_through_a_proxy_uses_connect():
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = 'HTTP/1.1'
+
+        def log_message(self, *args):
+            pass
+
+        def do_CONNECT(self):  # noqa: N802
+            seen.append((self.path, self.headers.get('Proxy-Authorization')))
+            self.send_response(403)
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+
+    httpd = ThreadingHTTPServer((PROXY_ADDR, 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        env = {'https_proxy': 'http://u:p@%s:%d' % (PROXY_ADDR, httpd.server_address[1])}
+        with pytest.raises(_crl.FetchError, match='403'):
+            client(environ=env).get('https://ca1.lab.test/x.crl')
+        assert seen == [('ca1.lab.test:443', 'Basic dTpw')]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
