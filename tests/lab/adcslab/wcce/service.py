@@ -2,6 +2,7 @@
 exporter port (IRemUnknown(2), ICertRequestD(2)) and the MS-ICPR port, all served by one CA backend."""
 
 import logging
+import socket
 import threading
 
 from . import constants as C
@@ -47,6 +48,34 @@ def _interface(uuid_str, handlers, name, faults=None, **kwargs):
         handlers = {opnum: faults.wrap(fn, name) for opnum, fn in handlers.items()}
     guarded = {opnum: guard(fn, "%s opnum %d" % (name, opnum)) for opnum, fn in handlers.items()}
     return Interface(uuid_str, (0, 0), guarded, name=name, **kwargs)
+
+
+class _RefusingListener:
+    """Wraps a listening socket: ``accept()`` resets the connections ``hook(server, sock, peer)`` refuses (returns
+    False) and reports them to the accept loop as a timeout (nothing accepted); everything else is delegated."""
+
+    def __init__(self, sock, server, hook):
+        self._listener = sock
+        self._server = server
+        self._hook = hook
+
+    def accept(self):
+        conn, peer = self._listener.accept()
+        try:
+            accepted = self._hook(self._server, conn, peer)
+        except Exception:
+            LOG.exception("connection filter failed; accepting %s", peer)
+            accepted = True
+        if accepted is False:
+            try:
+                conn.close()
+            except OSError:
+                pass
+            raise socket.timeout("connection refused by a fault knob")
+        return conn, peer
+
+    def __getattr__(self, name):
+        return getattr(self._listener, name)
 
 
 class LabCaService:
@@ -96,8 +125,13 @@ class LabCaService:
             server.hooks.before_call = self.faults.before_call
             if hasattr(server.hooks, "on_accept"):
                 server.hooks.on_accept = self.faults.on_accept
-            else:
-                LOG.warning("the RPC engine has no on_accept hook: refuse_connections is not available")
+        return server
+
+    def _start(self, server):
+        server.start()
+        if self.faults is not None and not hasattr(server.hooks, "on_accept"):
+            # The engine has no accept hook (yet): filter what its accept loop gets from the listening socket.
+            server._sock = _RefusingListener(server._sock, server, self.faults.on_accept)
         return server
 
     def start(self):
@@ -116,7 +150,7 @@ class LabCaService:
             _interface(C.IID_ICERTREQUESTD2, svc.dcom_handlers(True), "ICertRequestD2", faults=self.faults,
                        requires_object_uuid=True, min_authn_level=C.AUTHN_LEVEL_PKT_PRIVACY),
         ])
-        self.exporter_server.start()
+        self._start(self.exporter_server)
         self.servers.append(self.exporter_server)
         self.exporter.port = self.exporter_server.port
         # MS-ICPR on its own dynamic port.
@@ -124,7 +158,7 @@ class LabCaService:
             _interface(C.IID_ICERTPASSAGE, svc.icpr_handlers(), "ICertPassage", faults=self.faults,
                        min_authn_level=C.AUTHN_LEVEL_PKT_PRIVACY),
         ])
-        self.icpr_server.start()
+        self._start(self.icpr_server)
         self.servers.append(self.icpr_server)
         # Port 135: activation, OXID resolver, endpoint mapper.
         scm = ScmActivator(self.exporter)
@@ -140,7 +174,7 @@ class LabCaService:
                        faults=self.faults),
             self.epm.interface(),
         ])
-        self.main_server.start()
+        self._start(self.main_server)
         self.servers.append(self.main_server)
         self._reaper = threading.Thread(target=self._reap, name="dcom-reaper", daemon=True)
         self._reaper.start()
