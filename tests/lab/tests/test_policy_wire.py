@@ -208,6 +208,30 @@ def test_certipy_pending_then_denied(server, lab, tmp_path):
     assert "CERTSRV_E_ADMIN_DENIED_REQUEST" in out or "0x80094014" in out, out
 
 
+def test_impacket_icpr_pending_approved_and_denied(server, lab):
+    acct = account(lab, "groupmember")
+    dce = H.icpr_connect(ADDRESS, server.endpoints["icpr_port"], acct["username"], acct["password"])
+    try:
+        _, csr = H.make_csr("icpr-pend.lab.adcs.test")
+        resp = H.icpr_request(dce, csr, "CertificateTemplate:WebServerApproval")
+        assert resp["pdwDisposition"] == 5, H.text_of(resp["pctbDispositionMessage"])
+        first = resp["pdwRequestId"]
+        resp = H.icpr_request(dce, csr, "CertificateTemplate:WebServerApproval")
+        second = resp["pdwRequestId"]
+        assert resp["pdwDisposition"] == 5 and second != first
+        assert H.ca_cli(server.state_dir, "approve", str(first)).returncode == 0
+        assert H.ca_cli(server.state_dir, "deny", str(second)).returncode == 0
+        resp = H.icpr_request(dce, b"", "", request_id=first)
+        assert resp["pdwDisposition"] == 3, H.text_of(resp["pctbDispositionMessage"])
+        cert = x509.load_der_x509_certificate(H.blob_bytes(resp["pctbEncodedCert"]))
+        assert cert.subject.rfc4514_string() == "CN=icpr-pend.lab.adcs.test"
+        resp = H.icpr_request(dce, b"", "", request_id=second)
+        assert resp["pdwDisposition"] == errors.CERTSRV_E_ADMIN_DENIED_REQUEST
+        assert H.text_of(resp["pctbDispositionMessage"]).startswith("Denied by ")
+    finally:
+        dce.disconnect()
+
+
 # -- renewal ---------------------------------------------------------------------------------------------------
 
 def test_certipy_renewal(server, lab, tmp_path):
