@@ -375,7 +375,7 @@ def _read_input(module, path, text, what):
         module.fail_json(msg='%s: %s' % (what, exc))
 
 
-def ldap_connector(params, host_addresses):
+def ldap_connector(params):
     """connect(host) for _crl.LdapFetcher: an _ldap.AdConnection with the shared options (host from the URL wins)."""
 
     def connect(host):
@@ -513,7 +513,7 @@ def main():
     http = _crl.HttpClient(timeout=p['timeout'] or 30, validate_certs=p['validate_certs'], ca_bundle=p['ca_bundle'],
                            use_proxy=p['use_proxy'], max_redirects=p['max_redirects'],
                            host_addresses=host_addresses)
-    retriever = _crl.Retriever(http, _crl.LdapFetcher(ldap_connector(p, host_addresses)))
+    retriever = _crl.Retriever(http, _crl.LdapFetcher(ldap_connector(p)))
     session = None
     job = None
     result = {'changed': False, 'urls_tried': []}

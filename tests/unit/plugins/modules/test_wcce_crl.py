@@ -276,10 +276,10 @@ def test_ldap_urls_use_the_connection_options(web, monkeypatch):
     assert out.result['served_by'] == url and len(FakeConn.created) == 1
     settings = FakeConn.created[0].settings
     assert settings.domain_controller == 'dc1.unit.test' and settings.username == 'u'
-    connect = wcce_crl.ldap_connector({'domain': 'unit.test', 'username': 'u', 'password': 'p'}, {})
+    connect = wcce_crl.ldap_connector({'domain': 'unit.test', 'username': 'u', 'password': 'p'})
     assert connect('dc9.unit.test').settings.domain_controller == 'dc9.unit.test'
     with pytest.raises(_crl.FetchError, match='needs domain or domain_controller'):
-        wcce_crl.ldap_connector({'username': 'u', 'password': 'p'}, {})(None)
+        wcce_crl.ldap_connector({'username': 'u', 'password': 'p'})(None)
 
 
 def test_from_ca(web, monkeypatch):
