@@ -18,7 +18,6 @@ import time
 
 from adcslab.faults import FaultState, method_name
 
-from . import constants as C
 from .ndr import NdrWriter
 
 LOG = logging.getLogger("adcslab.wcce.faults")
