@@ -25,10 +25,10 @@ def split_user(user, domain=None):
     if not user:
         raise InvalidInput('A user name is required')
     if '\\' in user:
-        dom, _, name = user.partition('\\')
+        dom, _sep, name = user.partition('\\')
         return name, (domain or dom)
     if '@' in user and not domain:
-        name, _, dom = user.rpartition('@')
+        name, _sep, dom = user.rpartition('@')
         return name, dom
     return user, (domain or '')
 
@@ -54,8 +54,8 @@ class AuthMethod(object):
         return '%s authentication as %s' % (self.kind, self.principal)
 
     def __repr__(self):
-        return '%s(user=%r, domain=%r%s)' % (type(self).__name__, self.user, self.domain,
-                                            ''.join(', %s=<hidden>' % f for f in self.secret_fields))
+        hidden = ''.join(', %s=<hidden>' % f for f in self.secret_fields)
+        return '%s(user=%r, domain=%r%s)' % (type(self).__name__, self.user, self.domain, hidden)
 
     __str__ = describe
 

@@ -91,10 +91,10 @@ def parse_pkcs7_certificates(data):
     if HAS_PYASN1:
         # pyasn1 keeps the order and copes with a SignedData that has no certificates at all.
         try:
-            ci, _ = der_decoder.decode(data, asn1Spec=rfc2315.ContentInfo())
+            ci, _rest = der_decoder.decode(data, asn1Spec=rfc2315.ContentInfo())
             if str(ci['contentType']) != '1.2.840.113549.1.7.2':
                 raise CertificateError('The PKCS#7 blob is not SignedData (content type %s)' % ci['contentType'])
-            sd, _ = der_decoder.decode(bytes(ci['content']), asn1Spec=rfc2315.SignedData())
+            sd, _rest = der_decoder.decode(bytes(ci['content']), asn1Spec=rfc2315.SignedData())
             certs = []
             if sd['certificates'].isValue:
                 for choice in sd['certificates']:
@@ -253,7 +253,7 @@ def _parse_template_oid_ext(raw):
                 namedtype.NamedType('templateID', univ.ObjectIdentifier()),
                 namedtype.OptionalNamedType('majorVersion', univ.Integer()),
                 namedtype.OptionalNamedType('minorVersion', univ.Integer()))
-        val, _ = der_decoder.decode(raw, asn1Spec=_Tmpl())
+        val, _rest = der_decoder.decode(raw, asn1Spec=_Tmpl())
         out['oid'] = str(val['templateID'])
         if val['majorVersion'].isValue:
             out['major_version'] = int(val['majorVersion'])

@@ -80,7 +80,7 @@ def code_from_exception(exc):
     if match:
         return int(match.group(1), 16)
     names = _status_name_map()
-    token = text.strip().split(' ')[0] if text.strip() else ''
+    token = text.strip().split(' ', 1)[0] if text.strip() else ''
     if token in names:
         return names[token]
     if _imp_hresults is not None:

@@ -20,7 +20,7 @@ import struct
 import traceback
 
 try:
-    from impacket.dcerpc.v5.dcomrt import DCOMANSWER, DCOMCALL, ORPCTHAT, ORPCTHIS  # noqa: F401 (re-exported)
+    from impacket.dcerpc.v5.dcomrt import DCOMANSWER, DCOMCALL
     from impacket.dcerpc.v5.dtypes import DWORD, LONG, LPWSTR, NULL, PBYTE, ULONG
     from impacket.dcerpc.v5.ndr import NDRSTRUCT
     from impacket.dcerpc.v5.rpcrt import DCERPCException

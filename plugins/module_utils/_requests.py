@@ -535,7 +535,7 @@ def add_csr_attribute(csr_der, key, attr_oid, value_der, hash_name='sha256'):
 def csr_attributes(csr_der):
     """Return {oid: [value DER, ...]} of a PKCS#10's attributes (for checks and tests)."""
     _require_pyasn1()
-    req, _ = der_decoder.decode(csr_der, asn1Spec=rfc2986.CertificationRequest())
+    req, _rest = der_decoder.decode(csr_der, asn1Spec=rfc2986.CertificationRequest())
     out = {}
     for attr in req['certificationRequestInfo']['attributes']:
         out.setdefault(str(attr['type']), []).extend(bytes(v) for v in attr['values'])
@@ -579,7 +579,7 @@ def parse_request_attributes(text):
         line = line.strip('\x00')
         if not line:
             continue
-        name, _, value = line.partition(':')
+        name, _sep, value = line.partition(':')
         out.append((name.strip(), value.strip()))
     return out
 
@@ -637,7 +637,7 @@ def build_renewal_request(csr_der, old_certificate, old_key, hash_name='sha256')
 
     signature = _sign(old_key, signed_attrs_to_be_signed(signed_attrs), hash_name)
 
-    cert_obj, _ = der_decoder.decode(old_der, asn1Spec=rfc5280.Certificate())
+    cert_obj, _rest = der_decoder.decode(old_der, asn1Spec=rfc5280.Certificate())
     sid = rfc5652.SignerIdentifier()
     ias = sid['issuerAndSerialNumber']
     ias['issuer'] = cert_obj['tbsCertificate']['issuer']
@@ -676,7 +676,7 @@ def parse_renewal_request(cms_der):
     ci, rest = der_decoder.decode(cms_der, asn1Spec=rfc5652.ContentInfo())
     if rest or str(ci['contentType']) != OID_PKCS7_SIGNED:
         raise InvalidInput('Not a CMS SignedData')
-    sd, _ = der_decoder.decode(bytes(ci['content']), asn1Spec=rfc5652.SignedData())
+    sd, _rest = der_decoder.decode(bytes(ci['content']), asn1Spec=rfc5652.SignedData())
     si = sd['signerInfos'][0]
     attrs = {}
     for attr in si['signedAttrs']:
@@ -702,7 +702,7 @@ def public_key_der(public_key):
 
 
 def hash_name_for_oid(oid):
-    for name, (digest_oid, _) in _HASH_OIDS.items():
+    for name, (digest_oid, _ecdsa_oid) in _HASH_OIDS.items():
         if digest_oid == oid:
             return name
     return None

@@ -126,14 +126,14 @@ options:
     default: true
   subject:
     description:
-      - Subject of the request, as a dictionary (C({CN: web01.example.com, O: Example})), an RFC 4514 string
-        (C(CN=web01.example.com,O=Example)) or an OpenSSL-style string (C(/O=Example/CN=web01.example.com)).
+      - "Subject of the request, as a dictionary (for example C({CN: web01.example.com, O: Example})), an RFC 4514
+        string (C(CN=web01.example.com,O=Example)) or an OpenSSL-style string (C(/O=Example/CN=web01.example.com))."
       - Templates that build the subject from Active Directory ignore it; leave it out for them.
       - When set, a certificate with another subject is replaced.
     type: raw
   common_name:
     description:
-      - Common name of the subject (shortcut for O(subject={CN=...})).
+      - Common name of the subject (a shortcut for a O(subject) with only C(CN)).
     type: str
   subject_alt_name:
     description:
@@ -392,8 +392,8 @@ changed:
   type: bool
 action:
   description:
-    - What the module did or, in check mode, would do: C(none) (the certificate fits), C(enroll), C(retrieve)
-      (O(request_id)), or C(refresh) (the certificate fits, only chain/full chain/PKCS#12 were rewritten).
+    - "What the module did or, in check mode, would do: C(none) (the certificate fits), C(enroll), C(retrieve)
+      (O(request_id)), or C(refresh) (the certificate fits, only chain/full chain/PKCS#12 were rewritten)."
   returned: always
   type: str
   sample: enroll

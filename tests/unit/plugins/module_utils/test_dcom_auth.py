@@ -83,9 +83,9 @@ def test_translate_socket_errors():
     exc = d.translate_exception(DCERPCException('Could not connect: [Errno 111] Connection refused'), 'X', 'ca1')
     assert isinstance(exc, e.CaUnavailable) and 'RPC_S_SERVER_UNAVAILABLE' in str(exc)
     exc = d.translate_exception(DCERPCException('Connection closed by remote host'), 'X', 'ca1')
-    assert type(exc) is e.TransportError and 'closed the connection' in str(exc)
+    assert exc.__class__ is e.TransportError and 'closed the connection' in str(exc)
     exc = d.translate_exception(Exception("Can't find a valid stringBinding to connect"), 'X', 'ca1')
-    assert type(exc) is e.TransportError and 'binding' in str(exc)
+    assert exc.__class__ is e.TransportError and 'binding' in str(exc)
 
 
 def test_translate_rpc_faults():
@@ -96,7 +96,7 @@ def test_translate_rpc_faults():
     exc = d.translate_exception(DCERPCException('rpc_s_access_denied'), 'Request', 'ca1')
     assert isinstance(exc, e.AccessDenied)
     exc = d.translate_exception(DCERPCException('Unknown DCE RPC fault status code: 1c010003'), 'Bind', 'ca1')
-    assert type(exc) is e.TransportError and exc.hresult == 0x1C010003
+    assert exc.__class__ is e.TransportError and exc.hresult == 0x1C010003
     exc = d.translate_exception(DCERPCException('E_ACCESSDENIED - General access denied error.'), 'Call', 'ca1')
     assert isinstance(exc, e.AccessDenied) and exc.hresult == 0x80070005
     exc = d.translate_exception(DCERPCException(error_code=0x721), 'Bind', 'ca1', during_auth=True)
@@ -111,7 +111,7 @@ def test_translate_session_error_with_hresult():
     passthrough = e.RequestDenied('x')
     assert d.translate_exception(passthrough, 'Request') is passthrough
     generic = d.translate_exception(ValueError('odd'), 'Request', 'ca1')
-    assert type(generic) is e.TransportError and 'ValueError: odd' in str(generic)
+    assert generic.__class__ is e.TransportError and 'ValueError: odd' in str(generic)
 
 
 def test_code_from_exception():

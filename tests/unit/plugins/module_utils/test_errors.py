@@ -32,7 +32,7 @@ def test_every_table_entry_is_complete(code):
 @pytest.mark.parametrize('code', e.known_codes())
 def test_every_table_entry_maps_to_its_exception(code):
     exc = e.exception_for_hresult(code, summary='Enrolling failed', request_id=42)
-    assert type(exc) is CATEGORY_CLASS[e.error_category(code)]
+    assert exc.__class__ is CATEGORY_CLASS[e.error_category(code)]
     msg = exc.to_message()
     info = e.describe_hresult(code)
     assert '0x%08X' % code in msg
@@ -82,7 +82,7 @@ def test_unknown_hresult_and_status():
     info = e.describe_hresult(0x1234)
     assert info.name == 'STATUS_0x1234'
     exc = e.exception_for_hresult(0x80091234, default_class=e.RequestDenied)
-    assert type(exc) is e.RequestDenied
+    assert exc.__class__ is e.RequestDenied
 
 
 def test_zero_and_none():

@@ -94,7 +94,7 @@ def test_request_reply_denied_hresult_disposition():
     resp['pctbEncodedCert'] = n.make_blob(None)
     resp['pctbDispositionMessage'] = n.make_blob(n.utf16z('Denied by Policy Module'))
     resp['ErrorCode'] = 0
-    got, _ = roundtrip(resp)
+    got, _raw = roundtrip(resp)
     assert got['pdwDisposition'] == 0x80094012
     assert n.blob_bytes(got['pctbCertChain']) == b'' and n.blob_bytes(got['pctbEncodedCert']) == b''
 
@@ -104,13 +104,13 @@ def test_get_ca_cert():
     req['ORPCthis'] = orpcthis()
     req['fchain'] = n.GETCERT_CAXCHGCERT
     req['pwszAuthority'] = n.wstr('LAB-CA')
-    got, _ = roundtrip(req)
+    got, _raw = roundtrip(req)
     assert got['fchain'] == 1 and got['pwszAuthority'] == 'LAB-CA\x00'
     resp = n.GetCACertResponse()
     resp['ORPCthat'] = orpcthat()
     resp['pctbOut'] = n.make_blob(b'cacert')
     resp['ErrorCode'] = 0
-    got, _ = roundtrip(resp)
+    got, _raw = roundtrip(resp)
     assert n.blob_bytes(got['pctbOut']) == b'cacert'
 
 
@@ -119,7 +119,7 @@ def test_ping(cls):
     req = cls()
     req['ORPCthis'] = orpcthis()
     req['pwszAuthority'] = n.wstr('LAB-CA')
-    got, _ = roundtrip(req)
+    got, _raw = roundtrip(req)
     assert got['pwszAuthority'] == 'LAB-CA\x00'
     resp = getattr(n, cls.__name__ + 'Response')()
     resp['ORPCthat'] = orpcthat()
@@ -160,7 +160,7 @@ def test_request2_call_and_reply():
     resp['pctbEncodedCert'] = n.make_blob(b'')
     resp['pctbDispositionMessage'] = n.make_blob(n.utf16z('Taken Under Submission'))
     resp['ErrorCode'] = 0
-    got, _ = roundtrip(resp)
+    got, _raw = roundtrip(resp)
     assert got['pdwDisposition'] == 5 and n.blob_bytes(got['pctbFullResponse']) == b'full'
 
 
@@ -173,7 +173,7 @@ def test_request2_with_serial_number():
     req['pdwRequestId'] = 0
     req['pwszAttributes'] = NULL
     req['pctbRequest'] = n.make_blob(b'')
-    got, _ = roundtrip(req)
+    got, _raw = roundtrip(req)
     assert got['pwszSerialNumber'] == '1a2b\x00'
 
 
@@ -192,13 +192,13 @@ def test_get_ca_property(prop_id, prop_type, value):
     req['PropID'] = prop_id
     req['PropIndex'] = 0
     req['PropType'] = prop_type
-    got, _ = roundtrip(req)
+    got, _raw = roundtrip(req)
     assert (got['PropID'], got['PropIndex'], got['PropType']) == (prop_id, 0, prop_type)
     resp = n.GetCAPropertyResponse()
     resp['ORPCthat'] = orpcthat()
     resp['pctbPropertyValue'] = n.make_blob(n.encode_property_value(value, prop_type))
     resp['ErrorCode'] = 0
-    got, _ = roundtrip(resp)
+    got, _raw = roundtrip(resp)
     assert n.decode_property_value(n.blob_bytes(got['pctbPropertyValue']), prop_type) == value
 
 
@@ -209,14 +209,14 @@ def test_get_ca_property_info():
     req = n.GetCAPropertyInfo()
     req['ORPCthis'] = orpcthis()
     req['pwszAuthority'] = n.wstr('LAB-CA')
-    got, _ = roundtrip(req)
+    got, _raw = roundtrip(req)
     assert got['pwszAuthority'] == 'LAB-CA\x00'
     resp = n.GetCAPropertyInfoResponse()
     resp['ORPCthat'] = orpcthat()
     resp['pcProperty'] = len(props)
     resp['pctbPropInfo'] = n.make_blob(n.encode_catransprop(props))
     resp['ErrorCode'] = 0
-    got, _ = roundtrip(resp)
+    got, _raw = roundtrip(resp)
     decoded = n.decode_catransprop(n.blob_bytes(got['pctbPropInfo']), got['pcProperty'])
     assert [(d['prop_id'], d['type'], d['indexed'], d['display_name']) for d in decoded] == \
         [(6, 4, False, 'CA Name'), (0xC, 3, True, 'CA Signature Cert'), (0x1D, 4, False, '')]
