@@ -527,9 +527,9 @@ def build_tgs_req(tgt, spn, realm, now=None):
     tgs_req['pvno'] = 5
     tgs_req['msg-type'] = int(krb_constants.ApplicationTagNumbers.TGS_REQ.value)
     body = seq_set(tgs_req, 'req-body')
-    body['kdc-options'] = krb_constants.encodeFlags([krb_constants.KDCOptions.forwardable.value,
-                                                     krb_constants.KDCOptions.renewable.value,
-                                                     krb_constants.KDCOptions.canonicalize.value])
+    # canonicalize only: forwardable/renewable from a TGT without those flags (kinit's default) is
+    # KDC_ERR_BADOPTION with Heimdal, and the CA needs neither
+    body['kdc-options'] = krb_constants.encodeFlags([krb_constants.KDCOptions.canonicalize.value])
     server = Principal(spn, type=krb_constants.PrincipalNameType.NT_SRV_INST.value)
     seq_set(body, 'sname', server.components_to_asn1)
     body['realm'] = realm.upper()
