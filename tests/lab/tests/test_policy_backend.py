@@ -379,8 +379,10 @@ def test_open_without_directory_is_builtin(tmp_path):
         authority.close()
     with open(os.path.join(str(tmp_path), "lab.json"), "w") as handle:
         json.dump({"accounts": {}}, handle)  # no admin credentials: still no directory
-    authority = CertificationAuthority.open(str(tmp_path), template_source="builtin")
+    authority = CertificationAuthority.open(str(tmp_path))
     try:
         assert authority.template_source_kind == "builtin"
     finally:
         authority.close()
+    with pytest.raises(errors.CAError):
+        CertificationAuthority.open(str(tmp_path), template_source="ldap")

@@ -425,9 +425,9 @@ class CertificationAuthority:
     # -- serial numbers (MS-WCCE 3.2.1.4.2.1.4.6.2, Config_High_Serial_Number) ------------------------------------
     def _serial_number(self, request_id):
         random_part = secrets.token_bytes(8)
+        high_serial = bytes([self.config["high_serial"] & 0xFF])
         low_to_high = bytearray(struct.pack("<I", request_id & 0xFFFFFFFF) + struct.pack("<H", 0) + random_part
-                                + struct.pack("<I", request_id & 0xFFFFFFFF) + bytes([self.config["high_serial"]
-                                                                                       & 0xFF]))
+                                + struct.pack("<I", request_id & 0xFFFFFFFF) + high_serial)
         high = low_to_high[18] & 0x7F
         if high == 0:
             high = 0x61
@@ -979,7 +979,7 @@ class CertificationAuthority:
                 .add_extension(x509.AuthorityInformationAccess([
                     x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
                                            x509.UniformResourceIdentifier(url)) for url in self.aia_urls()]),
-                    critical=False)
+                               critical=False)
                 .sign(self.ca_key, hashes.SHA256()))
         lab_pki._write_key(key_path, key)
         lab_pki._write_cert(cert_path, cert)
@@ -1184,8 +1184,8 @@ class CertificationAuthority:
             raise CAError(errors.E_INVALIDARG, "Unknown CA property 0x%x." % prop_id)
         declared, _, _ = _PROPERTIES[prop_id]
         if int(prop_type) != declared:
-            raise CAError(errors.E_INVALIDARG, "CA property 0x%x has type %d, not %d." % (prop_id, declared,
-                                                                                           int(prop_type)))
+            raise CAError(errors.E_INVALIDARG, "CA property 0x%x has type %d, not %d."
+                          % (prop_id, declared, int(prop_type)))
         return declared, self._value(prop_id, int(prop_index))
 
     def _value(self, prop_id, index):

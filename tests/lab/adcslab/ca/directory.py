@@ -60,8 +60,8 @@ def sid_to_bytes(text):
     if len(parts) < 3 or parts[0] != "S":
         raise ValueError("not a SID: %r" % text)
     subs = [int(p) for p in parts[3:]]
-    return bytes([int(parts[1]), len(subs)]) + int(parts[2]).to_bytes(6, "big") + struct.pack("<%dI" % len(subs),
-                                                                                                 *subs)
+    head = bytes([int(parts[1]), len(subs)]) + int(parts[2]).to_bytes(6, "big")
+    return head + struct.pack("<%dI" % len(subs), *subs)
 
 
 def _escape_bytes(data):
@@ -102,14 +102,13 @@ class DirectoryConfig:
                 lab = json.load(handle)
             dc = lab.get("dc") or {}
             admin = (lab.get("accounts") or {}).get("admin") or {}
-            if not admin.get("password"):
-                return None
-            return cls(address=dc.get("address", DEFAULT_DC_ADDRESS), port=int(dc.get("ldaps_port", 636)),
-                       tls_name=dc.get("tls_name") or dc.get("hostname") or DEFAULT_DC_NAME,
-                       ca_bundle=lab.get("ca_bundle") or _bundle(state_dir),
-                       bind_user=admin.get("upn") or "Administrator@" + lab.get("domain", DEFAULT_DNS_DOMAIN),
-                       bind_password=admin["password"], base_dn=lab.get("base_dn", DEFAULT_BASE_DN),
-                       dns_domain=lab.get("domain", DEFAULT_DNS_DOMAIN))
+            if admin.get("password"):
+                return cls(address=dc.get("address", DEFAULT_DC_ADDRESS), port=int(dc.get("ldaps_port", 636)),
+                           tls_name=dc.get("tls_name") or dc.get("hostname") or DEFAULT_DC_NAME,
+                           ca_bundle=lab.get("ca_bundle") or _bundle(state_dir),
+                           bind_user=admin.get("upn") or "Administrator@" + lab.get("domain", DEFAULT_DNS_DOMAIN),
+                           bind_password=admin["password"], base_dn=lab.get("base_dn", DEFAULT_BASE_DN),
+                           dns_domain=lab.get("domain", DEFAULT_DNS_DOMAIN))
         if os.path.exists(os.path.join(state_dir, "seed-version")) and os.path.exists(accounts_json):
             with open(accounts_json, "r", encoding="utf-8") as handle:
                 accounts = json.load(handle)

@@ -207,8 +207,12 @@ def template_from_entry(entry):
     """A Template from a raw pKICertificateTemplate LDAP entry (``LabDirectory.template_entries``)."""
     from .directory import LabDirectory as D
 
-    text = lambda name: D._text(entry, name)  # noqa: E731
-    texts = lambda name: D._texts(entry, name)  # noqa: E731
+    def text(name):
+        return D._text(entry, name)
+
+    def texts(name):
+        return D._texts(entry, name)
+
     raw = D._raw(entry, "pKIKeyUsage")
     ku_bytes = raw[0] if raw else b""
     key_usage = (ku_bytes[0] if len(ku_bytes) > 0 else 0) | ((ku_bytes[1] if len(ku_bytes) > 1 else 0) << 8)
