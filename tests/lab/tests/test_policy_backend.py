@@ -386,3 +386,25 @@ def test_open_without_directory_is_builtin(tmp_path):
         authority.close()
     with pytest.raises(errors.CAError):
         CertificationAuthority.open(str(tmp_path), template_source="ldap")
+
+
+def test_ra_signature_and_issuance_policies_without_directory(tmp_path, key):
+    import dataclasses
+
+    from adcslab.ca import BuiltinTemplateSource
+    from adcslab.ca.templates import BUILTIN_TEMPLATES
+
+    web = BUILTIN_TEMPLATES[2]
+    agent = dataclasses.replace(web, name="NeedsAgent", oid="1.3.6.1.4.1.311.21.8.9.1", ra_signature=1)
+    policy = dataclasses.replace(web, name="WithPolicy", oid="1.3.6.1.4.1.311.21.8.9.2",
+                                 issuance_policies=["1.3.6.1.4.1.311.21.8.9.100"])
+    authority = CertificationAuthority.open(str(tmp_path), template_source=BuiltinTemplateSource([agent, policy]))
+    enroller = Requester(user="enroller", domain="LAB", sid="S-1-5-21-1-2-3-1103")
+    try:
+        response = authority.submit(0, "CertificateTemplate:NeedsAgent", T.make_csr(key, "a"), enroller)
+        assert response.disposition == errors.CERTSRV_E_SIGNATURE_COUNT
+        cert = cert_of(authority.submit(0, "CertificateTemplate:WithPolicy", T.make_csr(key, "p"), enroller))
+        policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+        assert [p.policy_identifier.dotted_string for p in policies] == ["1.3.6.1.4.1.311.21.8.9.100"]
+    finally:
+        authority.close()

@@ -565,6 +565,10 @@ class CertificationAuthority:
             raise _PolicyError(errors.CERTSRV_E_KEY_LENGTH)
         if template.private_key_flag & CT_FLAG_REQUIRE_PRIVATE_KEY_ARCHIVAL and not parsed.archived_key:
             raise _PolicyError(errors.CERTSRV_E_ARCHIVED_KEY_REQUIRED)
+        if template.ra_signature > 0:
+            # Enrollment-agent (RA) co-signatures are not implemented: such templates are refused as AD CS refuses
+            # a request that lacks them.
+            raise _PolicyError(errors.CERTSRV_E_SIGNATURE_COUNT)
 
     # -- renewal ------------------------------------------------------------------------------------------------
     def _check_renewal(self, parsed):
@@ -786,6 +790,10 @@ class CertificationAuthority:
         if template.schema_version >= 2 and (template.application_policies or template.ekus):
             builder = builder.add_extension(
                 ext.application_policies_ext(template.application_policies or template.ekus), critical=False)
+        if template.issuance_policies:
+            builder = builder.add_extension(x509.CertificatePolicies([
+                x509.PolicyInformation(x509.ObjectIdentifier(oid), None) for oid in template.issuance_policies]),
+                critical=False)
         if template.key_usage:
             ku = template.key_usage
             builder = builder.add_extension(x509.KeyUsage(

@@ -34,7 +34,7 @@ TEMPLATE_ATTRIBUTES = [
     "pKIExtendedKeyUsage", "pKICriticalExtensions", "msPKI-Cert-Template-OID", "msPKI-Template-Schema-Version",
     "msPKI-Template-Minor-Revision", "msPKI-Certificate-Name-Flag", "msPKI-Enrollment-Flag",
     "msPKI-Private-Key-Flag", "msPKI-Minimal-Key-Size", "msPKI-RA-Signature",
-    "msPKI-Certificate-Application-Policy", "nTSecurityDescriptor", "distinguishedName",
+    "msPKI-Certificate-Application-Policy", "msPKI-Certificate-Policy", "nTSecurityDescriptor", "distinguishedName",
 ]
 ACCOUNT_ATTRIBUTES = ["distinguishedName", "sAMAccountName", "objectSid", "objectGUID", "userPrincipalName", "mail",
                       "dNSHostName", "cn", "objectClass", "servicePrincipalName"]

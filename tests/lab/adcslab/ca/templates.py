@@ -20,6 +20,9 @@ LDAP-backed ``TemplateSource`` can fill the same ``Template`` from the lab direc
 | private_key_flag   | msPKI-Private-Key-Flag                |
 | min_key_size       | msPKI-Minimal-Key-Size                |
 | ra_signature       | msPKI-RA-Signature                    |
+| issuance_policies  | msPKI-Certificate-Policy              |
+| critical_extensions | pKICriticalExtensions                |
+| security_descriptor | nTSecurityDescriptor (DACL)          |
 """
 
 import datetime
@@ -95,6 +98,7 @@ class Template:
     critical_extensions: tuple = ("2.5.29.15",)  # pKICriticalExtensions
     security_descriptor: Optional[bytes] = None  # nTSecurityDescriptor (self-relative); None = no access check
     dn: Optional[str] = None
+    issuance_policies: List[str] = field(default_factory=list)  # msPKI-Certificate-Policy
 
     @property
     def validity(self):
@@ -229,7 +233,7 @@ def template_from_entry(entry):
         min_key_size=_int32(text("msPKI-Minimal-Key-Size")), ra_signature=_int32(text("msPKI-RA-Signature")),
         application_policies=texts("msPKI-Certificate-Application-Policy"), validity_seconds=seconds,
         critical_extensions=tuple(texts("pKICriticalExtensions")), security_descriptor=sd[0] if sd else b"",
-        dn=entry.get("dn"))
+        dn=entry.get("dn"), issuance_policies=texts("msPKI-Certificate-Policy"))
 
 
 class LdapTemplateSource(TemplateSource):
