@@ -39,13 +39,15 @@ options:
     default: ldaps
   validate_certs:
     description:
-      - Verify the TLS certificate of the domain controller (chain and host name).
+      - Verify TLS certificates (chain and host name) of the domain controller and of HTTPS URLs the modules
+        fetch (CRL distribution points, AIA).
       - Set to V(false) only for tests.
     type: bool
     default: true
   ca_bundle:
     description:
-      - PEM file with the CA certificates that issued the domain controller certificate.
+      - PEM file with the CA certificates that issued the TLS certificates of the domain controller and of the
+        HTTPS servers the modules contact.
       - Defaults to the system trust store.
     type: path
   auth:
