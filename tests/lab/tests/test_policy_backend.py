@@ -408,3 +408,28 @@ def test_ra_signature_and_issuance_policies_without_directory(tmp_path, key):
         assert [p.policy_identifier.dotted_string for p in policies] == ["1.3.6.1.4.1.311.21.8.9.100"]
     finally:
         authority.close()
+
+
+def test_first_start_uses_the_seeded_directory_without_lab_json(lab, tmp_path, key):
+    """`lab up` starts the CA before it writes lab.json: a seeded state dir (seed-version + accounts.json) is
+    enough for the CA to use the lab AD."""
+    state = str(tmp_path / "first")
+    os.makedirs(state)
+    shutil.copy(os.path.join(lab["state_dir"], "accounts.json"), os.path.join(state, "accounts.json"))
+    shutil.copytree(os.path.join(lab["state_dir"], "pki"), os.path.join(state, "pki"))
+    authority = CertificationAuthority.open(state)
+    try:
+        assert authority.template_source_kind == "builtin"
+    finally:
+        authority.close()
+    with open(os.path.join(state, "seed-version"), "w") as handle:
+        handle.write("1\n")
+    authority = CertificationAuthority.open(state)
+    try:
+        assert authority.template_source_kind == "ldap"
+        response = authority.submit(0, "CertificateTemplate:WebServer", T.make_csr(key, "x"), who(lab, "denied"))
+        assert response.disposition == errors.CERTSRV_E_TEMPLATE_DENIED
+    finally:
+        authority.close()
+    from test_policy_wire import restore_lab_cdp
+    restore_lab_cdp(lab)
