@@ -35,7 +35,6 @@ extends_documentation_fragment:
   - adcs.enrollment.connection
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.files
   - ansible.builtin.action_common_attributes.flow
 attributes:
   check_mode:
@@ -50,9 +49,11 @@ attributes:
     support: full
     platforms: posix
   safe_file_operations:
+    description: Uses Ansible's strict file operation functions to ensure proper permissions and avoid data corruption.
     support: full
-  vault:
-    support: none
+    details:
+      - Every file is written to a temporary file next to it, synced and renamed into place, all files of a request
+        together.
   action:
     support: none
   async:
@@ -403,7 +404,7 @@ reason:
   type: str
   sample: the certificate expires on 2026-12-01 10:00:00Z (in 2 days), within the renewal window of 30 days
 reason_code:
-  description: Machine-readable O(reason) (C(no_certificate), C(renew_window), C(expired), C(force), C(subject_changed), ...).
+  description: Machine-readable RV(reason) (C(no_certificate), C(renew_window), C(expired), C(force), C(subject_changed), ...).
   returned: always
   type: str
   sample: renew_window
@@ -555,7 +556,7 @@ def request_options(top_level=True):
         csr_content=dict(type='str'),
         private_key_path=dict(type='path'),
         private_key_passphrase=dict(type='str', no_log=True),
-        private_key_mode=dict(type='raw'),
+        private_key_mode=dict(type='raw', no_log=False),
         key_type=dict(type='str', choices=['rsa', 'ecdsa']),
         key_size=dict(type='int'),
         curve=dict(type='str', choices=CURVES),
