@@ -1,0 +1,238 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) adcs.enrollment contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: wcce_csr
+short_description: Private key and PKCS#10 certificate request on the managed host, for enrollment elsewhere
+version_added: 1.0.0
+description:
+  - Generates a private key on the managed host when it is missing (mode C(0600) unless O(private_key_mode) says
+    otherwise) and builds a PKCS#10 certificate signing request (CSR) with it, so that the enrollment itself
+    (adcs.enrollment.wcce_request with O(adcs.enrollment.wcce_request#module:csr_content)) can run on the
+    controller or an execution environment while the private key never leaves the host.
+  - The CSR is returned as PEM text (RV(csr)) and optionally written to O(csr_path). An existing CSR file is kept
+    when it already holds a request for the same public key, subject and subject alternative names.
+  - The private key is never returned.
+options:
+  private_key_path:
+    description:
+      - Private key file (PEM or DER, PKCS#1/PKCS#8/SEC1). Generated (PEM PKCS#8) when missing.
+    type: path
+    required: true
+  private_key_passphrase:
+    description:
+      - Passphrase of the private key; a generated key is encrypted with it.
+    type: str
+  private_key_mode:
+    description:
+      - Mode of a generated private key file.
+    type: raw
+    default: '0600'
+  regenerate_key:
+    description:
+      - Replace the key at O(private_key_path) with a newly generated one.
+    type: bool
+    default: false
+  key_type:
+    description:
+      - Type of a generated key. When set, an existing key of another type or size makes the module fail (or
+        be replaced with O(regenerate_key=true)).
+    type: str
+    choices: [rsa, ecdsa]
+    default: rsa
+  key_size:
+    description:
+      - Size in bits of a generated RSA key.
+    type: int
+    default: 2048
+  curve:
+    description:
+      - Curve of a generated ECDSA key.
+    type: str
+    choices: [secp256r1, secp384r1, secp521r1]
+    default: secp256r1
+  subject:
+    description:
+      - Subject of the request, as a dictionary, an RFC 4514 string or an OpenSSL-style string.
+    type: raw
+  common_name:
+    description:
+      - Common name of the subject (a shortcut for a O(subject) with only C(CN)).
+    type: str
+  subject_alt_name:
+    description:
+      - Subject alternative names, each C(DNS:name), C(IP:address), C(UPN:user@realm), C(email:addr) or
+        C(URI:uri).
+    type: list
+    elements: str
+  csr_path:
+    description:
+      - Also write the CSR (PEM) to this file.
+    type: path
+extends_documentation_fragment:
+  - ansible.builtin.files
+attributes:
+  check_mode:
+    support: full
+    details:
+      - In check mode a missing key is not generated; RV(csr) is then omitted.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+    support: full
+requirements:
+  - cryptography >= 41
+seealso:
+  - module: adcs.enrollment.wcce_request
+author:
+  - adcs.enrollment maintainers (@adcs-enrollment)
+'''
+
+EXAMPLES = r'''
+- name: Key and CSR on the host
+  adcs.enrollment.wcce_csr:
+    private_key_path: /etc/pki/web01.key
+    common_name: web01.example.com
+    subject_alt_name:
+      - DNS:web01.example.com
+  register: csr
+
+- name: Enroll from the controller with the host's CSR
+  adcs.enrollment.wcce_request:
+    template: WebServer
+    csr_content: "{{ csr.csr }}"
+    certificate_path: "/tmp/certs/{{ inventory_hostname }}.crt"
+  delegate_to: localhost
+'''
+
+RETURN = r'''
+csr:
+  description: The certificate signing request (PEM).
+  returned: unless the key is missing in check mode
+  type: str
+key_generated:
+  description: Whether a new private key was generated (or, in check mode, would be).
+  returned: always
+  type: bool
+public_key:
+  description: Type and size or curve of the key.
+  returned: when the key exists
+  type: dict
+  sample: {type: rsa, size: 2048}
+'''
+
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.text.converters import to_native
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
+
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+except ImportError:
+    pass
+
+
+def _same_request(existing_pem, key, subject, sans):
+    """True when the CSR file holds a request for this key, subject and SANs (ECDSA signatures differ per run)."""
+    try:
+        csr = x509.load_pem_x509_csr(existing_pem)
+    except (ValueError, TypeError):
+        return False
+    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+    if csr.public_key().public_bytes(serialization.Encoding.DER, fmt) != \
+            key.public_key().public_bytes(serialization.Encoding.DER, fmt):
+        return False
+    if csr.subject != _requests.parse_subject(subject):
+        return False
+    try:
+        have = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        have_names = list(have)
+    except x509.ExtensionNotFound:
+        have_names = []
+    return have_names == list(_requests.san_general_names(sans) or [])
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            private_key_path=dict(type='path', required=True, no_log=False),
+            private_key_passphrase=dict(type='str', no_log=True),
+            private_key_mode=dict(type='raw', default='0600'),
+            regenerate_key=dict(type='bool', default=False),
+            key_type=dict(type='str', choices=['rsa', 'ecdsa'], default='rsa'),
+            key_size=dict(type='int', default=2048),
+            curve=dict(type='str', choices=['secp256r1', 'secp384r1', 'secp521r1'], default='secp256r1'),
+            subject=dict(type='raw'),
+            common_name=dict(type='str'),
+            subject_alt_name=dict(type='list', elements='str'),
+            csr_path=dict(type='path'),
+        ),
+        mutually_exclusive=[('subject', 'common_name')],
+        add_file_common_args=True,
+        supports_check_mode=True,
+    )
+    if not _requests.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib('cryptography'), exception=_requests.CRYPTOGRAPHY_IMPORT_ERROR)
+    p = module.params
+    subject = p['subject'] if p['subject'] is not None else (
+        {'CN': p['common_name']} if p['common_name'] else None)
+    sans = p['subject_alt_name'] or None
+    result = dict(changed=False, key_generated=False)
+    try:
+        key = None
+        if os.path.exists(p['private_key_path']) and not p['regenerate_key']:
+            key = _requests.load_private_key(_files.read_file(p['private_key_path']), p['private_key_passphrase'])
+            problem = _requests.validate_private_key(key, p['key_type'], p['key_size'], p['curve'])
+            if problem:
+                module.fail_json(msg='The private key %s does not fit: %s (set regenerate_key=true to replace it)'
+                                 % (p['private_key_path'], problem))
+        else:
+            result['key_generated'] = True
+            result['changed'] = True
+            if module.check_mode:
+                module.exit_json(**result)
+            key = _requests.generate_private_key(p['key_type'], p['key_size'], p['curve'])
+            _files.write_file_atomic(p['private_key_path'],
+                                     _requests.private_key_bytes(key, 'pem', p['private_key_passphrase']),
+                                     mode=_files.parse_mode(p['private_key_mode'], 0o600),
+                                     owner=p['owner'], group=p['group'], secret=True)
+        kind, detail = _requests.key_description(key)
+        result['public_key'] = {'type': kind, ('size' if kind == 'rsa' else 'curve'): detail}
+        csr_pem = None
+        if p['csr_path'] and os.path.exists(p['csr_path']):
+            existing = _files.read_file(p['csr_path'])
+            if _same_request(existing, key, subject, sans):
+                csr_pem = existing
+        if csr_pem is None:
+            der = _requests.build_csr(key, subject=subject, sans=sans)
+            csr_pem = x509.load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM)
+            if p['csr_path']:
+                result['changed'] = True
+                if not module.check_mode:
+                    _files.write_file_atomic(p['csr_path'], csr_pem, mode=0o644, owner=p['owner'],
+                                             group=p['group'])
+        result['csr'] = to_native(csr_pem)
+    except WcceError as exc:
+        module.fail_json(msg=to_native(exc), **result)
+    except (OSError, IOError, ValueError) as exc:
+        module.fail_json(msg='Cannot create the key or CSR: %s' % to_native(exc), exception=traceback.format_exc(),
+                         **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
