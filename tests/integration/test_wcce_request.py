@@ -325,15 +325,24 @@ def test_retrieve_denied_request_fails(lab, ansible, tmp_path, ca_admin):
 # ------------------------------------------------------------------------------------------------------------
 # errors: every message asserted
 # ------------------------------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason='lab CA: the Enroll right of the template (explicit deny ACE for "denied" '
-                                       'on WebServer) is not checked yet; the CA issues')
 def test_denied_user(lab, ansible, tmp_path):
     args = web_args(lab, tmp_path, 'denied')
     args.update(creds(lab, 'denied'))
     rc, result = ansible.module(MODULE, args)
-    assert_failed(rc, result, 'did not issue a certificate from template WebServer', '0x80094012',
-                  'CERTSRV_E_TEMPLATE_DENIED', 'request ID', 'What to do:')
+    assert_failed(rc, result, 'The CA LAB-CA did not issue a certificate from template WebServer',
+                  'HRESULT 0x80094012 (CERTSRV_E_TEMPLATE_DENIED)', 'request ID %s' % result['request_id'],
+                  'What to do: Grant the account (or one of its groups) the Enroll right on the template')
     assert result['disposition'] == 'denied'
+    assert 'do not allow the current user to enroll' in result['disposition_message']
+    no_secrets(result, args['password'])
+    assert not os.path.exists(args['private_key_path']) and not os.path.exists(args['certificate_path'])
+
+
+def test_group_member_may_enroll(lab, ansible, tmp_path):
+    args = web_args(lab, tmp_path, 'group')
+    args.update(creds(lab, 'groupmember'))
+    rc, result = ansible.module(MODULE, args)
+    assert rc == 0 and result['disposition'] == 'issued', result
 
 
 def test_unknown_template(lab, ansible, tmp_path):
