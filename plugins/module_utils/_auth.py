@@ -98,14 +98,18 @@ class NtHashAuth(AuthMethod):
 
 
 class KerberosAuth(AuthMethod):
-    """Kerberos through impacket (password, NT hash or AES key; or a ccache named by KRB5CCNAME when none is
-    given). Not yet exercised against the lab KDC (see the wire notes on impacket + Samba's Heimdal)."""
+    """Kerberos (GSS negotiate at packet privacy) with the tickets from ``_kerberos``: password, NT hash or AES key;
+    a keytab; or a ccache (``ccache`` or KRB5CCNAME) when no secret is given. The KDC is ``kdc_host`` or found by
+    DNS SRV; the service ticket is for HOST/<CA DNS name> (the DCOM session passes its host)."""
 
     kind = 'kerberos'
     secret_fields = ('password', 'nt_hash', 'aes_key')
 
-    def __init__(self, user, domain=None, password=None, nt_hash=None, aes_key=None, kdc_host=None):
+    def __init__(self, user, domain=None, password=None, nt_hash=None, aes_key=None, kdc_host=None, ccache=None,
+                 keytab=None, dns_server=None, ca_host=None):
         super(KerberosAuth, self).__init__(user, domain)
+        self._tickets = None
+        self.ccache, self.keytab, self.dns_server, self.ca_host = ccache, keytab, dns_server, ca_host
         if not self.domain:
             raise InvalidInput('Kerberos authentication needs the realm (domain)')
         self._password = password or ''
@@ -120,9 +124,22 @@ class KerberosAuth(AuthMethod):
         self._aes_key = aes_key or ''
         self.kdc_host = kdc_host
 
+    def set_ca_host(self, host):
+        """The CA this session goes to (its DNS name names the service ticket); an address keeps a given name."""
+        if host and not (self.ca_host and (host.replace('.', '').isdigit() or ':' in host)):
+            self.ca_host = host
+
     def transport_kwargs(self):
-        return {'username': self.user, 'password': self._password, 'domain': self.domain, 'lmhash': '',
-                'nthash': self._nt_hash, 'aesKey': self._aes_key, 'doKerberos': True, 'kdcHost': self.kdc_host}
+        if not self.ca_host:   # no CA name (yet): the secrets for impacket's own Kerberos, as before
+            return {'username': self.user, 'password': self._password, 'domain': self.domain, 'lmhash': '',
+                    'nthash': self._nt_hash, 'aesKey': self._aes_key, 'doKerberos': True, 'kdcHost': self.kdc_host}
+        if self._tickets is None:
+            from ansible_collections.adcs.enrollment.plugins.module_utils._kerberos import KerberosTicketAuth
+            self._tickets = KerberosTicketAuth(self.ca_host, self.domain, self.user, self._password, self._nt_hash,
+                                               self.keytab, self.ccache, self.kdc_host, self.dns_server,
+                                               aes_key=self._aes_key)
+        self._tickets.acquire(self.ca_host)
+        return self._tickets.transport_kwargs()
 
 
 def auth_from_params(user, domain=None, password=None, nt_hash=None, method=None, aes_key=None, kdc_host=None):

@@ -21,6 +21,7 @@ import socket
 import traceback
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
+from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     AuthenticationError,
@@ -95,6 +96,8 @@ def translate_exception(exc, action, host=None, timeout=None, during_auth=False)
     """Map any exception raised by impacket/sockets to a WcceError subclass (already-translated ones pass)."""
     if isinstance(exc, WcceError):
         return exc
+    if _kerberos.is_krb_error(exc):
+        return _kerberos.failure_from_krb_error(exc, action, target=host)
     where = (' (%s)' % host) if host else ''
     if isinstance(exc, socket.timeout):
         return CaUnavailable('%s timed out after %s s%s' % (action, timeout, where),
@@ -235,6 +238,8 @@ class DcomSession(object):
     def open(self):
         if self._dcom is not None:
             return self
+        if hasattr(self.auth, 'set_ca_host'):
+            self.auth.set_ca_host(self.host)    # Kerberos: the service ticket is for HOST/<this name>
         try:
             self._dcom = _TimedDCOMConnection(self.host, timeout=self.timeout, remoteHost=self.remote_host,
                                               authLevel=RPC_C_AUTHN_LEVEL_PKT_PRIVACY, oxidResolver=False,

@@ -127,6 +127,11 @@ def _require_impacket():
                               remedy='Install impacket (>= 0.12) on the node that runs the module.')
 
 
+def is_krb_error(exc):
+    """True for impacket's KerberosError (a KRB-ERROR from the KDC or, in a bind_ack, from the CA)."""
+    return KerberosError is not None and isinstance(exc, KerberosError)
+
+
 def krb_error_code(exc):
     getter = getattr(exc, 'getErrorCode', None)
     if getter is None:
@@ -137,12 +142,12 @@ def krb_error_code(exc):
         return None
 
 
-def failure_from_krb_error(exc, step, principal=None, kdc=None):
+def failure_from_krb_error(exc, step, principal=None, kdc=None, target=None):
     """A KerberosFailure for an impacket KerberosError (or a socket error) raised during ``step``."""
     if isinstance(exc, KerberosFailure):
         return exc
     code = krb_error_code(exc)
-    where = []
+    where = [target] if target else []
     if principal:
         where.append('principal %s' % principal)
     if kdc:
@@ -169,7 +174,7 @@ def failure_from_krb_error(exc, step, principal=None, kdc=None):
 def parse_host_port(value, default_port=KDC_PORT):
     value = (value or '').strip()
     if value.startswith('['):
-        host, _, rest = value[1:].partition(']')
+        host, _sep, rest = value[1:].partition(']')
         port = rest.lstrip(':')
         return host, int(port) if port else default_port
     if value.count(':') == 1:
@@ -207,8 +212,8 @@ def srv_kdcs(realm, dns_server=None, timeout=DEFAULT_TIMEOUT, resolver=None):
                 out.append((target, int(rec.port)))
         if out:
             return out
-    raise KerberosFailure('No KDC found for realm %s: no DNS SRV record %s' % (realm, '_kerberos._tcp.%s'
-                                                                                  % realm.lower()),
+    srv_name = '_kerberos._tcp.%s' % realm.lower()
+    raise KerberosFailure('No KDC found for realm %s: no DNS SRV record %s' % (realm, srv_name),
                           detail='; '.join(errors),
                           remedy='Give the KDC (domain_controller option) or point DNS at the domain\'s DNS '
                                  'servers.')
@@ -353,7 +358,7 @@ def _keytab_keys(path, user, realm=None):
         pname = main['principal'].prettyPrint()
         pname = pname.decode('utf-8', 'replace') if isinstance(pname, bytes) else str(pname)
         names.append(pname)
-        name, _, prealm = pname.rpartition('@')
+        name, _sep, prealm = pname.rpartition('@')
         if name.upper() != user.upper() or (realm and prealm.upper() != realm.upper()):
             continue
         etype = int(main['keyblock']['keytype'])
@@ -391,7 +396,7 @@ def _ccache_credentials(path, user=None, realm=None):
         raise KerberosFailure('Cannot read the credential cache %s' % path, detail=str(exc))
     client = cc.principal.prettyPrint()
     client = client.decode('utf-8', 'replace') if isinstance(client, bytes) else str(client)
-    cuser, _, crealm = client.rpartition('@')
+    cuser, _sep, crealm = client.rpartition('@')
     if user and cuser.upper() != user.upper():
         raise KerberosFailure('The credential cache %s holds tickets of %s, not %s' % (path, client, user),
                               remedy='Use the cache of that principal (kinit %s) or leave username unset.' % user)
@@ -422,22 +427,27 @@ def _ccache_credentials(path, user=None, realm=None):
 
 
 def acquire_credentials(realm=None, user=None, password=None, nt_hash=None, keytab=None, ccache=None, kdc=None,
-                        dns_server=None, use_keytab=False, timeout=DEFAULT_TIMEOUT):
-    """KerberosCredentials from a password, a keytab or a credential cache (in that order of precedence).
+                        dns_server=None, use_keytab=False, timeout=DEFAULT_TIMEOUT, aes_key=None):
+    """KerberosCredentials from a password (or NT hash / AES key), a keytab or a credential cache (in that order).
 
     ``use_keytab``: use the default keytab (KRB5_CLIENT_KTNAME or /etc/krb5.keytab) when none is given.
     Without password, keytab or use_keytab, the ccache (``ccache``, else KRB5CCNAME) is used.
     """
     _require_impacket()
     realm = (realm or '').upper()
-    if password or nt_hash:
+    if password or nt_hash or aes_key:
         if not user:
             raise InvalidInput('Kerberos with a password needs the user name')
         if not realm:
             raise InvalidInput('Kerberos needs the realm (domain)')
         kdcs = resolve_kdcs(realm, kdc, dns_server, timeout)
+        if aes_key and not password:
+            try:
+                aes_key = bytes(bytearray.fromhex(aes_key)) if not isinstance(aes_key, bytes) else aes_key
+            except ValueError:
+                raise InvalidInput('The AES key must be hexadecimal')
         tgt, used = _as_exchange(user, realm, kdcs, password=password or '', nt_hash=nt_hash or '',
-                                 timeout=timeout)
+                                 aes_key=(aes_key or '') if not password else '', timeout=timeout)
         return KerberosCredentials(user, realm, tgt, 'password', used)
     if keytab or use_keytab:
         path = keytab or os.environ.get('KRB5_CLIENT_KTNAME', '').replace('FILE:', '') or DEFAULT_KEYTAB
@@ -635,18 +645,19 @@ class KerberosTicketAuth(object):
     kind = 'kerberos'
 
     def __init__(self, ca_host=None, realm=None, user=None, password=None, nt_hash=None, keytab=None, ccache=None,
-                 kdc=None, dns_server=None, use_keytab=False, spn=None, timeout=DEFAULT_TIMEOUT):
+                 kdc=None, dns_server=None, use_keytab=False, spn=None, timeout=DEFAULT_TIMEOUT, aes_key=None):
         if user and '\\' in user:
-            dom, _, user = user.partition('\\')
+            dom, _sep, user = user.partition('\\')
             realm = realm or dom
         elif user and '@' in user:
-            user, _, dom = user.rpartition('@')
+            user, _sep, dom = user.rpartition('@')
             realm = realm or dom
         self.ca_host = ca_host
         self.realm = (realm or '').upper()
         self.user = user
         self._password = password
         self._nt_hash = nt_hash
+        self._aes_key = aes_key
         self.keytab = keytab
         self.ccache = ccache
         self.kdc = kdc
@@ -668,8 +679,13 @@ class KerberosTicketAuth(object):
             return self.credentials.principal
         return '%s@%s' % (self.user or '?', self.realm or '?')
 
+    def set_ca_host(self, host):
+        """The CA's DNS name, when not given at construction (``_dcom.DcomSession`` passes its host)."""
+        if not self.ca_host:
+            self.ca_host = host
+
     def source(self):
-        if self._password or self._nt_hash:
+        if self._password or self._nt_hash or self._aes_key:
             return 'password'
         if self.keytab or self.use_keytab:
             return 'keytab'
@@ -681,16 +697,17 @@ class KerberosTicketAuth(object):
     __str__ = describe
 
     def __repr__(self):
-        return 'KerberosTicketAuth(ca_host=%r, principal=%r, source=%s)' % (self.ca_host, self.principal,
-                                                                             self.source())
+        return 'KerberosTicketAuth(ca_host=%r, principal=%r, source=%s)' % (
+            self.ca_host, self.principal, self.source())
 
     def acquire(self, ca_host=None):
-        """Get the TGT and the CA's service ticket now (raises KerberosFailure / InvalidInput)."""
+        """Get the TGT and the CA's service ticket now (raises KerberosFailure / InvalidInput); a different
+        ``ca_host`` gets its own service ticket with the same TGT."""
         ca_host = ca_host or self.ca_host
         if self.credentials is None:
             self.credentials = acquire_credentials(self.realm, self.user, self._password, self._nt_hash,
                                                    self.keytab, self.ccache, self.kdc, self.dns_server,
-                                                   self.use_keytab, self.timeout)
+                                                   self.use_keytab, self.timeout, aes_key=self._aes_key)
         if self.service_ticket is None or (ca_host and ca_host != self.ca_host):
             self.ca_host = ca_host
             self.service_principal, self.service_ticket = ca_service_ticket(

@@ -290,7 +290,7 @@ class _FakeKdc(object):
         self.thread.start()
 
     def serve(self):
-        conn, _ = self.sock.accept()
+        conn = self.sock.accept()[0]
         length = struct.unpack('!I', conn.recv(4))[0]
         data = b''
         while len(data) < length:
@@ -388,7 +388,8 @@ def test_ccache_service_ticket_is_used_without_kdc():
 def test_ticket_auth_transport_kwargs(monkeypatch):
     seen = {}
 
-    def fake_acquire(realm, user, password, nt_hash, keytab, ccache, kdc, dns_server, use_keytab, timeout):
+    def fake_acquire(realm, user, password, nt_hash, keytab, ccache, kdc, dns_server, use_keytab, timeout,
+                     aes_key=None):
         seen.update(realm=realm, user=user, password=password, kdc=kdc)
         return k.KerberosCredentials(user, realm, {'tgt': 1}, 'password', ('127.0.0.11', 88))
 
@@ -426,3 +427,27 @@ def test_kerberos_error_class_from_impacket():
     seq_set(err, 'sname', Principal('krbtgt/%s' % REALM, type=2).components_to_asn1)
     exc = KerberosError(packet=decoder.decode(encoder.encode(err), asn1Spec=KRB_ERROR())[0])
     assert 'wrong password' in str(k.failure_from_krb_error(exc, 'Getting a ticket'))
+
+
+def test_core_kerberos_auth_delegates_with_the_session_host(monkeypatch):
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
+    seen = []
+
+    def fake_acquire(self, ca_host=None):
+        ca_host = ca_host or self.ca_host
+        if self.service_ticket is not None and ca_host == self.ca_host:
+            return self
+        seen.append(ca_host)
+        self.credentials = k.KerberosCredentials('enroller', REALM, {'tgt': 1}, 'password', ('127.0.0.11', 88))
+        self.ca_host, self.service_ticket = ca_host, {'tgs': ca_host}
+        return self
+    monkeypatch.setattr(k.KerberosTicketAuth, 'acquire', fake_acquire)
+    auth = _auth.KerberosAuth('enroller', REALM, password='pw', keytab='/k', dns_server='127.0.0.11')
+    assert auth.transport_kwargs()['password'] == 'pw'          # no CA name yet: impacket's own Kerberos
+    auth.set_ca_host('ca1.lab.adcs.test')
+    assert auth.transport_kwargs()['TGS'] == {'tgs': 'ca1.lab.adcs.test'}
+    auth.set_ca_host('127.0.0.12')                               # an address keeps the DNS name
+    assert auth.ca_host == 'ca1.lab.adcs.test'
+    auth.set_ca_host('ca2.lab.adcs.test')                        # another CA: its own service ticket
+    assert auth.transport_kwargs()['TGS'] == {'tgs': 'ca2.lab.adcs.test'}
+    assert seen == ['ca1.lab.adcs.test', 'ca2.lab.adcs.test']

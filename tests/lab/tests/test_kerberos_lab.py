@@ -1,0 +1,283 @@
+"""Kerberos end to end against the lab KDC (Samba/Heimdal on 127.0.0.11) and our own lab CA instances.
+
+The CA instances (127.0.0.82 with NTLM, 127.0.0.83 with ADCS_LAB_DISABLE_NTLM=1) run from a copy of the lab
+state with the CA's keytab (CA1$); the client is the collection's core (_kerberos + _dcom + _wcce). The CA is
+reached by address while tickets are for HOST/ca1.lab.adcs.test: ``DcomSession(<dns name>, auth,
+remote_host=<address>)``.
+"""
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+LAB_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STATE = os.environ.get("ADCS_LAB_STATE") or os.path.join(LAB_DIR, "state")
+CA_DNS = "ca1.lab.adcs.test"
+DC = "127.0.0.11"
+
+pytestmark = pytest.mark.lab
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _dcom, _kerberos, _requests, _wcce  # noqa
+from ansible_collections.adcs.enrollment.plugins.module_utils import _auth, _errors  # noqa: E402
+
+
+class CaProcess:
+    def __init__(self, state_dir, address, env=None):
+        self.state_dir, self.address, self.env = state_dir, address, env or {}
+        self.proc = None
+
+    def start(self, timeout=60):
+        import socket
+        deadline = time.time() + 20
+        while time.time() < deadline:          # a previous instance may still be closing port 135
+            probe = socket.socket()
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.address, 135))
+                break
+            except OSError:
+                time.sleep(0.5)
+            finally:
+                probe.close()
+        env = dict(os.environ, PYTHONPATH=LAB_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""), **self.env)
+        env.pop("ADCS_LAB_KERBEROS_KEYTAB", None)   # the copy next to accounts.json is the one to use
+        out = open(os.path.join(self.state_dir, "labca.stdout"), "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "adcslab.wcce.server", "--state-dir", self.state_dir,
+                                      "--address", self.address, "--log-level", "DEBUG"], env=env, stdout=out,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        out.close()
+        path = os.path.join(self.state_dir, "ca-endpoints.json")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("lab CA exited: %s" % self.log())
+            if os.path.exists(path):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("lab CA did not start: %s" % self.log())
+
+    def log(self):
+        try:
+            with open(os.path.join(self.state_dir, "labca.log"), encoding="utf-8") as fh:
+                return fh.read()[-5000:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def _state_copy(dst):
+    for name in ("accounts.json", "lab.json", "ca1.keytab"):
+        src = os.path.join(STATE, name)
+        if not os.path.exists(src):
+            pytest.skip("the lab has no %s" % name)
+        shutil.copy(src, os.path.join(dst, name))
+    shutil.copytree(os.path.join(STATE, "pki"), os.path.join(dst, "pki"))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def ca(lab, tmp_path_factory):
+    proc = CaProcess(_state_copy(str(tmp_path_factory.mktemp("kca"))), "127.0.0.82").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def ca_no_ntlm(lab, tmp_path_factory):
+    proc = CaProcess(_state_copy(str(tmp_path_factory.mktemp("kca_nontlm"))), "127.0.0.83",
+                     env={"ADCS_LAB_DISABLE_NTLM": "1"}).start()
+    yield proc
+    proc.stop()
+
+
+def account(lab, key):
+    return lab["accounts"][key]
+
+
+def enroll(ca, auth, template, subject=None):
+    key = _requests.generate_private_key("rsa", 2048)
+    csr = _requests.build_csr(key, subject)
+    with _dcom.DcomSession(CA_DNS, auth, remote_host=ca.address, timeout=30) as session:
+        result = _wcce.CertRequestClient(session, "LAB-CA").request(template, csr)
+    return result
+
+
+def _cert(result):
+    assert result.issued, (result.hresult, result.message)
+    return x509.load_der_x509_certificate(result.certificate_der)
+
+
+# ------------------------------------------------------------------------------------------------------
+def test_machine_keytab_enrolls_for_machine_template(lab, ca):
+    comp = account(lab, "computer")
+    auth = _kerberos.KerberosTicketAuth(CA_DNS, user=comp["username"], keytab=comp["keytab"], dns_server=DC)
+    cert = _cert(enroll(ca, auth, "Machine"))
+    assert auth.credentials.source == "keytab" and auth.service_principal == "HOST/ca1.lab.adcs.test"
+    assert auth.credentials.kdc == (DC, 88)          # found by SRV _kerberos._tcp.lab.adcs.test via the lab DNS
+    cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert cn.lower() == comp["dns_host_name"].lower()
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert comp["dns_host_name"].lower() in [n.lower() for n in sans.get_values_for_type(x509.DNSName)]
+    assert "LABHOST01$@LAB.ADCS.TEST authenticated" in ca.log()
+
+
+def test_user_password(lab, ca):
+    user = account(lab, "enroller")
+    auth = _kerberos.KerberosTicketAuth(CA_DNS, realm=lab["realm"], user=user["username"], password=user["password"],
+                                        kdc=DC)
+    _cert(enroll(ca, auth, "User"))
+    assert "enroller@LAB.ADCS.TEST authenticated" in ca.log()
+
+
+def test_user_ccache_from_kinit(lab, ca, tmp_path):
+    if not shutil.which("kinit"):
+        pytest.skip("no kinit")
+    user = account(lab, "enroller")
+    cc = str(tmp_path / "krb5cc")
+    env = dict(os.environ, KRB5_CONFIG=lab["dc"]["krb5_conf"])
+    subprocess.run(["kinit", "-c", "FILE:" + cc, "%s@%s" % (user["username"], lab["realm"])],
+                   input=user["password"] + "\n", env=env, check=True, capture_output=True, text=True, timeout=30)
+    auth = _kerberos.KerberosTicketAuth(CA_DNS, ccache=cc, dns_server=DC)
+    _cert(enroll(ca, auth, "User"))
+    assert auth.credentials.source == "ccache" and auth.credentials.user == "enroller"
+
+
+def test_ntlm_disabled_kerberos_still_works(lab, ca_no_ntlm):
+    comp = account(lab, "computer")
+    auth = _kerberos.KerberosTicketAuth(CA_DNS, user=comp["username"], keytab=comp["keytab"], dns_server=DC)
+    _cert(enroll(ca_no_ntlm, auth, "Machine"))
+    user = account(lab, "enroller")
+    with pytest.raises(_errors.WcceError) as info:
+        enroll(ca_no_ntlm, _auth.PasswordAuth(user["username"], "LAB", user["password"]), "User")
+    assert "refused" in str(info.value) or "failed" in str(info.value)
+    assert "authentication type 10 not supported" in ca_no_ntlm.log()
+
+
+def test_impacket_dcomconnection_with_kerberos(lab, ca):
+    """impacket's own DCOM client (activation + a sealed IRemUnknown call) with our service ticket."""
+    from impacket.dcerpc.v5.dcomrt import DCOMConnection
+    from impacket.dcerpc.v5.rpcrt import RPC_C_AUTHN_LEVEL_PKT_PRIVACY
+    user = account(lab, "groupmember")
+    auth = _kerberos.KerberosTicketAuth(CA_DNS, realm=lab["realm"], user=user["username"], password=user["password"],
+                                        kdc=DC)
+    kw = auth.transport_kwargs()
+    dcom = DCOMConnection(CA_DNS, remoteHost=ca.address, authLevel=RPC_C_AUTHN_LEVEL_PKT_PRIVACY, oxidResolver=False,
+                          **kw)
+    try:
+        clsid = bytes.fromhex("746e9ed988fcd011b49800a0c90312f3")
+        iid = bytes.fromhex("706e9ed988fcd011b49800a0c90312f3")
+        iface = dcom.CoCreateInstanceEx(clsid, iid)
+        iface.RemRelease()
+    finally:
+        dcom.disconnect()
+    assert "groupmember@LAB.ADCS.TEST authenticated" in ca.log()
+
+
+# ------------------------------------------------------------------------------------------------------
+# clear messages for each Kerberos failure
+# ------------------------------------------------------------------------------------------------------
+def test_no_kdc(lab, ca):
+    user = account(lab, "enroller")
+    auth = _kerberos.KerberosTicketAuth(CA_DNS, realm=lab["realm"], user="enroller", password=user["password"],
+                                        kdc="127.0.0.89", timeout=5)
+    with pytest.raises(_kerberos.KerberosFailure) as info:
+        enroll(ca, auth, "User")
+    assert "cannot reach the KDC" in str(info.value) and "127.0.0.89:88" in str(info.value)
+    auth = _kerberos.KerberosTicketAuth(CA_DNS, realm="NOWHERE.TEST", user="enroller", password="x",
+                                        dns_server=DC, timeout=5)
+    with pytest.raises(_kerberos.KerberosFailure) as info:
+        auth.acquire()
+    assert "No KDC found for realm NOWHERE.TEST" in str(info.value)
+
+
+def test_wrong_password(lab, ca):
+    auth = _kerberos.KerberosTicketAuth(CA_DNS, realm=lab["realm"], user="enroller", password="not-the-password",
+                                        kdc=DC)
+    with pytest.raises(_kerberos.KerberosFailure) as info:
+        enroll(ca, auth, "User")
+    assert "wrong password" in str(info.value) and "KDC_ERR_PREAUTH_FAILED" in str(info.value)
+
+
+def test_no_service_principal(lab, ca):
+    user = account(lab, "enroller")
+    auth = _kerberos.KerberosTicketAuth("ca9.lab.adcs.test", realm=lab["realm"], user="enroller",
+                                        password=user["password"], kdc=DC)
+    with pytest.raises(_kerberos.KerberosFailure) as info:
+        auth.acquire()
+    text = str(info.value)
+    assert "does not know the service principal" in text and "HOST/ca9.lab.adcs.test" in text
+    with pytest.raises(_errors.InvalidInput) as info:
+        _kerberos.KerberosTicketAuth(ca.address, realm=lab["realm"], user="enroller",
+                                     password=user["password"], kdc=DC).acquire()
+    assert "DNS name" in str(info.value)
+
+
+_REAL_DATETIME = datetime.datetime
+
+
+class _Shifted(datetime.datetime):
+    """datetime whose now() is 20 minutes ahead (the client's clock is off)."""
+
+    @classmethod
+    def now(cls, tz=None):
+        return _REAL_DATETIME.now(tz) + datetime.timedelta(minutes=20)
+
+
+def _shift_impacket_clock(monkeypatch):
+    import types
+
+    from impacket.krb5 import kerberosv5
+    fake = types.SimpleNamespace(datetime=_Shifted, timezone=datetime.timezone, timedelta=datetime.timedelta)
+    monkeypatch.setattr(kerberosv5, "datetime", fake)
+
+
+def test_clock_skew_at_the_kdc(lab, monkeypatch):
+    _shift_impacket_clock(monkeypatch)
+    user = account(lab, "enroller")
+    auth = _kerberos.KerberosTicketAuth(CA_DNS, realm=lab["realm"], user="enroller", password=user["password"],
+                                        kdc=DC)
+    with pytest.raises(_kerberos.KerberosFailure) as info:
+        auth.acquire()
+    assert "clock skew" in str(info.value) and "KRB_AP_ERR_SKEW" in str(info.value)
+
+
+def test_clock_skew_at_the_ca(lab, ca, monkeypatch):
+    """Tickets fine, but the AP-REQ authenticator is 20 minutes off: the CA answers KRB_AP_ERR_SKEW."""
+    user = account(lab, "enroller")
+    auth = _kerberos.KerberosTicketAuth(CA_DNS, realm=lab["realm"], user="enroller", password=user["password"],
+                                        kdc=DC).acquire()
+    _shift_impacket_clock(monkeypatch)
+    with pytest.raises(_errors.WcceError) as info:
+        enroll(ca, auth, "User")
+    text = str(info.value)
+    assert "KRB_AP_ERR_SKEW" in text and "clock skew" in text and CA_DNS in text and "NTP" in text
+    assert isinstance(info.value, _errors.AuthenticationError)
+    assert "KRB_AP_ERR_SKEW" in ca.log()
+
+
+def test_core_kerberos_auth_method_with_keytab(lab, ca):
+    """The path the modules take: _auth.KerberosAuth (auth=kerberos) + DcomSession, which names the CA."""
+    comp = account(lab, "computer")
+    auth = _auth.KerberosAuth(comp["username"], lab["realm"], keytab=comp["keytab"], dns_server=DC)
+    _cert(enroll(ca, auth, "Machine"))
+    assert auth.ca_host == CA_DNS
+    user = account(lab, "enroller")
+    auth = _auth.KerberosAuth("enroller", lab["realm"], password=user["password"], kdc_host=DC)
+    _cert(enroll(ca, auth, "User"))
