@@ -281,3 +281,66 @@ def test_core_kerberos_auth_method_with_keytab(lab, ca):
     user = account(lab, "enroller")
     auth = _auth.KerberosAuth("enroller", lab["realm"], password=user["password"], kdc_host=DC)
     _cert(enroll(ca, auth, "User"))
+
+
+def test_mit_gssapi_dce_style_with_header_signing(lab, tmp_path, monkeypatch):
+    """An independent GSS implementation (MIT krb5 through python-gssapi) against the acceptor: raw type-16 tokens
+    in DCE style (3 legs), then wrap_iov/unwrap_iov both ways with and without SIGN_ONLY header/trailer buffers
+    (PFC_SUPPORT_HEADER_SIGN), as Windows/Samba clients seal DCE/RPC PDUs."""
+    gssapi = pytest.importorskip("gssapi")
+    from gssapi.raw import IOV, IOVBufferType, unwrap_iov, wrap_iov
+
+    from adcslab.rpc import AccountStore, ServerIdentity
+    from adcslab.rpc.kerberos import KerberosProvider
+    if not shutil.which("kinit"):
+        pytest.skip("no kinit")
+    monkeypatch.setenv("KRB5_CONFIG", lab["dc"]["krb5_conf"])
+    user = account(lab, "enroller")
+    cc = "FILE:" + str(tmp_path / "krb5cc")
+    subprocess.run(["kinit", "-c", cc, "%s@%s" % (user["username"], lab["realm"])], input=user["password"] + "\n",
+                   env=dict(os.environ), check=True, capture_output=True, text=True, timeout=30)
+    accounts = AccountStore.from_file(os.path.join(STATE, "accounts.json"))
+    prov = KerberosProvider(ServerIdentity("LAB", "lab.adcs.test", "CA1", CA_DNS, accounts),
+                            keytab=os.path.join(STATE, "ca1.keytab"))
+    flags = gssapi.RequirementFlag
+    ctx = gssapi.SecurityContext(
+        name=gssapi.Name("host@" + CA_DNS, gssapi.NameType.hostbased_service),
+        creds=gssapi.Credentials(usage="initiate", store={"ccache": cc}),
+        mech=gssapi.OID.from_int_seq("1.2.840.113554.1.2.2"), usage="initiate",
+        flags=[flags.mutual_authentication, flags.dce_style, flags.confidentiality, flags.integrity,
+               flags.replay_detection, flags.out_of_sequence_detection])
+
+    class Conn:
+        header_signing = True
+    acceptor = prov.new_context()
+    acceptor.connection = Conn()
+    reply = acceptor.accept(ctx.step())
+    assert not reply.done and reply.reply_token[0] == 0x6F          # raw AP-REP
+    leg3 = ctx.step(reply.reply_token)
+    assert ctx.complete and acceptor.accept(leg3).done and acceptor.user == "enroller"
+
+    prefix, suffix = b"H" * 24, b"T" * 8
+    for signing in (True, False):
+        Conn.header_signing = signing
+        for n in (16, 48, 20):
+            stub = os.urandom(n)
+            signed = [(IOVBufferType.sign_only, False, prefix)] if signing else []
+            after = [(IOVBufferType.sign_only, False, suffix)] if signing else []
+            iov = IOV((IOVBufferType.header, True), *signed, (IOVBufferType.data, False, stub), *after,
+                      std_layout=False)
+            wrap_iov(ctx, iov, confidential=True)
+            assert acceptor.unseal(prefix, iov[len(signed) + 1].value, suffix, iov[0].value) == stub
+            padded = stub + b"\0" * ((16 - n % 16) % 16)
+            body, verifier = acceptor.seal(prefix, padded, suffix)
+            iov = IOV((IOVBufferType.header, False, verifier), *signed, (IOVBufferType.data, False, body), *after,
+                      std_layout=False)
+            unwrap_iov(ctx, iov)
+            assert iov[len(signed) + 1].value == padded
+    # the client signed the header but the acceptor was told it would not: refused
+    Conn.header_signing = False
+    iov = IOV((IOVBufferType.header, True), (IOVBufferType.sign_only, False, prefix), (IOVBufferType.data, False,
+              b"x" * 32), (IOVBufferType.sign_only, False, suffix), std_layout=False)
+    wrap_iov(ctx, iov, confidential=True)
+    from adcslab.rpc.security import IntegrityError
+    with pytest.raises(IntegrityError):
+        acceptor.unseal(prefix, iov[2].value, suffix, iov[0].value)

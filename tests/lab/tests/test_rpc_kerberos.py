@@ -326,8 +326,9 @@ def test_header_signing_seal_unseal_roundtrip():
     body, verifier = ctx.seal(b"H" * 24, b"P" * 32, b"T" * 8)
     hdr = verifier[:16]
     rotated = verifier[16:] + body
-    rrc = struct.unpack(">H", hdr[6:8])[0]
-    full = rotated[rrc:] + rotated[:rrc]
+    ec, rrc = struct.unpack(">HH", hdr[4:8])
+    assert (ec, rrc, len(verifier)) == (16, 28, 76)       # what MIT krb5 and Windows produce in DCE style
+    full = rotated[rrc + ec:] + rotated[:rrc + ec]
     data, tail = aes_unseal_iov(key, 22, b"H" * 24, full, b"T" * 8, 32)
     assert data == b"P" * 32
     with pytest.raises(IntegrityError):

@@ -95,6 +95,7 @@ KRB_ERR_GENERIC = 60
 ERROR_NAMES = {v: k for k, v in globals().items() if k.startswith("KRB_") and isinstance(v, int)}
 
 DEFAULT_CLOCK_SKEW = 300
+DCE_EC = 16          # filler ("extra count") in our wrap tokens
 AES_ETYPES = (18, 17)
 RC4_ETYPE = 23
 
@@ -567,7 +568,7 @@ class KerberosContext(SecurityContext):
 
     def verifier_size(self, level: int) -> int:
         if level == C.RPC_C_AUTHN_LEVEL_PKT_PRIVACY:
-            return 16 + 16 + 28      # header + confounder + (header copy + checksum), EC 0
+            return 16 + 16 + DCE_EC + 28     # header + confounder + filler + (header copy + checksum)
         return 28                     # MIC token
 
     def _split(self, message: bytes) -> Tuple[bytes, bytes, bytes]:
@@ -614,7 +615,9 @@ class KerberosContext(SecurityContext):
         key, flags = self._out_key()
         self._check_key_type(key)
         flags |= FLAG_SEALED
-        ec = 0       # the engine pads the stub to 16 bytes
+        # EC 16 (a block of filler although the engine pads the stub to 16 bytes): what MIT krb5 and Windows use
+        # in DCE style (verifier 76 bytes); MIT refuses EC 0 there, impacket accepts both
+        ec = DCE_EC
         hdr0 = struct.pack(">HBBHH", 0x0504, flags, 0xFF, ec, 0) + struct.pack(">Q", self.send_seq)
         self.send_seq = (self.send_seq + 1) & 0xFFFFFFFFFFFFFFFF
         hs = self.connection_header_signing()
