@@ -218,6 +218,30 @@ def test_renew_inside_window_keeps_key_and_sends_renewal_request(lab, ansible, t
     assert rc == 0 and again['changed'] is False, again
 
 
+def test_short_lived_template_renewal_window(lab, ansible, tmp_path):
+    """ShortLived: 2 days validity, 1 day renewal period in the lab AD."""
+    args = web_args(lab, tmp_path, 'short', template='ShortLived')
+    rc, first = ansible.module(MODULE, args)
+    assert rc == 0 and first['disposition'] == 'issued', first
+    facts = first['certificate']
+    # a version 2 template: the certificate names it by OID (szOID_CERTIFICATE_TEMPLATE) only
+    assert facts['template']['oid'].startswith('1.3.6.1.4.1.311.21.8.') and facts['template']['name'] is None
+    # without AD, the default window is a third of the lifetime (not 30 days, which would renew on every run)
+    rc, again = ansible.module(MODULE, dict(args, ca_host=UNREACHABLE))
+    assert rc == 0 and again['changed'] is False, again
+    assert again['renew_before_source'] == 'lifetime' and 0.6 < again['renew_before'] < 0.7
+    # with AD, the template's renewal period (1 day)
+    rc, again = ansible.module(MODULE, dict(args, domain=lab['domain'], domain_controller=lab['dc']['address'],
+                                            ca_bundle=lab['ca_bundle']))
+    assert rc == 0 and again['changed'] is False, again
+    assert again['renew_before_source'] == 'template' and again['renew_before'] == 1.0
+    # a window larger than the remaining validity renews, with a renewal request and the same key
+    rc, renewed = ansible.module(MODULE, dict(args, renew_before=3))
+    assert rc == 0 and renewed['changed'] and renewed['reason_code'] == 'renew_window', renewed
+    assert renewed['renewal'] is True and renewed['key_generated'] is False
+    assert renewed['certificate']['serial_number'] != facts['serial_number']
+
+
 def test_force_with_new_key_and_backup(lab, ansible, tmp_path):
     args = web_args(lab, tmp_path, 'rekey')
     rc, first = ansible.module(MODULE, args)
