@@ -344,3 +344,28 @@ def test_mit_gssapi_dce_style_with_header_signing(lab, tmp_path, monkeypatch):
     from adcslab.rpc.security import IntegrityError
     with pytest.raises(IntegrityError):
         acceptor.unseal(prefix, iov[2].value, suffix, iov[0].value)
+
+
+def test_pac_identity_from_a_real_ticket(lab):
+    """Samba's PAC in a real service ticket: user and group SIDs; a caller missing from the store gets its
+    identity from the PAC (the CA policy then looks it up by SID)."""
+    from impacket.krb5 import kerberosv5
+
+    from adcslab.rpc import AccountStore, ServerIdentity
+    from adcslab.rpc.kerberos import SpnegoProvider
+    member = account(lab, "groupmember")
+    auth = _kerberos.KerberosTicketAuth(CA_DNS, realm=lab["realm"], user=member["username"],
+                                        password=member["password"], kdc=DC).acquire()
+    for store in (AccountStore.from_file(os.path.join(STATE, "accounts.json")), AccountStore()):
+        prov = SpnegoProvider(ServerIdentity("LAB", "lab.adcs.test", "CA1", CA_DNS, store),
+                              keytab=os.path.join(STATE, "ca1.keytab"))
+        _cipher, _session, token = kerberosv5.getKerberosType1(member["username"], "", lab["realm"], "", "", "", None,
+                                                               auth.service_ticket, CA_DNS, None, useCache=False)
+        ctx = prov.new_context()
+        assert not ctx.accept(token).done and not ctx.failed
+        assert ctx.inner.pac_sid == member["sid"]
+        assert set(member["group_sids"]) - {"S-1-5-32-545"} <= set(ctx.inner.pac_group_sids)
+        assert ctx.account.sid == member["sid"]
+        if not len(store):
+            assert ctx.account.sam == member["username"] and set(ctx.account.group_sids) >= {
+                s for s in member["group_sids"] if s.startswith("S-1-5-21-")}

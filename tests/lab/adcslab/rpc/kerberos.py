@@ -243,17 +243,15 @@ def _pac_from_authdata(authdata) -> Optional[bytes]:
 
 
 def pac_sids(pac: bytes) -> Tuple[str, List[str]]:
-    """(user SID, group SIDs) from the KERB_VALIDATION_INFO of a PAC, or ("", [])."""
+    """(user SID, group SIDs) from the KERB_VALIDATION_INFO (logon info, type 1) of a PAC, or ("", [])."""
     try:
-        from impacket.dcerpc.v5.dtypes import NULL  # noqa: F401  (NDR types live there)
         from impacket.krb5.pac import PACTYPE, PAC_INFO_BUFFER, PAC_LOGON_INFO, VALIDATION_INFO
-        pt = PACTYPE(pac)
-        buf = pt["Buffers"]
-        for i in range(pt["cBuffers"]):
-            info = PAC_INFO_BUFFER(buf[i * 16:(i + 1) * 16])
+        pactype = PACTYPE(pac)
+        buffers = pactype["Buffers"]
+        for i in range(pactype["cBuffers"]):
+            info = PAC_INFO_BUFFER(buffers[i * 16:(i + 1) * 16])
             if info["ulType"] != PAC_LOGON_INFO:
                 continue
-            start = info["Offset"] - 8 - pt["cBuffers"] * 16 + pt["cBuffers"] * 16
             data = pac[info["Offset"]:info["Offset"] + info["cbBufferSize"]]
             vi = VALIDATION_INFO()
             vi.fromString(data)
@@ -264,9 +262,8 @@ def pac_sids(pac: bytes) -> Tuple[str, List[str]]:
             groups = ["%s-%d" % (dom, g["RelativeId"]) for g in d["GroupIds"]]
             for extra in d["ExtraSids"] or []:
                 groups.append(extra["Sid"].formatCanonical())
-            del start
             return user, groups
-    except Exception as exc:  # best effort
+    except Exception as exc:  # best effort: a PAC we cannot read leaves the AccountStore identity
         LOG.debug("PAC not parsed: %s", exc)
     return "", []
 
@@ -356,6 +353,8 @@ class KerberosContext(SecurityContext):
         self.error_code = 0
         self.sname = ""
         self.pac = None
+        self.pac_sid = ""
+        self.pac_group_sids: List[str] = []
 
     # -- handshake ---------------------------------------------------------------------------
     def accept(self, token: bytes) -> AcceptResult:
@@ -478,7 +477,11 @@ class KerberosContext(SecurityContext):
         self.user, self.domain = t_cname, t_crealm
         self.pac = _pac_from_authdata(enc_ticket["authorization-data"]) \
             if enc_ticket["authorization-data"].isValue else None
+        self.pac_sid, self.pac_group_sids = pac_sids(self.pac) if self.pac else ("", [])
         self.account = prov.map_account(t_cname, t_crealm, self.pac)
+        if self.account is not None and self.pac_sid and self.account.sid and self.pac_sid != self.account.sid:
+            prov.log.warning("Kerberos: %s has SID %s in the PAC but %s in the account store", t_cname,
+                             self.pac_sid, self.account.sid)
         if self.account is None:
             raise KrbApError(KRB_ERR_GENERIC, "no account for %s@%s" % (t_cname, t_crealm))
         if not getattr(self.account, "enabled", True):
@@ -722,6 +725,7 @@ class KerberosProvider(SecurityProvider):
         sid, groups = pac_sids(pac) if pac else ("", [])
         if not sid:
             return None
+        self.log.info("Kerberos: %s@%s is not in the account store; identity from the PAC (%s)", cname, crealm, sid)
         nb = getattr(self.identity, "netbios_domain", "") or crealm.split(".")[0]
         return Account(sam=cname, domain=nb.upper(), nt_hash=b"", sid=sid, group_sids=groups,
                        kind="computer" if cname.endswith("$") else "user")
