@@ -450,6 +450,10 @@ def _same_public_key(a, b):
 def _stale_outputs(plan):
     """Text naming the derived output that is missing or does not belong to the current certificate, or None."""
     spec, cert = plan.spec, plan.current_cert
+    for key in ('certificate_path', 'chain_path', 'fullchain_path'):
+        data = _files.read_file(spec[key]) if spec.get(key) else None
+        if data is not None and data.lstrip().startswith(b'-----') != (spec['format'] == 'pem'):
+            return '%s (%s) is not in the %s format' % (key, spec[key], spec['format'].upper())
     for key in ('chain_path', 'fullchain_path'):
         path = spec.get(key)
         if not path:

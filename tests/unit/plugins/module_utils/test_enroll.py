@@ -244,6 +244,25 @@ def test_plan_missing_chain_output_is_a_refresh(tmp_path):
     assert _enroll.plan_request(spec(tmp_path, chain_path=str(tmp_path / 'chain.pem')), now=NOW).action == 'none'
 
 
+def test_plan_format_change_rewrites_outputs(tmp_path):
+    key = wcce_pki.rsa_key('fmt')
+    write_key(str(tmp_path / 'k.pem'), key)
+    write_cert(str(tmp_path / 'c.pem'), issue(key))
+    plan = _enroll.plan_request(spec(tmp_path, format='der'), now=NOW)
+    assert plan.action == 'refresh'
+    assert 'certificate_path (%s) is not in the DER format' % (tmp_path / 'c.pem') in plan.reason
+    client = FakeClient({})
+    with enroller(client) as e:
+        [result] = e.run([spec(tmp_path, format='der')])
+    assert result['changed'] and result['action'] == 'refresh' and result['paths'] == {
+        'certificate': str(tmp_path / 'c.pem')}
+    assert [c[0] for c in client.calls] == ['GetCACert']     # no new certificate
+    x509.load_der_x509_certificate(open(str(tmp_path / 'c.pem'), 'rb').read())
+    with enroller(client) as e:
+        [result] = e.run([spec(tmp_path, format='der')])
+    assert result['action'] == 'none' and not result['changed']
+
+
 def test_default_renew_before():
     cert = issue(wcce_pki.rsa_key('d'), days=365)
     assert _enroll.default_renew_before(cert, 7) == (7.0, 'template')
