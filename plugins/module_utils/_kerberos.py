@@ -50,8 +50,11 @@ try:
     from impacket.krb5 import constants as krb_constants
     from impacket.krb5 import crypto as krb_crypto
     from impacket.krb5.asn1 import (
-        AP_REQ, AS_REP, TGS_REP, TGS_REQ, Authenticator, EncTGSRepPart, KRB_ERROR, seq_set, seq_set_iter,
+        AP_REQ, AS_REP, TGS_REP, TGS_REQ, Authenticator, EncASRepPart, EncTGSRepPart, KRB_ERROR, seq_set,
+        seq_set_iter,
     )
+    from impacket.krb5.asn1 import Ticket as TicketAsn1
+    from impacket.krb5 import ccache as krb_ccache
     from impacket.krb5.ccache import CCache
     from impacket.krb5.keytab import Keytab
     from impacket.krb5.kerberosv5 import KerberosError, getKerberosTGT
@@ -322,8 +325,8 @@ def _as_exchange(user, realm, kdcs, password='', nt_hash='', aes_key='', timeout
             last = KerberosFailure('KDC %s:%d: only port 88 is supported for the AS exchange' % (host, port))
             continue
         try:
-            tgt, cipher, _old, session_key = _with_timeout(timeout, getKerberosTGT, principal, password, realm,
-                                                           '', nt_hash, aes_key, host)
+            tgt, cipher, client_key, session_key = _with_timeout(timeout, getKerberosTGT, principal, password,
+                                                                 realm, '', nt_hash, aes_key, host)
         except Exception as exc:
             if krb_error_code(exc) is not None:
                 raise failure_from_krb_error(exc, 'Getting a ticket-granting ticket', '%s@%s' % (user, realm),
@@ -331,7 +334,7 @@ def _as_exchange(user, realm, kdcs, password='', nt_hash='', aes_key='', timeout
             last = failure_from_krb_error(exc, 'Getting a ticket-granting ticket', '%s@%s' % (user, realm),
                                           '%s:%d' % (host, port))
             continue
-        return {'KDC_REP': tgt, 'cipher': cipher, 'sessionKey': session_key}, (host, port)
+        return {'KDC_REP': tgt, 'cipher': cipher, 'sessionKey': session_key, 'replyKey': (client_key, 3)}, (host, port)
     raise last or KerberosFailure('No KDC to ask for realm %s' % realm)
 
 
@@ -423,7 +426,9 @@ def _ccache_credentials(path, user=None, realm=None):
         why = ('its tickets have expired (%s)' % ', '.join(expired)) if expired else 'it holds no tickets'
         raise KerberosFailure('The credential cache %s cannot be used: %s' % (path, why),
                               remedy='Run kinit again, or give a password or keytab.')
-    return KerberosCredentials(cuser, crealm, tgt, source='ccache', service_tickets=services)
+    creds = KerberosCredentials(cuser, crealm, tgt, source='ccache', service_tickets=services)
+    creds.ccache_path = path
+    return creds
 
 
 def acquire_credentials(realm=None, user=None, password=None, nt_hash=None, keytab=None, ccache=None, kdc=None,
@@ -589,7 +594,8 @@ def parse_tgs_rep(data, tgt):
     enc = decoder.decode(plain, asn1Spec=EncTGSRepPart())[0]
     etype = int(enc['key']['keytype'])
     cipher = krb_crypto._enctype_table[etype]()
-    return {'KDC_REP': data, 'cipher': cipher, 'sessionKey': _key_for(etype, enc['key']['keyvalue'].asOctets())}
+    return {'KDC_REP': data, 'cipher': cipher, 'sessionKey': _key_for(etype, enc['key']['keyvalue'].asOctets()),
+            'replyKey': (tgt['sessionKey'], 8)}
 
 
 def get_service_ticket(creds, spn, kdc=None, dns_server=None, timeout=DEFAULT_TIMEOUT):
@@ -629,6 +635,96 @@ def ca_service_ticket(creds, ca_host, kdc=None, dns_server=None, spn=None, timeo
                 raise
             first_error = first_error or exc
     raise first_error
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Credential cache writer (for GSSAPI users such as LDAP SASL: MIT krb5 then needs neither a KDC nor krb5.conf)
+# ---------------------------------------------------------------------------------------------------------------
+def _ccache_header():
+    header = krb_ccache.Header()
+    header['tag'] = 1
+    header['taglen'] = 8
+    header['tagdata'] = b'\xff\xff\xff\xff\x00\x00\x00\x00'
+    return header
+
+
+def _timestamp(value):
+    when = KerberosTime.from_asn1(value)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return int(when.timestamp())
+
+
+def _ccache_credential(ticket):
+    """A ccache credential from an impacket ticket dict that carries ``replyKey`` (our AS/TGS exchanges).
+
+    Heimdal omits the optional starttime: authtime stands in (impacket's own writer fails there)."""
+    key, usage = ticket['replyKey']
+    spec, part_spec = (AS_REP(), EncASRepPart()) if usage == 3 else (TGS_REP(), EncTGSRepPart())
+    rep = decoder.decode(ticket['KDC_REP'], asn1Spec=spec)[0]
+    profile = krb_crypto._enctype_table[int(rep['enc-part']['etype'])]
+    plain = profile.decrypt(key, usage, rep['enc-part']['cipher'].asOctets())
+    part = decoder.decode(plain, asn1Spec=part_spec)[0]
+    client = Principal()
+    client.from_asn1(rep, 'crealm', 'cname')
+    server = Principal()
+    server.from_asn1(part, 'srealm', 'sname')
+    cred = krb_ccache.Credential()
+    cred['client'] = krb_ccache.Principal()
+    cred['client'].fromPrincipal(client)
+    cred['server'] = krb_ccache.Principal()
+    cred['server'].fromPrincipal(server)
+    cred['is_skey'] = 0
+    cred['key'] = krb_ccache.KeyBlockV4()
+    cred['key']['keytype'] = int(part['key']['keytype'])
+    cred['key']['keyvalue'] = part['key']['keyvalue'].asOctets()
+    cred['key']['keylen'] = len(cred['key']['keyvalue'])
+    cred['time'] = krb_ccache.Times()
+    cred['time']['authtime'] = _timestamp(part['authtime'])
+    cred['time']['starttime'] = _timestamp(part['starttime'] if part['starttime'].hasValue() else part['authtime'])
+    cred['time']['endtime'] = _timestamp(part['endtime'])
+    if part['renew-till'].hasValue():
+        cred['time']['renew_till'] = _timestamp(part['renew-till'])
+    bits = ''.join(str(bit) for bit in part['flags'])[:32].ljust(32, '0')
+    cred['tktflags'] = int(bits, 2)
+    cred['num_address'] = 0
+    cred.ticket = krb_ccache.CountedOctetString()
+    cred.ticket['data'] = encoder.encode(rep['ticket'].clone(tagSet=TicketAsn1.tagSet, cloneValueFlag=True))
+    cred.ticket['length'] = len(cred.ticket['data'])
+    cred.secondTicket = krb_ccache.CountedOctetString()
+    cred.secondTicket['data'] = b''
+    cred.secondTicket['length'] = 0
+    return cred, client
+
+
+def write_ccache(creds, path, spns=(), kdc=None, dns_server=None, timeout=DEFAULT_TIMEOUT):
+    """Write a FILE credential cache (mode 0600) holding the TGT and service tickets for ``spns`` (fetched now),
+    for libraries that only take a ccache (python-gssapi / MIT krb5 for LDAP SASL GSSAPI). Returns 'FILE:<path>'.
+
+    Credentials read from a ccache are copied with the new service tickets added."""
+    _require_impacket()
+    tickets = [get_service_ticket(creds, spn, kdc, dns_server, timeout) for spn in spns]
+    if creds.source == 'ccache':
+        cache = CCache.loadFile(_ccache_path(creds.ccache_path)) if getattr(creds, 'ccache_path', None) else None
+    else:
+        cache = None
+    if cache is None:
+        cache = CCache()
+        cache.headers = [_ccache_header()]
+        cache.credentials = []
+        if creds.tgt is None or 'replyKey' not in creds.tgt:
+            raise KerberosFailure('No ticket-granting ticket to write to a credential cache')
+        cred, client = _ccache_credential(creds.tgt)
+        cache.principal = krb_ccache.Principal()
+        cache.principal.fromPrincipal(client)
+        cache.credentials.append(cred)
+    for ticket in tickets:
+        if 'replyKey' in ticket:
+            cache.credentials.append(_ccache_credential(ticket)[0])
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'wb') as handle:
+        handle.write(cache.getData())
+    return 'FILE:%s' % path
 
 
 # ---------------------------------------------------------------------------------------------------------------

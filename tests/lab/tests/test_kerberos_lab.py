@@ -369,3 +369,28 @@ def test_pac_identity_from_a_real_ticket(lab):
         if not len(store):
             assert ctx.account.sam == member["username"] and set(ctx.account.group_sids) >= {
                 s for s in member["group_sids"] if s.startswith("S-1-5-21-")}
+
+
+@pytest.mark.parametrize("who", ["enroller", "computer"])
+def test_ldap_sasl_gssapi_with_the_same_credentials(lab, tmp_path, monkeypatch, who):
+    """LDAP (the _ldap core, SASL GSSAPI through python-gssapi) with credentials from _kerberos: a password or
+    the machine keytab, KDC by SRV through the lab DNS; written to a ccache with the ldap/ service ticket, so MIT
+    krb5 needs no krb5.conf for the lab realm."""
+    pytest.importorskip("gssapi")
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+    monkeypatch.delenv("KRB5_CONFIG", raising=False)
+    acct = account(lab, who)
+    if who == "computer":
+        creds = _kerberos.acquire_credentials(None, acct["username"], keytab=acct["keytab"], dns_server=DC)
+    else:
+        creds = _kerberos.acquire_credentials(lab["realm"], acct["username"], acct["password"], dns_server=DC)
+    cc = _kerberos.write_ccache(creds, str(tmp_path / "cc"), spns=["ldap/%s" % lab["dc"]["hostname"]])
+    settings = _ldap.LdapSettings(domain=lab["domain"], domain_controller=DC, ca_bundle=lab["ca_bundle"],
+                                  auth="kerberos", kerberos_ccache=cc)
+    conn = _ldap.AdConnection(settings)
+    conn.connect()
+    try:
+        found = list(conn.search(lab["base_dn"], "(sAMAccountName=%s)" % acct["username"], ["objectSid"]) or [])
+    finally:
+        conn.close()
+    assert len(found) == 1

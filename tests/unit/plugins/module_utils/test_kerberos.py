@@ -451,3 +451,32 @@ def test_core_kerberos_auth_delegates_with_the_session_host(monkeypatch):
     auth.set_ca_host('ca2.lab.adcs.test')                        # another CA: its own service ticket
     assert auth.transport_kwargs()['TGS'] == {'tgs': 'ca2.lab.adcs.test'}
     assert seen == ['ca1.lab.adcs.test', 'ca2.lab.adcs.test']
+
+
+def _as_rep_without_starttime(client_key, session, start, end):
+    """An AS-REP as Heimdal sends it: EncASRepPart without the optional starttime."""
+    der = _as_rep('enroller', REALM, client_key, session, start, end)
+    rep = decoder.decode(der, asn1Spec=AS_REP())[0]
+    plain = kcrypto._enctype_table[18].decrypt(client_key, 3, rep['enc-part']['cipher'].asOctets())
+    part = decoder.decode(plain, asn1Spec=EncASRepPart())[0]
+    fresh = EncASRepPart()
+    for name in ('key', 'last-req', 'nonce', 'flags', 'authtime', 'endtime', 'srealm', 'sname'):
+        fresh[name] = part[name]
+    rep['enc-part']['cipher'] = kcrypto._enctype_table[18].encrypt(client_key, 3, encoder.encode(fresh), None)
+    return encoder.encode(rep)
+
+
+def test_write_ccache_without_starttime_reads_back(tmp_path):
+    client_key = kcrypto.Key(18, os.urandom(32))
+    session = kcrypto.Key(18, os.urandom(32))
+    rep = _as_rep_without_starttime(client_key, session, NOW, NOW + datetime.timedelta(hours=8))
+    tgt = {'KDC_REP': rep, 'cipher': kcrypto._enctype_table[18](), 'sessionKey': session, 'replyKey': (client_key, 3)}
+    creds = k.KerberosCredentials('enroller', REALM, tgt, 'password')
+    path = str(tmp_path / 'cc')
+    assert k.write_ccache(creds, path) == 'FILE:%s' % path
+    assert oct(os.stat(path).st_mode & 0o777) == '0o600'
+    back = k.acquire_credentials(ccache=path)
+    assert back.principal == 'enroller@LAB.ADCS.TEST'
+    assert back.tgt['sessionKey'].contents == session.contents
+    cc = CCache.loadFile(path)
+    assert cc.credentials[0]['time']['starttime'] == cc.credentials[0]['time']['authtime'] > 0
