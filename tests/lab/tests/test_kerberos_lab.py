@@ -394,3 +394,26 @@ def test_ldap_sasl_gssapi_with_the_same_credentials(lab, tmp_path, monkeypatch, 
     finally:
         conn.close()
     assert len(found) == 1
+
+
+CERTIPY = os.path.join(os.path.dirname(os.path.dirname(LAB_DIR)), ".venv-certipy", "bin", "certipy")
+
+
+@pytest.mark.parametrize("method", ["-dcom", "-dynamic-endpoint"])
+def test_certipy_kerberos(lab, ca, tmp_path, method):
+    """Certipy 5.1 with -k (its own Kerberos, type 9) over DCOM and MS-ICPR. Its TGS exchange lacks the
+    authenticator checksum Heimdal wants, so the ccache we hand it already holds the CA's service ticket
+    (_kerberos.write_ccache: what a user's kinit + kvno would produce)."""
+    if not os.path.exists(CERTIPY):
+        pytest.skip("no .venv-certipy")
+    user = account(lab, "enroller")
+    creds = _kerberos.acquire_credentials(lab["realm"], user["username"], user["password"], kdc=DC)
+    cc = _kerberos.write_ccache(creds, str(tmp_path / "cc"), spns=["HOST/" + CA_DNS])
+    env = dict(os.environ, KRB5CCNAME=cc[5:])
+    proc = subprocess.run([CERTIPY, "req", "-u", "%s@%s" % (user["username"], lab["domain"]), "-k", "-no-pass",
+                           "-target", CA_DNS, "-target-ip", ca.address, "-dc-ip", DC, "-ca", "LAB-CA",
+                           "-template", "User", method, "-out", str(tmp_path / "out")],
+                          env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=180)
+    out = proc.stdout + proc.stderr
+    assert "Successfully requested certificate" in out, out
+    assert "Got certificate with UPN 'enroller@lab.adcs.test'" in out
