@@ -186,6 +186,13 @@ def parse_host_port(value, default_port=KDC_PORT):
     return value, default_port
 
 
+def _server_address(host):
+    """dnspython wants the DNS server's address: resolve a name with the system resolver."""
+    if _IPV4.match(host) or ':' in host:
+        return host
+    return socket.getaddrinfo(host, 53, 0, socket.SOCK_STREAM)[0][4][0]
+
+
 def srv_kdcs(realm, dns_server=None, timeout=DEFAULT_TIMEOUT, resolver=None):
     """KDCs of ``realm`` from DNS SRV records, as [(host, port)] ordered by priority then weight (descending)."""
     if resolver is None:
@@ -195,7 +202,7 @@ def srv_kdcs(realm, dns_server=None, timeout=DEFAULT_TIMEOUT, resolver=None):
         resolver = dns.resolver.Resolver(configure=not dns_server)
         if dns_server:
             host, port = parse_host_port(dns_server, 53)
-            resolver.nameservers = [host]
+            resolver.nameservers = [_server_address(host)]
             resolver.port = port
         resolver.lifetime = timeout
         resolver.timeout = timeout
@@ -251,7 +258,7 @@ def _resolve_host(host, dns_server=None, timeout=DEFAULT_TIMEOUT):
             raise
     resolver = dns.resolver.Resolver(configure=False)
     rhost, rport = parse_host_port(dns_server, 53)
-    resolver.nameservers = [rhost]
+    resolver.nameservers = [_server_address(rhost)]
     resolver.port = rport
     resolver.lifetime = timeout
     return str(resolver.resolve(host, 'A')[0])
@@ -436,7 +443,8 @@ def acquire_credentials(realm=None, user=None, password=None, nt_hash=None, keyt
     """KerberosCredentials from a password (or NT hash / AES key), a keytab or a credential cache (in that order).
 
     ``use_keytab``: use the default keytab (KRB5_CLIENT_KTNAME or /etc/krb5.keytab) when none is given.
-    Without password, keytab or use_keytab, the ccache (``ccache``, else KRB5CCNAME) is used.
+    Without password, keytab or use_keytab, the ccache (``ccache``, else KRB5CCNAME, else /tmp/krb5cc_<uid>) is
+    used; when none of those is set or exists, the default keytab with the machine principal (``<HOST>$``).
     """
     _require_impacket()
     realm = (realm or '').upper()
@@ -476,8 +484,19 @@ def acquire_credentials(realm=None, user=None, password=None, nt_hash=None, keyt
                 raise
             return KerberosCredentials(user, realm, tgt, 'keytab', used)
         raise last or KerberosFailure('The keytab %s has no AES or RC4 key for %s' % (path, user))
-    creds = _ccache_credentials(_ccache_path(ccache), user, realm or None)
-    return creds
+    path = _ccache_path(ccache)
+    explicit = bool(ccache or os.environ.get('KRB5CCNAME'))
+    default_keytab = os.environ.get('KRB5_CLIENT_KTNAME', '').replace('FILE:', '') or DEFAULT_KEYTAB
+    if not explicit and not os.path.exists(path) and os.access(default_keytab, os.R_OK):
+        # nothing given and no default ccache: the host's own identity, like Windows autoenrollment
+        return acquire_credentials(realm, user, keytab=default_keytab, kdc=kdc, dns_server=dns_server,
+                                   timeout=timeout)
+    if not explicit and not os.path.exists(path):
+        raise KerberosFailure('No Kerberos credentials: no password, no keytab, no credential cache (%s) and no '
+                              'readable %s' % (path, default_keytab),
+                              remedy='Give a password, a keytab (kerberos_keytab) or a credential cache '
+                                     '(kerberos_ccache / KRB5CCNAME, e.g. after kinit).')
+    return _ccache_credentials(path, user, realm or None)
 
 
 # ---------------------------------------------------------------------------------------------------------------

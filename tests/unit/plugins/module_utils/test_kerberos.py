@@ -480,3 +480,19 @@ def test_write_ccache_without_starttime_reads_back(tmp_path):
     assert back.tgt['sessionKey'].contents == session.contents
     cc = CCache.loadFile(path)
     assert cc.credentials[0]['time']['starttime'] == cc.credentials[0]['time']['authtime'] > 0
+
+
+def test_nothing_given_falls_back_to_the_machine_keytab(tmp_path, monkeypatch):
+    keytab = tmp_path / 'krb5.keytab'
+    keytab.write_bytes(make_keytab([('WEB01$', REALM, 4, 18, b'm' * 32)]))
+    monkeypatch.delenv('KRB5CCNAME', raising=False)
+    monkeypatch.setenv('KRB5_CLIENT_KTNAME', 'FILE:%s' % keytab)
+    monkeypatch.setattr(k, '_ccache_path', lambda ccache: str(tmp_path / 'no-such-ccache'))
+    monkeypatch.setattr(k, 'default_machine_principal', lambda hostname=None: 'WEB01$')
+    monkeypatch.setattr(k, '_as_exchange', lambda user, realm, kdcs, **kw: ({'KDC_REP': b''}, kdcs[0]))
+    creds = k.acquire_credentials(kdc='127.0.0.11')
+    assert creds.principal == 'WEB01$@LAB.ADCS.TEST' and creds.source == 'keytab'
+    keytab.unlink()
+    with pytest.raises(k.KerberosFailure) as info:
+        k.acquire_credentials(kdc='127.0.0.11')
+    assert 'No Kerberos credentials' in str(info.value) and 'kinit' in str(info.value)
