@@ -454,3 +454,49 @@ def test_tcp_integrity_level_refused_below_privacy():
             or "rpc_s_access_denied" in str(info.value).lower()
     finally:
         srv.stop()
+
+
+def test_rc4_ticket_gets_an_aes_acceptor_subkey():
+    """An RC4 (etype 23) session key still ends in AES per-message tokens: the acceptor subkey is AES."""
+    from impacket.krb5.asn1 import AP_REP, EncAPRepPart
+    from impacket.spnego import SPNEGO_NegTokenResp
+    from pyasn1.codec.der import decoder
+    tgs = mint(session_etype=23)
+    rc4, session, token = ap_req_token(tgs)
+    ctx = provider().new_context()
+    reply = SPNEGO_NegTokenResp(ctx.accept(token).reply_token)["ResponseToken"]
+    ap_rep = decoder.decode(reply, asn1Spec=AP_REP())[0]
+    part = decoder.decode(rc4.decrypt(session, 12, ap_rep["enc-part"]["cipher"].asOctets()),
+                          asn1Spec=EncAPRepPart())[0]
+    subkey = kcrypto.Key(int(part["subkey"]["keytype"]), part["subkey"]["keyvalue"].asOctets())
+    assert subkey.enctype == 18
+    # the client's DCE-style AP-REP, encrypted with the ticket session key (impacket uses the subkey's
+    # enctype profile here, which only works when both are the same type)
+    mine = EncAPRepPart()
+    mine["ctime"] = str(part["ctime"])
+    mine["cusec"] = int(part["cusec"])
+    mine["seq-number"] = int(part["seq-number"])
+    ap_rep["enc-part"]["etype"] = 23
+    ap_rep["enc-part"]["cipher"] = rc4.encrypt(session, 12, encoder.encode(mine), None)
+    leg3 = SPNEGO_NegTokenResp()
+    leg3["ResponseToken"] = encoder.encode(ap_rep)
+    assert ctx.accept(leg3.getData()).done
+    gss = gssapi.GSSAPI(kcrypto._enctype_table[18]())
+    ct, verifier = gss.GSS_Wrap(subkey, b"R" * 32, 0)
+    assert ctx.unseal(b"", ct, b"", verifier) == b"R" * 32
+
+
+def test_replay_cache_shared_by_kerberos_and_negotiate(tmp_path, monkeypatch):
+    monkeypatch.delenv("ADCS_LAB_KERBEROS_KEYTAB", raising=False)
+    (tmp_path / "ca1.keytab").write_bytes(make_keytab("CA1$", REALM, [(2, 18, SERVICE_KEY.contents)]))
+    (tmp_path / "accounts.json").write_text("[]")
+    store = AccountStore.from_file(str(tmp_path / "accounts.json"))
+    srv = RpcServer(ADDRESS, 0, [], store)
+    krb, neg = srv.security_providers[16], srv.security_providers[9]
+    assert neg.kerberos is krb
+    token = ap_req_token(mint())[2]
+    neg.new_context().accept(token)
+    from impacket.spnego import SPNEGO_NegTokenInit
+    ctx = krb.new_context()
+    ctx.accept(SPNEGO_NegTokenInit(token)["MechToken"])
+    assert "KRB_AP_ERR_REPEAT" in ctx.failed

@@ -115,11 +115,15 @@ def default_providers(accounts=None, kerberos_keytab=None, disable_ntlm=None):
         providers[NtlmProvider.auth_type] = NtlmProvider
     keytab = keytab_path_for(accounts, kerberos_keytab)
     if keytab:
+        shared = {}      # one Kerberos acceptor (keys, replay cache) behind both 16 and 9 of a server
+
         def kerberos(identity):
-            return KerberosProvider(identity, keytab=keytab)
+            if id(identity) not in shared:
+                shared[id(identity)] = KerberosProvider(identity, keytab=keytab)
+            return shared[id(identity)]
 
         def negotiate(identity):
-            return SpnegoProvider(identity, keytab=keytab)
+            return SpnegoProvider(identity, kerberos=kerberos(identity))
 
         providers[KerberosProvider.auth_type] = kerberos
         providers[SpnegoProvider.auth_type] = negotiate
