@@ -29,6 +29,7 @@ def kerberos_ready(lab):
         pytest.skip('_enroll does not pass kerberos_keytab / the CA DNS name to the DCOM session yet')
     from impacket.dcerpc.v5 import transport
     from impacket.dcerpc.v5.rpcrt import RPC_C_AUTHN_GSS_NEGOTIATE, RPC_C_AUTHN_LEVEL_PKT_PRIVACY
+    from impacket.uuid import uuidtup_to_bin
     acct = lab['accounts']['enroller']
     auth = _kerberos.KerberosTicketAuth(lab['ca']['hostname'], realm=lab['realm'], user=acct['username'],
                                         password=acct['password'], kdc=lab['dc']['address'])
@@ -41,7 +42,7 @@ def kerberos_ready(lab):
     dce.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
     try:
         dce.connect()
-        dce.bind(bytes.fromhex('a0010000000000000c00000000000046') + b'\x00\x00\x00\x00')
+        dce.bind(uuidtup_to_bin(('000001A0-0000-0000-C000-000000000046', '0.0')))   # IRemoteSCMActivator
     except Exception as exc:  # bind_nak 8: the running lab CA predates Kerberos
         pytest.skip('the shared lab CA does not accept Kerberos (restart the lab): %s' % exc)
     finally:
