@@ -72,12 +72,12 @@ class Fleet(object):
         hosts = {}
         for host in HOSTS:
             os.makedirs(self.root(host), exist_ok=True)
-            hosts[host] = {"ansible_connection": "local", "adcs_certificate_directory": self.root(host),
-                           "adcs_test_root": self.root(host), "adcs_certificate_enroll_on": modes[host]}
+            hosts[host] = {"ansible_connection": "local", "certificate_directory": self.root(host),
+                           "adcs_test_root": self.root(host), "certificate_enroll_on": modes[host]}
         all_vars = {"ansible_python_interpreter": self.ansible.python,
-                    "adcs_certificate_connection": conn if conn is not None else connection(self.lab),
-                    "adcs_certificate_requests": requests,
-                    "adcs_certificate_fail_on_error": False}
+                    "certificate_connection": conn if conn is not None else connection(self.lab),
+                    "certificate_requests": requests,
+                    "certificate_fail_on_error": False}
         all_vars.update(group_vars)
         with open(self.inventory, "w") as handle:
             json.dump({"all": {"hosts": hosts, "vars": all_vars}}, handle)
@@ -95,10 +95,10 @@ class Fleet(object):
 
 
 def results(out):
-    """adcs_certificate_results per host, from the site playbook's last task."""
+    """certificate_results per host, from the site playbook's last task."""
     for task in reversed(out["plays"][0]["tasks"]):
         if task["task"]["name"] == "Publish the results":
-            return {host: {r["name"]: r for r in res["adcs_certificate_results"]}
+            return {host: {r["name"]: r for r in res["certificate_results"]}
                     for host, res in task["hosts"].items()}
     raise AssertionError("the results were not published: %s" % json.dumps(out)[:3000])
 
@@ -325,7 +325,7 @@ def test_pending_then_denied_by_the_ca_manager(lab, ansible, tmp_path, ca_admin)
     for host in HOSTS:
         ca_admin.deny(ids[host])
     rc, out = fleet.run()
-    assert rc == 0, out   # adcs_certificate_fail_on_error=false in these inventories
+    assert rc == 0, out   # certificate_fail_on_error=false in these inventories
     for host in HOSTS:
         r = results(out)[host]["web"]
         assert r["status"] == "denied", r
@@ -337,7 +337,7 @@ def test_pending_then_denied_by_the_ca_manager(lab, ansible, tmp_path, ca_admin)
 
 def test_denied_account_is_reported_and_fails(lab, ansible, tmp_path):
     fleet = Fleet(lab, ansible, tmp_path)
-    fleet.write([web_request()], conn=connection(lab, "denied"), adcs_certificate_fail_on_error=True)
+    fleet.write([web_request()], conn=connection(lab, "denied"), certificate_fail_on_error=True)
     rc, out = fleet.run()
     assert rc != 0
     for host in HOSTS:
@@ -367,7 +367,7 @@ def test_ca_down_leaves_everything_in_place(lab, ansible, tmp_path):
         assert "127.0.0.199" in r["message"], r
         assert snapshot(fleet, host) == before[host]
         assert fleet.handler_runs(host) == [host]
-    fleet.write([web_request(renew_before=10000)], conn=down, adcs_certificate_fail_on_error=True)
+    fleet.write([web_request(renew_before=10000)], conn=down, certificate_fail_on_error=True)
     rc, out = fleet.run()
     assert rc != 0
     for host in HOSTS:
@@ -377,10 +377,10 @@ def test_ca_down_leaves_everything_in_place(lab, ansible, tmp_path):
 def test_crl_and_trust_store(lab, ansible, tmp_path):
     fleet = Fleet(lab, ansible, tmp_path)
     fleet.write([web_request(crl_path="{{ adcs_test_root }}/certs/web.crl", install_ca_trust=True)],
-                adcs_certificate_crl_options={"urls": [lab["ca"]["crl_url"]],
+                certificate_crl_options={"urls": [lab["ca"]["crl_url"]],
                                               "host_addresses": {lab["ca"]["hostname"]: lab["ca"]["address"]}},
-                adcs_trust_store_dir="{{ adcs_test_root }}/trust",
-                adcs_trust_update_command="sh -c 'echo updated >> {{ adcs_test_root }}/trust.log'")
+                trust_store_dir="{{ adcs_test_root }}/trust",
+                trust_update_command="sh -c 'echo updated >> {{ adcs_test_root }}/trust.log'")
     rc, out = fleet.run()
     assert rc == 0, out
     for host in HOSTS:
@@ -401,10 +401,10 @@ def test_crl_and_trust_store(lab, ansible, tmp_path):
 
 def test_trust_role_from_ad_and_files(lab, ansible, tmp_path):
     fleet = Fleet(lab, ansible, tmp_path)
-    fleet.write([], adcs_trust_from_ad=True, adcs_trust_connection=connection(lab),
-                adcs_trust_certificates=[{"name": "lab-root", "src": lab["ca"]["root_cert"]}],
-                adcs_trust_store_dir="{{ adcs_test_root }}/anchors",
-                adcs_trust_update_command="sh -c 'echo updated >> {{ adcs_test_root }}/trust.log'")
+    fleet.write([], trust_from_ad=True, trust_connection=connection(lab),
+                trust_certificates=[{"name": "lab-root", "src": lab["ca"]["root_cert"]}],
+                trust_store_dir="{{ adcs_test_root }}/anchors",
+                trust_update_command="sh -c 'echo updated >> {{ adcs_test_root }}/trust.log'")
     for run in (1, 2):
         rc, out = fleet.run(CERTIFICATES)
         assert rc == 0, out
