@@ -35,6 +35,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
 from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
@@ -708,6 +709,9 @@ class Enroller(object):
     # ---- sessions ----
     def _default_session(self, target):
         from ansible_collections.adcs.enrollment.plugins.module_utils import _dcom
+        if getattr(self.auth, 'kind', '') == 'kerberos' and target.host and target.host != target.address:
+            # Kerberos names the CA by its DNS name (the service ticket); the connection goes to its address.
+            return _dcom.DcomSession(target.host, self.auth, timeout=self.timeout, remote_host=target.address)
         return _dcom.DcomSession(target.address, self.auth, timeout=self.timeout)
 
     @staticmethod
@@ -813,7 +817,9 @@ class Enroller(object):
         try:
             enrollment = self._submit(plan, conn, result)
         except WcceError as exc:
-            if exc.summary.startswith('ICertRequestD'):
+            # only the CA's own HRESULT answer ('<call> failed (<host>)'); timeouts and lost connections keep
+            # their summary
+            if exc.summary.startswith('ICertRequestD') and exc.summary.split(' (', 1)[0].endswith(' failed'):
                 exc.summary = 'The CA "%s" at %s refused the call' % (conn.target.name, conn.target.address)
                 if exc.hresult == 0x80070057:
                     exc.summary += ' (is "%s" the CA name?)' % conn.target.name
@@ -1125,18 +1131,22 @@ def dcom_auth_from_params(params):
     """The _auth method for DCOM from the shared connection options: auth=password/ntlm -> NTLM with the password
     or NT hash; auth=kerberos -> Kerberos (password/NT hash or the ccache in KRB5CCNAME)."""
     username = params.get('username')
+    method = params.get('auth') or 'password'
+    if method == 'kerberos':
+        # Kerberos: the principal is username, or the one in the ccache, or the machine's <HOST>$ from a keytab.
+        if not username and params.get('kerberos_keytab'):
+            username = _kerberos.default_machine_principal()
+        elif not username and not params.get('password') and not params.get('nt_hash'):
+            username = _kerberos.ccache_principal(params.get('kerberos_ccache'))
+        user, domain = _auth.split_user(username, None) if username else (None, None)
+        return _auth.KerberosAuth(user, domain or params.get('domain') or '', password=params.get('password'),
+                                  nt_hash=params.get('nt_hash'), kdc_host=params.get('domain_controller'),
+                                  ccache=params.get('kerberos_ccache'), keytab=params.get('kerberos_keytab'),
+                                  dns_server=params.get('domain_controller'))
     if not username:
-        if params.get('auth') == 'kerberos':
-            raise InvalidInput('Kerberos enrollment over DCOM needs username (the principal)')
         raise InvalidInput('username is required to authenticate to the CA')
     user, domain = _auth.split_user(username, None)
     domain = domain or params.get('domain') or ''
-    method = params.get('auth') or 'password'
-    if method == 'kerberos':
-        if params.get('kerberos_ccache'):
-            os.environ['KRB5CCNAME'] = params['kerberos_ccache']
-        return _auth.KerberosAuth(user, domain, password=params.get('password'), nt_hash=params.get('nt_hash'),
-                                  kdc_host=params.get('domain_controller'))
     if params.get('nt_hash') and not params.get('password'):
         return _auth.NtHashAuth(user, domain, params['nt_hash'])
     return _auth.PasswordAuth(user, domain, params.get('password'))

@@ -396,6 +396,19 @@ def _ccache_path(ccache):
     return value
 
 
+def ccache_principal(ccache=None):
+    """The client principal (user@REALM) of a credential cache (``ccache``, KRB5CCNAME or the default)."""
+    path = _ccache_path(ccache)
+    if not os.path.exists(path):
+        raise KerberosFailure('The credential cache %s does not exist' % path,
+                              remedy='Run kinit first, or give username with a password or keytab.')
+    try:
+        client = CCache.loadFile(path).principal.prettyPrint()
+    except Exception as exc:
+        raise KerberosFailure('Cannot read the credential cache %s' % path, detail=str(exc))
+    return client.decode('utf-8', 'replace') if isinstance(client, bytes) else str(client)
+
+
 def _ccache_credentials(path, user=None, realm=None):
     if not os.path.exists(path):
         raise KerberosFailure('The credential cache %s does not exist' % path,

@@ -98,10 +98,15 @@ def test_user_ccache(lab, ansible, tmp_path, kerberos_ready):
                                                   username='%s@%s' % (acct['username'], lab['domain']),
                                                   kerberos_ccache=cc))
     assert rc == 0 and result.get('changed'), result
+    # Without username, the principal is the ccache's own.
+    rc, result = ansible.module(MODULE, base_args(lab, tmp_path, 'cc2', template='User', kerberos_ccache=cc))
+    assert rc == 0 and result.get('changed'), result
+    assert '%s@%s' % (acct['username'], lab['domain']) in str(result['certificate']), result['certificate']
 
 
 def test_wrong_password_is_a_clear_failure(lab, ansible, tmp_path, kerberos_ready):
     rc, result = ansible.module(MODULE, base_args(lab, tmp_path, 'bad', template='User',
                                                   username='enroller@%s' % lab['domain'], password='wrong'))
     assert rc != 0 and result.get('failed')
-    assert 'wrong password' in result['msg'] and 'Traceback' not in result['msg']
+    assert 'KDC_ERR_PREAUTH_FAILED' in result['msg'] and 'Check the password' in result['msg']
+    assert 'Traceback' not in result['msg'] and 'wrong' not in str(result.get('invocation', ''))
