@@ -2,12 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """adcs.enrollment.wcce_request with auth=kerberos against the lab (KDC 127.0.0.11, lab CA ca1.lab.adcs.test).
 
-Needs (1) the shared lab CA restarted with the Kerberos-capable RPC engine (it reads state/ca1.keytab) and
-(2) _enroll passing the Kerberos options to _auth.KerberosAuth and naming the CA by its DNS name in the DCOM
-session (see the wiring in the issue 9 report). Each is probed first; the tests skip with the reason otherwise.
+The lab CA accepts Kerberos with its machine account's keytab (state/ca1.keytab); the module names the CA by its
+DNS name for the service ticket and connects to the address the DC's DNS gives for it.
 """
 
-import inspect
 import os
 import shutil
 import subprocess
@@ -23,10 +21,8 @@ MODULE = 'adcs.enrollment.wcce_request'
 
 @pytest.fixture(scope='module')
 def kerberos_ready(lab):
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _enroll, _kerberos
-    source = inspect.getsource(_enroll)
-    if 'kerberos_keytab' not in inspect.getsource(_enroll.dcom_auth_from_params) or 'remote_host=' not in source:
-        pytest.skip('_enroll does not pass kerberos_keytab / the CA DNS name to the DCOM session yet')
+    """The lab CA accepts Kerberos (impacket, GSS negotiate at packet privacy): a failure here fails the tests."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
     from impacket.dcerpc.v5 import transport
     from impacket.dcerpc.v5.rpcrt import RPC_C_AUTHN_GSS_NEGOTIATE, RPC_C_AUTHN_LEVEL_PKT_PRIVACY
     from impacket.uuid import uuidtup_to_bin
@@ -43,8 +39,8 @@ def kerberos_ready(lab):
     try:
         dce.connect()
         dce.bind(uuidtup_to_bin(('000001A0-0000-0000-C000-000000000046', '0.0')))   # IRemoteSCMActivator
-    except Exception as exc:  # bind_nak 8: the running lab CA predates Kerberos
-        pytest.skip('the shared lab CA does not accept Kerberos (restart the lab): %s' % exc)
+    except Exception as exc:  # e.g. bind_nak 8: a lab CA that predates Kerberos
+        pytest.fail('the lab CA does not accept Kerberos (restart the lab): %s' % exc)
     finally:
         dce.disconnect()
     return True
