@@ -78,6 +78,7 @@ options:
     type: path
 extends_documentation_fragment:
   - ansible.builtin.files
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -171,7 +172,7 @@ def main():
         argument_spec=dict(
             private_key_path=dict(type='path', required=True, no_log=False),
             private_key_passphrase=dict(type='str', no_log=True),
-            private_key_mode=dict(type='raw', default='0600'),
+            private_key_mode=dict(type='raw', default='0600', no_log=False),
             regenerate_key=dict(type='bool', default=False),
             key_type=dict(type='str', choices=['rsa', 'ecdsa'], default='rsa'),
             key_size=dict(type='int', default=2048),

@@ -459,3 +459,18 @@ def test_certificates_playbook_through_ansible_runner(lab, ansible, tmp_path):
     second = run(2)
     assert second.status == "successful", second.stdout.read()
     assert not second.stats["changed"], second.stats
+
+
+def test_bad_variables_are_rejected_before_any_task(lab, ansible, tmp_path):
+    fleet = Fleet(lab, ansible, tmp_path)
+    fleet.write([{"name": "web", "key_type": "dsa"}], modes={"host1": "elsewhere", "host2": "elsewhere"})
+    rc, out = fleet.run()
+    assert rc != 0
+    tasks = out["plays"][0]["tasks"]
+    first = tasks[0]
+    assert first["task"]["name"].startswith("Validating arguments against arg spec"), first["task"]
+    msg = first["hosts"]["host1"]["msg"]
+    assert "certificate_enroll_on must be one of: host, controller, got: elsewhere" in msg
+    assert "key_type must be one of: rsa, ecdsa, got: dsa" in msg
+    assert len(tasks) == 1
+    assert not os.listdir(fleet.root("host1"))
