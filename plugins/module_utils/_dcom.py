@@ -118,10 +118,17 @@ def translate_exception(exc, action, host=None, timeout=None, during_auth=False)
                               % (action, where),
                               remedy='Connect to the CA by the name or address it announces in its DCOM '
                                      'bindings (set the CA host accordingly).')
-    if 'Connection closed by remote host' in text or isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+    if isinstance(exc, ConnectionResetError) or 'Connection reset by peer' in text:
+        # a TCP reset (RST), as from a CA that refuses connections or a firewall; an orderly close is below
+        return CaUnavailable('%s failed: the CA reset the connection%s' % (action, where), hresult=0x800706BA)
+    if 'Connection closed by remote host' in text or isinstance(exc, BrokenPipeError):
+        if during_auth:
+            return TransportError('%s failed: the CA closed the connection%s' % (action, where),
+                                  remedy='Packet privacy or the authentication may have been refused; check the '
+                                         'credentials and the CA logs.')
         return TransportError('%s failed: the CA closed the connection%s' % (action, where),
-                              remedy='Packet privacy or the authentication may have been refused; check the '
-                                     'credentials and the CA logs.')
+                              remedy='The connection was lost during the call: run the task again. A request may '
+                                     'have been processed (check the CA log and issued requests).')
     if isinstance(exc, OSError) and not isinstance(exc, DCERPCException):
         return CaUnavailable('%s failed%s' % (action, where), detail=text)
     code = code_from_exception(exc)
