@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""wcce_csr: key generation on the host, CSR content, idempotency, check mode, key checks."""
+
+from __future__ import absolute_import, division, print_function
+
+import json
+import os
+import stat
+
+import pytest
+
+pytest.importorskip('cryptography')
+
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+
+from ansible.module_utils import basic  # noqa: E402
+
+from ansible_collections.adcs.enrollment.plugins.modules import wcce_csr  # noqa: E402
+
+
+class Exit(Exception):
+    def __init__(self, result, failed):
+        super(Exit, self).__init__(result)
+        self.result = result
+        self.failed = failed
+
+
+def run(args, check_mode=False):
+    args = dict(args)
+    if check_mode:
+        args['_ansible_check_mode'] = True
+
+    def exit_json(self, **kwargs):
+        raise Exit(kwargs, False)
+
+    def fail_json(self, msg, **kwargs):
+        kwargs['msg'] = msg
+        raise Exit(kwargs, True)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+    mp.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    try:
+        try:
+            from ansible.module_utils.testing import patch_module_args
+        except ImportError:  # ansible-core < 2.19
+            mp.setattr(basic, '_ANSIBLE_ARGS', json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode())
+            with pytest.raises(Exit) as exc:
+                wcce_csr.main()
+        else:
+            with patch_module_args(args):
+                with pytest.raises(Exit) as exc:
+                    wcce_csr.main()
+    finally:
+        mp.undo()
+    return exc.value
+
+
+def spki(key):
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_key_and_csr_then_unchanged(tmp_path):
+    args = {'private_key_path': str(tmp_path / 'k.pem'), 'csr_path': str(tmp_path / 'c.csr'),
+            'common_name': 'h1.example.com', 'subject_alt_name': ['DNS:h1.example.com', 'IP:192.0.2.1']}
+    got = run(args)
+    assert not got.failed, got.result
+    assert got.result['changed'] and got.result['key_generated']
+    assert got.result['public_key'] == {'type': 'rsa', 'size': 2048}
+    assert stat.S_IMODE(os.stat(args['private_key_path']).st_mode) == 0o600
+    assert 'PRIVATE KEY' not in json.dumps(got.result)
+    csr = x509.load_pem_x509_csr(got.result['csr'].encode())
+    assert csr.is_signature_valid
+    assert csr.subject.rfc4514_string() == 'CN=h1.example.com'
+    sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ['h1.example.com']
+    key = serialization.load_pem_private_key(open(args['private_key_path'], 'rb').read(), None)
+    assert spki(csr.public_key()) == spki(key.public_key())
+    assert open(args['csr_path']).read() == got.result['csr']
+
+    again = run(args)
+    assert not again.failed and not again.result['changed'] and not again.result['key_generated']
+    assert again.result['csr'] == got.result['csr']
+
+    # another SAN: new CSR for the same key
+    changed = run(dict(args, subject_alt_name=['DNS:h1.example.com']))
+    assert changed.result['changed'] and not changed.result['key_generated']
+    csr2 = x509.load_pem_x509_csr(changed.result['csr'].encode())
+    assert spki(csr2.public_key()) == spki(key.public_key())
+
+
+def test_check_mode_writes_nothing(tmp_path):
+    args = {'private_key_path': str(tmp_path / 'k.pem'), 'csr_path': str(tmp_path / 'c.csr'), 'common_name': 'x'}
+    got = run(args, check_mode=True)
+    assert got.result['changed'] and got.result['key_generated'] and 'csr' not in got.result
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_ecdsa_and_key_mismatch(tmp_path):
+    args = {'private_key_path': str(tmp_path / 'k.pem'), 'common_name': 'x', 'key_type': 'ecdsa',
+            'curve': 'secp384r1'}
+    got = run(args)
+    assert got.result['public_key'] == {'type': 'ecdsa', 'curve': 'secp384r1'}
+    bad = run(dict(args, key_type='rsa'))
+    assert bad.failed and 'does not fit' in bad.result['msg'] and 'regenerate_key' in bad.result['msg']
+    before = open(args['private_key_path'], 'rb').read()
+    new = run(dict(args, regenerate_key=True))
+    assert new.result['key_generated'] and open(args['private_key_path'], 'rb').read() != before
+
+
+def test_bad_subject_is_a_clean_failure(tmp_path):
+    got = run({'private_key_path': str(tmp_path / 'k.pem'), 'subject': 'CN'})
+    assert got.failed and 'Traceback' not in got.result['msg']
