@@ -25,7 +25,10 @@ stage "unit (ansible-core oldest)" tests/tools/pytest.sh "$OLDEST" tests/unit -q
 stage "lab CA with independent clients" tests/tools/pytest.sh "$VENV" tests/lab/tests -q
 stage "sanity (ansible-test)" tests/tools/sanity.sh "$VENV"
 stage "integration (ansible-core newest)" env ADCS_PYTHON="$VENV/bin/python" tests/tools/pytest.sh "$VENV" tests/integration -q
-stage "integration (ansible-core oldest)" env ADCS_PYTHON="$OLDEST/bin/python" tests/tools/pytest.sh "$OLDEST" tests/integration -q
+# On the oldest supported ansible-core: every module's integration tests (the roles run on the newest only, to keep
+# the suite within its time budget).
+stage "integration (ansible-core oldest)" env ADCS_PYTHON="$OLDEST/bin/python" tests/tools/pytest.sh "$OLDEST" tests/integration -q \
+  --ignore=tests/integration/test_roles.py
 if [ "$started_lab" = 1 ] && [ "${ADCS_LAB_KEEP:-0}" != 1 ]; then lab down; fi
 
 rc=0
