@@ -16,7 +16,7 @@ APT_PACKAGES:= samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 
-.PHONY: help demo test unit lab-tests integration sanity bench lab-up lab-down lab-status lab-show lab-ca lab-faults \
+.PHONY: help demo test unit lab-tests integration sanity lint bench lab-up lab-down lab-status lab-show lab-ca lab-faults \
         system-deps venv clean
 
 help:
@@ -83,6 +83,9 @@ integration: venv lab-up
 
 sanity: venv
 	tests/tools/sanity.sh $(VENV)
+
+lint:
+	tests/tools/lint.sh
 
 bench: venv lab-up
 	tests/tools/pytest.sh $(VENV) tests/bench -s

@@ -5,7 +5,7 @@ set -uo pipefail
 venv="$(cd "$1" && pwd)"; shift
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 mkdir -p "$root/tests/output/junit"
-name="$(basename "$venv")-$(echo "$1" | tr '/' '_')"
+name="$(basename "$venv" | sed 's/^\.//')-$(echo "$1" | tr '/' '_')"
 export PYTHONPATH="$root/.build/collections:$root/tests/lab${PYTHONPATH:+:$PYTHONPATH}"
 export ANSIBLE_COLLECTIONS_PATH="$root/.build/collections"
 "$venv/bin/python" -m pytest -p no:cacheprovider --junitxml="$root/tests/output/junit/$name.xml" "$@"

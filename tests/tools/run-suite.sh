@@ -24,6 +24,7 @@ stage "unit (ansible-core newest)" tests/tools/pytest.sh "$VENV" tests/unit -q
 stage "unit (ansible-core oldest)" tests/tools/pytest.sh "$OLDEST" tests/unit -q
 stage "lab CA with independent clients" tests/tools/pytest.sh "$VENV" tests/lab/tests -q
 stage "sanity (ansible-test)" tests/tools/sanity.sh "$VENV"
+stage "ansible-lint (production profile)" tests/tools/lint.sh
 stage "integration (ansible-core newest)" env ADCS_PYTHON="$VENV/bin/python" tests/tools/pytest.sh "$VENV" tests/integration -q
 # On the oldest supported ansible-core: every module's integration tests (the roles run on the newest only, to keep
 # the suite within its time budget).
@@ -36,7 +37,7 @@ if [ ${#failed[@]} -gt 0 ]; then echo "FAILED stages: ${failed[*]}"; rc=1; else 
 "$VENV/bin/python" - <<'PY'
 import glob, xml.etree.ElementTree as ET
 t = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-for path in glob.glob("tests/output/junit/*.xml"):
+for path in glob.glob("tests/output/junit/*.xml") + glob.glob("tests/output/junit/.*.xml"):
     root = ET.parse(path).getroot()
     for suite in ([root] if root.tag == "testsuite" else root.findall("testsuite")):
         for key in t:
