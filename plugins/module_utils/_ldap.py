@@ -19,8 +19,10 @@ __metaclass__ = type
 import hashlib
 import os
 import re
+import shutil
 import socket
 import ssl
+import tempfile
 import traceback
 
 LDAP3_IMPORT_ERROR = None
@@ -279,9 +281,45 @@ class AdConnection(object):
             kwargs.update(user=user, password=secret, authentication=ldap3.NTLM)
         else:
             # sasl_credentials are set once connected, when the DC's DNS name (for the SPN) is known
-            self._kerberos_credentials()  # fail early, before any network traffic
+            if not self._kerberos_with_secret():
+                self._kerberos_credentials()  # fail early, before any network traffic
             kwargs.update(authentication=ldap3.SASL, sasl_mechanism=ldap3.KERBEROS)
         return kwargs
+
+    def _kerberos_with_secret(self):
+        s = self.settings
+        return s.auth == 'kerberos' and bool(s.password or s.nt_hash)
+
+    def _kerberos_credentials_from_secret(self, spn_host, kdc):
+        """Kerberos from a password or NT hash: get the TGT and the ldap/<DC> ticket ourselves (KDC = the DC, or
+        found by SRV) into a private credential cache, so no krb5.conf is needed; gssapi then binds with it."""
+        from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
+        s = self.settings
+        if not HAS_GSSAPI:
+            raise LdapError('auth=kerberos needs the python gssapi library (pip install gssapi) and a Kerberos client library')
+        if not s.username:
+            raise LdapError('auth=kerberos with a password or NT hash needs username')
+        principal = s.username
+        if '\\' in principal:
+            domain, user = principal.split('\\', 1)
+        elif '@' in principal:
+            user, _sep, domain = principal.rpartition('@')
+        else:
+            user, domain = principal, s.domain
+        realm = (s.domain or domain or '').upper()
+        try:
+            creds = _kerberos.acquire_credentials(realm=realm, user=user, password=s.password, nt_hash=s.nt_hash,
+                                                  kdc=kdc, dns_server=kdc, timeout=s.timeout)
+            ccache_dir = tempfile.mkdtemp(prefix='adcs-ldap-krb5-')
+            path = _kerberos.write_ccache(creds, os.path.join(ccache_dir, 'ccache'), spns=['ldap/%s' % spn_host],
+                                          kdc=kdc, dns_server=kdc, timeout=s.timeout)
+        except Exception as exc:  # _kerberos raises actionable errors; keep their text
+            raise LdapError('Kerberos for LDAP failed: %s' % (exc.to_message() if hasattr(exc, 'to_message') else exc))
+        try:
+            return ccache_dir, gssapi.Credentials(usage='initiate', store={'ccache': path})
+        except Exception as exc:
+            shutil.rmtree(ccache_dir, ignore_errors=True)
+            raise LdapError('no usable Kerberos credentials from the password: %s' % exc)
 
     def _kerberos_credentials(self):
         """gssapi credentials from the ccache / keytab options (or the default ccache)."""
@@ -364,9 +402,19 @@ class AdConnection(object):
             if s.ldap_scheme == 'starttls':
                 if not conn.start_tls():
                     raise LdapError('StartTLS failed: %s' % (conn.last_error or conn.result))
-            if s.auth == 'kerberos':
+            ccache_dir = None
+            if s.auth == 'kerberos' and self._kerberos_with_secret():
+                spn_host = self.spn_host(conn, host)
+                ccache_dir, creds = self._kerberos_credentials_from_secret(spn_host, host)
+                conn.sasl_credentials = (spn_host, None, creds)
+            elif s.auth == 'kerberos':
                 conn.sasl_credentials = (self.spn_host(conn, host), None, self._kerberos_credentials())
-            if not conn.bind():
+            try:
+                bound = conn.bind()
+            finally:
+                if ccache_dir:
+                    shutil.rmtree(ccache_dir, ignore_errors=True)
+            if not bound:
                 raise LdapError(self._bind_failure_text(conn))
         except LdapError:
             raise

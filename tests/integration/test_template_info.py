@@ -255,8 +255,7 @@ def _has_gssapi():
 @pytest.mark.parametrize('scheme', ['ldaps', 'starttls'])
 def test_kerberos_with_keytab(lab, conn, scheme):
     """SASL GSSAPI bind as LABHOST01$ from its keytab; needs the python gssapi library in the module's Python."""
-    if not _has_gssapi():
-        pytest.skip('python gssapi is not installed for %s (auth=kerberos is covered by unit tests)' % PYTHON)
+    assert _has_gssapi(), 'python gssapi is not installed for %s (requirements-*.txt install it)' % PYTHON
     computer = account(lab, 'computer')
     args = dict(conn, auth='kerberos', username=computer['username'], kerberos_keytab=computer['keytab'],
                 ldap_scheme=scheme, names=['Machine', 'WebServer'], include_raw=False)
@@ -267,3 +266,17 @@ def test_kerberos_with_keytab(lab, conn, scheme):
     t = by_name(result)
     assert t['Machine']['access']['can_enroll'] is True
     assert t['WebServer']['access']['can_enroll'] is False
+
+
+def test_kerberos_with_password_needs_no_krb5_conf(lab, conn):
+    """auth=kerberos with a password: the module gets the tickets itself from the DC (no krb5.conf, no kinit)."""
+    enroller = account(lab, 'enroller')
+    args = dict(conn, auth='kerberos', username='%s@%s' % (enroller['username'], lab['domain']),
+                password=enroller['password'], names=['WebServer'])
+    rc, result = run_module(args, extra_env={'KRB5_CONFIG': '/nonexistent/krb5.conf'})
+    assert rc == 0, result
+    assert result['principal']['sid'] == enroller['sid']
+    assert by_name(result)['WebServer']['access']['can_enroll'] is True
+    assert enroller['password'] not in str(result)
+    rc, result = run_module(dict(args, password='wrong'), extra_env={'KRB5_CONFIG': '/nonexistent/krb5.conf'})
+    assert rc != 0 and 'KDC_ERR_PREAUTH_FAILED' in result['msg'] and 'Traceback' not in result['msg'], result
