@@ -475,3 +475,25 @@ def test_bad_variables_are_rejected_before_any_task(lab, ansible, tmp_path):
     assert "key_type must be one of: rsa, ecdsa, got: dsa" in msg
     assert len(tasks) == 1
     assert not os.listdir(fleet.root("host1"))
+
+
+def test_machine_identity_with_kerberos_keytab(lab, ansible, tmp_path):
+    """Like Windows autoenrollment: the computer account enrolls for Machine with its keytab (Kerberos, no password),
+    on the host and from the controller; the CA builds subject and DNS SAN from the computer account."""
+    computer = lab["accounts"]["computer"]
+    fleet = Fleet(lab, ansible, tmp_path)
+    conn = {"domain": lab["domain"], "domain_controller": lab["dc"]["address"], "ca_bundle": lab["ca_bundle"],
+            "auth": "kerberos", "username": computer["username"], "kerberos_keytab": computer["keytab"],
+            "ca_host": lab["ca"]["hostname"], "ca_name": lab["ca"]["name"]}
+    fleet.write([{"name": "machine", "template": "Machine", "common_name": computer["dns_host_name"]}], conn=conn)
+    rc, out = fleet.run()
+    assert rc == 0, out
+    res = results(out)
+    for host in HOSTS:
+        assert res[host]["machine"]["status"] == "issued", res[host]
+        with open(fleet.path(host, name="machine"), "rb") as handle:
+            cert = x509.load_pem_x509_certificate(handle.read())
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert sans.get_values_for_type(x509.DNSName) == [computer["dns_host_name"]]
+    rc, out = fleet.run()
+    assert rc == 0 and not any(changed(out).values()), changed(out)
