@@ -288,7 +288,7 @@ def test_pending_then_approved_on_a_later_run(lab, ansible, tmp_path, ca_admin):
         assert "waits for a certificate manager" in r["summary"]
         ids[host] = r["request_id"]
         assert isinstance(ids[host], int) and ids[host] > 0
-        assert state(fleet, host) ["status"] == "pending"
+        assert state(fleet, host)["status"] == "pending"
         assert state(fleet, host)["request_id"] == ids[host]
         assert not os.path.exists(fleet.path(host))
         assert fleet.handler_runs(host) == []
@@ -378,7 +378,7 @@ def test_crl_and_trust_store(lab, ansible, tmp_path):
     fleet = Fleet(lab, ansible, tmp_path)
     fleet.write([web_request(crl_path="{{ adcs_test_root }}/certs/web.crl", install_ca_trust=True)],
                 certificate_crl_options={"urls": [lab["ca"]["crl_url"]],
-                                              "host_addresses": {lab["ca"]["hostname"]: lab["ca"]["address"]}},
+                                         "host_addresses": {lab["ca"]["hostname"]: lab["ca"]["address"]}},
                 trust_store_dir="{{ adcs_test_root }}/trust",
                 trust_update_command="sh -c 'echo updated >> {{ adcs_test_root }}/trust.log'")
     rc, out = fleet.run()
