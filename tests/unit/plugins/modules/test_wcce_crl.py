@@ -6,7 +6,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import json
 import os
 import stat
 import sys
@@ -20,7 +19,6 @@ pytest.importorskip('cryptography')
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
-from ansible.module_utils import basic  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'module_utils'))
 import crl_pki as P  # noqa: E402
@@ -29,6 +27,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _crl  # noq
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_crl  # noqa: E402
+from module_harness import run_module  # noqa: E402
 
 ADDR = '127.0.0.73'
 CA = P.Ca('UNIT-CA', key_name='unit')
@@ -88,45 +87,8 @@ def web():
     w.httpd.server_close()
 
 
-class Exit(Exception):
-    def __init__(self, result, failed):
-        super(Exit, self).__init__(result)
-        self.result = result
-        self.failed = failed
-
-
 def run(args, check_mode=False):
-    args = dict(args)
-    if check_mode:
-        args['_ansible_check_mode'] = True
-    warnings = []
-
-    def exit_json(self, **kwargs):
-        raise Exit(kwargs, False)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs['msg'] = msg
-        raise Exit(kwargs, True)
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    mp.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    mp.setattr(basic.AnsibleModule, 'warn', lambda self, text: warnings.append(text))
-    try:
-        try:
-            from ansible.module_utils.testing import patch_module_args
-        except ImportError:  # ansible-core < 2.19
-            mp.setattr(basic, '_ANSIBLE_ARGS', json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode())
-            with pytest.raises(Exit) as exc:
-                wcce_crl.main()
-        else:
-            with patch_module_args(args):
-                with pytest.raises(Exit) as exc:
-                    wcce_crl.main()
-    finally:
-        mp.undo()
-    exc.value.warnings = warnings
-    return exc.value
+    return run_module(wcce_crl.main, args, check_mode=check_mode)
 
 
 def base_args(web, **extra):

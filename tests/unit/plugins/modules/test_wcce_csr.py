@@ -15,47 +15,13 @@ pytest.importorskip('cryptography')
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 
-from ansible.module_utils import basic  # noqa: E402
 
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_csr  # noqa: E402
-
-
-class Exit(Exception):
-    def __init__(self, result, failed):
-        super(Exit, self).__init__(result)
-        self.result = result
-        self.failed = failed
+from module_harness import run_module  # noqa: E402
 
 
 def run(args, check_mode=False):
-    args = dict(args)
-    if check_mode:
-        args['_ansible_check_mode'] = True
-
-    def exit_json(self, **kwargs):
-        raise Exit(kwargs, False)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs['msg'] = msg
-        raise Exit(kwargs, True)
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    mp.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    try:
-        try:
-            from ansible.module_utils.testing import patch_module_args
-        except ImportError:  # ansible-core < 2.19
-            mp.setattr(basic, '_ANSIBLE_ARGS', json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode())
-            with pytest.raises(Exit) as exc:
-                wcce_csr.main()
-        else:
-            with patch_module_args(args):
-                with pytest.raises(Exit) as exc:
-                    wcce_csr.main()
-    finally:
-        mp.undo()
-    return exc.value
+    return run_module(wcce_csr.main, args, check_mode=check_mode)
 
 
 def spki(key):

@@ -12,21 +12,14 @@ import sys
 
 import pytest
 
-from ansible.module_utils import basic
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'module_utils'))
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _enroll  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_request  # noqa: E402
+from module_harness import run_module  # noqa: E402
 
 from test_enroll import FakeClient, FakeSession  # noqa: E402
-
-
-class Exit(Exception):
-    def __init__(self, result, failed):
-        super(Exit, self).__init__(result)
-        self.result = result
-        self.failed = failed
 
 
 @pytest.fixture
@@ -39,36 +32,7 @@ def fake_ca(monkeypatch):
 
 
 def run(args, check_mode=False, diff=False):
-    args = dict(args)
-    if check_mode:
-        args['_ansible_check_mode'] = True
-    if diff:
-        args['_ansible_diff'] = True
-
-    def exit_json(self, **kwargs):
-        raise Exit(kwargs, False)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs['msg'] = msg
-        raise Exit(kwargs, True)
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    mp.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    try:
-        try:
-            from ansible.module_utils.testing import patch_module_args
-        except ImportError:  # ansible-core < 2.19
-            mp.setattr(basic, '_ANSIBLE_ARGS', json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode())
-            with pytest.raises(Exit) as exc:
-                wcce_request.main()
-        else:
-            with patch_module_args(args):
-                with pytest.raises(Exit) as exc:
-                    wcce_request.main()
-    finally:
-        mp.undo()
-    return exc.value
+    return run_module(wcce_request.main, args, check_mode=check_mode, diff=diff)
 
 
 CONN = {'ca_host': 'ca1.lab.adcs.test', 'ca_name': 'LAB-CA', 'username': 'enroller@lab.adcs.test',

@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible.module_utils import basic
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils import _security as s
 from ansible_collections.adcs.enrollment.plugins.module_utils._templates import encode_period
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_template_info
+from module_harness import run_module  # noqa: E402
 
 BASE = 'DC=lab,DC=adcs,DC=test'
 CONFIG = 'CN=Configuration,' + BASE
@@ -227,42 +227,8 @@ def directory(monkeypatch):
 # module harness
 # ------------------------------------------------------------------------------------------------------------
 
-class Exit(Exception):
-    def __init__(self, result, failed):
-        super(Exit, self).__init__(result)
-        self.result = result
-        self.failed = failed
-
-
 def run(args, check_mode=False):
-    args = dict(args)
-    if check_mode:
-        args['_ansible_check_mode'] = True
-
-    def exit_json(self, **kwargs):
-        raise Exit(kwargs, False)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs['msg'] = msg
-        raise Exit(kwargs, True)
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    mp.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    try:
-        try:
-            from ansible.module_utils.testing import patch_module_args
-        except ImportError:  # ansible-core < 2.19
-            mp.setattr(basic, '_ANSIBLE_ARGS', json.dumps({'ANSIBLE_MODULE_ARGS': args}).encode())
-            with pytest.raises(Exit) as exc:
-                wcce_template_info.main()
-        else:
-            with patch_module_args(args):
-                with pytest.raises(Exit) as exc:
-                    wcce_template_info.main()
-    finally:
-        mp.undo()
-    return exc.value
+    return run_module(wcce_template_info.main, args, check_mode=check_mode)
 
 
 CONN = {'domain': 'lab.adcs.test', 'domain_controller': 'dc1.lab.adcs.test', 'username': 'enroller', 'password': 'pw'}
