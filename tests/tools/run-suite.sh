@@ -1,39 +1,68 @@
 #!/usr/bin/env bash
 # The whole suite (`make test`): unit tests on the newest and the oldest supported ansible-core, the lab's own tests
-# (independent clients against the lab CA), ansible-test sanity, and integration tests that run `ansible` /
-# `ansible-playbook` against the lab on both ansible-core versions. Every stage runs; any failure fails the suite.
+# (independent clients against the lab CA), ansible-test sanity, ansible-lint, and integration tests that run
+# `ansible` / `ansible-playbook` against the lab on both ansible-core versions. Every stage runs; any failure fails
+# the suite.
+# Two lanes run side by side (the machine has 2 cores): the stages that need no lab (unit, sanity, lint), and the
+# lab stages (lab up, lab tests, integration), which stay serial because they share the lab and its private-CA
+# address. The no-lab lane's output is kept in tests/output/logs/ and printed when both lanes are done.
 # The lab is started if needed and stopped at the end if this run started it (ADCS_LAB_KEEP=1 keeps it).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 VENV="$root/.venv"; OLDEST="$root/.venv-oldest"
 lab() { PYTHONPATH="$root/tests/lab" "$VENV/bin/python" -m adcslab "$@"; }
-rm -rf tests/output/junit
-failed=()
+rm -rf tests/output/junit tests/output/logs
+mkdir -p tests/output/logs
+status_dir="tests/output/logs/status"; mkdir -p "$status_dir"
 stage() {
   local name="$1"; shift
   echo; echo "=== $name"
   local start=$SECONDS
-  if "$@"; then echo "=== $name: ok ($((SECONDS - start)) s)"; else echo "=== $name: FAILED ($((SECONDS - start)) s)"; failed+=("$name"); fi
+  if "$@"; then echo "=== $name: ok ($((SECONDS - start)) s)"; echo ok > "$status_dir/$name";
+  else echo "=== $name: FAILED ($((SECONDS - start)) s)"; echo failed > "$status_dir/$name"; fi
+}
+
+no_lab_lane() {
+  stage "unit (ansible-core newest)" tests/tools/pytest.sh "$VENV" tests/unit -q
+  stage "unit (ansible-core oldest)" tests/tools/pytest.sh "$OLDEST" tests/unit -q
+  stage "sanity (ansible-test)" tests/tools/sanity.sh "$VENV"
+  stage "ansible-lint (production profile)" tests/tools/lint.sh
+}
+
+lab_lane() {
+  stage "lab up" lab up
+  stage "lab CA with independent clients" tests/tools/pytest.sh "$VENV" tests/lab/tests -q
+  stage "integration (ansible-core newest)" env ADCS_PYTHON="$VENV/bin/python" tests/tools/pytest.sh "$VENV" \
+    tests/integration -q
+  # On the oldest supported ansible-core: every module's integration tests (the roles run on the newest only, to
+  # keep the suite within its time budget).
+  stage "integration (ansible-core oldest)" env ADCS_PYTHON="$OLDEST/bin/python" tests/tools/pytest.sh "$OLDEST" \
+    tests/integration -q --ignore=tests/integration/test_roles.py
 }
 
 started_lab=0
 if ! lab status >/dev/null 2>&1; then started_lab=1; fi
-stage "lab up" lab up
-stage "unit (ansible-core newest)" tests/tools/pytest.sh "$VENV" tests/unit -q
-stage "unit (ansible-core oldest)" tests/tools/pytest.sh "$OLDEST" tests/unit -q
-stage "lab CA with independent clients" tests/tools/pytest.sh "$VENV" tests/lab/tests -q
-stage "sanity (ansible-test)" tests/tools/sanity.sh "$VENV"
-stage "ansible-lint (production profile)" tests/tools/lint.sh
-stage "integration (ansible-core newest)" env ADCS_PYTHON="$VENV/bin/python" tests/tools/pytest.sh "$VENV" tests/integration -q
-# On the oldest supported ansible-core: every module's integration tests (the roles run on the newest only, to keep
-# the suite within its time budget).
-stage "integration (ansible-core oldest)" env ADCS_PYTHON="$OLDEST/bin/python" tests/tools/pytest.sh "$OLDEST" tests/integration -q \
-  --ignore=tests/integration/test_roles.py
+suite_start=$SECONDS
+no_lab_lane > tests/output/logs/no-lab-lane.log 2>&1 &
+no_lab_pid=$!
+echo "=== unit, sanity and ansible-lint run beside the lab stages (log: tests/output/logs/no-lab-lane.log)"
+lab_lane
+wait "$no_lab_pid"
+echo; echo "=== output of the stages that ran beside the lab stages"
+cat tests/output/logs/no-lab-lane.log
 if [ "$started_lab" = 1 ] && [ "${ADCS_LAB_KEEP:-0}" != 1 ]; then lab down; fi
 
 rc=0
-if [ ${#failed[@]} -gt 0 ]; then echo "FAILED stages: ${failed[*]}"; rc=1; else echo "all stages passed"; fi
+failed=()
+for f in "$status_dir"/*; do
+  [ "$(cat "$f")" = ok ] || failed+=("$(basename "$f")")
+done
+expected=8
+count=$(ls "$status_dir" | wc -l)
+if [ "$count" -ne "$expected" ]; then echo "only $count of $expected stages reported a result"; rc=1; fi
+if [ ${#failed[@]} -gt 0 ]; then echo "FAILED stages: ${failed[*]}"; rc=1; elif [ $rc -eq 0 ]; then echo "all stages passed"; fi
+echo "suite wall time: $((SECONDS - suite_start)) s"
 "$VENV/bin/python" - <<'PY'
 import glob, xml.etree.ElementTree as ET
 t = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
