@@ -458,3 +458,26 @@ def revocation_status(cert, base, delta=None, issuer_cert=None):
                   revocation_date=facts['revocation_date'], source=source,
                   on_hold=facts['reason'] == 'certificateHold')
     return status
+
+
+def check_not_rolled_back(existing, new, issuer_cert=None):
+    """Refuse to replace a CRL with an older one (RFC 5280 5.2.3: CRL numbers only grow per issuer and key).
+
+    CrlError when ``existing`` (the CRL already on disk) comes from the same issuer and key (authority key identifier)
+    as ``new`` and has a higher CRL number. An existing CRL that ``issuer_cert`` (when given) did not sign is no
+    evidence and never blocks an update.
+    """
+    if existing.issuer != new.issuer:
+        return
+    if _key_id(existing, ExtensionOID.AUTHORITY_KEY_IDENTIFIER) != _key_id(new, ExtensionOID.AUTHORITY_KEY_IDENTIFIER):
+        return
+    old_number, new_number = crl_number(existing), crl_number(new)
+    if old_number is None or new_number is None or old_number <= new_number:
+        return
+    if issuer_cert is not None:
+        try:
+            check_signature(existing, issuer_cert)
+        except CrlError:
+            return
+    raise CrlError('the fetched CRL (CRL number %d) is older than the one already there (CRL number %d, same issuer '
+                   'and key)' % (new_number, old_number))
