@@ -159,6 +159,44 @@ def test_dest_written_only_when_crl_number_changes(web, tmp_path):
     assert run(args).result['changed'] is True and dest.read_bytes() == web.files['/unit.crl']
 
 
+def test_older_crl_never_replaces_a_newer_one_unless_forced(web, tmp_path):
+    dest, delta_dest = tmp_path / 'unit.crl', tmp_path / 'unit+.crl'
+    args = base_args(web, urls=[web.url('/unit.crl')], issuer_certificate=CA.pem.decode(), dest=str(dest),
+                     delta_dest=str(delta_dest))
+    web.publish(12)
+    assert run(args).result['changed'] is True
+    newer, newer_delta = dest.read_bytes(), delta_dest.read_bytes()
+    web.publish(10)                     # a replayed older CRL (and its delta)
+    for check_mode in (True, False):
+        out = run(args, check_mode=check_mode)
+        assert out.failed
+        assert out.result['msg'] == ('%s: the fetched CRL (CRL number 10) is older than the one already there (CRL '
+                                     'number 12, same issuer and key); the file is kept (force=true replaces it)'
+                                     % dest)
+        assert dest.read_bytes() == newer and delta_dest.read_bytes() == newer_delta
+    out = run(dict(args, delta_dest=None))
+    assert out.failed and 'is older than the one already there' in out.result['msg']
+    # the delta file alone is checked too
+    out = run(dict(args, dest=None))
+    assert out.failed and out.result['msg'].startswith('%s: the fetched CRL (CRL number 11) is older' % delta_dest)
+    out = run(dict(args, force=True))
+    assert not out.failed and out.result['changed'] is True
+    assert v.crl_number(v.load_crl(dest.read_bytes())) == 10
+    assert v.crl_number(v.load_crl(delta_dest.read_bytes())) == 11
+    # a planted file with a huge number that the CA did not sign does not block the update
+    dest.write_bytes(P.pem(CA.crl(number=10 ** 6, signer=P.key('planted'))))
+    out = run(dict(args, delta_dest=None))
+    assert not out.failed and out.result['changed'] is True and v.crl_number(v.load_crl(dest.read_bytes())) == 10
+
+
+def test_max_size_option(web):
+    out = run(base_args(web, urls=[web.url('/unit.crl')], issuer_certificate=CA.pem.decode(), max_size=100))
+    assert out.failed
+    assert out.result['urls_tried'][0]['error'] == 'the response is larger than max_size (100 bytes)'
+    out = run(base_args(web, urls=[web.url('/unit.crl')], max_size=0))
+    assert out.failed and out.result['msg'] == 'max_size must be 1 or more'
+
+
 def test_delta_dest_and_backup(web, tmp_path):
     dest, delta_dest = tmp_path / 'b.crl', tmp_path / 'd.crl'
     args = base_args(web, urls=[web.url('/unit.crl')], issuer_certificate=CA.pem.decode(), dest=str(dest),
