@@ -671,11 +671,13 @@ class CrlJob(object):
 
     ``retriever``: a Retriever (URLs); ``ca``: a CaFetcher (from_ca) or None; ``cert``: the certificate whose CDP /
     freshest CRL / AIA are used and whose status is checked; ``issuer_cert``: the CA certificate (or None: AIA or
-    the CA); ``urls``/``delta_urls``: explicit lists; ``freshness``: fail, warn or ignore.
+    the CA); ``urls``/``delta_urls``: explicit lists; ``freshness``: fail, warn or ignore; ``anchors``: the trust
+    anchors (a list of certificates, or a callable returning one) that a CA certificate from the certificate's AIA
+    must be, or be issued by (none: AIA issuers are refused).
     """
 
     def __init__(self, retriever, ca=None, cert=None, issuer_cert=None, urls=None, delta_urls=None, delta=True,
-                 freshness='fail', now=None):
+                 freshness='fail', now=None, anchors=None):
         from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v
         self.v = v
         self.retriever = retriever
@@ -688,6 +690,7 @@ class CrlJob(object):
         self.want_delta = delta
         self.freshness = freshness
         self.now = now
+        self._anchors = anchors
         self.tried = []
         self.warnings = []
         self.base = None
@@ -698,7 +701,14 @@ class CrlJob(object):
         self.delta_served_by = None
 
     # ---- issuer ----
+    def anchors(self):
+        if callable(self._anchors):
+            self._anchors = self._anchors()
+        return self._anchors or []
+
     def _issuer_from_aia(self):
+        """The issuer from the certificate's AIA caIssuers URLs: it must have signed the certificate, and since it
+        comes from the party being verified, it must also be (or be issued by) a trust anchor."""
         v = self.v
         urls = v.ca_issuers_urls(self.cert)
         if not urls:
@@ -710,11 +720,10 @@ class CrlJob(object):
                     continue
                 try:
                     self.cert.verify_directly_issued_by(candidate)
-                except AttributeError:  # cryptography < 40
-                    pass
-                except Exception as exc:
-                    raise v.CrlError('%s did not sign the certificate: %s'
-                                     % (candidate.subject.rfc4514_string(), exc))
+                except Exception as exc:  # InvalidSignature, ValueError, TypeError
+                    raise v.CrlError('"%s" did not sign the certificate: %s'
+                                     % (candidate.subject.rfc4514_string(), exc or type(exc).__name__))
+                v.check_anchored(candidate, self.anchors())
                 return candidate
             raise v.CrlError('no certificate for "%s" there' % self.cert.issuer.rfc4514_string())
 
@@ -748,10 +757,11 @@ class CrlJob(object):
             if self.cert is None:
                 raise JobError('the issuing CA certificate is needed to validate the CRL: set issuer_certificate '
                                '(or certificate, whose AIA names it, or from_ca)', self.tried)
+            errors = '; '.join('%s: %s' % (t['url'], t['error']) for t in self.tried
+                               if t.get('kind') == 'issuer' and not t['ok'])
             raise JobError('the issuing CA certificate of "%s" could not be obtained from its AIA (%s): set '
-                           'issuer_certificate' % (self.cert.issuer.rfc4514_string(),
-                                                   ', '.join(self.v.ca_issuers_urls(self.cert)) or 'no URLs'),
-                           self.tried)
+                           'issuer_certificate, or ca_bundle to the CA certificates it must chain to'
+                           % (self.cert.issuer.rfc4514_string(), errors or 'no URLs'), self.tried)
 
     # ---- CRLs ----
     def _acceptor(self, expect_delta):

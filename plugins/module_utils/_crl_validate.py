@@ -481,3 +481,57 @@ def check_not_rolled_back(existing, new, issuer_cert=None):
             return
     raise CrlError('the fetched CRL (CRL number %d) is older than the one already there (CRL number %d, same issuer '
                    'and key)' % (new_number, old_number))
+
+
+def _spki(cert):
+    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _is_ca(cert):
+    ext = _ext(cert, ExtensionOID.BASIC_CONSTRAINTS)
+    return ext is not None and bool(ext.value.ca)
+
+
+def trust_anchors(ca_bundle=None):
+    """The CA certificates an issuer found through AIA must chain to: those of ``ca_bundle`` (PEM, DER or PKCS#7),
+    else those of the system trust store's CA file. CrlError when ``ca_bundle`` cannot be read."""
+    _require()
+    if ca_bundle:
+        try:
+            with open(ca_bundle, 'rb') as handle:
+                data = handle.read()
+        except (IOError, OSError) as exc:
+            raise CrlError('cannot read the CA bundle %s: %s' % (ca_bundle, exc.strerror or exc))
+        try:
+            return load_certificates(data)
+        except CrlError as exc:
+            raise CrlError('the CA bundle %s: %s' % (ca_bundle, exc))
+    import ssl
+    anchors = []
+    for der in ssl.create_default_context().get_ca_certs(binary_form=True):
+        try:
+            anchors.append(x509.load_der_x509_certificate(der))
+        except ValueError:
+            continue
+    return anchors
+
+
+def check_anchored(cert, anchors):
+    """An issuing CA certificate that came from the party being verified (AIA caIssuers) is used only when it is a
+    trust anchor itself, or a CA certificate that one of them (a CA certificate) signed. Raises CrlError."""
+    subject = cert.subject.rfc4514_string()
+    for anchor in anchors:
+        if anchor.subject == cert.subject and _spki(anchor) == _spki(cert):
+            return
+    if not _is_ca(cert):
+        raise CrlError('"%s" is not a CA certificate' % subject)
+    for anchor in anchors:
+        if anchor.subject != cert.issuer or not _is_ca(anchor):
+            continue
+        try:
+            cert.verify_directly_issued_by(anchor)
+        except Exception:  # InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm
+            continue
+        return
+    raise CrlError('the CA certificate "%s" is not trusted: it neither is nor was issued by a CA certificate of '
+                   'ca_bundle (or, without ca_bundle, of the system trust store)' % subject)

@@ -32,8 +32,8 @@ description:
   - URLs are tried in order; when one fails (unreachable, HTTP error, not a CRL, failed validation) the next is
     tried. RV(urls_tried) lists every attempt and RV(served_by) the source used.
   - Every CRL is validated before use, and a CRL that fails is never written - signature by the issuing CA
-    certificate (O(issuer_certificate), else the CA certificate from the certificate's AIA caIssuers URLs, or from
-    the CA with O(from_ca)), issuer name and key identifier, the CA's cRLSign key usage, unknown critical extensions,
+    certificate (O(issuer_certificate), else the CA certificate from the CA with O(from_ca), or from the certificate's
+    AIA caIssuers URLs), issuer name and key identifier, the CA's cRLSign key usage, unknown critical extensions,
     thisUpdate/nextUpdate freshness (O(freshness)), and for the delta CRL its delta CRL indicator against the base
     CRL number (RFC 5280 5.2.4).
   - With O(check_certificate=true) returns whether the certificate is revoked according to base and delta CRL, with
@@ -91,7 +91,10 @@ options:
   issuer_certificate_path:
     description:
       - The issuing CA certificate (PEM, DER or PKCS#7) to validate the CRLs with.
-      - Default the CA certificate from the AIA caIssuers URLs of the certificate, or from the CA with O(from_ca).
+      - Default the CA certificate from the CA with O(from_ca), else from the AIA caIssuers URLs of the certificate.
+        A CA certificate from AIA comes from the party being checked, so it is used only when it is one of the CA
+        certificates of O(ca_bundle) (without O(ca_bundle), of the system trust store) or a CA certificate that one of
+        them signed; otherwise set this option.
     type: path
   issuer_certificate:
     description:
@@ -168,7 +171,8 @@ requirements:
   - ldap3 (only for C(ldap) URLs)
   - impacket (only for O(from_ca))
 notes:
-  - In this module O(validate_certs) and O(ca_bundle) also apply to C(https) CRL and AIA URLs.
+  - In this module O(validate_certs) and O(ca_bundle) also apply to C(https) CRL and AIA URLs, and O(ca_bundle) also
+    holds the trust anchors that an issuing CA certificate from AIA must chain to.
   - In this module O(timeout) bounds each URL as a whole (connecting, TLS, redirects and every read), not only each
     single read, so a server that sends its answer slowly cannot hold the module longer.
   - The connection options are only needed for C(ldap) URLs and O(from_ca).
@@ -554,7 +558,8 @@ def main():
         if p['from_ca']:
             ca, session = open_ca(p, host_addresses)
         job = _crl.CrlJob(retriever, ca=ca, cert=cert, issuer_cert=issuer, urls=p['urls'],
-                          delta_urls=p['delta_urls'], delta=p['delta'], freshness=p['freshness'])
+                          delta_urls=p['delta_urls'], delta=p['delta'], freshness=p['freshness'],
+                          anchors=lambda: v.trust_anchors(p['ca_bundle']))
         job.run()
         for warning in job.warnings:
             module.warn(warning)

@@ -391,3 +391,98 @@ def test_rollback_check_only_compares_the_same_issuer_and_key():
     v.check_not_rolled_back(forged, newer, CA.cert)
     with pytest.raises(v.CrlError):
         v.check_not_rolled_back(forged, newer)        # without the CA certificate the number counts
+
+
+# ------------------------------------------------------------------------------------------------------------
+# an issuer from AIA comes from the party being verified: it must chain to a trust anchor
+# ------------------------------------------------------------------------------------------------------------
+def _intermediate(root, cn='SEC-SUB-CA', key_name='sec-sub', ca=True):
+    """A CA (or, with ca=False, a non-CA) certificate issued by ``root``."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    sub = P.Ca(cn, key_name=key_name)
+    builder = (x509.CertificateBuilder().subject_name(sub.name).issuer_name(root.name)
+               .public_key(sub.key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(P.NOW - datetime.timedelta(days=1))
+               .not_valid_after(P.NOW + datetime.timedelta(days=365))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+               .add_extension(root.aki(), critical=False))
+    sub.cert = builder.sign(root.key, hashes.SHA256())
+    return sub
+
+
+def _planted(web_ca, cdp='http://evil/fake.crl', aia='http://evil/ca.crt'):
+    return web_ca.leaf(cdp=[cdp], aia=[aia])
+
+
+def test_planted_certificate_with_its_own_aia_and_crl_is_not_good():
+    """An attacker's CA named like the real one signs a leaf whose AIA and CDP point to the attacker's server."""
+    fake = P.Ca('SEC-CA', key_name='attacker')          # same name as the real CA, another key
+    planted = _planted(fake)
+    wire = Wire({'http://evil/ca.crt': fake.der, 'http://evil/fake.crl': P.der(fake.crl(number=99))})
+    job = _crl.CrlJob(wire, cert=planted, anchors=[CA.cert], now=P.NOW)
+    with pytest.raises(_crl.JobError) as err:
+        job.run()
+    assert str(err.value) == (
+        'the issuing CA certificate of "CN=SEC-CA,DC=test" could not be obtained from its AIA (http://evil/ca.crt: '
+        'the CA certificate "CN=SEC-CA,DC=test" is not trusted: it neither is nor was issued by a CA certificate of '
+        'ca_bundle (or, without ca_bundle, of the system trust store)): set issuer_certificate, or ca_bundle to the '
+        'CA certificates it must chain to')
+    assert [t['url'] for t in job.tried] == ['http://evil/ca.crt']      # no CRL was even fetched
+    # without anchors an AIA issuer is never used
+    with pytest.raises(_crl.JobError, match='is not trusted'):
+        _crl.CrlJob(wire, cert=planted, now=P.NOW).run()
+    # the real CA as issuer_certificate: the planted CRL is refused (another key)
+    with pytest.raises(_crl.JobError, match='no usable CRL: http://evil/fake.crl: the CRL authority key identifier'):
+        _crl.CrlJob(wire, cert=planted, issuer_cert=CA.cert, now=P.NOW).run()
+
+
+def test_aia_issuer_that_is_an_anchor_or_issued_by_one_is_used():
+    leaf = CA.leaf(cdp=['http://pki/sec.crl'], aia=['http://pki/ca.crt'])
+    wire = Wire({'http://pki/ca.crt': CA.der, 'http://pki/sec.crl': P.der(CA.crl(number=3))})
+    job = _crl.CrlJob(wire, cert=leaf, anchors=lambda: [P.Ca('X-CA', key_name='x').cert, CA.cert], now=P.NOW).run()
+    assert job.issuer_source == 'http://pki/ca.crt' and v.crl_number(job.base) == 3
+    # an issuing CA certified by the anchored root
+    sub = _intermediate(CA)
+    leaf = sub.leaf(cdp=['http://pki/sub.crl'], aia=['http://pki/sub.crt'])
+    wire = Wire({'http://pki/sub.crt': sub.der, 'http://pki/sub.crl': P.der(sub.crl(number=4))})
+    job = _crl.CrlJob(wire, cert=leaf, anchors=[CA.cert], now=P.NOW).run()
+    assert job.issuer_source == 'http://pki/sub.crt' and v.crl_number(job.base) == 4
+
+
+def test_check_anchored():
+    sub = _intermediate(CA)
+    v.check_anchored(CA.cert, [CA.cert])
+    v.check_anchored(sub.cert, [CA.cert])
+    with pytest.raises(v.CrlError, match='is not trusted'):
+        v.check_anchored(sub.cert, [])
+    # a root that is not a CA certificate cannot vouch for anything
+    not_ca_root = _intermediate(CA, 'NOT-A-CA', 'not-ca', ca=False)
+    grandchild = _intermediate(not_ca_root, 'GRANDCHILD', 'grandchild')
+    with pytest.raises(v.CrlError, match='"CN=GRANDCHILD,DC=test" is not trusted'):
+        v.check_anchored(grandchild.cert, [not_ca_root.cert])
+    # a certificate the anchor issued but that is no CA
+    with pytest.raises(v.CrlError) as err:
+        v.check_anchored(not_ca_root.cert, [CA.cert])
+    assert str(err.value) == '"CN=NOT-A-CA,DC=test" is not a CA certificate'
+    # the anchor's name on a certificate another key signed
+    forged = _intermediate(P.Ca('SEC-CA', key_name='attacker'), 'SEC-SUB-CA', 'sec-sub-forged')
+    with pytest.raises(v.CrlError, match='is not trusted'):
+        v.check_anchored(forged.cert, [CA.cert])
+
+
+def test_trust_anchors_from_ca_bundle_or_the_system_store(tmp_path):
+    import ssl
+    bundle = tmp_path / 'bundle.pem'
+    other = P.Ca('OTHER-CA', key_name='other')
+    bundle.write_bytes(CA.pem + other.pem)
+    assert [c.subject for c in v.trust_anchors(str(bundle))] == [CA.cert.subject, other.cert.subject]
+    with pytest.raises(v.CrlError, match=r'^cannot read the CA bundle .*none.pem: No such file or directory$'):
+        v.trust_anchors(str(tmp_path / 'none.pem'))
+    junk = tmp_path / 'junk.pem'
+    junk.write_bytes(b'junk')
+    with pytest.raises(v.CrlError, match=r'^the CA bundle .*junk.pem: not a certificate'):
+        v.trust_anchors(str(junk))
+    system = v.trust_anchors()
+    assert len(system) == len(ssl.create_default_context().get_ca_certs(binary_form=True))

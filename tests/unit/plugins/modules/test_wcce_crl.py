@@ -105,10 +105,18 @@ def leaf_path(web, tmp_path):
     return str(path)
 
 
-def test_from_certificate_with_status(web, leaf_path):
+@pytest.fixture
+def bundle(tmp_path):
+    path = tmp_path / 'bundle.pem'
+    path.write_bytes(P.Ca('OTHER-CA', key_name='other').pem + CA.pem)
+    return str(path)
+
+
+def test_from_certificate_with_status(web, leaf_path, bundle):
     web.publish(20, revoked=[(0x1, None, None)],
                 delta_revoked=[(0xBEEF, x509.ReasonFlags.key_compromise, P.NOW)])
-    out = run(base_args(web, certificate_path=leaf_path, check_certificate=True, include_entries=True))
+    out = run(base_args(web, certificate_path=leaf_path, check_certificate=True, include_entries=True,
+                        ca_bundle=bundle))
     assert not out.failed, out.result
     r = out.result
     assert r['changed'] is False and r['issuer'] == 'CN=UNIT-CA,DC=test' and r['crl_number'] == 20
@@ -126,9 +134,25 @@ def test_from_certificate_with_status(web, leaf_path):
     assert web.connections == 1     # AIA, two CDPs and the delta over one connection
 
 
-def test_not_revoked(web, leaf_path):
-    out = run(base_args(web, certificate_path=leaf_path, check_certificate=True))
+def test_not_revoked(web, leaf_path, bundle):
+    out = run(base_args(web, certificate_path=leaf_path, check_certificate=True, ca_bundle=bundle))
     assert out.result['revoked'] is False and out.result['certificate_status']['reason'] is None
+
+
+def test_issuer_from_aia_needs_a_trust_anchor(web, leaf_path, tmp_path):
+    out = run(base_args(web, certificate_path=leaf_path, check_certificate=True))     # system store: not there
+    assert out.failed
+    assert out.result['msg'] == (
+        'the issuing CA certificate of "CN=UNIT-CA,DC=test" could not be obtained from its AIA (%s: the CA '
+        'certificate "CN=UNIT-CA,DC=test" is not trusted: it neither is nor was issued by a CA certificate of '
+        'ca_bundle (or, without ca_bundle, of the system trust store)): set issuer_certificate, or ca_bundle to the '
+        'CA certificates it must chain to' % web.url('/ca.crt'))
+    assert 'revoked' not in out.result
+    missing = str(tmp_path / 'missing.pem')
+    out = run(base_args(web, certificate_path=leaf_path, ca_bundle=missing))
+    assert out.failed and 'cannot read the CA bundle %s: No such file or directory' % missing in out.result['msg']
+    out = run(base_args(web, certificate_path=leaf_path, issuer_certificate=CA.pem.decode()))
+    assert not out.failed and out.result['issuer_certificate_source'] == 'given'
 
 
 def test_dest_written_only_when_crl_number_changes(web, tmp_path):
