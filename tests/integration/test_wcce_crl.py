@@ -149,7 +149,7 @@ def test_lab_crl_by_address_with_delta(lab, ansible):
 
 def test_revoked_certificate_found_with_reason(lab, ansible, ca, issued):
     path, cert = issued('crl-revoked.lab.adcs.test')
-    args = dict(names(lab), certificate_path=path, check_certificate=True)
+    args = dict(names(lab), certificate_path=path, check_certificate=True, ca_bundle=lab['ca_bundle'])
     rc, result = run(ansible, args)
     assert rc == 0, result
     assert result['revoked'] is False
@@ -181,7 +181,8 @@ def test_revoked_certificate_found_with_reason(lab, ansible, ca, issued):
 def test_several_crls_over_one_connection(lab, ansible, issued):
     path, _cert = issued('crl-conn.lab.adcs.test')
     lab_stats(lab, reset=True)
-    rc, result = run(ansible, dict(names(lab), certificate_path=path, check_certificate=True))
+    rc, result = run(ansible, dict(names(lab), certificate_path=path, check_certificate=True,
+                                   ca_bundle=lab['ca_bundle']))
     assert rc == 0, result
     stats = lab_stats(lab)       # this request came over a connection of its own
     by_path = stats['by_path']
@@ -463,6 +464,17 @@ class ThrowawayPki(object):
         return context
 
 
+def _close_listener(sock):
+    """Close a listening socket another thread is accept()ing on: shutdown wakes it (close alone does not on Linux,
+    and the port would stay bound)."""
+    import socket as socket_module
+    try:
+        sock.shutdown(socket_module.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
 class LdapTrap(object):
     """A fake LDAP server (389 plain, 636 TLS) that answers binds with success and records every connection and every
     bind with its credentials: what a server named in a planted certificate's CDP would harvest."""
@@ -545,7 +557,7 @@ class LdapTrap(object):
 
     def close(self):
         for sock in self.socks:
-            sock.close()
+            _close_listener(sock)
 
 
 @pytest.fixture
@@ -689,7 +701,7 @@ class RawHttp(object):
 
     def close(self):
         self.stop.set()
-        self.sock.close()
+        _close_listener(self.sock)
 
 
 @pytest.fixture
@@ -802,3 +814,50 @@ def test_older_crl_does_not_replace_a_newer_one(lab, ansible, ca, static, tmp_pa
     rc, result = run(ansible, dict(replay, force=True))
     assert rc == 0 and result['changed'] is True and result['crl_number'] == number - 1
     assert x509.load_pem_x509_crl(dest.read_bytes()).public_bytes(serialization.Encoding.DER) == older
+
+
+PLANTED_ADDR = '127.0.0.115'
+
+
+def test_planted_certificate_with_fake_aia_and_crl_is_not_good(lab, ansible, issued, static, tmp_path, ca):
+    """Someone plants a certificate in the lab CA's name, signed by their own "LAB-CA", whose AIA and CDP point to
+    their server: it must not come out as "not revoked"."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    real = _lab_ca_cert(lab)
+    fake_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    fake_ca = (x509.CertificateBuilder().subject_name(real.subject).issuer_name(real.subject)
+               .public_key(fake_key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .sign(fake_key, hashes.SHA256()))
+    fake_crl = (x509.CertificateRevocationListBuilder().issuer_name(real.subject)
+                .last_update(now - datetime.timedelta(hours=1)).next_update(now + datetime.timedelta(days=1))
+                .add_extension(x509.CRLNumber(10 ** 6), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(fake_key.public_key()),
+                               critical=False)
+                .sign(fake_key, hashes.SHA256()))
+    static(PLANTED_ADDR, {'/ca.crt': fake_ca.public_bytes(serialization.Encoding.DER),
+                          '/fake.crl': fake_crl.public_bytes(serialization.Encoding.DER)})
+    path = hostile_certificate(lab, ca, tmp_path, 'planted.lab.adcs.test', cdp=['http://%s/fake.crl' % PLANTED_ADDR],
+                               aia=['http://%s/ca.crt' % PLANTED_ADDR], signer=fake_key, issuer=fake_ca)
+    untrusted = ('the issuing CA certificate of "CN=LAB-CA,DC=lab,DC=adcs,DC=test" could not be obtained from its AIA '
+                 '(http://%s/ca.crt: the CA certificate "CN=LAB-CA,DC=lab,DC=adcs,DC=test" is not trusted: it neither '
+                 'is nor was issued by a CA certificate of ca_bundle (or, without ca_bundle, of the system trust '
+                 'store)): set issuer_certificate, or ca_bundle to the CA certificates it must chain to' % PLANTED_ADDR)
+    for extra in ({'ca_bundle': lab['ca_bundle']}, {}):
+        rc, result = run(ansible, dict(names(lab), certificate_path=path, check_certificate=True, **extra))
+        assert rc != 0 and 'revoked' not in result
+        assert result['msg'] == untrusted
+    # with the real CA certificate the fake CRL is refused too
+    rc, result = run(ansible, dict(names(lab), certificate_path=path, check_certificate=True,
+                                   issuer_certificate_path=lab['ca']['cert']))
+    assert rc != 0 and 'revoked' not in result
+    assert result['msg'].startswith('no usable CRL: http://%s/fake.crl: the CRL authority key identifier' % PLANTED_ADDR)
+    # a certificate the lab CA really issued, with its real AIA: the issuer chains to ca_bundle and is used
+    real_path, _cert = issued('crl-anchored.lab.adcs.test')
+    rc, result = run(ansible, dict(names(lab), certificate_path=real_path, check_certificate=True,
+                                   ca_bundle=lab['ca_bundle']))
+    assert rc == 0 and result['revoked'] is False, result
+    assert result['issuer_certificate_source'] == lab_url(lab, 'ca1.lab.adcs.test_LAB-CA.crt')

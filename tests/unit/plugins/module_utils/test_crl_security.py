@@ -23,9 +23,20 @@ import crl_pki as P  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v  # noqa: E402
 
-ADDR = '127.0.0.110'
+ADDR = '127.0.0.119'
 CA = P.Ca('SEC-CA', key_name='sec')
 AD_DN = 'CN=SEC-CA,CN=CA1,CN=CDP,CN=Public Key Services,CN=Services,CN=Configuration,DC=test'
+
+
+def _close_listener(sock):
+    """Close a listening socket another thread is accept()ing on: shutdown wakes it (close alone does not on Linux,
+    and the port would stay bound)."""
+    import socket as socket_module
+    try:
+        sock.shutdown(socket_module.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
 
 
 class RawServer(object):
@@ -64,7 +75,7 @@ class RawServer(object):
 
     def close(self):
         self.stop.set()
-        self.sock.close()
+        _close_listener(self.sock)
 
 
 @pytest.fixture
