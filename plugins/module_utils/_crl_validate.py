@@ -507,12 +507,15 @@ def trust_anchors(ca_bundle=None):
         except CrlError as exc:
             raise CrlError('the CA bundle %s: %s' % (ca_bundle, exc))
     import ssl
+    import warnings
     anchors = []
-    for der in ssl.create_default_context().get_ca_certs(binary_form=True):
-        try:
-            anchors.append(x509.load_der_x509_certificate(der))
-        except ValueError:
-            continue
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')     # old roots with non-positive serial numbers: cryptography warns
+        for der in ssl.create_default_context().get_ca_certs(binary_form=True):
+            try:
+                anchors.append(x509.load_der_x509_certificate(der))
+            except ValueError:
+                continue
     return anchors
 
 
