@@ -117,8 +117,10 @@ class Watchdog(object):
             if sock is None:
                 continue
             try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except (OSError, ValueError):
+                # the plain socket's shutdown, also under a TLS socket: SSLSocket.shutdown would drop its TLS state
+                # under the reading thread's feet
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except (OSError, ValueError, TypeError):
                 pass
 
     def __enter__(self):
@@ -374,7 +376,7 @@ class HttpClient(object):
         with Watchdog(deadline, self._sockets) as watchdog:
             try:
                 return self._get(url, deadline)
-            except FetchError:
+            except Exception:  # whatever a socket shut down mid-read raises
                 if watchdog.fired or deadline.expired():
                     self.close()
                     raise deadline.error()

@@ -497,3 +497,72 @@ def test_trust_anchors_from_ca_bundle_or_the_system_store(tmp_path):
         v.trust_anchors(str(junk))
     system = v.trust_anchors()
     assert len(system) == len(ssl.create_default_context().get_ca_certs(binary_form=True))
+
+
+def _tls_context(tmp_path, dns_name='pki.sec.test'):
+    """A TLS server context with a certificate for ``dns_name`` issued by CA; returns (context, CA bundle path)."""
+    import datetime
+    import ssl
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    server_key = P.key('tls')
+    cert = (x509.CertificateBuilder().subject_name(P.name(dns_name)).issuer_name(CA.name)
+            .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1))
+            .not_valid_after(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
+            .sign(CA.key, hashes.SHA256()))
+    cert_path, key_path, ca_path = tmp_path / 'tls.pem', tmp_path / 'tls.key', tmp_path / 'ca.pem'
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    ca_path.write_bytes(CA.pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert_path), str(key_path))
+    return context, str(ca_path)
+
+
+def test_slow_drip_over_tls_hits_the_total_deadline(raw, tmp_path):
+    context, ca_path = _tls_context(tmp_path)
+
+    def drip_tls(server, conn):
+        tls = context.wrap_socket(conn, server_side=True)
+        tls.recv(65536)
+        tls.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n')
+        while not server.stop.is_set():
+            tls.sendall(b'x')
+            server.sent += 1
+            time.sleep(0.05)
+
+    class TlsRaw(RawServer):
+        def _one(self, conn):               # the TLS handshake comes before any request bytes
+            try:
+                self.serve(self, conn)
+            except (OSError, ValueError):
+                pass
+            finally:
+                conn.close()
+    server = TlsRaw(drip_tls)
+    try:
+        http = client(timeout=1, ca_bundle=ca_path, host_addresses={'pki.sec.test': ADDR})
+        started = time.monotonic()
+        with pytest.raises(_crl.FetchError) as err:
+            http.get('https://pki.sec.test:%d/x.crl' % server.port)
+        assert str(err.value).startswith('no complete answer within 1 s')
+        assert time.monotonic() - started < 2.5 and server.sent > 5
+    finally:
+        server.close()
+
+
+def test_tls_handshake_that_never_completes_hits_the_deadline(raw, tmp_path):
+    _context, ca_path = _tls_context(tmp_path)
+
+    def silent(server, conn):                  # accepts, reads the ClientHello, never answers
+        while not server.stop.is_set():
+            time.sleep(0.05)
+    server = raw(silent)
+    http = client(timeout=1, ca_bundle=ca_path, host_addresses={'pki.sec.test': ADDR})
+    started = time.monotonic()
+    with pytest.raises(_crl.FetchError, match='^no complete answer within 1 s'):
+        http.get('https://pki.sec.test:%d/x.crl' % server.port)
+    assert time.monotonic() - started < 2.5
