@@ -466,6 +466,11 @@ class LdapUrl(object):
             self.filter = '(%s)' % self.filter
 
 
+# what an LDAP URL from a certificate or CRL may read (RFC 4523 PKI attributes): nothing else of the directory
+PKI_ATTRIBUTES = ('certificaterevocationlist', 'deltarevocationlist', 'authorityrevocationlist', 'cacertificate',
+                  'crosscertificatepair')
+
+
 class LdapFetcher(object):
     """Reads binary attributes named by LDAP URLs over connections made by ``connect(host_or_None)``.
 
@@ -491,8 +496,13 @@ class LdapFetcher(object):
 
     def get(self, url, trusted=False):
         parsed = LdapUrl(url)
-        conn = self._conn(parsed.host if trusted else None)
         wanted = [a.split(';', 1)[0] for a in parsed.attributes]
+        if not trusted:
+            for name in wanted:
+                if name.lower() not in PKI_ATTRIBUTES:
+                    raise FetchError('an LDAP URL from a certificate or CRL may read only CRL and CA certificate '
+                                     'attributes, not %s' % name)
+        conn = self._conn(parsed.host if trusted else None)
         deadline = Deadline(self.timeout)
 
         def sockets():

@@ -566,3 +566,17 @@ def test_tls_handshake_that_never_completes_hits_the_deadline(raw, tmp_path):
     with pytest.raises(_crl.FetchError, match='^no complete answer within 1 s'):
         http.get('https://pki.sec.test:%d/x.crl' % server.port)
     assert time.monotonic() - started < 2.5
+
+
+def test_ldap_url_from_a_certificate_reads_only_pki_attributes():
+    directory = Directory()
+    fetcher = _crl.LdapFetcher(lambda host: directory)
+    with pytest.raises(_crl.FetchError) as err:
+        fetcher.get('ldap:///CN=Administrator,CN=Users,DC=test?unicodePwd,userPassword')
+    assert str(err.value) == ('an LDAP URL from a certificate or CRL may read only CRL and CA certificate attributes, '
+                              'not unicodePwd')
+    assert directory.searches == []
+    assert fetcher.get('ldap:///%s?certificateRevocationList;binary' % AD_DN) == b'CRL'
+    with pytest.raises(_crl.FetchError, match='has no value in userCertificate'):     # the user's own URL: asked
+        fetcher.get('ldap:///CN=X,DC=test?userCertificate', trusted=True)
+    assert directory.searches == [AD_DN, 'CN=X,DC=test']
