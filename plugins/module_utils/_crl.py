@@ -8,10 +8,16 @@
   ``http_proxy``/``https_proxy``/``no_proxy`` (unless ``use_proxy=False``, like ansible.builtin.uri), TLS verified
   by default (optional CA bundle), optional static name -> address map (like curl ``--resolve``)
 - ``ldap`` URLs of AD CDP/AIA objects (``ldap:///CN=...?certificateRevocationList?base?objectClass=...``) through
-  one ``_ldap.AdConnection`` (the shared connection options), opened on first use
-- ``file`` URLs and plain paths
+  one ``_ldap.AdConnection`` (the shared connection options), opened on first use; the host a URL from a certificate
+  or CRL names is ignored: credentials only ever go to the configured (or SRV-discovered) domain controller
+- ``file`` URLs and plain paths, regular files only, and only from the module options: a URL found in a certificate or
+  CRL (CDP, freshest CRL, AIA) is never read from local disk
 - the CA itself over DCOM: ``ICertRequestD2::GetCAProperty`` CR_PROP_BASECRL (0x11) / CR_PROP_DELTACRL (0x12), with
   the CA signing certificate (CR_PROP_CASIGCERT, 0x0C) of the same key index
+
+Every fetch is bounded: at most ``max_size`` bytes and ``timeout`` seconds in total (connect, TLS, redirects and
+every read together: a watchdog shuts the socket down at the deadline, so a server dripping bytes cannot hold it);
+an https URL never redirects to http.
 
 ``Retriever.first(urls, accept)`` tries URLs in order until one yields bytes that ``accept`` takes, and records
 every attempt (``urls_tried``) and which URL served.
@@ -25,6 +31,9 @@ import base64
 import os
 import socket
 import ssl
+import stat
+import threading
+import time
 
 try:
     import http.client as http_client
@@ -33,7 +42,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported by the collection
     http_client = None
 
-MAX_BODY = 64 * 1024 * 1024
+MAX_BODY = 20 * 1024 * 1024
 DEFAULT_PORTS = {'http': 80, 'https': 443}
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 USER_AGENT = 'adcs.enrollment-wcce_crl'
@@ -63,6 +72,95 @@ def redact(url):
     return parts._replace(netloc=host).geturl()
 
 
+class Deadline(object):
+    """The total time budget of one fetch (``seconds`` from creation)."""
+
+    def __init__(self, seconds, clock=time.monotonic):
+        self.seconds = seconds
+        self._clock = clock
+        self.end = clock() + seconds
+
+    def remaining(self):
+        return self.end - self._clock()
+
+    def expired(self):
+        return self.remaining() <= 0
+
+    def timeout(self, per_operation):
+        """The socket timeout for the next operation: the per-operation one, but never past the deadline."""
+        return max(min(per_operation, self.remaining()), 0.001)
+
+    def error(self):
+        return FetchError('no complete answer within %s s (timeout: the total for connecting, redirects and reading)'
+                          % _seconds(self.seconds))
+
+
+def _seconds(value):
+    return ('%d' % value) if float(value).is_integer() else ('%.1f' % value)
+
+
+class Watchdog(object):
+    """Shuts down the sockets ``sockets()`` returns when ``deadline`` passes: a blocked read or handshake ends.
+
+    A context manager; ``fired`` tells whether it had to.
+    """
+
+    def __init__(self, deadline, sockets):
+        self.deadline = deadline
+        self.sockets = sockets
+        self.fired = False
+        self._timer = None
+
+    def _fire(self):
+        self.fired = True
+        for sock in self.sockets():
+            if sock is None:
+                continue
+            try:
+                # the plain socket's shutdown, also under a TLS socket: SSLSocket.shutdown would drop its TLS state
+                # under the reading thread's feet
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except (OSError, ValueError, TypeError):
+                pass
+
+    def __enter__(self):
+        self._timer = threading.Timer(max(self.deadline.remaining(), 0), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *args):
+        self._timer.cancel()
+        return False
+
+
+def read_local(path, max_size):
+    """Bytes of the regular file ``path``, at most ``max_size`` of them; never blocks on a FIFO or device."""
+    flags = os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_NOCTTY', 0)
+    try:
+        fd = os.open(path, flags)
+    except (IOError, OSError) as exc:
+        raise FetchError('cannot read %s: %s' % (path, exc.strerror or exc))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FetchError('%s is not a regular file' % path)
+        if info.st_size > max_size:
+            raise FetchError('%s is larger than max_size (%d bytes)' % (path, max_size))
+        handle = os.fdopen(fd, 'rb')
+        fd = None
+        with handle:
+            data = handle.read(max_size + 1)
+    except (IOError, OSError) as exc:
+        raise FetchError('cannot read %s: %s' % (path, exc.strerror or exc))
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if len(data) > max_size:
+        raise FetchError('%s is larger than max_size (%d bytes)' % (path, max_size))
+    return data
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # HTTP
 # ---------------------------------------------------------------------------------------------------------------
@@ -81,6 +179,7 @@ class HttpClient(object):
         self.max_body = max_body
         self._connections = {}
         self._context = None
+        self._raw_socket = None
         self.connections_opened = 0
         self.requests_sent = 0
 
@@ -131,7 +230,9 @@ class HttpClient(object):
             if mapped and host.lower() == target_host.lower():
                 host = mapped
             self.connections_opened += 1
-            return socket.create_connection((host, port), timeout, source_address)
+            sock = socket.create_connection((host, port), timeout, source_address)
+            self._raw_socket = sock
+            return sock
         return create_connection
 
     def _connection(self, scheme, host, port):
@@ -170,8 +271,31 @@ class HttpClient(object):
             self._drop(key)
 
     # ---- requests ----
-    def _once(self, url):
-        """One GET; returns (status, headers, body)."""
+    def _read_body(self, key, response, deadline):
+        """The body, read in pieces: at most max_body bytes, never past the deadline."""
+        length = response.getheader('Content-Length')
+        if length and length.strip().isdigit() and int(length) > self.max_body:
+            self._drop(key)
+            raise FetchError('the response is larger than max_size (%d bytes)' % self.max_body)
+        chunks = []
+        total = 0
+        while True:
+            if deadline.expired():
+                self._drop(key)
+                raise deadline.error()
+            chunk = response.read(min(64 * 1024, self.max_body + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > self.max_body:
+                self._drop(key)
+                raise FetchError('the response is larger than max_size (%d bytes)' % self.max_body)
+        return b''.join(chunks)
+
+    def _once(self, url, deadline=None):
+        """One GET; returns (status, reason, response, body)."""
+        deadline = deadline or Deadline(self.timeout)
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         host = parts.hostname
@@ -195,17 +319,17 @@ class HttpClient(object):
         reused = conn.sock is not None
         for attempt in (1, 2):
             try:
+                if deadline.expired():
+                    raise socket.timeout()
+                conn.timeout = deadline.timeout(self.timeout)
+                if conn.sock is not None:
+                    conn.sock.settimeout(conn.timeout)
                 conn.request('GET', target, headers=headers)
                 self.requests_sent += 1
+                if conn.sock is not None:
+                    conn.sock.settimeout(deadline.timeout(self.timeout))
                 response = conn.getresponse()
-                length = response.getheader('Content-Length')
-                if length and length.isdigit() and int(length) > self.max_body:
-                    self._drop(key)
-                    raise FetchError('the response is larger than %d bytes' % self.max_body)
-                body = response.read(self.max_body + 1)
-                if len(body) > self.max_body:
-                    self._drop(key)
-                    raise FetchError('the response is larger than %d bytes' % self.max_body)
+                body = self._read_body(key, response, deadline)
                 if response.will_close:
                     self._drop(key)
                 return response.status, response.reason, response, body
@@ -213,14 +337,15 @@ class HttpClient(object):
                     http_client.BadStatusLine) as exc:
                 # a kept-alive connection the server closed meanwhile: retry once on a new one
                 self._drop(key)
-                if attempt == 1 and reused:
+                if attempt == 1 and reused and not deadline.expired():
                     key, conn, proxy = self._connection(scheme, host, port)
                     reused = False
                     continue
                 raise FetchError('the server closed the connection: %s' % (exc or type(exc).__name__))
             except socket.timeout:
+                # every socket timeout is cut to the deadline, which is at most ``timeout`` away
                 self._drop(key)
-                raise FetchError('timed out after %s s' % self.timeout)
+                raise deadline.error()
             except ssl.SSLCertVerificationError as exc:
                 self._drop(key)
                 raise FetchError('TLS certificate of %s could not be verified (%s); set ca_bundle to the CA that '
@@ -240,12 +365,28 @@ class HttpClient(object):
                 raise FetchError('cannot get it from %s: %s' % (where, text))
         raise FetchError('no response')  # pragma: no cover
 
-    def get(self, url):
-        """GET ``url`` following up to max_redirects redirects; returns (body bytes, final URL)."""
+    def _sockets(self):
+        socks = [conn.sock for conn in list(self._connections.values())]
+        return socks + [self._raw_socket]
+
+    def get(self, url, deadline=None):
+        """GET ``url`` following up to max_redirects redirects, all within one deadline (default ``timeout``
+        seconds from now); returns (body bytes, final URL). An https URL never redirects to http."""
+        deadline = deadline or Deadline(self.timeout)
+        with Watchdog(deadline, self._sockets) as watchdog:
+            try:
+                return self._get(url, deadline)
+            except Exception:  # whatever a socket shut down mid-read raises
+                if watchdog.fired or deadline.expired():
+                    self.close()
+                    raise deadline.error()
+                raise
+
+    def _get(self, url, deadline):
         seen = [url]
         current = url
         while True:
-            status, reason, response, body = self._once(current)
+            status, reason, response, body = self._once(current, deadline)
             if status in REDIRECT_CODES:
                 location = response.getheader('Location')
                 if not location:
@@ -256,6 +397,9 @@ class HttpClient(object):
                 current = urljoin(current, location)
                 if urlsplit(current).scheme.lower() not in ('http', 'https'):
                     raise FetchError('redirect to an unsupported URL %s' % redact(current))
+                if urlsplit(seen[-1]).scheme.lower() == 'https' and urlsplit(current).scheme.lower() == 'http':
+                    raise FetchError('refused the redirect from https to http (%s -> %s)'
+                                     % (redact(seen[-1]), redact(current)))
                 seen.append(current)
                 continue
             if status != 200:
@@ -322,16 +466,27 @@ class LdapUrl(object):
             self.filter = '(%s)' % self.filter
 
 
+# what an LDAP URL from a certificate or CRL may read (RFC 4523 PKI attributes): nothing else of the directory
+PKI_ATTRIBUTES = ('certificaterevocationlist', 'deltarevocationlist', 'authorityrevocationlist', 'cacertificate',
+                  'crosscertificatepair')
+
+
 class LdapFetcher(object):
     """Reads binary attributes named by LDAP URLs over connections made by ``connect(host_or_None)``.
 
     ``connect`` returns a connected object with ``search(base, filter, attributes, scope=..., paged=...)`` (an
-    ``_ldap.AdConnection``); connections are kept per host and closed by ``close()``.
+    ``_ldap.AdConnection``); ``None`` means the configured directory (domain_controller, or a DC of domain found by
+    SRV). Connections are kept per host and closed by ``close()``.
+
+    Only a URL the user gave (``trusted``) may name the host to bind to; the host of a URL from a certificate or CRL
+    is ignored, so the configured credentials never go to a server the certificate names.
     """
 
-    def __init__(self, connect):
+    def __init__(self, connect, max_size=MAX_BODY, timeout=30):
         self._connect = connect
         self._connections = {}
+        self.max_size = max_size
+        self.timeout = timeout
 
     def _conn(self, host):
         key = (host or '').lower()
@@ -339,14 +494,26 @@ class LdapFetcher(object):
             self._connections[key] = self._connect(host)
         return self._connections[key]
 
-    def get(self, url):
+    def get(self, url, trusted=False):
         parsed = LdapUrl(url)
-        conn = self._conn(parsed.host)
         wanted = [a.split(';', 1)[0] for a in parsed.attributes]
-        try:
-            entries = conn.search(parsed.dn, parsed.filter, wanted, scope=parsed.scope, paged=False)
-        except Exception as exc:  # _ldap.LdapError and anything the library raises
-            raise FetchError('LDAP search failed: %s' % exc)
+        if not trusted:
+            for name in wanted:
+                if name.lower() not in PKI_ATTRIBUTES:
+                    raise FetchError('an LDAP URL from a certificate or CRL may read only CRL and CA certificate '
+                                     'attributes, not %s' % name)
+        conn = self._conn(parsed.host if trusted else None)
+        deadline = Deadline(self.timeout)
+
+        def sockets():
+            return [getattr(getattr(conn, 'conn', None), 'socket', None)]
+        with Watchdog(deadline, sockets) as watchdog:
+            try:
+                entries = conn.search(parsed.dn, parsed.filter, wanted, scope=parsed.scope, paged=False)
+            except Exception as exc:  # _ldap.LdapError and anything the library raises
+                if watchdog.fired:
+                    raise deadline.error()
+                raise FetchError('LDAP search failed: %s' % exc)
         if not entries:
             raise FetchError('no object %s matching %s' % (parsed.dn, parsed.filter))
         for entry in entries:
@@ -354,6 +521,8 @@ class LdapFetcher(object):
             lowered = dict((k.lower().split(';', 1)[0], v) for k, v in attrs.items())
             for name in wanted:
                 for value in lowered.get(name.lower()) or []:
+                    if value and len(value) > self.max_size:
+                        raise FetchError('the %s value is larger than max_size (%d bytes)' % (name, self.max_size))
                     if value:
                         return bytes(value)
         raise FetchError('%s has no value in %s (not published yet?)' % (parsed.dn, ', '.join(wanted)))
@@ -434,13 +603,18 @@ class CaFetcher(object):
 # trying URLs in order
 # ---------------------------------------------------------------------------------------------------------------
 class Retriever(object):
-    """Dispatches URLs by scheme and tries lists of them in order."""
+    """Dispatches URLs by scheme and tries lists of them in order.
 
-    def __init__(self, http=None, ldap=None):
+    A URL is ``trusted`` when it comes from the module options; one from a certificate or CRL is not: it is never read
+    from local disk, and its LDAP host is ignored (see LdapFetcher).
+    """
+
+    def __init__(self, http=None, ldap=None, max_size=None):
         self.http = http or HttpClient()
         self.ldap = ldap
+        self.max_size = self.http.max_body if max_size is None else max_size
 
-    def get(self, url):
+    def get(self, url, trusted=False):
         """Bytes at ``url`` (http, https, ldap, file or a path); raises FetchError."""
         scheme = urlsplit(url).scheme.lower() if '://' in url else ''
         if scheme in ('http', 'https'):
@@ -449,28 +623,27 @@ class Retriever(object):
             if self.ldap is None:
                 raise FetchError('LDAP URLs need the directory connection options (domain or domain_controller '
                                  'and credentials)')
-            return self.ldap.get(url)
+            return self.ldap.get(url, trusted=trusted)
         if scheme == 'file' or not scheme:
+            if not trusted:
+                raise FetchError('a local file named by a certificate or CRL is never read (file URLs and paths are '
+                                 'taken only from the urls and delta_urls options)')
             path = unquote(urlsplit(url).path) if scheme == 'file' else url
-            try:
-                with open(path, 'rb') as handle:
-                    return handle.read()
-            except (IOError, OSError) as exc:
-                raise FetchError('cannot read %s: %s' % (path, exc.strerror or exc))
+            return read_local(path, self.max_size)
         raise FetchError('unsupported URL scheme %r' % scheme)
 
-    def first(self, urls, accept, tried=None):
+    def first(self, urls, accept, tried=None, trusted=()):
         """Try ``urls`` in order: the first whose bytes ``accept(data, url)`` returns a value for wins.
 
         ``accept`` raises to reject. Returns (value, url) or (None, None); ``tried`` (a list) receives one dict per
-        attempt: {'url', 'ok', 'error'}.
+        attempt: {'url', 'ok', 'error'}. ``trusted``: the URLs among them that come from the module options.
         """
         tried = [] if tried is None else tried
         for url in urls:
             record = {'url': redact(url), 'ok': False, 'error': None}
             tried.append(record)
             try:
-                data = self.get(url)
+                data = self.get(url, trusted=url in trusted)
                 value = accept(data, url)
             except Exception as exc:  # FetchError, CrlError and anything accept raises
                 record['error'] = str(exc) or type(exc).__name__
@@ -510,11 +683,13 @@ class CrlJob(object):
 
     ``retriever``: a Retriever (URLs); ``ca``: a CaFetcher (from_ca) or None; ``cert``: the certificate whose CDP /
     freshest CRL / AIA are used and whose status is checked; ``issuer_cert``: the CA certificate (or None: AIA or
-    the CA); ``urls``/``delta_urls``: explicit lists; ``freshness``: fail, warn or ignore.
+    the CA); ``urls``/``delta_urls``: explicit lists; ``freshness``: fail, warn or ignore; ``anchors``: the trust
+    anchors (a list of certificates, or a callable returning one) that a CA certificate from the certificate's AIA
+    must be, or be issued by (none: AIA issuers are refused).
     """
 
     def __init__(self, retriever, ca=None, cert=None, issuer_cert=None, urls=None, delta_urls=None, delta=True,
-                 freshness='fail', now=None):
+                 freshness='fail', now=None, anchors=None):
         from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v
         self.v = v
         self.retriever = retriever
@@ -527,6 +702,7 @@ class CrlJob(object):
         self.want_delta = delta
         self.freshness = freshness
         self.now = now
+        self._anchors = anchors
         self.tried = []
         self.warnings = []
         self.base = None
@@ -537,7 +713,14 @@ class CrlJob(object):
         self.delta_served_by = None
 
     # ---- issuer ----
+    def anchors(self):
+        if callable(self._anchors):
+            self._anchors = self._anchors()
+        return self._anchors or []
+
     def _issuer_from_aia(self):
+        """The issuer from the certificate's AIA caIssuers URLs: it must have signed the certificate, and since it
+        comes from the party being verified, it must also be (or be issued by) a trust anchor."""
         v = self.v
         urls = v.ca_issuers_urls(self.cert)
         if not urls:
@@ -549,11 +732,10 @@ class CrlJob(object):
                     continue
                 try:
                     self.cert.verify_directly_issued_by(candidate)
-                except AttributeError:  # cryptography < 40
-                    pass
-                except Exception as exc:
-                    raise v.CrlError('%s did not sign the certificate: %s'
-                                     % (candidate.subject.rfc4514_string(), exc))
+                except Exception as exc:  # InvalidSignature, ValueError, TypeError
+                    raise v.CrlError('"%s" did not sign the certificate: %s'
+                                     % (candidate.subject.rfc4514_string(), exc or type(exc).__name__))
+                v.check_anchored(candidate, self.anchors())
                 return candidate
             raise v.CrlError('no certificate for "%s" there' % self.cert.issuer.rfc4514_string())
 
@@ -587,10 +769,11 @@ class CrlJob(object):
             if self.cert is None:
                 raise JobError('the issuing CA certificate is needed to validate the CRL: set issuer_certificate '
                                '(or certificate, whose AIA names it, or from_ca)', self.tried)
+            errors = '; '.join('%s: %s' % (t['url'], t['error']) for t in self.tried
+                               if t.get('kind') == 'issuer' and not t['ok'])
             raise JobError('the issuing CA certificate of "%s" could not be obtained from its AIA (%s): set '
-                           'issuer_certificate' % (self.cert.issuer.rfc4514_string(),
-                                                   ', '.join(self.v.ca_issuers_urls(self.cert)) or 'no URLs'),
-                           self.tried)
+                           'issuer_certificate, or ca_bundle to the CA certificates it must chain to'
+                           % (self.cert.issuer.rfc4514_string(), errors or 'no URLs'), self.tried)
 
     # ---- CRLs ----
     def _acceptor(self, expect_delta):
@@ -621,7 +804,8 @@ class CrlJob(object):
 
     def _fetch(self, urls, delta):
         tried = []
-        value, url = self.retriever.first(urls, self._acceptor(delta), tried)
+        value, url = self.retriever.first(urls, self._acceptor(delta), tried,
+                                          trusted=set(self.urls) | set(self.delta_urls))
         for item in tried:
             item['kind'] = 'delta' if delta else 'base'
         self.tried.extend(tried)

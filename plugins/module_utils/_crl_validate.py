@@ -458,3 +458,83 @@ def revocation_status(cert, base, delta=None, issuer_cert=None):
                   revocation_date=facts['revocation_date'], source=source,
                   on_hold=facts['reason'] == 'certificateHold')
     return status
+
+
+def check_not_rolled_back(existing, new, issuer_cert=None):
+    """Refuse to replace a CRL with an older one (RFC 5280 5.2.3: CRL numbers only grow per issuer and key).
+
+    CrlError when ``existing`` (the CRL already on disk) comes from the same issuer and key (authority key identifier)
+    as ``new`` and has a higher CRL number. An existing CRL that ``issuer_cert`` (when given) did not sign is no
+    evidence and never blocks an update.
+    """
+    if existing.issuer != new.issuer:
+        return
+    if _key_id(existing, ExtensionOID.AUTHORITY_KEY_IDENTIFIER) != _key_id(new, ExtensionOID.AUTHORITY_KEY_IDENTIFIER):
+        return
+    old_number, new_number = crl_number(existing), crl_number(new)
+    if old_number is None or new_number is None or old_number <= new_number:
+        return
+    if issuer_cert is not None:
+        try:
+            check_signature(existing, issuer_cert)
+        except CrlError:
+            return
+    raise CrlError('the fetched CRL (CRL number %d) is older than the one already there (CRL number %d, same issuer '
+                   'and key)' % (new_number, old_number))
+
+
+def _spki(cert):
+    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _is_ca(cert):
+    ext = _ext(cert, ExtensionOID.BASIC_CONSTRAINTS)
+    return ext is not None and bool(ext.value.ca)
+
+
+def trust_anchors(ca_bundle=None):
+    """The CA certificates an issuer found through AIA must chain to: those of ``ca_bundle`` (PEM, DER or PKCS#7),
+    else those of the system trust store's CA file. CrlError when ``ca_bundle`` cannot be read."""
+    _require()
+    if ca_bundle:
+        try:
+            with open(ca_bundle, 'rb') as handle:
+                data = handle.read()
+        except (IOError, OSError) as exc:
+            raise CrlError('cannot read the CA bundle %s: %s' % (ca_bundle, exc.strerror or exc))
+        try:
+            return load_certificates(data)
+        except CrlError as exc:
+            raise CrlError('the CA bundle %s: %s' % (ca_bundle, exc))
+    import ssl
+    import warnings
+    anchors = []
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')     # old roots with non-positive serial numbers: cryptography warns
+        for der in ssl.create_default_context().get_ca_certs(binary_form=True):
+            try:
+                anchors.append(x509.load_der_x509_certificate(der))
+            except ValueError:
+                continue
+    return anchors
+
+
+def check_anchored(cert, anchors):
+    """An issuing CA certificate that came from the party being verified (AIA caIssuers) is used only when it is a
+    trust anchor itself, or a CA certificate that one of them (a CA certificate) signed. Raises CrlError."""
+    subject = cert.subject.rfc4514_string()
+    for anchor in anchors:
+        if anchor.subject == cert.subject and _spki(anchor) == _spki(cert):
+            return
+    if not _is_ca(cert):
+        raise CrlError('"%s" is not a CA certificate' % subject)
+    for anchor in anchors:
+        if anchor.subject != cert.issuer or not _is_ca(anchor):
+            continue
+        try:
+            cert.verify_directly_issued_by(anchor)
+        except Exception:  # InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm
+            continue
+        return
+    raise CrlError('the CA certificate "%s" is not trusted: it neither is nor was issued by a CA certificate of '
+                   'ca_bundle (or, without ca_bundle, of the system trust store)' % subject)

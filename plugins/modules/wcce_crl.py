@@ -18,23 +18,28 @@ description:
     the CA itself over DCOM (O(from_ca), C(ICertRequestD2::GetCAProperty) base and delta CRL).
   - "C(http) and C(https) URLs are fetched with HTTP/1.1 as MS-WCCE 1.4 describes: port 80 unless the URL is https
     (443) or names a port, one persistent connection per host for all CRLs of that host, at most O(max_redirects)
-    redirects, the O(timeout) for connecting and each reply, the proxy of the C(http_proxy)/C(https_proxy)
+    redirects, never from https to http, the O(timeout) as the total time for each URL (connecting, TLS, redirects
+    and reading together), at most O(max_size) bytes, the proxy of the C(http_proxy)/C(https_proxy)
     environment variables unless the host matches C(no_proxy) or O(use_proxy=false), TLS certificates verified
     (O(validate_certs), O(ca_bundle))."
   - C(ldap) URLs of Active Directory CDP objects
     (C(ldap:///CN=...,CN=CDP,CN=Public Key Services,...?certificateRevocationList?base?objectClass=cRLDistributionPoint))
-    are read with the shared LDAP connection options; a URL without a host uses O(domain_controller) or a domain
-    controller of O(domain). C(file) URLs and local paths are read from disk.
+    are read with the shared LDAP connection options from O(domain_controller) or a domain controller of O(domain)
+    (DNS SRV). The host named in an LDAP URL from a certificate or CRL is ignored, so the credentials never go to a
+    server a certificate names; only an LDAP URL given in O(urls) or O(delta_urls) may name the server to use.
+  - C(file) URLs and local paths are read from disk (regular files only, at most O(max_size) bytes) only when given
+    in O(urls) or O(delta_urls); such URLs in a certificate or CRL are refused.
   - URLs are tried in order; when one fails (unreachable, HTTP error, not a CRL, failed validation) the next is
     tried. RV(urls_tried) lists every attempt and RV(served_by) the source used.
   - Every CRL is validated before use, and a CRL that fails is never written - signature by the issuing CA
-    certificate (O(issuer_certificate), else the CA certificate from the certificate's AIA caIssuers URLs, or from
-    the CA with O(from_ca)), issuer name and key identifier, the CA's cRLSign key usage, unknown critical extensions,
+    certificate (O(issuer_certificate), else the CA certificate from the CA with O(from_ca), or from the certificate's
+    AIA caIssuers URLs), issuer name and key identifier, the CA's cRLSign key usage, unknown critical extensions,
     thisUpdate/nextUpdate freshness (O(freshness)), and for the delta CRL its delta CRL indicator against the base
     CRL number (RFC 5280 5.2.4).
   - With O(check_certificate=true) returns whether the certificate is revoked according to base and delta CRL, with
     the reason and the date.
-  - With O(dest) writes the base CRL (PEM or DER) atomically, only when its CRL number differs from the file's.
+  - With O(dest) writes the base CRL (PEM or DER) atomically, only when its CRL number differs from the file's. A CRL
+    older than the one in the file (a lower CRL number of the same issuer and key) is refused unless O(force=true).
 author:
   - adcs.enrollment maintainers (@adcs-enrollment)
 extends_documentation_fragment:
@@ -86,7 +91,10 @@ options:
   issuer_certificate_path:
     description:
       - The issuing CA certificate (PEM, DER or PKCS#7) to validate the CRLs with.
-      - Default the CA certificate from the AIA caIssuers URLs of the certificate, or from the CA with O(from_ca).
+      - Default the CA certificate from the CA with O(from_ca), else from the AIA caIssuers URLs of the certificate.
+        A CA certificate from AIA comes from the party being checked, so it is used only when it is one of the CA
+        certificates of O(ca_bundle) (without O(ca_bundle), of the system trust store) or a CA certificate that one of
+        them signed; otherwise set this option.
     type: path
   issuer_certificate:
     description:
@@ -141,6 +149,17 @@ options:
       - Number of HTTP redirects to follow; V(0) follows none.
     type: int
     default: 3
+  max_size:
+    description:
+      - Largest CRL or CA certificate accepted from any source, in bytes (HTTP body, LDAP value, local file).
+    type: int
+    default: 20971520
+  force:
+    description:
+      - Replace O(dest) or O(delta_dest) even when it holds a newer CRL (higher CRL number) of the same issuer and key
+        than the one fetched. Without it the module fails and keeps the file.
+    type: bool
+    default: false
   host_addresses:
     description:
       - Map of host names to addresses used to connect to HTTP(S) hosts and the CA, without changing the name sent
@@ -152,7 +171,10 @@ requirements:
   - ldap3 (only for C(ldap) URLs)
   - impacket (only for O(from_ca))
 notes:
-  - In this module O(validate_certs) and O(ca_bundle) also apply to C(https) CRL and AIA URLs.
+  - In this module O(validate_certs) and O(ca_bundle) also apply to C(https) CRL and AIA URLs, and O(ca_bundle) also
+    holds the trust anchors that an issuing CA certificate from AIA must chain to.
+  - In this module O(timeout) bounds each URL as a whole (connecting, TLS, redirects and every read), not only each
+    single read, so a server that sends its answer slowly cannot hold the module longer.
   - The connection options are only needed for C(ldap) URLs and O(from_ca).
   - O(from_ca) needs O(ca_host), O(ca_name), O(username) and O(password) or O(nt_hash) (NTLM over DCOM with packet
     privacy, like enrollment).
@@ -376,7 +398,8 @@ def _read_input(module, path, text, what):
 
 
 def ldap_connector(params):
-    """connect(host) for _crl.LdapFetcher: an _ldap.AdConnection with the shared options (host from the URL wins)."""
+    """connect(host) for _crl.LdapFetcher: an _ldap.AdConnection with the shared options; ``host`` (only ever from a
+    URL in the options) replaces domain_controller, None is the configured directory."""
 
     def connect(host):
         if not _ldap.HAS_LDAP3:
@@ -385,7 +408,8 @@ def ldap_connector(params):
         if host:
             conn_params['domain_controller'] = host
         if not conn_params.get('domain') and not conn_params.get('domain_controller'):
-            raise _crl.FetchError('an LDAP URL without a host needs domain or domain_controller')
+            raise _crl.FetchError('LDAP URLs are read from the configured directory: set domain or domain_controller '
+                                  '(a host named by a certificate or CRL is never contacted)')
         try:
             settings = _ldap.LdapSettings.from_params(conn_params)
             conn = _ldap.AdConnection(settings)
@@ -432,8 +456,9 @@ def _delta_facts(job, include_entries):
     return out
 
 
-def _content_for(path, crl, fmt):
-    """What to write: the file's own bytes when it already holds this CRL number of this issuer in this format."""
+def _content_for(path, crl, fmt, issuer_cert=None, force=False):
+    """What to write: the file's own bytes when it already holds this CRL number of this issuer in this format.
+    CrlError when the file holds a newer CRL of the same issuer and key (unless force)."""
     new = v.encode_crl(crl, fmt)
     try:
         with open(path, 'rb') as handle:
@@ -444,6 +469,11 @@ def _content_for(path, crl, fmt):
         existing = v.load_crl(old)
     except v.CrlError:
         return new
+    if not force:
+        try:
+            v.check_not_rolled_back(existing, crl, issuer_cert)
+        except v.CrlError as exc:
+            raise v.CrlError('%s: %s; the file is kept (force=true replaces it)' % (path, exc))
     same_format = old.lstrip().startswith(b'-----BEGIN') == (fmt == 'pem')
     if same_format and existing.issuer == crl.issuer and v.crl_number(existing) is not None and \
             v.crl_number(existing) == v.crl_number(crl):
@@ -457,7 +487,8 @@ def write_outputs(module, job):
     for path, crl in ((p['dest'], job.base), (p['delta_dest'], job.delta)):
         if not path or crl is None:
             continue
-        specs.append(_files.FileSpec(path, _content_for(path, crl, p['format']), mode=p.get('mode'),
+        content = _content_for(path, crl, p['format'], job.issuer_cert, p['force'])
+        specs.append(_files.FileSpec(path, content, mode=p.get('mode'),
                                      owner=p.get('owner'), group=p.get('group'), backup=p['backup']))
     if not specs:
         return {'changed': False}
@@ -489,6 +520,8 @@ def main():
         use_proxy=dict(type='bool', default=True),
         max_redirects=dict(type='int', default=3),
         host_addresses=dict(type='dict', default={}),
+        max_size=dict(type='int', default=_crl.MAX_BODY),
+        force=dict(type='bool', default=False),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
@@ -503,6 +536,8 @@ def main():
         module.fail_json(msg=missing_required_lib('cryptography'), exception=v.CRYPTOGRAPHY_IMPORT_ERROR)
     if p['max_redirects'] < 0:
         module.fail_json(msg='max_redirects must be 0 or more')
+    if p['max_size'] < 1:
+        module.fail_json(msg='max_size must be 1 or more')
     if not p['urls'] and not p['from_ca'] and not (p['certificate_path'] or p['certificate']):
         module.fail_json(msg='one of certificate_path, certificate, urls or from_ca is required')
     host_addresses = dict((str(k), str(val)) for k, val in (p['host_addresses'] or {}).items())
@@ -512,8 +547,9 @@ def main():
 
     http = _crl.HttpClient(timeout=p['timeout'] or 30, validate_certs=p['validate_certs'], ca_bundle=p['ca_bundle'],
                            use_proxy=p['use_proxy'], max_redirects=p['max_redirects'],
-                           host_addresses=host_addresses)
-    retriever = _crl.Retriever(http, _crl.LdapFetcher(ldap_connector(p)))
+                           host_addresses=host_addresses, max_body=p['max_size'])
+    retriever = _crl.Retriever(http, _crl.LdapFetcher(ldap_connector(p), max_size=p['max_size'],
+                                                      timeout=p['timeout'] or 30))
     session = None
     job = None
     result = {'changed': False, 'urls_tried': []}
@@ -522,7 +558,8 @@ def main():
         if p['from_ca']:
             ca, session = open_ca(p, host_addresses)
         job = _crl.CrlJob(retriever, ca=ca, cert=cert, issuer_cert=issuer, urls=p['urls'],
-                          delta_urls=p['delta_urls'], delta=p['delta'], freshness=p['freshness'])
+                          delta_urls=p['delta_urls'], delta=p['delta'], freshness=p['freshness'],
+                          anchors=lambda: v.trust_anchors(p['ca_bundle']))
         job.run()
         for warning in job.warnings:
             module.warn(warning)

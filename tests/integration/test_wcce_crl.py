@@ -149,7 +149,7 @@ def test_lab_crl_by_address_with_delta(lab, ansible):
 
 def test_revoked_certificate_found_with_reason(lab, ansible, ca, issued):
     path, cert = issued('crl-revoked.lab.adcs.test')
-    args = dict(names(lab), certificate_path=path, check_certificate=True)
+    args = dict(names(lab), certificate_path=path, check_certificate=True, ca_bundle=lab['ca_bundle'])
     rc, result = run(ansible, args)
     assert rc == 0, result
     assert result['revoked'] is False
@@ -181,7 +181,8 @@ def test_revoked_certificate_found_with_reason(lab, ansible, ca, issued):
 def test_several_crls_over_one_connection(lab, ansible, issued):
     path, _cert = issued('crl-conn.lab.adcs.test')
     lab_stats(lab, reset=True)
-    rc, result = run(ansible, dict(names(lab), certificate_path=path, check_certificate=True))
+    rc, result = run(ansible, dict(names(lab), certificate_path=path, check_certificate=True,
+                                   ca_bundle=lab['ca_bundle']))
     assert rc == 0, result
     stats = lab_stats(lab)       # this request came over a connection of its own
     by_path = stats['by_path']
@@ -375,3 +376,488 @@ def test_dcom_bad_password_is_a_clean_error(lab, ansible):
     assert result['msg'].startswith('cannot get the CA certificate from dcom://%s/LAB-CA: ' % lab['ca']['address'])
     assert 'GetCAProperty' in result['msg'] or 'refused' in result['msg'] or 'denied' in result['msg'].lower()
     assert 'Traceback' not in result['msg']
+
+
+# ------------------------------------------------------------------------------------------------------------
+# hostile certificates and servers (issue 12 item 5), on 127.0.0.110-119
+# ------------------------------------------------------------------------------------------------------------
+LDAP_TRAP_ADDR = '127.0.0.110'
+DOWNGRADE_ADDR = '127.0.0.111'
+ENDLESS_ADDR = '127.0.0.112'
+DRIP_ADDR = '127.0.0.113'
+ROLLBACK_ADDR = '127.0.0.114'
+LOCAL_REFUSED = ('a local file named by a certificate or CRL is never read (file URLs and paths are taken only from '
+                 'the urls and delta_urls options)')
+
+
+def _lab_ca_cert(lab):
+    with open(lab['ca']['cert'], 'rb') as handle:
+        return x509.load_pem_x509_certificate(handle.read())
+
+
+def hostile_certificate(lab, ca, tmp_path, cn, cdp=(), aia=(), signer=None, issuer=None):
+    """A leaf naming the lab CA as issuer (signed by its key unless ``signer``), with the CDP/AIA URLs we want."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+    issuer = issuer or _lab_ca_cert(lab)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+               .issuer_name(issuer.subject).public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),
+                              critical=False))
+    if cdp:
+        builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(u) for u in cdp], relative_name=None, reasons=None,
+            crl_issuer=None)]), critical=False)
+    if aia:
+        builder = builder.add_extension(x509.AuthorityInformationAccess([
+            x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(u))
+            for u in aia]), critical=False)
+    cert = builder.sign(signer or ca.ca_key, hashes.SHA256())
+    path = tmp_path / ('%s.pem' % cn)
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(path)
+
+
+class ThrowawayPki(object):
+    """A CA of the test's own and TLS server certificates it issues (for hostile TLS servers)."""
+
+    def __init__(self, directory):
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        self.dir = directory
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'Throwaway Test CA')])
+        self.cert = (x509.CertificateBuilder().subject_name(self.name).issuer_name(self.name)
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(now - datetime.timedelta(days=1))
+                     .not_valid_after(now + datetime.timedelta(days=30))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                     .sign(self.key, hashes.SHA256()))
+        self.ca_path = str(directory / 'throwaway-ca.pem')
+        with open(self.ca_path, 'wb') as handle:
+            handle.write(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def server_context(self, dns_name):
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]))
+                .issuer_name(self.name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
+                .sign(self.key, hashes.SHA256()))
+        cert_path, key_path = str(self.dir / ('%s.pem' % dns_name)), str(self.dir / ('%s.key' % dns_name))
+        with open(cert_path, 'wb') as handle:
+            handle.write(cert.public_bytes(serialization.Encoding.PEM))
+        with open(key_path, 'wb') as handle:
+            handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_path, key_path)
+        return context
+
+
+def _close_listener(sock):
+    """Close a listening socket another thread is accept()ing on: shutdown wakes it (close alone does not on Linux,
+    and the port would stay bound)."""
+    import socket as socket_module
+    try:
+        sock.shutdown(socket_module.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+class LdapTrap(object):
+    """A fake LDAP server (389 plain, 636 TLS) that answers binds with success and records every connection and every
+    bind with its credentials: what a server named in a planted certificate's CDP would harvest."""
+
+    def __init__(self, address, tls_context):
+        import socket
+        self.connections = 0
+        self.binds = []
+        self.socks = []
+        for port, context in ((389, None), (636, tls_context)):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address, port))
+            sock.listen(5)
+            self.socks.append(sock)
+            threading.Thread(target=self._accept, args=(sock, context), daemon=True).start()
+
+    def _accept(self, sock, context):
+        while True:
+            try:
+                conn, _addr = sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn, context), daemon=True).start()
+
+    @staticmethod
+    def _length(data, index):
+        first = data[index]
+        if first < 0x80:
+            return first, index + 1
+        count = first & 0x7F
+        return int.from_bytes(data[index + 1:index + 1 + count], 'big'), index + 1 + count
+
+    def _serve(self, conn, context):
+        try:
+            if context is not None:
+                conn = context.wrap_socket(conn, server_side=True)
+            buf = b''
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+                while len(buf) > 2:
+                    length, start = self._length(buf, 1)
+                    if len(buf) < start + length:
+                        break
+                    message, buf = buf[start:start + length], buf[start + length:]
+                    if not self._answer(conn, message):
+                        return
+        except (OSError, IndexError, ValueError):
+            return
+        finally:
+            conn.close()
+
+    def _answer(self, conn, message):
+        id_len, index = self._length(message, 1)
+        msgid = message[index:index + id_len]
+        index += id_len
+        tag = message[index]
+        op_len, op_start = self._length(message, index + 1)
+        op = message[op_start:op_start + op_len]
+        head = b'\x02' + bytes([len(msgid)]) + msgid
+        if tag == 0x60:                                 # BindRequest: version, name, authentication
+            ver_len, at = self._length(op, 1)
+            at += ver_len
+            name_len, name_at = self._length(op, at + 1)
+            name = op[name_at:name_at + name_len]
+            auth_tag = op[name_at + name_len]
+            secret_len, secret_at = self._length(op, name_at + name_len + 1)
+            self.binds.append((name.decode('utf-8', 'replace'), auth_tag, op[secret_at:secret_at + secret_len]))
+            body = head + b'\x61\x07\x0a\x01\x00\x04\x00\x04\x00'      # bindResponse success
+        elif tag == 0x63:                               # SearchRequest: noSuchObject
+            body = head + b'\x65\x07\x0a\x01\x20\x04\x00\x04\x00'
+        else:                                           # unbind, StartTLS, anything else: hang up
+            return False
+        conn.sendall(b'\x30' + bytes([len(body)]) + body)
+        return True
+
+    def close(self):
+        for sock in self.socks:
+            _close_listener(sock)
+
+
+@pytest.fixture
+def throwaway(tmp_path):
+    return ThrowawayPki(tmp_path)
+
+
+@pytest.fixture
+def ldap_trap(throwaway):
+    trap = LdapTrap(LDAP_TRAP_ADDR, throwaway.server_context('dc.evil.test'))
+    yield trap
+    trap.close()
+
+
+def _trap_urls(lab):
+    query = '%s?certificateRevocationList?base?objectClass=cRLDistributionPoint' % _cdp_dn(lab).replace(' ', '%20')
+    return ['ldap://%s/%s' % (LDAP_TRAP_ADDR, query), 'ldaps://%s:636/%s' % (LDAP_TRAP_ADDR, query)]
+
+
+def test_ldap_trap_records_credentials(ldap_trap):
+    """The trap works: a client that binds to it hands over its password (what wcce_crl did before)."""
+    import ldap3
+    conn = ldap3.Connection(ldap3.Server(LDAP_TRAP_ADDR, port=389), user='probe@lab.adcs.test',
+                            password='Pr0be!secret')
+    assert conn.bind()
+    conn.unbind()
+    assert ldap_trap.binds == [('probe@lab.adcs.test', 0x80, b'Pr0be!secret')]
+
+
+def test_ldap_cdp_of_a_certificate_never_gets_the_credentials(lab, ansible, ca, ldap_trap, tmp_path):
+    _publish_to_ldap_if_missing(lab)
+    urls = _trap_urls(lab)
+    path = hostile_certificate(lab, ca, tmp_path, 'ldap-trap.lab.adcs.test', cdp=urls)
+    args = dict(names(lab), certificate_path=path, issuer_certificate_path=lab['ca']['cert'], check_certificate=True,
+                freshness='warn', delta=False, **ldap_login(lab))
+    rc, result = run(ansible, args)
+    assert rc == 0, result
+    # the object the URL names was read from the configured DC: the trap saw nothing at all
+    assert result['served_by'] == urls[0] and result['revoked'] is False
+    assert ldap_trap.connections == 0 and ldap_trap.binds == []
+    # with a domain instead of a domain controller (DNS SRV), and over ldaps in the URL: the same
+    args_srv = dict(args)
+    args_srv.pop('domain_controller')
+    ldaps_only = hostile_certificate(lab, ca, tmp_path, 'ldaps-trap.lab.adcs.test', cdp=urls[1:])
+    rc, result = run(ansible, dict(args_srv, certificate_path=ldaps_only))
+    # (the host's resolver does not know the lab's SRV records: the DC is looked up there, never taken from the URL)
+    assert rc != 0 and result['urls_tried'][0]['error'].startswith(
+        'no domain controller found: DNS SRV lookup of _ldap._tcp.dc._msdcs.%s failed' % lab['domain'])
+    assert ldap_trap.connections == 0 and ldap_trap.binds == []
+    # credentials but no directory configured: the URL's host is still not contacted, the failure says why
+    login = ldap_login(lab)
+    rc, result = run(ansible, dict(names(lab), certificate_path=path, issuer_certificate_path=lab['ca']['cert'],
+                                   username=login['username'], password=login['password']))
+    assert rc != 0
+    assert result['msg'] == ('no usable CRL: %s: LDAP URLs are read from the configured directory: set domain or '
+                             'domain_controller (a host named by a certificate or CRL is never contacted); %s: LDAP '
+                             'URLs are read from the configured directory: set domain or domain_controller (a host '
+                             'named by a certificate or CRL is never contacted)' % (urls[0], urls[1]))
+    assert ldap_trap.connections == 0 and ldap_trap.binds == []
+
+
+def test_https_to_http_redirect_is_refused(lab, ansible, throwaway):
+    context = throwaway.server_context('pki.evil.test')
+    served = []
+
+    class Redirect(BaseHTTPRequestHandler):
+        protocol_version = 'HTTP/1.1'
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            served.append(('https' if isinstance(self.connection, ssl.SSLSocket) else 'http', self.path))
+            if isinstance(self.connection, ssl.SSLSocket):
+                self.send_response(302)
+                self.send_header('Location', 'http://%s/CertEnroll/LAB-CA.crl' % DOWNGRADE_ADDR)
+                body = b''
+            else:
+                self.send_response(200)
+                body = _lab_crl(lab)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    servers = []
+    for port, tls in ((443, True), (80, False)):
+        httpd = ThreadingHTTPServer((DOWNGRADE_ADDR, port), Redirect)
+        if tls:
+            httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        httpd.daemon_threads = True
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+    try:
+        url = 'https://pki.evil.test/CertEnroll/LAB-CA.crl'
+        args = dict(names(lab), urls=[url], ca_bundle=throwaway.ca_path, issuer_certificate_path=lab['ca']['cert'],
+                    delta=False)
+        args['host_addresses']['pki.evil.test'] = DOWNGRADE_ADDR
+        rc, result = run(ansible, args)
+        assert rc != 0
+        error = ('refused the redirect from https to http (%s -> http://%s/CertEnroll/LAB-CA.crl)'
+                 % (url, DOWNGRADE_ADDR))
+        assert result['urls_tried'][0]['error'] == error
+        assert result['msg'] == 'no usable CRL: %s: %s' % (url, error)
+        assert served == [('https', '/CertEnroll/LAB-CA.crl')]        # the http URL was never asked
+    finally:
+        for httpd in servers:
+            httpd.shutdown()
+            httpd.server_close()
+
+
+class RawHttp(object):
+    """Port 80 on ``address``; ``serve(self, conn)`` after reading the request; counts bytes sent."""
+
+    def __init__(self, address, serve):
+        import socket
+        self.serve = serve
+        self.sent = 0
+        self.stop = threading.Event()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, 80))
+        self.sock.listen(5)
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while True:
+            try:
+                conn, _addr = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        try:
+            conn.recv(65536)
+            self.serve(self, conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.stop.set()
+        _close_listener(self.sock)
+
+
+@pytest.fixture
+def raw_http():
+    servers = []
+
+    def start(address, serve):
+        server = RawHttp(address, serve)
+        servers.append(server)
+        return server
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_endless_body_is_cut_at_max_size(lab, ansible, raw_http):
+    def endless(server, conn):
+        conn.sendall(b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n')
+        chunk = b'\0' * 65536
+        while not server.stop.is_set():
+            conn.sendall(chunk)
+            server.sent += len(chunk)
+    server = raw_http(ENDLESS_ADDR, endless)
+    url = 'http://%s/endless.crl' % ENDLESS_ADDR
+    args = dict(names(lab), urls=[url], issuer_certificate_path=lab['ca']['cert'])
+    rc, result = run(ansible, args)
+    assert rc != 0
+    assert result['msg'] == 'no usable CRL: %s: the response is larger than max_size (20971520 bytes)' % url
+    rc, result = run(ansible, dict(args, max_size=1048576))
+    assert rc != 0 and result['urls_tried'][0]['error'] == 'the response is larger than max_size (1048576 bytes)'
+    assert server.sent < 64 * 1048576            # it stopped reading: the server could not send much more
+
+
+def test_slow_drip_server_hits_the_total_deadline(lab, ansible, raw_http):
+    import time
+
+    def drip(server, conn):
+        conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n')
+        while not server.stop.is_set():
+            conn.sendall(b'0')                     # one byte every 0.2 s: no single read ever times out
+            server.sent += 1
+            time.sleep(0.2)
+    server = raw_http(DRIP_ADDR, drip)
+    url = 'http://%s/drip.crl' % DRIP_ADDR
+    started = time.monotonic()
+    rc, result = run(ansible, dict(names(lab), urls=[url, ip_url(lab, 'LAB-CA.crl')], timeout=3, delta=False,
+                                   issuer_certificate_path=lab['ca']['cert']))
+    elapsed = time.monotonic() - started
+    assert rc == 0, result
+    assert result['urls_tried'][0]['error'] == ('no complete answer within 3 s (timeout: the total for connecting, '
+                                                'redirects and reading)')
+    assert result['served_by'] == ip_url(lab, 'LAB-CA.crl')          # and the next URL served
+    assert server.sent >= 10
+    assert elapsed < 3 + 20, elapsed
+
+
+def test_local_cdp_of_a_certificate_is_never_read(lab, ansible, ca, tmp_path):
+    import time
+    fifo = tmp_path / 'crl.fifo'
+    os.mkfifo(str(fifo))
+    http_cdp = ip_url(lab, 'LAB-CA.crl')
+    for local in ('file:///dev/zero', '/dev/zero', 'file://%s' % fifo, str(fifo)):
+        path = hostile_certificate(lab, ca, tmp_path, 'local-cdp.lab.adcs.test', cdp=[local, http_cdp])
+        started = time.monotonic()
+        rc, result = run(ansible, dict(names(lab), certificate_path=path, issuer_certificate_path=lab['ca']['cert'],
+                                       check_certificate=True, delta=False, timeout=10))
+        assert rc == 0, result
+        assert time.monotonic() - started < 30
+        assert result['urls_tried'][0] == {'url': local, 'kind': 'base', 'ok': False, 'error': LOCAL_REFUSED}
+        assert result['served_by'] == http_cdp and result['revoked'] is False
+    path = hostile_certificate(lab, ca, tmp_path, 'zero-cdp.lab.adcs.test', cdp=['file:///dev/zero'])
+    rc, result = run(ansible, dict(names(lab), certificate_path=path, issuer_certificate_path=lab['ca']['cert']))
+    assert rc != 0 and result['msg'] == 'no usable CRL: file:///dev/zero: %s' % LOCAL_REFUSED
+    # from the options: a regular file is read, a device or FIFO is refused without blocking
+    local_crl = tmp_path / 'lab.crl'
+    local_crl.write_bytes(_lab_crl(lab))
+    rc, result = run(ansible, dict(names(lab), urls=['file://%s' % local_crl], delta=False,
+                                   issuer_certificate_path=lab['ca']['cert']))
+    assert rc == 0 and result['served_by'] == 'file://%s' % local_crl
+    rc, result = run(ansible, dict(names(lab), urls=[str(fifo), '/dev/zero'], delta=False,
+                                   issuer_certificate_path=lab['ca']['cert']))
+    assert rc != 0
+    assert result['msg'] == 'no usable CRL: %s: %s is not a regular file; /dev/zero: /dev/zero is not a regular file' \
+        % (fifo, fifo)
+
+
+def test_older_crl_does_not_replace_a_newer_one(lab, ansible, ca, static, tmp_path):
+    dest = tmp_path / 'lab.crl'
+    args = dict(names(lab), issuer_certificate_path=lab['ca']['cert'], dest=str(dest), delta=False)
+    rc, result = run(ansible, dict(args, urls=[ip_url(lab, 'LAB-CA.crl')]))
+    assert rc == 0 and result['changed'] is True, result
+    current = x509.load_pem_x509_crl(dest.read_bytes())
+    number = current.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    now = datetime.datetime.now(datetime.timezone.utc)
+    older = (x509.CertificateRevocationListBuilder().issuer_name(current.issuer)
+             .last_update(now - datetime.timedelta(hours=1)).next_update(now + datetime.timedelta(days=1))
+             .add_extension(x509.CRLNumber(number - 1), critical=False)
+             .add_extension(current.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value,
+                            critical=False)
+             .sign(ca.ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    static(ROLLBACK_ADDR, {'/older.crl': older})
+    before = dest.read_bytes()
+    replay = dict(args, urls=['http://%s/older.crl' % ROLLBACK_ADDR])
+    rc, result = run(ansible, replay)
+    assert rc != 0
+    assert result['msg'] == ('%s: the fetched CRL (CRL number %d) is older than the one already there (CRL number %d, '
+                             'same issuer and key); the file is kept (force=true replaces it)'
+                             % (dest, number - 1, number))
+    assert dest.read_bytes() == before
+    rc, result = run(ansible, dict(replay, force=True))
+    assert rc == 0 and result['changed'] is True and result['crl_number'] == number - 1
+    assert x509.load_pem_x509_crl(dest.read_bytes()).public_bytes(serialization.Encoding.DER) == older
+
+
+PLANTED_ADDR = '127.0.0.115'
+
+
+def test_planted_certificate_with_fake_aia_and_crl_is_not_good(lab, ansible, issued, static, tmp_path, ca):
+    """Someone plants a certificate in the lab CA's name, signed by their own "LAB-CA", whose AIA and CDP point to
+    their server: it must not come out as "not revoked"."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    real = _lab_ca_cert(lab)
+    fake_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    fake_ca = (x509.CertificateBuilder().subject_name(real.subject).issuer_name(real.subject)
+               .public_key(fake_key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .sign(fake_key, hashes.SHA256()))
+    fake_crl = (x509.CertificateRevocationListBuilder().issuer_name(real.subject)
+                .last_update(now - datetime.timedelta(hours=1)).next_update(now + datetime.timedelta(days=1))
+                .add_extension(x509.CRLNumber(10 ** 6), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(fake_key.public_key()),
+                               critical=False)
+                .sign(fake_key, hashes.SHA256()))
+    static(PLANTED_ADDR, {'/ca.crt': fake_ca.public_bytes(serialization.Encoding.DER),
+                          '/fake.crl': fake_crl.public_bytes(serialization.Encoding.DER)})
+    path = hostile_certificate(lab, ca, tmp_path, 'planted.lab.adcs.test', cdp=['http://%s/fake.crl' % PLANTED_ADDR],
+                               aia=['http://%s/ca.crt' % PLANTED_ADDR], signer=fake_key, issuer=fake_ca)
+    untrusted = ('the issuing CA certificate of "CN=LAB-CA,DC=lab,DC=adcs,DC=test" could not be obtained from its AIA '
+                 '(http://%s/ca.crt: the CA certificate "CN=LAB-CA,DC=lab,DC=adcs,DC=test" is not trusted: it neither '
+                 'is nor was issued by a CA certificate of ca_bundle (or, without ca_bundle, of the system trust '
+                 'store)): set issuer_certificate, or ca_bundle to the CA certificates it must chain to' % PLANTED_ADDR)
+    for extra in ({'ca_bundle': lab['ca_bundle']}, {}):
+        rc, result = run(ansible, dict(names(lab), certificate_path=path, check_certificate=True, **extra))
+        assert rc != 0 and 'revoked' not in result
+        assert result['msg'] == untrusted
+    # with the real CA certificate the fake CRL is refused too
+    rc, result = run(ansible, dict(names(lab), certificate_path=path, check_certificate=True,
+                                   issuer_certificate_path=lab['ca']['cert']))
+    assert rc != 0 and 'revoked' not in result
+    assert result['msg'].startswith('no usable CRL: http://%s/fake.crl: the CRL authority key identifier' % PLANTED_ADDR)
+    # a certificate the lab CA really issued, with its real AIA: the issuer chains to ca_bundle and is used
+    real_path, _cert = issued('crl-anchored.lab.adcs.test')
+    rc, result = run(ansible, dict(names(lab), certificate_path=real_path, check_certificate=True,
+                                   ca_bundle=lab['ca_bundle']))
+    assert rc == 0 and result['revoked'] is False, result
+    assert result['issuer_certificate_source'] == lab_url(lab, 'ca1.lab.adcs.test_LAB-CA.crt')

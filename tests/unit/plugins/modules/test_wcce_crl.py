@@ -105,10 +105,18 @@ def leaf_path(web, tmp_path):
     return str(path)
 
 
-def test_from_certificate_with_status(web, leaf_path):
+@pytest.fixture
+def bundle(tmp_path):
+    path = tmp_path / 'bundle.pem'
+    path.write_bytes(P.Ca('OTHER-CA', key_name='other').pem + CA.pem)
+    return str(path)
+
+
+def test_from_certificate_with_status(web, leaf_path, bundle):
     web.publish(20, revoked=[(0x1, None, None)],
                 delta_revoked=[(0xBEEF, x509.ReasonFlags.key_compromise, P.NOW)])
-    out = run(base_args(web, certificate_path=leaf_path, check_certificate=True, include_entries=True))
+    out = run(base_args(web, certificate_path=leaf_path, check_certificate=True, include_entries=True,
+                        ca_bundle=bundle))
     assert not out.failed, out.result
     r = out.result
     assert r['changed'] is False and r['issuer'] == 'CN=UNIT-CA,DC=test' and r['crl_number'] == 20
@@ -126,9 +134,25 @@ def test_from_certificate_with_status(web, leaf_path):
     assert web.connections == 1     # AIA, two CDPs and the delta over one connection
 
 
-def test_not_revoked(web, leaf_path):
-    out = run(base_args(web, certificate_path=leaf_path, check_certificate=True))
+def test_not_revoked(web, leaf_path, bundle):
+    out = run(base_args(web, certificate_path=leaf_path, check_certificate=True, ca_bundle=bundle))
     assert out.result['revoked'] is False and out.result['certificate_status']['reason'] is None
+
+
+def test_issuer_from_aia_needs_a_trust_anchor(web, leaf_path, tmp_path):
+    out = run(base_args(web, certificate_path=leaf_path, check_certificate=True))     # system store: not there
+    assert out.failed
+    assert out.result['msg'] == (
+        'the issuing CA certificate of "CN=UNIT-CA,DC=test" could not be obtained from its AIA (%s: the CA '
+        'certificate "CN=UNIT-CA,DC=test" is not trusted: it neither is nor was issued by a CA certificate of '
+        'ca_bundle (or, without ca_bundle, of the system trust store)): set issuer_certificate, or ca_bundle to the '
+        'CA certificates it must chain to' % web.url('/ca.crt'))
+    assert 'revoked' not in out.result
+    missing = str(tmp_path / 'missing.pem')
+    out = run(base_args(web, certificate_path=leaf_path, ca_bundle=missing))
+    assert out.failed and 'cannot read the CA bundle %s: No such file or directory' % missing in out.result['msg']
+    out = run(base_args(web, certificate_path=leaf_path, issuer_certificate=CA.pem.decode()))
+    assert not out.failed and out.result['issuer_certificate_source'] == 'given'
 
 
 def test_dest_written_only_when_crl_number_changes(web, tmp_path):
@@ -157,6 +181,44 @@ def test_dest_written_only_when_crl_number_changes(web, tmp_path):
     # another format rewrites
     args['format'] = 'der'
     assert run(args).result['changed'] is True and dest.read_bytes() == web.files['/unit.crl']
+
+
+def test_older_crl_never_replaces_a_newer_one_unless_forced(web, tmp_path):
+    dest, delta_dest = tmp_path / 'unit.crl', tmp_path / 'unit+.crl'
+    args = base_args(web, urls=[web.url('/unit.crl')], issuer_certificate=CA.pem.decode(), dest=str(dest),
+                     delta_dest=str(delta_dest))
+    web.publish(12)
+    assert run(args).result['changed'] is True
+    newer, newer_delta = dest.read_bytes(), delta_dest.read_bytes()
+    web.publish(10)                     # a replayed older CRL (and its delta)
+    for check_mode in (True, False):
+        out = run(args, check_mode=check_mode)
+        assert out.failed
+        assert out.result['msg'] == ('%s: the fetched CRL (CRL number 10) is older than the one already there (CRL '
+                                     'number 12, same issuer and key); the file is kept (force=true replaces it)'
+                                     % dest)
+        assert dest.read_bytes() == newer and delta_dest.read_bytes() == newer_delta
+    out = run(dict(args, delta_dest=None))
+    assert out.failed and 'is older than the one already there' in out.result['msg']
+    # the delta file alone is checked too
+    out = run(dict(args, dest=None))
+    assert out.failed and out.result['msg'].startswith('%s: the fetched CRL (CRL number 11) is older' % delta_dest)
+    out = run(dict(args, force=True))
+    assert not out.failed and out.result['changed'] is True
+    assert v.crl_number(v.load_crl(dest.read_bytes())) == 10
+    assert v.crl_number(v.load_crl(delta_dest.read_bytes())) == 11
+    # a planted file with a huge number that the CA did not sign does not block the update
+    dest.write_bytes(P.pem(CA.crl(number=10 ** 6, signer=P.key('planted'))))
+    out = run(dict(args, delta_dest=None))
+    assert not out.failed and out.result['changed'] is True and v.crl_number(v.load_crl(dest.read_bytes())) == 10
+
+
+def test_max_size_option(web):
+    out = run(base_args(web, urls=[web.url('/unit.crl')], issuer_certificate=CA.pem.decode(), max_size=100))
+    assert out.failed
+    assert out.result['urls_tried'][0]['error'] == 'the response is larger than max_size (100 bytes)'
+    out = run(base_args(web, urls=[web.url('/unit.crl')], max_size=0))
+    assert out.failed and out.result['msg'] == 'max_size must be 1 or more'
 
 
 def test_delta_dest_and_backup(web, tmp_path):
@@ -240,8 +302,10 @@ def test_ldap_urls_use_the_connection_options(web, monkeypatch):
     assert settings.domain_controller == 'dc1.unit.test' and settings.username == 'u'
     connect = wcce_crl.ldap_connector({'domain': 'unit.test', 'username': 'u', 'password': 'p'})
     assert connect('dc9.unit.test').settings.domain_controller == 'dc9.unit.test'
-    with pytest.raises(_crl.FetchError, match='needs domain or domain_controller'):
+    with pytest.raises(_crl.FetchError) as err:
         wcce_crl.ldap_connector({'username': 'u', 'password': 'p'})(None)
+    assert str(err.value) == ('LDAP URLs are read from the configured directory: set domain or domain_controller '
+                              '(a host named by a certificate or CRL is never contacted)')
 
 
 def test_from_ca(web, monkeypatch):
