@@ -165,7 +165,7 @@ def test_certificates_playbook_with_trust_keeps_secrets(lab, ansible, tmp_path, 
     inventory = {"all": {"hosts": hosts, "vars": {
         "ansible_python_interpreter": ansible.python,
         "trust_from_ad": True, "trust_connection": lab_conn(lab, real), "trust_store_dir": str(store),
-        "trust_update_command": "true",
+        "trust_update_command": "/bin/true",
         "certificate_connection": lab_conn(lab, ROLE_CONN),
         "certificate_requests": [web("good", connection={"password": real},
                                      pkcs12_path="{{ adcs_test_root }}/good.p12", pkcs12_passphrase=P12)]}}}
@@ -188,7 +188,7 @@ def test_trust_role_failure_keeps_secrets(lab, ansible, tmp_path, callback, pipe
     del hosts["host1"]["trust_connection"]["password"]
     inventory = {"all": {"hosts": hosts, "vars": {
         "ansible_python_interpreter": ansible.python, "trust_from_ad": True, "trust_query_on": "host",
-        "trust_store_dir": str(tmp_path / "anchors"), "trust_update_command": "true",
+        "trust_store_dir": str(tmp_path / "anchors"), "trust_update_command": "/bin/true",
         "certificate_requests": [web("never")]}}}
     rc, text, _data = run.playbook(CERTIFICATES, inventory)
     assert_no_secret(text, [NT_HASH, REQ_CONN, acct["password"]])
