@@ -22,7 +22,9 @@ options:
   domain_controller:
     description:
       - Host name or address of the domain controller to query over LDAP.
-      - When omitted, the domain controllers of O(domain) are found in DNS and tried in SRV priority order.
+      - When omitted, the domain controllers of O(domain) are found in DNS and tried in SRV priority order. DNS
+        answers are not authenticated, so only SRV targets inside O(domain) (the domain's name or a name ending in
+        C(.<domain>)) are used, and the DC's TLS certificate is verified for that name.
       - With TLS, the name must match the DC certificate; with O(auth=kerberos) it should be the DC's DNS name.
     type: str
     aliases: [dc]
@@ -33,10 +35,20 @@ options:
   ldap_scheme:
     description:
       - C(ldaps) is LDAP over TLS, C(starttls) upgrades a plain connection with StartTLS, C(ldap) is unencrypted.
+      - C(ldap) is refused unless O(ldap_allow_plaintext=true).
       - Domain controllers that require strong authentication refuse simple binds over C(ldap).
     type: str
     choices: [ldaps, starttls, ldap]
     default: ldaps
+  ldap_allow_plaintext:
+    description:
+      - Allow O(ldap_scheme=ldap), with a warning. Without TLS, a simple bind (O(auth=password)) sends the
+        password in clear text, and NTLM and Kerberos sessions are neither signed nor sealed (the ldap3 library
+        negotiates no SASL security layer), so anyone on the network path can change what the directory returns
+        (CA certificates, templates, permissions).
+      - Leave it V(false) outside of tests; use O(ldap_scheme=ldaps) or O(ldap_scheme=starttls).
+    type: bool
+    default: false
   validate_certs:
     description:
       - Verify TLS certificates (chain and host name) of the domain controller and of HTTPS URLs the modules

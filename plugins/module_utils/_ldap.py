@@ -4,9 +4,12 @@
 """LDAP access to Active Directory for the adcs.enrollment modules (ldap3).
 
 - domain controller given, or found through DNS SRV ``_ldap._tcp.dc._msdcs.<domain>`` (dnspython)
-- transport: LDAPS (636), StartTLS or plain LDAP (389); TLS certificates verified by default, optional CA bundle
+- transport: LDAPS (636), StartTLS or plain LDAP (389); TLS certificates verified by default, optional CA bundle;
+  plain LDAP only with the opt-in ldap_allow_plaintext (it protects neither a simple bind's password nor, as ldap3
+  negotiates no SASL security layer, the replies of NTLM and Kerberos sessions); SRV targets outside the domain are
+  refused (DNS is not authenticated, and the target is the name the DC's TLS certificate is verified for)
 - binds: simple (password), NTLM (password or NT hash), SASL GSSAPI (Kerberos from a ccache or keytab)
-- paged searches, SD flags control for nTSecurityDescriptor, account token (objectSid + tokenGroups)
+- paged searches (bounded: pages, entries and cookie size), SD flags control for nTSecurityDescriptor, account token (objectSid + tokenGroups)
 
 ldap3, dnspython and gssapi are optional imports: callers check HAS_LDAP3 / HAS_DNSPYTHON / HAS_GSSAPI and
 report ``missing_required_lib`` themselves.
@@ -56,11 +59,35 @@ except ImportError:
     HAS_GSSAPI = False
     GSSAPI_IMPORT_ERROR = traceback.format_exc()
 
+try:
+    from ansible.module_utils.common.warnings import warn as _ansible_warn, get_warning_messages
+except ImportError:  # pragma: no cover - outside Ansible
+    _ansible_warn = None
+    get_warning_messages = None
+
 from ansible_collections.adcs.enrollment.plugins.module_utils._security import sid_to_string, sid_to_bytes
 
 PAGED_RESULTS_OID = '1.2.840.113556.1.4.319'
 EMPTY_LM_HASH = 'aad3b435b51404eeaad3b435b51404ee'
 DEFAULT_PORTS = {'ldaps': 636, 'starttls': 389, 'ldap': 389}
+
+# Bounds of one paged search: a hostile or broken server cannot make us loop or grow without end.
+MAX_PAGES = 2000
+MAX_ENTRIES = 200000
+MAX_COOKIE_BYTES = 4096
+
+
+def warn(text):
+    """A warning the module returns (Ansible's global warnings, reported by exit_json / fail_json), once."""
+    if _ansible_warn is not None and text not in (get_warning_messages() or ()):
+        _ansible_warn(text)
+
+
+def in_domain(host, domain):
+    """Whether the DNS name host is the domain itself or a name inside it (case-insensitive)."""
+    host = (host or '').rstrip('.').lower()
+    domain = (domain or '').strip('.').lower()
+    return bool(host and domain) and (host == domain or host.endswith('.' + domain))
 
 
 class LdapError(Exception):
@@ -119,6 +146,14 @@ def find_domain_controllers(domain, resolver=None, timeout=10):
             records.append((int(rr.priority), -int(rr.weight), target, int(rr.port)))
     if not records:
         raise LdapError('no domain controller found: %s has no SRV targets' % name)
+    # DNS answers are not authenticated, and the SRV target is the name the DC's TLS certificate is verified for:
+    # only names inside the domain are taken, so a forged answer cannot point us at a host with any valid cert.
+    outside = sorted(set(r[2] for r in records if not in_domain(r[2], domain)))
+    records = [r for r in records if in_domain(r[2], domain)]
+    if not records:
+        raise LdapError('no domain controller found: the SRV record %s names only hosts outside the domain %s (%s); '
+                        'DNS answers are not authenticated, so these are refused: set domain_controller'
+                        % (name, domain.strip('.'), ', '.join(outside)))
     records.sort()
     return [(target, port) for _prio, _weight, target, port in records]
 
@@ -128,7 +163,7 @@ class LdapSettings(object):
 
     def __init__(self, domain=None, domain_controller=None, ldap_port=None, ldap_scheme='ldaps', validate_certs=True,
                  ca_bundle=None, auth='password', username=None, password=None, nt_hash=None, kerberos_ccache=None,
-                 kerberos_keytab=None, timeout=30, **_ignored):
+                 kerberos_keytab=None, timeout=30, ldap_allow_plaintext=False, **_ignored):
         self.domain = domain.strip('.').lower() if domain else None
         self.domain_controller = domain_controller
         self.ldap_port = ldap_port
@@ -142,6 +177,7 @@ class LdapSettings(object):
         self.kerberos_ccache = kerberos_ccache
         self.kerberos_keytab = kerberos_keytab
         self.timeout = timeout or 30
+        self.ldap_allow_plaintext = bool(ldap_allow_plaintext)
         if self.ldap_scheme not in DEFAULT_PORTS:
             raise LdapError('ldap_scheme must be one of ldaps, starttls, ldap')
         if self.auth not in ('password', 'ntlm', 'kerberos'):
@@ -154,6 +190,31 @@ class LdapSettings(object):
     @property
     def port(self):
         return self.ldap_port or DEFAULT_PORTS[self.ldap_scheme]
+
+    def check_transport(self):
+        """Refuse plain LDAP unless ldap_allow_plaintext; return the warnings the chosen transport deserves.
+
+        A simple bind over plain LDAP sends the password in clear. NTLM and Kerberos do not, but ldap3 negotiates no
+        SASL security layer (no signing or sealing), so every reply (CA certificates, template ACLs) could be changed
+        on the network path: plain LDAP is refused for every bind unless the user opts in.
+        """
+        warnings = []
+        if self.ldap_scheme == 'ldap':
+            if self.auth == 'password':
+                risk = ('a simple bind over ldap_scheme=ldap sends the password of %s in clear text'
+                        % (self.username or 'the account'))
+            else:
+                risk = ('ldap_scheme=ldap with auth=%s has no signing or sealing (ldap3 negotiates no SASL security '
+                        'layer), so the directory\'s replies could be changed on the network path' % self.auth)
+            if not self.ldap_allow_plaintext:
+                raise LdapError('refusing plain LDAP: %s; use ldap_scheme=ldaps or ldap_scheme=starttls (with '
+                                'auth=password, ntlm or kerberos), or set ldap_allow_plaintext=true to accept the risk'
+                                % risk)
+            warnings.append('ldap_allow_plaintext=true: %s' % risk)
+        if self.ldap_scheme in ('ldaps', 'starttls') and not self.validate_certs:
+            warnings.append('validate_certs=false: the TLS certificate of the domain controller is not verified, so '
+                            'anyone on the network path can read the bind credentials and change the replies')
+        return warnings
 
     # --- identities ----------------------------------------------------------------------------------------
     def split_username(self):
@@ -379,6 +440,8 @@ class AdConnection(object):
         return host
 
     def connect(self):
+        for text in self.settings.check_transport():  # before any network traffic
+            warn(text)
         errors = []
         for host in self.candidate_hosts():
             try:
@@ -497,10 +560,13 @@ class AdConnection(object):
     def configuration_nc(self):
         return self.root_dse.get('configurationNamingContext')
 
-    def search(self, base, search_filter, attributes, scope='SUBTREE', sd_flags=None, paged=True, page_size=500):
+    def search(self, base, search_filter, attributes, scope='SUBTREE', sd_flags=None, paged=True, page_size=500,
+               max_pages=MAX_PAGES, max_entries=MAX_ENTRIES):
         """Run a (paged) search; return a list of {'dn', 'attributes': {name: [raw bytes, ...]}}.
 
-        Attribute names in the result use the case asked for in ``attributes``.
+        Attribute names in the result use the case asked for in ``attributes``. A search stops with an LdapError
+        after max_pages pages or max_entries entries, or when the server sends a cookie larger than
+        MAX_COOKIE_BYTES or the same cookie twice.
         """
         if self.conn is None:
             raise LdapError('not connected')
@@ -511,7 +577,10 @@ class AdConnection(object):
         wanted = dict((a.lower(), a) for a in attributes)
         results = []
         cookie = None
+        seen_cookies = set()
+        pages = 0
         while True:
+            pages += 1
             kwargs = dict(search_base=base, search_filter=search_filter, search_scope=scopes[scope],
                           attributes=list(attributes), controls=controls or None)
             if paged:
@@ -534,11 +603,22 @@ class AdConnection(object):
                     key = wanted.get(name.lower(), name)
                     attrs[key] = list(values) if isinstance(values, (list, tuple)) else [values]
                 results.append({'dn': item.get('dn'), 'attributes': attrs})
+            where = '%s %s' % (base or 'rootDSE', search_filter)
+            if len(results) > max_entries:
+                raise LdapError('search of %s returned more than %d entries: stopped' % (where, max_entries))
             if not paged:
                 break
             cookie = (((result.get('controls') or {}).get(PAGED_RESULTS_OID) or {}).get('value') or {}).get('cookie')
             if not cookie:
                 break
+            if len(cookie) > MAX_COOKIE_BYTES:
+                raise LdapError('search of %s: the server sent a paging cookie of %d bytes (at most %d): stopped'
+                                % (where, len(cookie), MAX_COOKIE_BYTES))
+            if cookie in seen_cookies:
+                raise LdapError('search of %s: the server sent the same paging cookie twice: stopped' % where)
+            seen_cookies.add(cookie)
+            if pages >= max_pages:
+                raise LdapError('search of %s needs more than %d pages: stopped' % (where, max_pages))
         return results
 
     # --- accounts ------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ __metaclass__ = type
 CONNECTION_OPTION_NAMES = (
     'domain', 'domain_controller', 'ldap_port', 'ldap_scheme', 'validate_certs', 'ca_bundle', 'auth', 'username',
     'password', 'nt_hash', 'kerberos_ccache', 'kerberos_keytab', 'ca_host', 'ca_name', 'timeout',
+    'ldap_allow_plaintext',
 )
 
 
@@ -27,6 +28,7 @@ def connection_argument_spec():
         domain_controller=dict(type='str', aliases=['dc']),
         ldap_port=dict(type='int'),
         ldap_scheme=dict(type='str', default='ldaps', choices=['ldaps', 'starttls', 'ldap']),
+        ldap_allow_plaintext=dict(type='bool', default=False),
         validate_certs=dict(type='bool', default=True),
         ca_bundle=dict(type='path'),
         auth=dict(type='str', default='password', choices=['password', 'ntlm', 'kerberos']),

@@ -184,7 +184,7 @@ def test_simple_bind_user_forms(username, expected):
 
 
 def test_stronger_auth_required_hint():
-    conn = make(username='enroller', password='pw', ldap_scheme='ldap')
+    conn = make(username='enroller', password='pw', ldap_scheme='ldap', ldap_allow_plaintext=True)
 
     def factory(server, **kwargs):
         fake = FakeConnection(server, **kwargs)
@@ -203,7 +203,7 @@ def test_starttls_and_plain_transport():
     assert fake.calls[:3] == ['open', 'start_tls', 'bind']
     assert fake.server.kwargs['use_ssl'] is False and fake.server.kwargs['port'] == 389
     assert fake.server.kwargs['tls'] is not None
-    make(username='enroller', password='pw', ldap_scheme='ldap', ldap_port=3389).connect()
+    make(username='enroller', password='pw', ldap_scheme='ldap', ldap_port=3389, ldap_allow_plaintext=True).connect()
     fake = FakeConnection.instances[-1]
     assert 'start_tls' not in fake.calls
     assert fake.server.kwargs['tls'] is None and fake.server.kwargs['port'] == 3389
@@ -495,3 +495,154 @@ def test_ntlm_session_terminated_hint():
         conn.connect()
     assert 'session terminated by server' in str(exc.value)
     assert 'NTLM (Sicily)' in str(exc.value)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# transport hygiene: plain LDAP refused, SRV targets inside the domain, bounded paging
+# ------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def warnings(monkeypatch):
+    seen = []
+    monkeypatch.setattr(_ldap, '_ansible_warn', seen.append)
+    monkeypatch.setattr(_ldap, 'get_warning_messages', lambda: tuple(seen))
+    return seen
+
+
+def test_simple_bind_over_plain_ldap_is_refused_before_any_traffic(warnings):
+    conn = make(username='enroller', password='S3cr3t-Unit', ldap_scheme='ldap')
+    with pytest.raises(_ldap.LdapError) as exc:
+        conn.connect()
+    text = str(exc.value)
+    assert text == ('refusing plain LDAP: a simple bind over ldap_scheme=ldap sends the password of enroller in '
+                    'clear text; use ldap_scheme=ldaps or ldap_scheme=starttls (with auth=password, ntlm or '
+                    'kerberos), or set ldap_allow_plaintext=true to accept the risk')
+    assert 'S3cr3t-Unit' not in text
+    assert FakeConnection.instances == []  # nothing was sent, not even a connection opened
+
+
+@pytest.mark.parametrize('auth,extra', [('ntlm', {'username': 'LAB\\u', 'password': 'p'}),
+                                        ('kerberos', {'kerberos_ccache': '/nonexistent'})])
+def test_ntlm_and_kerberos_over_plain_ldap_are_refused_too(auth, extra):
+    """ldap3 negotiates no SASL security layer (and NTLM binds are not sealed): the replies are unprotected."""
+    conn = make(auth=auth, ldap_scheme='ldap', **extra)
+    with pytest.raises(_ldap.LdapError) as exc:
+        conn.connect()
+    assert str(exc.value) == (
+        'refusing plain LDAP: ldap_scheme=ldap with auth=%s has no signing or sealing (ldap3 negotiates no SASL '
+        "security layer), so the directory's replies could be changed on the network path; use ldap_scheme=ldaps "
+        'or ldap_scheme=starttls (with auth=password, ntlm or kerberos), or set ldap_allow_plaintext=true to accept '
+        'the risk' % auth)
+    assert FakeConnection.instances == []
+
+
+def test_plain_ldap_opt_in_warns_and_binds(warnings):
+    make(username='enroller', password='pw', ldap_scheme='ldap', ldap_allow_plaintext=True).connect()
+    fake = FakeConnection.instances[0]
+    assert fake.calls[:2] == ['open', 'bind']
+    assert warnings == ['ldap_allow_plaintext=true: a simple bind over ldap_scheme=ldap sends the password of '
+                        'enroller in clear text']
+    make(username='enroller', password='pw', ldap_scheme='ldap', ldap_allow_plaintext=True).connect()
+    assert len(warnings) == 1  # once per module run
+
+
+def test_tls_transports_need_no_opt_in_and_warn_without_validation(warnings):
+    make(username='enroller', password='pw', ldap_scheme='starttls').connect()
+    make(username='enroller', password='pw').connect()
+    assert warnings == []
+    make(username='enroller', password='pw', validate_certs=False).connect()
+    assert warnings == ['validate_certs=false: the TLS certificate of the domain controller is not verified, so '
+                        'anyone on the network path can read the bind credentials and change the replies']
+
+
+def test_in_domain():
+    assert _ldap.in_domain('dc1.lab.adcs.test.', 'lab.adcs.test')
+    assert _ldap.in_domain('LAB.ADCS.TEST', 'lab.adcs.test.')
+    assert not _ldap.in_domain('evil-lab.adcs.test', 'lab.adcs.test')
+    assert not _ldap.in_domain('lab.adcs.test.evil.example', 'lab.adcs.test')
+    assert not _ldap.in_domain('adcs.test', 'lab.adcs.test')
+    assert not _ldap.in_domain('', 'lab.adcs.test')
+
+
+def test_srv_targets_outside_the_domain_are_dropped():
+    resolver = FakeResolver([SRV(0, 100, 636, 'dc.attacker.example.'), SRV(5, 100, 389, 'dc2.lab.adcs.test.'),
+                             SRV(1, 100, 389, 'xlab.adcs.test.')])
+    assert _ldap.find_domain_controllers('lab.adcs.test', resolver=resolver) == [('dc2.lab.adcs.test', 389)]
+
+
+def test_srv_with_only_foreign_targets_is_refused():
+    resolver = FakeResolver([SRV(0, 100, 636, 'dc.attacker.example.'), SRV(1, 100, 389, 'lab.adcs.test.evil.')])
+    with pytest.raises(_ldap.LdapError) as exc:
+        _ldap.find_domain_controllers('lab.adcs.test', resolver=resolver)
+    assert str(exc.value) == (
+        'no domain controller found: the SRV record _ldap._tcp.dc._msdcs.lab.adcs.test names only hosts outside the '
+        'domain lab.adcs.test (dc.attacker.example, lab.adcs.test.evil); DNS answers are not authenticated, so '
+        'these are refused: set domain_controller')
+
+
+def test_discovered_dc_is_verified_under_its_in_domain_name():
+    """The TLS name is the SRV target, which is inside the domain; chain and host name are verified."""
+    resolver = FakeResolver([SRV(0, 100, 636, 'evil.example.'), SRV(1, 100, 636, 'dc1.lab.adcs.test.')])
+    conn = _ldap.AdConnection(_ldap.LdapSettings(domain='lab.adcs.test', username='u', password='p'),
+                              connection_factory=FakeConnection, server_factory=FakeServer, resolver=resolver)
+    conn.connect()
+    server = FakeConnection.instances[0].server
+    assert [f.server.host for f in FakeConnection.instances] == ['dc1.lab.adcs.test']
+    assert isinstance(server.kwargs['tls'], _ldap.VerifyingTls)
+    assert server.kwargs['tls'].validate == _ldap.ssl.CERT_REQUIRED
+
+
+def _endless_pages(fake, base, cookie_of):
+    """Every page answers one entry and the cookie cookie_of(page number)."""
+    counter = {'n': 0}
+
+    def search(search_base, search_filter, search_scope, attributes, controls=None, paged_size=None,
+               paged_cookie=None):
+        counter['n'] += 1
+        n = counter['n']
+        fake.response = [{'type': 'searchResEntry', 'dn': 'CN=%d,%s' % (n, base), 'raw_attributes': {'cn': [b'x']}}]
+        fake.result = {'result': 0, 'description': 'success',
+                       'controls': {_ldap.PAGED_RESULTS_OID: {'value': {'size': 0, 'cookie': cookie_of(n)}}}}
+        return True
+    fake.search = search
+    return counter
+
+
+def test_paging_is_bounded_in_pages():
+    conn = make(username='u', password='p').connect()
+    counter = _endless_pages(FakeConnection.instances[0], BASE, lambda n: b'c%d' % n)
+    with pytest.raises(_ldap.LdapError) as exc:
+        conn.search(BASE, '(cn=*)', ['cn'], max_pages=50)
+    assert str(exc.value) == 'search of %s (cn=*) needs more than 50 pages: stopped' % BASE
+    assert counter['n'] == 50
+    counter = _endless_pages(FakeConnection.instances[0], BASE, lambda n: b'c%d' % n)
+    with pytest.raises(_ldap.LdapError) as exc:
+        conn.search(BASE, '(cn=*)', ['cn'])
+    assert counter['n'] == _ldap.MAX_PAGES
+    assert 'needs more than %d pages' % _ldap.MAX_PAGES in str(exc.value)
+
+
+def test_paging_is_bounded_in_entries():
+    conn = make(username='u', password='p').connect()
+    _endless_pages(FakeConnection.instances[0], BASE, lambda n: b'c%d' % n)
+    with pytest.raises(_ldap.LdapError) as exc:
+        conn.search(BASE, '(cn=*)', ['cn'], max_entries=10)
+    assert str(exc.value) == 'search of %s (cn=*) returned more than 10 entries: stopped' % BASE
+
+
+def test_paging_cookie_size_is_bounded():
+    conn = make(username='u', password='p').connect()
+    _endless_pages(FakeConnection.instances[0], BASE, lambda n: b'x' * (_ldap.MAX_COOKIE_BYTES + 1))
+    with pytest.raises(_ldap.LdapError) as exc:
+        conn.search(BASE, '(cn=*)', ['cn'])
+    assert str(exc.value) == ('search of %s (cn=*): the server sent a paging cookie of %d bytes (at most %d): stopped'
+                              % (BASE, _ldap.MAX_COOKIE_BYTES + 1, _ldap.MAX_COOKIE_BYTES))
+
+
+def test_paging_cookie_repeated_is_refused():
+    conn = make(username='u', password='p').connect()
+    counter = _endless_pages(FakeConnection.instances[0], BASE, lambda n: b'same')
+    with pytest.raises(_ldap.LdapError) as exc:
+        conn.search(BASE, '(cn=*)', ['cn'])
+    assert str(exc.value) == 'search of %s (cn=*): the server sent the same paging cookie twice: stopped' % BASE
+    assert counter['n'] == 2
