@@ -155,14 +155,54 @@ def test_owner_group_numeric(tmp_path):
         f.FileSpec(str(p), b'1', owner='no-such-user-xyz')
 
 
-@pytest.mark.parametrize('value, expected', [(None, None), ('0600', 0o600), ('644', 0o644), (0o640, 0o640)])
-def test_parse_mode(value, expected):
-    assert f.parse_mode(value) == expected
+@pytest.mark.parametrize('value, expected', [(None, None), ('0600', 0o600), ('644', 0o644), (0o640, 0o640),
+                                             (416, 0o640), ('0640', 0o640), ('u=rw,g=r,o=', 0o640),
+                                             ('u=rw,g=r', 0o640), ('go-rwx', 0o600), ('u+x', 0o700), (0, 0)])
+def test_parse_mode_as_ansible_file(value, expected):
+    # as ansible.builtin.file: YAML 0640 unquoted is the integer 416 == 0o640, strings octal or symbolic
+    # (symbolic applied to the existing mode, here 0600)
+    assert f.parse_mode(value, base=0o600) == expected
 
 
-def test_parse_mode_invalid():
-    with pytest.raises(InvalidInput):
-        f.parse_mode('u=rw')
+@pytest.mark.parametrize('value', ['u=rwz', 'rw-r-----', '0999', 0o17777, -1, True, '10000'])
+def test_parse_mode_invalid(value):
+    with pytest.raises(InvalidInput, match='File mode .* (must be octal, like "0600", or symbolic|is out of range)'):
+        f.parse_mode(value)
+
+
+def test_parse_mode_matches_ansible_core(tmp_path):
+    # the same answers ansible-core's own set_mode_if_different computes for a file of mode 0600
+    from ansible.module_utils.basic import AnsibleModule
+    target = tmp_path / 'x'
+    target.write_bytes(b'')
+    os.chmod(str(target), 0o600)
+    for value in ('u=rw,g=r', 'a+r', 'g+rX,o-rwx', 'u=rwx,g=rx,o=rx'):
+        assert f.parse_mode(value, base=0o600) == AnsibleModule._symbolic_mode_to_octal(os.stat(str(target)), value)
+
+
+@pytest.mark.parametrize('value', [0o600, 0o640, 0o400, 416, '0640', 'u=rw,g=r', 'u=rw,go='])
+def test_secret_mode_accepted(value):
+    assert f.check_secret_mode(value) & 0o027 == 0
+
+
+@pytest.mark.parametrize('value, shown', [(0o660, '0660'), (0o604, '0604'), (0o644, '0644'), ('0644', '0644'),
+                                          ('u=rw,g=rw', '"u=rw,g=rw" (0660)'), ('o+r', '"o+r" (0604)'),
+                                          (0o601, '0601')])
+def test_secret_mode_refused(value, shown):
+    with pytest.raises(InvalidInput) as err:
+        f.check_secret_mode(value)
+    assert err.value.summary == ('private_key_mode %s would make the private key writable by its group or accessible '
+                                 'to other users; use 0600, or 0640 for a group that only reads it' % shown)
+
+
+def test_symbolic_secret_mode_checked_against_the_existing_file(tmp_path):
+    key = tmp_path / 'k.key'
+    key.write_bytes(b'K')
+    os.chmod(str(key), 0o644)
+    with pytest.raises(InvalidInput, match='private_key_mode 0644 would make the private key'):
+        f.FileSpec(str(key), b'K2', mode='u=rw', secret=True)       # leaves o=r of the existing file
+    assert f.FileSpec(str(key), b'K2', mode='u=rw,go=', secret=True).mode == 0o600
+    assert f.FileSpec(str(tmp_path / 'new.crt'), b'C', mode='u=rw,g=r').mode == 0o644   # new file: from 0644
 
 
 def test_encodings_and_pkcs12():
@@ -217,10 +257,14 @@ def test_module_writer_check_mode(tmp_path):
 def test_module_writer_real(tmp_path):
     p = tmp_path / 'x.key'
     p.write_bytes(b'OLD')
+    os.chmod(str(p), 0o640)
     mod = FakeModule(check_mode=False)
     res = f.ModuleFileWriter(mod).write([f.FileSpec(str(p), b'NEW', secret=True, backup=True)])
     assert res['changed'] and p.read_bytes() == b'NEW'
-    assert res['backup_files'] == {str(p): str(p) + '.bak~'}
+    assert mod.backups == []          # not backup_local: its copy is 0644 first and made before validation
+    (path, backup), = res['backup_files'].items()
+    assert path == str(p) and backup.startswith(str(p) + '.%d.' % os.getpid()) and backup.endswith('~')
+    assert open(backup, 'rb').read() == b'OLD' and mode(backup) == 0o600
     assert mod.fs_calls[0]['mode'] == 0o600
     res = f.ModuleFileWriter(mod).write([f.FileSpec(str(p), b'NEW', secret=True, backup=True)])
     assert not res['changed'] and res['backup_files'] == {}
