@@ -372,7 +372,15 @@ def check_output_paths(paths, probe=True):
             continue
         path = os.path.abspath(os.path.expanduser(path))
         directory = os.path.dirname(path)
-        if not os.path.isdir(directory):
+        try:
+            is_dir = stat.S_ISDIR(os.stat(directory).st_mode)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise FileOutputError('The directory %s of %s (%s) cannot be reached by user %s; nothing was '
+                                      'requested from the CA' % (directory, option, path, _user_name()),
+                                      detail=str(exc))
+            is_dir = False
+        if not is_dir:
             raise FileOutputError('The directory %s of %s (%s) does not exist; nothing was requested from the CA'
                                   % (directory, option, path),
                                   remedy='Create it first (the certificate role does with create_directories).')
