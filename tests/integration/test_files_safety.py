@@ -253,24 +253,34 @@ def test_symlinks_planted_at_the_destinations_are_replaced_not_followed(lab, ans
     out, victims = tmp_path / 'out', tmp_path / 'victims'
     out.mkdir()
     victims.mkdir()
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    victim_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     planted = {}
-    for name, victim_mode in (('web.key', 0o644), ('web.crt', 0o600), ('web-chain.crt', 0o640)):
+    for name, victim_mode, content in (('web.key', 0o644, victim_key), ('web.crt', 0o600, b'precious web.crt'),
+                                       ('web-chain.crt', 0o640, b'precious web-chain.crt')):
         victim = victims / name
-        victim.write_bytes(b'precious ' + name.encode())
+        victim.write_bytes(content)
         os.chmod(str(victim), victim_mode)
         os.symlink(str(victim), str(out / name))
-        planted[name] = (victim, victim_mode)
+        planted[name] = (victim, victim_mode, content)
     args = web_args(lab, out, chain_path=str(out / 'web-chain.crt'), owner='65534', group='65534',
                     private_key_mode='0600', mode='0644', backup=True)
     rc, result = ansible.module(MODULE, args)
     assert rc == 0 and result['changed'], result
-    for name, (victim, victim_mode) in planted.items():
-        assert read(victim) == b'precious ' + name.encode(), name
+    # the enrollment reused the key (it is not rewritten then) and wrote the certificate and chain
+    assert os.path.islink(str(out / 'web.key'))
+    rc, result = ansible.module(MODULE, args)
+    assert rc == 0 and result['changed'] and result['action'] == 'none', result    # key's owner/mode fixed
+    for name, (victim, victim_mode, content) in planted.items():
+        assert read(victim) == content, name
         st = os.stat(str(victim))
         assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (victim_mode, 0, 0), name
         st = os.lstat(str(out / name))
         assert stat.S_ISREG(st.st_mode) and (st.st_uid, st.st_gid) == (65534, 65534), name
     assert mode(out / 'web.key') == 0o600 and mode(out / 'web.crt') == 0o644
+    # the key read through the link was kept (its content is copied into a file of its own, not chmod-ed there)
+    assert read(out / 'web.key') == victim_key
     assert result['backup_files'] == {}        # a symlink is not a file of ours to back up
     assert sorted(os.listdir(str(out))) == ['web-chain.crt', 'web.crt', 'web.key']
 
