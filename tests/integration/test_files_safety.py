@@ -203,7 +203,7 @@ def test_kill_after_every_step_of_a_regenerate_key_switch(lab, ansible, tmp_path
 
     log = str(tmp_path / 'steps.log')
     rc, result = ansible.module(MODULE, dict(args, regenerate_key=True, force=True),
-                                 extra_env={KILL_ENV: '0', LOG_ENV: log})
+                                extra_env={KILL_ENV: '0', LOG_ENV: log})
     assert rc == 0 and result['changed'], result
     lines = [line.split(' ', 2) for line in open(log).read().splitlines()]
     steps = [line[1] for line in lines]

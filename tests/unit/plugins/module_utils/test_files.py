@@ -262,7 +262,8 @@ def test_module_writer_real(tmp_path):
     res = f.ModuleFileWriter(mod).write([f.FileSpec(str(p), b'NEW', secret=True, backup=True)])
     assert res['changed'] and p.read_bytes() == b'NEW'
     assert mod.backups == []          # not backup_local: its copy is 0644 first and made before validation
-    (path, backup), = res['backup_files'].items()
+    assert list(res['backup_files']) == [str(p)]
+    path, backup = str(p), res['backup_files'][str(p)]
     assert path == str(p) and backup.startswith(str(p) + '.%d.' % os.getpid()) and backup.endswith('~')
     assert open(backup, 'rb').read() == b'OLD' and mode(backup) == 0o600
     assert mod.fs_calls[0]['mode'] == 0o600
@@ -405,7 +406,7 @@ def _as_nobody(check):
             code = check()
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    status = os.waitpid(pid, 0)[1]
     return os.WEXITSTATUS(status)
 
 
@@ -463,7 +464,7 @@ def _run_driver(specs, kill_after, step_log):
     env = dict(os.environ, ADCS_TEST_FILES_KILL_AFTER_STEP=str(kill_after), ADCS_TEST_FILES_STEP_LOG=step_log,
                PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     return subprocess.run([sys.executable, '-c', _DRIVER, json.dumps(specs)], env=env, capture_output=True,
-                          text=True)
+                          text=True, check=False)
 
 
 def _on_disk(directory):
