@@ -22,6 +22,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -495,11 +496,57 @@ def _finish(journal, jpath):
     return 'rolled forward' if forward else 'rolled back'
 
 
+class _DirLocks(object):
+    """Exclusive flock on the directories of a set of paths (sorted, so two runs never deadlock), held from staging
+    to the end of the switch: a concurrent run on the same files waits instead of taking our temporary files for a
+    crash's leftovers. A killed process's locks go with it."""
+
+    def __init__(self, paths, timeout=120):
+        self.dirs = sorted(set(os.path.dirname(os.path.abspath(p)) for p in paths if p))
+        self.timeout = timeout
+        self.fds = []
+
+    def acquire(self):
+        for directory in self.dirs:
+            try:
+                fd = os.open(directory, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+            except OSError:
+                continue   # a missing directory is reported by the caller
+            self.fds.append(fd)
+            deadline = time.time() + self.timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except (IOError, OSError) as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                        break   # a filesystem without flock: go on unlocked
+                    if time.time() > deadline:
+                        self.release()
+                        raise FileOutputError('Another run has been writing files in %s for %g seconds; nothing '
+                                              'was changed' % (directory, self.timeout))
+                    time.sleep(0.1)
+        return self
+
+    def release(self):
+        for fd in reversed(self.fds):
+            os.close(fd)
+        self.fds = []
+
+
 def recover(paths):
     """Finish or undo a switch that a killed process left half done for any of ``paths``, then remove our stray
     temporary files next to them. Returns {journal: 'rolled forward'|'rolled back'}."""
-    done = {}
     paths = [os.path.abspath(os.path.expanduser(p)) for p in paths if p]
+    locks = _DirLocks(paths).acquire()
+    try:
+        return _recover(paths)
+    finally:
+        locks.release()
+
+
+def _recover(paths):
+    done = {}
     for path in paths:
         jpath = _journal_path(path)
         if os.path.exists(jpath) and jpath not in done:
@@ -539,6 +586,7 @@ class StagedWrite(object):
         self.changed = False
         self.recovered = {}
         self._done = False
+        self._locks = None
 
     def __enter__(self):
         return self
@@ -551,15 +599,25 @@ class StagedWrite(object):
         for tmp in self.staged.values():
             _unlink(tmp)
         self.staged = {}
+        if self._locks is not None:
+            self._locks.release()
+            self._locks = None
 
     def _needs_write(self, spec):
         return _read_target(spec.path) != spec.content
 
     def stage(self):
-        self.recovered = recover([s.path for s in self.specs])
+        if self._locks is None:
+            self._locks = _DirLocks([s.path for s in self.specs]).acquire()
+        try:
+            self.recovered = _recover([s.path for s in self.specs])
+        except Exception:
+            self.cleanup()
+            raise
         for spec in self.specs:
             directory = os.path.dirname(spec.path)
             if not os.path.isdir(directory):
+                self.cleanup()
                 raise FileOutputError('The directory %s does not exist' % directory)
             if not self._needs_write(spec):
                 continue
@@ -678,6 +736,7 @@ class StagedWrite(object):
                     self.changed_paths.append(spec.path)
         self.changed = bool(self.changed_paths)
         self._done = True
+        self.cleanup()   # releases the locks
         return self
 
     def would_change(self):

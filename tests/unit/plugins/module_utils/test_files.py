@@ -576,3 +576,35 @@ def test_unreadable_journal_is_reported(tmp_path):
     assert err.value.summary == ('The journal %s of an interrupted write cannot be read; the files it names were '
                                  'left as they are' % (tmp_path / '.h.crt.adcs-journal'))
     assert crt.read_bytes() == b'OLD'
+
+
+def test_a_concurrent_run_on_the_same_directory_waits(tmp_path):
+    import fcntl
+    import threading
+    import time
+    crt = tmp_path / 'h.crt'
+    crt.write_bytes(b'OLD')
+    holder = os.open(str(tmp_path), os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)          # another run is switching files in this directory
+    done = []
+    worker = threading.Thread(target=lambda: done.append(f.write_file_atomic(str(crt), b'NEW')['changed']))
+    worker.start()
+    time.sleep(0.5)
+    assert done == [] and crt.read_bytes() == b'OLD'
+    assert [n for n in os.listdir(str(tmp_path)) if n.endswith('.adcs-new')] == []   # not even staged yet
+    os.close(holder)
+    worker.join(10)
+    assert done == [True] and crt.read_bytes() == b'NEW' and leftovers(tmp_path) == []
+
+
+def test_lock_wait_has_a_deadline(tmp_path, monkeypatch):
+    import fcntl
+    holder = os.open(str(tmp_path), os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(FileOutputError) as err:
+            f._DirLocks([str(tmp_path / 'x')], timeout=0.3).acquire()
+        assert err.value.summary == ('Another run has been writing files in %s for 0.3 seconds; nothing was changed'
+                                     % tmp_path)
+    finally:
+        os.close(holder)
