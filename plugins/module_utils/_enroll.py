@@ -243,8 +243,23 @@ def check_request(spec, index=0):
                                    'csr_content is given; do not set them')
     for key in ('mode', 'private_key_mode'):
         if spec.get(key) is not None:
-            spec[key] = _files.parse_mode(spec[key])
+            try:   # as ansible.builtin.file: an integer is the mode, a string octal or symbolic
+                value = _files.check_secret_mode(spec[key], key) if key == 'private_key_mode' else \
+                    _files.parse_mode(spec[key], _files.CERT_MODE)
+            except InvalidInput as exc:
+                exc.summary = where + exc.summary
+                raise
+            if not isinstance(spec[key], str) or value == _files.parse_mode(spec[key], 0, base=0o7777):
+                spec[key] = value   # symbolic modes relative to the file's mode are resolved when writing
     return spec
+
+
+OUTPUT_OPTIONS = ('private_key_path', 'certificate_path', 'chain_path', 'fullchain_path', 'pkcs12_path')
+
+
+def output_paths(spec):
+    """{option: path} of the files a request writes."""
+    return dict((key, spec[key]) for key in OUTPUT_OPTIONS if spec.get(key))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -784,6 +799,8 @@ class Enroller(object):
         renewal_days = self.directory.template_renewal_days if self.directory is not None else None
         for spec in specs:
             try:
+                if not self.check_mode:   # a switch of these files a killed run left half done is finished first
+                    _files.recover(output_paths(spec).values())
                 plan = plan_request(spec, now=self.now, template_renewal_days=renewal_days)
                 results.append(self.execute(plan))
             except WcceError as exc:
@@ -805,6 +822,8 @@ class Enroller(object):
             result['disposition'] = None
             result['diff'] = plan_diff(plan)
             return result
+        # every output can be written: found out now, not after the CA issued
+        _files.check_output_paths(output_paths(spec), probe=not self.check_mode)
         conn = self.connection_for(spec.get('template'))
         result['ca'] = conn.target.to_dict()
         if plan.action == ACTION_REFRESH:

@@ -5,12 +5,16 @@
 
 Every write goes to a temporary file in the target's directory (created with the final mode, so a key is never
 readable by others, even for an instant), is fsync'ed, gets owner/group, and is renamed over the target; the
-directory is fsync'ed after the rename. Several files (key + certificate + chain) are written as one
-``StagedWrite``: all temporary files are complete and validated before the first rename, and a failed rename
-puts the old files back. Backups (``path.<timestamp>~``, like Ansible's ``backup_local``) are made on request.
+directory is fsync'ed after the rename. Several files (key + certificate + chain + full chain + PKCS#12) switch as
+one unit (``StagedWrite``): all temporary files are complete and validated first, a journal is the commit point, and
+a process killed at any step leaves the old set or the new set, completed by the next run (``recover``). Owner,
+group and mode are set on open file descriptors, never through a symlink; a symlink at a target is replaced, not
+followed. Modes are taken as ``ansible.builtin.file`` takes them (``parse_mode``). Backups (``path.<pid>.<time>~``,
+like Ansible's ``backup_local``) are made on request, after validation, 0600 for secrets from their first instant.
+``check_output_paths`` tells before the CA is contacted whether the outputs can be written.
 
-The core works without Ansible; ``ModuleFileWriter`` plugs in AnsibleModule's ``backup_local``,
-``set_fs_attributes_if_different`` (SELinux context, attributes) and check mode.
+The core works without Ansible (symbolic modes use ansible-core's parser); ``ModuleFileWriter`` plugs in
+AnsibleModule's ``set_fs_attributes_if_different`` (SELinux context, attributes) and check mode.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,8 +22,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
+import fcntl
+import hashlib
+import json
 import os
-import shutil
+import re
+import stat
 import tempfile
 import time
 import traceback
@@ -44,21 +52,82 @@ except ImportError:
 KEY_MODE = 0o600
 CERT_MODE = 0o644
 FORMATS = ('pem', 'der')
+SECRET_FORBIDDEN_BITS = 0o027   # group write, and anything for others
+
+# Names of our own files next to a target: new contents, hard links to the old files, the journal of a switch.
+_NEW_SUFFIX = '.adcs-new'
+_OLD_SUFFIX = '.adcs-old'
+_JOURNAL_SUFFIX = '.adcs-journal'
+_LEGACY_SUFFIXES = ('.tmp', '.tmp.rollback')   # what earlier versions left behind after a crash
+
+# Test hook (tests/unit/.../test_files.py, tests/integration/test_files_safety.py): with this variable set to N,
+# the process ends with os._exit(137) right after the N-th filesystem step of a write (0: only count); the steps
+# are appended to the file named by _STEP_LOG_ENV. Never set outside the tests.
+_KILL_ENV = 'ADCS_TEST_FILES_KILL_AFTER_STEP'
+_STEP_LOG_ENV = 'ADCS_TEST_FILES_STEP_LOG'
+_step_count = [0]
 
 
-def parse_mode(mode, default=None):
-    """Accept 0o600, '0600', '600', 'u=rw,go=' is not supported (only octal)."""
+def _step(label):
+    """One filesystem step of a write is done (the kill-test hook; a no-op unless the test variable is set)."""
+    limit = os.environ.get(_KILL_ENV)
+    if not limit:
+        return
+    _step_count[0] += 1
+    log = os.environ.get(_STEP_LOG_ENV)
+    if log:
+        with open(log, 'a') as f:
+            f.write('%d %s\n' % (_step_count[0], label))
+    if _step_count[0] == int(limit):
+        os._exit(137)
+
+
+class _ModeBase(object):
+    """The stat-like object ansible-core's symbolic mode parser needs (a regular file with mode ``base``)."""
+
+    def __init__(self, base):
+        self.st_mode = stat.S_IFREG | base
+
+
+def parse_mode(mode, default=None, base=None):
+    """A file mode exactly as ``ansible.builtin.file`` takes it: an integer is the mode itself (YAML ``0640``
+    unquoted is 416 == 0o640), a string is octal (``'0640'``, ``'640'``) or symbolic (``'u=rw,g=r'``, applied to
+    ``base``: the existing file's mode, else ``default``)."""
     if mode is None:
         return default
+    if isinstance(mode, bool):
+        raise InvalidInput('File mode %r must be octal, like "0600", or symbolic, like "u=rw,g=r"' % (mode,))
     if isinstance(mode, int):
-        return mode & 0o7777
-    text = str(mode).strip()
+        value = mode
+    else:
+        text = str(mode).strip()
+        try:
+            value = int(text, 8)
+        except ValueError:
+            value = _symbolic_mode(text, mode, default if base is None else base)
+    if value < 0 or value != stat.S_IMODE(value):
+        raise InvalidInput('File mode %r is out of range (only permission bits, at most 07777)' % (mode,))
+    return value
+
+
+def _symbolic_mode(text, original, base):
     try:
-        value = int(text, 8)
-    except ValueError:
-        raise InvalidInput('File mode %r must be octal, like "0600"' % (mode,))
-    if value > 0o7777:
-        raise InvalidInput('File mode %r is out of range' % (mode,))
+        from ansible.module_utils.basic import AnsibleModule
+        return AnsibleModule._symbolic_mode_to_octal(_ModeBase(base or 0), text)
+    except ImportError:  # pragma: no cover - module_utils always run with ansible-core's module_utils
+        raise InvalidInput('File mode %r: symbolic modes need ansible-core; give it in octal' % (original,))
+    except Exception:
+        raise InvalidInput('File mode %r must be octal, like "0600", or symbolic, like "u=rw,g=r"' % (original,))
+
+
+def check_secret_mode(mode, option='private_key_mode'):
+    """Refuse a private key mode that lets the group write or others read/write/execute; returns the int mode."""
+    value = parse_mode(mode, KEY_MODE, base=KEY_MODE)
+    if value & SECRET_FORBIDDEN_BITS:
+        given = '%04o' % value if not isinstance(mode, str) or mode.strip().lstrip('0') == ('%o' % value) else \
+            '"%s" (%04o)' % (mode, value)
+        raise InvalidInput('%s %s would make the private key writable by its group or accessible to other users; use '
+                           '0600, or 0640 for a group that only reads it' % (option, given))
     return value
 
 
@@ -95,31 +164,135 @@ def read_file(path):
         raise FileOutputError('Cannot read %s' % path, detail=str(exc))
 
 
+_NOT_REGULAR = object()   # _read_target: the path is a symlink, FIFO, device...: never ours to keep
+
+
+def _open_nofollow(path, flags=os.O_RDONLY):
+    """fd of the regular file at path (never through a symlink, never blocking on a FIFO), None if absent,
+    _NOT_REGULAR for anything else."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0))
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        if exc.errno in (errno.ELOOP, errno.EMLINK, errno.ENXIO):
+            return _NOT_REGULAR
+        if exc.errno == errno.EISDIR:
+            raise FileOutputError('%s is a directory' % path)
+        raise FileOutputError('Cannot read %s' % path, detail=str(exc))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise FileOutputError('%s is a directory' % path)
+        return _NOT_REGULAR
+    return fd
+
+
+def _read_target(path):
+    """Content of the regular file at path, None if absent, _NOT_REGULAR for a symlink or special file."""
+    fd = _open_nofollow(path)
+    if fd is None or fd is _NOT_REGULAR:
+        return fd
+    try:
+        chunks = []
+        while True:
+            data = os.read(fd, 1 << 20)
+            if not data:
+                break
+            chunks.append(data)
+        return b''.join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
 def backup_path(path, now=None):
     stamp = time.strftime('%Y-%m-%d@%H:%M:%S', time.localtime(now or time.time()))
     candidate = '%s.%d.%s~' % (path, os.getpid(), stamp)
     n = 0
-    while os.path.exists(candidate):
+    while os.path.lexists(candidate):
         n += 1
         candidate = '%s.%d.%s.%d~' % (path, os.getpid(), stamp, n)
     return candidate
 
 
-def make_backup(path):
-    """Copy path (content and mode/owner) to a backup file; return its name or None if path is absent."""
-    if not os.path.exists(path):
+def make_backup(path, secret=False):
+    """Copy the regular file at path (never through a symlink) to a backup file (``backup_local``'s name).
+
+    The backup is created 0600 from the first instant (O_EXCL, umask-independent); a secret's backup stays 0600, any
+    other file gets the original's mode once complete. Owner/group follow the original. Returns the backup's name,
+    or None when path is absent or not a regular file."""
+    if _read_target(path) in (None, _NOT_REGULAR):
         return None
     dest = backup_path(path)
     try:
-        shutil.copy2(path, dest)
-        st = os.stat(path)
-        try:
-            os.chown(dest, st.st_uid, st.st_gid)
-        except OSError:
-            pass
+        _copy_nofollow(path, dest, keep_mode=not secret)
     except (IOError, OSError) as exc:
         raise FileOutputError('Cannot back up %s' % path, detail=str(exc))
     return dest
+
+
+def _copy_nofollow(path, dest, keep_mode):
+    """Copy the regular file at path to the new file dest: created 0600 (O_EXCL, never through a symlink), owner
+    and group of the original, its mode only once complete when keep_mode."""
+    src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        st = os.fstat(src)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, 'not a regular file')
+        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, KEY_MODE)
+        try:
+            os.fchmod(out, KEY_MODE)
+            try:
+                os.fchown(out, st.st_uid, st.st_gid)
+            except OSError:
+                pass
+            while True:
+                data = os.read(src, 1 << 20)
+                if not data:
+                    break
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(out, view):]
+            if keep_mode:
+                os.fchmod(out, stat.S_IMODE(st.st_mode))
+            os.fsync(out)
+        except BaseException:
+            os.close(out)
+            out = None
+            _unlink(dest)
+            raise
+        finally:
+            if out is not None:
+                os.close(out)
+    finally:
+        os.close(src)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+
+
+def _link_old(path, old):
+    """A second name for the current file at path (the symlink itself if it is one) for a roll back; a secure
+    copy where the filesystem has no hard links."""
+    try:
+        os.link(path, old, follow_symlinks=False)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+    if os.path.islink(path):
+        os.symlink(os.readlink(path), old)
+    else:
+        _copy_nofollow(path, old, keep_mode=True)
 
 
 def _fsync_dir(directory):
@@ -136,7 +309,10 @@ def _fsync_dir(directory):
 
 
 def attributes_differ(path, mode=None, uid=-1, gid=-1):
-    st = os.stat(path)
+    """Whether the file at path (the path itself, not a symlink's target) lacks the mode/owner/group."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return True
     if mode is not None and (st.st_mode & 0o7777) != mode:
         return True
     if uid != -1 and st.st_uid != uid:
@@ -146,18 +322,85 @@ def attributes_differ(path, mode=None, uid=-1, gid=-1):
     return False
 
 
+def _fix_fd_attributes(fd, mode=None, uid=-1, gid=-1):
+    """Owner/group then mode (a chown clears set-id bits) on an open file; True if anything changed."""
+    st = os.fstat(fd)
+    changed = False
+    if (uid != -1 and st.st_uid != uid) or (gid != -1 and st.st_gid != gid):
+        os.fchown(fd, uid, gid)
+        changed = True
+    if mode is not None and (changed or stat.S_IMODE(st.st_mode) != mode):
+        os.fchmod(fd, mode)
+        changed = changed or stat.S_IMODE(st.st_mode) != mode
+    return changed
+
+
 def apply_attributes(path, mode=None, uid=-1, gid=-1):
-    """Set mode/owner/group if different; return True if anything changed."""
-    if not attributes_differ(path, mode, uid, gid):
-        return False
+    """Set mode/owner/group of the regular file at path if different (never through a symlink: a symlink there
+    is an error); return True if anything changed."""
+    fd = _open_nofollow(path)
+    if fd is None:
+        raise FileOutputError('Cannot set owner/group/mode of %s: it does not exist' % path)
+    if fd is _NOT_REGULAR:
+        raise FileOutputError('Cannot set owner/group/mode of %s: it is a symbolic link or not a regular file; '
+                              'it is never followed' % path)
     try:
-        if uid != -1 or gid != -1:
-            os.chown(path, uid, gid)
-        if mode is not None:
-            os.chmod(path, mode)
+        return _fix_fd_attributes(fd, mode, uid, gid)
     except OSError as exc:
         raise FileOutputError('Cannot set owner/group/mode of %s' % path, detail=str(exc))
+    finally:
+        os.close(fd)
+
+
+def _can_write_dir(directory):
+    """Effective-uid write check of a directory: access() and a probe file created and removed there."""
+    if not os.access(directory, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        return False
+    try:
+        fd, probe = tempfile.mkstemp(prefix='.adcs-probe.', dir=directory)
+    except OSError:
+        return False
+    os.close(fd)
+    _unlink(probe)
     return True
+
+
+def check_output_paths(paths, probe=True):
+    """Before the CA is contacted: every output path's directory exists and is writable by the effective user,
+    and no output path is a directory. ``paths``: {option name: path}. Raises FileOutputError naming the path."""
+    for option, path in paths.items():
+        if not path:
+            continue
+        path = os.path.abspath(os.path.expanduser(path))
+        directory = os.path.dirname(path)
+        try:
+            is_dir = stat.S_ISDIR(os.stat(directory).st_mode)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise FileOutputError('The directory %s of %s (%s) cannot be reached by user %s; nothing was '
+                                      'requested from the CA' % (directory, option, path, _user_name()),
+                                      detail=str(exc))
+            is_dir = False
+        if not is_dir:
+            raise FileOutputError('The directory %s of %s (%s) does not exist; nothing was requested from the CA'
+                                  % (directory, option, path),
+                                  remedy='Create it first (the certificate role does with create_directories).')
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise FileOutputError('%s (%s) is a directory; nothing was requested from the CA' % (option, path))
+        writable = _can_write_dir(directory) if probe else \
+            os.access(directory, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids)
+        if not writable:
+            raise FileOutputError('The directory %s of %s (%s) is not writable by user %s; nothing was requested '
+                                  'from the CA' % (directory, option, path, _user_name()),
+                                  remedy='Run the task as a user who may write there (become), or choose another '
+                                         'path.')
+
+
+def _user_name():
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (KeyError, AttributeError):
+        return str(os.geteuid())
 
 
 class FileSpec(object):
@@ -167,7 +410,18 @@ class FileSpec(object):
         self.path = os.path.abspath(os.path.expanduser(path))
         self.content = content
         self.secret = secret
-        self.mode = parse_mode(mode, KEY_MODE if secret else CERT_MODE)
+        default = KEY_MODE if secret else CERT_MODE
+        base = None
+        if isinstance(mode, str):   # a symbolic mode applies to the existing file's mode, as in ansible
+            try:
+                st = os.lstat(self.path)
+                if stat.S_ISREG(st.st_mode):
+                    base = stat.S_IMODE(st.st_mode)
+            except OSError:
+                pass
+        self.mode = parse_mode(mode, default, base=base)
+        if secret and isinstance(mode, str) and self.mode & SECRET_FORBIDDEN_BITS:
+            check_secret_mode(self.mode)   # a symbolic mode the user gave, applied to the existing file
         self.uid = resolve_uid(owner)
         self.gid = resolve_gid(group)
         self.backup = backup
@@ -177,13 +431,148 @@ class FileSpec(object):
                                                       ', secret' if self.secret else '')
 
 
-class StagedWrite(object):
-    """Write several files all-or-nothing.
+# ---------------------------------------------------------------------------------------------------------------
+# Switching a set of files as one unit
+# ---------------------------------------------------------------------------------------------------------------
+def _journal_path(path):
+    return os.path.join(os.path.dirname(path), '.%s%s' % (os.path.basename(path), _JOURNAL_SUFFIX))
 
-    ``stage()`` writes each content to a temporary file next to its target (final mode from the start, fsync'ed,
-    chowned); ``commit()`` runs the optional validator on the staged paths, then renames every temporary file over
-    its target. If a rename fails, the targets already replaced are restored from the rollback copies. Use as a
-    context manager: leaving the block without commit() removes the temporary files.
+
+def _ours(path):
+    """Our own leftovers next to path: new contents, links to old files, legacy temp and rollback files."""
+    directory, base = os.path.dirname(path), os.path.basename(path)
+    pattern = re.compile(r'^\.%s\.[a-z0-9_]+(%s)$' % (
+        re.escape(base), '|'.join(re.escape(s) for s in (_NEW_SUFFIX, _OLD_SUFFIX) + _LEGACY_SUFFIXES)))
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return [os.path.join(directory, name) for name in names if pattern.match(name)]
+
+
+def _load_journal(jpath):
+    try:
+        with open(jpath, 'r') as f:
+            journal = json.load(f)
+        for e in journal['entries']:
+            if not all(isinstance(e.get(k), str) for k in ('path', 'tmp', 'sha256')):
+                raise ValueError('entry without path, tmp or sha256')
+        return journal
+    except (IOError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise FileOutputError('The journal %s of an interrupted write cannot be read; the files it names were left '
+                              'as they are' % jpath, detail=str(exc),
+                              remedy='Check the files next to it, then remove the journal.')
+
+
+def _finish(journal, jpath):
+    """Complete the switch a journal describes (roll forward) or, if a new file is gone, put the old set back."""
+    entries = journal['entries']
+
+    def is_new(path, digest):
+        data = _read_target(path)
+        return isinstance(data, bytes) and _sha256(data) == digest
+
+    forward = all((os.path.exists(e['tmp']) and is_new(e['tmp'], e['sha256'])) or is_new(e['path'], e['sha256'])
+                  for e in entries)
+    if forward:
+        for e in entries:
+            if os.path.exists(e['tmp']):
+                os.rename(e['tmp'], e['path'])
+                _fsync_dir(os.path.dirname(e['path']))
+    else:
+        for e in entries:
+            if is_new(e['path'], e['sha256']):
+                if e.get('old') and os.path.lexists(e['old']):
+                    os.rename(e['old'], e['path'])
+                elif not e.get('old'):
+                    os.unlink(e['path'])
+                _fsync_dir(os.path.dirname(e['path']))
+    _unlink(jpath)
+    _fsync_dir(os.path.dirname(jpath))
+    for e in entries:
+        for name in (e['tmp'], e.get('old')):
+            if name and os.path.lexists(name):
+                _unlink(name)
+    return 'rolled forward' if forward else 'rolled back'
+
+
+class _DirLocks(object):
+    """Exclusive flock on the directories of a set of paths (sorted, so two runs never deadlock), held from staging
+    to the end of the switch: a concurrent run on the same files waits instead of taking our temporary files for a
+    crash's leftovers. A killed process's locks go with it."""
+
+    def __init__(self, paths, timeout=120):
+        self.dirs = sorted(set(os.path.dirname(os.path.abspath(p)) for p in paths if p))
+        self.timeout = timeout
+        self.fds = []
+
+    def acquire(self):
+        for directory in self.dirs:
+            try:
+                fd = os.open(directory, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+            except OSError:
+                continue   # a missing directory is reported by the caller
+            self.fds.append(fd)
+            deadline = time.time() + self.timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except (IOError, OSError) as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                        break   # a filesystem without flock: go on unlocked
+                    if time.time() > deadline:
+                        self.release()
+                        raise FileOutputError('Another run has been writing files in %s for %g seconds; nothing '
+                                              'was changed' % (directory, self.timeout))
+                    time.sleep(0.1)
+        return self
+
+    def release(self):
+        for fd in reversed(self.fds):
+            os.close(fd)
+        self.fds = []
+
+
+def recover(paths):
+    """Finish or undo a switch that a killed process left half done for any of ``paths``, then remove our stray
+    temporary files next to them. Returns {journal: 'rolled forward'|'rolled back'}."""
+    paths = [os.path.abspath(os.path.expanduser(p)) for p in paths if p]
+    locks = _DirLocks(paths).acquire()
+    try:
+        return _recover(paths)
+    finally:
+        locks.release()
+
+
+def _recover(paths):
+    done = {}
+    for path in paths:
+        jpath = _journal_path(path)
+        if os.path.exists(jpath) and jpath not in done:
+            journal = _load_journal(jpath)
+            try:
+                done[jpath] = _finish(journal, jpath)
+            except OSError as exc:
+                raise FileOutputError('Cannot complete the interrupted write recorded in %s' % jpath, detail=str(exc))
+    for path in paths:
+        for name in _ours(path):
+            _unlink(name)
+    return done
+
+
+class StagedWrite(object):
+    """Write several files as one unit: after a crash at any point the files are either all old or all new.
+
+    ``stage()`` finishes or undoes an interrupted earlier switch of the same paths (``recover``), then writes each
+    content to a temporary file next to its target (owner, group and final mode from the start, fsync'ed).
+    ``commit()`` runs the optional validator on the staged paths, makes the requested backups (only now, 0600 for
+    secrets), hard-links each existing target to an ``.adcs-old`` name, writes a journal (JSON, 0600, next to the
+    first non-secret target) naming every temp -> target pair with the new content's SHA-256, renames every
+    temporary file over its target and removes the journal and the old links. The journal is the commit point:
+    the next run rolls forward when it finds one, and removes stray temporary files when it does not. If a rename
+    fails, the targets already replaced are restored from the old links. Use as a context manager: leaving the
+    block without commit() removes the temporary files.
 
     Result after commit: ``self.changed`` (bool), ``self.changed_paths``, ``self.backups`` {path: backup}.
     """
@@ -195,7 +584,9 @@ class StagedWrite(object):
         self.changed_paths = []
         self.backups = {}
         self.changed = False
+        self.recovered = {}
         self._done = False
+        self._locks = None
 
     def __enter__(self):
         return self
@@ -206,30 +597,36 @@ class StagedWrite(object):
 
     def cleanup(self):
         for tmp in self.staged.values():
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            _unlink(tmp)
         self.staged = {}
+        if self._locks is not None:
+            self._locks.release()
+            self._locks = None
 
     def _needs_write(self, spec):
-        return read_file(spec.path) != spec.content
+        return _read_target(spec.path) != spec.content
 
     def stage(self):
+        if self._locks is None:
+            self._locks = _DirLocks([s.path for s in self.specs]).acquire()
+        try:
+            self.recovered = _recover([s.path for s in self.specs])
+        except Exception:
+            self.cleanup()
+            raise
         for spec in self.specs:
             directory = os.path.dirname(spec.path)
             if not os.path.isdir(directory):
+                self.cleanup()
                 raise FileOutputError('The directory %s does not exist' % directory)
             if not self._needs_write(spec):
                 continue
             fd, tmp = None, None
             try:
-                fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(spec.path), suffix='.tmp',
+                fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(spec.path), suffix=_NEW_SUFFIX,
                                            dir=directory)
                 self.staged[spec.path] = tmp
-                os.fchmod(fd, spec.mode)
-                if spec.uid != -1 or spec.gid != -1:
-                    os.fchown(fd, spec.uid, spec.gid)
+                _fix_fd_attributes(fd, spec.mode, spec.uid, spec.gid)
                 view = memoryview(spec.content)
                 while view:
                     written = os.write(fd, view)
@@ -241,7 +638,30 @@ class StagedWrite(object):
             finally:
                 if fd is not None:
                     os.close(fd)
+            _step('staged %s' % spec.path)
+        for directory in set(os.path.dirname(p) for p in self.staged):
+            _fsync_dir(directory)
         return self.staged
+
+    def _write_journal(self, entries):
+        anchor = next((s.path for s in self.specs if s.path in self.staged and not s.secret),
+                      entries[0]['path'])
+        jpath = _journal_path(anchor)
+        directory = os.path.dirname(jpath)
+        fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(anchor), suffix=_NEW_SUFFIX, dir=directory)
+        try:
+            os.fchmod(fd, KEY_MODE)
+            data = json.dumps({'version': 1, 'entries': entries}, indent=1, sort_keys=True).encode('utf-8')
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, jpath)
+        _fsync_dir(directory)
+        _step('journal %s' % jpath)
+        return jpath
 
     def commit(self):
         if self._done:
@@ -255,63 +675,74 @@ class StagedWrite(object):
             except Exception:
                 self.cleanup()
                 raise
-        rollback = {}
+        todo = [s for s in self.specs if s.path in self.staged]
+        entries = []
         done = []
+        jpath = None
         try:
-            for spec in self.specs:
-                tmp = self.staged.get(spec.path)
-                if tmp is None:
-                    continue
-                if os.path.exists(spec.path):
-                    if spec.backup:
-                        self.backups[spec.path] = make_backup(spec.path)
-                    rb = tmp + '.rollback'
-                    try:
-                        os.link(spec.path, rb)
-                    except OSError:
-                        shutil.copy2(spec.path, rb)
-                    rollback[spec.path] = rb
-                os.rename(tmp, spec.path)
+            for spec in todo:
+                if spec.backup:
+                    backup = make_backup(spec.path, secret=spec.secret)
+                    if backup:
+                        self.backups[spec.path] = backup
+                        _step('backup %s' % spec.path)
+            for spec in todo:
+                entry = {'path': spec.path, 'tmp': self.staged[spec.path], 'sha256': _sha256(spec.content),
+                         'old': None}
+                if len(todo) > 1 and os.path.lexists(spec.path):
+                    old = self.staged[spec.path][:-len(_NEW_SUFFIX)] + _OLD_SUFFIX
+                    _link_old(spec.path, old)
+                    entry['old'] = old
+                    _step('old link %s' % spec.path)
+                entries.append(entry)
+            if len(todo) > 1:
+                jpath = self._write_journal(entries)
+            for spec in todo:
+                os.rename(self.staged[spec.path], spec.path)
                 done.append(spec.path)
                 del self.staged[spec.path]
                 _fsync_dir(os.path.dirname(spec.path))
+                _step('renamed %s' % spec.path)
         except (IOError, OSError) as exc:
+            old_links = dict((e['path'], e['old']) for e in entries)
             for path in reversed(done):
-                rb = rollback.get(path)
                 try:
-                    if rb:
-                        os.rename(rb, path)
+                    if old_links.get(path):
+                        os.rename(old_links[path], path)
                     else:
                         os.unlink(path)
                 except OSError:
                     pass
-            for rb in rollback.values():
-                if os.path.exists(rb):
-                    try:
-                        os.unlink(rb)
-                    except OSError:
-                        pass
+            for old in old_links.values():
+                if old and os.path.lexists(old):
+                    _unlink(old)
+            if jpath:
+                _unlink(jpath)
             self.cleanup()
             raise FileOutputError('Replacing the output files failed; the previous files were kept',
                                   detail=str(exc))
-        for rb in rollback.values():
-            try:
-                os.unlink(rb)
-            except OSError:
-                pass
+        if jpath:
+            _unlink(jpath)
+            _fsync_dir(os.path.dirname(jpath))
+            _step('journal removed %s' % jpath)
+        for e in entries:
+            if e['old']:
+                _unlink(e['old'])
+                _step('old link removed %s' % e['path'])
         self.changed_paths = list(done)
         for spec in self.specs:
-            if os.path.exists(spec.path) and apply_attributes(spec.path, spec.mode, spec.uid, spec.gid):
+            if os.path.lexists(spec.path) and apply_attributes(spec.path, spec.mode, spec.uid, spec.gid):
                 if spec.path not in self.changed_paths:
                     self.changed_paths.append(spec.path)
         self.changed = bool(self.changed_paths)
         self._done = True
+        self.cleanup()   # releases the locks
         return self
 
     def would_change(self):
         """Check-mode answer: would commit() change anything?"""
         for spec in self.specs:
-            if not os.path.exists(spec.path) or self._needs_write(spec):
+            if not os.path.lexists(spec.path) or self._needs_write(spec):
                 return True
             if attributes_differ(spec.path, spec.mode, spec.uid, spec.gid):
                 return True
@@ -327,7 +758,9 @@ def write_file_atomic(path, content, mode=None, owner=None, group=None, backup=F
 
 
 class ModuleFileWriter(object):
-    """Adapter for modules: honours check mode, uses module.backup_local and set_fs_attributes_if_different."""
+    """Adapter for modules: honours check mode and applies set_fs_attributes_if_different (SELinux context,
+    attributes) after the switch. Backups are StagedWrite's (``backup_local``'s names, made after validation,
+    0600 for secrets)."""
 
     def __init__(self, module):
         self.module = module
@@ -339,11 +772,6 @@ class ModuleFileWriter(object):
             sw = StagedWrite(specs)
             result['changed'] = sw.would_change()
             return result
-        backups = {}
-        for spec in specs:
-            if spec.backup and os.path.exists(spec.path) and read_file(spec.path) != spec.content:
-                backups[spec.path] = self.module.backup_local(spec.path)
-                spec.backup = False
         with StagedWrite(specs, validator=validator) as sw:
             sw.commit()
         changed = sw.changed
@@ -355,7 +783,7 @@ class ModuleFileWriter(object):
             changed = self.module.set_fs_attributes_if_different(file_args, changed)
         result['changed'] = changed
         result['changed_paths'] = sw.changed_paths
-        result['backup_files'] = dict((k, v) for k, v in backups.items() if k in sw.changed_paths)
+        result['backup_files'] = dict((k, v) for k, v in sw.backups.items() if k in sw.changed_paths)
         return result
 
 

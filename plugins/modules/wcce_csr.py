@@ -32,7 +32,10 @@ options:
     type: str
   private_key_mode:
     description:
-      - Mode of a generated private key file.
+      - Mode of a generated private key file, taken as M(ansible.builtin.file) takes O(mode) (an integer is the
+        mode itself, a string is octal or symbolic).
+      - A mode that lets the group write or gives others any access (any bit of C(0027)) is refused.
+      - O(mode), O(owner) and O(group) apply to the CSR file (default mode C(0644)) and owner and group to the key.
     type: raw
     default: '0600'
   regenerate_key:
@@ -193,7 +196,11 @@ def main():
         {'CN': p['common_name']} if p['common_name'] else None)
     sans = p['subject_alt_name'] or None
     result = dict(changed=False, key_generated=False)
+    writer = _files.ModuleFileWriter(module)
     try:
+        key_mode = _files.check_secret_mode(p['private_key_mode'])
+        if not module.check_mode:   # a switch of these files a killed run left half done is finished first
+            _files.recover([p['private_key_path'], p['csr_path']])
         key = None
         if os.path.exists(p['private_key_path']) and not p['regenerate_key']:
             key = _requests.load_private_key(_files.read_file(p['private_key_path']), p['private_key_passphrase'])
@@ -207,10 +214,9 @@ def main():
             if module.check_mode:
                 module.exit_json(**result)
             key = _requests.generate_private_key(p['key_type'], p['key_size'], p['curve'])
-            _files.write_file_atomic(p['private_key_path'],
-                                     _requests.private_key_bytes(key, 'pem', p['private_key_passphrase']),
-                                     mode=_files.parse_mode(p['private_key_mode'], 0o600),
-                                     owner=p['owner'], group=p['group'], secret=True)
+            writer.write([_files.FileSpec(p['private_key_path'],
+                                          _requests.private_key_bytes(key, 'pem', p['private_key_passphrase']),
+                                          mode=key_mode, owner=p['owner'], group=p['group'], secret=True)])
         kind, detail = _requests.key_description(key)
         result['public_key'] = {'type': kind, ('size' if kind == 'rsa' else 'curve'): detail}
         csr_pem = None
@@ -221,11 +227,10 @@ def main():
         if csr_pem is None:
             der = _requests.build_csr(key, subject=subject, sans=sans)
             csr_pem = x509.load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM)
-            if p['csr_path']:
-                result['changed'] = True
-                if not module.check_mode:
-                    _files.write_file_atomic(p['csr_path'], csr_pem, mode=0o644, owner=p['owner'],
-                                             group=p['group'])
+        if p['csr_path']:
+            written = writer.write([_files.FileSpec(p['csr_path'], csr_pem, mode=p['mode'], owner=p['owner'],
+                                                    group=p['group'])])
+            result['changed'] = result['changed'] or written['changed']
         result['csr'] = to_native(csr_pem)
     except WcceError as exc:
         module.fail_json(msg=to_native(exc), **result)

@@ -95,6 +95,9 @@ options:
     description:
       - Mode of the private key file and the PKCS#12 bundle. New keys default to C(0600); an existing key keeps its
         mode unless this is set. O(mode) applies to the certificate, chain and full chain files.
+      - Taken as M(ansible.builtin.file) takes O(mode); an integer is the mode itself (YAML C(0640) unquoted), a
+        string is octal (C('0640')) or symbolic (C(u=rw,g=r)).
+      - A mode that lets the group write or gives others any access (any bit of C(0027)) is refused.
     type: raw
   key_type:
     description:

@@ -576,3 +576,74 @@ def test_dcom_auth_from_params():
         _enroll.dcom_auth_from_params({'password': 'x'})
     with pytest.raises(_errors.InvalidInput, match='A password is required'):
         _enroll.dcom_auth_from_params({'username': 'u@d'})
+
+
+# ------------------------------------------------------------------------------------------------------------
+# files (issue 12, item 6)
+# ------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('given, mode, key_mode', [
+    (dict(mode=416, private_key_mode=416), 0o640, 0o640),                 # YAML 0640 unquoted
+    (dict(mode='0640', private_key_mode='0640'), 0o640, 0o640),
+    (dict(mode='u=rw,g=r,o=', private_key_mode='u=rw,go='), 0o640, 0o600),
+    (dict(mode='u=rw,g=r', private_key_mode='u=rw,g=r'), 'u=rw,g=r', 'u=rw,g=r'),   # relative: resolved on write
+])
+def test_modes_as_ansible_file_takes_them(tmp_path, given, mode, key_mode):
+    s = spec(tmp_path, **given)
+    assert (s['mode'], s['private_key_mode']) == (mode, key_mode)
+
+
+@pytest.mark.parametrize('key_mode, shown', [(0o644, '0644'), ('0660', '0660'), ('u=rw,g=rw', '"u=rw,g=rw" (0660)'),
+                                             (0o604, '0604')])
+def test_private_key_mode_open_to_group_write_or_others_is_refused(tmp_path, key_mode, shown):
+    with pytest.raises(_errors.InvalidInput) as err:
+        spec(tmp_path, private_key_mode=key_mode)
+    assert err.value.summary == ('private_key_mode %s would make the private key writable by its group or '
+                                 'accessible to other users; use 0600, or 0640 for a group that only reads it'
+                                 % shown)
+
+
+def test_int_modes_reach_the_files(tmp_path):
+    client = FakeClient({})
+    s = spec(tmp_path, mode=416, private_key_mode=416, chain_path=str(tmp_path / 'chain.pem'),
+             pkcs12_path=str(tmp_path / 'k.p12'))
+    with enroller(client) as e:
+        [result] = e.run([s])
+    assert result['changed']
+    modes = dict((n, os.stat(str(tmp_path / n)).st_mode & 0o7777) for n in ('k.pem', 'c.pem', 'chain.pem', 'k.p12'))
+    assert modes == {'k.pem': 0o640, 'c.pem': 0o640, 'chain.pem': 0o640, 'k.p12': 0o640}
+
+
+def test_missing_output_directory_fails_before_the_ca_is_contacted(tmp_path):
+    client = FakeClient({})
+    s = spec(tmp_path, chain_path=str(tmp_path / 'nope' / 'chain.pem'))
+    with enroller(client) as e:
+        [result] = e.run([s])
+        assert e.ca_contacted is False
+    assert result['failed'] and client.calls == [] and FakeSession.opened == []
+    assert result['msg'].startswith('The directory %s of chain_path (%s) does not exist; nothing was requested '
+                                    'from the CA' % (tmp_path / 'nope', tmp_path / 'nope' / 'chain.pem'))
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_interrupted_switch_is_finished_before_planning(tmp_path):
+    # a killed run left the new key next to the old certificate, with its journal: the next run rolls forward and
+    # then finds a fitting pair, with no CA contact
+    old_key, new_key = wcce_pki.rsa_key('old-pair'), wcce_pki.rsa_key('new-pair')
+    write_key(str(tmp_path / 'k.pem'), new_key)
+    write_cert(str(tmp_path / 'c.pem'), issue(old_key, serial=1))
+    new_cert = issue(new_key, serial=2).public_bytes(PEM)
+    tmp = tmp_path / '.c.pem.abcd1234.adcs-new'
+    tmp.write_bytes(new_cert)
+    import hashlib
+    import json
+    (tmp_path / '.c.pem.adcs-journal').write_text(json.dumps({'version': 1, 'entries': [
+        {'path': str(tmp_path / 'k.pem'), 'tmp': str(tmp_path / '.k.pem.abcd1234.adcs-new'), 'old': None,
+         'sha256': hashlib.sha256(open(str(tmp_path / 'k.pem'), 'rb').read()).hexdigest()},
+        {'path': str(tmp_path / 'c.pem'), 'tmp': str(tmp), 'old': None,
+         'sha256': hashlib.sha256(new_cert).hexdigest()}]}))
+    client = FakeClient({})
+    with enroller(client) as e:
+        [result] = e.run([spec(tmp_path)])
+    assert result['action'] == 'none' and client.calls == []
+    assert open(str(tmp_path / 'c.pem'), 'rb').read() == new_cert
+    assert sorted(os.listdir(str(tmp_path))) == ['c.pem', 'k.pem']

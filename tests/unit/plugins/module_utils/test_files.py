@@ -155,14 +155,54 @@ def test_owner_group_numeric(tmp_path):
         f.FileSpec(str(p), b'1', owner='no-such-user-xyz')
 
 
-@pytest.mark.parametrize('value, expected', [(None, None), ('0600', 0o600), ('644', 0o644), (0o640, 0o640)])
-def test_parse_mode(value, expected):
-    assert f.parse_mode(value) == expected
+@pytest.mark.parametrize('value, expected', [(None, None), ('0600', 0o600), ('644', 0o644), (0o640, 0o640),
+                                             (416, 0o640), ('0640', 0o640), ('u=rw,g=r,o=', 0o640),
+                                             ('u=rw,g=r', 0o640), ('go-rwx', 0o600), ('u+x', 0o700), (0, 0)])
+def test_parse_mode_as_ansible_file(value, expected):
+    # as ansible.builtin.file: YAML 0640 unquoted is the integer 416 == 0o640, strings octal or symbolic
+    # (symbolic applied to the existing mode, here 0600)
+    assert f.parse_mode(value, base=0o600) == expected
 
 
-def test_parse_mode_invalid():
-    with pytest.raises(InvalidInput):
-        f.parse_mode('u=rw')
+@pytest.mark.parametrize('value', ['u=rwz', 'rw-r-----', '0999', 0o17777, -1, True, '10000'])
+def test_parse_mode_invalid(value):
+    with pytest.raises(InvalidInput, match='File mode .* (must be octal, like "0600", or symbolic|is out of range)'):
+        f.parse_mode(value)
+
+
+def test_parse_mode_matches_ansible_core(tmp_path):
+    # the same answers ansible-core's own set_mode_if_different computes for a file of mode 0600
+    from ansible.module_utils.basic import AnsibleModule
+    target = tmp_path / 'x'
+    target.write_bytes(b'')
+    os.chmod(str(target), 0o600)
+    for value in ('u=rw,g=r', 'a+r', 'g+rX,o-rwx', 'u=rwx,g=rx,o=rx'):
+        assert f.parse_mode(value, base=0o600) == AnsibleModule._symbolic_mode_to_octal(os.stat(str(target)), value)
+
+
+@pytest.mark.parametrize('value', [0o600, 0o640, 0o400, 416, '0640', 'u=rw,g=r', 'u=rw,go='])
+def test_secret_mode_accepted(value):
+    assert f.check_secret_mode(value) & 0o027 == 0
+
+
+@pytest.mark.parametrize('value, shown', [(0o660, '0660'), (0o604, '0604'), (0o644, '0644'), ('0644', '0644'),
+                                          ('u=rw,g=rw', '"u=rw,g=rw" (0660)'), ('o+r', '"o+r" (0604)'),
+                                          (0o601, '0601')])
+def test_secret_mode_refused(value, shown):
+    with pytest.raises(InvalidInput) as err:
+        f.check_secret_mode(value)
+    assert err.value.summary == ('private_key_mode %s would make the private key writable by its group or accessible '
+                                 'to other users; use 0600, or 0640 for a group that only reads it' % shown)
+
+
+def test_symbolic_secret_mode_checked_against_the_existing_file(tmp_path):
+    key = tmp_path / 'k.key'
+    key.write_bytes(b'K')
+    os.chmod(str(key), 0o644)
+    with pytest.raises(InvalidInput, match='private_key_mode 0644 would make the private key'):
+        f.FileSpec(str(key), b'K2', mode='u=rw', secret=True)       # leaves o=r of the existing file
+    assert f.FileSpec(str(key), b'K2', mode='u=rw,go=', secret=True).mode == 0o600
+    assert f.FileSpec(str(tmp_path / 'new.crt'), b'C', mode='u=rw,g=r').mode == 0o644   # new file: from 0644
 
 
 def test_encodings_and_pkcs12():
@@ -217,10 +257,354 @@ def test_module_writer_check_mode(tmp_path):
 def test_module_writer_real(tmp_path):
     p = tmp_path / 'x.key'
     p.write_bytes(b'OLD')
+    os.chmod(str(p), 0o640)
     mod = FakeModule(check_mode=False)
     res = f.ModuleFileWriter(mod).write([f.FileSpec(str(p), b'NEW', secret=True, backup=True)])
     assert res['changed'] and p.read_bytes() == b'NEW'
-    assert res['backup_files'] == {str(p): str(p) + '.bak~'}
+    assert mod.backups == []          # not backup_local: its copy is 0644 first and made before validation
+    assert list(res['backup_files']) == [str(p)]
+    path, backup = str(p), res['backup_files'][str(p)]
+    assert path == str(p) and backup.startswith(str(p) + '.%d.' % os.getpid()) and backup.endswith('~')
+    assert open(backup, 'rb').read() == b'OLD' and mode(backup) == 0o600
     assert mod.fs_calls[0]['mode'] == 0o600
     res = f.ModuleFileWriter(mod).write([f.FileSpec(str(p), b'NEW', secret=True, backup=True)])
     assert not res['changed'] and res['backup_files'] == {}
+
+
+# ---- symlinks are replaced, never followed -------------------------------------------------------------------
+def _planted_symlink(tmp_path, name, target_mode=0o644):
+    victim_dir = tmp_path / 'victim'
+    victim_dir.mkdir(exist_ok=True)
+    victim = victim_dir / (name + '.target')
+    victim.write_bytes(b'VICTIM')
+    os.chmod(str(victim), target_mode)
+    out = tmp_path / 'out'
+    out.mkdir(exist_ok=True)
+    link = out / name
+    os.symlink(str(victim), str(link))
+    return link, victim
+
+
+def test_symlink_at_destination_is_replaced_not_followed(tmp_path):
+    key_link, key_victim = _planted_symlink(tmp_path, 'h.key')
+    crt_link, crt_victim = _planted_symlink(tmp_path, 'h.crt', 0o600)
+    before = [(os.stat(str(v)).st_uid, mode(v)) for v in (key_victim, crt_victim)]
+    with f.StagedWrite([f.FileSpec(str(key_link), b'NEWKEY', secret=True, backup=True),
+                        f.FileSpec(str(crt_link), b'NEWCRT', mode='0644', owner='0', group='0')]) as sw:
+        sw.commit()
+    assert not os.path.islink(str(key_link)) and key_link.read_bytes() == b'NEWKEY' and mode(key_link) == 0o600
+    assert not os.path.islink(str(crt_link)) and crt_link.read_bytes() == b'NEWCRT' and mode(crt_link) == 0o644
+    assert key_victim.read_bytes() == b'VICTIM' and crt_victim.read_bytes() == b'VICTIM'
+    assert [(os.stat(str(v)).st_uid, mode(v)) for v in (key_victim, crt_victim)] == before
+    assert sw.backups == {}        # nothing of ours was there to back up
+    assert leftovers(tmp_path / 'out') == []
+
+
+def test_symlink_with_the_same_content_is_still_replaced(tmp_path):
+    # the content read through the link equals what is wanted: the mode must not be fixed through the link
+    link, victim = _planted_symlink(tmp_path, 'h.crt', 0o666)
+    assert f.write_file_atomic(str(link), b'VICTIM', mode='0644')['changed']
+    assert not os.path.islink(str(link)) and mode(link) == 0o644 and mode(victim) == 0o666
+    sw = f.StagedWrite([f.FileSpec(str(link), b'VICTIM', mode='0644')])
+    assert not sw.would_change()
+
+
+def test_apply_attributes_refuses_a_symlink(tmp_path):
+    link, victim = _planted_symlink(tmp_path, 'h.crt', 0o666)
+    with pytest.raises(FileOutputError, match='is a symbolic link or not a regular file; it is never followed'):
+        f.apply_attributes(str(link), 0o600, 0, 0)
+    assert mode(victim) == 0o666
+    assert f.StagedWrite([f.FileSpec(str(link), b'VICTIM', mode=0o600)]).would_change()
+
+
+def test_fifo_at_destination_does_not_hang(tmp_path):
+    fifo = tmp_path / 'h.crt'
+    os.mkfifo(str(fifo))
+    assert f.write_file_atomic(str(fifo), b'CRT')['changed']
+    assert fifo.read_bytes() == b'CRT'
+
+
+# ---- backups ---------------------------------------------------------------------------------------------------
+def test_secret_backup_is_0600_from_its_first_byte_and_made_after_validation(tmp_path, monkeypatch):
+    key, crt = tmp_path / 'h.key', tmp_path / 'h.crt'
+    key.write_bytes(b'OLDKEY')
+    crt.write_bytes(b'OLDCRT')
+    os.chmod(str(key), 0o640)
+    os.chmod(str(crt), 0o644)
+    events = []
+
+    def validator(paths):
+        events.append(('validated', sorted(n for n in os.listdir(str(tmp_path)) if n.endswith('~'))))
+
+    real_write = os.write
+
+    def spying_write(fd, data):
+        st = os.fstat(fd)
+        events.append(('write', stat.S_IMODE(st.st_mode)))
+        return real_write(fd, data)
+
+    old_umask = os.umask(0)
+    monkeypatch.setattr(f.os, 'write', spying_write)
+    try:
+        with f.StagedWrite([f.FileSpec(str(key), b'NEWKEY', secret=True, backup=True),
+                            f.FileSpec(str(crt), b'NEWCRT', backup=True)], validator=validator) as sw:
+            sw.commit()
+    finally:
+        os.umask(old_umask)
+        monkeypatch.undo()
+    assert events[2] == ('validated', [])                        # no backup before the validator passed
+    # staged key 0640 (as asked), staged cert 0644, then the backups: each written while 0600
+    assert [e for e in events[3:] if e[0] == 'write'][:2] == [('write', 0o600), ('write', 0o600)]
+    assert open(sw.backups[str(key)], 'rb').read() == b'OLDKEY' and mode(sw.backups[str(key)]) == 0o600
+    assert open(sw.backups[str(crt)], 'rb').read() == b'OLDCRT' and mode(sw.backups[str(crt)]) == 0o644
+
+
+def test_failed_validation_makes_no_backup(tmp_path):
+    key = tmp_path / 'h.key'
+    key.write_bytes(b'OLD')
+
+    def refuse(paths):
+        raise FileOutputError('no')
+
+    with pytest.raises(FileOutputError):
+        with f.StagedWrite([f.FileSpec(str(key), b'NEW', secret=True, backup=True)], validator=refuse) as sw:
+            sw.commit()
+    assert sorted(os.listdir(str(tmp_path))) == ['h.key']
+
+
+# ---- output paths checked before the CA is contacted -----------------------------------------------------------
+def test_check_output_paths_missing_directory(tmp_path):
+    with pytest.raises(FileOutputError) as err:
+        f.check_output_paths({'certificate_path': str(tmp_path / 'certs' / 'h.crt')})
+    assert err.value.summary == ('The directory %s of certificate_path (%s) does not exist; nothing was requested '
+                                 'from the CA' % (tmp_path / 'certs', tmp_path / 'certs' / 'h.crt'))
+    (tmp_path / 'h.crt').mkdir()
+    with pytest.raises(FileOutputError, match=r'^certificate_path \(.*h.crt\) is a directory; nothing was requested'):
+        f.check_output_paths({'certificate_path': str(tmp_path / 'h.crt')})
+    f.check_output_paths({'certificate_path': str(tmp_path / 'ok.crt'), 'chain_path': None})
+    assert sorted(os.listdir(str(tmp_path))) == ['h.crt']        # the probe left nothing
+
+
+@pytest.fixture
+def world_dir():
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix='adcs-files-')
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d)
+
+
+def _as_nobody(check):
+    """Exit code of check() run in a child that dropped root for nobody (as a become_user would)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 3
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            code = check()
+        finally:
+            os._exit(code)
+    status = os.waitpid(pid, 0)[1]
+    return os.WEXITSTATUS(status)
+
+
+def test_check_output_paths_unreachable_for_the_effective_user(world_dir):
+    hidden = os.path.join(world_dir, 'hidden')
+    os.mkdir(hidden, 0o700)
+    os.mkdir(os.path.join(hidden, 'certs'))
+    path = os.path.join(hidden, 'certs', 'h.crt')
+
+    def check():
+        try:
+            f.check_output_paths({'certificate_path': path})
+            return 1
+        except FileOutputError as exc:
+            return 0 if exc.summary == ('The directory %s of certificate_path (%s) cannot be reached by user nobody; '
+                                        'nothing was requested from the CA' % (os.path.dirname(path), path)) else 2
+    assert _as_nobody(check) == 0
+
+
+def test_check_output_paths_not_writable_for_the_effective_user(world_dir):
+    private = os.path.join(world_dir, 'private')
+    os.mkdir(private, 0o755)
+    path = os.path.join(private, 'h.key')
+
+    def check():
+        try:
+            f.check_output_paths({'private_key_path': path})
+            return 1
+        except FileOutputError as exc:
+            return 0 if exc.summary == ('The directory %s of private_key_path (%s) is not writable by user nobody; '
+                                        'nothing was requested from the CA' % (private, path)) else 2
+    assert _as_nobody(check) == 0
+    os.chmod(private, 0o777)
+    assert _as_nobody(lambda: f.check_output_paths({'private_key_path': path}) or 0) == 0
+    assert os.listdir(private) == []
+
+
+# ---- the set switches as one unit: a kill after every filesystem step ----------------------------------------
+_DRIVER = r'''
+import json, sys
+from ansible_collections.adcs.enrollment.plugins.module_utils import _files as f
+specs = [f.FileSpec(p, c.encode('latin-1'), secret=s, backup=b) for p, c, s, b in json.loads(sys.argv[1])]
+with f.StagedWrite(specs) as sw:
+    sw.commit()
+print(json.dumps(sorted(sw.changed_paths)))
+'''
+
+NAMES = ('h.key', 'h.crt', 'h-chain.crt', 'h-fullchain.crt', 'h.p12')
+
+
+def _run_driver(specs, kill_after, step_log):
+    import json
+    import subprocess
+    import sys
+    env = dict(os.environ, ADCS_TEST_FILES_KILL_AFTER_STEP=str(kill_after), ADCS_TEST_FILES_STEP_LOG=step_log,
+               PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    return subprocess.run([sys.executable, '-c', _DRIVER, json.dumps(specs)], env=env, capture_output=True,
+                          text=True, check=False)
+
+
+def _on_disk(directory):
+    return dict((n, (directory / n).read_bytes() if (directory / n).exists() else None) for n in NAMES)
+
+
+def _prepare(directory, old):
+    for n in NAMES:
+        for name in os.listdir(str(directory)):
+            os.unlink(str(directory / name))
+    for n, content in old.items():
+        if content is not None:
+            (directory / n).write_bytes(content)
+
+
+def _kill_cases(directory, old):
+    new = dict((n, ('NEW ' + n).encode()) for n in NAMES)
+    specs = [(str(directory / n), new[n].decode(), n in ('h.key', 'h.p12'), n == 'h.key') for n in NAMES]
+    log = str(directory.parent / 'steps.log')
+    _prepare(directory, old)
+    res = _run_driver(specs, 0, log)               # 0: count the steps, never kill
+    assert res.returncode == 0, res.stderr
+    steps = [line.split(' ', 2)[1] for line in open(log).read().splitlines()]
+    os.unlink(log)
+    assert _on_disk(directory) == new
+    outcomes = []
+    for n in range(1, len(steps) + 1):
+        _prepare(directory, old)
+        res = _run_driver(specs, n, log)
+        assert res.returncode == 137, (n, res.stderr)
+        after_kill = _on_disk(directory)
+        journal = [x for x in os.listdir(str(directory)) if x.endswith('.adcs-journal')]
+        written, removed = [i for i, step in enumerate(steps) if step == 'journal']
+        if written < n - 1 < removed:
+            # between the journal's write and its removal the renames run one by one (no filesystem renames
+            # several files at once): each file is old or new, and the journal is there for the next run
+            assert journal == ['.h.crt.adcs-journal'], (n, steps[n - 1])
+            assert all(after_kill[x] in (old[x], new[x]) for x in NAMES), (n, steps[n - 1])
+        else:
+            assert after_kill in (old, new), (n, steps[n - 1], after_kill)
+        recovered = f.recover([str(directory / name) for name in NAMES])
+        after_next_run = _on_disk(directory)
+        assert after_next_run in (old, new), (n, steps[n - 1], after_next_run)
+        assert after_next_run == new if 'journal' in steps[:n] else after_next_run == old, (n, steps[n - 1])
+        assert leftovers(directory) == [], (n, steps[n - 1])
+        names = sorted(os.listdir(str(directory)))
+        assert [x for x in names if x not in NAMES and not x.startswith('h.key.')] == []   # backups only
+        outcomes.append((steps[n - 1], 'new' if after_next_run == new else 'old', bool(recovered)))
+        os.unlink(log)
+    return steps, outcomes
+
+
+def test_kill_after_every_step_leaves_old_or_new_set(tmp_path):
+    directory = tmp_path / 'out'
+    directory.mkdir()
+    old = dict((n, ('OLD ' + n).encode()) for n in NAMES)
+    steps, outcomes = _kill_cases(directory, old)
+    assert steps == (['staged'] * 5 + ['backup'] + ['old'] * 5 + ['journal'] + ['renamed'] * 5 + ['journal']
+                     + ['old'] * 5)
+    assert [o[1] for o in outcomes] == ['old'] * 11 + ['new'] * 12
+    # a journal was found (rolled forward) exactly while it existed: from its write until its removal
+    assert [o[2] for o in outcomes] == [False] * 11 + [True] * 6 + [False] * 6
+
+
+def test_kill_after_every_step_with_files_that_did_not_exist(tmp_path):
+    directory = tmp_path / 'out'
+    directory.mkdir()
+    old = dict((n, ('OLD ' + n).encode() if n in ('h.key', 'h.crt') else None) for n in NAMES)
+    steps, outcomes = _kill_cases(directory, old)
+    assert steps.count('old') == 4 and steps.count('renamed') == 5
+
+
+def test_journal_without_its_new_files_rolls_back(tmp_path):
+    directory = tmp_path / 'out'
+    directory.mkdir()
+    old = dict((n, ('OLD ' + n).encode()) for n in NAMES)
+    new = dict((n, ('NEW ' + n).encode()) for n in NAMES)
+    specs = [(str(directory / n), new[n].decode(), n == 'h.key', False) for n in NAMES]
+    log = str(tmp_path / 'steps.log')
+    _prepare(directory, old)
+    assert _run_driver(specs, 13, log).returncode == 137     # after the journal and two renames
+    assert [line.split(' ', 2)[1] for line in open(log).read().splitlines()][-3:] == ['journal', 'renamed',
+                                                                                      'renamed']
+    assert _on_disk(directory) == dict(old, **{'h.key': new['h.key'], 'h.crt': new['h.crt']})  # mid-switch
+    pending = [n for n in os.listdir(str(directory)) if n.startswith('.h.p12.') and n.endswith('.adcs-new')]
+    os.unlink(str(directory / pending[0]))                   # a new file is gone: rolling forward is impossible
+    assert list(f.recover([str(directory / 'h.crt')]).values()) == ['rolled back']
+    assert _on_disk(directory) == old and leftovers(directory) == []
+
+
+def test_stage_recovers_first_and_removes_only_our_strays(tmp_path):
+    crt = tmp_path / 'h.crt'
+    crt.write_bytes(b'OLD')
+    ours = ['.h.crt.ab12cd_3.adcs-new', '.h.crt.x9y8z7w6.adcs-old', '.h.crt.k2j3h4g5.tmp',
+            '.h.crt.k2j3h4g5.tmp.rollback']
+    others = ['.h.crt.csr.ab12cd_3.adcs-new', '.other.ab12cd_3.adcs-new', 'h.crt.20260101~', '.h.crt.notes']
+    for name in ours + others:
+        (tmp_path / name).write_bytes(b'x')
+    assert f.write_file_atomic(str(crt), b'NEW')['changed']
+    assert sorted(os.listdir(str(tmp_path))) == sorted(['h.crt'] + others)
+
+
+def test_unreadable_journal_is_reported(tmp_path):
+    crt = tmp_path / 'h.crt'
+    crt.write_bytes(b'OLD')
+    (tmp_path / '.h.crt.adcs-journal').write_text('{"entries": [{"path": 1}]}')
+    with pytest.raises(FileOutputError) as err:
+        f.write_file_atomic(str(crt), b'NEW')
+    assert err.value.summary == ('The journal %s of an interrupted write cannot be read; the files it names were '
+                                 'left as they are' % (tmp_path / '.h.crt.adcs-journal'))
+    assert crt.read_bytes() == b'OLD'
+
+
+def test_a_concurrent_run_on_the_same_directory_waits(tmp_path):
+    import fcntl
+    import threading
+    import time
+    crt = tmp_path / 'h.crt'
+    crt.write_bytes(b'OLD')
+    holder = os.open(str(tmp_path), os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)          # another run is switching files in this directory
+    done = []
+    worker = threading.Thread(target=lambda: done.append(f.write_file_atomic(str(crt), b'NEW')['changed']))
+    worker.start()
+    time.sleep(0.5)
+    assert done == [] and crt.read_bytes() == b'OLD'
+    assert [n for n in os.listdir(str(tmp_path)) if n.endswith('.adcs-new')] == []   # not even staged yet
+    os.close(holder)
+    worker.join(10)
+    assert done == [True] and crt.read_bytes() == b'NEW' and leftovers(tmp_path) == []
+
+
+def test_lock_wait_has_a_deadline(tmp_path, monkeypatch):
+    import fcntl
+    holder = os.open(str(tmp_path), os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(FileOutputError) as err:
+            f._DirLocks([str(tmp_path / 'x')], timeout=0.3).acquire()
+        assert err.value.summary == ('Another run has been writing files in %s for 0.3 seconds; nothing was changed'
+                                     % tmp_path)
+    finally:
+        os.close(holder)

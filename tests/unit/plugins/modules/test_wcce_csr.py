@@ -79,3 +79,38 @@ def test_ecdsa_and_key_mismatch(tmp_path):
 def test_bad_subject_is_a_clean_failure(tmp_path):
     got = run({'private_key_path': str(tmp_path / 'k.pem'), 'subject': 'CN'})
     assert got.failed and 'Traceback' not in got.result['msg']
+
+
+@pytest.mark.parametrize('key_mode, csr_mode, want_key, want_csr', [
+    (416, 416, 0o640, 0o640),                      # YAML 0640 unquoted
+    ('0640', '0600', 0o640, 0o600),
+    ('u=rw,g=r,o=', 'u=rw,g=r', 0o640, 0o644),     # a new CSR file starts from 0644, as ansible's file would
+])
+def test_modes_as_ansible_file_takes_them(tmp_path, key_mode, csr_mode, want_key, want_csr):
+    args = {'private_key_path': str(tmp_path / 'k.pem'), 'csr_path': str(tmp_path / 'c.csr'), 'common_name': 'x',
+            'private_key_mode': key_mode, 'mode': csr_mode}
+    got = run(args)
+    assert not got.failed, got.result
+    assert stat.S_IMODE(os.stat(args['private_key_path']).st_mode) == want_key
+    assert stat.S_IMODE(os.stat(args['csr_path']).st_mode) == want_csr
+    assert not run(args).result['changed']
+
+
+@pytest.mark.parametrize('key_mode, shown', [(0o644, '0644'), ('0660', '0660'), ('o+r', '"o+r" (0604)')])
+def test_private_key_mode_open_to_others_is_refused(tmp_path, key_mode, shown):
+    got = run({'private_key_path': str(tmp_path / 'k.pem'), 'common_name': 'x', 'private_key_mode': key_mode})
+    assert got.failed
+    assert got.result['msg'] == ('private_key_mode %s would make the private key writable by its group or accessible '
+                                 'to other users; use 0600, or 0640 for a group that only reads it.' % shown)
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_csr_replaces_a_planted_symlink(tmp_path):
+    victim = tmp_path / 'victim'
+    victim.write_bytes(b'VICTIM')
+    os.chmod(str(victim), 0o600)
+    os.symlink(str(victim), str(tmp_path / 'c.csr'))
+    got = run({'private_key_path': str(tmp_path / 'k.pem'), 'csr_path': str(tmp_path / 'c.csr'), 'common_name': 'x'})
+    assert not got.failed, got.result
+    assert not os.path.islink(str(tmp_path / 'c.csr')) and open(str(tmp_path / 'c.csr')).read() == got.result['csr']
+    assert victim.read_bytes() == b'VICTIM' and stat.S_IMODE(os.stat(str(victim)).st_mode) == 0o600
