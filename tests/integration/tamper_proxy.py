@@ -163,7 +163,7 @@ class TamperProxy(object):
             at = 24 + 4
             return [pdu[:at] + bytes([pdu[at] ^ 0x01]) + pdu[at + 1:]], mode
         if mode == 'flip_sig':
-            at = frag_len - auth_len + 6      # inside the checksum (NTLM bytes 4-11; Kerberos header-copy area)
+            at = frag_len - auth_len + 10     # NTLM: the checksum (bytes 4-11); Kerberos: SND_SEQ of the token
             return [pdu[:at] + bytes([pdu[at] ^ 0x01]) + pdu[at + 1:]], mode
         if mode == 'strip':
             body = pdu[24:frag_len - auth_len - 8]
