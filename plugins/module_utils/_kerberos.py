@@ -553,8 +553,8 @@ def acquire_credentials(realm=None, user=None, password=None, nt_hash=None, keyt
 MAX_KDC_REPLY = 1024 * 1024     # bytes; a Windows KDC reply (tickets with a large PAC) stays far below
 
 
-def _send_receive(message, host, port, timeout):
-    """One KDC exchange over TCP (RFC 4120 7.2.2); the reply length is bounded by ``MAX_KDC_REPLY``."""
+def _kdc_exchange(message, host, port, timeout):
+    """One KDC exchange over TCP (RFC 4120 7.2.2): the raw reply, its length bounded by ``MAX_KDC_REPLY``."""
     sock = socket.create_connection((host, port), timeout=timeout)
     try:
         sock.sendall(struct.pack('!I', len(message)) + message)
@@ -578,20 +578,36 @@ def _send_receive(message, host, port, timeout):
                 raise socket.error('the KDC closed the connection')
             chunks.append(chunk)
             got += len(chunk)
-        data = b''.join(chunks)
+        return b''.join(chunks)
     finally:
         sock.close()
+
+
+def _krb_error(data):
     try:
-        err = decoder.decode(data, asn1Spec=KRB_ERROR())[0]
+        return KerberosError(packet=decoder.decode(data, asn1Spec=KRB_ERROR())[0])
     except Exception:
-        return data
-    raise KerberosError(packet=err)
+        return None
+
+
+def _send_receive(message, host, port, timeout):
+    """A bounded KDC exchange; a KRB-ERROR reply raises impacket's KerberosError."""
+    data = _kdc_exchange(message, host, port, timeout)
+    err = _krb_error(data)
+    if err is not None:
+        raise err
+    return data
 
 
 def _bounded_impacket_send_receive(data, host, kdc_host, port=KDC_PORT):
     """Stands in for impacket's ``kerberosv5.sendReceive`` (unbounded, loops on an early close) during our AS
-    exchange: same arguments and KRB-ERROR behaviour, our bounded ``_send_receive``."""
-    return _send_receive(data, kdc_host or host, port, socket.getdefaulttimeout() or DEFAULT_TIMEOUT)
+    exchange, with its contract: the reply, or KerberosError for a KRB-ERROR other than KDC_ERR_PREAUTH_REQUIRED
+    (returned as is: getKerberosTGT reads the salts from it)."""
+    reply = _kdc_exchange(data, kdc_host or host, port, socket.getdefaulttimeout() or DEFAULT_TIMEOUT)
+    err = _krb_error(reply)
+    if err is not None and err.getErrorCode() != krb_constants.ErrorCodes.KDC_ERR_PREAUTH_REQUIRED.value:
+        raise err
+    return reply
 
 
 def _inner_der(der):

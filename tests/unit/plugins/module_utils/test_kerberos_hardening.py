@@ -235,3 +235,39 @@ def test_ldap_private_ccache_removed_when_writing_it_fails(monkeypatch):
     assert 'Kerberos for LDAP failed: Getting a service ticket for ldap/dc1.lab.adcs.test failed' in str(info.value)
     assert len(made) == 1 and not os.path.exists(made[0])
     assert os.path.basename(made[0]).startswith('adcs-ldap-krb5-')
+
+
+def _krb_error_bytes(code):
+    from impacket.krb5.asn1 import KRB_ERROR, seq_set
+    from impacket.krb5.types import KerberosTime, Principal
+    from pyasn1.codec.der import encoder
+    err = KRB_ERROR()
+    err['pvno'] = 5
+    err['msg-type'] = 30
+    err['stime'] = KerberosTime.to_asn1(NOW)
+    err['susec'] = 0
+    err['error-code'] = code
+    err['realm'] = REALM
+    seq_set(err, 'sname', Principal('krbtgt/%s' % REALM, type=2).components_to_asn1)
+    data = encoder.encode(err)
+    return struct.pack('!I', len(data)) + data
+
+
+def test_bounded_exchange_keeps_impackets_contract_for_preauth_required():
+    """getKerberosTGT expects KDC_ERR_PREAUTH_REQUIRED returned (it reads the salts), other errors raised."""
+    from impacket.krb5.kerberosv5 import KerberosError
+    kdc = HostileKdc(_krb_error_bytes(25))
+    try:
+        data = k._bounded_impacket_send_receive(b'req', 'ignored', kdc.address, kdc.port)
+        assert data == _krb_error_bytes(25)[4:]
+        with pytest.raises(KerberosError):
+            k._send_receive(b'req', kdc.address, kdc.port, 5)      # our own TGS path raises every KRB-ERROR
+    finally:
+        kdc.close()
+    kdc = HostileKdc(_krb_error_bytes(6))
+    try:
+        with pytest.raises(KerberosError) as info:
+            k._bounded_impacket_send_receive(b'req', 'ignored', kdc.address, kdc.port)
+        assert info.value.getErrorCode() == 6
+    finally:
+        kdc.close()
