@@ -323,8 +323,9 @@ class VerifyingDCERPC_v5(DCERPC_v5):
         if trailer_at < RESPONSE_HEADER:
             self._fail('an authentication trailer longer than the PDU')
         a_type, a_level, pad_len, _reserved, ctx_id = struct.unpack('<BBBBL', data[trailer_at:trailer_at + 8])
-        if a_type != self._p('auth_type'):
-            self._fail('authentication type %d instead of %d' % (a_type, self._p('auth_type')))
+        ours = self._p('auth_type', 0)
+        if a_type != ours:
+            self._fail('authentication type %d instead of %d' % (a_type, ours))
         if a_level != level:
             self._fail('protection level %s instead of %s' % (LEVEL_NAMES.get(a_level, a_level), LEVEL_NAMES[level]))
         if ctx_id != self._ctx + AUTH_CTX_BASE:
