@@ -382,3 +382,34 @@ def test_exporter_port_missing():
         _dcom.exporter_port([binding(7, 'CA1'), binding(7, 'CA1[99999]'), binding(15, 'x[5]')], '10.0.0.5')
     assert info.value.to_message() == ('The CA announced no TCP port for its DCOM object exporter. What to do: '
                                        'Check that the host is an AD CS enterprise CA reachable over TCP.')
+
+
+# ---------------------------------------------------------------- the CA's sequence number from its AP-REP
+def ap_rep_token(ticket_key, seq):
+    from impacket.krb5.asn1 import AP_REP, EncAPRepPart
+    from impacket.krb5.types import KerberosTime
+    from impacket.spnego import SPNEGO_NegTokenResp
+    from pyasn1.codec.der import encoder
+    import datetime
+    part = EncAPRepPart()
+    part['ctime'] = KerberosTime.to_asn1(datetime.datetime.now(datetime.timezone.utc))
+    part['cusec'] = 0
+    if seq is not None:
+        part['seq-number'] = seq
+    rep = AP_REP()
+    rep['pvno'] = 5
+    rep['msg-type'] = 15
+    rep['enc-part']['etype'] = 18
+    rep['enc-part']['cipher'] = kcrypto._AES256CTS.encrypt(ticket_key, 12, encoder.encode(part), None)
+    resp = SPNEGO_NegTokenResp()
+    resp['ResponseToken'] = encoder.encode(rep)
+    return resp.getData()
+
+
+def test_ap_rep_sequence():
+    key = aes_key()
+    tgs = {'cipher': kcrypto._AES256CTS(), 'sessionKey': key}
+    assert v.ap_rep_sequence(ap_rep_token(key, 123456), tgs) == 123456
+    assert v.ap_rep_sequence(ap_rep_token(key, None), tgs) == 0
+    assert v.ap_rep_sequence(ap_rep_token(aes_key(), 5), tgs) is None      # not from the ticket's key
+    assert v.ap_rep_sequence(b'garbage', tgs) is None
