@@ -15,8 +15,8 @@ server-to-client stream is cut into PDUs and the attack ``proxy.attack(mode, por
   set to the current one, instead of this one (left alone when there is none);
 * ``reorder``: swap this fragment with the next one of the same reply (a multi-fragment reply).
 
-``proxy.log`` lists (port, ptype, flags, frag_len, auth_len, auth_ctx_id, action) of every server PDU, so a test shows that the
-attack was applied. Mode ``None`` passes everything through.
+``proxy.log`` lists (port, ptype, flags, frag_len, auth_len, auth_ctx_id, action) of every server PDU and
+``proxy.applied`` the attacks applied, so a test shows that the attack happened. Mode ``None`` passes everything through.
 """
 
 import socket
