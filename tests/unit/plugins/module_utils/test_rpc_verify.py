@@ -413,3 +413,68 @@ def test_ap_rep_sequence():
     assert v.ap_rep_sequence(ap_rep_token(key, None), tgs) == 0
     assert v.ap_rep_sequence(ap_rep_token(aes_key(), 5), tgs) is None      # not from the ticket's key
     assert v.ap_rep_sequence(b'garbage', tgs) is None
+
+
+# ---------------------------------------------------------------- malformed replies, each named
+def test_malformed_ntlm_replies_are_named():
+    assert failure(ntlm_client(header(2, 3, 20, 0)[:20] + b'\x00' * 4)) == (
+        'a PDU shorter than its header (frag_len 20)')
+    long_trailer = header(2, 3, 24 + 8, 40) + b'\x00' * 8
+    assert failure(ntlm_client(long_trailer)) == 'an authentication trailer longer than the PDU'
+    bad_pad = header(2, 3, 24 + 4 + 8 + 16, 16) + b'abcd' + trailer(9) + b'\x00' * 16
+    assert failure(ntlm_client(bad_pad)) == 'an authentication pad of 9 bytes'
+    short_verifier = header(2, 3, 24 + 4 + 8 + 12, 12) + b'abcd' + trailer(0) + b'\x00' * 12
+    assert failure(ntlm_client(short_verifier)) == 'an NTLM verifier of 12 bytes'
+
+
+def test_truncated_header():
+    dce = ntlm_client(b'\x05\x00\x02')
+    with pytest.raises(DCERPCException):        # the connection closed inside the header
+        dce.recv()
+    dce = ntlm_client(b'')
+    dce._transport.recv = lambda force_recv=0, count=0: b'\x05\x00\x02\x03'
+    assert failure(dce) == 'a truncated PDU header'
+
+
+def test_unverifiable_protections_are_refused():
+    pdu = header(2, 3, 24 + 4 + 8 + 16, 16) + b'abcd' + trailer(0, auth_type=68) + b'\x00' * 16
+    dce = ntlm_client(pdu)
+    dce._DCERPC_v5__auth_type = 68            # netlogon secure channel: not used by this collection
+    assert failure(dce) == 'authentication type 68 cannot be verified'
+    key = kcrypto.Key(23, os.urandom(16))
+    sealed, verifier = kgss.GSSAPI_RC4().GSS_Wrap(key, b'rc4 stub', 0, direction='accept')
+    dce = krb_client(krb_pdu(sealed, verifier).replace(trailer(0, auth_type=9), trailer(0, 5, auth_type=9)),
+                     key, 0, gss=kgss.GSSAPI_RC4())
+    dce._DCERPC_v5__auth_level = 5
+    assert failure(dce) == 'this Kerberos protection cannot be verified'
+
+
+def test_malformed_kerberos_tokens_are_named():
+    key = aes_key()
+    assert v.krb_aes_unwrap(kcrypto._AES256CTS, key, b'\x05\x04' * 4, b'', 0) == (
+        None, 'Kerberos wrap token too short')
+    head = struct.pack('>HBBHHQ', 0x0404, 7, 0xFF, 0, 0, 0)
+    assert v.krb_aes_unwrap(kcrypto._AES256CTS, key, head, b'x', 0) == (None, 'not a Kerberos wrap token')
+    head = struct.pack('>HBBHHQ', 0x0504, 7, 0xFF, 0, 0, 0)
+    assert v.krb_aes_unwrap(kcrypto._AES256CTS, key, head, b'', 0) == (None, 'empty Kerberos wrap token')
+    assert v.krb_aes_verify_mic(kcrypto._SHA1AES256, key, head, b'', 0) == 'Kerberos MIC token too short'
+    assert v.krb_aes_verify_mic(kcrypto._SHA1AES256, key, head + b'\x00' * 12, b'', 0) == (
+        'not a Kerberos MIC token')
+    mic = struct.pack('>HBBLQ', 0x0404, 0x04, 0xFF, 0xFFFFFFFF, 0) + b'\x00' * 12
+    assert v.krb_aes_verify_mic(kcrypto._SHA1AES256, key, mic, b'', 0) == (
+        'Kerberos MIC token not sent by the CA (acceptor flag unset): a reflected request')
+    rc4 = kcrypto.Key(23, os.urandom(16))
+    assert v.krb_rc4_unwrap(rc4.contents, b'\x60' * 20, b'', 0) == (None, 'not a Kerberos RC4 wrap token')
+    _sealed, verifier = kgss.GSSAPI_RC4().GSS_Wrap(rc4, b'stub', 0, direction='accept')
+    odd = verifier[:13] + struct.pack('<H', 0x0102) + struct.pack('<H', 0x00) + verifier[17:]
+    assert v.krb_rc4_unwrap(rc4.contents, odd, b'stub', 0) == (
+        None, 'Kerberos RC4 wrap token with unexpected algorithms')
+
+
+def test_bind_completion_of_another_type_is_refused():
+    dce = ntlm_client(header(2, 3, 24, 0))
+    dce._adcs_handshake = True
+    assert failure(dce) == 'PDU type 2 where the bind completion was expected'
+    dce = ntlm_client(header(15, 3, 24, 0) + b'')
+    dce._adcs_handshake = True
+    assert dce.recv() == b'\x00' * 8
