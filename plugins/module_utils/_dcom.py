@@ -23,6 +23,7 @@ import traceback
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
+from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_verify
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     AuthenticationError,
     CaUnavailable,
@@ -34,6 +35,7 @@ try:
     from impacket import hresult_errors as _imp_hresults
     from impacket.dcerpc.v5 import dcomrt, transport
     from impacket.dcerpc.v5.dcomrt import DCOMConnection, IRemUnknown2, INTERFACE, IID_IRemUnknown
+    from threading import current_thread
     from impacket.dcerpc.v5.rpcrt import (
         DCERPCException,
         RPC_C_AUTHN_GSS_NEGOTIATE,
@@ -175,7 +177,7 @@ if HAS_IMPACKET:
                                          self._DCOMConnection__nthash, self._DCOMConnection__aesKey,
                                          self._DCOMConnection__TGT, self._DCOMConnection__TGS)
             rpctransport.set_kerberos(self._DCOMConnection__doKerberos, self._DCOMConnection__kdcHost)
-            portmap = rpctransport.get_dce_rpc()
+            portmap = _rpc_verify.VerifyingDCERPC_v5(rpctransport)
             portmap.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
             if self._DCOMConnection__doKerberos:
                 portmap.set_auth_type(RPC_C_AUTHN_GSS_NEGOTIATE)
@@ -184,6 +186,29 @@ if HAS_IMPACKET:
             DCOMConnection.PORTMAPS[target] = portmap
 else:  # pragma: no cover
     _TimedDCOMConnection = None
+
+
+def exporter_port(string_bindings, address):
+    """The TCP port of the object exporter from the DUALSTRINGARRAY bindings (tower 7, ``addr[port]``).
+
+    Windows announces its NetBIOS name and IP addresses (never the FQDN), so the client connects to the address it
+    used for port 135 and takes only the port: the one of the binding naming that address, else the first one.
+    """
+    ports = []
+    for binding in string_bindings:
+        if binding['wTowerId'] != 7:
+            continue
+        addr, sep, rest = str(binding['aNetworkAddr']).rstrip('\x00').partition('[')
+        port = rest.rstrip(']')
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            continue
+        if address and addr.upper() == str(address).upper():
+            return int(port)
+        ports.append(int(port))
+    if not ports:
+        raise TransportError('The CA announced no TCP port for its DCOM object exporter',
+                             remedy='Check that the host is an AD CS enterprise CA reachable over TCP.')
+    return ports[0]
 
 
 class InterfaceRef(object):
@@ -268,8 +293,42 @@ class DcomSession(object):
             raise err
         return self
 
+    def _ensure_exporter(self, iface, iid):
+        """Open the object exporter connection for iface's OXID (once): to the address used for port 135, at the
+        port the CA announced, with every reply verified (``_rpc_verify``). impacket's ``INTERFACE.connect`` then
+        finds it in its connection table (and alters the context for other IIDs on the same, verified, class)."""
+        target = iface.get_target()
+        oxid = iface.get_oxid()
+        table = INTERFACE.CONNECTIONS.setdefault(target, {}).setdefault(current_thread().name, {})
+        if oxid in table:
+            return
+        portmap = DCOMConnection.PORTMAPS[target]
+        port_transport = portmap.get_rpc_transport()
+        address = port_transport.getRemoteHost() or target
+        port = exporter_port(iface.get_cinstance().get_string_bindings(), address)
+        rpctransport = transport.DCERPCTransportFactory('ncacn_ip_tcp:%s[%d]' % (address, port))
+        rpctransport.set_connect_timeout(self.timeout)
+        rpctransport.setRemoteHost(address)
+        rpctransport.setRemoteName(port_transport.getRemoteName())   # Kerberos: the SPN names the CA's DNS name
+        rpctransport.set_credentials(*portmap.get_credentials())
+        rpctransport.set_kerberos(port_transport.get_kerberos(), port_transport.get_kdcHost())
+        dce = _rpc_verify.VerifyingDCERPC_v5(rpctransport)
+        dce.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
+        dce.set_auth_type(iface.get_cinstance().get_auth_type())
+        dce.connect()
+        try:
+            dce.bind(iid)
+        except Exception:
+            try:
+                dce.disconnect()
+            except Exception:
+                pass
+            raise
+        table[oxid] = {'dce': dce, 'currentBinding': iid}
+
     def _connect_interface(self, ref):
         """Open (or alter) the object connection for ref and apply the timeout to its socket."""
+        self._ensure_exporter(ref.interface, ref.iid)
         ref.interface.connect(ref.iid)
         try:
             sock = ref.interface.get_dce_rpc().get_rpc_transport().get_socket()
@@ -293,6 +352,7 @@ class DcomSession(object):
             _iid = dcomrt.IID()
             _iid['Data'] = iid
             req['iids'].append(_iid)
+            self._ensure_exporter(base, IID_IRemUnknown)
             remunk = IRemUnknown2(base)
             resp = remunk.request(req, IID_IRemUnknown, base.get_ipidRemUnknown())
         except Exception as exc:

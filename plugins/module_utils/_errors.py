@@ -531,6 +531,11 @@ class ProtocolError(TransportError):
     default_summary = 'The CA sent a reply that could not be decoded'
 
 
+class ReplyVerificationError(ProtocolError):
+    """A reply PDU failed its security verifier (tampered, stripped, replayed): discarded, nothing written."""
+    default_summary = 'A reply from the CA failed verification'
+
+
 class RequestDenied(WcceError):
     default_summary = 'The CA denied the certificate request'
 

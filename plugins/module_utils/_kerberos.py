@@ -37,6 +37,7 @@ import os
 import random
 import re
 import socket
+import stat
 import struct
 import traceback
 
@@ -57,6 +58,7 @@ try:
     from impacket.krb5 import ccache as krb_ccache
     from impacket.krb5.ccache import CCache
     from impacket.krb5.keytab import Keytab
+    from impacket.krb5 import kerberosv5 as _impacket_krb5
     from impacket.krb5.kerberosv5 import KerberosError, getKerberosTGT
     from impacket.krb5.types import KerberosTime, Principal, Ticket
     from pyasn1.codec.der import decoder, encoder
@@ -66,6 +68,7 @@ except ImportError:
     HAS_IMPACKET = False
     IMPACKET_IMPORT_ERROR = traceback.format_exc()
     KerberosError = None
+    _impacket_krb5 = None
 
 DNSPYTHON_IMPORT_ERROR = None
 try:
@@ -315,12 +318,18 @@ def _key_for(etype, value):
 
 
 def _with_timeout(timeout, func, *args, **kwargs):
+    """func under a default socket timeout, with impacket's KDC exchange replaced by our bounded one."""
     old = socket.getdefaulttimeout()
+    old_send = getattr(_impacket_krb5, 'sendReceive', None)
     socket.setdefaulttimeout(timeout)
+    if old_send is not None:
+        _impacket_krb5.sendReceive = _bounded_impacket_send_receive
     try:
         return func(*args, **kwargs)
     finally:
         socket.setdefaulttimeout(old)
+        if old_send is not None:
+            _impacket_krb5.sendReceive = old_send
 
 
 def _as_exchange(user, realm, kdcs, password='', nt_hash='', aes_key='', timeout=DEFAULT_TIMEOUT):
@@ -396,9 +405,33 @@ def _ccache_path(ccache):
     return value
 
 
+def check_default_ccache(path):
+    """A credential cache the user did not name (KRB5CCNAME or /tmp/krb5cc_<uid>) is used only when it is a regular
+    file owned by the effective user and not writable by group or others (a planted cache would make us act as
+    someone else). Raises KerberosFailure when refused; a missing file passes (callers report it)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    euid = os.geteuid()
+    why = None
+    if not stat.S_ISREG(st.st_mode):
+        why = 'it is not a regular file'
+    elif st.st_uid != euid:
+        why = 'it is owned by uid %d, not by the user running the module (uid %d)' % (st.st_uid, euid)
+    elif st.st_mode & 0o022:
+        why = 'it is writable by group or others (mode %04o)' % (st.st_mode & 0o7777)
+    if why:
+        raise KerberosFailure('The default credential cache %s is not used: %s' % (path, why),
+                              remedy='Remove it and run kinit again as this user, or name a credential cache '
+                                     'explicitly (kerberos_ccache).')
+
+
 def ccache_principal(ccache=None):
     """The client principal (user@REALM) of a credential cache (``ccache``, KRB5CCNAME or the default)."""
     path = _ccache_path(ccache)
+    if not ccache:
+        check_default_ccache(path)
     if not os.path.exists(path):
         raise KerberosFailure('The credential cache %s does not exist' % path,
                               remedy='Run kinit first, or give username with a password or keytab.')
@@ -509,13 +542,19 @@ def acquire_credentials(realm=None, user=None, password=None, nt_hash=None, keyt
                               'readable %s' % (path, default_keytab),
                               remedy='Give a password, a keytab (kerberos_keytab) or a credential cache '
                                      '(kerberos_ccache / KRB5CCNAME, e.g. after kinit).')
+    if not ccache:
+        check_default_ccache(path)
     return _ccache_credentials(path, user, realm or None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # TGS exchange (own: with the authenticator checksum Heimdal requires)
 # ---------------------------------------------------------------------------------------------------------------
-def _send_receive(message, host, port, timeout):
+MAX_KDC_REPLY = 1024 * 1024     # bytes; a Windows KDC reply (tickets with a large PAC) stays far below
+
+
+def _kdc_exchange(message, host, port, timeout):
+    """One KDC exchange over TCP (RFC 4120 7.2.2): the raw reply, its length bounded by ``MAX_KDC_REPLY``."""
     sock = socket.create_connection((host, port), timeout=timeout)
     try:
         sock.sendall(struct.pack('!I', len(message)) + message)
@@ -526,19 +565,49 @@ def _send_receive(message, host, port, timeout):
                 raise socket.error('the KDC closed the connection')
             head += chunk
         length = struct.unpack('!I', head)[0]
-        data = b''
-        while len(data) < length:
-            chunk = sock.recv(min(65536, length - len(data)))
+        if length & 0x80000000 or length > MAX_KDC_REPLY:
+            raise KerberosFailure('The KDC at %s:%d announced a reply of %d bytes, more than the %d bytes allowed'
+                                  % (host, port, length, MAX_KDC_REPLY),
+                                  remedy='Check that %s:%d is a Kerberos KDC (a domain controller) and that '
+                                         'nothing on the path alters the traffic.' % (host, port))
+        chunks = []
+        got = 0
+        while got < length:
+            chunk = sock.recv(min(65536, length - got))
             if not chunk:
                 raise socket.error('the KDC closed the connection')
-            data += chunk
+            chunks.append(chunk)
+            got += len(chunk)
+        return b''.join(chunks)
     finally:
         sock.close()
+
+
+def _krb_error(data):
     try:
-        err = decoder.decode(data, asn1Spec=KRB_ERROR())[0]
+        return KerberosError(packet=decoder.decode(data, asn1Spec=KRB_ERROR())[0])
     except Exception:
-        return data
-    raise KerberosError(packet=err)
+        return None
+
+
+def _send_receive(message, host, port, timeout):
+    """A bounded KDC exchange; a KRB-ERROR reply raises impacket's KerberosError."""
+    data = _kdc_exchange(message, host, port, timeout)
+    err = _krb_error(data)
+    if err is not None:
+        raise err
+    return data
+
+
+def _bounded_impacket_send_receive(data, host, kdc_host, port=KDC_PORT):
+    """Stands in for impacket's ``kerberosv5.sendReceive`` (unbounded, loops on an early close) during our AS
+    exchange, with its contract: the reply, or KerberosError for a KRB-ERROR other than KDC_ERR_PREAUTH_REQUIRED
+    (returned as is: getKerberosTGT reads the salts from it)."""
+    reply = _kdc_exchange(data, kdc_host or host, port, socket.getdefaulttimeout() or DEFAULT_TIMEOUT)
+    err = _krb_error(reply)
+    if err is not None and err.getErrorCode() != krb_constants.ErrorCodes.KDC_ERR_PREAUTH_REQUIRED.value:
+        raise err
+    return reply
 
 
 def _inner_der(der):
@@ -732,6 +801,8 @@ def _ccache_credential(ticket):
 def write_ccache(creds, path, spns=(), kdc=None, dns_server=None, timeout=DEFAULT_TIMEOUT):
     """Write a FILE credential cache (mode 0600) holding the TGT and service tickets for ``spns`` (fetched now),
     for libraries that only take a ccache (python-gssapi / MIT krb5 for LDAP SASL GSSAPI). Returns 'FILE:<path>'.
+    ``path`` must be new (O_EXCL, no symlink) inside a private directory of ours (``tempfile.mkdtemp``: 0700), which
+    the caller removes in ``finally``.
 
     Credentials read from a ccache are copied with the new service tickets added."""
     _require_impacket()
@@ -753,7 +824,12 @@ def write_ccache(creds, path, spns=(), kdc=None, dns_server=None, timeout=DEFAUL
     for ticket in tickets:
         if 'replyKey' in ticket:
             cache.credentials.append(_ccache_credential(ticket)[0])
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    parent = os.path.dirname(os.path.abspath(path))
+    st = os.lstat(parent)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise KerberosFailure('Refusing to write a credential cache into %s: it is not a private directory of '
+                              'this user (mode 0700)' % parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o600)
     with os.fdopen(fd, 'wb') as handle:
         handle.write(cache.getData())
     return 'FILE:%s' % path

@@ -368,13 +368,16 @@ class AdConnection(object):
         else:
             user, domain = principal, s.domain
         realm = (s.domain or domain or '').upper()
+        ccache_dir = None
         try:
             creds = _kerberos.acquire_credentials(realm=realm, user=user, password=s.password, nt_hash=s.nt_hash,
                                                   kdc=kdc, dns_server=kdc, timeout=s.timeout)
-            ccache_dir = tempfile.mkdtemp(prefix='adcs-ldap-krb5-')
+            ccache_dir = tempfile.mkdtemp(prefix='adcs-ldap-krb5-')     # 0700, ours; removed by the caller
             path = _kerberos.write_ccache(creds, os.path.join(ccache_dir, 'ccache'), spns=['ldap/%s' % spn_host],
                                           kdc=kdc, dns_server=kdc, timeout=s.timeout)
         except Exception as exc:  # _kerberos raises actionable errors; keep their text
+            if ccache_dir:
+                shutil.rmtree(ccache_dir, ignore_errors=True)
             raise LdapError('Kerberos for LDAP failed: %s' % (exc.to_message() if hasattr(exc, 'to_message') else exc))
         try:
             return ccache_dir, gssapi.Credentials(usage='initiate', store={'ccache': path})

@@ -172,6 +172,8 @@ class CertRequestClient(object):
             self._d2_checked = True
             try:
                 self._d2 = self.session.query_interface(_ndr.IID_ICertRequestD2, 'ICertRequestD2')
+            except _errors.ReplyVerificationError:
+                raise       # a forged or tampered reply is no reason to fall back: stop
             except WcceError as exc:
                 # MS-WCCE 3.1.1.4: fall back to ICertRequestD.
                 self._d2 = None

@@ -188,6 +188,24 @@ def test_fallback_to_icertrequestd_when_qi_fails():
         client.get_ca_property(_ndr.CR_PROP_CANAME)
 
 
+def test_no_fallback_when_the_qi_reply_fails_verification():
+    """A tampered QueryInterface reply is no E_NOINTERFACE: stop instead of falling back to ICertRequestD."""
+    s = FakeCaSession()
+    forged = _errors.ReplyVerificationError('The reply from the CA at ca1 failed integrity verification (x)')
+
+    def tampered(iid, name):
+        s.calls.append(('QI', name))
+        raise forged
+
+    s.query_interface = tampered
+    client = CertRequestClient(s, 'LAB-CA')
+    with pytest.raises(_errors.ReplyVerificationError) as info:
+        client.request('WebServer', csr())
+    assert info.value is forged
+    assert [c[:2] for c in s.calls] == [('QI', 'ICertRequestD2')]
+    assert client.fallback_reason is None
+
+
 def test_fallback_to_request_when_request2_missing():
     s = FakeCaSession(has_request2=False)
     client = CertRequestClient(s, 'LAB-CA')
