@@ -213,8 +213,9 @@ class AnchorSource(object):
 
     @classmethod
     def from_params(cls, params, connect_directory=None):
-        reason = directory_unverified_reason(params) if connect_directory is not None else \
-            'Active Directory is not used'
+        reason = directory_unverified_reason(params)
+        if reason is None and connect_directory is None:
+            reason = 'Active Directory is not used'
         return cls(ca_bundle=params.get('ca_bundle'), ca_fingerprint=params.get('ca_fingerprint'),
                    connect_directory=connect_directory, unverified_reason=reason)
 
