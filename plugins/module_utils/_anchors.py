@@ -6,7 +6,8 @@ issued may chain to, from sources the CA cannot influence.
 
 Sources (``AnchorSource``):
 
-- ``ca_bundle``: a PEM file the user placed on the machine; every CA certificate in it is an anchor;
+- ``ca_bundle``: a PEM file the user placed on the machine; its self-signed CA certificates are anchors, its other
+  CA certificates known intermediates;
 - ``ca_fingerprint``: SHA-256 fingerprints of acceptable CA certificates; a certificate with such a fingerprint is
   an anchor wherever it came from (even from the CA's reply: its fingerprint authenticates it). When given, it is
   the only way to be an anchor (a pin restricts the other sources);
@@ -37,7 +38,7 @@ except ImportError:  # reported by the callers through _certs/_requests HAS_CRYP
     x509 = None
 
 PKS_RDN = 'CN=Public Key Services,CN=Services'
-FINGERPRINT_RE = re.compile(r'^(sha-?256:)?[0-9a-f]{64}$')
+FINGERPRINT_RE = re.compile(r'^[0-9a-f]{64}$')
 
 ANCHOR_REMEDY = ('Set ca_fingerprint (the SHA-256 fingerprint of the root CA certificate) or ca_bundle (a PEM file '
                  'with the root CA certificate), or read Active Directory over verified TLS (domain or '
@@ -52,11 +53,15 @@ def fingerprint(cert):
 
 def normalize_fingerprint(text):
     """64 lower-case hex digits from ``AB:CD:...``, ``abcd...``, ``sha256:...``; InvalidInput otherwise."""
-    value = re.sub(r'[\s:]', '', str(text or '')).lower()
+    value = str(text or '').strip().lower()
+    for prefix in ('sha256:', 'sha-256:', 'sha256=', 'sha256 fingerprint='):
+        if value.startswith(prefix):
+            value = value[len(prefix):]
+    value = re.sub(r'[\s:]', '', value)
     if not FINGERPRINT_RE.match(value):
         raise InvalidInput('ca_fingerprint %r is not a SHA-256 fingerprint (64 hexadecimal digits, colons allowed)'
                            % (text,))
-    return value[-64:]
+    return value
 
 
 def _hex(cert):
@@ -87,6 +92,8 @@ def load_bundle(path):
             data = handle.read(16 * 1024 * 1024)
     except (IOError, OSError) as exc:
         raise InvalidInput('Cannot read ca_bundle %s: %s' % (path, exc.strerror or exc))
+    if not data.strip():
+        raise InvalidInput('ca_bundle %s holds no certificate' % path)
     try:
         certs = _certs.load_certificates(data)
     except WcceError as exc:
@@ -208,6 +215,8 @@ class AnchorSource(object):
         self.ca_bundle = ca_bundle
         self.fingerprints = [normalize_fingerprint(f) for f in (ca_fingerprint or [])]
         self.connect_directory = connect_directory if unverified_reason is None else None
+        if connect_directory is None and unverified_reason is None:
+            unverified_reason = directory_unverified_reason({})
         self.unverified_reason = unverified_reason
         self._loaded = None
 
@@ -233,8 +242,9 @@ class AnchorSource(object):
         self.check()
         anchors, intermediates, sources = [], [], []
         if self.ca_bundle:
-            certs = load_bundle(self.ca_bundle)
-            anchors.extend(c for c in certs if is_ca(c))
+            certs = [c for c in load_bundle(self.ca_bundle) if is_ca(c)]
+            anchors.extend(c for c in certs if is_root(c))
+            intermediates.extend(c for c in certs if not is_root(c))
             sources.append('ca_bundle %s' % self.ca_bundle)
         if self.fingerprints:
             sources.append('ca_fingerprint')

@@ -34,7 +34,7 @@ def ca_admin(lab):
 
 def creds(lab, who='enroller', **extra):
     acct = lab['accounts'][who]
-    args = {'ca_host': lab['ca']['address'], 'ca_name': lab['ca']['name'],
+    args = {'ca_host': lab['ca']['address'], 'ca_name': lab['ca']['name'], 'ca_bundle': lab['ca_bundle'],
             'username': '%s@%s' % (acct['username'], lab['domain']), 'password': acct['password']}
     args.update(extra)
     return args
@@ -561,6 +561,7 @@ def test_playbook_with_module_defaults_group(lab, ansible, tmp_path):
     group/adcs.enrollment.wcce:
       ca_host: "{{ ca_host }}"
       ca_name: "{{ ca_name }}"
+      ca_bundle: "{{ ca_bundle }}"
       username: "{{ user }}"
       auth: ntlm
       nt_hash: "{{ nt_hash }}"
@@ -588,7 +589,8 @@ def test_playbook_with_module_defaults_group(lab, ansible, tmp_path):
           - second is not changed
 ''')
     rc, data = ansible.playbook(str(playbook), {
-        'ca_host': lab['ca']['address'], 'ca_name': lab['ca']['name'], 'dir': str(tmp_path),
+        'ca_host': lab['ca']['address'], 'ca_name': lab['ca']['name'], 'ca_bundle': lab['ca_bundle'],
+        'dir': str(tmp_path),
         'user': 'LAB\\%s' % acct['username'], 'nt_hash': acct['nt_hash']})
     assert rc == 0, json.dumps(data)[-3000:]
     stats = data['stats']['localhost']
