@@ -60,7 +60,8 @@ options:
         certificate against anchors read independently: the certificates of O(ca_bundle), the roots in
         C(CN=Certification Authorities) of Active Directory when it is read over verified TLS (O(ldap_scheme=ldaps)
         or C(starttls) with O(validate_certs=true)), or the CA certificates with these fingerprints, which may then
-        come from anywhere, the CA included. When set, only certificates with these fingerprints are anchors."
+        come from anywhere, the CA included. When set, only certificates with these fingerprints are anchors.
+        When O(ca_bundle) or O(ca_fingerprint) is set, Active Directory is not read for anchors."
       - Without any of these sources the module fails before it contacts the CA.
     type: list
     elements: str

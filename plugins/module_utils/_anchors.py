@@ -11,7 +11,8 @@ Sources (``AnchorSource``):
 - ``ca_fingerprint``: SHA-256 fingerprints of acceptable CA certificates; a certificate with such a fingerprint is
   an anchor wherever it came from (even from the CA's reply: its fingerprint authenticates it). When given, it is
   the only way to be an anchor (a pin restricts the other sources);
-- Active Directory read over verified TLS (``ldap_scheme`` ldaps/starttls with ``validate_certs``): the roots in
+- Active Directory read over verified TLS (``ldap_scheme`` ldaps/starttls with ``validate_certs``), when neither of
+  the above pins the anchors: the roots in
   CN=Certification Authorities are anchors (what Windows puts in its Trusted Root store); the certificates of the
   enrollment services, CN=AIA and CN=NTAuthCertificates are known intermediates (never anchors). LDAP without TLS
   is not a source: ldap3 has no Kerberos/NTLM security layer, so the results would not be integrity-protected.
@@ -209,10 +210,13 @@ class TrustAnchors(object):
 class AnchorSource(object):
     """Reads the anchors once, lazily: ``check()`` (no network) before the CA is contacted, ``load()`` after.
 
-    ``connect_directory``: callable returning a connected AdConnection (used only when the AD read is verified)."""
+    ``connect_directory``: callable returning a connected AdConnection (used only when the AD read is verified, and
+    only when neither ca_bundle nor ca_fingerprint pins the anchors, unless ``directory_always``)."""
 
-    def __init__(self, ca_bundle=None, ca_fingerprint=None, connect_directory=None, unverified_reason=None):
+    def __init__(self, ca_bundle=None, ca_fingerprint=None, connect_directory=None, unverified_reason=None,
+                 directory_always=False):
         self.ca_bundle = ca_bundle
+        self.directory_always = directory_always
         self.fingerprints = [normalize_fingerprint(f) for f in (ca_fingerprint or [])]
         self.connect_directory = connect_directory if unverified_reason is None else None
         if connect_directory is None and unverified_reason is None:
@@ -221,12 +225,12 @@ class AnchorSource(object):
         self._loaded = None
 
     @classmethod
-    def from_params(cls, params, connect_directory=None):
+    def from_params(cls, params, connect_directory=None, directory_always=False):
         reason = directory_unverified_reason(params)
         if reason is None and connect_directory is None:
             reason = 'Active Directory is not used'
         return cls(ca_bundle=params.get('ca_bundle'), ca_fingerprint=params.get('ca_fingerprint'),
-                   connect_directory=connect_directory, unverified_reason=reason)
+                   connect_directory=connect_directory, unverified_reason=reason, directory_always=directory_always)
 
     def check(self):
         """InvalidInput (before any CA contact) when no independent source is configured."""
@@ -248,7 +252,7 @@ class AnchorSource(object):
             sources.append('ca_bundle %s' % self.ca_bundle)
         if self.fingerprints:
             sources.append('ca_fingerprint')
-        if self.connect_directory is not None:
+        if self.connect_directory is not None and (self.directory_always or not (self.ca_bundle or self.fingerprints)):
             try:
                 conn = self.connect_directory()
                 roots, known = read_directory(conn)
@@ -282,16 +286,141 @@ def classify(certs, anchors=None):
             out['refused'].append((cert, 'its self-signature does not verify'))
             continue
         if anchors is not None:
-            if root and _certs.cert_der(cert) not in set(_certs.cert_der(a) for a in anchors.anchors_among([])):
+            if root and _certs.cert_der(cert) not in set(_certs.cert_der(a) for a in anchors.anchors_among([cert])):
                 out['refused'].append((cert, 'not among the independently verified anchors (%s)'
                                        % ', '.join(anchors.sources)))
                 continue
             if not root:
                 try:
-                    anchors.verify(cert, [], check_validity=False)
+                    anchors.verify(cert, certs, check_validity=False)
                 except CertificateError:
                     out['refused'].append((cert, 'does not chain to the independently verified anchors (%s)'
                                            % ', '.join(anchors.sources)))
                     continue
         out['roots' if root else 'intermediates'].append(cert)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# OS trust stores
+# ---------------------------------------------------------------------------------------------------------------
+def _label(text):
+    return re.sub(r'[^A-Za-z0-9_.-]+', '-', str(text or 'ca')).strip('-') or 'ca'
+
+
+def _cn(cert):
+    values = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return values[0].value if values else cert.subject.rfc4514_string()
+
+
+def entry_facts(label, cert, source):
+    """What a trust-store role needs of one certificate (file name without the role's prefix)."""
+    digest = _hex(cert)
+    return {'name': label, 'file': '%s-%s.crt' % (_label(label), digest[:16]), 'subject': cert.subject.rfc4514_string(),
+            'sha256_fingerprint': fingerprint(cert), 'not_after': _certs.not_after(cert).strftime('%Y-%m-%dT%H:%M:%SZ'),
+            'source': source, 'pem': _certs.cert_pem(cert)}
+
+
+def _parse_entry(entry, where):
+    name = entry.get('name') or 'ca'
+    content = entry.get('content') or ''
+    try:
+        certs = _certs.load_certificates(content.encode('utf-8') if isinstance(content, str) else bytes(content))
+    except WcceError as exc:
+        raise InvalidInput('%s "%s" holds no readable certificate' % (where, name), detail=exc.summary)
+    if not certs:
+        raise InvalidInput('%s "%s" holds no certificate' % (where, name))
+    return name, certs
+
+
+def enrollment_service_certificates(conn):
+    """[(CA name, certificate)] of the enrollment services in AD."""
+    nc = conn.configuration_nc
+    out = []
+    for entry in conn.search('CN=Enrollment Services,%s,%s' % (PKS_RDN, nc), '(objectClass=pKIEnrollmentService)',
+                             ['cn', 'cACertificate'], scope='LEVEL'):
+        name = (entry['attributes'].get('cn') or [b''])[0]
+        name = name.decode('utf-8', 'replace') if isinstance(name, (bytes, bytearray)) else name
+        out.extend((name, c) for c in _load_values(entry['attributes'].get('cACertificate')) if is_ca(c))
+    return out
+
+
+def trust_store_selection(certificates=(), host_certificates=(), from_ad=False, ca_names=(), source=None,
+                          directory=None):
+    """Which certificates an OS trust store gets: {'roots', 'intermediates', 'refused'} lists of entry_facts
+    (refused ones with 'reason' instead of 'pem').
+
+    ``certificates`` ({name, content}) come from the playbook author: CA certificates are taken as given, anything
+    else is InvalidInput. ``host_certificates`` (files on the managed host, e.g. chain files) are kept only when they
+    are among (roots) or chain to (issuing CAs) the anchors of ``source`` (an AnchorSource). ``from_ad`` adds the
+    roots of CN=Certification Authorities and the enrollment services' certificates (only ``ca_names`` when given),
+    which needs ``source`` to read AD over verified TLS; ``directory`` is the connected AdConnection."""
+    roots, intermediates, refused = [], [], []
+    seen = set()
+
+    def add(label, cert, origin, root):
+        if _hex(cert) in seen:
+            return
+        seen.add(_hex(cert))
+        (roots if root else intermediates).append(entry_facts(label, cert, origin))
+
+    for entry in certificates or []:
+        name, certs = _parse_entry(entry, 'trust certificate')
+        sorted_ = classify(certs)
+        if sorted_['refused']:
+            cert, reason = sorted_['refused'][0]
+            raise InvalidInput('trust certificate "%s": %s: %s; it is never installed into a trust store'
+                               % (name, describe(cert), reason))
+        for cert in sorted_['roots']:
+            add(name, cert, 'certificates', True)
+        for cert in sorted_['intermediates']:
+            add(name, cert, 'certificates', False)
+    trust = None
+    if host_certificates or from_ad:
+        if from_ad and (source is None or source.connect_directory is None):
+            raise InvalidInput('Reading the CA certificates from Active Directory needs a verified connection: %s'
+                               % (source.unverified_reason if source is not None else 'no connection options'),
+                               remedy='Use ldap_scheme=ldaps or starttls with validate_certs=true (and ca_bundle '
+                                      'when the system trust store does not know the CA of the domain controller).')
+        if source is None:
+            source = AnchorSource()
+        try:
+            source.check()
+        except InvalidInput:
+            raise InvalidInput('CA certificates from files on the managed host are installed only when they are '
+                               'among independently verified anchors, and none is configured: %s, and neither '
+                               'ca_bundle nor ca_fingerprint is set' % source.unverified_reason, remedy=ANCHOR_REMEDY)
+        trust = source.load()
+    for entry in host_certificates or []:
+        name, certs = _parse_entry(entry, 'host file')
+        sorted_ = classify(certs, anchors=trust)
+        for cert in sorted_['roots']:
+            add(name, cert, 'host', True)
+        for cert in sorted_['intermediates']:
+            add(name, cert, 'host', False)
+        for cert, reason in sorted_['refused']:
+            facts = entry_facts(name, cert, 'host')
+            facts.pop('pem')
+            facts['reason'] = reason
+            refused.append(facts)
+    if from_ad:
+        wanted = set(n.lower() for n in ca_names or [])
+        services = [(n, c) for n, c in enrollment_service_certificates(directory)
+                    if not wanted or (n or '').lower() in wanted]
+        ad_roots = trust.anchors
+        if wanted:
+            ad_roots = []
+            for _name, cert in services:
+                try:
+                    path = trust.verify(cert, [], check_validity=False)
+                except CertificateError:
+                    continue
+                ad_roots.extend(c for c in ([cert] + path) if _certs.is_self_issued(c))
+        for cert in ad_roots:
+            add(_cn(cert), cert, 'Active Directory', True)
+        for name, cert in services:
+            if not _certs.is_self_issued(cert):
+                add(name, cert, 'Active Directory', False)
+            elif any(_hex(cert) == _hex(a) for a in trust.anchors):
+                add(name, cert, 'Active Directory', True)
+    return {'roots': roots, 'intermediates': intermediates, 'refused': refused}
