@@ -318,7 +318,7 @@ def entry_facts(label, cert, source):
     digest = _hex(cert)
     return {'name': label, 'file': '%s-%s.crt' % (_label(label), digest[:16]), 'subject': cert.subject.rfc4514_string(),
             'sha256_fingerprint': fingerprint(cert), 'not_after': _certs.not_after(cert).strftime('%Y-%m-%dT%H:%M:%SZ'),
-            'source': source, 'pem': _certs.cert_pem(cert)}
+            'source': source, 'pem': _certs.cert_pem(cert).decode('ascii')}
 
 
 def _parse_entry(entry, where):
