@@ -196,8 +196,8 @@ class TrustAnchors(object):
                 raise CertificateError(
                     'The issued certificate chains to the root CA %s, which is not a trusted anchor; nothing was '
                     'written' % describe(top[-1]), request_id=request_id,
-                    detail='trusted anchors from %s: %s' % (', '.join(self.sources),
-                                                              ', '.join(describe(a) for a in anchors)),
+                    detail='trusted anchors from %s: %s' % (
+                        ', '.join(self.sources), ', '.join(describe(a) for a in anchors)),
                     remedy='If this root is yours, publish it in CN=Certification Authorities or pin it with '
                            'ca_bundle or ca_fingerprint; otherwise the CA or its replies are not genuine.')
             raise CertificateError('The issued certificate does not chain to a trusted CA certificate; nothing was '

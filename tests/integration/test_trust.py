@@ -160,7 +160,7 @@ def test_intermediate_store_gets_the_issuing_ca_and_a_second_run_changes_nothing
 
 
 def test_a_ca_false_certificate_is_refused(lab, ansible, tmp_path):
-    not_ca, _ = ca_pair('Not A CA', ca=False)
+    not_ca = ca_pair('Not A CA', ca=False)[0]
     rc, out, store = run_role(ansible, tmp_path, trust_certificates=[
         {'name': 'bad', 'content': not_ca.public_bytes(PEM).decode('ascii')}])
     assert rc != 0
@@ -173,7 +173,7 @@ def test_a_ca_false_certificate_is_refused(lab, ansible, tmp_path):
 
 
 def test_a_rogue_root_appended_to_a_host_chain_file_is_not_installed(lab, ansible, tmp_path, lab_leaf):
-    rogue, _ = ca_pair('LAB Root CA')
+    rogue = ca_pair('LAB Root CA')[0]
     chain = tmp_path / 'web-chain.crt'
     chain.write_bytes(read(str(lab_leaf / 'chain.crt')) + rogue.public_bytes(PEM))
     pinned = {'ca_fingerprint': [fp(x509.load_pem_x509_certificate(read(lab['ca']['root_cert'])))]}

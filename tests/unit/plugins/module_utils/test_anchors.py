@@ -119,7 +119,7 @@ def test_bundle_anchors_and_bad_bundles(tmp_path):
 
 def test_directory_roots_are_anchors_and_the_rest_intermediates():
     pki = wcce_pki.pki()
-    rogue_root, rogue_ca, _ = rogue_pki()
+    rogue_root, rogue_ca = rogue_pki()[:2]
     directory = FakeDirectory({
         'CN=Certification Authorities': [pki.root.public_bytes(DER), pki.ca.public_bytes(DER), b'garbage'],
         'CN=Enrollment Services': [pki.ca.public_bytes(DER)],
@@ -198,7 +198,7 @@ class RogueClient(FakeClient):
     """Issues with a rogue CA pair named like the real one and sends that chain in the reply."""
 
     def _issue(self, public_key_der, rid, csr=None, template='WebServer'):
-        root, ca, _ = rogue_pki()
+        root, ca = rogue_pki()[:2]
         pub = serialization.load_der_public_key(public_key_der)
         cert = wcce_pki.make_cert(csr.subject if csr is not None and len(csr.subject) else 'issued',
                                   _PublicOnly(pub), issuer=ca, issuer_key=wcce_pki.ec_key('rogue-ca'))
@@ -271,7 +271,7 @@ def test_classify_roots_intermediates_and_refused():
     rogue_root = rogue_pki()[0]
     out = _anchors.classify([pki.root, pki.ca, leaf(), pki.root])
     assert out['roots'] == [pki.root] and out['intermediates'] == [pki.ca]
-    assert [(c, r) for c, r in out['refused']] == [
+    assert list(out['refused']) == [
         (leaf(), 'not a CA certificate (basicConstraints CA:TRUE is missing)')]
     trust = _anchors.TrustAnchors([pki.root], [pki.ca], sources=['ca_bundle x'])
     out = _anchors.classify([pki.root, pki.ca, rogue_root, rogue_pki()[1]], anchors=trust)
