@@ -24,7 +24,7 @@ description:
     CA refuses that form the module sends a new request instead and warns.
   - The private key is generated at O(private_key_path) when missing and never replaced unless
     O(regenerate_key=true). The certificate is verified before anything is written (its public key must be the
-    request's and it must chain to a trust anchor read independently of the CA: O(ca_bundle), O(ca_fingerprint) or
+    request's and it must chain to a trust anchor read independently of the CA, from O(ca_bundle), O(ca_fingerprint) or
     the roots in C(CN=Certification Authorities) of Active Directory read over verified TLS; the CA's own
     certificates only serve as intermediates). A failed run leaves the previous key and certificate untouched.
   - A request that the CA holds for a certificate manager's approval is not a failure; the module returns
@@ -150,7 +150,7 @@ options:
     type: path
   chain_path:
     description:
-      - Where the CA certificates (issuing CA up to the root) are written: exactly the verified path to the trust
+      - Where the CA certificates (issuing CA up to the root) are written, exactly the verified path to the trust
         anchor (see O(ca_fingerprint)).
     type: path
   fullchain_path:
