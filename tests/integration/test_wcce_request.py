@@ -596,3 +596,15 @@ def test_playbook_with_module_defaults_group(lab, ansible, tmp_path):
     stats = data['stats']['localhost']
     assert stats['failures'] == 0 and stats['changed'] == 1
     assert stat.S_IMODE(os.stat(str(tmp_path / 'play.crt')).st_mode) == 0o640
+
+
+def test_anchors_from_certification_authorities_over_verified_ldaps(lab, ansible, tmp_path):
+    """No ca_bundle nor ca_fingerprint: the root comes from CN=Certification Authorities, read over LDAPS verified
+    with the system trust store (SSL_CERT_FILE stands in for a system store that knows the forest's root)."""
+    args = creds(lab, domain=lab['domain'], domain_controller=lab['dc']['address'], template='WebServer',
+                 common_name='adanchor.lab.adcs.test', chain_path=str(tmp_path / 'chain.pem'), **files(tmp_path))
+    del args['ca_bundle']
+    rc, result = ansible.module(MODULE, args, extra_env={'SSL_CERT_FILE': lab['ca_bundle']})
+    assert rc == 0 and result['disposition'] == 'issued', result
+    chain = x509.load_pem_x509_certificates(read(args['chain_path']))
+    assert chain == [lab_ca_cert(lab), x509.load_pem_x509_certificate(read(lab['ca']['root_cert']))]
