@@ -160,8 +160,9 @@ def directory_unverified_reason(params):
 class TrustAnchors(object):
     """Anchors and known intermediates, and the path check against them."""
 
-    def __init__(self, anchors=(), intermediates=(), fingerprints=(), sources=()):
+    def __init__(self, anchors=(), intermediates=(), fingerprints=(), sources=(), directory_roots=()):
         self.fingerprints = frozenset(fingerprints)
+        self.directory_roots = _unique(directory_roots)  # the anchors that CN=Certification Authorities gave
         self.anchors = _unique(anchors)
         self.intermediates = _unique(intermediates)
         self.sources = list(sources)
@@ -244,7 +245,7 @@ class AnchorSource(object):
         if self._loaded is not None:
             return self._loaded
         self.check()
-        anchors, intermediates, sources = [], [], []
+        anchors, intermediates, sources, directory_roots = [], [], [], []
         if self.ca_bundle:
             certs = [c for c in load_bundle(self.ca_bundle) if is_ca(c)]
             anchors.extend(c for c in certs if is_root(c))
@@ -262,9 +263,10 @@ class AnchorSource(object):
                 raise InvalidInput('Reading the CA certificates from Active Directory failed; the CA was not '
                                    'contacted', detail=str(exc), remedy=ANCHOR_REMEDY)
             anchors.extend(roots)
+            directory_roots.extend(roots)
             intermediates.extend(known)
             sources.append('Active Directory (CN=Certification Authorities)')
-        self._loaded = TrustAnchors(anchors, intermediates, self.fingerprints, sources)
+        self._loaded = TrustAnchors(anchors, intermediates, self.fingerprints, sources, directory_roots)
         if not self.fingerprints and not self._loaded.anchors:
             raise InvalidInput('No trust anchor found in %s; the CA was not contacted' % ', '.join(sources),
                                remedy=ANCHOR_REMEDY)
@@ -407,7 +409,7 @@ def trust_store_selection(certificates=(), host_certificates=(), from_ad=False, 
         wanted = set(n.lower() for n in ca_names or [])
         services = [(n, c) for n, c in enrollment_service_certificates(directory)
                     if not wanted or (n or '').lower() in wanted]
-        ad_roots = trust.anchors
+        ad_roots = [c for c in trust.directory_roots if c in trust.anchors_among([])]
         if wanted:
             ad_roots = []
             for _name, cert in services:
@@ -415,12 +417,12 @@ def trust_store_selection(certificates=(), host_certificates=(), from_ad=False, 
                     path = trust.verify(cert, [], check_validity=False)
                 except CertificateError:
                     continue
-                ad_roots.extend(c for c in ([cert] + path) if _certs.is_self_issued(c))
+                ad_roots.extend(c for c in ([cert] + path) if _certs.is_self_issued(c) and c in trust.directory_roots)
         for cert in ad_roots:
             add(_cn(cert), cert, 'Active Directory', True)
         for name, cert in services:
             if not _certs.is_self_issued(cert):
                 add(name, cert, 'Active Directory', False)
-            elif any(_hex(cert) == _hex(a) for a in trust.anchors):
+            elif cert in trust.directory_roots:
                 add(name, cert, 'Active Directory', True)
     return {'roots': roots, 'intermediates': intermediates, 'refused': refused}

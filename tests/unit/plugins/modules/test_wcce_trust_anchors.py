@@ -132,3 +132,21 @@ def test_pins_take_precedence_over_the_directory_for_enrollment(fake_ad, tmp_pat
     source = _anchors.AnchorSource.from_params({'domain': 'lab', 'ca_bundle': bundle},
                                                connect_directory=lambda: fake_ad, directory_always=True)
     assert source.load().sources == ['ca_bundle %s' % bundle, 'Active Directory (CN=Certification Authorities)']
+
+
+def test_from_ad_installs_only_directory_roots_not_the_bundle(fake_ad, tmp_path):
+    """ca_bundle verifies LDAPS (and vouches for host files); from_ad adds only what CN=Certification Authorities
+    holds, and with ca_fingerprint only the pinned roots of it."""
+    pki = wcce_pki.pki()
+    other_root = rogue_pki()[0]
+    bundle = str(tmp_path / 'bundle.pem')
+    with open(bundle, 'w') as handle:
+        handle.write(pem(other_root))
+    conn = {'domain': 'lab.adcs.test', 'username': 'u@lab.adcs.test', 'password': 'pw', 'ca_bundle': bundle}
+    out = run(dict(conn, from_ad=True))
+    assert not out.failed, out.result
+    assert [r['sha256_fingerprint'] for r in out.result['roots']] == [_anchors.fingerprint(pki.root)]
+    out = run(dict(conn, from_ad=True, ca_fingerprint=[_anchors.fingerprint(other_root)]))
+    assert not out.failed and out.result['roots'] == []
+    out = run(dict(conn, from_ad=True, ca_names=['nope']))
+    assert not out.failed and out.result['roots'] == [] and out.result['intermediates'] == []
