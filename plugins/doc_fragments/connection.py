@@ -61,7 +61,22 @@ options:
       - PEM file with the CA certificates that issued the TLS certificates of the domain controller and of the
         HTTPS servers the modules contact.
       - Defaults to the system trust store.
+      - Its CA certificates are also trust anchors for the certificates M(adcs.enrollment.wcce_request) receives
+        from the CA (see O(ca_fingerprint)).
     type: path
+  ca_fingerprint:
+    description:
+      - SHA-256 fingerprints (64 hexadecimal digits, colons allowed) of the CA certificates that certificates
+        issued by the CA must chain to, for example the root CA's (C(openssl x509 -noout -fingerprint -sha256)).
+      - "Trust anchors never come from the CA: M(adcs.enrollment.wcce_request) verifies the chain of every issued
+        certificate against anchors read independently: the certificates of O(ca_bundle), the roots in
+        C(CN=Certification Authorities) of Active Directory when it is read over verified TLS (O(ldap_scheme=ldaps)
+        or C(starttls) with O(validate_certs=true)), or the CA certificates with these fingerprints, which may then
+        come from anywhere, the CA included. When set, only certificates with these fingerprints are anchors.
+        When O(ca_bundle) or O(ca_fingerprint) is set, Active Directory is not read for anchors."
+      - Without any of these sources the module fails before it contacts the CA.
+    type: list
+    elements: str
   auth:
     description:
       - How to authenticate.

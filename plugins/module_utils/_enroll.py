@@ -14,7 +14,7 @@ Shared by the wcce_request module and the roles. Per request:
 2. ``Enroller.run()`` (network): all requests go over ONE authenticated ``DcomSession`` per CA (opened lazily,
    only when some request needs the CA). CAs come from ``ca_host`` + ``ca_name`` or from discovery in Active
    Directory (``_discovery``, the next CA is tried when one is unavailable). Issued certificates are verified
-   (public key equals the request's, the path to the CA certificates from GetCACert/the reply verifies) and
+   (public key equals the request's, the path ends at an anchor from ``_anchors``, never one from the CA) and
    written all-or-nothing (``_files``): nothing on disk changes unless the new key, certificate and outputs are
    complete and consistent. Pending requests return their request ID; a newly generated key that would replace an
    existing one is kept next to it as ``<private_key_path>.pending`` until the certificate is retrieved.
@@ -699,12 +699,14 @@ class Enroller(object):
     ``session_factory(target)`` defaults to _dcom.DcomSession(address, auth, timeout); ``client_factory(session,
     name)`` to _wcce.CertRequestClient. ``check_mode``: plan only, no CA contact and no writes.
     ``writer``: object with write(specs, validator) -> dict(changed, changed_paths, backup_files)
-    (``_files.ModuleFileWriter`` in modules)."""
+    (``_files.ModuleFileWriter`` in modules). ``anchors``: an ``_anchors.AnchorSource``; issued certificates must
+    chain to its anchors (without one, nothing is enrolled)."""
 
     def __init__(self, auth=None, ca_host=None, ca_name=None, directory=None, dns_server=None, timeout=30,
                  writer=None, check_mode=False, session_factory=None, client_factory=None, now=None,
-                 auth_error=None):
+                 auth_error=None, anchors=None):
         self.auth = auth
+        self.anchors = anchors
         self.auth_error = auth_error
         self.ca_host = ca_host
         self.ca_name = ca_name
@@ -824,6 +826,7 @@ class Enroller(object):
             return result
         # every output can be written: found out now, not after the CA issued
         _files.check_output_paths(output_paths(spec), probe=not self.check_mode)
+        self._trust()  # no independent anchor: fail before the CA is contacted
         conn = self.connection_for(spec.get('template'))
         result['ca'] = conn.target.to_dict()
         if plan.action == ACTION_REFRESH:
@@ -899,26 +902,18 @@ class Enroller(object):
                                    remedy='Check that request_id belongs to this key and CSR; if it does, report '
                                           'the CA behaviour.')
 
-    @staticmethod
-    def _verified_chain(cert, ca_certs, chain_der_list, request_id):
-        pool = []
-        seen = set([_certs.cert_der(cert)])
-        for item in list(ca_certs) + [_certs.load_certificate(d) for d in (chain_der_list or [])]:
-            der = _certs.cert_der(item)
-            if der not in seen:
-                seen.add(der)
-                pool.append(item)
-        anchors = [c for c in pool if _certs.is_self_issued(c)] or list(ca_certs[:1])
-        if not anchors:
-            raise CertificateError('The CA sent no CA certificate to verify the issued certificate with; nothing '
-                                   'was written', request_id=request_id)
-        try:
-            path = _certs.verify_chain(cert, pool, trust_anchors=anchors)
-        except CertificateError as exc:
-            raise CertificateError('The issued certificate does not chain to the CA certificates; nothing was '
-                                   'written', request_id=request_id, detail=exc.summary,
-                                   remedy='Check the CA certificate (GetCACert) and its chain.')
-        return path[1:]
+    def _trust(self):
+        """The independent trust anchors (_anchors), read before the CA is contacted."""
+        if self.anchors is None:
+            from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
+            _anchors.AnchorSource().check()
+        return self.anchors.load()
+
+    def _verified_chain(self, cert, ca_certs, chain_der_list, request_id):
+        """The CA certificates of the path from ``cert`` to an independent anchor; the CA's certificates
+        (GetCACert, the reply) only serve as intermediates."""
+        untrusted = list(ca_certs) + [_certs.load_certificate(d) for d in (chain_der_list or [])]
+        return self._trust().verify(cert, untrusted, request_id=request_id, now=self.now)
 
     def _handle_pending(self, plan, enrollment):
         spec = plan.spec

@@ -15,7 +15,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 CONNECTION_OPTION_NAMES = (
-    'domain', 'domain_controller', 'ldap_port', 'ldap_scheme', 'validate_certs', 'ca_bundle', 'auth', 'username',
+    'domain', 'domain_controller', 'ldap_port', 'ldap_scheme', 'validate_certs', 'ca_bundle', 'ca_fingerprint',
+    'auth', 'username',
     'password', 'nt_hash', 'kerberos_ccache', 'kerberos_keytab', 'ca_host', 'ca_name', 'timeout',
     'ldap_allow_plaintext',
 )
@@ -31,6 +32,7 @@ def connection_argument_spec():
         ldap_allow_plaintext=dict(type='bool', default=False),
         validate_certs=dict(type='bool', default=True),
         ca_bundle=dict(type='path'),
+        ca_fingerprint=dict(type='list', elements='str'),
         auth=dict(type='str', default='password', choices=['password', 'ntlm', 'kerberos']),
         username=dict(type='str'),
         password=dict(type='str', no_log=True),

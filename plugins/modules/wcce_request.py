@@ -24,8 +24,9 @@ description:
     CA refuses that form the module sends a new request instead and warns.
   - The private key is generated at O(private_key_path) when missing and never replaced unless
     O(regenerate_key=true). The certificate is verified before anything is written (its public key must be the
-    request's and it must chain to the CA certificates the CA returns); a failed run leaves the previous key and
-    certificate untouched.
+    request's and it must chain to a trust anchor read independently of the CA, from O(ca_bundle), O(ca_fingerprint) or
+    the roots in C(CN=Certification Authorities) of Active Directory read over verified TLS; the CA's own
+    certificates only serve as intermediates). A failed run leaves the previous key and certificate untouched.
   - A request that the CA holds for a certificate manager's approval is not a failure; the module returns
     RV(disposition=pending) and the RV(request_id) to retrieve the certificate later with O(request_id).
   - Several requests (O(requests)) are enrolled over one authenticated DCOM session.
@@ -152,7 +153,8 @@ options:
     type: path
   chain_path:
     description:
-      - Where the CA certificates (issuing CA up to the root) are written.
+      - Where the CA certificates (issuing CA up to the root) are written, exactly the verified path to the trust
+        anchor (see O(ca_fingerprint)).
     type: path
   fullchain_path:
     description:
@@ -532,6 +534,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _enroll
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
@@ -685,10 +688,16 @@ def main():
     except WcceError as exc:
         auth_error = exc
     directory = _directory(params)
+    try:
+        anchors = _anchors.AnchorSource.from_params(
+            params, connect_directory=(lambda: directory.conn) if directory is not None else None)
+    except WcceError as exc:
+        module.fail_json(msg=exc.to_message())
     enroller = _enroll.Enroller(
         auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
         dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
-        writer=_files.ModuleFileWriter(module), check_mode=module.check_mode, auth_error=auth_error)
+        writer=_files.ModuleFileWriter(module), check_mode=module.check_mode, auth_error=auth_error,
+        anchors=anchors)
     try:
         with enroller:
             results = enroller.run(specs)

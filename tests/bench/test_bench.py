@@ -80,7 +80,7 @@ def core_throughput(lab, n):
 
 def module_task(lab, tmp, index):
     acct = lab['accounts']['enroller']
-    args = {'ca_host': lab['ca']['address'], 'ca_name': lab['ca']['name'],
+    args = {'ca_host': lab['ca']['address'], 'ca_name': lab['ca']['name'], 'ca_bundle': lab['ca_bundle'],
             'username': '%s@%s' % (acct['username'], lab['domain']), 'password': acct['password'],
             'template': 'WebServer', 'common_name': 'bench-task%d.lab.adcs.test' % index,
             'private_key_path': os.path.join(tmp, 'task%d.key' % index),

@@ -48,7 +48,7 @@ def kerberos_ready(lab):
 
 def base_args(lab, tmp_path, name, **extra):
     args = {'ca_host': lab['ca']['hostname'], 'ca_name': lab['ca']['name'], 'auth': 'kerberos',
-            'domain': lab['domain'], 'domain_controller': lab['dc']['address'],
+            'domain': lab['domain'], 'domain_controller': lab['dc']['address'], 'ca_bundle': lab['ca_bundle'],
             'private_key_path': str(tmp_path / ('%s.key' % name)), 'certificate_path': str(tmp_path / ('%s.crt' % name))}
     args.update(extra)
     return args

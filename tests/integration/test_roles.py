@@ -142,6 +142,22 @@ def state(fleet, host, name="web"):
         return json.load(handle)
 
 
+# A self-signed CA certificate named like the lab root, with another key (what an attacker appends to a chain file).
+ROGUE_ROOT_PEM = b"""-----BEGIN CERTIFICATE-----
+MIIBtDCCAVmgAwIBAgICEJIwCgYIKoZIzj0EAwIwVzEUMBIGCgmSJomT8ixkARkW
+BHRlc3QxFDASBgoJkiaJk/IsZAEZFgRhZGNzMRMwEQYKCZImiZPyLGQBGRYDbGFi
+MRQwEgYDVQQDDAtMQUIgUm9vdCBDQTAgFw0yNjAxMDEwMDAwMDBaGA8yMDU1MTIy
+NTAwMDAwMFowVzEUMBIGCgmSJomT8ixkARkWBHRlc3QxFDASBgoJkiaJk/IsZAEZ
+FgRhZGNzMRMwEQYKCZImiZPyLGQBGRYDbGFiMRQwEgYDVQQDDAtMQUIgUm9vdCBD
+QTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABPlWU76SegU2/6rDOryjaGWjMv6V
+0B2HStxctHBAQM8rsB4V6XUBk2Qkci4k+vCSny8ojXbzaW1H4UjgpVnlwZqjEzAR
+MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSQAwRgIhAIkORjn1pOrgwMJE
+fYsCzq6q41KStJ4sC59uAMiVgSJCAiEAumtPyVBLj6TMSYwHjZCwl8hU7qP0L4za
+rzz7UZErB2s=
+-----END CERTIFICATE-----
+"""
+
+
 # ---------------------------------------------------------------------------------------------------------------
 def test_first_run_issues_second_run_unchanged(lab, ansible, tmp_path):
     fleet = Fleet(lab, ansible, tmp_path)
@@ -387,16 +403,32 @@ def test_crl_and_trust_store(lab, ansible, tmp_path):
         assert results(out)[host]["web"]["status"] == "issued"
         crl = x509.load_pem_x509_crl(open(os.path.join(fleet.root(host), "certs", "web.crl"), "rb").read())
         assert "LAB-CA" in crl.issuer.rfc4514_string()
+        # only the root is an anchor (the issuing CA is never one, and no intermediate store is set)
         anchors = sorted(os.listdir(os.path.join(fleet.root(host), "trust")))
-        assert len(anchors) == 2 and all(a.startswith("adcs-web-") and a.endswith(".crt") for a in anchors), anchors
-        subjects = {x509.load_pem_x509_certificate(open(os.path.join(fleet.root(host), "trust", a), "rb").read())
-                    .subject.rfc4514_string() for a in anchors}
-        assert any("LAB Root CA" in s for s in subjects) and any("LAB-CA" in s for s in subjects), subjects
+        assert len(anchors) == 1 and anchors[0].startswith("adcs-web-") and anchors[0].endswith(".crt"), anchors
+        anchor = load_cert(os.path.join(fleet.root(host), "trust", anchors[0]))
+        assert anchor == load_cert(lab["ca"]["root_cert"])
         assert open(os.path.join(fleet.root(host), "trust.log")).read().split() == ["updated"]
     rc, out = fleet.run()
     assert rc == 0, out
     # the lab CA publishes a new CRL whenever a test anywhere revokes a certificate: only the CRL may change
     assert all("CRL" in name for name in changed_tasks(out)), changed_tasks(out)
+    # a root appended to the chain file on the host (by its service user, say) is not installed
+    rogue = x509.load_pem_x509_certificate(ROGUE_ROOT_PEM)
+    for host in HOSTS:
+        with open(fleet.path(host, kind="-chain.crt"), "ab") as handle:
+            handle.write(ROGUE_ROOT_PEM)
+    rc, out = fleet.run()
+    assert rc == 0, out
+    for host in HOSTS:
+        anchors = sorted(os.listdir(os.path.join(fleet.root(host), "trust")))
+        assert [load_cert(os.path.join(fleet.root(host), "trust", a)) for a in anchors] == \
+            [load_cert(lab["ca"]["root_cert"])]
+    sort_task = "Sort the CA certificates on the controller"
+    refused = [r for t in out["plays"][0]["tasks"] if t["task"]["name"].endswith(sort_task)
+               for r in t["hosts"].values() if r.get("warnings")]
+    wanted = (rogue.subject.rfc4514_string(), "not among the independently verified anchors")
+    assert refused and all(any(all(w in text for w in wanted) for text in r["warnings"]) for r in refused), refused
 
 
 def test_trust_role_from_ad_and_files(lab, ansible, tmp_path):
@@ -409,10 +441,10 @@ def test_trust_role_from_ad_and_files(lab, ansible, tmp_path):
         rc, out = fleet.run(CERTIFICATES)
         assert rc == 0, out
         for host in HOSTS:
+            # the root from the file and the root of CN=Certification Authorities are the same certificate;
+            # the enterprise (issuing) CA is never an anchor
             anchors = sorted(os.listdir(os.path.join(fleet.root(host), "anchors")))
-            assert len(anchors) == 2, anchors
-            assert any(a.startswith("adcs-LAB-CA-") for a in anchors), anchors
-            assert any(a.startswith("adcs-lab-root-") for a in anchors), anchors
+            assert len(anchors) == 1 and anchors[0].startswith("adcs-lab-root-"), anchors
             assert open(os.path.join(fleet.root(host), "trust.log")).read().split() == ["updated"]
     assert changed(out) == {"host1": 0, "host2": 0}, out["stats"]
 

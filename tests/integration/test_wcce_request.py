@@ -34,7 +34,7 @@ def ca_admin(lab):
 
 def creds(lab, who='enroller', **extra):
     acct = lab['accounts'][who]
-    args = {'ca_host': lab['ca']['address'], 'ca_name': lab['ca']['name'],
+    args = {'ca_host': lab['ca']['address'], 'ca_name': lab['ca']['name'], 'ca_bundle': lab['ca_bundle'],
             'username': '%s@%s' % (acct['username'], lab['domain']), 'password': acct['password']}
     args.update(extra)
     return args
@@ -561,6 +561,7 @@ def test_playbook_with_module_defaults_group(lab, ansible, tmp_path):
     group/adcs.enrollment.wcce:
       ca_host: "{{ ca_host }}"
       ca_name: "{{ ca_name }}"
+      ca_bundle: "{{ ca_bundle }}"
       username: "{{ user }}"
       auth: ntlm
       nt_hash: "{{ nt_hash }}"
@@ -588,9 +589,22 @@ def test_playbook_with_module_defaults_group(lab, ansible, tmp_path):
           - second is not changed
 ''')
     rc, data = ansible.playbook(str(playbook), {
-        'ca_host': lab['ca']['address'], 'ca_name': lab['ca']['name'], 'dir': str(tmp_path),
+        'ca_host': lab['ca']['address'], 'ca_name': lab['ca']['name'], 'ca_bundle': lab['ca_bundle'],
+        'dir': str(tmp_path),
         'user': 'LAB\\%s' % acct['username'], 'nt_hash': acct['nt_hash']})
     assert rc == 0, json.dumps(data)[-3000:]
     stats = data['stats']['localhost']
     assert stats['failures'] == 0 and stats['changed'] == 1
     assert stat.S_IMODE(os.stat(str(tmp_path / 'play.crt')).st_mode) == 0o640
+
+
+def test_anchors_from_certification_authorities_over_verified_ldaps(lab, ansible, tmp_path):
+    """No ca_bundle nor ca_fingerprint: the root comes from CN=Certification Authorities, read over LDAPS verified
+    with the system trust store (SSL_CERT_FILE stands in for a system store that knows the forest's root)."""
+    args = creds(lab, domain=lab['domain'], domain_controller=lab['dc']['address'], template='WebServer',
+                 common_name='adanchor.lab.adcs.test', chain_path=str(tmp_path / 'chain.pem'), **files(tmp_path))
+    del args['ca_bundle']
+    rc, result = ansible.module(MODULE, args, extra_env={'SSL_CERT_FILE': lab['ca_bundle']})
+    assert rc == 0 and result['disposition'] == 'issued', result
+    chain = x509.load_pem_x509_certificates(read(args['chain_path']))
+    assert chain == [lab_ca_cert(lab), x509.load_pem_x509_certificate(read(lab['ca']['root_cert']))]

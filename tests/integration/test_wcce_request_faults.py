@@ -17,7 +17,7 @@ import time
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 pytestmark = pytest.mark.lab
 
@@ -149,7 +149,8 @@ def web_args(lab, tmp_path, name, **extra):
     acct = lab['accounts']['enroller']
     common_name = '%s.lab.adcs.test' % name
     args = {'ca_host': ADDRESS, 'ca_name': CA_NAME, 'username': '%s@%s' % (acct['username'], lab['domain']),
-            'password': acct['password'], 'template': 'WebServer', 'common_name': common_name,
+            'password': acct['password'], 'ca_bundle': lab['ca_bundle'], 'template': 'WebServer',
+            'common_name': common_name,
             'subject_alt_name': ['DNS:%s' % common_name], 'timeout': TIMEOUT,
             'private_key_path': str(tmp_path / ('%s.key' % name)),
             'certificate_path': str(tmp_path / ('%s.crt' % name))}
@@ -347,6 +348,103 @@ def test_wrong_key_keeps_previous_key_and_certificate(lab, ansible, tmp_path, fa
     assert result['msg'] == WRONG_KEY_MSG % result['request_id']
     assert result['error']['request_id'] == result['request_id']
     assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------------------------------------------------------
+# rogue_ca: the reply carries a certificate and chain from a throwaway CA pair named like the real ones
+# ------------------------------------------------------------------------------------------------------------
+ROGUE_MSG = ('The issued certificate chains to the root CA "%s" (SHA-256 %s), which is not a trusted anchor; nothing '
+             'was written; request ID %d; trusted anchors from %s: %s. What to do: If this root is yours, publish it '
+             'in CN=Certification Authorities or pin it with ca_bundle or ca_fingerprint; otherwise the CA or its '
+             'replies are not genuine.')
+
+
+def _fp(cert):
+    return ':'.join('%02X' % b for b in cert.fingerprint(hashes.SHA256()))
+
+
+def _rogue_root(faults):
+    """The rogue root's SHA-256 the private CA logged (lower-case hex) as colon-separated upper case."""
+    with open(faults.log_path, 'rb') as handle:
+        handle.seek(faults.offset)
+        text = handle.read().decode('utf-8', 'replace')
+    digest = text.split('root SHA-256 ')[1][:64]
+    return ':'.join(digest[i:i + 2] for i in range(0, 64, 2)).upper()
+
+
+def _lab_anchor_text(lab):
+    """The lab's ca_bundle holds the root and the issuing CA: only the self-signed root is an anchor."""
+    root = x509.load_pem_x509_certificate(read(lab['ca']['root_cert']))
+    return '"%s" (SHA-256 %s)' % (root.subject.rfc4514_string(), _fp(root)), root
+
+
+def test_rogue_ca_chain_is_refused_with_its_root(lab, ansible, tmp_path, faults):
+    faults(rogue_ca=True)
+    args = web_args(lab, tmp_path, 'rogue', chain_path=str(tmp_path / 'rogue-chain.pem'))
+    rc, result = ansible.module(MODULE, args)
+    assert_failed(rc, result)
+    assert applied(faults, 'rogue_ca')
+    anchors, root = _lab_anchor_text(lab)
+    rogue = _rogue_root(faults)
+    assert rogue != _fp(root)   # same name as the lab root, another key
+    assert result['msg'] == ROGUE_MSG % (root.subject.rfc4514_string(), rogue, result['request_id'],
+                                         'ca_bundle %s' % lab['ca_bundle'], anchors)
+    assert result['error']['request_id'] == result['request_id'] > 0
+    assert os.listdir(str(tmp_path)) == [], 'neither key, certificate nor chain is written'
+
+
+def test_rogue_ca_refused_with_a_pinned_fingerprint_and_the_real_ca_accepted(lab, ansible, tmp_path, faults):
+    root = x509.load_pem_x509_certificate(read(lab['ca']['root_cert']))
+    args = web_args(lab, tmp_path, 'pinned', ca_fingerprint=[_fp(root)], chain_path=str(tmp_path / 'chain.pem'))
+    del args['ca_bundle']
+    rc, result = ansible.module(MODULE, args)
+    assert_issued(rc, result, args)
+    chain = x509.load_pem_x509_certificates(read(args['chain_path']))
+    assert [c.subject for c in chain] == [x509.load_pem_x509_certificate(read(lab['ca']['cert'])).subject,
+                                          root.subject]
+    assert _fp(chain[-1]) == _fp(root)
+    before = snapshot(tmp_path)
+    faults(rogue_ca=True)
+    rc, result = ansible.module(MODULE, dict(args, force=True))
+    assert_failed(rc, result)
+    assert applied(faults, 'rogue_ca')
+    assert result['msg'].startswith('The issued certificate chains to the root CA "%s" (SHA-256 %s), which is not a '
+                                    'trusted anchor; nothing was written; request ID %d; trusted anchors from '
+                                    'ca_fingerprint: "%s" (SHA-256 %s).' % (
+                                        root.subject.rfc4514_string(), _rogue_root(faults), result['request_id'],
+                                        root.subject.rfc4514_string(), _fp(root)))
+    assert snapshot(tmp_path) == before
+
+
+NO_ANCHOR_MSG = ('No independent trust anchor for the certificates the CA issues: %s, and neither ca_bundle nor '
+                 'ca_fingerprint is set; the CA was not contacted. What to do: Set ca_fingerprint (the SHA-256 '
+                 'fingerprint of the root CA certificate) or ca_bundle (a PEM file with the root CA certificate), '
+                 'or read Active Directory over verified TLS (domain or domain_controller with ldap_scheme=ldaps or '
+                 'starttls and validate_certs=true), where the root is in CN=Certification Authorities.')
+
+
+@pytest.mark.parametrize('extra, why', [
+    ({}, 'Active Directory is not used (neither domain nor domain_controller is set)'),
+    ({'domain_controller': '127.0.0.11', 'validate_certs': False},
+     "validate_certs=false: the domain controller's TLS certificate is not verified"),
+    ({'domain_controller': '127.0.0.11', 'ldap_scheme': 'ldap'},
+     'Active Directory is read over ldap_scheme=ldap, which does not protect the results against tampering '
+     '(Kerberos and NTLM authenticate only the bind here)'),
+])
+def test_without_independent_anchor_the_ca_is_not_contacted(lab, ansible, tmp_path, faults, extra, why):
+    args = web_args(lab, tmp_path, 'noanchor', **extra)
+    del args['ca_bundle']
+    with open(faults.log_path, 'rb') as handle:
+        handle.seek(0, 2)
+        offset = handle.tell()
+    rc, result = ansible.module(MODULE, args)
+    assert_failed(rc, result)
+    assert result['msg'] == NO_ANCHOR_MSG % why
+    assert result['request_id'] is None
+    assert os.listdir(str(tmp_path)) == []
+    with open(faults.log_path, 'rb') as handle:
+        handle.seek(offset)
+        assert b'request' not in handle.read().lower(), 'the CA saw no request'
 
 
 # ------------------------------------------------------------------------------------------------------------

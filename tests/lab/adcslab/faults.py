@@ -35,6 +35,9 @@ Knobs (values accept ints in decimal or 0x hex, floats, true/false):
 ``wrong_key``                issue a certificate for a freshly generated key instead of the request's (PKCS #10
                              requests: the request is re-signed with the new key and goes through the CA's normal
                              policy, so the certificate is otherwise valid)
+``rogue_ca``                 issue normally, then answer with the certificate re-issued (same subject, key and
+                             extensions) by a throwaway issuing CA under a throwaway root that copy the real
+                             CAs' names, and that chain in the reply (a hostile CA or injected replies)
 ``refuse_connections``       reset new TCP connections on every lab CA RPC port (135, object exporter, MS-ICPR);
                              ``times`` counts refused connections, ``port=`` limits to one port
 ``slow_activation_seconds``  sleep before answering RemoteCreateInstance / RemoteActivation
@@ -59,7 +62,7 @@ FAULTS_FILE = "faults.json"
 STATUS_FILE = "faults-status.json"
 
 KNOBS = ("delay_seconds", "drop_connection", "hresult", "disposition", "wrong_key", "refuse_connections",
-         "slow_activation_seconds")
+         "slow_activation_seconds", "rogue_ca")
 LIMITS = ("times", "method", "opnum", "interface", "port")
 OPTIONS = ("message", "request_id")
 
@@ -150,6 +153,7 @@ _KNOB_PARSERS = {
     "hresult": _parse_u32,
     "disposition": _parse_u32,
     "wrong_key": lambda v: True if _parse_bool(v) else None,
+    "rogue_ca": lambda v: True if _parse_bool(v) else None,
     "refuse_connections": lambda v: True if _parse_bool(v) else None,
     "slow_activation_seconds": _parse_seconds,
 }

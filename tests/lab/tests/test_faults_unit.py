@@ -1,5 +1,6 @@
 """adcslab.faults (file format, API, CLI, matching and counting) and adcslab.wcce.faultinject helpers, no network."""
 
+import datetime
 import json
 import os
 import sys
@@ -129,6 +130,40 @@ def test_rekey_csr_keeps_everything_but_the_key(keygen, encoding):
     assert new.subject == csr.subject
     assert list(new.extensions) == list(csr.extensions)
     assert new.attributes.get_attribute_for_oid(x509.ObjectIdentifier("1.2.840.113549.1.9.7")).value == b"challenge"
+
+
+def test_rogue_reissue_copies_the_certificate_and_the_ca_names_with_other_keys():
+    """rogue_ca: same subject, key and extensions, issued by a fresh CA pair that copies the real CAs' names."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    delta = datetime.timedelta
+
+    def make(name, key, issuer, signer, ca):
+        return (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - delta(days=1)).not_valid_after(now + delta(days=30))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName("web.lab.adcs.test")]), critical=False)
+                .sign(signer, hashes.SHA256()))
+
+    root_key, ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _i in range(3))
+    root = make("LAB Root CA", root_key, "LAB Root CA", root_key, True)
+    ca = make("LAB-CA", ca_key, "LAB Root CA", root_key, True)
+    leaf = make("web.lab.adcs.test", leaf_key, "LAB-CA", ca_key, False)
+    der = serialization.Encoding.DER
+    new_der, chain = FI.rogue_reissue(leaf.public_bytes(der), [ca.public_bytes(der), root.public_bytes(der)])
+    new = x509.load_der_x509_certificate(new_der)
+    rogue_ca, rogue_root = (x509.load_der_x509_certificate(c) for c in chain)
+    assert new.subject == leaf.subject and new.public_key() == leaf.public_key()
+    assert new.extensions.get_extension_for_class(x509.SubjectAlternativeName) == \
+        leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert (rogue_ca.subject, rogue_root.subject) == (ca.subject, root.subject)
+    new.verify_directly_issued_by(rogue_ca)
+    rogue_ca.verify_directly_issued_by(rogue_root)
+    rogue_root.verify_directly_issued_by(rogue_root)
+    assert rogue_root.public_key() != root.public_key() and rogue_ca.public_key() != ca.public_key()
+    with pytest.raises(Exception):
+        new.verify_directly_issued_by(ca)
 
 
 def test_rekey_csr_refuses_non_pkcs10():

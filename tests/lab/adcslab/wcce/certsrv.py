@@ -159,10 +159,14 @@ class CertService:
                                                "Denied (0x%08x)" % disposition)
         LOG.info("%s request id %d for %s: disposition 0x%x (%s)", transport, resp.request_id, who,
                  disposition, message)
-        return RequestOutcome(request_id=resp.request_id, disposition=disposition,
-                              chain=resp.chain_pkcs7 or b"", cert=resp.cert_der or b"",
-                              message=message,
-                              full_response=getattr(resp, "full_response", None) or b"")
+        outcome = RequestOutcome(request_id=resp.request_id, disposition=disposition,
+                                 chain=resp.chain_pkcs7 or b"", cert=resp.cert_der or b"",
+                                 message=message,
+                                 full_response=getattr(resp, "full_response", None) or b"")
+        if self.faults is not None:  # rogue_ca knob
+            outcome = self.faults.rogue_outcome(ctx, "ICertPassage" if transport == "icpr" else _iface_of(ctx),
+                                                method, outcome)
+        return outcome
 
     def _check_ipid(self, ctx):
         """The call must target an exported ICertRequestD(2) interface pointer of the CA object."""

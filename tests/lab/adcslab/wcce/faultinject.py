@@ -7,6 +7,7 @@ Where each knob acts:
   ``ServerHooks.before_call`` (after the request PDU(s) arrived, before the handler runs).
 - ``hresult``, ``drop_connection`` (``after``): around the handler (:meth:`FaultInjector.wrap`).
 - ``disposition``, ``wrong_key``: in the Request/Request2/CertServerRequest logic (``CertService.do_request``).
+- ``rogue_ca``: on the issued outcome of ``CertService.do_request`` (:meth:`FaultInjector.rogue_outcome`).
 
 Every fault applied is logged (logger ``adcslab.wcce.faults``, WARNING) to labca.log.
 """
@@ -216,6 +217,53 @@ def rekey_csr(blob):
 
 
 # --------------------------------------------------------------------------------------------------
+# rogue_ca: the issued certificate re-issued by a throwaway CA pair that copies the real CAs' names
+# --------------------------------------------------------------------------------------------------
+def rogue_reissue(cert_der, chain_der_list):
+    """(certificate DER, [rogue issuing CA, rogue root] as DER): ``cert_der`` re-signed by a fresh issuing CA under
+    a fresh self-signed root; the two take the names of the real issuing CA and root (``chain_der_list``) when
+    known, so only their keys and fingerprints differ."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    leaf = x509.load_der_x509_certificate(cert_der)
+    real = [x509.load_der_x509_certificate(d) for d in chain_der_list or []]
+    issuing_name = leaf.issuer
+    root_names = [c.subject for c in real if c.subject == c.issuer]
+    root_name = root_names[0] if root_names else x509.Name.from_rfc4514_string("CN=Rogue Root CA")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    root_key, ca_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+    def ca_cert(subject, key, issuer, signer, signer_pub):
+        return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=3650))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_pub), critical=False)
+                .sign(signer, hashes.SHA256()))
+
+    root = ca_cert(root_name, root_key, root_name, root_key, root_key.public_key())
+    issuing = ca_cert(issuing_name, ca_key, root_name, root_key, root_key.public_key())
+    builder = (x509.CertificateBuilder().subject_name(leaf.subject).issuer_name(issuing_name)
+               .public_key(leaf.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(leaf.not_valid_before_utc).not_valid_after(leaf.not_valid_after_utc))
+    for ext in leaf.extensions:
+        if isinstance(ext.value, x509.AuthorityKeyIdentifier):
+            continue
+        builder = builder.add_extension(ext.value, critical=ext.critical)
+    builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                                    critical=False)
+    new = builder.sign(ca_key, hashes.SHA256())
+    der = serialization.Encoding.DER
+    return new.public_bytes(der), [issuing.public_bytes(der), root.public_bytes(der)]
+
+
+# --------------------------------------------------------------------------------------------------
 class FaultInjector:
     def __init__(self, state_dir, sleep=time.sleep):
         self.state = FaultState(state_dir, logger=LOG)
@@ -304,6 +352,29 @@ class FaultInjector:
         LOG.warning("fault disposition: %s by %s answered disposition 0x%x (request id %d, %r) without the CA (%s)",
                     method, _who(ctx), disposition, rid, message, _uses(entry))
         return rid, disposition, message
+
+    def rogue_outcome(self, ctx, iface, method, outcome):
+        """rogue_ca: an issued outcome re-issued by a throwaway CA pair, with that chain; else ``outcome``."""
+        if not outcome.cert or self.state.peek("rogue_ca", iface, ctx.opnum, _port(ctx)) is None:
+            return outcome
+        entry = self.state.take("rogue_ca", iface, ctx.opnum, _port(ctx))
+        if entry is None:
+            return outcome
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.serialization import pkcs7
+
+        real_chain = [c.public_bytes(serialization.Encoding.DER)
+                      for c in pkcs7.load_der_pkcs7_certificates(outcome.chain)] if outcome.chain else []
+        cert_der, chain = rogue_reissue(outcome.cert, real_chain)
+        outcome.cert = cert_der
+        outcome.chain = pkcs7.serialize_certificates([x509.load_der_x509_certificate(d) for d in chain],
+                                                     serialization.Encoding.DER)
+        outcome.full_response = b""
+        LOG.warning("fault rogue_ca: %s by %s: certificate re-issued by a throwaway CA, root SHA-256 %s (%s)",
+                    method, _who(ctx), x509.load_der_x509_certificate(chain[1]).fingerprint(hashes.SHA256()).hex(),
+                    _uses(entry))
+        return outcome
 
     def rewrite_request(self, ctx, iface, method, flags, request_blob):
         """wrong_key: the request re-signed for a fresh key, or the request unchanged."""

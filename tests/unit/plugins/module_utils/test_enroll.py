@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _enroll, _errors, _ndr, _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _enroll, _errors, _ndr, _requests
 from ansible_collections.adcs.enrollment.plugins.module_utils._wcce import EnrollmentResult
 
 import wcce_pki
@@ -370,6 +370,7 @@ def enroller(client, **kw):
     failing = kw.pop('failing', {})
     kw.setdefault('ca_host', 'ca1.lab.adcs.test')
     kw.setdefault('ca_name', 'LAB-CA')
+    kw.setdefault('anchors', _anchors.AnchorSource(ca_fingerprint=[_anchors.fingerprint(wcce_pki.pki().root)]))
     return _enroll.Enroller(auth=object(), now=NOW, client_factory=client,
                             session_factory=lambda t: FakeSession(t, failing.get(t.address)), **kw)
 
@@ -451,8 +452,11 @@ def test_certificate_not_chaining_to_the_ca_is_refused(tmp_path):
     with enroller(client) as e:
         [result] = e.run([spec(tmp_path)])
     assert result['failed']
-    assert result['msg'].startswith('The issued certificate does not chain to the CA certificates; nothing was '
-                                    'written; request ID 101')
+    assert result['msg'] == (
+        'The issued certificate does not chain to a trusted CA certificate; nothing was written; request ID 101; '
+        'The signature of "%s" does not verify with the key of its issuer "%s". What to '
+        'do: Check the CA certificate and its chain, and the trust anchors (ca_fingerprint).'
+        % (wcce_pki.name('issued').rfc4514_string(), wcce_pki.pki().ca.subject.rfc4514_string()))
     assert os.listdir(str(tmp_path)) == []
 
 

@@ -11,6 +11,7 @@ import os
 import sys
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'module_utils'))
@@ -20,6 +21,7 @@ from ansible_collections.adcs.enrollment.plugins.modules import wcce_request  # 
 from module_harness import run_module  # noqa: E402
 
 from test_enroll import FakeClient, FakeSession  # noqa: E402
+import wcce_pki  # noqa: E402
 
 
 @pytest.fixture
@@ -36,7 +38,7 @@ def run(args, check_mode=False, diff=False):
 
 
 CONN = {'ca_host': 'ca1.lab.adcs.test', 'ca_name': 'LAB-CA', 'username': 'enroller@lab.adcs.test',
-        'password': 'S3cret-pw'}
+        'password': 'S3cret-pw', 'ca_fingerprint': [wcce_pki.pki().root.fingerprint(hashes.SHA256()).hex()]}
 
 
 def args_for(tmp_path, **kw):
