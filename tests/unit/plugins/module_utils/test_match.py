@@ -1,0 +1,262 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Is it what was asked for (_match): a CSR against the expected names and key (controller-side enrollment), an
+issued certificate against the request, and the refusal record that stops later runs from asking the CA again."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import json
+import os
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _enroll, _errors, _match, _requests
+
+import wcce_pki
+from test_enroll import FakeClient, FakeDirectory, NOW, enroller, spec
+
+PEM = serialization.Encoding.PEM
+SERVER_AUTH = '1.3.6.1.5.5.7.3.1'
+CLIENT_AUTH = '1.3.6.1.5.5.7.3.2'
+
+
+def csr_pem(key, cn='web01.lab.adcs.test', sans=('web01.lab.adcs.test',), extra=None, attribute=None):
+    builder = x509.CertificateSigningRequestBuilder().subject_name(wcce_pki.name(cn) if cn else x509.Name([]))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [s if isinstance(s, x509.GeneralName) else x509.DNSName(s) for s in sans]), critical=False)
+    for ext in extra or []:
+        builder = builder.add_extension(ext, critical=False)
+    der = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    if attribute:
+        der = _requests.add_csr_attribute(der, key, attribute[0], attribute[1])
+    return x509.load_der_x509_csr(der).public_bytes(PEM).decode()
+
+
+def web(tmp_path, **kw):
+    base = dict(common_name='web01.lab.adcs.test', subject_alt_name=['DNS:web01.lab.adcs.test'])
+    base.update(kw)
+    return spec(tmp_path, **base)
+
+
+def template_info(supplies=True, ekus=(SERVER_AUTH,), app=(SERVER_AUTH,), oid=None, name='WebServer'):
+    return {'name': name, 'oid': oid,
+            'certificate_name_flag': {'names': ['CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT'] if supplies else
+                                      ['CT_FLAG_SUBJECT_REQUIRE_DNS_AS_CN', 'CT_FLAG_SUBJECT_ALT_REQUIRE_DNS']},
+            'extended_key_usage': [{'oid': o} for o in ekus], 'application_policies': [{'oid': o} for o in app]}
+
+
+class TemplateDirectory(FakeDirectory):
+    def __init__(self, info):
+        FakeDirectory.__init__(self, [])
+        self.info = info
+        self.template_error = None if info else 'the template WebServer could not be read from Active Directory: x'
+
+    def template_info(self, template):
+        return self.info
+
+
+def run(tmp_path, client, s, **kw):
+    with enroller(client, **kw) as e:
+        [result] = e.run([s])
+        return result, e.ca_contacted
+
+
+def requests_sent(client):
+    return [c for c in client.calls if c[0] == 'request']
+
+
+# ------------------------------------------------------------------------------------------------------------
+# an issued certificate that is not what was asked for
+# ------------------------------------------------------------------------------------------------------------
+def test_other_subject_is_refused_recorded_and_not_requested_again(tmp_path):
+    client = FakeClient({'alter_subject': 'victim.lab.adcs.test'})
+    s = web(tmp_path)
+    result, _ = run(tmp_path, client, s)
+    assert result['failed'] and result['request_id'] == 101
+    record = str(tmp_path / 'c.pem.refused')
+    assert result['msg'] == (
+        'The CA issued a certificate that is not what was asked for; nothing was written; request ID 101; subject: '
+        'asked CN=web01.lab.adcs.test, issued CN=victim.lab.adcs.test. What to do: Check the template (does it build '
+        'the names from Active Directory?) and the CA policy. The refusal is recorded in %s: the CA is not asked '
+        'again for the same request until the request changes or force=true.' % record)
+    assert result['error']['request_id'] == 101
+    assert sorted(os.listdir(str(tmp_path))) == ['c.pem.refused'], 'neither key nor certificate written'
+    with open(record) as handle:
+        stored = json.load(handle)
+    assert stored['request_id'] == 101
+    assert stored['differences'] == ['subject: asked CN=web01.lab.adcs.test, issued CN=victim.lab.adcs.test']
+    assert stored['asked'] == {'template': 'WebServer', 'subject': 'CN=web01.lab.adcs.test',
+                               'subject_alt_name': ['DNS:web01.lab.adcs.test'], 'request_id': None}
+
+    # the next runs fail the same way without contacting the CA, in check mode too
+    for check_mode in (False, True, False):
+        result, contacted = run(tmp_path, client, web(tmp_path), check_mode=check_mode)
+        assert result['failed'] and not contacted
+        assert result['msg'] == (
+            'Request 101 was refused on an earlier run because the CA issued a certificate that is not what was asked '
+            'for (recorded in %s); the CA is not asked again for the same request; request ID 101; subject: asked '
+            'CN=web01.lab.adcs.test, issued CN=victim.lab.adcs.test. What to do: Correct the template or the CA '
+            'policy, then run with force=true (or change the request).' % record)
+    assert len(requests_sent(client)) == 1
+
+    # another request goes to the CA again; force=true too, and a fitting certificate removes the record
+    result, contacted = run(tmp_path, client, web(tmp_path, subject_alt_name=['DNS:web01.lab.adcs.test',
+                                                                               'DNS:www.lab.adcs.test']))
+    assert contacted and result['failed'] and len(requests_sent(client)) == 2
+    client.ca.pop('alter_subject')
+    result, contacted = run(tmp_path, client, web(tmp_path, force=True))
+    assert contacted and result['disposition'] == 'issued', result
+    assert sorted(os.listdir(str(tmp_path))) == ['c.pem', 'k.pem']
+
+
+def test_replaced_san_is_refused_with_both_lists(tmp_path):
+    client = FakeClient({'alter_sans': [x509.DNSName('victim.lab.adcs.test')]})
+    result, _ = run(tmp_path, client, web(tmp_path))
+    assert result['failed']
+    assert ('; request ID 101; subject_alt_name: asked DNS:web01.lab.adcs.test, issued DNS:victim.lab.adcs.test. '
+            'What to do:') in result['msg']
+
+
+def test_added_san_without_directory_is_accepted(tmp_path):
+    """Without the template from Active Directory, names the CA adds are not judged (templates may add them)."""
+    client = FakeClient({'alter_sans': [x509.DNSName('web01.lab.adcs.test'), x509.DNSName('extra.lab.adcs.test')]})
+    result, _ = run(tmp_path, client, web(tmp_path))
+    assert result['disposition'] == 'issued', result
+
+
+def test_added_san_on_a_template_taking_names_from_the_request_is_refused(tmp_path):
+    client = FakeClient({'alter_sans': [x509.DNSName('web01.lab.adcs.test'), x509.DNSName('victim.lab.adcs.test'),
+                                        x509.DirectoryName(wcce_pki.name('victim'))], 'ekus': [SERVER_AUTH]})
+    result, _ = run(tmp_path, client, web(tmp_path), directory=TemplateDirectory(template_info()),
+                    ca_host='ca1', ca_name='LAB-CA')
+    assert result['failed']
+    assert ('subject_alt_name: asked DNS:web01.lab.adcs.test, issued DNS:victim.lab.adcs.test, '
+            'DNS:web01.lab.adcs.test, dirName:CN=victim. What to do:') in result['msg'], result['msg']
+
+
+def test_template_building_names_from_ad_may_add_names(tmp_path):
+    client = FakeClient({'alter_sans': [x509.DNSName('web01.lab.adcs.test'), x509.DNSName('host.lab.adcs.test')],
+                         'ekus': [SERVER_AUTH]})
+    result, _ = run(tmp_path, client, web(tmp_path), directory=TemplateDirectory(template_info(supplies=False)))
+    assert result['disposition'] == 'issued', result
+
+
+def test_extended_key_usage_against_the_template(tmp_path):
+    client = FakeClient({'ekus': [SERVER_AUTH, CLIENT_AUTH]})
+    result, _ = run(tmp_path, client, web(tmp_path), directory=TemplateDirectory(template_info()))
+    assert result['failed']
+    assert ('; request ID 101; extended key usage: template WebServer has %s, issued %s, %s. What to do:'
+            % (SERVER_AUTH, SERVER_AUTH, CLIENT_AUTH)) in result['msg'], result['msg']
+    # no EKU at all (any purpose) is not what the template says either
+    client = FakeClient({})
+    result, _ = run(tmp_path, client, web(tmp_path, force=True), directory=TemplateDirectory(template_info()))
+    assert 'extended key usage: template WebServer has %s, issued (none)' % SERVER_AUTH in result['msg']
+    # the template's EKUs: issued
+    client = FakeClient({'ekus': [SERVER_AUTH]})
+    result, _ = run(tmp_path, client, web(tmp_path, force=True), directory=TemplateDirectory(template_info()))
+    assert result['disposition'] == 'issued', result
+    assert not os.path.exists(str(tmp_path / 'c.pem.refused')), 'a fitting certificate removes the record'
+
+
+def test_without_the_template_from_ad_ekus_are_skipped_with_a_warning(tmp_path):
+    client = FakeClient({'ekus': [CLIENT_AUTH]})
+    result, _ = run(tmp_path, client, web(tmp_path), directory=TemplateDirectory(None))
+    assert result['disposition'] == 'issued', result
+    assert result['warnings'] == ['the template WebServer could not be read from Active Directory: x; the extended '
+                                  'key usages of the issued certificate were not compared']
+
+
+def test_other_template_is_refused(tmp_path):
+    client = FakeClient({})
+    client_request = client.request
+
+    def request(template=None, *args, **kw):
+        return client_request('User', *args, **kw)
+    client.request = request
+    result, _ = run(tmp_path, client, web(tmp_path))
+    assert result['failed'] and 'template: asked WebServer, issued User. What to do:' in result['msg'], result['msg']
+
+
+def test_issued_differences_directly():
+    key = wcce_pki.rsa_key('direct')
+    cert = wcce_pki.pki().issue('web01.lab.adcs.test', key, sans=[('dns', 'web01.lab.adcs.test')],
+                                template_name='WebServer')
+    assert _match.issued_differences(cert, key.public_key(), {'CN': 'web01.lab.adcs.test'},
+                                     ['DNS:web01.lab.adcs.test'], 'WebServer') == []
+    other = wcce_pki.rsa_key('other')
+    diffs = _match.issued_differences(cert, other.public_key(), 'CN=WEB01.lab.adcs.test', None, 'webserver')
+    assert len(diffs) == 1 and diffs[0].startswith('public key: asked RSA 2048 (SHA-256 '), diffs
+    # the template OID from AD must match when the certificate names its template by OID
+    diffs = _match.issued_differences(cert, sans=['DNS:web01.lab.adcs.test'], template='WebServer',
+                                      template_info=template_info(oid='1.2.3.4', ekus=(), app=()))
+    assert diffs == [], 'the certificate names its template by name only: compared by name'
+    diffs = _match.issued_differences(cert, sans=['DNS:web01.lab.adcs.test'], template='WebServer',
+                                      template_info=template_info(name='WebServer', ekus=(SERVER_AUTH,)))
+    assert diffs == ['extended key usage: template WebServer has 1.3.6.1.5.5.7.3.1, issued (none)'], diffs
+
+
+# ------------------------------------------------------------------------------------------------------------
+# controller-side enrollment: the CSR is pinned to the expected names and key
+# ------------------------------------------------------------------------------------------------------------
+def csr_spec(tmp_path, pem, **kw):
+    base = dict(private_key_path=None, csr_content=pem, common_name='web01.lab.adcs.test',
+                subject_alt_name=['DNS:web01.lab.adcs.test'], key_type='rsa', key_size=2048)
+    base.update(kw)
+    return spec(tmp_path, **base)
+
+
+def test_pinned_csr_with_the_expected_names_is_issued(tmp_path):
+    client = FakeClient({})
+    result, _ = run(tmp_path, client, csr_spec(tmp_path, csr_pem(wcce_pki.rsa_key('pin'))))
+    assert result['disposition'] == 'issued', result
+
+
+@pytest.mark.parametrize('kw, pem_kw, difference', [
+    ({}, {'cn': 'victim.lab.adcs.test'},
+     'subject: expected CN=web01.lab.adcs.test, the CSR has CN=victim.lab.adcs.test'),
+    ({}, {'sans': ('web01.lab.adcs.test', 'victim.lab.adcs.test')},
+     'subject_alt_name: expected DNS:web01.lab.adcs.test, the CSR has DNS:victim.lab.adcs.test, '
+     'DNS:web01.lab.adcs.test'),
+    ({}, {'sans': ('web01.lab.adcs.test', x509.IPAddress(ipaddress.ip_address('192.0.2.1')),
+                   x509.RegisteredID(x509.ObjectIdentifier('1.2.3')))},
+     'subject_alt_name: expected DNS:web01.lab.adcs.test, the CSR has DNS:web01.lab.adcs.test, IP:192.0.2.1, '
+     'RID:1.2.3'),
+    ({'common_name': None, 'subject_alt_name': None}, {},
+     'subject: expected (empty), the CSR has CN=web01.lab.adcs.test; subject_alt_name: expected (none), the CSR '
+     'has DNS:web01.lab.adcs.test'),
+    ({'key_size': 3072}, {}, 'key: RSA key has 2048 bits but 3072 are wanted'),
+    ({'key_type': 'ecdsa', 'key_size': None}, {}, 'key: key is rsa but ecdsa is wanted'),
+    ({}, {'extra': [x509.BasicConstraints(ca=True, path_length=None)]},
+     'extension 2.5.29.19: not expected in the CSR'),
+    ({}, {'attribute': ('1.3.6.1.4.1.311.13.2.1', b'\x30\x00')},
+     'attribute 1.3.6.1.4.1.311.13.2.1: not expected in the CSR'),
+])
+def test_pinned_csr_with_other_names_or_key_is_refused_before_the_ca(tmp_path, kw, pem_kw, difference):
+    client = FakeClient({})
+    result, contacted = run(tmp_path, client, csr_spec(tmp_path, csr_pem(wcce_pki.rsa_key('pin'), **pem_kw), **kw))
+    assert result['failed'] and not contacted and client.calls == []
+    assert result['msg'] == (
+        'The CSR (csr_content) is not the one expected; nothing was sent to the CA; %s. What to do: The CSR must '
+        'carry exactly the subject, subject_alt_name and key type given with it. If it comes from a managed host, '
+        'that host may be compromised.' % difference)
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_csr_without_expectations_is_used_as_it_is(tmp_path):
+    s = spec(tmp_path, private_key_path=None, csr_content=csr_pem(wcce_pki.rsa_key('free'), cn='any.lab.adcs.test'))
+    assert s['csr_pinned'] is False
+    result, _ = run(tmp_path, FakeClient({}), s)
+    assert result['disposition'] == 'issued', result
+
+
+def test_pinned_csr_ec_key_and_curve(tmp_path):
+    pem = csr_pem(wcce_pki.ec_key('pin-ec'))
+    assert _enroll.plan_request(csr_spec(tmp_path, pem, key_type='ecdsa', key_size=None, curve='secp256r1'),
+                                now=NOW).action == 'enroll'
+    with pytest.raises(_errors.InvalidInput, match='key: key is on secp256r1 but secp384r1 is wanted'):
+        _enroll.plan_request(csr_spec(tmp_path, pem, key_type='ecdsa', key_size=None, curve='secp384r1'), now=NOW)
