@@ -453,7 +453,8 @@ def _check_refusal(plan):
         'for (recorded in %s); the CA is not asked again for the same request'
         % (record.get('request_id'), _match.refusal_path(spec['certificate_path'])),
         request_id=record.get('request_id'), detail='; '.join(record.get('differences') or []),
-        remedy='Correct the template or the CA policy, then run with force=true (or change the request).')
+        remedy='Correct the template or the CA policy, then run with force=true or remove that record (or change '
+               'the request).')
 
 
 def _choose_key(plan, now):
@@ -941,8 +942,8 @@ class Enroller(object):
             return None
         info = lookup(template)
         if info is None and getattr(self.directory, 'template_error', None):
-            result.setdefault('warnings', []).append(
-                '%s; the extended key usages of the issued certificate were not compared' % self.directory.template_error)
+            result.setdefault('warnings', []).append('%s; the extended key usages of the issued certificate were '
+                                                     'not compared' % self.directory.template_error)
         return info
 
     def _check_issued(self, plan, cert, request_id, result):

@@ -61,7 +61,8 @@ def test_altered_names_three_runs_one_ca_request(lab, ansible, tmp_path, faults,
         assert result['msg'] == (
             'Request %d was refused on an earlier run because the CA issued a certificate that is not what was asked '
             'for (recorded in %s); the CA is not asked again for the same request; request ID %d; %s. What to do: '
-            'Correct the template or the CA policy, then run with force=true (or change the request).'
+            'Correct the template or the CA policy, then run with force=true or remove that record (or change the '
+            'request).'
             % (rid, record, rid, difference))
     assert requests_in_db(private_ca) - before == 1, 'three runs, exactly one request reached the CA'
     assert os.listdir(str(tmp_path)) == ['web01.crt.refused']

@@ -101,7 +101,7 @@ def test_other_subject_is_refused_recorded_and_not_requested_again(tmp_path):
             'Request 101 was refused on an earlier run because the CA issued a certificate that is not what was asked '
             'for (recorded in %s); the CA is not asked again for the same request; request ID 101; subject: asked '
             'CN=web01.lab.adcs.test, issued CN=victim.lab.adcs.test. What to do: Correct the template or the CA '
-            'policy, then run with force=true (or change the request).' % record)
+            'policy, then run with force=true or remove that record (or change the request).' % record)
     assert len(requests_sent(client)) == 1
 
     # another request goes to the CA again; force=true too, and a fitting certificate removes the record
