@@ -636,7 +636,6 @@ class Directory(object):
             self._templates[key] = days
         return self._templates[key]
 
-
     def template_info(self, template):
         """The template decoded from Active Directory (_templates.decode_template), or None when it cannot be read
         (``template_error`` then says why)."""

@@ -12,7 +12,8 @@ import sqlite3
 import pytest
 from adcslab.faults import clear_faults
 
-from test_wcce_request_faults import (  # noqa: F401  (fixtures)
+# fixtures (private_ca, faults) and helpers of the private-CA harness
+from test_wcce_request_faults import (  # noqa: F401  pylint: disable=unused-import
     MODULE, applied, assert_failed, assert_issued, faults, private_ca, web_args,
 )
 
