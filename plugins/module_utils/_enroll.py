@@ -636,6 +636,30 @@ class Directory(object):
             self._templates[key] = days
         return self._templates[key]
 
+    def account(self, principal):
+        """dict(dn, cn, mail, dns_host_name, upn) of an account (by sAMAccountName or UPN), or None when it cannot
+        be read (``template_error`` then says why)."""
+        key = 'account:' + principal.lower()
+        if key not in self._templates:
+            found = None
+            try:
+                from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+                conn = self.conn
+                entry = conn.find_account(principal)
+                if entry is None:
+                    self.template_error = 'the account %s was not found in Active Directory' % principal
+                else:
+                    attrs = ['cn', 'mail', 'dNSHostName', 'userPrincipalName']
+                    entry = conn.search(entry['dn'], '(objectClass=*)', attrs, scope='BASE', paged=False)[0]
+                    found = {'dn': entry['dn'], 'cn': _ldap.first_text(entry, 'cn'),
+                             'mail': _ldap.first_text(entry, 'mail'),
+                             'dns_host_name': _ldap.first_text(entry, 'dNSHostName'),
+                             'upn': _ldap.first_text(entry, 'userPrincipalName')}
+            except Exception as exc:  # the comparison then skips the names from AD; say why
+                self.template_error = 'the account %s could not be read from Active Directory: %s' % (principal, exc)
+            self._templates[key] = found
+        return self._templates[key]
+
     def template_info(self, template):
         """The template decoded from Active Directory (_templates.decode_template), or None when it cannot be read
         (``template_error`` then says why)."""
@@ -945,6 +969,23 @@ class Enroller(object):
                                                      'not compared' % self.directory.template_error)
         return info
 
+    def _names_from_ad(self, info, result):
+        """What the CA builds from the requester's account, for templates that build the names from AD (None when
+        not known: no directory, no account, the names come from the request, or a renewal)."""
+        lookup = getattr(self.directory, 'account', None)
+        user = getattr(self.auth, 'user', None)
+        if lookup is None or not user or info is None or _match.names_from_request(info) is not False or \
+                result.get('renewal'):
+            return None
+        domain = getattr(self.auth, 'domain', None)
+        account = lookup('%s@%s' % (user, domain) if domain and '.' in domain else user)
+        if account is None:
+            if getattr(self.directory, 'template_error', None):
+                result.setdefault('warnings', []).append('%s; the names of the issued certificate were not compared '
+                                                         'with it' % self.directory.template_error)
+            return None
+        return _match.names_from_ad(info, account)
+
     def _check_issued(self, plan, cert, request_id, result):
         """The issued certificate must be what was asked for (_match.issued_differences); otherwise nothing is
         written and the refusal is recorded next to the certificate, so later runs do not ask the CA again."""
@@ -959,10 +1000,11 @@ class Enroller(object):
             sans = spec.get('wanted_sans')
             if plan.csr is not None and not sans:
                 sans = _certs.certificate_sans(plan.csr) or None
+            info = self._template_info(plan, result)
             diffs = _match.issued_differences(
                 cert, subject=spec.get('wanted_subject'), sans=sans, template=spec.get('template'),
-                template_info=self._template_info(plan, result),
-                csr_subject=plan.csr.subject if plan.csr is not None else None)
+                template_info=info, csr_subject=plan.csr.subject if plan.csr is not None else None,
+                ad_names=self._names_from_ad(info, result))
             summary = 'The CA issued a certificate that is not what was asked for; nothing was written'
             remedy = ('Check the template (does it build the names from Active Directory?) and the CA policy. The '
                       'refusal is recorded in %s: the CA is not asked again for the same request until the request '

@@ -16,8 +16,9 @@ reason so that later runs do not ask the CA again for the same request.
   other SAN may appear. The template extension must name the asked template (its OID when the template was read
   from Active Directory). Extended key usages are compared with the template's pKIExtendedKeyUsage or
   msPKI-Certificate-Application-Policy only when the template was read from Active Directory; without a directory
-  that part is skipped. For templates that build names from Active Directory, names that were not asked for are
-  not compared.
+  that part is skipped. For templates that build names from Active Directory, the subject and SANs are compared
+  with what the requester's account in Active Directory gives (``names_from_ad``) when the directory is configured
+  (not for renewals, where the CA may keep the renewed certificate's names).
 - ``refusal_*``: the record ``<certificate_path>.refused`` (JSON: request ID, the differences, what was asked) that
   makes the next runs fail without contacting the CA until the request changes or ``force`` is set.
 """
@@ -144,6 +145,46 @@ def names_from_request(template_info):
     return NAME_FLAG_ENROLLEE_SUPPLIES_SUBJECT in (template_info.get('certificate_name_flag') or {}).get('names', [])
 
 
+def _dns_domain(dn):
+    parts = [rdn.split('=', 1)[1] for rdn in (dn or '').split(',') if rdn.strip().upper().startswith('DC=')]
+    return '.'.join(p.strip() for p in parts).lower() or None
+
+
+def names_from_ad(template_info, account):
+    """What a CA builds from the requester's account for a template that takes the names from Active Directory
+    (MS-WCCE 3.2.2.6.2.1.4.5): (subject or None when not modelled here, SANs, whether those SANs are all of them).
+
+    ``account``: dict(dn, cn, mail, dns_host_name, upn) of the requester. Modelled: subject CN from cn or
+    dNSHostName and E from mail (not the directory path); SANs DNS (dNSHostName), domain DNS, UPN and e-mail (the
+    directory GUID and SPN are other names, not compared)."""
+    flags = set((template_info.get('certificate_name_flag') or {}).get('names', []))
+    if NAME_FLAG_ENROLLEE_SUPPLIES_SUBJECT in flags:
+        return None, None, False
+    rdns = []
+    if 'CT_FLAG_SUBJECT_REQUIRE_DIRECTORY_PATH' in flags:
+        rdns = None
+    elif 'CT_FLAG_SUBJECT_REQUIRE_COMMON_NAME' in flags:
+        rdns = [('CN', account.get('cn'))]
+    elif 'CT_FLAG_SUBJECT_REQUIRE_DNS_AS_CN' in flags:
+        rdns = [('CN', account.get('dns_host_name'))]
+    if rdns is not None and 'CT_FLAG_SUBJECT_REQUIRE_EMAIL' in flags:
+        rdns.append(('emailAddress', account.get('mail')))
+    subject = None
+    if rdns is not None and all(value for _k, value in rdns):
+        subject = _requests.parse_subject([(k, v) for k, v in rdns])
+    sans, complete = [], True
+    for flag, kind, value in (('CT_FLAG_SUBJECT_ALT_REQUIRE_DNS', 'dns', account.get('dns_host_name')),
+                              ('CT_FLAG_SUBJECT_ALT_REQUIRE_DOMAIN_DNS', 'dns', _dns_domain(account.get('dn'))),
+                              ('CT_FLAG_SUBJECT_ALT_REQUIRE_UPN', 'upn', account.get('upn')),
+                              ('CT_FLAG_SUBJECT_ALT_REQUIRE_EMAIL', 'email', account.get('mail'))):
+        if flag in flags:
+            if value:
+                sans.append((kind, value))
+            else:
+                complete = False  # e.g. the implicit UPN of an account without userPrincipalName
+    return subject, sans, complete
+
+
 def _oids(items):
     return set(item['oid'] if isinstance(item, dict) else item for item in items or [])
 
@@ -157,13 +198,14 @@ def certificate_ekus(cert):
 
 
 def issued_differences(cert, public_key=None, subject=None, sans=None, template=None, template_info=None,
-                       csr_subject=None):
+                       csr_subject=None, ad_names=None):
     """Differences (list of text) between an issued certificate and the request.
 
     ``public_key``: the request's (None: not compared, a retrieval without the key); ``subject``: the asked
     subject (None: not asked); ``sans``: the asked SANs; ``template``: the asked template name;
     ``template_info``: the template as read from Active Directory (None: not known); ``csr_subject``: the
-    subject of a CSR given as it is (compared only when the template is known to take names from the request)."""
+    subject of a CSR given as it is (compared only when the template is known to take names from the request);
+    ``ad_names``: names_from_ad() for a template that builds the names from Active Directory."""
     diffs = []
     if public_key is not None and \
             _requests.public_key_der(public_key) != _requests.public_key_der(cert.public_key()):
@@ -182,6 +224,16 @@ def issued_differences(cert, public_key=None, subject=None, sans=None, template=
     if missing or extra or others:
         diffs.append('subject_alt_name: asked %s, issued %s' % (sans_text(sorted(want_sans)),
                                                                 sans_text(have, other_sans(cert))))
+    if ad_names is not None:
+        ad_subject, ad_sans, complete = ad_names
+        if want is None and ad_subject is not None and not _same_name(ad_subject, cert.subject):
+            diffs.append('subject: Active Directory gives %s, issued %s' % (name_text(ad_subject),
+                                                                           name_text(cert.subject)))
+        if ad_sans is not None:
+            ad_set = set(_requests.normalize_sans(ad_sans)) if ad_sans else set()
+            if (ad_set - set(have)) or (complete and set(have) - ad_set - want_sans):
+                diffs.append('subject_alt_name: Active Directory gives %s, issued %s'
+                             % (sans_text(sorted(ad_set)), sans_text(have)))
     if template:
         wanted_t = {'name': template, 'oid': template_info.get('oid')} if template_info else template
         ok, have_t = _certs._template_matches(cert, wanted_t)

@@ -264,3 +264,87 @@ def test_pinned_csr_ec_key_and_curve(tmp_path):
                                 now=NOW).action == 'enroll'
     with pytest.raises(_errors.InvalidInput, match='key: key is on secp256r1 but secp384r1 is wanted'):
         _enroll.plan_request(csr_spec(tmp_path, pem, key_type='ecdsa', key_size=None, curve='secp384r1'), now=NOW)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# templates that build the names from Active Directory: compared with the requester's account
+# ------------------------------------------------------------------------------------------------------------
+MACHINE_ACCOUNT = {'dn': 'CN=LABHOST01,CN=Computers,DC=lab,DC=adcs,DC=test', 'cn': 'LABHOST01', 'mail': None,
+                   'dns_host_name': 'labhost01.lab.adcs.test', 'upn': None}
+
+
+class AdDirectory(TemplateDirectory):
+    def __init__(self, info, account):
+        TemplateDirectory.__init__(self, info)
+        self.acct = account
+        self.asked = []
+        if account is None:
+            self.template_error = 'the account LABHOST01$@lab.adcs.test was not found in Active Directory'
+
+    def account(self, principal):
+        self.asked.append(principal)
+        return self.acct
+
+
+class Machine(object):
+    user, domain = 'LABHOST01$', 'lab.adcs.test'
+
+
+def run_machine(tmp_path, client, account=MACHINE_ACCOUNT, **kw):
+    directory = AdDirectory(template_info(supplies=False, name='Machine'), account)
+    with enroller(client, directory=directory) as e:
+        e.auth = Machine()
+        [result] = e.run([spec(tmp_path, template='Machine', **kw)])
+    return result, directory
+
+
+def ad_client(**names):
+    base = {'alter_subject': 'labhost01.lab.adcs.test', 'alter_sans': [x509.DNSName('labhost01.lab.adcs.test')],
+            'ekus': [SERVER_AUTH]}
+    base.update(names)
+    return FakeClient(base)
+
+
+def test_names_built_from_ad_are_compared_with_the_account(tmp_path):
+    result, directory = run_machine(tmp_path, ad_client())
+    assert result['disposition'] == 'issued', result
+    assert directory.asked == ['LABHOST01$@lab.adcs.test']
+
+
+@pytest.mark.parametrize('names, difference', [
+    ({'alter_subject': 'victim.lab.adcs.test'},
+     'subject: Active Directory gives CN=labhost01.lab.adcs.test, issued CN=victim.lab.adcs.test'),
+    ({'alter_sans': [x509.DNSName('labhost01.lab.adcs.test'), x509.DNSName('victim.lab.adcs.test')]},
+     'subject_alt_name: Active Directory gives DNS:labhost01.lab.adcs.test, issued DNS:labhost01.lab.adcs.test, '
+     'DNS:victim.lab.adcs.test'),
+    ({'alter_sans': [x509.DNSName('victim.lab.adcs.test')]},
+     'subject_alt_name: Active Directory gives DNS:labhost01.lab.adcs.test, issued DNS:victim.lab.adcs.test'),
+])
+def test_names_built_from_ad_other_than_the_account_are_refused(tmp_path, names, difference):
+    result, _directory = run_machine(tmp_path, ad_client(**names))
+    assert result['failed']
+    assert '; request ID 101; %s. What to do:' % difference in result['msg'], result['msg']
+    assert os.listdir(str(tmp_path)) == ['c.pem.refused']
+
+
+def test_account_not_readable_skips_the_names_with_a_warning(tmp_path):
+    result, _directory = run_machine(tmp_path, ad_client(alter_subject='victim.lab.adcs.test'), account=None)
+    assert result['disposition'] == 'issued', result
+    assert result['warnings'] == ['the account LABHOST01$@lab.adcs.test was not found in Active Directory; the names '
+                                  'of the issued certificate were not compared with it']
+
+
+def test_names_from_ad_model():
+    flags = lambda *names: {'certificate_name_flag': {'names': list(names)}}  # noqa: E731
+    account = dict(MACHINE_ACCOUNT, mail='host@lab.adcs.test', upn='LABHOST01$@lab.adcs.test')
+    subject, sans, complete = _match.names_from_ad(
+        flags('CT_FLAG_SUBJECT_REQUIRE_COMMON_NAME', 'CT_FLAG_SUBJECT_REQUIRE_EMAIL', 'CT_FLAG_SUBJECT_ALT_REQUIRE_UPN',
+              'CT_FLAG_SUBJECT_ALT_REQUIRE_DOMAIN_DNS', 'CT_FLAG_SUBJECT_ALT_REQUIRE_EMAIL'), account)
+    assert subject.rfc4514_string() == '1.2.840.113549.1.9.1=host@lab.adcs.test,CN=LABHOST01'
+    assert sans == [('dns', 'lab.adcs.test'), ('upn', 'LABHOST01$@lab.adcs.test'), ('email', 'host@lab.adcs.test')]
+    assert complete
+    # the directory path is not modelled; a missing UPN makes the SAN list incomplete
+    subject, sans, complete = _match.names_from_ad(
+        flags('CT_FLAG_SUBJECT_REQUIRE_DIRECTORY_PATH', 'CT_FLAG_SUBJECT_ALT_REQUIRE_UPN'), MACHINE_ACCOUNT)
+    assert subject is None and sans == [] and complete is False
+    assert _match.names_from_ad(flags('CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT'), account) == (None, None, False)
