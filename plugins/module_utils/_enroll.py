@@ -971,11 +971,10 @@ class Enroller(object):
 
     def _names_from_ad(self, info, result):
         """What the CA builds from the requester's account, for templates that build the names from AD (None when
-        not known: no directory, no account, the names come from the request, or a renewal)."""
+        not known: no directory, no account, or the names come from the request)."""
         lookup = getattr(self.directory, 'account', None)
         user = getattr(self.auth, 'user', None)
-        if lookup is None or not user or info is None or _match.names_from_request(info) is not False or \
-                result.get('renewal'):
+        if lookup is None or not user or info is None or _match.names_from_request(info) is not False:
             return None
         domain = getattr(self.auth, 'domain', None)
         account = lookup('%s@%s' % (user, domain) if domain and '.' in domain else user)
@@ -1004,7 +1003,8 @@ class Enroller(object):
             diffs = _match.issued_differences(
                 cert, subject=spec.get('wanted_subject'), sans=sans, template=spec.get('template'),
                 template_info=info, csr_subject=plan.csr.subject if plan.csr is not None else None,
-                ad_names=self._names_from_ad(info, result))
+                ad_names=self._names_from_ad(info, result),
+                renewed=plan.current_cert if result.get('renewal') else None)
             summary = 'The CA issued a certificate that is not what was asked for; nothing was written'
             remedy = ('Check the template (does it build the names from Active Directory?) and the CA policy. The '
                       'refusal is recorded in %s: the CA is not asked again for the same request until the request '

@@ -18,7 +18,7 @@ reason so that later runs do not ask the CA again for the same request.
   msPKI-Certificate-Application-Policy only when the template was read from Active Directory; without a directory
   that part is skipped. For templates that build names from Active Directory, the subject and SANs are compared
   with what the requester's account in Active Directory gives (``names_from_ad``) when the directory is configured
-  (not for renewals, where the CA may keep the renewed certificate's names).
+  (a renewal may also keep the renewed certificate's names).
 - ``refusal_*``: the record ``<certificate_path>.refused`` (JSON: request ID, the differences, what was asked) that
   makes the next runs fail without contacting the CA until the request changes or ``force`` is set.
 """
@@ -198,14 +198,15 @@ def certificate_ekus(cert):
 
 
 def issued_differences(cert, public_key=None, subject=None, sans=None, template=None, template_info=None,
-                       csr_subject=None, ad_names=None):
+                       csr_subject=None, ad_names=None, renewed=None):
     """Differences (list of text) between an issued certificate and the request.
 
     ``public_key``: the request's (None: not compared, a retrieval without the key); ``subject``: the asked
     subject (None: not asked); ``sans``: the asked SANs; ``template``: the asked template name;
     ``template_info``: the template as read from Active Directory (None: not known); ``csr_subject``: the
     subject of a CSR given as it is (compared only when the template is known to take names from the request);
-    ``ad_names``: names_from_ad() for a template that builds the names from Active Directory."""
+    ``ad_names``: names_from_ad() for a template that builds the names from Active Directory; ``renewed``: the
+    certificate a renewal request renewed (a CA may keep its names instead of building them again)."""
     diffs = []
     if public_key is not None and \
             _requests.public_key_der(public_key) != _requests.public_key_der(cert.public_key()):
@@ -224,7 +225,9 @@ def issued_differences(cert, public_key=None, subject=None, sans=None, template=
     if missing or extra or others:
         diffs.append('subject_alt_name: asked %s, issued %s' % (sans_text(sorted(want_sans)),
                                                                 sans_text(have, other_sans(cert))))
-    if ad_names is not None:
+    kept = renewed is not None and _same_name(renewed.subject, cert.subject) and \
+        _certs.certificate_sans(renewed) == have
+    if ad_names is not None and not kept:
         ad_subject, ad_sans, complete = ad_names
         if want is None and ad_subject is not None and not _same_name(ad_subject, cert.subject):
             diffs.append('subject: Active Directory gives %s, issued %s' % (name_text(ad_subject),

@@ -96,3 +96,37 @@ def test_template_and_ekus_from_the_directory(lab, ansible, tmp_path, faults, pr
     after = {name: open(str(tmp_path / name), 'rb').read() for name in os.listdir(str(tmp_path))
              if not name.endswith('.refused')}
     assert after == before, 'key and certificate untouched'
+
+
+def machine_args(lab, tmp_path, name):
+    """The computer account enrolls for Machine (the CA builds CN and DNS SAN from its dNSHostName), no names asked,
+    the directory configured (template and account read from AD)."""
+    computer = lab['accounts']['computer']
+    args = web_args(lab, tmp_path, name, template='Machine', username=computer['upn'],
+                    password=computer['password'])
+    for key in ('common_name', 'subject_alt_name'):
+        args.pop(key)
+    return with_directory(lab, args)
+
+
+def test_names_built_from_ad_are_compared_with_the_account(lab, ansible, tmp_path, faults, private_ca):
+    computer = lab['accounts']['computer']
+    args = machine_args(lab, tmp_path, 'machine')
+    rc, result = ansible.module(MODULE, args)
+    assert_issued(rc, result, args)
+    assert result['certificate']['subject'] == 'CN=%s' % computer['dns_host_name']
+    assert not result.get('warnings'), result.get('warnings')
+
+    faults(alter_subject='CN=victim.lab.adcs.test')
+    before = requests_in_db(private_ca)
+    rc, result = ansible.module(MODULE, dict(args, force=True))
+    assert_failed(rc, result, 'The CA issued a certificate that is not what was asked for; nothing was written; '
+                              'request ID %d; subject: Active Directory gives CN=%s, issued CN=victim.lab.adcs.test. '
+                              'What to do:' % (result['request_id'], computer['dns_host_name']))
+    assert applied(faults, 'alter_subject')
+    assert os.path.exists(args['certificate_path'] + '.refused')
+    # without force the certificate on disk still fits: unchanged, no request to the CA
+    rc, result = ansible.module(MODULE, args)
+    assert rc == 0 and result['changed'] is False, result
+    assert result['certificate']['subject'] == 'CN=%s' % computer['dns_host_name']
+    assert requests_in_db(private_ca) - before == 1

@@ -348,3 +348,14 @@ def test_names_from_ad_model():
         flags('CT_FLAG_SUBJECT_REQUIRE_DIRECTORY_PATH', 'CT_FLAG_SUBJECT_ALT_REQUIRE_UPN'), MACHINE_ACCOUNT)
     assert subject is None and sans == [] and complete is False
     assert _match.names_from_ad(flags('CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT'), account) == (None, None, False)
+
+
+def test_a_renewal_may_keep_the_renewed_names():
+    key = wcce_pki.rsa_key('renewed')
+    old = wcce_pki.pki().issue('oldname.lab.adcs.test', key, sans=[('dns', 'oldname.lab.adcs.test')], serial=21)
+    new = wcce_pki.pki().issue('oldname.lab.adcs.test', key, sans=[('dns', 'oldname.lab.adcs.test')], serial=22)
+    ad = _match.names_from_ad(template_info(supplies=False), MACHINE_ACCOUNT)
+    assert _match.issued_differences(new, ad_names=ad, renewed=old) == []
+    assert _match.issued_differences(new, ad_names=ad) == [
+        'subject: Active Directory gives CN=labhost01.lab.adcs.test, issued CN=oldname.lab.adcs.test',
+        'subject_alt_name: Active Directory gives DNS:labhost01.lab.adcs.test, issued DNS:oldname.lab.adcs.test']
