@@ -171,7 +171,7 @@ def names_from_ad(template_info, account):
         rdns.append(('emailAddress', account.get('mail')))
     subject = None
     if rdns is not None and all(value for _k, value in rdns):
-        subject = _requests.parse_subject([(k, v) for k, v in rdns])
+        subject = _requests.parse_subject(list(rdns))
     sans, complete = [], True
     for flag, kind, value in (('CT_FLAG_SUBJECT_ALT_REQUIRE_DNS', 'dns', account.get('dns_host_name')),
                               ('CT_FLAG_SUBJECT_ALT_REQUIRE_DOMAIN_DNS', 'dns', _dns_domain(account.get('dn'))),
@@ -230,8 +230,8 @@ def issued_differences(cert, public_key=None, subject=None, sans=None, template=
     if ad_names is not None and not kept:
         ad_subject, ad_sans, complete = ad_names
         if want is None and ad_subject is not None and not _same_name(ad_subject, cert.subject):
-            diffs.append('subject: Active Directory gives %s, issued %s' % (name_text(ad_subject),
-                                                                           name_text(cert.subject)))
+            diffs.append('subject: Active Directory gives %s, issued %s'
+                         % (name_text(ad_subject), name_text(cert.subject)))
         if ad_sans is not None:
             ad_set = set(_requests.normalize_sans(ad_sans)) if ad_sans else set()
             if (ad_set - set(have)) or (complete and set(have) - ad_set - want_sans):

@@ -290,7 +290,8 @@ class Machine(object):
     user, domain = 'LABHOST01$', 'lab.adcs.test'
 
 
-def run_machine(tmp_path, client, account=MACHINE_ACCOUNT, **kw):
+def run_machine(tmp_path, client, account='default', **kw):
+    account = MACHINE_ACCOUNT if account == 'default' else account
     directory = AdDirectory(template_info(supplies=False, name='Machine'), account)
     with enroller(client, directory=directory) as e:
         e.auth = Machine()
@@ -335,7 +336,9 @@ def test_account_not_readable_skips_the_names_with_a_warning(tmp_path):
 
 
 def test_names_from_ad_model():
-    flags = lambda *names: {'certificate_name_flag': {'names': list(names)}}  # noqa: E731
+    def flags(*names):
+        return {'certificate_name_flag': {'names': list(names)}}
+
     account = dict(MACHINE_ACCOUNT, mail='host@lab.adcs.test', upn='LABHOST01$@lab.adcs.test')
     subject, sans, complete = _match.names_from_ad(
         flags('CT_FLAG_SUBJECT_REQUIRE_COMMON_NAME', 'CT_FLAG_SUBJECT_REQUIRE_EMAIL', 'CT_FLAG_SUBJECT_ALT_REQUIRE_UPN',
