@@ -923,9 +923,11 @@ class Enroller(object):
                 'The CA %s did not issue a certificate from template %s' % (conn.target.name, spec.get('template'))
             raise enrollment.error(summary)
         cert = _certs.load_certificate(enrollment.certificate_der)
-        self._check_issued(plan, cert, enrollment.request_id, result)
+        # The chain first: only a certificate that verifies as the CA's can be recorded as refused (a forged reply
+        # must not block later runs).
         chain = self._verified_chain(cert, conn.ca_certificates(), enrollment.chain_der_list,
                                      enrollment.request_id)
+        self._check_issued(plan, cert, enrollment.request_id, result)
         result['disposition'] = 'issued'
         result.update(self._write(plan, cert, chain, enrollment.request_id))
         result['changed'] = True
@@ -1006,18 +1008,15 @@ class Enroller(object):
                 ad_names=self._names_from_ad(info, result),
                 renewed=plan.current_cert if result.get('renewal') else None)
             summary = 'The CA issued a certificate that is not what was asked for; nothing was written'
-            remedy = ('Check the template (does it build the names from Active Directory?) and the CA policy. The '
-                      'refusal is recorded in %s: the CA is not asked again for the same request until the request '
-                      'changes or force=true.' % _match.refusal_path(spec['certificate_path']))
+            remedy = 'Check the template (does it build the names from Active Directory?) and the CA policy.'
         if not diffs:
             return
         record_error = self._record_refusal(plan, request_id, diffs)
         if record_error:
             diffs.append('the refusal could not be recorded (%s)' % record_error)
         else:
-            remedy = remedy if 'refusal is recorded' in remedy else remedy + (
-                ' The refusal is recorded in %s: the CA is not asked again for the same request until the request '
-                'changes or force=true.' % _match.refusal_path(spec['certificate_path']))
+            remedy += (' The refusal is recorded in %s: the CA is not asked again for the same request until the '
+                       'request changes or force=true.' % _match.refusal_path(spec['certificate_path']))
         raise CertificateError(summary, request_id=request_id, detail='; '.join(diffs), remedy=remedy)
 
     def _record_refusal(self, plan, request_id, diffs):

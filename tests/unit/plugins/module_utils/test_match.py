@@ -362,3 +362,29 @@ def test_a_renewal_may_keep_the_renewed_names():
     assert _match.issued_differences(new, ad_names=ad) == [
         'subject: Active Directory gives CN=labhost01.lab.adcs.test, issued CN=oldname.lab.adcs.test',
         'subject_alt_name: Active Directory gives DNS:labhost01.lab.adcs.test, issued DNS:oldname.lab.adcs.test']
+
+
+def test_a_certificate_not_from_the_ca_is_never_recorded(tmp_path):
+    """A forged reply (a certificate that does not chain to the CA) fails without a refusal record, so it cannot
+    block later runs."""
+    client = FakeClient({'sign_key': wcce_pki.ec_key('forger'), 'alter_subject': 'victim.lab.adcs.test'})
+    result = run_first(tmp_path, client, web(tmp_path))
+    assert result['failed'] and result['msg'].startswith('The issued certificate does not chain to the CA '
+                                                         'certificates; nothing was written')
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_a_refusal_that_cannot_be_recorded_says_so(tmp_path):
+    class NoRecordWriter(_enroll._PlainWriter):
+        def write(self, specs, validator=None):
+            if any(s.path.endswith('.refused') for s in specs):
+                raise _errors.FileOutputError('The directory %s is read-only' % tmp_path)
+            return _enroll._PlainWriter.write(self, specs, validator)
+
+    result = run_first(tmp_path, FakeClient({'alter_subject': 'victim.lab.adcs.test'}), web(tmp_path),
+                       writer=NoRecordWriter())
+    assert result['msg'] == (
+        'The CA issued a certificate that is not what was asked for; nothing was written; request ID 101; subject: '
+        'asked CN=web01.lab.adcs.test, issued CN=victim.lab.adcs.test; the refusal could not be recorded (The '
+        'directory %s is read-only.). What to do: Check the template (does it build the names from Active '
+        'Directory?) and the CA policy.' % tmp_path)
