@@ -450,8 +450,8 @@ def _check_refusal(plan):
         return
     raise CertificateError(
         'Request %s was refused on an earlier run because the CA issued a certificate that is not what was asked '
-        'for (recorded in %s); the CA is not asked again for the same request'
-        % (record.get('request_id'), _match.refusal_path(spec['certificate_path'])),
+        'for (recorded in %s next to the certificate); the CA is not asked again for the same request'
+        % (record.get('request_id'), os.path.basename(_match.refusal_path(spec['certificate_path']))),
         request_id=record.get('request_id'), detail='; '.join(record.get('differences') or []),
         remedy='Correct the template or the CA policy, then run with force=true or remove that record (or change '
                'the request).')
@@ -1015,8 +1015,9 @@ class Enroller(object):
         if record_error:
             diffs.append('the refusal could not be recorded (%s)' % record_error)
         else:
-            remedy += (' The refusal is recorded in %s: the CA is not asked again for the same request until the '
-                       'request changes or force=true.' % _match.refusal_path(spec['certificate_path']))
+            remedy += (' The refusal is recorded in %s next to the certificate: the CA is not asked again for the '
+                       'same request until the request changes or force=true.'
+                       % os.path.basename(_match.refusal_path(spec['certificate_path'])))
         raise CertificateError(summary, request_id=request_id, detail='; '.join(diffs), remedy=remedy)
 
     def _record_refusal(self, plan, request_id, diffs):

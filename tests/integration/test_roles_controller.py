@@ -13,6 +13,8 @@ import uuid
 
 import pytest
 
+# fixtures of the private-CA harness (for the last test)
+from test_wcce_request_faults import faults, private_ca  # noqa: F401  pylint: disable=unused-import
 from test_roles import (
     Fleet, HOSTS, cert_public, changed, key_public, load_cert, results, web_request,
 )
@@ -131,3 +133,33 @@ def test_controller_mode_switches_key_and_certificate_together(lab, ansible, tmp
     fleet.write([request], modes={"host1": "controller", "host2": "controller"})
     rc, out = fleet.run()
     assert rc == 0 and changed(out) == {"host1": 0, "host2": 0}, out["stats"]
+
+
+def test_ca_altering_names_is_asked_once_per_host(lab, ansible, tmp_path, private_ca, faults):
+    """A CA that issues other names (alter_subject on the private lab CA): three runs of the role, one request per
+    host (host1 on the host, host2 from the controller: the refusal record travels with the certificate files).
+    Needs the private CA of test_wcce_request_faults: run under `flock /tmp/adcs-private-ca.lock`."""
+    from test_roles import connection
+    from test_wcce_request_faults import ADDRESS
+    from test_wcce_request_names import requests_in_db
+
+    faults(alter_subject="CN=victim.lab.adcs.test")
+    fleet = Fleet(lab, ansible, tmp_path)
+    fleet.write([web_request(run_after=None, notify=[])], conn=connection(lab, ca_host=ADDRESS, ca_name="LAB-CA"))
+    before = requests_in_db(private_ca)
+    messages = {}
+    for run in range(3):
+        rc, out = fleet.run()
+        assert rc == 0, out
+        for host in HOSTS:
+            r = results(out)[host]["web"]
+            assert r["status"] == "failed", r
+            assert not os.path.exists(fleet.path(host)), "no certificate installed"
+            messages.setdefault(host, []).append(r["message"])
+    assert requests_in_db(private_ca) - before == 2, "one request per host in three runs"
+    for host in HOSTS:
+        first, second, third = messages[host]
+        assert "; subject: asked CN=%s.lab.adcs.test, issued CN=victim.lab.adcs.test" % host in first, first
+        assert second.startswith("Request ") and "was refused on an earlier run" in second, second
+        assert third == second
+        assert os.path.exists(fleet.path(host) + ".refused")

@@ -20,7 +20,8 @@ from test_wcce_request_faults import (  # noqa: F401  pylint: disable=unused-imp
 pytestmark = pytest.mark.lab
 
 REMEDY = ('Check the template (does it build the names from Active Directory?) and the CA policy. The refusal is '
-          'recorded in %s: the CA is not asked again for the same request until the request changes or force=true.')
+          'recorded in %s next to the certificate: the CA is not asked again for the same request until the request '
+          'changes or force=true.')
 
 
 def requests_in_db(server):
@@ -50,7 +51,7 @@ def test_altered_names_three_runs_one_ca_request(lab, ansible, tmp_path, faults,
     difference = ('subject: asked CN=web01.lab.adcs.test, issued CN=victim.lab.adcs.test; subject_alt_name: asked '
                   'DNS:web01.lab.adcs.test, issued DNS:victim.lab.adcs.test')
     assert result['msg'] == ('The CA issued a certificate that is not what was asked for; nothing was written; '
-                             'request ID %d; %s. What to do: %s' % (rid, difference, REMEDY % record))
+                             'request ID %d; %s. What to do: %s' % (rid, difference, REMEDY % 'web01.crt.refused'))
     assert os.listdir(str(tmp_path)) == ['web01.crt.refused'], 'no key, no certificate: only the refusal record'
     with open(record) as handle:
         assert json.load(handle)['request_id'] == rid
@@ -61,10 +62,9 @@ def test_altered_names_three_runs_one_ca_request(lab, ansible, tmp_path, faults,
         assert_failed(rc, result)
         assert result['msg'] == (
             'Request %d was refused on an earlier run because the CA issued a certificate that is not what was asked '
-            'for (recorded in %s); the CA is not asked again for the same request; request ID %d; %s. What to do: '
-            'Correct the template or the CA policy, then run with force=true or remove that record (or change the '
-            'request).'
-            % (rid, record, rid, difference))
+            'for (recorded in web01.crt.refused next to the certificate); the CA is not asked again for the same '
+            'request; request ID %d; %s. What to do: Correct the template or the CA policy, then run with force=true '
+            'or remove that record (or change the request).' % (rid, rid, difference))
     assert requests_in_db(private_ca) - before == 1, 'three runs, exactly one request reached the CA'
     assert os.listdir(str(tmp_path)) == ['web01.crt.refused']
 

@@ -86,8 +86,8 @@ def test_other_subject_is_refused_recorded_and_not_requested_again(tmp_path):
     assert result['msg'] == (
         'The CA issued a certificate that is not what was asked for; nothing was written; request ID 101; subject: '
         'asked CN=web01.lab.adcs.test, issued CN=victim.lab.adcs.test. What to do: Check the template (does it build '
-        'the names from Active Directory?) and the CA policy. The refusal is recorded in %s: the CA is not asked '
-        'again for the same request until the request changes or force=true.' % record)
+        'the names from Active Directory?) and the CA policy. The refusal is recorded in c.pem.refused next to the '
+        'certificate: the CA is not asked again for the same request until the request changes or force=true.')
     assert result['error']['request_id'] == 101
     assert sorted(os.listdir(str(tmp_path))) == ['c.pem.refused'], 'neither key nor certificate written'
     with open(record) as handle:
@@ -103,9 +103,9 @@ def test_other_subject_is_refused_recorded_and_not_requested_again(tmp_path):
         assert result['failed'] and not contacted
         assert result['msg'] == (
             'Request 101 was refused on an earlier run because the CA issued a certificate that is not what was asked '
-            'for (recorded in %s); the CA is not asked again for the same request; request ID 101; subject: asked '
+            'for (recorded in c.pem.refused next to the certificate); the CA is not asked again for the same request; request ID 101; subject: asked '
             'CN=web01.lab.adcs.test, issued CN=victim.lab.adcs.test. What to do: Correct the template or the CA '
-            'policy, then run with force=true or remove that record (or change the request).' % record)
+            'policy, then run with force=true or remove that record (or change the request).')
     assert len(requests_sent(client)) == 1
 
     # another request goes to the CA again; force=true too, and a fitting certificate removes the record
