@@ -36,6 +36,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
+from ansible_collections.adcs.enrollment.plugins.module_utils import _match
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
@@ -238,9 +239,9 @@ def check_request(spec, index=0):
         sans = [s for s in (part.strip() for part in sans.split(',')) if s]
     spec['subject_alt_name'] = sans or None
     spec['wanted_sans'] = _requests.normalize_sans(sans) if sans else None
-    if csr_mode and (subject or sans):
-        raise InvalidInput(where + 'subject, common_name and subject_alt_name come from the CSR when csr_path or '
-                                   'csr_content is given; do not set them')
+    # With a CSR, any of the names or key parameters given are expectations the CSR must meet (names not given
+    # are then expected absent): the CSR may come from a managed host (controller-side enrollment).
+    spec['csr_pinned'] = bool(csr_mode and (subject or sans or key_type or spec.get('key_size') or spec.get('curve')))
     for key in ('mode', 'private_key_mode'):
         if spec.get(key) is not None:
             try:   # as ansible.builtin.file: an integer is the mode, a string octal or symbolic
@@ -386,6 +387,8 @@ def plan_request(spec, now=None, template_renewal_days=None):
                                    'it was left untouched' % key_path, detail=exc.detail)
     if spec['csr_mode']:
         plan.csr, plan.csr_der = _load_csr(spec)
+        if spec.get('csr_pinned'):
+            _check_csr(spec, plan.csr, plan.csr_der)
         if plan.current_key is not None and not _same_public_key(plan.current_key.public_key(),
                                                                  plan.csr.public_key()):
             raise InvalidInput('The CSR was not made with the private key %s' % key_path)
@@ -426,9 +429,47 @@ def plan_request(spec, now=None, template_renewal_days=None):
         raise InvalidInput('The private key %s does not fit the requested key parameters (%s); it is never '
                            'replaced unless regenerate_key=true' % (key_path, reason))
     plan.action = ACTION_RETRIEVE if spec.get('request_id') else ACTION_ENROLL
+    _check_refusal(plan)
     if not spec['csr_mode']:
         _choose_key(plan, now)
     return plan
+
+
+def _key_params(spec):
+    if spec.get('key_type') or spec.get('key_size') or spec.get('curve'):
+        return {'key_type': spec.get('key_type') or ('ecdsa' if spec.get('curve') else 'rsa'),
+                'key_size': spec.get('key_size'), 'curve': spec.get('curve')}
+    return None
+
+
+def _check_csr(spec, csr, csr_der):
+    """A CSR with expectations (csr_pinned) must carry exactly the expected names and a key that fits."""
+    diffs = _match.csr_differences(csr, csr_der, spec.get('wanted_subject'), spec.get('wanted_sans'),
+                                   _key_params(spec))
+    if diffs:
+        raise InvalidInput('The CSR (%s) is not the one expected; nothing was sent to the CA'
+                           % ('csr_content' if spec.get('csr_content') else spec['csr_path']),
+                           detail='; '.join(diffs),
+                           remedy='The CSR must carry exactly the subject, subject_alt_name and key type given '
+                                  'with it. If it comes from a managed host, that host may be compromised.')
+
+
+def _check_refusal(plan):
+    """An earlier issuance for the same request was refused (the certificate was not what was asked for): fail
+    without contacting the CA until the request changes or force is set."""
+    spec = plan.spec
+    if spec['force']:
+        return
+    record = _match.read_refusal(spec['certificate_path'])
+    if not _match.refusal_applies(record, _match.asked(spec, plan.csr)):
+        return
+    raise CertificateError(
+        'Request %s was refused on an earlier run because the CA issued a certificate that is not what was asked '
+        'for (recorded in %s next to the certificate); the CA is not asked again for the same request'
+        % (record.get('request_id'), os.path.basename(_match.refusal_path(spec['certificate_path']))),
+        request_id=record.get('request_id'), detail='; '.join(record.get('differences') or []),
+        remedy='Correct the template or the CA policy, then run with force=true or remove that record (or change '
+               'the request).')
 
 
 def _choose_key(plan, now):
@@ -566,6 +607,7 @@ class Directory(object):
         self._services = None
         self._templates = {}
         self.error = None
+        self.template_error = None
 
     @property
     def conn(self):
@@ -607,6 +649,52 @@ class Directory(object):
                 self.error = 'the renewal period of template %s could not be read from Active Directory: %s' \
                              % (template, exc)
             self._templates[key] = days
+        return self._templates[key]
+
+    def account(self, principal):
+        """dict(dn, cn, mail, dns_host_name, upn) of an account (by sAMAccountName or UPN), or None when it cannot
+        be read (``template_error`` then says why)."""
+        key = 'account:' + principal.lower()
+        if key not in self._templates:
+            found = None
+            try:
+                from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+                conn = self.conn
+                entry = conn.find_account(principal)
+                if entry is None:
+                    self.template_error = 'the account %s was not found in Active Directory' % principal
+                else:
+                    attrs = ['cn', 'mail', 'dNSHostName', 'userPrincipalName']
+                    entry = conn.search(entry['dn'], '(objectClass=*)', attrs, scope='BASE', paged=False)[0]
+                    found = {'dn': entry['dn'], 'cn': _ldap.first_text(entry, 'cn'),
+                             'mail': _ldap.first_text(entry, 'mail'),
+                             'dns_host_name': _ldap.first_text(entry, 'dNSHostName'),
+                             'upn': _ldap.first_text(entry, 'userPrincipalName')}
+            except Exception as exc:  # the comparison then skips the names from AD; say why
+                self.template_error = 'the account %s could not be read from Active Directory: %s' % (principal, exc)
+            self._templates[key] = found
+        return self._templates[key]
+
+    def template_info(self, template):
+        """The template decoded from Active Directory (_templates.decode_template), or None when it cannot be read
+        (``template_error`` then says why)."""
+        key = 'info:' + template.lower()
+        if key not in self._templates:
+            info = None
+            try:
+                from ansible_collections.adcs.enrollment.plugins.module_utils import _discovery, _templates
+                conn = self.conn
+                attributes = [a for a in _templates.TEMPLATE_ATTRIBUTES if a != 'nTSecurityDescriptor']
+                found = conn.search(_discovery.templates_dn(conn.configuration_nc),
+                                    '(&(objectClass=pKICertificateTemplate)(cn=%s))' % _ldap_escape(template),
+                                    attributes, scope='LEVEL')
+                if found:
+                    info = _templates.decode_template(found[0]['attributes'])
+                else:
+                    self.template_error = 'the template %s was not found in Active Directory' % template
+            except Exception as exc:  # the comparison then skips what needs the template; say why
+                self.template_error = 'the template %s could not be read from Active Directory: %s' % (template, exc)
+            self._templates[key] = info
         return self._templates[key]
 
 
@@ -857,9 +945,11 @@ class Enroller(object):
                 'The CA %s did not issue a certificate from template %s' % (conn.target.name, spec.get('template'))
             raise enrollment.error(summary)
         cert = _certs.load_certificate(enrollment.certificate_der)
-        self._check_public_key(plan, cert, enrollment.request_id)
+        # The chain first: only a certificate that verifies as the CA's can be recorded as refused (a forged reply
+        # must not block later runs).
         chain = self._verified_chain(cert, conn.ca_certificates(), enrollment.chain_der_list,
                                      enrollment.request_id)
+        self._check_issued(plan, cert, enrollment.request_id, result)
         result['disposition'] = 'issued'
         result.update(self._write(plan, cert, chain, enrollment.request_id))
         result['changed'] = True
@@ -892,15 +982,76 @@ class Enroller(object):
         csr = _requests.build_csr(plan.key, subject=spec.get('wanted_subject'), sans=spec.get('wanted_sans'))
         return client.request(spec['template'], csr, attributes=attributes, flags=_ndr.CR_IN_PKCS10)
 
-    def _check_public_key(self, plan, cert, request_id):
-        wanted = plan.request_public_key
-        if wanted is None:
-            return  # retrieve in CSR mode without the key: nothing to compare with
-        if not _same_public_key(wanted, cert.public_key()):
-            raise CertificateError('The CA issued a certificate whose public key differs from the key of the '
-                                   'request; nothing was written', request_id=request_id,
-                                   remedy='Check that request_id belongs to this key and CSR; if it does, report '
-                                          'the CA behaviour.')
+    def _template_info(self, plan, result):
+        template = plan.spec.get('template')
+        lookup = getattr(self.directory, 'template_info', None)  # directories that only discover CAs lack it
+        if lookup is None or not template:
+            return None
+        info = lookup(template)
+        if info is None and getattr(self.directory, 'template_error', None):
+            result.setdefault('warnings', []).append('%s; the extended key usages of the issued certificate were '
+                                                     'not compared' % self.directory.template_error)
+        return info
+
+    def _names_from_ad(self, info, result):
+        """What the CA builds from the requester's account, for templates that build the names from AD (None when
+        not known: no directory, no account, or the names come from the request)."""
+        lookup = getattr(self.directory, 'account', None)
+        user = getattr(self.auth, 'user', None)
+        if lookup is None or not user or info is None or _match.names_from_request(info) is not False:
+            return None
+        domain = getattr(self.auth, 'domain', None)
+        account = lookup('%s@%s' % (user, domain) if domain and '.' in domain else user)
+        if account is None:
+            if getattr(self.directory, 'template_error', None):
+                result.setdefault('warnings', []).append('%s; the names of the issued certificate were not compared '
+                                                         'with it' % self.directory.template_error)
+            return None
+        return _match.names_from_ad(info, account)
+
+    def _check_issued(self, plan, cert, request_id, result):
+        """The issued certificate must be what was asked for (_match.issued_differences); otherwise nothing is
+        written and the refusal is recorded next to the certificate, so later runs do not ask the CA again."""
+        spec = plan.spec
+        wanted = plan.request_public_key  # None: retrieve in CSR mode without the key, nothing to compare with
+        if wanted is not None and not _same_public_key(wanted, cert.public_key()):
+            diffs = ['public key: the certificate is not for the key of the request']
+            summary = ('The CA issued a certificate whose public key differs from the key of the request; nothing '
+                       'was written')
+            remedy = 'Check that request_id belongs to this key and CSR; if it does, report the CA behaviour.'
+        else:
+            sans = spec.get('wanted_sans')
+            if plan.csr is not None and not sans:
+                sans = _certs.certificate_sans(plan.csr) or None
+            info = self._template_info(plan, result)
+            diffs = _match.issued_differences(
+                cert, subject=spec.get('wanted_subject'), sans=sans, template=spec.get('template'),
+                template_info=info, csr_subject=plan.csr.subject if plan.csr is not None else None,
+                ad_names=self._names_from_ad(info, result),
+                renewed=plan.current_cert if result.get('renewal') else None)
+            summary = 'The CA issued a certificate that is not what was asked for; nothing was written'
+            remedy = 'Check the template (does it build the names from Active Directory?) and the CA policy.'
+        if not diffs:
+            return
+        record_error = self._record_refusal(plan, request_id, diffs)
+        if record_error:
+            diffs.append('the refusal could not be recorded (%s)' % record_error)
+        else:
+            remedy += (' The refusal is recorded in %s next to the certificate: the CA is not asked again for the '
+                       'same request until the request changes or force=true.'
+                       % os.path.basename(_match.refusal_path(spec['certificate_path'])))
+        raise CertificateError(summary, request_id=request_id, detail='; '.join(diffs), remedy=remedy)
+
+    def _record_refusal(self, plan, request_id, diffs):
+        spec = plan.spec
+        content = _match.refusal_content(request_id, diffs, _match.asked(spec, plan.csr), self.now)
+        try:
+            self.writer.write([_files.FileSpec(_match.refusal_path(spec['certificate_path']), content,
+                                               mode=spec.get('mode'), owner=spec.get('owner'),
+                                               group=spec.get('group'))])
+        except WcceError as exc:
+            return exc.to_message()
+        return None
 
     def _trust(self):
         """The independent trust anchors (_anchors), read before the CA is contacted."""
@@ -1008,11 +1159,13 @@ class Enroller(object):
                                            'was written', request_id=request_id)
 
         written = self.writer.write(specs, validator=validator)
-        if plan.pending_key_path and not self.check_mode:
-            try:
-                os.unlink(plan.pending_key_path)
-            except OSError:
-                pass
+        if not self.check_mode:
+            for leftover in (plan.pending_key_path, _match.refusal_path(plan.spec['certificate_path'])):
+                try:
+                    if leftover:
+                        os.unlink(leftover)
+                except OSError:
+                    pass
         return {'changed': bool(written.get('changed')), 'paths': kinds,
                 'backup_files': written.get('backup_files') or {}}
 

@@ -27,6 +27,13 @@ description:
     request's and it must chain to a trust anchor read independently of the CA, from O(ca_bundle), O(ca_fingerprint) or
     the roots in C(CN=Certification Authorities) of Active Directory read over verified TLS; the CA's own
     certificates only serve as intermediates). A failed run leaves the previous key and certificate untouched.
+  - The issued certificate must be what was asked for - its public key, the asked subject, every asked subject
+    alternative name (and no other when the template takes the names from the request), the template and, when
+    the template is read from Active Directory (O(domain) given), the template's extended key usages. Otherwise
+    nothing is written, the module fails naming the request ID and the difference, and the refusal is recorded in
+    C(<certificate_path>.refused), so later runs fail the same way without asking the CA again until the request
+    changes or O(force=true). Without Active Directory, extended key usages are not compared, and names the CA
+    adds to the asked ones are accepted.
   - A request that the CA holds for a certificate manager's approval is not a failure; the module returns
     RV(disposition=pending) and the RV(request_id) to retrieve the certificate later with O(request_id).
   - Several requests (O(requests)) are enrolled over one authenticated DCOM session.
@@ -75,8 +82,14 @@ options:
     type: str
   csr_path:
     description:
-      - An existing PKCS#10 request (PEM or DER) to submit instead of building one. Its subject and SANs are used as
-        they are. Mutually exclusive with O(csr_content).
+      - An existing PKCS#10 request (PEM or DER) to submit instead of building one. Mutually exclusive with
+        O(csr_content).
+      - Without O(subject), O(common_name), O(subject_alt_name), O(key_type), O(key_size) and O(curve), its subject
+        and SANs are used as they are. When any of them is given, they are expectations the CSR must meet before
+        anything is sent to the CA (names not given are expected absent; only the subject alternative name, key
+        usage, extended key usage and subject key identifier extensions and no attribute other than the extension
+        request are accepted). Give them when the CSR comes from another host, as the certificate role does in
+        controller mode.
       - O(private_key_path) is then optional (it is only read, to match the certificate and for O(pkcs12_path)).
     type: path
   csr_content:
@@ -115,6 +128,7 @@ options:
   curve:
     description:
       - Curve of a generated ECDSA key; defaults to C(secp256r1).
+      - With O(csr_path) or O(csr_content), O(key_type), O(key_size) and O(curve) are what the CSR's key must be.
     type: str
     choices: [secp256r1, secp384r1, secp521r1]
   regenerate_key:
@@ -134,16 +148,20 @@ options:
       - "Subject of the request, as a dictionary (for example C({CN: web01.example.com, O: Example})), an RFC 4514
         string (C(CN=web01.example.com,O=Example)) or an OpenSSL-style string (C(/O=Example/CN=web01.example.com))."
       - Templates that build the subject from Active Directory ignore it; leave it out for them.
-      - When set, a certificate with another subject is replaced.
+      - When set, a certificate with another subject is replaced, and an issued certificate with another subject is
+        refused.
+      - With O(csr_path) or O(csr_content), the subject the CSR must have.
     type: raw
   common_name:
     description:
       - Common name of the subject (a shortcut for a O(subject) with only C(CN)).
+      - With O(csr_path) or O(csr_content), the common name the CSR must have.
     type: str
   subject_alt_name:
     description:
       - Subject alternative names, each C(DNS:name), C(IP:address), C(UPN:user@realm), C(email:addr) or C(URI:uri).
       - A certificate that lacks one of them is replaced (names the CA adds from Active Directory do not count).
+      - With O(csr_path) or O(csr_content), exactly the names the CSR must have.
     type: list
     elements: str
   certificate_path:
@@ -177,7 +195,8 @@ options:
     type: str
   force:
     description:
-      - Request a new certificate even if the current one fits.
+      - Request a new certificate even if the current one fits, and even if an earlier issuance for the same
+        request was refused (C(<certificate_path>.refused)).
     type: bool
     default: false
   renew_before:
@@ -389,6 +408,20 @@ EXAMPLES = r'''
     csr_path: /etc/pki/app4.csr
     certificate_path: /etc/pki/app4.cer
     format: der
+
+- name: Submit a CSR made on another host, only if it carries exactly these names and an RSA 2048 key
+  adcs.enrollment.wcce_request:
+    ca_host: 10.0.0.5
+    ca_name: EXAMPLE-CA
+    username: EXAMPLE\svc-enroll
+    password: "{{ vault_enroll_password }}"
+    template: WebServer
+    csr_content: "{{ host_csr.csr }}"
+    common_name: app5.example.com
+    subject_alt_name: [DNS:app5.example.com]
+    key_type: rsa
+    key_size: 2048
+    certificate_path: /srv/certs/app5.crt
 '''
 
 RETURN = r'''

@@ -323,8 +323,10 @@ def test_disposition_pending_with_request_id(lab, ansible, tmp_path, faults):
 # wrong_key
 # ------------------------------------------------------------------------------------------------------------
 WRONG_KEY_MSG = ('The CA issued a certificate whose public key differs from the key of the request; nothing was '
-                 'written; request ID %d. What to do: Check that request_id belongs to this key and CSR; if it does, '
-                 'report the CA behaviour.')
+                 'written; request ID %d; public key: the certificate is not for the key of the request. What to do: '
+                 'Check that request_id belongs to this key and CSR; if it does, report the CA behaviour. The refusal '
+                 'is recorded in %s next to the certificate: the CA is not asked again for the same request until the request changes or '
+                 'force=true.')
 
 
 def test_wrong_key_new_enrollment_writes_nothing(lab, ansible, tmp_path, faults):
@@ -334,8 +336,8 @@ def test_wrong_key_new_enrollment_writes_nothing(lab, ansible, tmp_path, faults)
     assert_failed(rc, result)
     rid = result['request_id']
     assert isinstance(rid, int) and rid > 0
-    assert result['msg'] == WRONG_KEY_MSG % rid
-    assert os.listdir(str(tmp_path)) == [], 'neither the certificate nor the generated key is written'
+    assert result['msg'] == WRONG_KEY_MSG % (rid, 'wrongnew.crt.refused')
+    assert os.listdir(str(tmp_path)) == ['wrongnew.crt.refused'], 'neither the certificate nor the generated key'
     assert applied(faults, 'wrong_key')
 
 
@@ -345,9 +347,11 @@ def test_wrong_key_keeps_previous_key_and_certificate(lab, ansible, tmp_path, fa
     # a new PKCS #10 request (renewal requests are CMS, which the knob passes unchanged)
     rc, result = ansible.module(MODULE, dict(args, force=True, regenerate_key=True, renewal_request=False))
     assert_failed(rc, result)
-    assert result['msg'] == WRONG_KEY_MSG % result['request_id']
+    assert result['msg'] == WRONG_KEY_MSG % (result['request_id'], 'wrongkey.crt.refused')
     assert result['error']['request_id'] == result['request_id']
-    assert snapshot(tmp_path) == before
+    after = snapshot(tmp_path)
+    assert json.loads(after.pop('wrongkey.crt.refused'))['request_id'] == result['request_id']
+    assert after == before
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -41,6 +41,13 @@ Knobs (values accept ints in decimal or 0x hex, floats, true/false):
 ``refuse_connections``       reset new TCP connections on every lab CA RPC port (135, object exporter, MS-ICPR);
                              ``times`` counts refused connections, ``port=`` limits to one port
 ``slow_activation_seconds``  sleep before answering RemoteCreateInstance / RemoteActivation
+``alter_subject``            the CA issues with this subject (RFC 4514, e.g. ``CN=victim.lab.adcs.test``) instead of
+                             the one its policy built from the request or the directory (request DB and reply carry
+                             the altered certificate); only ``times`` limits it (it acts inside the CA, for every
+                             certificate it issues, approvals of pending requests included)
+``alter_san``                the same for the subject alternative names: comma-separated ``type:value`` with type
+                             dns, ip, email, upn or uri (e.g. ``dns:victim.lab.adcs.test,ip:192.0.2.66``); replaces
+                             every SAN the policy built
 
 Limits, per ``set`` (they apply to the knobs given in the same call): ``times=N`` (apply N times, then the knob
 is spent; setting the knob again starts a new count), ``method=NAME`` (e.g. Request, Request2, GetCACert,
@@ -62,7 +69,10 @@ FAULTS_FILE = "faults.json"
 STATUS_FILE = "faults-status.json"
 
 KNOBS = ("delay_seconds", "drop_connection", "hresult", "disposition", "wrong_key", "refuse_connections",
-         "slow_activation_seconds", "rogue_ca")
+         "slow_activation_seconds", "rogue_ca", "alter_subject", "alter_san")
+# Knobs applied inside the CA when it builds a certificate: no call scope, only ``times``.
+NAME_KNOBS = ("alter_subject", "alter_san")
+SAN_KINDS = ("dns", "ip", "email", "upn", "uri")
 LIMITS = ("times", "method", "opnum", "interface", "port")
 OPTIONS = ("message", "request_id")
 
@@ -147,6 +157,47 @@ def _parse_drop(value):
     return "before" if _parse_bool(value) else None
 
 
+def _parse_name(value):
+    text = str(value).strip()
+    if not text:
+        raise FaultError("empty subject")
+    try:
+        from cryptography import x509
+
+        x509.Name.from_rfc4514_string(text)
+    except ValueError as exc:
+        raise FaultError("not an RFC 4514 name: %r (%s)" % (value, exc))
+    return text
+
+
+def parse_san_list(value):
+    """``dns:a,ip:192.0.2.1`` -> [("dns", "a"), ("ip", "192.0.2.1")]; FaultError when malformed."""
+    items = []
+    for part in str(value).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        kind, _, text = part.partition(":")
+        kind, text = kind.strip().lower(), text.strip()
+        if kind not in SAN_KINDS or not text:
+            raise FaultError("expected type:value with type in %s, got %r" % (", ".join(SAN_KINDS), part))
+        if kind == "ip":
+            import ipaddress
+
+            try:
+                ipaddress.ip_address(text)
+            except ValueError:
+                raise FaultError("not an IP address: %r" % text)
+        items.append((kind, text))
+    if not items:
+        raise FaultError("no subject alternative name given")
+    return items
+
+
+def _parse_sans(value):
+    return ",".join("%s:%s" % item for item in parse_san_list(value))
+
+
 _KNOB_PARSERS = {
     "delay_seconds": _parse_seconds,
     "drop_connection": _parse_drop,
@@ -156,6 +207,8 @@ _KNOB_PARSERS = {
     "rogue_ca": lambda v: True if _parse_bool(v) else None,
     "refuse_connections": lambda v: True if _parse_bool(v) else None,
     "slow_activation_seconds": _parse_seconds,
+    "alter_subject": _parse_name,
+    "alter_san": _parse_sans,
 }
 
 
@@ -361,6 +414,8 @@ class FaultState:
     def _matches(knob, entry, interface, opnum, port):
         if knob == "refuse_connections":
             return entry.get("port") is None or entry.get("port") == port
+        if knob in NAME_KNOBS:
+            return True
         method = method_name(interface, opnum)
         if entry.get("port") is not None and port is not None and entry["port"] != port:
             return False

@@ -281,6 +281,8 @@ class CertificationAuthority:
         os.makedirs(self.cert_enroll_dir, exist_ok=True)
         self._xchg_cert = None
         self._xchg_key = None
+        # Fault knobs alter_subject / alter_san (set by the lab CA server): (subject, sans) -> (subject, sans).
+        self.alter_names = None
         self._ensure_xchg()
         self._ensure_crls()
         self._export_ca_cert()
@@ -731,6 +733,8 @@ class CertificationAuthority:
         except CAError as error:
             return self._fail(request_id, flags, error.hresult, _denial(error), dbmod.DB_DISP_DENIED,
                               parsed.body_part_id)
+        if self.alter_names is not None:
+            subject, sans = self.alter_names(subject, sans)
         cert = self._build_certificate(request_id, parsed.csr, template, subject, sans, account, renewal)
         cert_der = cert.public_bytes(serialization.Encoding.DER)
         serial_hex = "%x" % cert.serial_number

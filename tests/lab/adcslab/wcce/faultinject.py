@@ -8,6 +8,8 @@ Where each knob acts:
 - ``hresult``, ``drop_connection`` (``after``): around the handler (:meth:`FaultInjector.wrap`).
 - ``disposition``, ``wrong_key``: in the Request/Request2/CertServerRequest logic (``CertService.do_request``).
 - ``rogue_ca``: on the issued outcome of ``CertService.do_request`` (:meth:`FaultInjector.rogue_outcome`).
+- ``alter_subject``, ``alter_san``: inside the CA when it builds a certificate (``CertificationAuthority.alter_names``
+  is :meth:`FaultInjector.alter_names`, set by ``LabCaService``).
 
 Every fault applied is logged (logger ``adcslab.wcce.faults``, WARNING) to labca.log.
 """
@@ -17,7 +19,7 @@ import socket
 import struct
 import time
 
-from adcslab.faults import FaultState, method_name
+from adcslab.faults import FaultState, method_name, parse_san_list
 
 from .ndr import NdrWriter
 
@@ -397,3 +399,37 @@ class FaultInjector:
         LOG.warning("fault wrong_key: %s by %s: request re-signed with a fresh key, the certificate will not match "
                     "the requester's key (%s)", method, _who(ctx), _uses(entry))
         return new_blob
+
+    # ---- inside the CA: the names of the certificate being issued ---------------------------------
+    def alter_names(self, subject, sans):
+        """alter_subject / alter_san: (subject, sans) the CA issues with instead of its policy's."""
+        from cryptography import x509
+
+        entry = self.state.take("alter_subject")
+        if entry is not None:
+            LOG.warning("fault alter_subject: issuing with subject %s instead of %s (%s)", entry["value"],
+                        subject.rfc4514_string(), _uses(entry))
+            subject = x509.Name.from_rfc4514_string(entry["value"])
+        entry = self.state.take("alter_san")
+        if entry is not None:
+            LOG.warning("fault alter_san: issuing with subject alternative names %s (%s)", entry["value"], _uses(entry))
+            sans = [_general_name(kind, value) for kind, value in parse_san_list(entry["value"])]
+        return subject, sans
+
+
+def _general_name(kind, value):
+    import ipaddress
+
+    from cryptography import x509
+
+    if kind == "dns":
+        return x509.DNSName(value)
+    if kind == "ip":
+        return x509.IPAddress(ipaddress.ip_address(value))
+    if kind == "email":
+        return x509.RFC822Name(value)
+    if kind == "uri":
+        return x509.UniformResourceIdentifier(value)
+    from adcslab.ca.authority import _upn_name
+
+    return _upn_name(value)

@@ -90,6 +90,7 @@ class LabCaService:
             from .faultinject import FaultInjector
 
             self.faults = FaultInjector(state_dir)
+            ca.alter_names = self.faults.alter_names  # alter_subject / alter_san act where the CA builds names
         self.accounts = accounts
         self.address = address
         self.rpc_port = rpc_port

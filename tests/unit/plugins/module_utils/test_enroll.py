@@ -83,7 +83,6 @@ def test_requests_must_not_share_output_paths(tmp_path):
     ({'private_key_path': None}, 'give private_key_path'),
     ({'csr_content': 'x', 'regenerate_key': True}, 'regenerate_key cannot be used with a CSR'),
     ({'csr_content': 'x', 'csr_path': '/x'}, 'mutually exclusive'),
-    ({'csr_content': 'x', 'common_name': 'a'}, 'come from the CSR'),
     ({'key_size': 1024}, 'RSA key size 1024 is not supported'),
     ({'key_type': 'ecdsa', 'key_size': 2048}, 'key_size applies to RSA keys'),
     ({'curve': 'p-999'}, 'Unsupported elliptic curve'),
@@ -312,6 +311,7 @@ class FakeClient(object):
         pki = wcce_pki.pki()
         pub = serialization.load_der_public_key(public_key_der)
         subject = csr.subject if csr is not None and len(csr.subject) else wcce_pki.name('issued')
+        subject = wcce_pki.name(self.ca['alter_subject']) if self.ca.get('alter_subject') else subject
         builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(pki.ca.subject)
                    .public_key(pub).serial_number(1000 + rid)
                    .not_valid_before(NOW - datetime.timedelta(hours=1))
@@ -321,10 +321,15 @@ class FakeClient(object):
         builder = builder.add_extension(x509.UnrecognizedExtension(
             x509.ObjectIdentifier(_requests.OID_ENROLL_CERTTYPE), _requests.template_name_extension_value(template)),
             critical=False)
-        if csr is not None:
+        if self.ca.get('alter_sans') is not None:
+            builder = builder.add_extension(x509.SubjectAlternativeName(self.ca['alter_sans']), critical=False)
+        elif csr is not None:
             for ext in csr.extensions:
                 if isinstance(ext.value, x509.SubjectAlternativeName):
                     builder = builder.add_extension(ext.value, critical=False)
+        if self.ca.get('ekus'):
+            builder = builder.add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier(o) for o in self.ca['ekus']]),
+                                            critical=False)
         cert = builder.sign(self.ca.get('sign_key', pki.ca_key), hashes.SHA256())
         chain = [c.public_bytes(DER) for c in (pki.ca, pki.root)]
         return EnrollmentResult(3, rid, 0, 'Issued', cert.public_bytes(DER), chain)
@@ -443,8 +448,11 @@ def test_public_key_mismatch_is_refused_and_nothing_written(tmp_path):
         [result] = e.run([spec(tmp_path, template='WrongKey')])
     assert result['failed']
     assert result['msg'].startswith('The CA issued a certificate whose public key differs from the key of the '
-                                    'request; nothing was written; request ID 101')
-    assert os.listdir(str(tmp_path)) == []
+                                    'request; nothing was written; request ID 101; public key: the certificate is '
+                                    'not for the key of the request. What to do: Check that request_id belongs to '
+                                    'this key and CSR; if it does, report the CA behaviour. The refusal is recorded '
+                                    'in c.pem.refused next to the certificate')
+    assert os.listdir(str(tmp_path)) == ['c.pem.refused'], 'only the refusal record'
 
 
 def test_certificate_not_chaining_to_the_ca_is_refused(tmp_path):
