@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from test_roles import HOSTS, Fleet, results, web_request
+from test_wcce_request import creds
 
 pytestmark = pytest.mark.lab
 
@@ -26,12 +27,6 @@ KILL_ENV = 'ADCS_TEST_FILES_KILL_AFTER_STEP'
 LOG_ENV = 'ADCS_TEST_FILES_STEP_LOG'
 REFUSED = ('private_key_mode %s would make the private key writable by its group or accessible to other users; '
            'use 0600, or 0640 for a group that only reads it')
-
-
-def creds(lab, who='enroller'):
-    acct = lab['accounts'][who]
-    return {'ca_host': lab['ca']['address'], 'ca_name': lab['ca']['name'],
-            'username': '%s@%s' % (acct['username'], lab['domain']), 'password': acct['password']}
 
 
 def web_args(lab, directory, name='web', **extra):

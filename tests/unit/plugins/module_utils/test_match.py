@@ -369,8 +369,8 @@ def test_a_certificate_not_from_the_ca_is_never_recorded(tmp_path):
     block later runs."""
     client = FakeClient({'sign_key': wcce_pki.ec_key('forger'), 'alter_subject': 'victim.lab.adcs.test'})
     result = run_first(tmp_path, client, web(tmp_path))
-    assert result['failed'] and result['msg'].startswith('The issued certificate does not chain to the CA '
-                                                         'certificates; nothing was written')
+    assert result['failed'] and result['msg'].startswith('The issued certificate does not chain to a trusted '
+                                                         'CA certificate; nothing was written')
     assert os.listdir(str(tmp_path)) == []
 
 
