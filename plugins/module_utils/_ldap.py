@@ -397,6 +397,10 @@ class AdConnection(object):
             store['client_keytab'] = s.kerberos_keytab
             if 'ccache' not in store:
                 store['ccache'] = 'MEMORY:adcs-enrollment'
+        if not store:
+            default = self._default_ccache()
+            if default:
+                store['ccache'] = default
         name = None
         if s.username:
             principal = s.username
@@ -418,6 +422,23 @@ class AdConnection(object):
             raise LdapError('no usable Kerberos credentials (ccache %s, keytab %s): %s'
                             % (s.kerberos_ccache or 'default', s.kerberos_keytab or 'none', exc))
         return creds
+
+    @staticmethod
+    def _default_ccache():
+        """The default credential cache as a pinned FILE: name, after the ownership check of the DCOM path
+        (_kerberos.check_default_ccache: a cache the user did not name is used only when it is a regular file of
+        the user running the module, not writable by others); None when it is not a FILE cache (KEYRING:, KCM:
+        are the user's own by construction) or does not exist (gssapi then reports the missing credentials)."""
+        from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
+        value = os.environ.get('KRB5CCNAME') or ''
+        if value and not value.upper().startswith('FILE:') and ':' in value.split('/')[0]:
+            return None
+        path = _kerberos._ccache_path(None)
+        try:
+            _kerberos.check_default_ccache(path)
+        except _kerberos.KerberosFailure as exc:
+            raise LdapError('auth=kerberos: %s' % exc.to_message())
+        return 'FILE:%s' % path if os.path.exists(path) else None
 
     def spn_host(self, conn, host):
         """DNS name for the ldap/<host> SPN. An address is resolved by reverse DNS, else by the rootDSE's

@@ -646,3 +646,66 @@ def test_paging_cookie_repeated_is_refused():
         conn.search(BASE, '(cn=*)', ['cn'])
     assert str(exc.value) == 'search of %s (cn=*): the server sent the same paging cookie twice: stopped' % BASE
     assert counter['n'] == 2
+
+
+# ------------------------------------------------------------------------------------------------------------
+# security review: the default ccache of the Kerberos bind gets the DCOM path's ownership check
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_kerberos_default_ccache_is_checked_and_pinned(monkeypatch, tmp_path):
+    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    FakeGssapi.created = []
+    cache = tmp_path / 'krb5cc'
+    cache.write_bytes(b'\x05\x04')
+    cache.chmod(0o600)
+    monkeypatch.setenv('KRB5CCNAME', 'FILE:%s' % cache)
+    make(auth='kerberos', username='enroller').connect()
+    assert FakeGssapi.created[-1]['store'] == {'ccache': 'FILE:%s' % cache}
+
+
+def test_kerberos_default_ccache_writable_by_others_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    FakeGssapi.created = []
+    cache = tmp_path / 'krb5cc'
+    cache.write_bytes(b'\x05\x04')
+    cache.chmod(0o666)
+    monkeypatch.setenv('KRB5CCNAME', str(cache))
+    with pytest.raises(_ldap.LdapError) as exc:
+        make(auth='kerberos', username='enroller').connect()
+    assert str(exc.value) == (
+        'could not connect to a domain controller: dc1.lab.adcs.test: '
+        'auth=kerberos: The default credential cache %s is not used: it is writable by group or others (mode 0666). '
+        'What to do: Remove it and run kinit again as this user, or name a credential cache explicitly '
+        '(kerberos_ccache).' % cache)
+    assert FakeGssapi.created == [] and FakeConnection.instances == [], 'refused before gssapi and any traffic'
+
+
+def test_kerberos_default_ccache_of_another_user_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    cache = tmp_path / 'krb5cc'
+    cache.write_bytes(b'\x05\x04')
+    cache.chmod(0o600)
+    monkeypatch.setenv('KRB5CCNAME', str(cache))
+    monkeypatch.setattr(_ldap.os, 'geteuid', lambda: 4242)
+    with pytest.raises(_ldap.LdapError) as exc:
+        make(auth='kerberos', username='enroller').connect()
+    assert 'is not used: it is owned by uid %d, not by the user running the module (uid 4242)' % _ldap.os.getuid() \
+        in str(exc.value)
+
+
+def test_kerberos_named_ccache_and_keyring_default_skip_the_file_check(monkeypatch, tmp_path):
+    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    FakeGssapi.created = []
+    monkeypatch.setenv('KRB5CCNAME', 'KEYRING:persistent:1000')
+    make(auth='kerberos', username='enroller').connect()
+    assert FakeGssapi.created[-1]['store'] is None      # gssapi's own default (a kernel keyring is the user's)
+    cache = tmp_path / 'named'
+    cache.write_bytes(b'')
+    cache.chmod(0o666)                                  # named by the user: their choice, not checked
+    make(auth='kerberos', username='enroller', kerberos_ccache=str(cache)).connect()
+    assert FakeGssapi.created[-1]['store'] == {'ccache': 'FILE:%s' % cache}
