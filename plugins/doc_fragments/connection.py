@@ -24,7 +24,9 @@ options:
       - Host name or address of the domain controller to query over LDAP.
       - When omitted, the domain controllers of O(domain) are found in DNS and tried in SRV priority order. DNS
         answers are not authenticated, so only SRV targets inside O(domain) (the domain's name or a name ending in
-        C(.<domain>)) are used, and the DC's TLS certificate is verified for that name.
+        C(.<domain>)) are used, and the DC's TLS certificate is verified for that name; it must also name O(domain)
+        itself in its subject alternative names, as Windows DC certificates from the Kerberos Authentication
+        template do, or the DC is refused before the bind (a member server's certificate does not).
       - With TLS, the name must match the DC certificate; with O(auth=kerberos) it should be the DC's DNS name.
     type: str
     aliases: [dc]

@@ -985,6 +985,12 @@ class Enroller(object):
     def _template_info(self, plan, result):
         template = plan.spec.get('template')
         lookup = getattr(self.directory, 'template_info', None)  # directories that only discover CAs lack it
+        if lookup is None and template and self.directory is None:
+            result.setdefault('warnings', []).append(
+                'No directory (domain is not set): the certificate template %s was not read from Active Directory, '
+                'so the extended key usages of the issued certificate were not compared with the template\'s and '
+                'subject alternative names beyond the asked ones were accepted; set domain (with the directory '
+                'credentials) for the full check' % template)
         if lookup is None or not template:
             return None
         info = lookup(template)

@@ -7,7 +7,9 @@
 - transport: LDAPS (636), StartTLS or plain LDAP (389); TLS certificates verified by default, optional CA bundle;
   plain LDAP only with the opt-in ldap_allow_plaintext (it protects neither a simple bind's password nor, as ldap3
   negotiates no SASL security layer, the replies of NTLM and Kerberos sessions); SRV targets outside the domain are
-  refused (DNS is not authenticated, and the target is the name the DC's TLS certificate is verified for)
+  refused (DNS is not authenticated, and the target is the name the DC's TLS certificate is verified for); a DC
+  found through SRV must also show a certificate naming the domain itself (check_dc_certificate), as Windows DCs'
+  Kerberos Authentication certificates do
 - binds: simple (password), NTLM (password or NT hash), SASL GSSAPI (Kerberos from a ccache or keytab)
 - paged searches (bounded: pages, entries and cookie size), SD flags control for nTSecurityDescriptor, account token (objectSid + tokenGroups)
 
@@ -156,6 +158,47 @@ def find_domain_controllers(domain, resolver=None, timeout=10):
                         % (name, domain.strip('.'), ', '.join(outside)))
     records.sort()
     return [(target, port) for _prio, _weight, target, port in records]
+
+
+def _peer_certificate(conn):
+    """DER of the TLS certificate the server presented on ldap3 connection conn (None when not known)."""
+    sock = getattr(conn, 'socket', None)
+    getter = getattr(sock, 'getpeercert', None)
+    if getter is None:
+        return None
+    try:
+        return getter(binary_form=True)
+    except (ValueError, OSError):
+        return None
+
+
+def check_dc_certificate(der, host, domain):
+    """A DC found through DNS SRV must show a certificate that names the domain itself (DNS SAN ``domain``).
+
+    DNS answers are not authenticated: the SRV target only says which name the TLS certificate is verified for, and
+    any host inside the domain with a certificate from the enterprise CA (web01.<domain>) would pass that check. A
+    Windows DC certificate from the Kerberos Authentication template (CT_FLAG_SUBJECT_ALT_REQUIRE_DOMAIN_DNS) carries
+    the domain's DNS name and NetBIOS name besides the DC's own name, which a member server's certificate does not:
+    that is the proof the host is a DC of the domain. Raises LdapError otherwise."""
+    names = []
+    if der:
+        try:
+            from cryptography import x509
+            cert = x509.load_der_x509_certificate(der)
+            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
+                .get_values_for_type(x509.DNSName)
+        except Exception:  # no SAN extension, or a certificate cryptography cannot read
+            names = []
+    wanted = (domain or '').strip('.').lower()
+    if wanted and wanted in [n.rstrip('.').lower() for n in names]:
+        return
+    raise LdapError('the TLS certificate of %s, found through DNS SRV, does not name the domain %s in its subject '
+                    'alternative names (it has %s), as a domain controller certificate from the Kerberos '
+                    'Authentication template does; DNS answers are not authenticated, so any host of the domain '
+                    'with a certificate from the CA could answer: nothing was sent to it. Set domain_controller to '
+                    'the DC you trust (its certificate is then verified for that name), or give the DCs a '
+                    'certificate from the Kerberos Authentication template'
+                    % (host, wanted, ', '.join('DNS:%s' % n for n in names) or 'no DNS names'))
 
 
 class LdapSettings(object):
@@ -397,6 +440,10 @@ class AdConnection(object):
             store['client_keytab'] = s.kerberos_keytab
             if 'ccache' not in store:
                 store['ccache'] = 'MEMORY:adcs-enrollment'
+        if not store:
+            default = self._default_ccache()
+            if default:
+                store['ccache'] = default
         name = None
         if s.username:
             principal = s.username
@@ -418,6 +465,23 @@ class AdConnection(object):
             raise LdapError('no usable Kerberos credentials (ccache %s, keytab %s): %s'
                             % (s.kerberos_ccache or 'default', s.kerberos_keytab or 'none', exc))
         return creds
+
+    @staticmethod
+    def _default_ccache():
+        """The default credential cache as a pinned FILE: name, after the ownership check of the DCOM path
+        (_kerberos.check_default_ccache: a cache the user did not name is used only when it is a regular file of
+        the user running the module, not writable by others); None when it is not a FILE cache (KEYRING:, KCM:
+        are the user's own by construction) or does not exist (gssapi then reports the missing credentials)."""
+        from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
+        value = os.environ.get('KRB5CCNAME') or ''
+        if value and not value.upper().startswith('FILE:') and ':' in value.split('/')[0]:
+            return None
+        path = _kerberos._ccache_path(None)
+        try:
+            _kerberos.check_default_ccache(path)
+        except _kerberos.KerberosFailure as exc:
+            raise LdapError('auth=kerberos: %s' % exc.to_message())
+        return 'FILE:%s' % path if os.path.exists(path) else None
 
     def spn_host(self, conn, host):
         """DNS name for the ldap/<host> SPN. An address is resolved by reverse DNS, else by the rootDSE's
@@ -468,6 +532,8 @@ class AdConnection(object):
             if s.ldap_scheme == 'starttls':
                 if not conn.start_tls():
                     raise LdapError('StartTLS failed: %s' % (conn.last_error or conn.result))
+            if not s.domain_controller and s.ldap_scheme in ('ldaps', 'starttls') and s.validate_certs:
+                check_dc_certificate(_peer_certificate(conn), host, s.domain)  # before any credential is sent
             ccache_dir = None
             if s.auth == 'kerberos' and self._kerberos_with_secret():
                 spn_host = self.spn_host(conn, host)

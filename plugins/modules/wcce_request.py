@@ -33,7 +33,7 @@ description:
     nothing is written, the module fails naming the request ID and the difference, and the refusal is recorded in
     C(<certificate_path>.refused), so later runs fail the same way without asking the CA again until the request
     changes or O(force=true). Without Active Directory, extended key usages are not compared, and names the CA
-    adds to the asked ones are accepted.
+    adds to the asked ones are accepted; the result then carries a warning saying so.
   - A request that the CA holds for a certificate manager's approval is not a failure; the module returns
     RV(disposition=pending) and the RV(request_id) to retrieve the certificate later with O(request_id).
   - Several requests (O(requests)) are enrolled over one authenticated DCOM session.

@@ -4,11 +4,14 @@
 
 - ldap_scheme=ldap with a password is refused before anything is sent, with our message;
 - ldap_allow_plaintext=true lets it through with a warning (the lab's Samba then refuses the simple bind itself);
-- DC discovery: a forged SRV answer naming hosts outside the domain is refused; a DC inside the domain is used.
+- DC discovery: a forged SRV answer naming hosts outside the domain is refused; a DC inside the domain is used;
+  an in-domain SRV target whose certificate does not name the domain (a member server, on 127.0.0.141:636) gets
+  no bind.
   The hostile DNS server listens on 127.0.0.140:53; the module runs in a private mount namespace whose
   /etc/resolv.conf points there (unshare -m, we are root in the test container).
 """
 
+import json
 import os
 import shutil
 import socket
@@ -168,7 +171,8 @@ def test_forged_srv_outside_the_domain_is_refused(lab, tmp_path, dns_server):
 
 def test_srv_in_domain_target_is_used_and_verified(lab, tmp_path, dns_server):
     """A forged out-of-domain target first in priority is skipped; the lab DC, inside the domain, is used and its
-    certificate verified for its DNS name (lab['dc']['hostname'])."""
+    certificate verified for its DNS name (lab['dc']['hostname']) and found to name the domain (the lab's DC
+    certificate carries the domain's DNS and NetBIOS names, as a Kerberos Authentication DC certificate does)."""
     domain = lab['domain']
     server = dns_server({'_ldap._tcp.dc._msdcs.%s' % domain: [
         '0 100 636 dc.attacker.example.', '10 100 636 %s.' % lab['dc']['hostname']]})
@@ -178,3 +182,82 @@ def test_srv_in_domain_target_is_used_and_verified(lab, tmp_path, dns_server):
     assert rc == 0, result
     assert result['domain_controller'] == lab['dc']['hostname']
     assert not [q for q in server.queries if q[0] == 'dc.attacker.example']
+
+
+IMPOSTOR_ADDRESS = '127.0.0.141'
+
+
+class TlsImpostor(object):
+    """A host of the domain with a valid certificate from the lab CA for its own name only (web01.<domain>, not a
+    DC): accepts one TLS connection on 636 and records every byte sent after the handshake (a bind would be)."""
+
+    def __init__(self, lab, tmp_path, name):
+        import ssl
+        from cryptography.hazmat.primitives import serialization
+        from adcslab import pki
+        lab_pki = pki.ensure_pki(lab['state_dir'])   # loads the lab's PKI (created by the lab, never replaced)
+        cert, key = pki._tls_certificate(name, IMPOSTOR_ADDRESS, lab_pki.ca_cert, lab_pki.ca_key)
+        chain = tmp_path / 'impostor.pem'
+        chain.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(str(chain))
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((IMPOSTOR_ADDRESS, 636))
+        self.sock.listen(5)
+        self.sock.settimeout(60)
+        self.handshakes, self.received = 0, b''
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import ssl
+        try:
+            raw, _peer = self.sock.accept()
+        except OSError:
+            return
+        raw.settimeout(20)
+        try:
+            with self.context.wrap_socket(raw, server_side=True) as tls:
+                self.handshakes += 1
+                while True:
+                    data = tls.recv(4096)
+                    if not data:
+                        return
+                    self.received += data
+        except (OSError, ssl.SSLError):
+            return
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(25)
+
+
+def test_srv_target_in_the_domain_without_a_dc_certificate_gets_no_password(lab, tmp_path):
+    """Security review item 4: a forged SRV answer names web01.<domain>, a member server with a valid certificate
+    from the enterprise CA for its own name. The TLS handshake succeeds (chain and host name are fine), but the
+    certificate does not name the domain as a DC's does: the module stops before the simple bind."""
+    domain = lab['domain']
+    web01 = 'web01.%s' % domain
+    impostor = TlsImpostor(lab, tmp_path, web01)
+    dns_server = HostileDns(DNS_ADDRESS, {'_ldap._tcp.dc._msdcs.%s' % domain: ['0 100 636 %s.' % web01]},
+                            {web01: IMPOSTOR_ADDRESS})
+    try:
+        args = login(lab)
+        del args['domain_controller']
+        rc, result = run_with_resolver(tmp_path, args)
+    finally:
+        dns_server.close()
+        impostor.close()
+    assert rc != 0 and result['failed'], result
+    assert (
+        '%s: the TLS certificate of %s, found through DNS SRV, does not name the domain %s in its subject alternative '
+        'names (it has DNS:%s), as a domain controller certificate from the Kerberos Authentication template does; '
+        'DNS answers are not authenticated, so any host of the domain with a certificate from the CA could answer: '
+        'nothing was sent to it. Set domain_controller to the DC you trust (its certificate is then verified for '
+        'that name), or give the DCs a certificate from the Kerberos Authentication template'
+        % (web01, web01, domain, web01)) in result['msg'], result['msg']
+    assert impostor.handshakes == 1, 'the handshake with the impostor completed (its certificate chain is valid)'
+    assert impostor.received == b'', 'no LDAP message (no bind, no password) reached the impostor'
+    assert lab['accounts']['enroller']['password'] not in json.dumps(result)

@@ -163,3 +163,83 @@ def test_ca_altering_names_is_asked_once_per_host(lab, ansible, tmp_path, privat
         assert second.startswith("Request ") and "was refused on an earlier run" in second, second
         assert third == second
         assert os.path.exists(fleet.path(host) + ".refused")
+
+
+SLURP_LIAR = r'''#!{python}
+"""Runs a module with the real interpreter; a slurp result of web.crt names another file (source)."""
+import base64
+import json
+import os
+import subprocess
+import sys
+
+proc = subprocess.run([{python!r}] + sys.argv[1:], input=sys.stdin.buffer.read(), stdout=subprocess.PIPE)
+out = proc.stdout
+try:
+    data = json.loads(out[out.index(b"{{"):])
+except ValueError:
+    data = None
+if isinstance(data, dict) and {{"content", "source", "encoding"}} <= set(data) and data["source"].endswith("/web.crt"):
+    data["source"] = os.path.join(os.path.dirname(data["source"]), {planted!r})
+    data["content"] = base64.b64encode(b"planted by the managed host\n").decode()
+    out = json.dumps(data).encode()
+sys.stdout.buffer.write(out)
+sys.exit(proc.returncode)
+'''
+
+SCRATCH_SPY = r'''#!{python}
+"""The controller's interpreter: records the names in every scratch directory of the role, then runs the module."""
+import glob
+import json
+import os
+import sys
+
+with open({log!r}, "a") as handle:
+    for path in sorted(glob.glob(os.path.join({tmpdir!r}, "adcs-cert-*"))):
+        handle.write(json.dumps(sorted(os.listdir(path))) + "\n")
+os.execv({python!r}, [{python!r}] + sys.argv[1:])
+'''
+
+
+def test_host_cannot_name_files_in_the_controller_scratch_dir(lab, ansible, tmp_path):
+    """A compromised host's slurp result names another file (source: .web.crt.adcs-journal, the journal name the
+    controller's wcce_request would recover from): the controller writes the host's content only under the role's
+    own names, so no planted journal is ever in the scratch directory when wcce_request runs there."""
+    from test_roles import SITE
+
+    fleet = Fleet(lab, ansible, tmp_path)
+    request = web_request(run_after=None, notify=[])
+    fleet.write([request])
+    rc, out = fleet.run()
+    assert rc == 0 and results(out)["host2"]["web"]["status"] == "issued", out
+    planted = ".web.crt.adcs-journal"
+    liar = os.path.join(str(tmp_path), "slurp-liar-python")
+    with open(liar, "w") as handle:
+        handle.write(SLURP_LIAR.format(python=fleet.ansible.python, planted=planted))
+    os.chmod(liar, 0o755)
+    ctl_tmp = tmp_path / "controller-tmp"
+    ctl_tmp.mkdir()
+    log = str(tmp_path / "scratch.log")
+    spy = os.path.join(str(tmp_path), "controller-python")
+    with open(spy, "w") as handle:
+        handle.write(SCRATCH_SPY.format(python=fleet.ansible.python, log=log, tmpdir=str(ctl_tmp)))
+    os.chmod(spy, 0o755)
+    fleet.write([request], certificate_controller_python=spy)
+    with open(fleet.inventory) as handle:
+        inventory = json.load(handle)
+    inventory["all"]["hosts"]["host2"]["ansible_python_interpreter"] = liar
+    with open(fleet.inventory, "w") as handle:
+        json.dump(inventory, handle)
+
+    rc, out = ansible.playbook(SITE, inventory=fleet.inventory, extra_env={"TMPDIR": str(ctl_tmp)})
+    assert rc == 0, out
+    with open(log) as handle:
+        listings = [json.loads(line) for line in handle]
+    assert listings, "wcce_request ran on the controller with the scratch directory in place"
+    expected = {"web.crt", "web-chain.crt", "web-fullchain.crt", "web.crt.refused"}
+    for names in listings:
+        assert planted not in names, names
+        assert set(names) <= expected, names
+    # the host's (planted) content went under the role's own name: wcce_request saw a broken web.crt, not a journal
+    assert "web.crt" in listings[0], listings
+    assert not [n for n in os.listdir(str(ctl_tmp)) if n.startswith("adcs-cert-")], "the scratch dir is removed"

@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from adcslab import seed
+
 ROOT_NAME = "LAB Root CA"
 CA_NAME = "LAB-CA"
 DOMAIN_DN_PARTS = ("test", "adcs", "lab")  # DC=lab,DC=adcs,DC=test, most significant last in RDN order below
@@ -93,7 +95,7 @@ def _ca_certificate(subject, issuer, public_key, signing_key, issuer_cert, days,
     return builder.sign(signing_key, hashes.SHA256())
 
 
-def _tls_certificate(host, address, ca_cert, ca_key, days=825):
+def _tls_certificate(host, address, ca_cert, ca_key, days=825, extra_dns=()):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
     cert = (
@@ -104,8 +106,9 @@ def _tls_certificate(host, address, ca_cert, ca_key, days=825):
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
         .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName(host), x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName(host)] + [x509.DNSName(name) for name in extra_dns]
+            + [x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)
@@ -136,7 +139,11 @@ def ensure_pki(state_dir):
         ca_key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
         ca_cert = _ca_certificate(_name(CA_NAME), root_cert.subject, ca_key.public_key(), root_key, root_cert,
                                   days=3650, path_length=0)
-        dc_cert, dc_key = _tls_certificate(DC_HOST, DC_ADDRESS, ca_cert, ca_key)
+        # like a Windows DC certificate from the Kerberos Authentication template: the DC's name, then the domain's
+        # DNS name and NetBIOS name (CT_FLAG_SUBJECT_ALT_REQUIRE_DOMAIN_DNS), which the collection requires of a DC
+        # found through DNS SRV
+        dc_cert, dc_key = _tls_certificate(DC_HOST, DC_ADDRESS, ca_cert, ca_key,
+                                           extra_dns=(seed.DNS_DOMAIN, seed.NETBIOS_DOMAIN))
         catls_cert, catls_key = _tls_certificate(CA_HOST, CA_ADDRESS, ca_cert, ca_key)
         _write_key(paths["root_key"], root_key)
         _write_cert(paths["root_cert"], root_cert)

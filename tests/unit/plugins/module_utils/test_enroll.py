@@ -659,3 +659,37 @@ def test_interrupted_switch_is_finished_before_planning(tmp_path):
     assert result['action'] == 'none' and client.calls == []
     assert open(str(tmp_path / 'c.pem'), 'rb').read() == new_cert
     assert sorted(os.listdir(str(tmp_path))) == ['c.pem', 'k.pem']
+
+
+NO_DIRECTORY_WARNING = (
+    'No directory (domain is not set): the certificate template WebServer was not read from Active Directory, so '
+    'the extended key usages of the issued certificate were not compared with the template\'s and subject '
+    'alternative names beyond the asked ones were accepted; set domain (with the directory credentials) for the '
+    'full check')
+
+
+def test_issued_check_without_directory_says_what_was_not_compared(tmp_path):
+    """ca_host + ca_name and no domain: the issued certificate is compared without the template from AD, and the
+    result says so (security review item 7)."""
+    client = FakeClient({})
+    with enroller(client) as e:
+        [result] = e.run([spec(tmp_path, common_name='a.lab.adcs.test')])
+    assert result['disposition'] == 'issued'
+    assert NO_DIRECTORY_WARNING in result['warnings'], result.get('warnings')
+
+
+def test_issued_check_with_a_directory_has_no_such_warning(tmp_path):
+    class TemplateDirectory(FakeDirectory):
+        template_error = None
+
+        def template_info(self, template):
+            return None
+
+        def account(self, principal):
+            return None
+
+    client = FakeClient({})
+    with enroller(client, directory=TemplateDirectory(SERVICES)) as e:
+        [result] = e.run([spec(tmp_path, common_name='a.lab.adcs.test')])
+    assert result['disposition'] == 'issued'
+    assert NO_DIRECTORY_WARNING not in result.get('warnings', [])

@@ -18,8 +18,55 @@ CONFIG = 'CN=Configuration,' + BASE
 DOMAIN_SID = 'S-1-5-21-1-2-3'
 
 
+_CERTS = {}
+
+
+def tls_certificate(*dns_names):
+    """DER of a certificate for dns_names, signed by a test CA (built once per name list)."""
+    if dns_names not in _CERTS:
+        import datetime
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        if 'ca' not in _CERTS:
+            ca_key = ec.generate_private_key(ec.SECP256R1())
+            ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'Test Enterprise CA')])
+            now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+            ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+                  .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now)
+                  .not_valid_after(now + datetime.timedelta(days=2))
+                  .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                  .sign(ca_key, hashes.SHA256()))
+            _CERTS['ca'] = (ca, ca_key)
+        ca, ca_key = _CERTS['ca']
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]))
+                .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        _CERTS[dns_names] = (cert.public_bytes(serialization.Encoding.DER), cert, key)
+    return _CERTS[dns_names][0]
+
+
+class FakeTlsSocket(object):
+    """The TLS socket of a connection: the certificate the server presented."""
+
+    def __init__(self, der):
+        self.der = der
+
+    def getpeercert(self, binary_form=False):
+        assert binary_form
+        return self.der
+
+
 class FakeConnection(object):
     """Records how it was built and answers searches from a script."""
+
+    peer = ('dc1.lab.adcs.test', 'lab.adcs.test', 'LAB')   # a Kerberos Authentication DC certificate
 
     instances = []
 
@@ -35,6 +82,7 @@ class FakeConnection(object):
         self.bind_result = {'result': 0, 'description': 'success'}
         self.pages = {}
         self.entries = {}
+        self.socket = FakeTlsSocket(tls_certificate(*FakeConnection.peer))
         FakeConnection.instances.append(self)
         self.extend = type('E', (), {'standard': type('S', (), {'who_am_i': staticmethod(lambda: 'u:LAB\\enroller')})()})()
 
@@ -646,3 +694,175 @@ def test_paging_cookie_repeated_is_refused():
         conn.search(BASE, '(cn=*)', ['cn'])
     assert str(exc.value) == 'search of %s (cn=*): the server sent the same paging cookie twice: stopped' % BASE
     assert counter['n'] == 2
+
+
+# ------------------------------------------------------------------------------------------------------------
+# security review: the default ccache of the Kerberos bind gets the DCOM path's ownership check
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_kerberos_default_ccache_is_checked_and_pinned(monkeypatch, tmp_path):
+    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    FakeGssapi.created = []
+    cache = tmp_path / 'krb5cc'
+    cache.write_bytes(b'\x05\x04')
+    cache.chmod(0o600)
+    monkeypatch.setenv('KRB5CCNAME', 'FILE:%s' % cache)
+    make(auth='kerberos', username='enroller').connect()
+    assert FakeGssapi.created[-1]['store'] == {'ccache': 'FILE:%s' % cache}
+
+
+def test_kerberos_default_ccache_writable_by_others_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    FakeGssapi.created = []
+    cache = tmp_path / 'krb5cc'
+    cache.write_bytes(b'\x05\x04')
+    cache.chmod(0o666)
+    monkeypatch.setenv('KRB5CCNAME', str(cache))
+    with pytest.raises(_ldap.LdapError) as exc:
+        make(auth='kerberos', username='enroller').connect()
+    assert str(exc.value) == (
+        'could not connect to a domain controller: dc1.lab.adcs.test: '
+        'auth=kerberos: The default credential cache %s is not used: it is writable by group or others (mode 0666). '
+        'What to do: Remove it and run kinit again as this user, or name a credential cache explicitly '
+        '(kerberos_ccache).' % cache)
+    assert FakeGssapi.created == [] and FakeConnection.instances == [], 'refused before gssapi and any traffic'
+
+
+def test_kerberos_default_ccache_of_another_user_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    cache = tmp_path / 'krb5cc'
+    cache.write_bytes(b'\x05\x04')
+    cache.chmod(0o600)
+    monkeypatch.setenv('KRB5CCNAME', str(cache))
+    monkeypatch.setattr(_ldap.os, 'geteuid', lambda: 4242)
+    with pytest.raises(_ldap.LdapError) as exc:
+        make(auth='kerberos', username='enroller').connect()
+    assert 'is not used: it is owned by uid %d, not by the user running the module (uid 4242)' % _ldap.os.getuid() \
+        in str(exc.value)
+
+
+def test_kerberos_named_ccache_and_keyring_default_skip_the_file_check(monkeypatch, tmp_path):
+    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    FakeGssapi.created = []
+    monkeypatch.setenv('KRB5CCNAME', 'KEYRING:persistent:1000')
+    make(auth='kerberos', username='enroller').connect()
+    assert FakeGssapi.created[-1]['store'] is None      # gssapi's own default (a kernel keyring is the user's)
+    cache = tmp_path / 'named'
+    cache.write_bytes(b'')
+    cache.chmod(0o666)                                  # named by the user: their choice, not checked
+    make(auth='kerberos', username='enroller', kerberos_ccache=str(cache)).connect()
+    assert FakeGssapi.created[-1]['store'] == {'ccache': 'FILE:%s' % cache}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# security review: a DC found through SRV must show a certificate naming the domain (Kerberos Authentication)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def discovered(target='web01.lab.adcs.test', **settings):
+    resolver = FakeResolver([SRV(0, 100, 636, target + '.')])
+    settings.setdefault('username', 'u')
+    settings.setdefault('password', 'p')
+    return _ldap.AdConnection(_ldap.LdapSettings(domain='lab.adcs.test', **settings),
+                              connection_factory=FakeConnection, server_factory=FakeServer, resolver=resolver)
+
+
+def test_srv_target_with_a_member_server_certificate_gets_no_credentials(monkeypatch):
+    """Forged SRV -> web01.<domain>, which has a valid certificate from the enterprise CA for its own name only:
+    refused after the handshake, before the bind (the simple-bind password never leaves)."""
+    monkeypatch.setattr(FakeConnection, 'peer', ('web01.lab.adcs.test', 'www.lab.adcs.test'))
+    with pytest.raises(_ldap.LdapError) as exc:
+        discovered().connect()
+    assert str(exc.value) == (
+        'could not connect to a domain controller: web01.lab.adcs.test: the TLS certificate of web01.lab.adcs.test, '
+        'found through DNS SRV, does not name the domain lab.adcs.test in its subject alternative names (it has '
+        'DNS:web01.lab.adcs.test, DNS:www.lab.adcs.test), as a domain controller certificate from the Kerberos '
+        'Authentication template does; DNS answers are not authenticated, so any host of the domain with a '
+        'certificate from the CA could answer: nothing was sent to it. Set domain_controller to the DC you trust '
+        '(its certificate is then verified for that name), or give the DCs a certificate from the Kerberos '
+        'Authentication template')
+    [fake] = FakeConnection.instances
+    assert fake.calls == ['open', 'unbind'], 'closed without a bind'
+
+
+def test_srv_target_with_starttls_is_checked_after_the_handshake(monkeypatch):
+    monkeypatch.setattr(FakeConnection, 'peer', ('dc9.lab.adcs.test',))
+    with pytest.raises(_ldap.LdapError) as exc:
+        discovered('dc9.lab.adcs.test', ldap_scheme='starttls', auth='ntlm').connect()
+    assert '(it has DNS:dc9.lab.adcs.test)' in str(exc.value)
+    assert FakeConnection.instances[0].calls == ['open', 'start_tls', 'unbind']
+
+
+def test_srv_target_with_a_dc_certificate_is_used(monkeypatch):
+    monkeypatch.setattr(FakeConnection, 'peer', ('dc2.lab.adcs.test', 'LAB.ADCS.TEST.', 'LAB'))
+    conn = discovered('dc2.lab.adcs.test').connect()
+    assert conn.host == 'dc2.lab.adcs.test' and 'bind' in FakeConnection.instances[0].calls
+
+
+def test_srv_target_without_a_certificate_or_san_is_refused():
+    with pytest.raises(_ldap.LdapError) as exc:
+        _ldap.check_dc_certificate(None, 'dc1.lab.adcs.test', 'lab.adcs.test')
+    assert '(it has no DNS names)' in str(exc.value)
+    with pytest.raises(_ldap.LdapError):
+        _ldap.check_dc_certificate(b'not a certificate', 'dc1.lab.adcs.test', 'lab.adcs.test')
+    # a name below the domain or one that only ends like it is not the domain
+    for names in (('sub.lab.adcs.test',), ('xlab.adcs.test',), ('adcs.test',)):
+        with pytest.raises(_ldap.LdapError):
+            _ldap.check_dc_certificate(tls_certificate(*names), 'dc1.lab.adcs.test', 'lab.adcs.test')
+
+
+def test_chosen_domain_controller_keeps_the_host_name_check_only(monkeypatch):
+    """With domain_controller the user chose the host: its certificate is verified for that name (VerifyingTls),
+    a certificate without the domain name is fine; validate_certs=false checks nothing (and warns)."""
+    monkeypatch.setattr(FakeConnection, 'peer', ('dc1.lab.adcs.test',))
+    make(username='u', password='p').connect()
+    assert 'bind' in FakeConnection.instances[-1].calls
+    discovered('web01.lab.adcs.test', validate_certs=False).connect()
+    assert 'bind' in FakeConnection.instances[-1].calls
+
+
+def test_dc_certificate_is_read_from_a_real_tls_handshake(tmp_path):
+    """VerifyingTls wraps a real socket; the certificate the check reads is the one the server presented."""
+    import socket
+    import ssl
+    import threading
+    from cryptography.hazmat.primitives import serialization
+
+    tls_certificate('web01.lab.adcs.test')
+    _der, cert, key = _CERTS[('web01.lab.adcs.test',)]
+    ca = _CERTS['ca'][0]
+    (tmp_path / 'ca.pem').write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / 'srv.pem').write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(str(tmp_path / 'srv.pem'))
+    client_sock, server_sock = socket.socketpair()
+
+    def serve():
+        try:
+            with server_ctx.wrap_socket(server_sock, server_side=True) as tls:
+                tls.recv(1)
+        except (OSError, ssl.SSLError):
+            pass
+    thread = threading.Thread(target=serve)
+    thread.start()
+
+    class Conn(object):
+        socket = client_sock
+        server = type('S', (), {'host': 'web01.lab.adcs.test'})()
+    conn = Conn()
+    try:
+        _ldap.VerifyingTls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(tmp_path / 'ca.pem')).wrap_socket(
+            conn, do_handshake=True)
+        assert _ldap._peer_certificate(conn) == cert.public_bytes(serialization.Encoding.DER)
+        with pytest.raises(_ldap.LdapError) as exc:
+            _ldap.check_dc_certificate(_ldap._peer_certificate(conn), 'web01.lab.adcs.test', 'lab.adcs.test')
+        assert '(it has DNS:web01.lab.adcs.test)' in str(exc.value)
+    finally:
+        conn.socket.close()
+        thread.join(5)
