@@ -32,7 +32,7 @@ import hmac
 import struct
 import traceback
 
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import ReplyVerificationError
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import ProtocolError, ReplyVerificationError
 
 try:
     from Cryptodome.Cipher import ARC4
@@ -203,6 +203,7 @@ class VerifyingDCERPC_v5(DCERPC_v5):
         DCERPC_v5.__init__(self, transport)
         self._adcs_in_seq = 0
         self._adcs_handshake = False
+        self._adcs_replied = False
 
     # -- private state of DCERPC_v5 (name-mangled there) ----------------------------------------------------------
     def _p(self, name, default=None):
@@ -303,6 +304,8 @@ class VerifyingDCERPC_v5(DCERPC_v5):
                 self._fail('the reply exceeds %d fragments' % self.max_fragments)
             if total > self.max_reply_bytes:
                 self._fail('the reply exceeds %d bytes' % self.max_reply_bytes)
+            if count == 1:
+                announced = struct.unpack('<L', data[COMMON_HEADER:COMMON_HEADER + 4])[0]
             if level in (LEVEL_INTEGRITY, LEVEL_PRIVACY):
                 answer.append(self._verified_stub(data, level, frag_len, auth_len))
             else:
@@ -312,8 +315,32 @@ class VerifyingDCERPC_v5(DCERPC_v5):
                     stub = stub[:len(stub) - pad]
                 answer.append(stub)
             if flags & PFC_LAST_FRAG:
-                return b''.join(answer)
+                reply = b''.join(answer)
+                if announced > len(reply) + 15 * count:
+                    # alloc_hint of the first fragment (C706 12.6.4.10: the stub length) against what arrived,
+                    # allowing for the padding each fragment may or may not count: the last-fragment flag
+                    # (not covered by a Kerberos verifier) was set early
+                    self._fail('the reply ended after %d of the %d bytes its first fragment announced (a '
+                               'truncated reply)' % (len(reply), announced))
+                self._adcs_replied = True
+                return reply
             force = 1
+
+    def request(self, request, uuid=None, checkError=True):
+        """impacket's request(); a verified reply that does not decode (a truncated or padded stub: the Kerberos
+        verifier does not cover the header and sec_trailer) is a ProtocolError in our words."""
+        self._adcs_replied = False
+        try:
+            return DCERPC_v5.request(self, request, uuid=uuid, checkError=checkError)
+        except (ReplyVerificationError, rpcrt.DCERPCException):
+            raise
+        except Exception as exc:
+            if not self._adcs_replied:
+                raise
+            raise ProtocolError(
+                'The reply from the CA at %s could not be decoded (a malformed or truncated %s reply); nothing '
+                'was written' % (self.peer or 'the CA', type(request).__name__),
+                detail=type(exc).__name__, remedy=REMEDY)
 
     def _verified_stub(self, data, level, frag_len, auth_len):
         if not auth_len:
@@ -334,6 +361,11 @@ class VerifyingDCERPC_v5(DCERPC_v5):
         stub = data[RESPONSE_HEADER:trailer_at]
         if pad_len > len(stub) or pad_len > 15:
             self._fail('an authentication pad of %d bytes' % pad_len)
+        if len(stub) % 16:
+            # MS-RPCE 2.2.2.11: the sec_trailer is 16-byte aligned from the start of the PDU body (Windows and
+            # Samba pad the stub to a multiple of 16); the Kerberos wrap token does not cover the sec_trailer,
+            # so its auth_pad_length is only bounded here and by decoding the reply (see request())
+            self._fail('stub and authentication pad of %d bytes, not a multiple of 16' % len(stub))
         verifier = data[frag_len - auth_len:frag_len]
         if a_type == AUTHN_WINNT:
             plain = self._ntlm(data, stub, verifier, level, trailer_at, frag_len, auth_len)

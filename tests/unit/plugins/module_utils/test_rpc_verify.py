@@ -64,7 +64,7 @@ class NtlmServer(object):
         self.seq = 0
 
     def pdu(self, stub, flags=3, level=6, call_id=CALL, ctx=CTX, seq=None):
-        pad = (4 - len(stub) % 4) % 4
+        pad = (16 - len(stub) % 16) % 16    # MS-RPCE 2.2.2.11; pad content is not checked
         plain = stub + b'\xaa' * pad
         frag_len = 24 + len(plain) + 8 + 16
         head = header(2, flags, frag_len, 16, call_id)
@@ -361,8 +361,8 @@ def test_kerberos_rc4_wrap_verified_against_impackets_acceptor_wrap():
 
 def test_kerberos_rc4_through_recv():
     key = kcrypto.Key(23, os.urandom(16))
-    sealed, verifier = kgss.GSSAPI_RC4().GSS_Wrap(key, b'rc4 stub', 0, direction='accept')
-    dce = krb_client(krb_pdu(sealed, verifier), key, 0, gss=kgss.GSSAPI_RC4())
+    sealed, verifier = kgss.GSSAPI_RC4().GSS_Wrap(key, b'rc4 stub' + b'\x00' * 8, 0, direction='accept')
+    dce = krb_client(krb_pdu(sealed, verifier, pad=8), key, 0, gss=kgss.GSSAPI_RC4())
     assert dce.recv() == b'rc4 stub'
 
 
@@ -423,7 +423,7 @@ def test_malformed_ntlm_replies_are_named():
     assert failure(ntlm_client(long_trailer)) == 'an authentication trailer longer than the PDU'
     bad_pad = header(2, 3, 24 + 4 + 8 + 16, 16) + b'abcd' + trailer(9) + b'\x00' * 16
     assert failure(ntlm_client(bad_pad)) == 'an authentication pad of 9 bytes'
-    short_verifier = header(2, 3, 24 + 4 + 8 + 12, 12) + b'abcd' + trailer(0) + b'\x00' * 12
+    short_verifier = header(2, 3, 24 + 16 + 8 + 12, 12) + b'abcd' * 4 + trailer(0) + b'\x00' * 12
     assert failure(ntlm_client(short_verifier)) == 'an NTLM verifier of 12 bytes'
 
 
@@ -437,12 +437,12 @@ def test_truncated_header():
 
 
 def test_unverifiable_protections_are_refused():
-    pdu = header(2, 3, 24 + 4 + 8 + 16, 16) + b'abcd' + trailer(0, auth_type=68) + b'\x00' * 16
+    pdu = header(2, 3, 24 + 16 + 8 + 16, 16) + b'abcd' * 4 + trailer(0, auth_type=68) + b'\x00' * 16
     dce = ntlm_client(pdu)
     dce._DCERPC_v5__auth_type = 68            # netlogon secure channel: not used by this collection
     assert failure(dce) == 'authentication type 68 cannot be verified'
     key = kcrypto.Key(23, os.urandom(16))
-    sealed, verifier = kgss.GSSAPI_RC4().GSS_Wrap(key, b'rc4 stub', 0, direction='accept')
+    sealed, verifier = kgss.GSSAPI_RC4().GSS_Wrap(key, b'rc4 stub' * 2, 0, direction='accept')
     dce = krb_client(krb_pdu(sealed, verifier).replace(trailer(0, auth_type=9), trailer(0, 5, auth_type=9)),
                      key, 0, gss=kgss.GSSAPI_RC4())
     dce._DCERPC_v5__auth_level = 5
