@@ -30,6 +30,7 @@ __metaclass__ = type
 import hashlib
 import hmac
 import struct
+import sys
 import traceback
 
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import ProtocolError, ReplyVerificationError
@@ -79,6 +80,12 @@ def verification_error(peer, cause):
     return ReplyVerificationError(
         'The reply from the CA at %s failed integrity verification (%s); it was discarded and nothing was '
         'written' % (peer or 'the CA', cause), remedy=REMEDY)
+
+
+def decode_error(peer, what, exc):
+    return ProtocolError(
+        'The reply from the CA at %s could not be decoded (a malformed or truncated %s reply); nothing was written'
+        % (peer or 'the CA', what), detail=type(exc).__name__, remedy=REMEDY)
 
 
 def parse_header(data):
@@ -203,7 +210,7 @@ class VerifyingDCERPC_v5(DCERPC_v5):
         DCERPC_v5.__init__(self, transport)
         self._adcs_in_seq = 0
         self._adcs_handshake = False
-        self._adcs_replied = False
+        self._adcs_answer = None
 
     # -- private state of DCERPC_v5 (name-mangled there) ----------------------------------------------------------
     def _p(self, name, default=None):
@@ -322,25 +329,32 @@ class VerifyingDCERPC_v5(DCERPC_v5):
                     # (not covered by a Kerberos verifier) was set early
                     self._fail('the reply ended after %d of the %d bytes its first fragment announced (a '
                                'truncated reply)' % (len(reply), announced))
-                self._adcs_replied = True
+                self._adcs_answer = reply
                 return reply
             force = 1
 
     def request(self, request, uuid=None, checkError=True):
-        """impacket's request(); a verified reply that does not decode (a truncated or padded stub: the Kerberos
-        verifier does not cover the header and sec_trailer) is a ProtocolError in our words."""
-        self._adcs_replied = False
+        """impacket's ``request()``, but the verified reply is decoded before its last four bytes are read as a
+        status: a reply that does not decode (truncated or extended, e.g. by an altered ``auth_pad_length`` or
+        last-fragment flag, which a Kerberos verifier does not cover) is a ``ProtocolError`` in our words instead
+        of library text or a status taken from the wrong bytes. impacket's own error handling follows."""
+        self._adcs_answer = None
         try:
-            return DCERPC_v5.request(self, request, uuid=uuid, checkError=checkError)
+            resp = DCERPC_v5.request(self, request, uuid=uuid, checkError=False)
         except (ReplyVerificationError, rpcrt.DCERPCException):
             raise
         except Exception as exc:
-            if not self._adcs_replied:
+            if self._adcs_answer is None:
                 raise
-            raise ProtocolError(
-                'The reply from the CA at %s could not be decoded (a malformed or truncated %s reply); nothing '
-                'was written' % (self.peer or 'the CA', type(request).__name__),
-                detail=type(exc).__name__, remedy=REMEDY)
+            raise decode_error(self.peer, type(request).__name__, exc)
+        answer = self._adcs_answer
+        if checkError and answer[-4:] != b'\x00\x00\x00\x00':
+            error_code = struct.unpack('<L', answer[-4:])[0]
+            if error_code in rpcrt.rpc_status_codes:
+                raise rpcrt.DCERPCException(error_code=error_code)
+            session_error = getattr(sys.modules[request.__module__], 'DCERPCSessionError')
+            raise session_error(packet=resp, error_code=error_code)
+        return resp
 
     def _verified_stub(self, data, level, frag_len, auth_len):
         if not auth_len:
