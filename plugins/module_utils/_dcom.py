@@ -137,7 +137,7 @@ def translate_exception(exc, action, host=None, timeout=None, during_auth=False)
     if isinstance(exc, (struct.error, IndexError)):
         # impacket decoding a verified reply (e.g. the activation properties) that is malformed or truncated
         return _errors.ProtocolError('%s failed: the reply from the CA%s could not be decoded; nothing was written'
-                                     % (action, where), detail=type(exc).__name__,
+                                     % (action, where), detail=_rpc_verify.exception_name(exc),
                                      remedy=_rpc_verify.REMEDY)
     code = code_from_exception(exc)
     if code is not None:

@@ -85,7 +85,12 @@ def verification_error(peer, cause):
 def decode_error(peer, what, exc):
     return ProtocolError(
         'The reply from the CA at %s could not be decoded (a malformed or truncated %s reply); nothing was written'
-        % (peer or 'the CA', what), detail=type(exc).__name__, remedy=REMEDY)
+        % (peer or 'the CA', what), detail=exception_name(exc), remedy=REMEDY)
+
+
+def exception_name(exc):
+    """'struct.error', 'builtins.IndexError': which decoder failed, without the library's text."""
+    return '%s.%s' % (type(exc).__module__, type(exc).__name__)
 
 
 def parse_header(data):
