@@ -15,6 +15,14 @@ token's header, flags or sequence number (``GSS_Unwrap``), and reassembles fragm
   header, integrity of the ciphertext) or RC4-HMAC wrap token (RFC 4757 checksum) with the sequence number the
   server announced in its AP-REP, each reply one higher;
 * a reassembled reply is bounded (``MAX_FRAGMENTS``, ``MAX_REPLY_BYTES``);
+* what a Kerberos verifier does not cover: MS-RPCE's Kerberos wrap/MIC token protects the stub with its padding
+  only, unless header signing (``PFC_SUPPORT_HEADER_SIGN``, MS-RPCE 2.2.2.3 / 3.3.1.5.2.2) was negotiated, which
+  impacket's bind never offers (so the CA never header-signs; NTLM's signature covers header and sec_trailer
+  anyway). The unprotected ``auth_pad_length``, last-fragment flag and lengths are therefore bounded: stub plus
+  padding a multiple of 16 (MS-RPCE 2.2.2.11; the pad content is not checked), the reassembled reply not shorter
+  than its first fragment's ``alloc_hint`` announced, and ``request()`` decodes the reply before reading its
+  status, so a stub cut or extended by an altered pad length or flag fails as a ``ProtocolError`` ("could not be
+  decoded"), never with library text or a status read from the wrong bytes;
 * after one failure the connection is poisoned: every later reply on it fails the same way.
 
 NTLM's bind_ack carries the challenge (nothing to verify yet: the session key covers it through the NTLMv2 MIC);
