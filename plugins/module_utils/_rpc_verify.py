@@ -21,8 +21,8 @@ token's header, flags or sequence number (``GSS_Unwrap``), and reassembles fragm
   anyway). The unprotected ``auth_pad_length``, last-fragment flag and lengths are therefore bounded: stub plus
   padding a multiple of 16 (MS-RPCE 2.2.2.11; the pad content is not checked), the reassembled reply not shorter
   than its first fragment's ``alloc_hint`` announced, and ``request()`` decodes the reply before reading its
-  status, so a stub cut or extended by an altered pad length or flag fails as a ``ProtocolError`` ("could not be
-  decoded"), never with library text or a status read from the wrong bytes;
+  status, so a stub cut or extended by an altered pad length or flag fails as a ``ReplyVerificationError``
+  ("could not be decoded"; the connection is poisoned), never with library text or a status read from the wrong bytes;
 * after one failure the connection is poisoned: every later reply on it fails the same way.
 
 NTLM's bind_ack carries the challenge (nothing to verify yet: the session key covers it through the NTLMv2 MIC);
@@ -41,7 +41,7 @@ import struct
 import sys
 import traceback
 
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import ProtocolError, ReplyVerificationError
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import ReplyVerificationError
 
 try:
     from Cryptodome.Cipher import ARC4
@@ -91,7 +91,9 @@ def verification_error(peer, cause):
 
 
 def decode_error(peer, what, exc):
-    return ProtocolError(
+    # a ReplyVerificationError: a verified reply that does not decode was cut or extended through the fields its
+    # verifier does not cover (or the CA is broken); like a failed verifier it is no reason to fall back
+    return ReplyVerificationError(
         'The reply from the CA at %s could not be decoded (a malformed or truncated %s reply); nothing was written'
         % (peer or 'the CA', what), detail=exception_name(exc), remedy=REMEDY)
 
@@ -349,8 +351,8 @@ class VerifyingDCERPC_v5(DCERPC_v5):
     def request(self, request, uuid=None, checkError=True):
         """impacket's ``request()``, but the verified reply is decoded before its last four bytes are read as a
         status: a reply that does not decode (truncated or extended, e.g. by an altered ``auth_pad_length`` or
-        last-fragment flag, which a Kerberos verifier does not cover) is a ``ProtocolError`` in our words instead
-        of library text or a status taken from the wrong bytes. impacket's own error handling follows."""
+        last-fragment flag, which a Kerberos verifier does not cover) is a ``ReplyVerificationError`` in our words
+        instead of library text or a status taken from the wrong bytes. impacket's own error handling follows."""
         self._adcs_answer = None
         try:
             resp = DCERPC_v5.request(self, request, uuid=uuid, checkError=False)
@@ -359,6 +361,11 @@ class VerifyingDCERPC_v5(DCERPC_v5):
         except Exception as exc:
             if self._adcs_answer is None:
                 raise
+            try:
+                # the rest of a cut reply may still be in the stream: nothing later on it is used
+                self._transport._adcs_failure = 'a reply that could not be decoded'
+            except Exception:
+                pass
             raise decode_error(self.peer, type(request).__name__, exc)
         answer = self._adcs_answer
         if checkError and answer[-4:] != b'\x00\x00\x00\x00':

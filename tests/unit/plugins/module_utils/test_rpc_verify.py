@@ -497,9 +497,8 @@ def krb_request(pdu, key, seq=40):
 
 
 def decode_failure(pdu, key):
-    with pytest.raises(_errors.ProtocolError) as info:
+    with pytest.raises(_errors.ReplyVerificationError) as info:    # a ProtocolError; no fallback after it
         krb_request(pdu, key)
-    assert not isinstance(info.value, _errors.ReplyVerificationError)
     msg = info.value.to_message()
     assert msg.startswith(DECODE_ERROR + '; struct.error. What to do: Something between'), msg
     return msg
@@ -560,7 +559,13 @@ def test_kerberos_early_last_fragment_with_lowered_alloc_hint_is_a_decode_error(
     key = aes_key()
     first = krb_pdu(*aes_wrap(key, CA_CERT_REPLY[:16], 40), flags=3, alloc=16)
     second = krb_pdu(*aes_wrap(key, CA_CERT_REPLY[16:], 41), flags=2, alloc=16)
-    decode_failure(first + second, key)
+    dce = krb_client(first + second, key, 40)
+    dce.call = lambda *args, **kwargs: None
+    with pytest.raises(_errors.ReplyVerificationError) as info:
+        dce.request(_ndr.GetCACert())
+    assert info.value.to_message().startswith(DECODE_ERROR + '; struct.error. What to do: Something between')
+    # the rest of the cut reply is still in the stream: the connection is not used again
+    assert failure(dce) == 'an earlier reply on this connection failed: a reply that could not be decoded'
 
 
 def test_kerberos_altered_frag_length_fails_verification():
