@@ -18,6 +18,7 @@ __metaclass__ = type
 
 import re
 import socket
+import struct
 import traceback
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
@@ -133,6 +134,11 @@ def translate_exception(exc, action, host=None, timeout=None, during_auth=False)
                                      'have been processed (check the CA log and issued requests).')
     if isinstance(exc, OSError) and not isinstance(exc, DCERPCException):
         return CaUnavailable('%s failed%s' % (action, where), detail=text)
+    if isinstance(exc, (struct.error, IndexError)):
+        # impacket decoding a verified reply (e.g. the activation properties) that is malformed or truncated
+        return _errors.ProtocolError('%s failed: the reply from the CA%s could not be decoded; nothing was written'
+                                     % (action, where), detail=_rpc_verify.exception_name(exc),
+                                     remedy=_rpc_verify.REMEDY)
     code = code_from_exception(exc)
     if code is not None:
         if during_auth and code in (5, 0x80070005, 0x721, 0x80070721, 0x8009030C, 0x1C010003):

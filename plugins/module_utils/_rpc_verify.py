@@ -15,6 +15,14 @@ token's header, flags or sequence number (``GSS_Unwrap``), and reassembles fragm
   header, integrity of the ciphertext) or RC4-HMAC wrap token (RFC 4757 checksum) with the sequence number the
   server announced in its AP-REP, each reply one higher;
 * a reassembled reply is bounded (``MAX_FRAGMENTS``, ``MAX_REPLY_BYTES``);
+* what a Kerberos verifier does not cover: MS-RPCE's Kerberos wrap/MIC token protects the stub with its padding
+  only, unless header signing (``PFC_SUPPORT_HEADER_SIGN``, MS-RPCE 2.2.2.3 / 3.3.1.5.2.2) was negotiated, which
+  impacket's bind never offers (so the CA never header-signs; NTLM's signature covers header and sec_trailer
+  anyway). The unprotected ``auth_pad_length``, last-fragment flag and lengths are therefore bounded: stub plus
+  padding a multiple of 16 (MS-RPCE 2.2.2.11; the pad content is not checked), the reassembled reply not shorter
+  than its first fragment's ``alloc_hint`` announced, and ``request()`` decodes the reply before reading its
+  status, so a stub cut or extended by an altered pad length or flag fails as a ``ReplyVerificationError``
+  ("could not be decoded"; the connection is poisoned), never with library text or a status read from the wrong bytes;
 * after one failure the connection is poisoned: every later reply on it fails the same way.
 
 NTLM's bind_ack carries the challenge (nothing to verify yet: the session key covers it through the NTLMv2 MIC);
@@ -30,6 +38,7 @@ __metaclass__ = type
 import hashlib
 import hmac
 import struct
+import sys
 import traceback
 
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import ReplyVerificationError
@@ -79,6 +88,19 @@ def verification_error(peer, cause):
     return ReplyVerificationError(
         'The reply from the CA at %s failed integrity verification (%s); it was discarded and nothing was '
         'written' % (peer or 'the CA', cause), remedy=REMEDY)
+
+
+def decode_error(peer, what, exc):
+    # a ReplyVerificationError: a verified reply that does not decode was cut or extended through the fields its
+    # verifier does not cover (or the CA is broken); like a failed verifier it is no reason to fall back
+    return ReplyVerificationError(
+        'The reply from the CA at %s could not be decoded (a malformed or truncated %s reply); nothing was written'
+        % (peer or 'the CA', what), detail=exception_name(exc), remedy=REMEDY)
+
+
+def exception_name(exc):
+    """'struct.error', 'builtins.IndexError': which decoder failed, without the library's text."""
+    return '%s.%s' % (type(exc).__module__, type(exc).__name__)
 
 
 def parse_header(data):
@@ -203,6 +225,7 @@ class VerifyingDCERPC_v5(DCERPC_v5):
         DCERPC_v5.__init__(self, transport)
         self._adcs_in_seq = 0
         self._adcs_handshake = False
+        self._adcs_answer = None
 
     # -- private state of DCERPC_v5 (name-mangled there) ----------------------------------------------------------
     def _p(self, name, default=None):
@@ -303,6 +326,8 @@ class VerifyingDCERPC_v5(DCERPC_v5):
                 self._fail('the reply exceeds %d fragments' % self.max_fragments)
             if total > self.max_reply_bytes:
                 self._fail('the reply exceeds %d bytes' % self.max_reply_bytes)
+            if count == 1:
+                announced = struct.unpack('<L', data[COMMON_HEADER:COMMON_HEADER + 4])[0]
             if level in (LEVEL_INTEGRITY, LEVEL_PRIVACY):
                 answer.append(self._verified_stub(data, level, frag_len, auth_len))
             else:
@@ -312,8 +337,44 @@ class VerifyingDCERPC_v5(DCERPC_v5):
                     stub = stub[:len(stub) - pad]
                 answer.append(stub)
             if flags & PFC_LAST_FRAG:
-                return b''.join(answer)
+                reply = b''.join(answer)
+                if announced > len(reply) + 15 * count:
+                    # alloc_hint of the first fragment (C706 12.6.4.10: the stub length) against what arrived,
+                    # allowing for the padding each fragment may or may not count: the last-fragment flag
+                    # (not covered by a Kerberos verifier) was set early
+                    self._fail('the reply ended after %d of the %d bytes its first fragment announced (a '
+                               'truncated reply)' % (len(reply), announced))
+                self._adcs_answer = reply
+                return reply
             force = 1
+
+    def request(self, request, uuid=None, checkError=True):
+        """impacket's ``request()``, but the verified reply is decoded before its last four bytes are read as a
+        status: a reply that does not decode (truncated or extended, e.g. by an altered ``auth_pad_length`` or
+        last-fragment flag, which a Kerberos verifier does not cover) is a ``ReplyVerificationError`` in our words
+        instead of library text or a status taken from the wrong bytes. impacket's own error handling follows."""
+        self._adcs_answer = None
+        try:
+            resp = DCERPC_v5.request(self, request, uuid=uuid, checkError=False)
+        except (ReplyVerificationError, rpcrt.DCERPCException):
+            raise
+        except Exception as exc:
+            if self._adcs_answer is None:
+                raise
+            try:
+                # the rest of a cut reply may still be in the stream: nothing later on it is used
+                self._transport._adcs_failure = 'a reply that could not be decoded'
+            except Exception:
+                pass
+            raise decode_error(self.peer, type(request).__name__, exc)
+        answer = self._adcs_answer
+        if checkError and answer[-4:] != b'\x00\x00\x00\x00':
+            error_code = struct.unpack('<L', answer[-4:])[0]
+            if error_code in rpcrt.rpc_status_codes:
+                raise rpcrt.DCERPCException(error_code=error_code)
+            session_error = getattr(sys.modules[request.__module__], 'DCERPCSessionError')
+            raise session_error(packet=resp, error_code=error_code)
+        return resp
 
     def _verified_stub(self, data, level, frag_len, auth_len):
         if not auth_len:
@@ -334,6 +395,11 @@ class VerifyingDCERPC_v5(DCERPC_v5):
         stub = data[RESPONSE_HEADER:trailer_at]
         if pad_len > len(stub) or pad_len > 15:
             self._fail('an authentication pad of %d bytes' % pad_len)
+        if len(stub) % 16:
+            # MS-RPCE 2.2.2.11: the sec_trailer is 16-byte aligned from the start of the PDU body (Windows and
+            # Samba pad the stub to a multiple of 16); the Kerberos wrap token does not cover the sec_trailer,
+            # so its auth_pad_length is only bounded here and by decoding the reply (see request())
+            self._fail('stub and authentication pad of %d bytes, not a multiple of 16' % len(stub))
         verifier = data[frag_len - auth_len:frag_len]
         if a_type == AUTHN_WINNT:
             plain = self._ntlm(data, stub, verifier, level, trailer_at, frag_len, auth_len)

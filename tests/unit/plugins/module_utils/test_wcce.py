@@ -206,6 +206,28 @@ def test_no_fallback_when_the_qi_reply_fails_verification():
     assert client.fallback_reason is None
 
 
+def test_no_fallback_when_the_qi_reply_does_not_decode():
+    """A verified QueryInterface reply that does not decode (cut through the fields a Kerberos verifier does not
+    cover) is no E_NOINTERFACE either: stop with the decode message."""
+    import struct
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_verify
+    s = FakeCaSession()
+
+    def cut(iid, name):
+        s.calls.append(('QI', name))
+        raise _rpc_verify.decode_error('ca1', 'RemQueryInterface', struct.error('unpack_from requires a buffer'))
+
+    s.query_interface = cut
+    client = CertRequestClient(s, 'LAB-CA')
+    with pytest.raises(_errors.ReplyVerificationError) as info:
+        client.request('WebServer', csr())
+    assert info.value.to_message().startswith(
+        'The reply from the CA at ca1 could not be decoded (a malformed or truncated RemQueryInterface reply); '
+        'nothing was written; struct.error. What to do: ')
+    assert [c[:2] for c in s.calls] == [('QI', 'ICertRequestD2')]
+    assert client.fallback_reason is None
+
+
 def test_fallback_to_request_when_request2_missing():
     s = FakeCaSession(has_request2=False)
     client = CertRequestClient(s, 'LAB-CA')
