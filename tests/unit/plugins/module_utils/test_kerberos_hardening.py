@@ -22,7 +22,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 
 from test_kerberos import NOW, REALM, _as_rep  # noqa: F401 (helpers of the Kerberos unit tests)
 
-HOSTILE_KDC = '127.0.0.101'
+HOSTILE_KDC = '127.0.0.201'  # unit-only address: the integration tests' hostile KDC uses 127.0.0.101 at the same time
 REMEDY_KDC = ('Check that %s:%d is a Kerberos KDC (a domain controller) and that nothing on the path alters the '
               'traffic.')
 
