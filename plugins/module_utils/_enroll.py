@@ -1088,10 +1088,7 @@ class Enroller(object):
         spec = plan.spec
         mode = spec.get('private_key_mode')
         if mode is None and plan.current_key_bytes is not None and path in (None, spec['private_key_path']):
-            try:
-                mode = os.stat(spec['private_key_path']).st_mode & 0o7777
-            except OSError:
-                mode = None
+            mode = _files.current_secret_mode(spec['private_key_path'])
         content = _requests.private_key_bytes(plan.key, 'pem', spec.get('private_key_passphrase'))
         return _files.FileSpec(path or spec['private_key_path'], content, mode=mode, owner=spec.get('owner'),
                                group=spec.get('group'), backup=spec['backup'], secret=True)

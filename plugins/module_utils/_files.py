@@ -131,6 +131,19 @@ def check_secret_mode(mode, option='private_key_mode'):
     return value
 
 
+def current_secret_mode(path):
+    """Mode of the current private key file, kept for its replacement when no mode is given. Never through a
+    symlink: a symlink or special file there gives None (the 0600 default); a mode that is not safe for a key is
+    refused (the user gives private_key_mode to choose)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return check_secret_mode(stat.S_IMODE(st.st_mode), 'The current mode of the private key %s,' % path)
+
+
 def resolve_uid(owner):
     if owner is None or owner == '':
         return -1
@@ -153,15 +166,48 @@ def resolve_gid(group):
         raise InvalidInput('Unknown group %r' % (group,))
 
 
-def read_file(path):
-    """File content as bytes, or None if it does not exist."""
-    try:
-        with open(path, 'rb') as f:
-            return f.read()
-    except IOError as exc:
-        if exc.errno == errno.ENOENT:
+MAX_READ_SIZE = 8 << 20   # read_file: keys, certificates, chains, PKCS#12 bundles, records are far smaller
+
+
+def read_file(path, max_size=MAX_READ_SIZE, private=False, replaceable=False):
+    """Content of the regular file at path as bytes, or None if it does not exist.
+
+    Never through a symlink, never blocking on a FIFO, never more than ``max_size`` bytes (a symlink to /dev/zero
+    planted in a writable directory is refused, not read). ``private``: the file must also be owned by the effective
+    user and not writable by its group or others (a record someone else could have planted). ``replaceable``: the
+    caller only compares an output it is about to write; a symlink or special file there reads as absent (it is
+    replaced, never followed)."""
+    fd = _open_nofollow(path)
+    if fd is None:
+        return None
+    if fd is _NOT_REGULAR:
+        if replaceable:
             return None
+        raise FileOutputError('%s is a symbolic link or not a regular file; it is not read' % path,
+                              remedy='Remove it or replace it with the regular file it should be (the next write '
+                                     'of that path replaces a symbolic link with a regular file), or point the '
+                                     'option at the real file.')
+    try:
+        st = os.fstat(fd)
+        if private and (st.st_uid != os.geteuid() or st.st_mode & 0o022):
+            raise FileOutputError('%s is not owned by user %s or is writable by other users; it is not trusted'
+                                  % (path, _user_name()))
+        if st.st_size > max_size:
+            raise FileOutputError('%s is larger than %d bytes; it is not read' % (path, max_size))
+        chunks, total = [], 0
+        while True:
+            data = os.read(fd, 1 << 20)
+            if not data:
+                break
+            total += len(data)
+            if total > max_size:
+                raise FileOutputError('%s is larger than %d bytes; it is not read' % (path, max_size))
+            chunks.append(data)
+        return b''.join(chunks)
+    except OSError as exc:
         raise FileOutputError('Cannot read %s' % path, detail=str(exc))
+    finally:
+        os.close(fd)
 
 
 _NOT_REGULAR = object()   # _read_target: the path is a symlink, FIFO, device...: never ours to keep
@@ -420,8 +466,9 @@ class FileSpec(object):
             except OSError:
                 pass
         self.mode = parse_mode(mode, default, base=base)
-        if secret and isinstance(mode, str) and self.mode & SECRET_FORBIDDEN_BITS:
-            check_secret_mode(self.mode)   # a symbolic mode the user gave, applied to the existing file
+        if secret and self.mode & SECRET_FORBIDDEN_BITS:
+            # whatever its type: an integer, an octal string, or a symbolic mode applied to the existing file
+            check_secret_mode(mode if isinstance(mode, int) else self.mode)
         self.uid = resolve_uid(owner)
         self.gid = resolve_gid(group)
         self.backup = backup
@@ -450,18 +497,53 @@ def _ours(path):
     return [os.path.join(directory, name) for name in names if pattern.match(name)]
 
 
-def _load_journal(jpath):
+_MAX_JOURNAL_SIZE = 1 << 20
+
+
+def _own_name(path, name, suffix):
+    """Whether name is one of our own temporary names for path (same directory, ``.<base>.XXXX<suffix>``)."""
+    if not isinstance(name, str) or os.path.dirname(name) != os.path.dirname(path):
+        return False
+    return re.match(r'^\.%s\.[a-z0-9_]+%s$' % (re.escape(os.path.basename(path)), re.escape(suffix)),
+                    os.path.basename(name)) is not None
+
+
+def _load_journal(jpath, allowed):
+    """The journal at jpath, trusted only when it is ours: a regular file (never through a symlink, never a FIFO)
+    owned by the effective user, not writable by group or others, bounded, whose entries name only paths of
+    ``allowed`` (the outputs of this request) with our own temporary names next to them. Anything else is refused
+    and nothing it names is touched."""
+    remedy = 'Inspect the journal and the files next to it, then remove the journal.'
     try:
-        with open(jpath, 'r') as f:
-            journal = json.load(f)
+        data = read_file(jpath, max_size=_MAX_JOURNAL_SIZE, private=True)
+        fd = _open_nofollow(jpath)
+        if isinstance(fd, int):
+            try:
+                links = os.fstat(fd).st_nlink
+            finally:
+                os.close(fd)
+            if links != 1:
+                raise ValueError('it has %d hard links' % links)
+        journal = json.loads((data or b'').decode('utf-8'))
         for e in journal['entries']:
             if not all(isinstance(e.get(k), str) for k in ('path', 'tmp', 'sha256')):
                 raise ValueError('entry without path, tmp or sha256')
-        return journal
+    except FileOutputError as exc:
+        raise FileOutputError('The journal %s of an interrupted write is not trusted; the files it names were left '
+                              'as they are' % jpath, detail=exc.summary, remedy=remedy)
     except (IOError, OSError, ValueError, KeyError, TypeError) as exc:
         raise FileOutputError('The journal %s of an interrupted write cannot be read; the files it names were left '
-                              'as they are' % jpath, detail=str(exc),
-                              remedy='Check the files next to it, then remove the journal.')
+                              'as they are' % jpath, detail=str(exc), remedy=remedy)
+    for e in journal['entries']:
+        path = e['path']
+        if path not in allowed or not _own_name(path, e['tmp'], _NEW_SUFFIX) or \
+                not (e.get('old') is None or _own_name(path, e['old'], _OLD_SUFFIX)) or \
+                not re.match('^[0-9a-f]{64}$', e['sha256']):
+            raise FileOutputError('The journal %s of an interrupted write names files that are not the outputs of '
+                                  'this task or not our temporary files (%s); nothing was changed'
+                                  % (jpath, ', '.join(str(e.get(k)) for k in ('path', 'tmp', 'old'))),
+                                  remedy=remedy)
+    return journal
 
 
 def _finish(journal, jpath):
@@ -546,15 +628,16 @@ def recover(paths):
 
 
 def _recover(paths):
-    done = {}
-    for path in paths:
+    done, journals = {}, []
+    for path in paths:   # every journal is checked before any is acted on
         jpath = _journal_path(path)
-        if os.path.exists(jpath) and jpath not in done:
-            journal = _load_journal(jpath)
-            try:
-                done[jpath] = _finish(journal, jpath)
-            except OSError as exc:
-                raise FileOutputError('Cannot complete the interrupted write recorded in %s' % jpath, detail=str(exc))
+        if os.path.lexists(jpath) and jpath not in [j for j, _journal in journals]:
+            journals.append((jpath, _load_journal(jpath, paths)))
+    for jpath, journal in journals:
+        try:
+            done[jpath] = _finish(journal, jpath)
+        except OSError as exc:
+            raise FileOutputError('Cannot complete the interrupted write recorded in %s' % jpath, detail=str(exc))
     for path in paths:
         for name in _ours(path):
             _unlink(name)

@@ -34,6 +34,7 @@ def spec(tmp_path, **kw):
 def write_key(path, key, passphrase=None):
     with open(path, 'wb') as f:
         f.write(_requests.private_key_bytes(key, 'pem', passphrase))
+    os.chmod(path, 0o600)
 
 
 def write_cert(path, cert):

@@ -51,6 +51,7 @@ def setup(tmp_path, old_tag='old', new_tag='new'):
     old_cert, new_cert = pki.issue('web01.lab.adcs.test', old, serial=11), pki.issue('web01.lab.adcs.test', new,
                                                                                      serial=12)
     write(tmp_path / 'web.key', key_pem(old))
+    os.chmod(str(tmp_path / 'web.key'), 0o600)
     write(tmp_path / 'web.crt', old_cert.public_bytes(PEM))
     write(tmp_path / 'web.csr', b'old csr\n')
     write(tmp_path / 'web.key.new', key_pem(new))
