@@ -460,7 +460,7 @@ def _check_refusal(plan):
     spec = plan.spec
     if spec['force']:
         return
-    record = _match.read_refusal(spec['certificate_path'])
+    record = _match.read_refusal(spec['certificate_path'], plan.warnings)
     if not _match.refusal_applies(record, _match.asked(spec, plan.csr)):
         return
     raise CertificateError(

@@ -398,6 +398,24 @@ def apply_attributes(path, mode=None, uid=-1, gid=-1):
         os.close(fd)
 
 
+def _apply_attributes_to(path, inode, mode=None, uid=-1, gid=-1):
+    """apply_attributes on the regular file at path only if it is still the inode (st_dev, st_ino) given."""
+    fd = _open_nofollow(path)
+    if fd is None or fd is _NOT_REGULAR:
+        raise FileOutputError('%s was replaced while the files were written; its owner/group/mode were not set'
+                              % path, remedy='Check who else writes in that directory, then run again.')
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != inode:
+            raise FileOutputError('%s was replaced while the files were written; its owner/group/mode were not set'
+                                  % path, remedy='Check who else writes in that directory, then run again.')
+        return _fix_fd_attributes(fd, mode, uid, gid)
+    except OSError as exc:
+        raise FileOutputError('Cannot set owner/group/mode of %s' % path, detail=str(exc))
+    finally:
+        os.close(fd)
+
+
 def _can_write_dir(directory):
     """Effective-uid write check of a directory: access() and a probe file created and removed there."""
     if not os.access(directory, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
@@ -578,9 +596,53 @@ def _finish(journal, jpath):
     return 'rolled forward' if forward else 'rolled back'
 
 
+# The locks live in a directory only the effective user can enter (never the output directory itself: anyone who
+# can read it could hold a flock on it forever). Tests point _LOCK_ROOT elsewhere.
+_LOCK_ROOT = None
+
+
+def _lock_root():
+    if _LOCK_ROOT:
+        return _LOCK_ROOT
+    euid = os.geteuid()
+    if euid == 0 and os.path.isdir('/run'):
+        return '/run/adcs-enrollment'
+    return '/tmp/adcs-enrollment-%d' % euid
+
+
+def _lock_file(dir_stat):
+    """An open fd of the lock file for the directory (keyed by device and inode) in the private lock directory:
+    0700, owned by the effective user, never through a symlink; the lock file 0600, owned by the effective user."""
+    root = _lock_root()
+    euid = os.geteuid()
+    try:
+        os.mkdir(root, 0o700)
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise FileOutputError('Cannot create the lock directory %s' % root, detail=str(exc))
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != euid or st.st_mode & 0o077:
+        raise FileOutputError('The lock directory %s is not a directory of user %s with mode 0700; nothing was '
+                              'changed' % (root, _user_name()),
+                              remedy='Someone else may have created it: inspect and remove it.')
+    name = os.path.join(root, hashlib.sha256(('%d:%d' % (dir_stat.st_dev, dir_stat.st_ino)).encode()).hexdigest()
+                        + '.lock')
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), KEY_MODE)
+    except OSError as exc:
+        raise FileOutputError('Cannot open the lock file %s' % name, detail=str(exc))
+    lst = os.fstat(fd)
+    if not stat.S_ISREG(lst.st_mode) or lst.st_uid != euid:
+        os.close(fd)
+        raise FileOutputError('The lock file %s is not a regular file of user %s; nothing was changed'
+                              % (name, _user_name()), remedy='Inspect and remove it.')
+    return fd
+
+
 class _DirLocks(object):
-    """Exclusive flock on the directories of a set of paths (sorted, so two runs never deadlock), held from staging
-    to the end of the switch: a concurrent run on the same files waits instead of taking our temporary files for a
+    """Exclusive flock for the directories of a set of paths (sorted, so two runs never deadlock), held from staging
+    to the end of the switch (on a lock file per directory in a private 0700 directory of the effective user, so
+    other users cannot hold it): a concurrent run on the same files waits instead of taking our temporary files for a
     crash's leftovers. A killed process's locks go with it."""
 
     def __init__(self, paths, timeout=120):
@@ -591,9 +653,10 @@ class _DirLocks(object):
     def acquire(self):
         for directory in self.dirs:
             try:
-                fd = os.open(directory, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+                st = os.stat(directory)
             except OSError:
                 continue   # a missing directory is reported by the caller
+            fd = _lock_file(st)
             self.fds.append(fd)
             deadline = time.time() + self.timeout
             while True:
@@ -670,6 +733,7 @@ class StagedWrite(object):
         self.recovered = {}
         self._done = False
         self._locks = None
+        self._kept = {}       # path -> (st_dev, st_ino) of a target whose content was already right
 
     def __enter__(self):
         return self
@@ -703,6 +767,11 @@ class StagedWrite(object):
                 self.cleanup()
                 raise FileOutputError('The directory %s does not exist' % directory)
             if not self._needs_write(spec):
+                try:   # the file kept as it is: only this inode may get owner/mode in commit()
+                    st = os.lstat(spec.path)
+                    self._kept[spec.path] = (st.st_dev, st.st_ino)
+                except OSError:
+                    pass
                 continue
             fd, tmp = None, None
             try:
@@ -814,9 +883,11 @@ class StagedWrite(object):
                 _step('old link removed %s' % e['path'])
         self.changed_paths = list(done)
         for spec in self.specs:
-            if os.path.lexists(spec.path) and apply_attributes(spec.path, spec.mode, spec.uid, spec.gid):
-                if spec.path not in self.changed_paths:
-                    self.changed_paths.append(spec.path)
+            # A renamed file got owner/group/mode on its descriptor before the rename; a file kept as it is gets
+            # them only if it is still the inode whose content was compared (never a hard link swapped in since).
+            if spec.path not in done and spec.path in self._kept and \
+                    _apply_attributes_to(spec.path, self._kept[spec.path], spec.mode, spec.uid, spec.gid):
+                self.changed_paths.append(spec.path)
         self.changed = bool(self.changed_paths)
         self._done = True
         self.cleanup()   # releases the locks
@@ -860,9 +931,9 @@ class ModuleFileWriter(object):
         changed = sw.changed
         for spec in specs:
             file_args = self.module.load_file_common_arguments(self.module.params, path=spec.path)
-            file_args['mode'] = spec.mode
-            file_args['owner'] = spec.uid if spec.uid != -1 else None
-            file_args['group'] = spec.gid if spec.gid != -1 else None
+            # owner/group/mode were set by the switch on descriptors; Ansible's pass (by name) only adds the SELinux
+            # context and attributes
+            file_args['mode'] = file_args['owner'] = file_args['group'] = None
             changed = self.module.set_fs_attributes_if_different(file_args, changed)
         result['changed'] = changed
         result['changed_paths'] = sw.changed_paths

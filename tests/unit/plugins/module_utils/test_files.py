@@ -266,7 +266,9 @@ def test_module_writer_real(tmp_path):
     path, backup = str(p), res['backup_files'][str(p)]
     assert path == str(p) and backup.startswith(str(p) + '.%d.' % os.getpid()) and backup.endswith('~')
     assert open(backup, 'rb').read() == b'OLD' and mode(backup) == 0o600
-    assert mod.fs_calls[0]['mode'] == 0o600
+    assert mode(str(p)) == 0o600
+    # owner/group/mode were set on descriptors by the switch; Ansible's pass by name only adds SELinux/attributes
+    assert [(c['mode'], c['owner'], c['group']) for c in mod.fs_calls] == [(None, None, None)]
     res = f.ModuleFileWriter(mod).write([f.FileSpec(str(p), b'NEW', secret=True, backup=True)])
     assert not res['changed'] and res['backup_files'] == {}
 
@@ -579,32 +581,28 @@ def test_unreadable_journal_is_reported(tmp_path):
 
 
 def test_a_concurrent_run_on_the_same_directory_waits(tmp_path):
-    import fcntl
     import threading
     import time
     crt = tmp_path / 'h.crt'
     crt.write_bytes(b'OLD')
-    holder = os.open(str(tmp_path), os.O_RDONLY)
-    fcntl.flock(holder, fcntl.LOCK_EX)          # another run is switching files in this directory
+    holder = f._DirLocks([str(crt)]).acquire()   # another run is switching files in this directory
     done = []
     worker = threading.Thread(target=lambda: done.append(f.write_file_atomic(str(crt), b'NEW')['changed']))
     worker.start()
     time.sleep(0.5)
     assert done == [] and crt.read_bytes() == b'OLD'
     assert [n for n in os.listdir(str(tmp_path)) if n.endswith('.adcs-new')] == []   # not even staged yet
-    os.close(holder)
+    holder.release()
     worker.join(10)
     assert done == [True] and crt.read_bytes() == b'NEW' and leftovers(tmp_path) == []
 
 
 def test_lock_wait_has_a_deadline(tmp_path, monkeypatch):
-    import fcntl
-    holder = os.open(str(tmp_path), os.O_RDONLY)
-    fcntl.flock(holder, fcntl.LOCK_EX)
+    holder = f._DirLocks([str(tmp_path / 'y')]).acquire()
     try:
         with pytest.raises(FileOutputError) as err:
             f._DirLocks([str(tmp_path / 'x')], timeout=0.3).acquire()
         assert err.value.summary == ('Another run has been writing files in %s for 0.3 seconds; nothing was changed'
                                      % tmp_path)
     finally:
-        os.close(holder)
+        holder.release()
