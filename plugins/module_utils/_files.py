@@ -610,10 +610,17 @@ def _lock_root():
     return '/tmp/adcs-enrollment-%d' % euid
 
 
+def _lock_path(dir_stat):
+    """(lock directory, lock file) for the directory with that stat (keyed by device and inode)."""
+    root = _lock_root()
+    key = hashlib.sha256(('%d:%d' % (dir_stat.st_dev, dir_stat.st_ino)).encode('ascii')).hexdigest()
+    return root, os.path.join(root, key + '.lock')
+
+
 def _lock_file(dir_stat):
     """An open fd of the lock file for the directory (keyed by device and inode) in the private lock directory:
     0700, owned by the effective user, never through a symlink; the lock file 0600, owned by the effective user."""
-    root = _lock_root()
+    root, name = _lock_path(dir_stat)
     euid = os.geteuid()
     try:
         os.mkdir(root, 0o700)
@@ -625,8 +632,6 @@ def _lock_file(dir_stat):
         raise FileOutputError('The lock directory %s is not a directory of user %s with mode 0700; nothing was '
                               'changed' % (root, _user_name()),
                               remedy='Someone else may have created it: inspect and remove it.')
-    name = os.path.join(root, hashlib.sha256(('%d:%d' % (dir_stat.st_dev, dir_stat.st_ino)).encode()).hexdigest()
-                        + '.lock')
     try:
         fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), KEY_MODE)
     except OSError as exc:
@@ -734,6 +739,7 @@ class StagedWrite(object):
         self._done = False
         self._locks = None
         self._kept = {}       # path -> (st_dev, st_ino) of a target whose content was already right
+        self._staged_once = False
 
     def __enter__(self):
         return self
@@ -793,6 +799,7 @@ class StagedWrite(object):
             _step('staged %s' % spec.path)
         for directory in set(os.path.dirname(p) for p in self.staged):
             _fsync_dir(directory)
+        self._staged_once = True
         return self.staged
 
     def _write_journal(self, entries):
@@ -818,7 +825,7 @@ class StagedWrite(object):
     def commit(self):
         if self._done:
             return self
-        if not self.staged:
+        if not self.staged and not self._staged_once:
             self.stage()
         if self.validator is not None and self.staged:
             paths = dict((s.path, self.staged.get(s.path, s.path)) for s in self.specs)
