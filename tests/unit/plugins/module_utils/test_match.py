@@ -434,3 +434,18 @@ def test_a_planted_refusal_record_is_ignored_with_a_warning(tmp_path, plant):
     warnings = []
     assert _match.read_refusal(cert, warnings) is None
     assert warnings == ['The refusal record %s is ignored: %s %s' % (path, path, reason)]
+
+
+def test_a_refusal_record_of_another_user_does_not_block_enrollment(tmp_path):
+    """A record planted by another user who may write in the certificate directory: the CA is asked anyway, the
+    run says why the record was ignored, and the issued certificate removes it."""
+    client = FakeClient({'alter_subject': 'victim.lab.adcs.test'})
+    run_first(tmp_path, client, web(tmp_path))          # a genuine refusal, recorded
+    record = str(tmp_path / 'c.pem.refused')
+    os.chown(record, 65534, 65534)                     # now as if someone else had planted it
+    client.ca.pop('alter_subject')
+    result, contacted = run(tmp_path, client, web(tmp_path))
+    assert contacted and result['disposition'] == 'issued', result
+    assert ('The refusal record %s is ignored: %s is not owned by user %s or is writable by other users; it is not '
+            'trusted' % (record, record, __import__('pwd').getpwuid(os.geteuid()).pw_name)) in result['warnings']
+    assert sorted(os.listdir(str(tmp_path))) == ['c.pem', 'k.pem']
