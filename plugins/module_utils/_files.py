@@ -11,7 +11,10 @@ a process killed at any step leaves the old set or the new set, completed by the
 group and mode are set on open file descriptors, never through a symlink; a symlink at a target is replaced, not
 followed. Modes are taken as ``ansible.builtin.file`` takes them (``parse_mode``). Backups (``path.<pid>.<time>~``,
 like Ansible's ``backup_local``) are made on request, after validation, 0600 for secrets from their first instant.
-``check_output_paths`` tells before the CA is contacted whether the outputs can be written.
+``check_output_paths`` tells before the CA is contacted whether the outputs can be written. Everything planted in an
+output directory by someone else is distrusted: reads (``read_file``) never follow symlinks, never open FIFOs and are
+bounded; a journal is acted on only when it is ours and names only this task's outputs and our temporary names; the
+lock that serializes runs lives in a private directory of the effective user, not on the output directory.
 
 The core works without Ansible (symbolic modes use ansible-core's parser); ``ModuleFileWriter`` plugs in
 AnsibleModule's ``set_fs_attributes_if_different`` (SELinux context, attributes) and check mode.
