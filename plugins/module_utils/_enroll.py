@@ -1046,9 +1046,9 @@ class Enroller(object):
         spec = plan.spec
         content = _match.refusal_content(request_id, diffs, _match.asked(spec, plan.csr), self.now)
         try:
+            # the record is our own state, owned by us and not writable by others (read_refusal trusts no other)
             self.writer.write([_files.FileSpec(_match.refusal_path(spec['certificate_path']), content,
-                                               mode=spec.get('mode'), owner=spec.get('owner'),
-                                               group=spec.get('group'))])
+                                               mode=_files.CERT_MODE)])
         except WcceError as exc:
             return exc.to_message()
         return None

@@ -449,3 +449,13 @@ def test_a_refusal_record_of_another_user_does_not_block_enrollment(tmp_path):
     assert ('The refusal record %s is ignored: %s is not owned by user %s or is writable by other users; it is not '
             'trusted' % (record, record, __import__('pwd').getpwuid(os.geteuid()).pw_name)) in result['warnings']
     assert sorted(os.listdir(str(tmp_path))) == ['c.pem', 'k.pem']
+
+
+def test_the_refusal_record_stays_ours_whatever_the_output_owner_and_mode(tmp_path):
+    """owner/mode of the outputs (0664, another owner) do not apply to the record: it would not be trusted."""
+    client = FakeClient({'alter_subject': 'victim.lab.adcs.test'})
+    run_first(tmp_path, client, web(tmp_path, owner='65534', mode='0664'))
+    st = os.stat(str(tmp_path / 'c.pem.refused'))
+    assert st.st_uid == os.geteuid() and (st.st_mode & 0o777) == 0o644
+    result, contacted = run(tmp_path, client, web(tmp_path, owner='65534', mode='0664'))
+    assert result['failed'] and not contacted and result['msg'].startswith('Request 101 was refused on an earlier run')
