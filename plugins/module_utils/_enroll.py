@@ -296,7 +296,7 @@ class Plan(object):
 
 
 def _read_existing_cert(path, plan):
-    data = _files.read_file(path)
+    data = _files.read_file(path, replaceable=True)   # a symlink or FIFO there is not ours: it will be replaced
     if data is None:
         return None
     try:
@@ -508,14 +508,14 @@ def _stale_outputs(plan):
     """Text naming the derived output that is missing or does not belong to the current certificate, or None."""
     spec, cert = plan.spec, plan.current_cert
     for key in ('certificate_path', 'chain_path', 'fullchain_path'):
-        data = _files.read_file(spec[key]) if spec.get(key) else None
+        data = _files.read_file(spec[key], replaceable=True) if spec.get(key) else None
         if data is not None and data.lstrip().startswith(b'-----') != (spec['format'] == 'pem'):
             return '%s (%s) is not in the %s format' % (key, spec[key], spec['format'].upper())
     for key in ('chain_path', 'fullchain_path'):
         path = spec.get(key)
         if not path:
             continue
-        data = _files.read_file(path)
+        data = _files.read_file(path, replaceable=True)
         if data is None:
             return '%s (%s) is missing' % (key, path)
         try:
@@ -531,7 +531,7 @@ def _stale_outputs(plan):
         if not any(c.subject == cert.issuer for c in certs):
             return '%s (%s) does not hold the issuer of the current certificate' % (key, path)
     if spec.get('pkcs12_path'):
-        data = _files.read_file(spec['pkcs12_path'])
+        data = _files.read_file(spec['pkcs12_path'], replaceable=True)
         if data is None:
             return 'pkcs12_path (%s) is missing' % spec['pkcs12_path']
         try:

@@ -660,3 +660,20 @@ def test_interrupted_switch_is_finished_before_planning(tmp_path):
     assert result['action'] == 'none' and client.calls == []
     assert open(str(tmp_path / 'c.pem'), 'rb').read() == new_cert
     assert sorted(os.listdir(str(tmp_path))) == ['c.pem', 'k.pem']
+
+
+def test_a_symlinked_key_is_not_adopted_and_a_symlinked_certificate_is_replaced(tmp_path):
+    """A key behind a symlink could be one someone else knows: refused, never read. A certificate behind one is
+    not ours: it reads as absent and the new certificate replaces the link, never following it."""
+    victim = tmp_path / 'victim.pem'
+    write_key(str(victim), wcce_pki.rsa_key('victim'))
+    os.symlink(str(victim), str(tmp_path / 'k.pem'))
+    with pytest.raises(_errors.FileOutputError) as err:
+        _enroll.plan_request(spec(tmp_path))
+    assert err.value.summary == '%s is a symbolic link or not a regular file; it is not read' % (tmp_path / 'k.pem')
+    os.unlink(str(tmp_path / 'k.pem'))
+    cert_victim = tmp_path / 'victim.crt'
+    cert_victim.write_bytes(b'precious')
+    os.symlink(str(cert_victim), str(tmp_path / 'c.pem'))
+    plan = _enroll.plan_request(spec(tmp_path))
+    assert plan.current_cert is None and plan.action == _enroll.ACTION_ENROLL
