@@ -296,7 +296,7 @@ class Plan(object):
 
 
 def _read_existing_cert(path, plan):
-    data = _files.read_file(path)
+    data = _files.read_file(path, replaceable=True)   # a symlink or FIFO there is not ours: it will be replaced
     if data is None:
         return None
     try:
@@ -460,7 +460,7 @@ def _check_refusal(plan):
     spec = plan.spec
     if spec['force']:
         return
-    record = _match.read_refusal(spec['certificate_path'])
+    record = _match.read_refusal(spec['certificate_path'], plan.warnings)
     if not _match.refusal_applies(record, _match.asked(spec, plan.csr)):
         return
     raise CertificateError(
@@ -508,14 +508,14 @@ def _stale_outputs(plan):
     """Text naming the derived output that is missing or does not belong to the current certificate, or None."""
     spec, cert = plan.spec, plan.current_cert
     for key in ('certificate_path', 'chain_path', 'fullchain_path'):
-        data = _files.read_file(spec[key]) if spec.get(key) else None
+        data = _files.read_file(spec[key], replaceable=True) if spec.get(key) else None
         if data is not None and data.lstrip().startswith(b'-----') != (spec['format'] == 'pem'):
             return '%s (%s) is not in the %s format' % (key, spec[key], spec['format'].upper())
     for key in ('chain_path', 'fullchain_path'):
         path = spec.get(key)
         if not path:
             continue
-        data = _files.read_file(path)
+        data = _files.read_file(path, replaceable=True)
         if data is None:
             return '%s (%s) is missing' % (key, path)
         try:
@@ -531,7 +531,7 @@ def _stale_outputs(plan):
         if not any(c.subject == cert.issuer for c in certs):
             return '%s (%s) does not hold the issuer of the current certificate' % (key, path)
     if spec.get('pkcs12_path'):
-        data = _files.read_file(spec['pkcs12_path'])
+        data = _files.read_file(spec['pkcs12_path'], replaceable=True)
         if data is None:
             return 'pkcs12_path (%s) is missing' % spec['pkcs12_path']
         try:
@@ -1052,9 +1052,9 @@ class Enroller(object):
         spec = plan.spec
         content = _match.refusal_content(request_id, diffs, _match.asked(spec, plan.csr), self.now)
         try:
+            # the record is our own state, owned by us and not writable by others (read_refusal trusts no other)
             self.writer.write([_files.FileSpec(_match.refusal_path(spec['certificate_path']), content,
-                                               mode=spec.get('mode'), owner=spec.get('owner'),
-                                               group=spec.get('group'))])
+                                               mode=_files.CERT_MODE)])
         except WcceError as exc:
             return exc.to_message()
         return None
@@ -1094,10 +1094,7 @@ class Enroller(object):
         spec = plan.spec
         mode = spec.get('private_key_mode')
         if mode is None and plan.current_key_bytes is not None and path in (None, spec['private_key_path']):
-            try:
-                mode = os.stat(spec['private_key_path']).st_mode & 0o7777
-            except OSError:
-                mode = None
+            mode = _files.current_secret_mode(spec['private_key_path'])
         content = _requests.private_key_bytes(plan.key, 'pem', spec.get('private_key_passphrase'))
         return _files.FileSpec(path or spec['private_key_path'], content, mode=mode, owner=spec.get('owner'),
                                group=spec.get('group'), backup=spec['backup'], secret=True)

@@ -11,7 +11,10 @@ a process killed at any step leaves the old set or the new set, completed by the
 group and mode are set on open file descriptors, never through a symlink; a symlink at a target is replaced, not
 followed. Modes are taken as ``ansible.builtin.file`` takes them (``parse_mode``). Backups (``path.<pid>.<time>~``,
 like Ansible's ``backup_local``) are made on request, after validation, 0600 for secrets from their first instant.
-``check_output_paths`` tells before the CA is contacted whether the outputs can be written.
+``check_output_paths`` tells before the CA is contacted whether the outputs can be written. Everything planted in an
+output directory by someone else is distrusted: reads (``read_file``) never follow symlinks, never open FIFOs and are
+bounded; a journal is acted on only when it is ours and names only this task's outputs and our temporary names; the
+lock that serializes runs lives in a private directory of the effective user, not on the output directory.
 
 The core works without Ansible (symbolic modes use ansible-core's parser); ``ModuleFileWriter`` plugs in
 AnsibleModule's ``set_fs_attributes_if_different`` (SELinux context, attributes) and check mode.
@@ -131,6 +134,19 @@ def check_secret_mode(mode, option='private_key_mode'):
     return value
 
 
+def current_secret_mode(path):
+    """Mode of the current private key file, kept for its replacement when no mode is given. Never through a
+    symlink: a symlink or special file there gives None (the 0600 default); a mode that is not safe for a key is
+    refused (the user gives private_key_mode to choose)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return check_secret_mode(stat.S_IMODE(st.st_mode), 'The current mode of the private key %s,' % path)
+
+
 def resolve_uid(owner):
     if owner is None or owner == '':
         return -1
@@ -153,15 +169,48 @@ def resolve_gid(group):
         raise InvalidInput('Unknown group %r' % (group,))
 
 
-def read_file(path):
-    """File content as bytes, or None if it does not exist."""
-    try:
-        with open(path, 'rb') as f:
-            return f.read()
-    except IOError as exc:
-        if exc.errno == errno.ENOENT:
+MAX_READ_SIZE = 8 << 20   # read_file: keys, certificates, chains, PKCS#12 bundles, records are far smaller
+
+
+def read_file(path, max_size=MAX_READ_SIZE, private=False, replaceable=False):
+    """Content of the regular file at path as bytes, or None if it does not exist.
+
+    Never through a symlink, never blocking on a FIFO, never more than ``max_size`` bytes (a symlink to /dev/zero
+    planted in a writable directory is refused, not read). ``private``: the file must also be owned by the effective
+    user and not writable by its group or others (a record someone else could have planted). ``replaceable``: the
+    caller only compares an output it is about to write; a symlink or special file there reads as absent (it is
+    replaced, never followed)."""
+    fd = _open_nofollow(path)
+    if fd is None:
+        return None
+    if fd is _NOT_REGULAR:
+        if replaceable:
             return None
+        raise FileOutputError('%s is a symbolic link or not a regular file; it is not read' % path,
+                              remedy='Remove it or replace it with the regular file it should be (the next write '
+                                     'of that path replaces a symbolic link with a regular file), or point the '
+                                     'option at the real file.')
+    try:
+        st = os.fstat(fd)
+        if private and (st.st_uid != os.geteuid() or st.st_mode & 0o022):
+            raise FileOutputError('%s is not owned by user %s or is writable by other users; it is not trusted'
+                                  % (path, _user_name()))
+        if st.st_size > max_size:
+            raise FileOutputError('%s is larger than %d bytes; it is not read' % (path, max_size))
+        chunks, total = [], 0
+        while True:
+            data = os.read(fd, 1 << 20)
+            if not data:
+                break
+            total += len(data)
+            if total > max_size:
+                raise FileOutputError('%s is larger than %d bytes; it is not read' % (path, max_size))
+            chunks.append(data)
+        return b''.join(chunks)
+    except OSError as exc:
         raise FileOutputError('Cannot read %s' % path, detail=str(exc))
+    finally:
+        os.close(fd)
 
 
 _NOT_REGULAR = object()   # _read_target: the path is a symlink, FIFO, device...: never ours to keep
@@ -352,6 +401,24 @@ def apply_attributes(path, mode=None, uid=-1, gid=-1):
         os.close(fd)
 
 
+def _apply_attributes_to(path, inode, mode=None, uid=-1, gid=-1):
+    """apply_attributes on the regular file at path only if it is still the inode (st_dev, st_ino) given."""
+    fd = _open_nofollow(path)
+    if fd is None or fd is _NOT_REGULAR:
+        raise FileOutputError('%s was replaced while the files were written; its owner/group/mode were not set'
+                              % path, remedy='Check who else writes in that directory, then run again.')
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != inode:
+            raise FileOutputError('%s was replaced while the files were written; its owner/group/mode were not set'
+                                  % path, remedy='Check who else writes in that directory, then run again.')
+        return _fix_fd_attributes(fd, mode, uid, gid)
+    except OSError as exc:
+        raise FileOutputError('Cannot set owner/group/mode of %s' % path, detail=str(exc))
+    finally:
+        os.close(fd)
+
+
 def _can_write_dir(directory):
     """Effective-uid write check of a directory: access() and a probe file created and removed there."""
     if not os.access(directory, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
@@ -420,8 +487,9 @@ class FileSpec(object):
             except OSError:
                 pass
         self.mode = parse_mode(mode, default, base=base)
-        if secret and isinstance(mode, str) and self.mode & SECRET_FORBIDDEN_BITS:
-            check_secret_mode(self.mode)   # a symbolic mode the user gave, applied to the existing file
+        if secret and self.mode & SECRET_FORBIDDEN_BITS:
+            # whatever its type: an integer, an octal string, or a symbolic mode applied to the existing file
+            check_secret_mode(mode if isinstance(mode, int) else self.mode)
         self.uid = resolve_uid(owner)
         self.gid = resolve_gid(group)
         self.backup = backup
@@ -450,18 +518,53 @@ def _ours(path):
     return [os.path.join(directory, name) for name in names if pattern.match(name)]
 
 
-def _load_journal(jpath):
+_MAX_JOURNAL_SIZE = 1 << 20
+
+
+def _own_name(path, name, suffix):
+    """Whether name is one of our own temporary names for path (same directory, ``.<base>.XXXX<suffix>``)."""
+    if not isinstance(name, str) or os.path.dirname(name) != os.path.dirname(path):
+        return False
+    return re.match(r'^\.%s\.[a-z0-9_]+%s$' % (re.escape(os.path.basename(path)), re.escape(suffix)),
+                    os.path.basename(name)) is not None
+
+
+def _load_journal(jpath, allowed):
+    """The journal at jpath, trusted only when it is ours: a regular file (never through a symlink, never a FIFO)
+    owned by the effective user, not writable by group or others, bounded, whose entries name only paths of
+    ``allowed`` (the outputs of this request) with our own temporary names next to them. Anything else is refused
+    and nothing it names is touched."""
+    remedy = 'Inspect the journal and the files next to it, then remove the journal.'
     try:
-        with open(jpath, 'r') as f:
-            journal = json.load(f)
+        data = read_file(jpath, max_size=_MAX_JOURNAL_SIZE, private=True)
+        fd = _open_nofollow(jpath)
+        if isinstance(fd, int):
+            try:
+                links = os.fstat(fd).st_nlink
+            finally:
+                os.close(fd)
+            if links != 1:
+                raise ValueError('it has %d hard links' % links)
+        journal = json.loads((data or b'').decode('utf-8'))
         for e in journal['entries']:
             if not all(isinstance(e.get(k), str) for k in ('path', 'tmp', 'sha256')):
                 raise ValueError('entry without path, tmp or sha256')
-        return journal
+    except FileOutputError as exc:
+        raise FileOutputError('The journal %s of an interrupted write is not trusted; the files it names were left '
+                              'as they are' % jpath, detail=exc.summary, remedy=remedy)
     except (IOError, OSError, ValueError, KeyError, TypeError) as exc:
         raise FileOutputError('The journal %s of an interrupted write cannot be read; the files it names were left '
-                              'as they are' % jpath, detail=str(exc),
-                              remedy='Check the files next to it, then remove the journal.')
+                              'as they are' % jpath, detail=str(exc), remedy=remedy)
+    for e in journal['entries']:
+        path = e['path']
+        if path not in allowed or not _own_name(path, e['tmp'], _NEW_SUFFIX) or \
+                not (e.get('old') is None or _own_name(path, e['old'], _OLD_SUFFIX)) or \
+                not re.match('^[0-9a-f]{64}$', e['sha256']):
+            raise FileOutputError('The journal %s of an interrupted write names files that are not the outputs of '
+                                  'this task or not our temporary files (%s); nothing was changed'
+                                  % (jpath, ', '.join(str(e.get(k)) for k in ('path', 'tmp', 'old'))),
+                                  remedy=remedy)
+    return journal
 
 
 def _finish(journal, jpath):
@@ -496,9 +599,58 @@ def _finish(journal, jpath):
     return 'rolled forward' if forward else 'rolled back'
 
 
+# The locks live in a directory only the effective user can enter (never the output directory itself: anyone who
+# can read it could hold a flock on it forever). Tests point _LOCK_ROOT elsewhere.
+_LOCK_ROOT = None
+
+
+def _lock_root():
+    if _LOCK_ROOT:
+        return _LOCK_ROOT
+    euid = os.geteuid()
+    if euid == 0 and os.path.isdir('/run'):
+        return '/run/adcs-enrollment'
+    return '/tmp/adcs-enrollment-%d' % euid
+
+
+def _lock_path(dir_stat):
+    """(lock directory, lock file) for the directory with that stat (keyed by device and inode)."""
+    root = _lock_root()
+    key = hashlib.sha256(('%d:%d' % (dir_stat.st_dev, dir_stat.st_ino)).encode('ascii')).hexdigest()
+    return root, os.path.join(root, key + '.lock')
+
+
+def _lock_file(dir_stat):
+    """An open fd of the lock file for the directory (keyed by device and inode) in the private lock directory:
+    0700, owned by the effective user, never through a symlink; the lock file 0600, owned by the effective user."""
+    root, name = _lock_path(dir_stat)
+    euid = os.geteuid()
+    try:
+        os.mkdir(root, 0o700)
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise FileOutputError('Cannot create the lock directory %s' % root, detail=str(exc))
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != euid or st.st_mode & 0o077:
+        raise FileOutputError('The lock directory %s is not a directory of user %s with mode 0700; nothing was '
+                              'changed' % (root, _user_name()),
+                              remedy='Someone else may have created it: inspect and remove it.')
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), KEY_MODE)
+    except OSError as exc:
+        raise FileOutputError('Cannot open the lock file %s' % name, detail=str(exc))
+    lst = os.fstat(fd)
+    if not stat.S_ISREG(lst.st_mode) or lst.st_uid != euid:
+        os.close(fd)
+        raise FileOutputError('The lock file %s is not a regular file of user %s; nothing was changed'
+                              % (name, _user_name()), remedy='Inspect and remove it.')
+    return fd
+
+
 class _DirLocks(object):
-    """Exclusive flock on the directories of a set of paths (sorted, so two runs never deadlock), held from staging
-    to the end of the switch: a concurrent run on the same files waits instead of taking our temporary files for a
+    """Exclusive flock for the directories of a set of paths (sorted, so two runs never deadlock), held from staging
+    to the end of the switch (on a lock file per directory in a private 0700 directory of the effective user, so
+    other users cannot hold it): a concurrent run on the same files waits instead of taking our temporary files for a
     crash's leftovers. A killed process's locks go with it."""
 
     def __init__(self, paths, timeout=120):
@@ -509,9 +661,10 @@ class _DirLocks(object):
     def acquire(self):
         for directory in self.dirs:
             try:
-                fd = os.open(directory, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+                st = os.stat(directory)
             except OSError:
                 continue   # a missing directory is reported by the caller
+            fd = _lock_file(st)
             self.fds.append(fd)
             deadline = time.time() + self.timeout
             while True:
@@ -546,15 +699,16 @@ def recover(paths):
 
 
 def _recover(paths):
-    done = {}
-    for path in paths:
+    done, journals = {}, []
+    for path in paths:   # every journal is checked before any is acted on
         jpath = _journal_path(path)
-        if os.path.exists(jpath) and jpath not in done:
-            journal = _load_journal(jpath)
-            try:
-                done[jpath] = _finish(journal, jpath)
-            except OSError as exc:
-                raise FileOutputError('Cannot complete the interrupted write recorded in %s' % jpath, detail=str(exc))
+        if os.path.lexists(jpath) and jpath not in [j for j, _journal in journals]:
+            journals.append((jpath, _load_journal(jpath, paths)))
+    for jpath, journal in journals:
+        try:
+            done[jpath] = _finish(journal, jpath)
+        except OSError as exc:
+            raise FileOutputError('Cannot complete the interrupted write recorded in %s' % jpath, detail=str(exc))
     for path in paths:
         for name in _ours(path):
             _unlink(name)
@@ -587,6 +741,8 @@ class StagedWrite(object):
         self.recovered = {}
         self._done = False
         self._locks = None
+        self._kept = {}       # path -> (st_dev, st_ino) of a target whose content was already right
+        self._staged_once = False
 
     def __enter__(self):
         return self
@@ -620,6 +776,11 @@ class StagedWrite(object):
                 self.cleanup()
                 raise FileOutputError('The directory %s does not exist' % directory)
             if not self._needs_write(spec):
+                try:   # the file kept as it is: only this inode may get owner/mode in commit()
+                    st = os.lstat(spec.path)
+                    self._kept[spec.path] = (st.st_dev, st.st_ino)
+                except OSError:
+                    pass
                 continue
             fd, tmp = None, None
             try:
@@ -641,6 +802,7 @@ class StagedWrite(object):
             _step('staged %s' % spec.path)
         for directory in set(os.path.dirname(p) for p in self.staged):
             _fsync_dir(directory)
+        self._staged_once = True
         return self.staged
 
     def _write_journal(self, entries):
@@ -666,7 +828,7 @@ class StagedWrite(object):
     def commit(self):
         if self._done:
             return self
-        if not self.staged:
+        if not self.staged and not self._staged_once:
             self.stage()
         if self.validator is not None and self.staged:
             paths = dict((s.path, self.staged.get(s.path, s.path)) for s in self.specs)
@@ -731,9 +893,11 @@ class StagedWrite(object):
                 _step('old link removed %s' % e['path'])
         self.changed_paths = list(done)
         for spec in self.specs:
-            if os.path.lexists(spec.path) and apply_attributes(spec.path, spec.mode, spec.uid, spec.gid):
-                if spec.path not in self.changed_paths:
-                    self.changed_paths.append(spec.path)
+            # A renamed file got owner/group/mode on its descriptor before the rename; a file kept as it is gets
+            # them only if it is still the inode whose content was compared (never a hard link swapped in since).
+            if spec.path not in done and spec.path in self._kept and \
+                    _apply_attributes_to(spec.path, self._kept[spec.path], spec.mode, spec.uid, spec.gid):
+                self.changed_paths.append(spec.path)
         self.changed = bool(self.changed_paths)
         self._done = True
         self.cleanup()   # releases the locks
@@ -777,9 +941,9 @@ class ModuleFileWriter(object):
         changed = sw.changed
         for spec in specs:
             file_args = self.module.load_file_common_arguments(self.module.params, path=spec.path)
-            file_args['mode'] = spec.mode
-            file_args['owner'] = spec.uid if spec.uid != -1 else None
-            file_args['group'] = spec.gid if spec.gid != -1 else None
+            # owner/group/mode were set by the switch on descriptors; Ansible's pass (by name) only adds the SELinux
+            # context and attributes
+            file_args['mode'] = file_args['owner'] = file_args['group'] = None
             changed = self.module.set_fs_attributes_if_different(file_args, changed)
         result['changed'] = changed
         result['changed_paths'] = sw.changed_paths

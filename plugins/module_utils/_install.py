@@ -35,13 +35,6 @@ def _certificates(content, what):
     return certs
 
 
-def _current_mode(path):
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        return None
-
-
 def install(writer, certificate_path, certificate_content, private_key_path, chain_path=None, chain_content=None,
             fullchain_path=None, fullchain_content=None, staged_private_key_path=None, csr_path=None,
             staged_csr_path=None, private_key_passphrase=None, private_key_mode=None, mode=None, owner=None,
@@ -82,7 +75,7 @@ def install(writer, certificate_path, certificate_content, private_key_path, cha
 
     switching_key = staged_key_bytes is not None and staged_key_bytes != current_key_bytes
     if switching_key:
-        key_mode = private_key_mode if private_key_mode is not None else _current_mode(private_key_path)
+        key_mode = private_key_mode if private_key_mode is not None else _files.current_secret_mode(private_key_path)
         add('private_key', private_key_path, staged_key_bytes, secret=True, file_mode=key_mode)
     add('certificate', certificate_path, _files.encode_certificate(cert, fmt), file_mode=mode)
     if chain_path and chain is not None:

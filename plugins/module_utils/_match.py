@@ -34,6 +34,7 @@ import json
 from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import FileOutputError
 
 try:
     from cryptography import x509
@@ -281,9 +282,18 @@ def asked(spec, csr=None):
     }
 
 
-def read_refusal(certificate_path):
-    """The refusal record next to the certificate, or None (absent or unreadable)."""
-    data = _files.read_file(refusal_path(certificate_path))
+def read_refusal(certificate_path, warnings=None):
+    """The refusal record next to the certificate, or None (absent or unreadable). Only a record we could have
+    written counts: a regular file (never through a symlink, bounded) owned by the effective user and not writable
+    by group or others; any other is ignored with a warning appended to ``warnings`` (someone who may write in the
+    certificate directory must not be able to block renewals)."""
+    path = refusal_path(certificate_path)
+    try:
+        data = _files.read_file(path, max_size=1 << 20, private=True)
+    except FileOutputError as exc:
+        if warnings is not None:
+            warnings.append('The refusal record %s is ignored: %s' % (path, exc.summary))
+        return None
     if data is None:
         return None
     try:

@@ -221,7 +221,7 @@ def main():
         result['public_key'] = {'type': kind, ('size' if kind == 'rsa' else 'curve'): detail}
         csr_pem = None
         if p['csr_path'] and os.path.exists(p['csr_path']):
-            existing = _files.read_file(p['csr_path'])
+            existing = _files.read_file(p['csr_path'], replaceable=True)
             if _same_request(existing, key, subject, sans):
                 csr_pem = existing
         if csr_pem is None:

@@ -261,12 +261,15 @@ def test_symlinks_planted_at_the_destinations_are_replaced_not_followed(lab, ans
         planted[name] = (victim, victim_mode, content)
     args = web_args(lab, out, chain_path=str(out / 'web-chain.crt'), owner='65534', group='65534',
                     private_key_mode='0600', mode='0644', backup=True)
+    # a key behind a symlink is never adopted (it could be a key someone else knows): a clear failure
+    rc, result = ansible.module(MODULE, args)
+    assert rc != 0 and result['failed'], result
+    refused = '%s is a symbolic link or not a regular file; it is not read' % (out / 'web.key')
+    assert result['msg'].startswith(refused), result['msg']
+    os.unlink(str(out / 'web.key'))
+    # the certificate and chain symlinks are replaced by files of their own, never followed
     rc, result = ansible.module(MODULE, args)
     assert rc == 0 and result['changed'], result
-    # the enrollment reused the key (it is not rewritten then) and wrote the certificate and chain
-    assert os.path.islink(str(out / 'web.key'))
-    rc, result = ansible.module(MODULE, args)
-    assert rc == 0 and result['changed'] and result['action'] == 'none', result    # key's owner/mode fixed
     for name, (victim, victim_mode, content) in planted.items():
         assert read(victim) == content, name
         st = os.stat(str(victim))
@@ -274,8 +277,7 @@ def test_symlinks_planted_at_the_destinations_are_replaced_not_followed(lab, ans
         st = os.lstat(str(out / name))
         assert stat.S_ISREG(st.st_mode) and (st.st_uid, st.st_gid) == (65534, 65534), name
     assert mode(out / 'web.key') == 0o600 and mode(out / 'web.crt') == 0o644
-    # the key read through the link was kept (its content is copied into a file of its own, not chmod-ed there)
-    assert read(out / 'web.key') == victim_key
+    assert read(out / 'web.key') != victim_key
     assert result['backup_files'] == {}        # a symlink is not a file of ours to back up
     assert sorted(os.listdir(str(out))) == ['web-chain.crt', 'web.crt', 'web.key']
 

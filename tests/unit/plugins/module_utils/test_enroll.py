@@ -34,6 +34,7 @@ def spec(tmp_path, **kw):
 def write_key(path, key, passphrase=None):
     with open(path, 'wb') as f:
         f.write(_requests.private_key_bytes(key, 'pem', passphrase))
+    os.chmod(path, 0o600)
 
 
 def write_cert(path, cert):
@@ -693,3 +694,20 @@ def test_issued_check_with_a_directory_has_no_such_warning(tmp_path):
         [result] = e.run([spec(tmp_path, common_name='a.lab.adcs.test')])
     assert result['disposition'] == 'issued'
     assert NO_DIRECTORY_WARNING not in result.get('warnings', [])
+
+
+def test_a_symlinked_key_is_not_adopted_and_a_symlinked_certificate_is_replaced(tmp_path):
+    """A key behind a symlink could be one someone else knows: refused, never read. A certificate behind one is
+    not ours: it reads as absent and the new certificate replaces the link, never following it."""
+    victim = tmp_path / 'victim.pem'
+    write_key(str(victim), wcce_pki.rsa_key('victim'))
+    os.symlink(str(victim), str(tmp_path / 'k.pem'))
+    with pytest.raises(_errors.FileOutputError) as err:
+        _enroll.plan_request(spec(tmp_path))
+    assert err.value.summary == '%s is a symbolic link or not a regular file; it is not read' % (tmp_path / 'k.pem')
+    os.unlink(str(tmp_path / 'k.pem'))
+    cert_victim = tmp_path / 'victim.crt'
+    cert_victim.write_bytes(b'precious')
+    os.symlink(str(cert_victim), str(tmp_path / 'c.pem'))
+    plan = _enroll.plan_request(spec(tmp_path))
+    assert plan.current_cert is None and plan.action == _enroll.ACTION_ENROLL

@@ -4,8 +4,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
+import json
 import os
+import pwd
 import stat
+import time
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -266,7 +270,9 @@ def test_module_writer_real(tmp_path):
     path, backup = str(p), res['backup_files'][str(p)]
     assert path == str(p) and backup.startswith(str(p) + '.%d.' % os.getpid()) and backup.endswith('~')
     assert open(backup, 'rb').read() == b'OLD' and mode(backup) == 0o600
-    assert mod.fs_calls[0]['mode'] == 0o600
+    assert mode(str(p)) == 0o600
+    # owner/group/mode were set on descriptors by the switch; Ansible's pass by name only adds SELinux/attributes
+    assert [(c['mode'], c['owner'], c['group']) for c in mod.fs_calls] == [(None, None, None)]
     res = f.ModuleFileWriter(mod).write([f.FileSpec(str(p), b'NEW', secret=True, backup=True)])
     assert not res['changed'] and res['backup_files'] == {}
 
@@ -551,7 +557,7 @@ def test_journal_without_its_new_files_rolls_back(tmp_path):
     assert _on_disk(directory) == dict(old, **{'h.key': new['h.key'], 'h.crt': new['h.crt']})  # mid-switch
     pending = [n for n in os.listdir(str(directory)) if n.startswith('.h.p12.') and n.endswith('.adcs-new')]
     os.unlink(str(directory / pending[0]))                   # a new file is gone: rolling forward is impossible
-    assert list(f.recover([str(directory / 'h.crt')]).values()) == ['rolled back']
+    assert list(f.recover([str(directory / n) for n in NAMES]).values()) == ['rolled back']
     assert _on_disk(directory) == old and leftovers(directory) == []
 
 
@@ -579,32 +585,289 @@ def test_unreadable_journal_is_reported(tmp_path):
 
 
 def test_a_concurrent_run_on_the_same_directory_waits(tmp_path):
-    import fcntl
     import threading
     import time
     crt = tmp_path / 'h.crt'
     crt.write_bytes(b'OLD')
-    holder = os.open(str(tmp_path), os.O_RDONLY)
-    fcntl.flock(holder, fcntl.LOCK_EX)          # another run is switching files in this directory
+    holder = f._DirLocks([str(crt)]).acquire()   # another run is switching files in this directory
     done = []
     worker = threading.Thread(target=lambda: done.append(f.write_file_atomic(str(crt), b'NEW')['changed']))
     worker.start()
     time.sleep(0.5)
     assert done == [] and crt.read_bytes() == b'OLD'
     assert [n for n in os.listdir(str(tmp_path)) if n.endswith('.adcs-new')] == []   # not even staged yet
-    os.close(holder)
+    holder.release()
     worker.join(10)
     assert done == [True] and crt.read_bytes() == b'NEW' and leftovers(tmp_path) == []
 
 
 def test_lock_wait_has_a_deadline(tmp_path, monkeypatch):
-    import fcntl
-    holder = os.open(str(tmp_path), os.O_RDONLY)
-    fcntl.flock(holder, fcntl.LOCK_EX)
+    holder = f._DirLocks([str(tmp_path / 'y')]).acquire()
     try:
         with pytest.raises(FileOutputError) as err:
             f._DirLocks([str(tmp_path / 'x')], timeout=0.3).acquire()
         assert err.value.summary == ('Another run has been writing files in %s for 0.3 seconds; nothing was changed'
                                      % tmp_path)
     finally:
-        os.close(holder)
+        holder.release()
+
+
+# ---- a planted journal is never acted on --------------------------------------------------------------------------
+def _plant_journal(directory, entries, name='h.crt'):
+    jpath = directory / ('.%s.adcs-journal' % name)
+    jpath.write_text(json.dumps({'version': 1, 'entries': entries}))
+    os.chmod(str(jpath), 0o600)
+    return jpath
+
+
+def _snapshot(*dirs):
+    out = {}
+    for d in dirs:
+        for n in os.listdir(str(d)):
+            p = os.path.join(str(d), n)
+            out[p] = (os.lstat(p).st_ino, open(p, 'rb').read() if os.path.isfile(p) and not os.path.islink(p)
+                      else None)
+    return out
+
+
+UNTRUSTED = ('The journal %s of an interrupted write names files that are not the outputs of this task or not our '
+             'temporary files (%s, %s, %s); nothing was changed. What to do: Inspect the journal and the files '
+             'next to it, then remove the journal.')
+
+
+@pytest.mark.parametrize('case', ['path_elsewhere', 'tmp_elsewhere', 'old_elsewhere', 'tmp_not_ours',
+                                  'other_output'])
+def test_a_planted_journal_renames_or_deletes_nothing(tmp_path, case):
+    """A journal naming a path outside this task's outputs, or tmp/old files that are not our temporary names next
+    to the path, is refused before anything is renamed or removed."""
+    out, elsewhere = tmp_path / 'out', tmp_path / 'etc'
+    out.mkdir()
+    elsewhere.mkdir()
+    crt = out / 'h.crt'
+    crt.write_bytes(b'OLD')
+    victim = elsewhere / 'shadow'
+    victim.write_bytes(b'VICTIM')
+    evil = out / '.h.crt.abcdefgh.adcs-new'
+    evil.write_bytes(b'EVIL')
+    digest = hashlib.sha256(b'EVIL').hexdigest()
+    entry = {'path': str(crt), 'tmp': str(evil), 'old': None, 'sha256': digest}
+    if case == 'path_elsewhere':
+        entry['path'] = str(victim)
+    elif case == 'tmp_elsewhere':
+        entry['tmp'] = str(victim)
+        entry['sha256'] = hashlib.sha256(b'VICTIM').hexdigest()
+    elif case == 'old_elsewhere':
+        entry['old'] = str(victim)
+        entry['sha256'] = '0' * 64    # not new: a roll back would rename or unlink old
+    elif case == 'tmp_not_ours':
+        other = out / 'app.conf'
+        other.write_bytes(b'CONF')
+        entry['tmp'] = str(other)
+    else:
+        entry['path'] = str(out / 'other.crt')
+        entry['tmp'] = str(out / '.other.crt.abcdefgh.adcs-new')
+    jpath = _plant_journal(out, [entry])
+    before = _snapshot(out, elsewhere)
+    with pytest.raises(FileOutputError) as err:
+        f.recover([str(crt)])
+    assert err.value.to_message() == UNTRUSTED % (jpath, entry['path'], entry['tmp'], entry['old'])
+    with pytest.raises(FileOutputError):
+        f.write_file_atomic(str(crt), b'NEW')
+    assert _snapshot(out, elsewhere) == before
+
+
+@pytest.mark.parametrize('plant', ['fifo', 'symlink', 'other_owner', 'group_writable', 'huge', 'hard_link'])
+def test_a_journal_we_did_not_write_is_not_trusted(tmp_path, plant):
+    """A FIFO journal does not hang; a symlink, a journal of another user or writable by others, an oversized one
+    or one with a second name are refused and nothing is touched."""
+    crt = tmp_path / 'h.crt'
+    crt.write_bytes(b'OLD')
+    new = tmp_path / '.h.crt.abcdefgh.adcs-new'
+    new.write_bytes(b'NEW')
+    entry = {'path': str(crt), 'tmp': str(new), 'old': None, 'sha256': hashlib.sha256(b'NEW').hexdigest()}
+    jpath = _plant_journal(tmp_path, [entry])
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    detail = '%s is not owned by user %s or is writable by other users; it is not trusted' % (jpath, user)
+    if plant == 'fifo':
+        os.unlink(str(jpath))
+        os.mkfifo(str(jpath))
+        detail = '%s is a symbolic link or not a regular file; it is not read' % jpath
+    elif plant == 'symlink':
+        real = tmp_path / 'journal.json'
+        os.rename(str(jpath), str(real))
+        os.symlink(str(real), str(jpath))
+        detail = '%s is a symbolic link or not a regular file; it is not read' % jpath
+    elif plant == 'other_owner':
+        os.chown(str(jpath), 65534, 65534)
+    elif plant == 'group_writable':
+        os.chmod(str(jpath), 0o620)
+    elif plant == 'huge':
+        with open(str(jpath), 'ab') as handle:
+            handle.write(b' ' * (1 << 20))
+        detail = '%s is larger than %d bytes; it is not read' % (jpath, 1 << 20)
+    else:
+        os.link(str(jpath), str(tmp_path / 'second-name'))
+    before = _snapshot(tmp_path)
+    with pytest.raises(FileOutputError) as err:
+        f.recover([str(crt)])
+    if plant == 'hard_link':
+        assert err.value.summary == ('The journal %s of an interrupted write cannot be read; the files it names '
+                                     'were left as they are' % jpath)
+        assert err.value.detail == 'it has 2 hard links'
+    else:
+        assert err.value.to_message() == (
+            'The journal %s of an interrupted write is not trusted; the files it names were left as they are; %s. '
+            'What to do: Inspect the journal and the files next to it, then remove the journal.' % (jpath, detail))
+    assert _snapshot(tmp_path) == before
+
+
+def test_our_own_journal_is_still_completed(tmp_path):
+    crt, key = tmp_path / 'h.crt', tmp_path / 'h.key'
+    crt.write_bytes(b'OLD')
+    new = tmp_path / '.h.crt.abcdefgh.adcs-new'
+    new.write_bytes(b'NEW')
+    _plant_journal(tmp_path, [{'path': str(crt), 'tmp': str(new), 'old': None,
+                               'sha256': hashlib.sha256(b'NEW').hexdigest()}])
+    assert list(f.recover([str(crt), str(key)]).values()) == ['rolled forward']
+    assert crt.read_bytes() == b'NEW' and leftovers(tmp_path) == []
+
+
+# ---- other users cannot hold our locks ---------------------------------------------------------------------------
+def test_another_user_holding_the_directory_does_not_block_us(world_dir):
+    """nobody flocks the output directory (all it needs is read access) and tries our lock file: we still write."""
+    import fcntl
+    crt = os.path.join(world_dir, 'h.crt')
+    f._DirLocks([crt]).acquire().release()      # the lock file exists
+    lock_path = f._lock_path(os.stat(world_dir))[1]
+    assert os.path.exists(lock_path)
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 3
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            fd = os.open(world_dir, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            code = 0
+            try:   # our lock file for the directory: nobody may not even open it
+                os.open(lock_path, os.O_RDONLY)
+                code = 4
+            except OSError:
+                pass
+            os.write(ready_w, b'%d' % code)
+            os.read(done_r, 1)
+        finally:
+            os._exit(code)
+    try:
+        assert os.read(ready_r, 1) == b'0'
+        started = time.time()
+        f._DirLocks([crt], timeout=1).acquire().release()
+        assert f.write_file_atomic(crt, b'NEW')['changed']
+        assert time.time() - started < 5 and open(crt, 'rb').read() == b'NEW'
+    finally:
+        os.write(done_w, b'x')
+        assert os.WEXITSTATUS(os.waitpid(pid, 0)[1]) == 0
+
+
+def test_a_lock_directory_of_someone_else_is_refused(tmp_path, monkeypatch):
+    root = tmp_path / 'locks'
+    root.mkdir()
+    os.chown(str(root), 65534, 65534)
+    os.chmod(str(root), 0o700)
+    monkeypatch.setattr(f, '_LOCK_ROOT', str(root))
+    with pytest.raises(FileOutputError) as err:
+        f.write_file_atomic(str(tmp_path / 'h.crt'), b'NEW')
+    assert err.value.to_message() == (
+        'The lock directory %s is not a directory of user %s with mode 0700; nothing was changed. What to do: '
+        'Someone else may have created it: inspect and remove it.' % (root, pwd.getpwuid(os.geteuid()).pw_name))
+    assert not (tmp_path / 'h.crt').exists()
+    os.chown(str(root), os.geteuid(), os.getegid())
+    lock = f._lock_file(os.stat(str(tmp_path)))
+    try:
+        st = os.fstat(lock)
+        assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.geteuid()
+    finally:
+        os.close(lock)
+
+
+# ---- read_file: no symlink, no FIFO, bounded ---------------------------------------------------------------------
+def test_read_file_refuses_symlinks_fifos_and_oversized_files(tmp_path):
+    victim = tmp_path / 'victim'
+    victim.write_bytes(b'SECRET')
+    link, fifo, zero, big = (tmp_path / n for n in ('link', 'fifo', 'zero', 'big'))
+    os.symlink(str(victim), str(link))
+    os.mkfifo(str(fifo))
+    os.symlink('/dev/zero', str(zero))
+    big.write_bytes(b'x' * 2048)
+    for path in (link, fifo, zero):
+        with pytest.raises(FileOutputError) as err:
+            f.read_file(str(path))
+        assert err.value.to_message() == (
+            '%s is a symbolic link or not a regular file; it is not read. What to do: Remove it or replace it with '
+            'the regular file it should be (the next write of that path replaces a symbolic link with a regular '
+            'file), or point the option at the real file.' % path)
+        assert f.read_file(str(path), replaceable=True) is None
+    with pytest.raises(FileOutputError) as err:
+        f.read_file(str(big), max_size=1024)
+    assert err.value.summary == '%s is larger than 1024 bytes; it is not read' % big
+    assert f.read_file(str(big)) == b'x' * 2048 and f.read_file(str(tmp_path / 'absent')) is None
+    assert f.MAX_READ_SIZE == 8 << 20
+
+
+def test_an_integer_secret_mode_is_checked(tmp_path):
+    with pytest.raises(InvalidInput) as err:
+        f.FileSpec(str(tmp_path / 'k'), b'K', mode=0o644, secret=True)
+    assert err.value.summary == ('private_key_mode 0644 would make the private key writable by its group or '
+                                 'accessible to other users; use 0600, or 0640 for a group that only reads it')
+    assert f.FileSpec(str(tmp_path / 'k'), b'K', mode=0o640, secret=True).mode == 0o640
+    assert f.FileSpec(str(tmp_path / 'c'), b'C', mode=0o644).mode == 0o644
+
+
+# ---- owner/mode never reach a file swapped in after the rename ---------------------------------------------------
+def _victim(tmp_path, content):
+    victim = tmp_path / 'victim'
+    victim.write_bytes(content)
+    os.chmod(str(victim), 0o644)
+    return victim
+
+
+def test_a_hard_link_swapped_in_after_the_rename_gets_no_owner_or_mode(tmp_path, monkeypatch):
+    out = tmp_path / 'out'
+    out.mkdir()
+    key = out / 'h.key'
+    victim = _victim(tmp_path, b'VICTIM')
+    real_rename = os.rename
+
+    def rename_then_swap(src, dst):
+        real_rename(src, dst)
+        if dst == str(key):      # the attacker replaces the fresh target with a hard link to the victim
+            os.unlink(dst)
+            os.link(str(victim), dst)
+
+    monkeypatch.setattr(f.os, 'rename', rename_then_swap)
+    f.write_file_atomic(str(key), b'NEW', mode=0o600, owner=65534, secret=True)
+    st = os.stat(str(victim))
+    assert stat.S_IMODE(st.st_mode) == 0o644 and st.st_uid == os.geteuid()
+
+
+def test_a_kept_file_replaced_by_a_hard_link_gets_no_owner_or_mode(tmp_path):
+    out = tmp_path / 'out'
+    out.mkdir()
+    crt = out / 'h.crt'
+    crt.write_bytes(b'SAME')
+    os.chmod(str(crt), 0o600)
+    victim = _victim(tmp_path, b'SAME')
+    spec = f.FileSpec(str(crt), b'SAME', mode=0o640, owner=65534)
+    with f.StagedWrite([spec]) as sw:
+        sw.stage()
+        os.unlink(str(crt))
+        os.link(str(victim), str(crt))   # same content, another inode
+        with pytest.raises(FileOutputError) as err:
+            sw.commit()
+    assert err.value.to_message() == ('%s was replaced while the files were written; its owner/group/mode were not '
+                                      'set. What to do: Check who else writes in that directory, then run again.'
+                                      % crt)
+    st = os.stat(str(victim))
+    assert stat.S_IMODE(st.st_mode) == 0o644 and st.st_uid == os.geteuid()

@@ -388,3 +388,74 @@ def test_a_refusal_that_cannot_be_recorded_says_so(tmp_path):
         'asked CN=web01.lab.adcs.test, issued CN=victim.lab.adcs.test; the refusal could not be recorded (The '
         'directory %s is read-only.). What to do: Check the template (does it build the names from Active '
         'Directory?) and the CA policy.' % tmp_path)
+
+
+# ---- a refusal record is ours, or it is ignored ------------------------------------------------------------------
+def _record(tmp_path):
+    cert = str(tmp_path / 'c.pem')
+    content = _match.refusal_content(7, ['subject differs'], {'x': 1})
+    with open(_match.refusal_path(cert), 'wb') as handle:
+        handle.write(content)
+    os.chmod(_match.refusal_path(cert), 0o600)
+    return cert
+
+
+def test_our_refusal_record_is_read(tmp_path):
+    cert = _record(tmp_path)
+    warnings = []
+    assert _match.read_refusal(cert, warnings)['request_id'] == 7 and warnings == []
+
+
+@pytest.mark.parametrize('plant', ['other_owner', 'group_writable', 'symlink', 'fifo', 'zero'])
+def test_a_planted_refusal_record_is_ignored_with_a_warning(tmp_path, plant):
+    """Someone who may write in the certificate directory cannot block renewals with a record of their own, hang
+    the run with a FIFO or exhaust memory with a symlink to /dev/zero."""
+    cert = _record(tmp_path)
+    path = _match.refusal_path(cert)
+    if plant == 'other_owner':
+        os.chown(path, 65534, 65534)
+        reason = 'is not owned by user %s or is writable by other users; it is not trusted' % (
+            __import__('pwd').getpwuid(os.geteuid()).pw_name)
+    elif plant == 'group_writable':
+        os.chmod(path, 0o620)
+        reason = 'is not owned by user %s or is writable by other users; it is not trusted' % (
+            __import__('pwd').getpwuid(os.geteuid()).pw_name)
+    else:
+        os.unlink(path)
+        if plant == 'symlink':
+            other = tmp_path / 'elsewhere.refused'
+            other.write_bytes(_match.refusal_content(7, ['x'], {'x': 1}))
+            os.symlink(str(other), path)
+        elif plant == 'fifo':
+            os.mkfifo(path)
+        else:
+            os.symlink('/dev/zero', path)
+        reason = 'is a symbolic link or not a regular file; it is not read'
+    warnings = []
+    assert _match.read_refusal(cert, warnings) is None
+    assert warnings == ['The refusal record %s is ignored: %s %s' % (path, path, reason)]
+
+
+def test_a_refusal_record_of_another_user_does_not_block_enrollment(tmp_path):
+    """A record planted by another user who may write in the certificate directory: the CA is asked anyway, the
+    run says why the record was ignored, and the issued certificate removes it."""
+    client = FakeClient({'alter_subject': 'victim.lab.adcs.test'})
+    run_first(tmp_path, client, web(tmp_path))          # a genuine refusal, recorded
+    record = str(tmp_path / 'c.pem.refused')
+    os.chown(record, 65534, 65534)                     # now as if someone else had planted it
+    client.ca.pop('alter_subject')
+    result, contacted = run(tmp_path, client, web(tmp_path))
+    assert contacted and result['disposition'] == 'issued', result
+    assert ('The refusal record %s is ignored: %s is not owned by user %s or is writable by other users; it is not '
+            'trusted' % (record, record, __import__('pwd').getpwuid(os.geteuid()).pw_name)) in result['warnings']
+    assert sorted(os.listdir(str(tmp_path))) == ['c.pem', 'k.pem']
+
+
+def test_the_refusal_record_stays_ours_whatever_the_output_owner_and_mode(tmp_path):
+    """owner/mode of the outputs (0664, another owner) do not apply to the record: it would not be trusted."""
+    client = FakeClient({'alter_subject': 'victim.lab.adcs.test'})
+    run_first(tmp_path, client, web(tmp_path, owner='65534', mode='0664'))
+    st = os.stat(str(tmp_path / 'c.pem.refused'))
+    assert st.st_uid == os.geteuid() and (st.st_mode & 0o777) == 0o644
+    result, contacted = run(tmp_path, client, web(tmp_path, owner='65534', mode='0664'))
+    assert result['failed'] and not contacted and result['msg'].startswith('Request 101 was refused on an earlier run')

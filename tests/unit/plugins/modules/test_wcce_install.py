@@ -51,6 +51,7 @@ def setup(tmp_path, old_tag='old', new_tag='new'):
     old_cert, new_cert = pki.issue('web01.lab.adcs.test', old, serial=11), pki.issue('web01.lab.adcs.test', new,
                                                                                      serial=12)
     write(tmp_path / 'web.key', key_pem(old))
+    os.chmod(str(tmp_path / 'web.key'), 0o600)
     write(tmp_path / 'web.crt', old_cert.public_bytes(PEM))
     write(tmp_path / 'web.csr', b'old csr\n')
     write(tmp_path / 'web.key.new', key_pem(new))
@@ -162,3 +163,38 @@ def test_a_failed_validation_leaves_the_old_pair(tmp_path):
                          args['private_key_path'], staged_private_key_path=args['staged_private_key_path'])
     assert 'The staged certificate does not match the staged private key; nothing was written' in str(info.value)
     assert dict((name, read(tmp_path / name)) for name in os.listdir(str(tmp_path))) == before
+
+
+def test_an_integer_private_key_mode_is_checked_like_a_string(tmp_path):
+    """YAML private_key_mode: 420 (0644 unquoted is 0o644) is refused as '0644' is; nothing is written."""
+    args, _old, _new, _cert = setup(tmp_path)
+    before = dict((name, read(tmp_path / name)) for name in os.listdir(str(tmp_path)))
+    for loose in (0o644, '0644'):
+        got = run(dict(args, private_key_mode=loose))
+        assert got.failed
+        assert got.result['msg'] == (
+            'private_key_mode 0644 would make the private key writable by its group or accessible to other users; '
+            'use 0600, or 0640 for a group that only reads it.'), got.result['msg']
+        assert dict((name, read(tmp_path / name)) for name in os.listdir(str(tmp_path))) == before
+
+
+def test_an_inherited_loose_key_mode_is_refused_and_a_symlink_is_not_followed(tmp_path):
+    args, _old, new, _cert = setup(tmp_path)
+    del args['private_key_mode']
+    os.chmod(args['private_key_path'], 0o604)
+    before = dict((name, read(tmp_path / name)) for name in os.listdir(str(tmp_path)))
+    got = run(args)
+    assert got.failed
+    assert got.result['msg'] == (
+        'The current mode of the private key %s, 0604 would make the private key writable by its group or '
+        'accessible to other users; use 0600, or 0640 for a group that only reads it.' % args['private_key_path'])
+    assert dict((name, read(tmp_path / name)) for name in os.listdir(str(tmp_path))) == before
+    # the mode is taken from the path itself: lstat, never a symlink's target
+    victim = tmp_path / 'victim'
+    victim.write_bytes(b'x')
+    os.chmod(str(victim), 0o644)
+    link = tmp_path / 'link.key'
+    os.symlink(str(victim), str(link))
+    assert _files.current_secret_mode(str(link)) is None
+    os.chmod(args['private_key_path'], 0o640)
+    assert _files.current_secret_mode(args['private_key_path']) == 0o640
