@@ -56,7 +56,8 @@ class HostileKdc(object):
 
 
 def base_args(lab, tmp_path, name, **extra):
-    args = {'ca_host': lab['ca']['hostname'], 'ca_name': lab['ca']['name'], 'auth': 'kerberos',
+    args = {'ca_host': lab['ca']['hostname'], 'ca_name': lab['ca']['name'], 'ca_bundle': lab['ca_bundle'],
+            'auth': 'kerberos',
             'domain': lab['domain'], 'domain_controller': lab['dc']['address'], 'template': 'User',
             'private_key_path': str(tmp_path / ('%s.key' % name)),
             'certificate_path': str(tmp_path / ('%s.crt' % name))}

@@ -45,8 +45,9 @@ def proxy(lab, endpoints):
 def args(lab, tmp_path, name='tamper'):
     acct = lab['accounts']['enroller']
     common_name = '%s.lab.adcs.test' % name
-    return {'ca_host': PROXY, 'ca_name': lab['ca']['name'], 'username': '%s@%s' % (acct['username'], lab['domain']),
-            'password': acct['password'], 'template': 'WebServer', 'common_name': common_name, 'timeout': 10,
+    return {'ca_host': PROXY, 'ca_name': lab['ca']['name'], 'ca_bundle': lab['ca_bundle'],
+            'username': '%s@%s' % (acct['username'], lab['domain']), 'password': acct['password'],
+            'template': 'WebServer', 'common_name': common_name, 'timeout': 10,
             'private_key_path': str(tmp_path / 'out.key'), 'certificate_path': str(tmp_path / 'out.crt')}
 
 
