@@ -533,7 +533,11 @@ class AdConnection(object):
                 if not conn.start_tls():
                     raise LdapError('StartTLS failed: %s' % (conn.last_error or conn.result))
             if not s.domain_controller and s.ldap_scheme in ('ldaps', 'starttls') and s.validate_certs:
-                check_dc_certificate(_peer_certificate(conn), host, s.domain)  # before any credential is sent
+                try:
+                    check_dc_certificate(_peer_certificate(conn), host, s.domain)  # before any credential is sent
+                except LdapError:
+                    self._drop()
+                    raise
             ccache_dir = None
             if s.auth == 'kerberos' and self._kerberos_with_secret():
                 spn_host = self.spn_host(conn, host)
@@ -576,6 +580,16 @@ class AdConnection(object):
         elif ldap3_exceptions is not None and isinstance(exc, ldap3_exceptions.LDAPSocketOpenError):
             text = 'cannot connect to %s:%d: %s' % (host, self.settings.port, text)
         return text
+
+    def _drop(self):
+        """Close the connection to a refused host without a word to it (not even an unbind)."""
+        closer = getattr(getattr(self.conn, 'socket', None), 'close', None)
+        if closer is not None:
+            try:
+                closer()
+            except OSError:
+                pass
+        self.conn = None
 
     def close(self):
         if self.conn is not None:
