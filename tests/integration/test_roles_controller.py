@@ -7,8 +7,10 @@ can do: its module output is whatever it says). host1 enrolls on the host as usu
 
 import json
 import os
+import shutil
 import sqlite3
 import stat
+import tempfile
 import uuid
 
 import pytest
@@ -201,7 +203,14 @@ os.execv({python!r}, [{python!r}] + sys.argv[1:])
 '''
 
 
-def test_host_cannot_name_files_in_the_controller_scratch_dir(lab, ansible, tmp_path):
+@pytest.fixture()
+def short_tmp():
+    path = tempfile.mkdtemp(prefix="adcs-ctl-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_host_cannot_name_files_in_the_controller_scratch_dir(lab, ansible, tmp_path, short_tmp):
     """A compromised host's slurp result names another file (source: .web.crt.adcs-journal, the journal name the
     controller's wcce_request would recover from): the controller writes the host's content only under the role's
     own names, so no planted journal is ever in the scratch directory when wcce_request runs there."""
@@ -217,8 +226,8 @@ def test_host_cannot_name_files_in_the_controller_scratch_dir(lab, ansible, tmp_
     with open(liar, "w") as handle:
         handle.write(SLURP_LIAR.format(python=fleet.ansible.python, planted=planted))
     os.chmod(liar, 0o755)
-    ctl_tmp = tmp_path / "controller-tmp"
-    ctl_tmp.mkdir()
+    # TMPDIR of the controller: short, as ansible-core keeps its local RPC socket there (AF_UNIX path limit)
+    ctl_tmp = short_tmp
     log = str(tmp_path / "scratch.log")
     spy = os.path.join(str(tmp_path), "controller-python")
     with open(spy, "w") as handle:
