@@ -67,6 +67,7 @@ except ImportError:  # pragma: no cover - outside Ansible
     _ansible_warn = None
     get_warning_messages = None
 
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 from ansible_collections.adcs.enrollment.plugins.module_utils._security import sid_to_string, sid_to_bytes
 
 PAGED_RESULTS_OID = '1.2.840.113556.1.4.319'
@@ -92,7 +93,7 @@ def in_domain(host, domain):
     return bool(host and domain) and (host == domain or host.endswith('.' + domain))
 
 
-class LdapError(Exception):
+class LdapError(AdcsError):
     """Any failure talking to the directory; the message is meant for the user."""
 
 
