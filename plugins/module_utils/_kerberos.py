@@ -39,15 +39,14 @@ import re
 import socket
 import stat
 import struct
-import traceback
 
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_DNSPYTHON, HAS_IMPACKET
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     AuthenticationError,
     InvalidInput,
 )
 
-IMPACKET_IMPORT_ERROR = None
-try:
+if HAS_IMPACKET:
     from impacket.krb5 import constants as krb_constants
     from impacket.krb5 import crypto as krb_crypto
     from impacket.krb5.asn1 import (
@@ -63,21 +62,13 @@ try:
     from impacket.krb5.types import KerberosTime, Principal, Ticket
     from pyasn1.codec.der import decoder, encoder
     from pyasn1.type.univ import noValue
-    HAS_IMPACKET = True
-except ImportError:
-    HAS_IMPACKET = False
-    IMPACKET_IMPORT_ERROR = traceback.format_exc()
+else:
     KerberosError = None
     _impacket_krb5 = None
 
-DNSPYTHON_IMPORT_ERROR = None
-try:
+if HAS_DNSPYTHON:
     import dns.resolver
     import dns.exception
-    HAS_DNSPYTHON = True
-except ImportError:
-    HAS_DNSPYTHON = False
-    DNSPYTHON_IMPORT_ERROR = traceback.format_exc()
 
 DEFAULT_KEYTAB = '/etc/krb5.keytab'
 DEFAULT_TIMEOUT = 10

@@ -28,38 +28,28 @@ import shutil
 import socket
 import ssl
 import tempfile
-import traceback
 
-LDAP3_IMPORT_ERROR = None
-try:
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import (  # the *_IMPORT_ERROR: for the modules
+    DNSPYTHON_IMPORT_ERROR, GSSAPI_IMPORT_ERROR, HAS_DNSPYTHON, HAS_GSSAPI, HAS_LDAP3, LDAP3_IMPORT_ERROR,
+)
+
+if HAS_LDAP3:
     import ldap3
     from ldap3.core import exceptions as ldap3_exceptions
     from ldap3.protocol.microsoft import security_descriptor_control
     from ldap3.utils.conv import escape_bytes, escape_filter_chars
-    HAS_LDAP3 = True
-except ImportError:
+else:
     ldap3 = None
     ldap3_exceptions = None
-    HAS_LDAP3 = False
-    LDAP3_IMPORT_ERROR = traceback.format_exc()
 
-DNSPYTHON_IMPORT_ERROR = None
-try:
+if HAS_DNSPYTHON:
     import dns.resolver
     import dns.exception
-    HAS_DNSPYTHON = True
-except ImportError:
-    HAS_DNSPYTHON = False
-    DNSPYTHON_IMPORT_ERROR = traceback.format_exc()
 
-GSSAPI_IMPORT_ERROR = None
-try:
+if HAS_GSSAPI:
     import gssapi
-    HAS_GSSAPI = True
-except ImportError:
+else:
     gssapi = None
-    HAS_GSSAPI = False
-    GSSAPI_IMPORT_ERROR = traceback.format_exc()
 
 try:
     from ansible.module_utils.common.warnings import warn as _ansible_warn, get_warning_messages

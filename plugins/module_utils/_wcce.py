@@ -18,8 +18,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
-import traceback
 
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _hresults
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
@@ -36,15 +36,10 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     WcceError,
 )
 
-try:
+if HAS_IMPACKET:
     from impacket.dcerpc.v5.dcomrt import ORPCTHIS
     from impacket.dcerpc.v5.dtypes import NULL
     from impacket.uuid import generate
-    HAS_IMPACKET = True
-    IMPACKET_IMPORT_ERROR = None
-except ImportError:
-    HAS_IMPACKET = False
-    IMPACKET_IMPORT_ERROR = traceback.format_exc()
 
 _EnrollmentResultBase = collections.namedtuple(
     'EnrollmentResult',
