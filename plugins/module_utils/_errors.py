@@ -48,6 +48,10 @@ class MissingLibrary(AdcsError):
         self.import_error = import_error
 
 
+class DnsError(AdcsError):
+    """A DNS lookup found nothing usable (no SRV record, only targets outside the domain, no dnspython)."""
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Exceptions
 # --------------------------------------------------------------------------------------------------------------
@@ -110,6 +114,12 @@ class WcceError(AdcsError):
 
 class AuthenticationError(WcceError):
     default_summary = 'Authentication to the CA failed'
+
+
+class KerberosFailure(AuthenticationError):
+    """A Kerberos step failed (KDC discovery, ticket acquisition, service ticket)."""
+
+    default_summary = 'Kerberos authentication failed'
 
 
 class AccessDenied(WcceError):
