@@ -85,3 +85,31 @@ def test_hierarchy():
     for cls in (e.AuthenticationError, e.AccessDenied, e.TransportError, e.RequestDenied, e.BadRequest,
                 e.NotFound, e.RequestPending, e.InvalidInput, e.CertificateError, e.FileOutputError):
         assert issubclass(cls, e.WcceError)
+
+
+def test_one_root():
+    """Every exception root of plugins/ derives from AdcsError; WcceError is its subclass, so ``except WcceError``
+    catches what it caught before (not the LDAP/CRL/template errors), ``except AdcsError`` catches everything."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _crl, _crl_validate, _ldap, _security
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _templates
+    assert issubclass(e.WcceError, e.AdcsError)
+    for cls in (_ldap.LdapError, _crl.FetchError, _crl.JobError, _crl_validate.CrlError, _templates.TemplateDecodeError,
+                _security.SecurityDescriptorError, e.KerberosFailure, e.MissingLibrary, e.DnsError):
+        assert issubclass(cls, e.AdcsError), cls
+    for cls in (_ldap.LdapError, _crl.FetchError, _crl_validate.CrlError, e.DnsError):
+        assert not issubclass(cls, e.WcceError), cls
+    assert issubclass(e.KerberosFailure, e.AuthenticationError)
+    # the ValueError roots stay ValueErrors for their callers
+    assert issubclass(_templates.TemplateDecodeError, ValueError)
+    assert issubclass(_security.SecurityDescriptorError, ValueError)
+
+
+def test_adcs_error_keeps_its_message():
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _crl, _ldap
+    exc = _ldap.LdapError('no domain controller found: nothing')
+    assert str(exc) == exc.to_message() == 'no domain controller found: nothing'
+    assert exc.to_dict() == {'hresult': None, 'error_name': None, 'meaning': None, 'request_id': None, 'remedy': None}
+    job = _crl.JobError('no CRL', tried=['http://x'])
+    assert str(job) == 'no CRL' and job.tried == ['http://x']
+    missing = e.MissingLibrary('Failed to import ldap3', library='ldap3', import_error='tb')
+    assert str(missing) == 'Failed to import ldap3' and missing.library == 'ldap3'
