@@ -138,9 +138,9 @@ class KerberosAuth(AuthMethod):
             return {'username': self.user, 'password': self._password, 'domain': self.domain, 'lmhash': '',
                     'nthash': self._nt_hash, 'aesKey': self._aes_key, 'doKerberos': True, 'kdcHost': self.kdc_host}
         if self._tickets is None:
-            self._tickets = _kerberos.KerberosTicketAuth(self.ca_host, self.domain, self.user, self._password, self._nt_hash,
-                                               self.keytab, self.ccache, self.kdc_host, self.dns_server,
-                                               aes_key=self._aes_key)
+            self._tickets = _kerberos.KerberosTicketAuth(self.ca_host, self.domain, self.user, self._password,
+                                                         self._nt_hash, self.keytab, self.ccache, self.kdc_host,
+                                                         self.dns_server, aes_key=self._aes_key)
         self._tickets.acquire(self.ca_host)
         return self._tickets.transport_kwargs()
 

@@ -668,7 +668,7 @@ class JobError(AdcsError):
     """The module cannot deliver; ``tried`` lists the attempts so far."""
 
     def __init__(self, msg, tried=None):
-        Exception.__init__(self, msg)
+        super(JobError, self).__init__(msg)
         self.tried = tried or []
 
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Kerberos for the DCOM transport: credentials, KDC discovery, the CA's service ticket.
+"""Kerberos for the DCOM transport: credentials and the CA's service ticket.
 
 One job: turn the user's Kerberos options into what impacket's DCE/RPC client needs for
 RPC_C_AUTHN_GSS_NEGOTIATE (9) at packet privacy: a TGT and a service ticket for the CA, as the
@@ -14,8 +14,8 @@ Credential sources (``acquire_credentials``), first match wins:
   sssd/realmd/adcli create it): the AES/RC4 key of the newest kvno, then the same AS exchange;
 - a credential cache (a path, ``FILE:path`` or ``KRB5CCNAME``): its TGT, or a ready service ticket for the CA.
 
-The KDC is given (``host`` or ``host:port``) or found by DNS SRV ``_kerberos._tcp.<realm>`` (then
-``_kerberos._udp``; the KDC is spoken to over TCP), optionally asking a given DNS server (split DNS, labs).
+The KDC is given (``host`` or ``host:port``) or found by ``_dns.find_kdcs`` (DNS SRV ``_kerberos._tcp.<realm>``,
+then ``_kerberos._udp``; the KDC is spoken to over TCP), optionally asking a given DNS server (split DNS, labs).
 
 The service principal is derived like Windows does for DCOM: ``RPCSS/<fqdn>`` is what the SCM asks for and AD
 maps it to ``HOST/<fqdn>`` (sPNMappings), so we ask for ``HOST/<fqdn>`` and try ``RPCSS/<fqdn>`` when the KDC

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """LDAP access to Active Directory for the adcs.enrollment modules (ldap3).
 
-- domain controller given, or found through DNS SRV ``_ldap._tcp.dc._msdcs.<domain>`` (dnspython)
+- domain controller given, or found through DNS SRV ``_ldap._tcp.dc._msdcs.<domain>`` (``_dns``)
 - transport: LDAPS (636), StartTLS or plain LDAP (389); TLS certificates verified by default, optional CA bundle;
   plain LDAP only with the opt-in ldap_allow_plaintext (it protects neither a simple bind's password nor, as ldap3
   negotiates no SASL security layer, the replies of NTLM and Kerberos sessions); SRV targets outside the domain are
@@ -13,8 +13,8 @@
 - binds: simple (password), NTLM (password or NT hash), SASL GSSAPI (Kerberos from a ccache or keytab)
 - paged searches (bounded: pages, entries and cookie size), SD flags control for nTSecurityDescriptor, account token (objectSid + tokenGroups)
 
-ldap3, dnspython and gssapi are optional imports: callers check HAS_LDAP3 / HAS_DNSPYTHON / HAS_GSSAPI and
-report ``missing_required_lib`` themselves.
+ldap3 and gssapi are optional imports (``_deps``): callers check HAS_LDAP3 / HAS_GSSAPI (``_deps.check``) and
+report ``missing_required_lib`` themselves. Connections from module parameters are built by ``_auth``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -29,8 +29,10 @@ import socket
 import ssl
 import tempfile
 
-from ansible_collections.adcs.enrollment.plugins.module_utils._deps import (  # the *_IMPORT_ERROR: for the modules
-    DNSPYTHON_IMPORT_ERROR, GSSAPI_IMPORT_ERROR, HAS_DNSPYTHON, HAS_GSSAPI, HAS_LDAP3, LDAP3_IMPORT_ERROR,
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_GSSAPI, HAS_LDAP3
+# Until the modules check through _deps.check(): the names they read from _ldap today.
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import (  # pylint: disable=unused-import
+    DNSPYTHON_IMPORT_ERROR, GSSAPI_IMPORT_ERROR, HAS_DNSPYTHON, LDAP3_IMPORT_ERROR,
 )
 
 if HAS_LDAP3:

@@ -74,9 +74,9 @@ def test_auth_from_params():
 # ---------------------------------------------------------------- the option adapter: DCOM
 def test_dcom_auth_password_and_nt_hash():
     auth = a.dcom_auth({'username': 'enroller@lab.adcs.test', 'password': 'pw', 'auth': 'password'})
-    assert type(auth) is a.PasswordAuth and (auth.user, auth.domain) == ('enroller', 'lab.adcs.test')
+    assert isinstance(auth, a.PasswordAuth) and (auth.user, auth.domain) == ('enroller', 'lab.adcs.test')
     auth = a.dcom_auth({'username': 'enroller', 'domain': 'LAB', 'nt_hash': 'a' * 32, 'auth': 'ntlm'})
-    assert type(auth) is a.NtHashAuth and auth.principal == 'LAB\\enroller'
+    assert isinstance(auth, a.NtHashAuth) and auth.principal == 'LAB\\enroller'
     assert 'aaaa' not in repr(auth)
     auth = a.dcom_auth({'username': 'LAB\\enroller', 'domain': 'lab.adcs.test', 'password': 'pw', 'auth': 'ntlm'})
     assert (auth.user, auth.domain) == ('enroller', 'LAB')        # the name's own domain wins over the option
@@ -90,7 +90,7 @@ def test_dcom_auth_kerberos_honours_every_option():
     params = {'auth': 'kerberos', 'username': 'enroller', 'domain': 'lab.adcs.test', 'password': 'pw',
               'domain_controller': 'dc1.lab.adcs.test', 'kerberos_ccache': '/tmp/cc', 'kerberos_keytab': '/tmp/kt'}
     auth = a.dcom_auth(params)
-    assert type(auth) is a.KerberosAuth and (auth.user, auth.domain) == ('enroller', 'lab.adcs.test')
+    assert isinstance(auth, a.KerberosAuth) and (auth.user, auth.domain) == ('enroller', 'lab.adcs.test')
     assert auth.kdc_host == 'dc1.lab.adcs.test' and auth.dns_server == 'dc1.lab.adcs.test'
     assert auth.ccache == '/tmp/cc' and auth.keytab == '/tmp/kt'
 
