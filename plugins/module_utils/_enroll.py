@@ -32,10 +32,10 @@ import os
 import socket
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache
 from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
-from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
 from ansible_collections.adcs.enrollment.plugins.module_utils import _match
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _principals
@@ -1308,7 +1308,7 @@ def dcom_auth_from_params(params):
         if not username and params.get('kerberos_keytab'):
             username = _principals.machine_account()
         elif not username and not params.get('password') and not params.get('nt_hash'):
-            username = _kerberos.ccache_principal(params.get('kerberos_ccache'))
+            username = _ccache.ccache_principal(params.get('kerberos_ccache'))
         user, domain = _principals.split_user(username) if username else (None, None)
         return _auth.KerberosAuth(user, domain or params.get('domain') or '', password=params.get('password'),
                                   nt_hash=params.get('nt_hash'), kdc_host=params.get('domain_controller'),

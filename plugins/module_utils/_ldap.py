@@ -57,7 +57,7 @@ except ImportError:  # pragma: no cover - outside Ansible
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
 from ansible_collections.adcs.enrollment.plugins.module_utils import _principals
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, DnsError
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, DnsError, KerberosFailure
 from ansible_collections.adcs.enrollment.plugins.module_utils._security import sid_to_string, sid_to_bytes
 
 PAGED_RESULTS_OID = '1.2.840.113556.1.4.319'
@@ -331,7 +331,7 @@ class AdConnection(object):
     def _kerberos_credentials_from_secret(self, spn_host, kdc):
         """Kerberos from a password or NT hash: get the TGT and the ldap/<DC> ticket ourselves (KDC = the DC, or
         found by SRV) into a private credential cache, so no krb5.conf is needed; gssapi then binds with it."""
-        from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
+        from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache, _kerberos
         s = self.settings
         if not HAS_GSSAPI:
             raise LdapError('auth=kerberos needs the python gssapi library (pip install gssapi) and a Kerberos client library')
@@ -344,8 +344,8 @@ class AdConnection(object):
             creds = _kerberos.acquire_credentials(realm=realm, user=user, password=s.password, nt_hash=s.nt_hash,
                                                   kdc=kdc, dns_server=kdc, timeout=s.timeout)
             ccache_dir = tempfile.mkdtemp(prefix='adcs-ldap-krb5-')     # 0700, ours; removed by the caller
-            path = _kerberos.write_ccache(creds, os.path.join(ccache_dir, 'ccache'), spns=['ldap/%s' % spn_host],
-                                          kdc=kdc, dns_server=kdc, timeout=s.timeout)
+            path = _ccache.write_ccache(creds, os.path.join(ccache_dir, 'ccache'), spns=['ldap/%s' % spn_host],
+                                        kdc=kdc, dns_server=kdc, timeout=s.timeout)
         except Exception as exc:  # _kerberos raises actionable errors; keep their text
             if ccache_dir:
                 shutil.rmtree(ccache_dir, ignore_errors=True)
@@ -389,17 +389,17 @@ class AdConnection(object):
     @staticmethod
     def _default_ccache():
         """The default credential cache as a pinned FILE: name, after the ownership check of the DCOM path
-        (_kerberos.check_default_ccache: a cache the user did not name is used only when it is a regular file of
+        (_ccache.check_default_ccache: a cache the user did not name is used only when it is a regular file of
         the user running the module, not writable by others); None when it is not a FILE cache (KEYRING:, KCM:
         are the user's own by construction) or does not exist (gssapi then reports the missing credentials)."""
-        from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
+        from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache
         value = os.environ.get('KRB5CCNAME') or ''
         if value and not value.upper().startswith('FILE:') and ':' in value.split('/')[0]:
             return None
-        path = _kerberos._ccache_path(None)
+        path = _ccache.ccache_path(None)
         try:
-            _kerberos.check_default_ccache(path)
-        except _kerberos.KerberosFailure as exc:
+            _ccache.check_default_ccache(path)
+        except KerberosFailure as exc:
             raise LdapError('auth=kerberos: %s' % exc.to_message())
         return 'FILE:%s' % path if os.path.exists(path) else None
 

@@ -23,6 +23,8 @@ from pyasn1.codec.der import decoder, encoder
 from pyasn1.type.univ import noValue
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos as k
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache
+from ansible_collections.adcs.enrollment.plugins.module_utils import _kdc
 from ansible_collections.adcs.enrollment.plugins.module_utils import _principals
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
 
@@ -38,19 +40,19 @@ NOW = datetime.datetime.now(datetime.timezone.utc)
     ('ca1.lab.adcs.test', 'RPCSS', None, 'RPCSS/ca1.lab.adcs.test'),
 ])
 def test_service_principal(host, service, realm, expected):
-    assert k.service_principal(host, service, realm) == expected
+    assert _kdc.service_principal(host, service, realm) == expected
 
 
 @pytest.mark.parametrize('host', ['127.0.0.12', '::1', '', None])
 def test_service_principal_needs_dns_name(host):
     with pytest.raises(InvalidInput) as info:
-        k.service_principal(host)
+        _kdc.service_principal(host)
     assert 'DNS name' in str(info.value)
 
 
 def test_resolve_kdcs_given_kdc_wins():
-    assert k.resolve_kdcs(REALM, '127.0.0.11') == [('127.0.0.11', 88)]
-    assert k.resolve_kdcs(REALM, ['127.0.0.11:750', '127.0.0.12']) == [('127.0.0.11', 750), ('127.0.0.12', 88)]
+    assert _kdc.resolve_kdcs(REALM, '127.0.0.11') == [('127.0.0.11', 88)]
+    assert _kdc.resolve_kdcs(REALM, ['127.0.0.11:750', '127.0.0.12']) == [('127.0.0.11', 750), ('127.0.0.12', 88)]
 
 
 # ---------------------------------------------------------------- errors
@@ -68,14 +70,14 @@ class _KrbErr(Exception):
     (6, 'does not know the client principal'), (18, 'disabled'),
 ])
 def test_krb_error_messages(code, words):
-    err = k.failure_from_krb_error(_KrbErr(code), 'Getting a ticket', 'enroller@LAB', '127.0.0.11:88')
+    err = _kdc.failure_from_krb_error(_KrbErr(code), 'Getting a ticket', 'enroller@LAB', '127.0.0.11:88')
     assert isinstance(err, k.KerberosFailure)
     text = str(err)
     assert words in text and 'enroller@LAB' in text and 'What to do' in text and '(%d)' % code in text
 
 
 def test_unreachable_kdc_message():
-    err = k.failure_from_krb_error(socket.error('Connection refused'), 'Getting a ticket', kdc='10.0.0.1:88')
+    err = _kdc.failure_from_krb_error(socket.error('Connection refused'), 'Getting a ticket', kdc='10.0.0.1:88')
     assert 'cannot reach the KDC' in str(err) and '10.0.0.1:88' in str(err)
 
 
@@ -121,7 +123,7 @@ def test_acquire_from_keytab_uses_aes_key_and_kdc(tmp_path, monkeypatch):
     def fake_as(user, realm, kdcs, password='', nt_hash='', aes_key='', timeout=10):
         calls.append((user, realm, kdcs, password, nt_hash, aes_key))
         return {'KDC_REP': b'', 'cipher': None, 'sessionKey': None}, kdcs[0]
-    monkeypatch.setattr(k, '_as_exchange', fake_as)
+    monkeypatch.setattr(_kdc, 'as_exchange', fake_as)
     monkeypatch.setattr(_principals, 'machine_account', lambda hostname=None: 'LABHOST01$')
     creds = k.acquire_credentials(keytab=str(path), kdc='127.0.0.11')
     assert creds.principal == 'LABHOST01$@LAB.ADCS.TEST' and creds.source == 'keytab'
@@ -213,9 +215,9 @@ def _tgt():
 def test_tgs_req_has_keyed_body_checksum():
     """Heimdal refuses TGS-REQs whose authenticator lacks the req-body checksum (KRB_AP_ERR_INAPP_CKSUM)."""
     tgt = _tgt()
-    req = decoder.decode(k.build_tgs_req(tgt, 'HOST/ca1.lab.adcs.test', REALM), asn1Spec=TGS_REQ())[0]
+    req = decoder.decode(_kdc.build_tgs_req(tgt, 'HOST/ca1.lab.adcs.test', REALM), asn1Spec=TGS_REQ())[0]
     body_der = encoder.encode(req['req-body'])
-    body_der = k._inner_der(body_der)
+    body_der = _kdc._inner_der(body_der)
     assert body_der[0] == 0x30
     ap_req = decoder.decode(req['padata'][0]['padata-value'], asn1Spec=AP_REQ())[0]
     plain = tgt['cipher'].decrypt(tgt['sessionKey'], 7, ap_req['authenticator']['cipher'].asOctets())
@@ -298,41 +300,41 @@ class _FakeKdc(object):
 
 def test_get_service_ticket_and_ca_fallback_to_rpcss():
     tgt = _tgt()
-    creds = k.KerberosCredentials('enroller', REALM, tgt, kdc=None)
+    creds = _kdc.KerberosCredentials('enroller', REALM, tgt, kdc=None)
     kdc = _FakeKdc(tgt)
-    tgs = k.get_service_ticket(creds, 'HOST/ca1.lab.adcs.test', kdc='127.0.0.1:%d' % kdc.port)
+    tgs = _kdc.get_service_ticket(creds, 'HOST/ca1.lab.adcs.test', kdc='127.0.0.1:%d' % kdc.port)
     assert tgs['sessionKey'].contents == kdc.service_key.contents and tgs['cipher'].enctype == 18
     # HOST unknown -> RPCSS asked; both unknown -> the HOST error is reported
     calls = []
 
     def fake(creds_, spn, kdc_=None, dns=None, timeout=10):
         calls.append(spn)
-        raise k.failure_from_krb_error(_KrbErr(7), 'Getting a service ticket for %s' % spn)
-    orig = k.get_service_ticket
-    k.get_service_ticket = fake
+        raise _kdc.failure_from_krb_error(_KrbErr(7), 'Getting a service ticket for %s' % spn)
+    orig = _kdc.get_service_ticket
+    _kdc.get_service_ticket = fake
     try:
         with pytest.raises(k.KerberosFailure) as info:
-            k.ca_service_ticket(creds, 'ca1.lab.adcs.test')
+            _kdc.ca_service_ticket(creds, 'ca1.lab.adcs.test')
     finally:
-        k.get_service_ticket = orig
+        _kdc.get_service_ticket = orig
     assert calls == ['HOST/ca1.lab.adcs.test', 'RPCSS/ca1.lab.adcs.test']
     assert 'HOST/ca1.lab.adcs.test' in str(info.value)
 
 
 def test_service_ticket_krb_error_is_clear():
     tgt = _tgt()
-    creds = k.KerberosCredentials('enroller', REALM, tgt)
+    creds = _kdc.KerberosCredentials('enroller', REALM, tgt)
     kdc = _FakeKdc(tgt, error=37)
     with pytest.raises(k.KerberosFailure) as info:
-        k.get_service_ticket(creds, 'HOST/ca1.lab.adcs.test', kdc='127.0.0.1:%d' % kdc.port)
+        _kdc.get_service_ticket(creds, 'HOST/ca1.lab.adcs.test', kdc='127.0.0.1:%d' % kdc.port)
     assert 'clock skew' in str(info.value) and 'KRB_AP_ERR_SKEW' in str(info.value)
 
 
 def test_ccache_service_ticket_is_used_without_kdc():
-    creds = k.KerberosCredentials('enroller', REALM, None, service_tickets={'HOST/CA1.LAB.ADCS.TEST': 'ticket'})
-    assert k.get_service_ticket(creds, 'HOST/ca1.lab.adcs.test') == 'ticket'
+    creds = _kdc.KerberosCredentials('enroller', REALM, None, service_tickets={'HOST/CA1.LAB.ADCS.TEST': 'ticket'})
+    assert _kdc.get_service_ticket(creds, 'HOST/ca1.lab.adcs.test') == 'ticket'
     with pytest.raises(k.KerberosFailure) as info:
-        k.get_service_ticket(creds, 'HOST/other.lab.adcs.test')
+        _kdc.get_service_ticket(creds, 'HOST/other.lab.adcs.test')
     assert 'no ticket-granting ticket' in str(info.value)
 
 
@@ -343,13 +345,13 @@ def test_ticket_auth_transport_kwargs(monkeypatch):
     def fake_acquire(realm, user, password, nt_hash, keytab, ccache, kdc, dns_server, use_keytab, timeout,
                      aes_key=None):
         seen.update(realm=realm, user=user, password=password, kdc=kdc)
-        return k.KerberosCredentials(user, realm, {'tgt': 1}, 'password', ('127.0.0.11', 88))
+        return _kdc.KerberosCredentials(user, realm, {'tgt': 1}, 'password', ('127.0.0.11', 88))
 
     def fake_ticket(creds, ca_host, kdc=None, dns_server=None, spn=None, timeout=10):
         seen['ca_host'] = ca_host
         return 'HOST/%s' % ca_host, {'tgs': 1}
     monkeypatch.setattr(k, 'acquire_credentials', fake_acquire)
-    monkeypatch.setattr(k, 'ca_service_ticket', fake_ticket)
+    monkeypatch.setattr(_kdc, 'ca_service_ticket', fake_ticket)
     auth = k.KerberosTicketAuth('ca1.lab.adcs.test', user='LAB.ADCS.TEST\\enroller', password='pw')
     assert 'pw' not in repr(auth) and 'pw' not in auth.describe()
     kw = auth.transport_kwargs()
@@ -362,10 +364,10 @@ def test_ticket_auth_transport_kwargs(monkeypatch):
 
 
 def test_inner_der():
-    assert k._inner_der(b'\xa4\x03\x30\x01\x00') == b'\x30\x01\x00'
+    assert _kdc._inner_der(b'\xa4\x03\x30\x01\x00') == b'\x30\x01\x00'
     long_value = b'\x30\x81\x80' + b'\x00' * 128
-    assert k._inner_der(b'\xa4\x81\x83' + long_value) == long_value
-    assert k._inner_der(b'\x30\x00') == b'\x30\x00'
+    assert _kdc._inner_der(b'\xa4\x81\x83' + long_value) == long_value
+    assert _kdc._inner_der(b'\x30\x00') == b'\x30\x00'
 
 
 def test_kerberos_error_class_from_impacket():
@@ -378,7 +380,7 @@ def test_kerberos_error_class_from_impacket():
     err['realm'] = REALM
     seq_set(err, 'sname', Principal('krbtgt/%s' % REALM, type=2).components_to_asn1)
     exc = KerberosError(packet=decoder.decode(encoder.encode(err), asn1Spec=KRB_ERROR())[0])
-    assert 'wrong password' in str(k.failure_from_krb_error(exc, 'Getting a ticket'))
+    assert 'wrong password' in str(_kdc.failure_from_krb_error(exc, 'Getting a ticket'))
 
 
 def test_core_kerberos_auth_delegates_with_the_session_host(monkeypatch):
@@ -390,7 +392,7 @@ def test_core_kerberos_auth_delegates_with_the_session_host(monkeypatch):
         if self.service_ticket is not None and ca_host == self.ca_host:
             return self
         seen.append(ca_host)
-        self.credentials = k.KerberosCredentials('enroller', REALM, {'tgt': 1}, 'password', ('127.0.0.11', 88))
+        self.credentials = _kdc.KerberosCredentials('enroller', REALM, {'tgt': 1}, 'password', ('127.0.0.11', 88))
         self.ca_host, self.service_ticket = ca_host, {'tgs': ca_host}
         return self
     monkeypatch.setattr(k.KerberosTicketAuth, 'acquire', fake_acquire)
@@ -423,9 +425,9 @@ def test_write_ccache_without_starttime_reads_back(tmp_path):
     session = kcrypto.Key(18, os.urandom(32))
     rep = _as_rep_without_starttime(client_key, session, NOW, NOW + datetime.timedelta(hours=8))
     tgt = {'KDC_REP': rep, 'cipher': kcrypto._enctype_table[18](), 'sessionKey': session, 'replyKey': (client_key, 3)}
-    creds = k.KerberosCredentials('enroller', REALM, tgt, 'password')
+    creds = _kdc.KerberosCredentials('enroller', REALM, tgt, 'password')
     path = str(tmp_path / 'cc')
-    assert k.write_ccache(creds, path) == 'FILE:%s' % path
+    assert _ccache.write_ccache(creds, path) == 'FILE:%s' % path
     assert oct(os.stat(path).st_mode & 0o777) == '0o600'
     back = k.acquire_credentials(ccache=path)
     assert back.principal == 'enroller@LAB.ADCS.TEST'
@@ -439,9 +441,9 @@ def test_nothing_given_falls_back_to_the_machine_keytab(tmp_path, monkeypatch):
     keytab.write_bytes(make_keytab([('WEB01$', REALM, 4, 18, b'm' * 32)]))
     monkeypatch.delenv('KRB5CCNAME', raising=False)
     monkeypatch.setenv('KRB5_CLIENT_KTNAME', 'FILE:%s' % keytab)
-    monkeypatch.setattr(k, '_ccache_path', lambda ccache: str(tmp_path / 'no-such-ccache'))
+    monkeypatch.setattr(_ccache, 'ccache_path', lambda ccache: str(tmp_path / 'no-such-ccache'))
     monkeypatch.setattr(_principals, 'machine_account', lambda hostname=None: 'WEB01$')
-    monkeypatch.setattr(k, '_as_exchange', lambda user, realm, kdcs, **kw: ({'KDC_REP': b''}, kdcs[0]))
+    monkeypatch.setattr(_kdc, 'as_exchange', lambda user, realm, kdcs, **kw: ({'KDC_REP': b''}, kdcs[0]))
     creds = k.acquire_credentials(kdc='127.0.0.11')
     assert creds.principal == 'WEB01$@LAB.ADCS.TEST' and creds.source == 'keytab'
     keytab.unlink()

@@ -18,6 +18,8 @@ from impacket.krb5 import crypto as kcrypto
 from impacket.krb5.ccache import CCache
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos as k
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache
+from ansible_collections.adcs.enrollment.plugins.module_utils import _kdc
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 
 from test_kerberos import NOW, REALM, _as_rep  # noqa: F401 (helpers of the Kerberos unit tests)
@@ -67,24 +69,24 @@ class HostileKdc(object):
         self.sock.close()
 
 
-@pytest.mark.parametrize('length', [k.MAX_KDC_REPLY + 1, 0x7FFFFFFF, 0xFFFFFFF0])
+@pytest.mark.parametrize('length', [_kdc.MAX_KDC_REPLY + 1, 0x7FFFFFFF, 0xFFFFFFF0])
 def test_kdc_reply_length_is_bounded(length):
     kdc = HostileKdc(struct.pack('!I', length) + b'\x00' * 64)
     try:
         with pytest.raises(k.KerberosFailure) as info:
-            k._send_receive(b'request', kdc.address, kdc.port, 5)
+            _kdc._send_receive(b'request', kdc.address, kdc.port, 5)
     finally:
         kdc.close()
     assert info.value.to_message() == (
         'The KDC at %s:%d announced a reply of %d bytes, more than the %d bytes allowed. What to do: '
-        % (kdc.address, kdc.port, length, k.MAX_KDC_REPLY) + REMEDY_KDC % (kdc.address, kdc.port))
+        % (kdc.address, kdc.port, length, _kdc.MAX_KDC_REPLY) + REMEDY_KDC % (kdc.address, kdc.port))
 
 
 def test_kdc_closing_early_is_an_error_not_a_loop():
     kdc = HostileKdc(struct.pack('!I', 5000) + b'\x00' * 10)
     try:
         with pytest.raises(socket.error) as info:
-            k._send_receive(b'request', kdc.address, kdc.port, 5)
+            _kdc._send_receive(b'request', kdc.address, kdc.port, 5)
     finally:
         kdc.close()
     assert 'the KDC closed the connection' in str(info.value)
@@ -94,7 +96,7 @@ def test_kdc_reply_at_the_limit_is_read():
     body = b'\x04' * 1000
     kdc = HostileKdc(struct.pack('!I', len(body)) + body)
     try:
-        assert k._send_receive(b'request', kdc.address, kdc.port, 5) == body
+        assert _kdc._send_receive(b'request', kdc.address, kdc.port, 5) == body
     finally:
         kdc.close()
 
@@ -113,7 +115,7 @@ def test_as_exchange_uses_the_bounded_exchange():
         kdc.close()
     assert info.value.to_message().startswith(
         'The KDC at %s:88 announced a reply of 2147483647 bytes, more than the %d bytes allowed'
-        % (HOSTILE_KDC, k.MAX_KDC_REPLY))
+        % (HOSTILE_KDC, _kdc.MAX_KDC_REPLY))
     assert kerberosv5.sendReceive is original
 
 
@@ -138,14 +140,14 @@ def test_default_ccache_of_ours_is_used(tmp_path, monkeypatch):
     path = ccache_file(tmp_path / 'cc')
     monkeypatch.setenv('KRB5CCNAME', 'FILE:%s' % path)
     assert k.acquire_credentials().principal == 'enroller@LAB.ADCS.TEST'
-    assert k.ccache_principal() == 'enroller@LAB.ADCS.TEST'
+    assert _ccache.ccache_principal() == 'enroller@LAB.ADCS.TEST'
 
 
 @pytest.mark.parametrize('mode', [0o620, 0o602, 0o666])
 def test_default_ccache_writable_by_others_is_refused(tmp_path, monkeypatch, mode):
     path = ccache_file(tmp_path / 'cc', mode)
     monkeypatch.setenv('KRB5CCNAME', 'FILE:%s' % path)
-    for call in (k.acquire_credentials, k.ccache_principal):
+    for call in (k.acquire_credentials, _ccache.ccache_principal):
         with pytest.raises(k.KerberosFailure) as info:
             call()
         assert info.value.to_message() == refused(path, 'it is writable by group or others (mode %04o)' % mode)
@@ -159,7 +161,7 @@ def test_default_ccache_owned_by_someone_else_is_refused(tmp_path, monkeypatch):
     path = ccache_file(tmp_path / 'krb5cc_planted')
     os.chown(path, 4242, 4242)
     monkeypatch.delenv('KRB5CCNAME', raising=False)
-    monkeypatch.setattr(k, '_ccache_path', lambda ccache: ccache or path)
+    monkeypatch.setattr(_ccache, 'ccache_path', lambda ccache: ccache or path)
     with pytest.raises(k.KerberosFailure) as info:
         k.acquire_credentials()
     assert info.value.to_message() == refused(
@@ -183,18 +185,18 @@ def _creds():
     rep = _as_rep('enroller', REALM, client_key, session, NOW, NOW + datetime.timedelta(hours=8))
     tgt = {'KDC_REP': rep, 'cipher': kcrypto._enctype_table[18](), 'sessionKey': session,
            'replyKey': (client_key, 3)}
-    return k.KerberosCredentials('enroller', REALM, tgt, 'password')
+    return _kdc.KerberosCredentials('enroller', REALM, tgt, 'password')
 
 
 def test_private_ccache_is_0600_in_a_0700_directory():
     directory = tempfile.mkdtemp()
     try:
         path = os.path.join(directory, 'ccache')
-        assert k.write_ccache(_creds(), path) == 'FILE:%s' % path
+        assert _ccache.write_ccache(_creds(), path) == 'FILE:%s' % path
         assert os.stat(path).st_mode & 0o777 == 0o600
         assert os.stat(directory).st_mode & 0o777 == 0o700
         with pytest.raises(OSError):        # never over an existing file (or a planted symlink)
-            k.write_ccache(_creds(), path)
+            _ccache.write_ccache(_creds(), path)
     finally:
         import shutil
         shutil.rmtree(directory)
@@ -205,7 +207,7 @@ def test_private_ccache_refuses_a_shared_directory(tmp_path):
     shared.mkdir()
     os.chmod(str(shared), 0o1777)
     with pytest.raises(k.KerberosFailure) as info:
-        k.write_ccache(_creds(), str(shared / 'cc'))
+        _ccache.write_ccache(_creds(), str(shared / 'cc'))
     assert info.value.to_message() == ('Refusing to write a credential cache into %s: it is not a private directory '
                                        'of this user (mode 0700).' % shared)
     assert not (shared / 'cc').exists()
@@ -227,7 +229,7 @@ def test_ldap_private_ccache_removed_when_writing_it_fails(monkeypatch):
     monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
     monkeypatch.setattr(tempfile, 'mkdtemp', mkdtemp)
     monkeypatch.setattr(k, 'acquire_credentials', lambda **kw: _creds())
-    monkeypatch.setattr(k, 'write_ccache', write_ccache)
+    monkeypatch.setattr(_ccache, 'write_ccache', write_ccache)
     conn = _ldap.AdConnection(_ldap.LdapSettings(domain='lab.adcs.test', username='enroller', password='pw',
                                                  auth='kerberos'))
     with pytest.raises(_ldap.LdapError) as info:
@@ -258,16 +260,16 @@ def test_bounded_exchange_keeps_impackets_contract_for_preauth_required():
     from impacket.krb5.kerberosv5 import KerberosError
     kdc = HostileKdc(_krb_error_bytes(25))
     try:
-        data = k._bounded_impacket_send_receive(b'req', 'ignored', kdc.address, kdc.port)
+        data = _kdc._bounded_impacket_send_receive(b'req', 'ignored', kdc.address, kdc.port)
         assert data == _krb_error_bytes(25)[4:]
         with pytest.raises(KerberosError):
-            k._send_receive(b'req', kdc.address, kdc.port, 5)      # our own TGS path raises every KRB-ERROR
+            _kdc._send_receive(b'req', kdc.address, kdc.port, 5)      # our own TGS path raises every KRB-ERROR
     finally:
         kdc.close()
     kdc = HostileKdc(_krb_error_bytes(6))
     try:
         with pytest.raises(KerberosError) as info:
-            k._bounded_impacket_send_receive(b'req', 'ignored', kdc.address, kdc.port)
+            _kdc._bounded_impacket_send_receive(b'req', 'ignored', kdc.address, kdc.port)
         assert info.value.getErrorCode() == 6
     finally:
         kdc.close()
