@@ -48,6 +48,10 @@ class MissingLibrary(AdcsError):
         self.import_error = import_error
 
 
+class LdapError(AdcsError):
+    """Any failure talking to the directory; the message is meant for the user."""
+
+
 class DnsError(AdcsError):
     """A DNS lookup found nothing usable (no SRV record, only targets outside the domain, no dnspython)."""
 

@@ -21,6 +21,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos a
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache
 from ansible_collections.adcs.enrollment.plugins.module_utils import _kdc
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap_kerberos
 
 from test_kerberos import NOW, REALM, _as_rep  # noqa: F401 (helpers of the Kerberos unit tests)
 
@@ -226,14 +227,14 @@ def test_ldap_private_ccache_removed_when_writing_it_fails(monkeypatch):
             handle.write(b'\x05\x04')
         raise k.KerberosFailure('Getting a service ticket for ldap/dc1.lab.adcs.test failed')
 
-    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap_kerberos, 'HAS_GSSAPI', True)
     monkeypatch.setattr(tempfile, 'mkdtemp', mkdtemp)
     monkeypatch.setattr(k, 'acquire_credentials', lambda **kw: _creds())
     monkeypatch.setattr(_ccache, 'write_ccache', write_ccache)
     conn = _ldap.AdConnection(_ldap.LdapSettings(domain='lab.adcs.test', username='enroller', password='pw',
                                                  auth='kerberos'))
     with pytest.raises(_ldap.LdapError) as info:
-        conn._kerberos_credentials_from_secret('dc1.lab.adcs.test', '127.0.0.11')
+        _ldap_kerberos.credentials_from_secret(conn.settings, 'dc1.lab.adcs.test', '127.0.0.11')
     assert 'Kerberos for LDAP failed: Getting a service ticket for ldap/dc1.lab.adcs.test failed' in str(info.value)
     assert len(made) == 1 and not os.path.exists(made[0])
     assert os.path.basename(made[0]).startswith('adcs-ldap-krb5-')

@@ -11,6 +11,10 @@ import pytest
 ldap3 = pytest.importorskip('ldap3')
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap_search
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap_kerberos
 from ansible_collections.adcs.enrollment.plugins.module_utils._security import sid_to_bytes
 
 BASE = 'DC=lab,DC=adcs,DC=test'
@@ -116,7 +120,7 @@ class FakeConnection(object):
             entries, next_cookie = self.pages[key]
             self.response = [{'type': 'searchResEntry', 'dn': dn, 'raw_attributes': attrs} for dn, attrs in entries]
             self.response.append({'type': 'searchResRef', 'uri': ['ldap://elsewhere']})
-            controls_out = {_ldap.PAGED_RESULTS_OID: {'value': {'size': 0, 'cookie': next_cookie}}} if paged_size else {}
+            controls_out = {_ldap_search.PAGED_RESULTS_OID: {'value': {'size': 0, 'cookie': next_cookie}}} if paged_size else {}
             self.result = {'result': 0, 'description': 'success', 'controls': controls_out}
             return True
         if search_base in self.entries:
@@ -301,8 +305,8 @@ class FakeGssapi(object):
 
 
 def test_kerberos_bind_with_keytab(monkeypatch):
-    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
-    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    monkeypatch.setattr(_ldap_kerberos, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap_kerberos, 'gssapi', FakeGssapi)
     FakeGssapi.created = []
     make(auth='kerberos', username='enroller', kerberos_keytab='/etc/enroller.keytab').connect()
     fake = FakeConnection.instances[0]
@@ -317,8 +321,8 @@ def test_kerberos_bind_with_keytab(monkeypatch):
 
 
 def test_kerberos_spn_host_from_root_dse_when_dc_is_an_address(monkeypatch):
-    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
-    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    monkeypatch.setattr(_ldap_kerberos, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap_kerberos, 'gssapi', FakeGssapi)
 
     def no_reverse(addr):
         raise OSError('no PTR')
@@ -332,23 +336,23 @@ def test_kerberos_spn_host_from_root_dse_when_dc_is_an_address(monkeypatch):
 
 
 def test_kerberos_spn_host_by_reverse_dns(monkeypatch):
-    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
-    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    monkeypatch.setattr(_ldap_kerberos, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap_kerberos, 'gssapi', FakeGssapi)
     monkeypatch.setattr(_ldap.socket, 'gethostbyaddr', lambda addr: ('dc7.lab.adcs.test', [], [addr]))
     make(auth='kerberos', domain_controller='10.0.0.7').connect()
     assert FakeConnection.instances[0].sasl_credentials[0] == 'dc7.lab.adcs.test'
 
 
 def test_kerberos_bind_with_ccache(monkeypatch):
-    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
-    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    monkeypatch.setattr(_ldap_kerberos, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap_kerberos, 'gssapi', FakeGssapi)
     FakeGssapi.created = []
     make(auth='kerberos', kerberos_ccache='/tmp/krb5cc_0').connect()
     assert FakeGssapi.created[-1] == {'name': None, 'usage': 'initiate', 'store': {'ccache': 'FILE:/tmp/krb5cc_0'}}
 
 
 def test_kerberos_without_gssapi(monkeypatch):
-    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', False)
+    monkeypatch.setattr(_ldap_kerberos, 'HAS_GSSAPI', False)
     with pytest.raises(_ldap.LdapError) as exc:
         make(auth='kerberos').connect()
     assert 'gssapi' in str(exc.value)
@@ -357,7 +361,7 @@ def test_kerberos_without_gssapi(monkeypatch):
 def test_kerberos_env():
     settings = _ldap.LdapSettings(domain='x', kerberos_ccache='/tmp/cc', kerberos_keytab='/k')
     env = {}
-    _ldap.apply_kerberos_env(settings, env)
+    _ldap_kerberos.apply_kerberos_env(settings, env)
     assert env == {'KRB5CCNAME': '/tmp/cc', 'KRB5_CLIENT_KTNAME': '/k'}
 
 
@@ -602,7 +606,7 @@ def _endless_pages(fake, base, cookie_of):
         n = counter['n']
         fake.response = [{'type': 'searchResEntry', 'dn': 'CN=%d,%s' % (n, base), 'raw_attributes': {'cn': [b'x']}}]
         fake.result = {'result': 0, 'description': 'success',
-                       'controls': {_ldap.PAGED_RESULTS_OID: {'value': {'size': 0, 'cookie': cookie_of(n)}}}}
+                       'controls': {_ldap_search.PAGED_RESULTS_OID: {'value': {'size': 0, 'cookie': cookie_of(n)}}}}
         return True
     fake.search = search
     return counter
@@ -618,8 +622,8 @@ def test_paging_is_bounded_in_pages():
     counter = _endless_pages(FakeConnection.instances[0], BASE, lambda n: b'c%d' % n)
     with pytest.raises(_ldap.LdapError) as exc:
         conn.search(BASE, '(cn=*)', ['cn'])
-    assert counter['n'] == _ldap.MAX_PAGES
-    assert 'needs more than %d pages' % _ldap.MAX_PAGES in str(exc.value)
+    assert counter['n'] == _ldap_search.MAX_PAGES
+    assert 'needs more than %d pages' % _ldap_search.MAX_PAGES in str(exc.value)
 
 
 def test_paging_is_bounded_in_entries():
@@ -632,11 +636,11 @@ def test_paging_is_bounded_in_entries():
 
 def test_paging_cookie_size_is_bounded():
     conn = make(username='u', password='p').connect()
-    _endless_pages(FakeConnection.instances[0], BASE, lambda n: b'x' * (_ldap.MAX_COOKIE_BYTES + 1))
+    _endless_pages(FakeConnection.instances[0], BASE, lambda n: b'x' * (_ldap_search.MAX_COOKIE_BYTES + 1))
     with pytest.raises(_ldap.LdapError) as exc:
         conn.search(BASE, '(cn=*)', ['cn'])
     assert str(exc.value) == ('search of %s (cn=*): the server sent a paging cookie of %d bytes (at most %d): stopped'
-                              % (BASE, _ldap.MAX_COOKIE_BYTES + 1, _ldap.MAX_COOKIE_BYTES))
+                              % (BASE, _ldap_search.MAX_COOKIE_BYTES + 1, _ldap_search.MAX_COOKIE_BYTES))
 
 
 def test_paging_cookie_repeated_is_refused():
@@ -654,8 +658,8 @@ def test_paging_cookie_repeated_is_refused():
 
 
 def test_kerberos_default_ccache_is_checked_and_pinned(monkeypatch, tmp_path):
-    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
-    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    monkeypatch.setattr(_ldap_kerberos, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap_kerberos, 'gssapi', FakeGssapi)
     FakeGssapi.created = []
     cache = tmp_path / 'krb5cc'
     cache.write_bytes(b'\x05\x04')
@@ -666,8 +670,8 @@ def test_kerberos_default_ccache_is_checked_and_pinned(monkeypatch, tmp_path):
 
 
 def test_kerberos_default_ccache_writable_by_others_is_refused(monkeypatch, tmp_path):
-    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
-    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    monkeypatch.setattr(_ldap_kerberos, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap_kerberos, 'gssapi', FakeGssapi)
     FakeGssapi.created = []
     cache = tmp_path / 'krb5cc'
     cache.write_bytes(b'\x05\x04')
@@ -684,22 +688,22 @@ def test_kerberos_default_ccache_writable_by_others_is_refused(monkeypatch, tmp_
 
 
 def test_kerberos_default_ccache_of_another_user_is_refused(monkeypatch, tmp_path):
-    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
-    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    monkeypatch.setattr(_ldap_kerberos, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap_kerberos, 'gssapi', FakeGssapi)
     cache = tmp_path / 'krb5cc'
     cache.write_bytes(b'\x05\x04')
     cache.chmod(0o600)
     monkeypatch.setenv('KRB5CCNAME', str(cache))
-    monkeypatch.setattr(_ldap.os, 'geteuid', lambda: 4242)
+    monkeypatch.setattr(_ldap_kerberos.os, 'geteuid', lambda: 4242)
     with pytest.raises(_ldap.LdapError) as exc:
         make(auth='kerberos', username='enroller').connect()
-    assert 'is not used: it is owned by uid %d, not by the user running the module (uid 4242)' % _ldap.os.getuid() \
+    assert 'is not used: it is owned by uid %d, not by the user running the module (uid 4242)' % _ldap_kerberos.os.getuid() \
         in str(exc.value)
 
 
 def test_kerberos_named_ccache_and_keyring_default_skip_the_file_check(monkeypatch, tmp_path):
-    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', True)
-    monkeypatch.setattr(_ldap, 'gssapi', FakeGssapi)
+    monkeypatch.setattr(_ldap_kerberos, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(_ldap_kerberos, 'gssapi', FakeGssapi)
     FakeGssapi.created = []
     monkeypatch.setenv('KRB5CCNAME', 'KEYRING:persistent:1000')
     make(auth='kerberos', username='enroller').connect()
