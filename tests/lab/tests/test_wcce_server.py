@@ -253,6 +253,14 @@ def _icpr_dce(level=RPC_C_AUTHN_LEVEL_PKT_PRIVACY, password=PASSWORD):
     return binding, dce
 
 
+def test_ept_lookup_lists_icertpassage(server):
+    """rpcdump-style enumeration of port 135 (ept_lookup, as Windows answers it) shows MS-ICPR's endpoint."""
+    entries = epm.hept_lookup(ADDRESS)
+    bindings = [(str(e["tower"]["Floors"][0]), epm.PrintStringBinding(e["tower"]["Floors"])) for e in entries]
+    assert ("91AE6020-9E3C-11CF-8D7C-00AA00C091BE v0.0",
+            "ncacn_ip_tcp:%s[%d]" % (ADDRESS, server.endpoints["icpr_port"])) in bindings
+
+
 def test_icpr_via_endpoint_mapper(server, tmp_path):
     binding, dce = _icpr_dce()
     try:
