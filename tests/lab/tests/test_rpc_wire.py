@@ -437,6 +437,27 @@ def test_interface_minor_version_rules_and_alter_reuse(make_server):
         c.close()
 
 
+def test_header_sign_flag_echoed_in_bind_ack_and_alter_context_resp(make_server):
+    """MS-RPCE 2.2.2.3: PFC_SUPPORT_HEADER_SIGN is answered in bind_ack and in alter_context_resp alike (a client
+    taking the negotiated state from the alter_context_resp must see it); not offered, not echoed."""
+    srv = make_server("127.0.0.29")
+    c = StrictClient(srv.address, srv.port)
+    try:
+        ack = c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=6, header_sign=True)
+        assert ack["header_sign"]
+        alter = c.bind([(1, PRIV, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=6, auth_ctx_id=2,
+                       alter=True, header_sign=True)
+        assert alter["header_sign"] and alter["results"][0][0] == 0
+        assert c.request(1, 0, b"abc")[:3] == b"cba" and c.request(0, 0, b"xyz")[:3] == b"zyx"
+    finally:
+        c.close()
+    c = StrictClient(srv.address, srv.port)
+    try:
+        assert not c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=6)["header_sign"]
+    finally:
+        c.close()
+
+
 def test_alter_context_before_bind_and_connection_state(make_server):
     srv = make_server("127.0.0.29")
     s = _raw_conn(srv)

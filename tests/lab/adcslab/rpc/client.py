@@ -142,7 +142,8 @@ class StrictClient:
 
     # -- bind ----------------------------------------------------------------------------
     def bind(self, contexts: Sequence, auth: Optional[tuple] = None, level: int = 6, auth_ctx_id: int = 1,
-             alter: bool = False, max_xmit: int = 4280, max_recv: int = 4280, clear_ntlm_flags: int = 0) -> dict:
+             alter: bool = False, max_xmit: int = 4280, max_recv: int = 4280, clear_ntlm_flags: int = 0,
+             header_sign: bool = False) -> dict:
         """contexts: (ctx_id, uuid, version[, [transfer syntaxes]]). auth: (user, password, domain[, nthash]).
         clear_ntlm_flags: NTLM NEGOTIATE flags to remove (e.g. KEY_EXCH) to exercise other key derivations."""
         body = struct.pack("<HHIBBH", max_xmit, max_recv, 0, len(contexts), 0, 0)
@@ -165,7 +166,8 @@ class StrictClient:
             auth_len = len(token)
         call_id = self.call_id
         self.call_id += 1
-        pdu = self.header(ALTER if alter else BIND, 3, 16 + len(body) + len(tail), auth_len, call_id) + body + tail
+        flags = 3 | (4 if header_sign else 0)      # PFC_SUPPORT_HEADER_SIGN (MS-RPCE 2.2.2.3)
+        pdu = self.header(ALTER if alter else BIND, flags, 16 + len(body) + len(tail), auth_len, call_id) + body + tail
         self.send_raw(pdu)
         reply = self.recv_pdu()
         ptype = reply[2]
@@ -176,6 +178,7 @@ class StrictClient:
         if ptype != (ALTER_RESP if alter else BIND_ACK):
             raise ClientError("unexpected PDU type %d in reply to bind" % ptype)
         ack = self._parse_ack(reply)
+        ack["header_sign"] = bool(reply[3] & 4)
         if not alter:
             self.max_xmit = ack["max_recv"]
             self.max_recv = ack["max_xmit"]

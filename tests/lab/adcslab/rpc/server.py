@@ -316,7 +316,9 @@ class Connection:
         sec_addr = b"" if alter else str(self.local_port).encode() + b"\x00"
         ptype = C.PTYPE_ALTER_CONTEXT_RESP if alter else C.PTYPE_BIND_ACK
         flags = C.PFC_FIRST_FRAG | C.PFC_LAST_FRAG
-        if hdr.pfc_flags & C.PFC_SUPPORT_HEADER_SIGN and not alter:
+        if hdr.pfc_flags & C.PFC_SUPPORT_HEADER_SIGN:
+            # MS-RPCE 2.2.2.3 / 3.3.1.5.2.2: echoed in bind_ack AND alter_context_resp (a client may take the
+            # negotiated state from either); once negotiated it holds for the connection.
             flags |= C.PFC_SUPPORT_HEADER_SIGN
             self.header_signing = True
         self._send(build_bind_ack(ptype, hdr.call_id, self.max_xmit_frag, self.max_recv_frag, self.assoc_group_id,
