@@ -16,8 +16,8 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 from impacket import ntlm  # noqa: E402
 
 from adcslab.rpc import constants as C  # noqa: E402
-from adcslab.rpc.client import (NDR20, ClientError, FaultError, SignatureError, StrictClient,  # noqa: E402
-                                _NtlmState)
+from adcslab.rpc.client import (NDR20, BindNakError, ClientError, FaultError, SignatureError,  # noqa: E402
+                                StrictClient, _NtlmState)
 from test_rpc_engine import PASSWORD, PRIV, TOY, accounts_file, make_server, server_alive  # noqa: E402,F401
 
 
@@ -501,6 +501,30 @@ def test_verification_trailer_found_checked_and_stripped(make_server, level):
     try:
         c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=level, header_sign=True)
         assert c.request(0, 0, b"abcd" + _vt(c, header_signing=True)).split(b"|")[0] == b"dcba"
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("level", [C.RPC_C_AUTHN_LEVEL_PKT_INTEGRITY, C.RPC_C_AUTHN_LEVEL_PKT_PRIVACY])
+def test_ntlm_inside_spnego_as_windows_sends_it(make_server, level):
+    """Auth type 9 (Negotiate) carrying NTLM, as a Windows client falls back to when it names the CA by IP: bind
+    with NegTokenInit(NTLM), AUTHENTICATE + mechListMIC in an alter_context, the server's mechListMIC in the
+    alter_context_resp (checked by the client), then signed/sealed calls with the sequence numbers after the
+    MICs (the strict client verifies every reply)."""
+    srv = make_server("127.0.0.29")
+    c = StrictClient(srv.address, srv.port)
+    try:
+        c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=level, spnego=True)
+        assert c.request(0, 0, b"abcd").split(b"|")[:2] == [b"dcba", b"LAB\\enroller"]
+        assert c.request(0, 0, b"efgh").split(b"|")[0] == b"hgfe"
+    finally:
+        c.close()
+    c = StrictClient(srv.address, srv.port)
+    try:
+        with pytest.raises((FaultError, BindNakError, ClientError)):
+            c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=level, spnego=True,
+                   bad_mech_list_mic=True)
+            c.request(0, 0, b"abcd")
     finally:
         c.close()
 
