@@ -38,6 +38,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
 from ansible_collections.adcs.enrollment.plugins.module_utils import _match
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
+from ansible_collections.adcs.enrollment.plugins.module_utils import _principals
 from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     CaUnavailable,
@@ -1305,17 +1306,17 @@ def dcom_auth_from_params(params):
     if method == 'kerberos':
         # Kerberos: the principal is username, or the one in the ccache, or the machine's <HOST>$ from a keytab.
         if not username and params.get('kerberos_keytab'):
-            username = _kerberos.default_machine_principal()
+            username = _principals.machine_account()
         elif not username and not params.get('password') and not params.get('nt_hash'):
             username = _kerberos.ccache_principal(params.get('kerberos_ccache'))
-        user, domain = _auth.split_user(username, None) if username else (None, None)
+        user, domain = _principals.split_user(username) if username else (None, None)
         return _auth.KerberosAuth(user, domain or params.get('domain') or '', password=params.get('password'),
                                   nt_hash=params.get('nt_hash'), kdc_host=params.get('domain_controller'),
                                   ccache=params.get('kerberos_ccache'), keytab=params.get('kerberos_keytab'),
                                   dns_server=params.get('domain_controller'))
     if not username:
         raise InvalidInput('username is required to authenticate to the CA')
-    user, domain = _auth.split_user(username, None)
+    user, domain = _principals.split_user(username)
     domain = domain or params.get('domain') or ''
     if params.get('nt_hash') and not params.get('password'):
         return _auth.NtHashAuth(user, domain, params['nt_hash'])
