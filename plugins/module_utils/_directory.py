@@ -293,7 +293,7 @@ class Directory(object):
             try:
                 conn = self.conn
                 found = conn.search(templates_dn(conn.configuration_nc),
-                                    '(&(objectClass=pKICertificateTemplate)(cn=%s))' % _ldap_escape(template),
+                                    _template_filter(template),
                                     ['cn', 'pKIOverlapPeriod'], scope='LEVEL')
                 if found:
                     days = _renewal.template_window_days(
@@ -339,7 +339,7 @@ class Directory(object):
                 conn = self.conn
                 attributes = [a for a in TEMPLATE_ATTRIBUTES if a != 'nTSecurityDescriptor']
                 found = conn.search(templates_dn(conn.configuration_nc),
-                                    '(&(objectClass=pKICertificateTemplate)(cn=%s))' % _ldap_escape(template),
+                                    _template_filter(template),
                                     attributes, scope='LEVEL')
                 if found:
                     info = _templates.decode_template(found[0]['attributes'])
@@ -351,14 +351,10 @@ class Directory(object):
         return self._templates[key]
 
 
-def _ldap_escape(value):
-    out = []
-    for ch in value:
-        if ch in '\\*()\x00':
-            out.append('\\%02x' % ord(ch))
-        else:
-            out.append(ch)
-    return ''.join(out)
+def _template_filter(template):
+    """The LDAP filter of one certificate template by name (ldap3 escapes the name)."""
+    from ldap3.utils.conv import escape_filter_chars
+    return '(&(objectClass=pKICertificateTemplate)(cn=%s))' % escape_filter_chars(template)
 
 
 def select_cas(template, ca_host=None, ca_name=None, directory=None, dns_server=None):

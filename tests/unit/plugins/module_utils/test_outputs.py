@@ -8,10 +8,13 @@ __metaclass__ = type
 import os
 
 import wcce_pki
+from ansible_collections.adcs.enrollment.plugins.module_utils import _outputs, _plan
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import (
     FakeClient,
     FakeSession,
+    NOW,
     PEM,
+    PlainWriter,
     enroller,
     issue,
     spec,
@@ -65,3 +68,17 @@ def test_interrupted_switch_is_finished_before_planning(tmp_path):
     assert result['action'] == 'none' and client.calls == []
     assert open(str(tmp_path / 'c.pem'), 'rb').read() == new_cert
     assert sorted(os.listdir(str(tmp_path))) == ['c.pem', 'k.pem']
+
+
+def test_check_mode_writer_tells_what_would_change_and_writes_nothing(tmp_path):
+    key = wcce_pki.rsa_key('outputs-check')
+    write_key(str(tmp_path / 'k.pem'), key)
+    write_cert(str(tmp_path / 'c.pem'), issue(key))
+    before = sorted((n, os.stat(str(tmp_path / n)).st_mode & 0o7777) for n in os.listdir(str(tmp_path)))
+    s = spec(tmp_path, mode=0o640)
+    outputs = _outputs.Outputs(PlainWriter(check_mode=True), check_mode=True)
+    out = outputs.write_unchanged(_plan.plan_request(s, now=NOW))
+    assert out['changed'] is True and out['certificate']['subject'] == 'CN=host.lab.adcs.test'
+    assert sorted((n, os.stat(str(tmp_path / n)).st_mode & 0o7777) for n in os.listdir(str(tmp_path))) == before
+    out = _outputs.Outputs(PlainWriter()).write_unchanged(_plan.plan_request(s, now=NOW))
+    assert out['changed'] is True and os.stat(str(tmp_path / 'c.pem')).st_mode & 0o7777 == 0o640

@@ -24,11 +24,13 @@ def pki():
     return wcce_pki.pki()
 
 
+LEAF = dict(sans=['DNS:host.lab.adcs.test', 'UPN:host$@LAB.ADCS.TEST', 'IP:127.0.0.5'], template_name='Machine',
+            template_oid='1.3.6.1.4.1.311.21.8.1.2')
+
+
 def _leaf(pki, **kw):
-    kw.setdefault('sans', ['DNS:host.lab.adcs.test', 'UPN:host$@LAB.ADCS.TEST', 'IP:127.0.0.5'])
-    kw.setdefault('template_name', 'Machine')
-    kw.setdefault('template_oid', '1.3.6.1.4.1.311.21.8.1.2')
-    return pki.issue(kw.pop('cn', 'host.lab.adcs.test'), kw.pop('key', pki.leaf_key), **kw)
+    """The leaf of test_certs: a Machine certificate for host.lab.adcs.test with three SANs."""
+    return pki.issue('host.lab.adcs.test', pki.leaf_key, **dict(LEAF, **kw))
 
 
 # ---------------------------------------------------------------- does the certificate fit?
