@@ -159,7 +159,7 @@ def plan_request(spec, now=None, template_renewal_days=None):
         if spec.get('csr_pinned'):
             _check_csr(spec, plan.csr, plan.csr_der)
         if plan.current_key is not None and not same_public_key(plan.current_key.public_key(),
-                                                                 plan.csr.public_key()):
+                                                                plan.csr.public_key()):
             raise InvalidInput('The CSR was not made with the private key %s' % key_path)
         plan.key = plan.current_key
         match_key = plan.current_key or plan.csr

@@ -154,7 +154,7 @@ def test_dcom_auth_from_params():
     a = _enroller.dcom_auth_from_params({'username': 'enroller@lab.adcs.test', 'password': 'pw', 'auth': 'password'})
     assert type(a).__name__ == 'PasswordAuth' and (a.user, a.domain) == ('enroller', 'lab.adcs.test')
     a = _enroller.dcom_auth_from_params({'username': 'enroller', 'domain': 'LAB', 'nt_hash': 'a' * 32,
-                                       'auth': 'ntlm'})
+                                         'auth': 'ntlm'})
     assert type(a).__name__ == 'NtHashAuth' and a.principal == 'LAB\\enroller'
     assert 'aaaa' not in repr(a)
     with pytest.raises(_errors.InvalidInput, match='username is required'):

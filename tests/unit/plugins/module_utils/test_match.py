@@ -261,7 +261,7 @@ def test_csr_without_expectations_is_used_as_it_is(tmp_path):
 def test_pinned_csr_ec_key_and_curve(tmp_path):
     pem = csr_pem(wcce_pki.ec_key('pin-ec'))
     assert _plan.plan_request(csr_spec(tmp_path, pem, key_type='ecdsa', key_size=None, curve='secp256r1'),
-                                now=NOW).action == 'enroll'
+                              now=NOW).action == 'enroll'
     with pytest.raises(_errors.InvalidInput, match='key: key is on secp256r1 but secp384r1 is wanted'):
         _plan.plan_request(csr_spec(tmp_path, pem, key_type='ecdsa', key_size=None, curve='secp384r1'), now=NOW)
 

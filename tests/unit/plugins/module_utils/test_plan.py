@@ -46,8 +46,8 @@ def test_plan_fitting_certificate_is_left_alone(tmp_path):
         return 42
 
     plan = _plan.plan_request(spec(tmp_path, common_name='host.lab.adcs.test',
-                                     subject_alt_name=['DNS:host.lab.adcs.test']), now=NOW,
-                                template_renewal_days=renewal_days)
+                                   subject_alt_name=['DNS:host.lab.adcs.test']), now=NOW,
+                              template_renewal_days=renewal_days)
     assert plan.action == 'none' and plan.reason.code == 'up_to_date'
     assert (plan.renew_before, plan.renew_before_source) == (42.0, 'template')
     assert calls == ['WebServer']

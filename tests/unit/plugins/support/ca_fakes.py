@@ -148,7 +148,6 @@ class FakeClient(object):
         return pki.ca.public_bytes(DER)
 
 
-
 class FakeModule(object):
     """What _files.ModuleFileWriter uses of an AnsibleModule."""
 
@@ -202,4 +201,3 @@ SERVICES = [
     {'name': 'CA-TWO', 'dns_host_name': '10.9.9.2', 'templates': ['WebServer']},
     {'name': 'CA-THREE', 'dns_host_name': '10.9.9.3', 'templates': ['Machine']},
 ]
-
