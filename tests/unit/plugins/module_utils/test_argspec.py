@@ -71,8 +71,8 @@ def test_connection_module_kwargs_and_params():
 def test_modules_use_the_same_key_and_subject_options():
     """wcce_csr and wcce_request declare what _argspec declares (names, types, choices; the defaults differ: see
     GENERATED_KEY_DEFAULTS)."""
-    from ansible_collections.adcs.enrollment.plugins.modules import wcce_request
-    request = wcce_request.request_options()
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
+    request = _request_spec.request_options()
     for name, option in list(_argspec.key_argument_spec().items()) + list(_argspec.subject_argument_spec().items()):
         mine = dict((k, v) for k, v in option.items() if k not in ('no_log', 'default'))
         theirs = dict((k, v) for k, v in request[name].items() if k not in ('no_log', 'default'))
