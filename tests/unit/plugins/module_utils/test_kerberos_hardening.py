@@ -23,7 +23,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _kdc
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap_kerberos
 
-from test_kerberos import NOW, REALM, _as_rep  # noqa: F401 (helpers of the Kerberos unit tests)
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.kerberos import NOW, REALM, as_rep
 
 HOSTILE_KDC = '127.0.0.201'  # unit-only address: the integration tests' hostile KDC uses 127.0.0.101 at the same time
 REMEDY_KDC = ('Check that %s:%d is a Kerberos KDC (a domain controller) and that nothing on the path alters the '
@@ -125,7 +125,7 @@ def ccache_file(path, mode=0o600):
     client_key = kcrypto.Key(18, os.urandom(32))
     session = kcrypto.Key(18, os.urandom(32))
     cc = CCache()
-    cc.fromTGT(_as_rep('enroller', REALM, client_key, session, NOW - datetime.timedelta(minutes=5),
+    cc.fromTGT(as_rep('enroller', REALM, client_key, session, NOW - datetime.timedelta(minutes=5),
                        NOW + datetime.timedelta(hours=8)), client_key, session)
     cc.saveFile(str(path))
     os.chmod(str(path), mode)
@@ -183,7 +183,7 @@ def test_default_ccache_symlink_is_refused(tmp_path, monkeypatch):
 def _creds():
     client_key = kcrypto.Key(18, os.urandom(32))
     session = kcrypto.Key(18, os.urandom(32))
-    rep = _as_rep('enroller', REALM, client_key, session, NOW, NOW + datetime.timedelta(hours=8))
+    rep = as_rep('enroller', REALM, client_key, session, NOW, NOW + datetime.timedelta(hours=8))
     tgt = {'KDC_REP': rep, 'cipher': kcrypto._enctype_table[18](), 'sessionKey': session,
            'replyKey': (client_key, 3)}
     return _kdc.KerberosCredentials('enroller', REALM, tgt, 'password')
