@@ -106,7 +106,7 @@ def acquire_credentials(realm=None, user=None, password=None, nt_hash=None, keyt
             except ValueError:
                 raise InvalidInput('The AES key must be hexadecimal')
         tgt, used = _kdc.as_exchange(user, realm, kdcs, password=password or '', nt_hash=nt_hash or '',
-                                 aes_key=(aes_key or '') if not password else '', timeout=timeout)
+                                     aes_key=(aes_key or '') if not password else '', timeout=timeout)
         return _kdc.KerberosCredentials(user, realm, tgt, 'password', used)
     if keytab or use_keytab:
         path = keytab or os.environ.get('KRB5_CLIENT_KTNAME', '').replace('FILE:', '') or DEFAULT_KEYTAB

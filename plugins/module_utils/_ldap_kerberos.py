@@ -37,6 +37,7 @@ def with_secret(settings):
     s = settings
     return s.auth == 'kerberos' and bool(s.password or s.nt_hash)
 
+
 def credentials_from_secret(settings, spn_host, kdc):
     """Kerberos from a password or NT hash: get the TGT and the ldap/<DC> ticket ourselves (KDC = the DC, or
     found by SRV) into a private credential cache, so no krb5.conf is needed; gssapi then binds with it."""
@@ -63,6 +64,7 @@ def credentials_from_secret(settings, spn_host, kdc):
     except Exception as exc:
         shutil.rmtree(ccache_dir, ignore_errors=True)
         raise LdapError('no usable Kerberos credentials from the password: %s' % exc)
+
 
 def gssapi_credentials(settings):
     """gssapi credentials from the ccache / keytab options (or the default ccache)."""
@@ -93,6 +95,7 @@ def gssapi_credentials(settings):
         raise LdapError('no usable Kerberos credentials (ccache %s, keytab %s): %s'
                         % (s.kerberos_ccache or 'default', s.kerberos_keytab or 'none', exc))
     return creds
+
 
 def default_ccache():
     """The default credential cache as a pinned FILE: name, after the ownership check of the DCOM path

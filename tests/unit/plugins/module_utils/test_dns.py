@@ -42,7 +42,7 @@ def test_find_kdcs_udp_fallback_and_none():
 
 def test_srv_lookup_orders_by_priority_then_weight():
     resolver = FakeResolver([SRV(10, 100, 389, 'dc3.lab.adcs.test.'), SRV(0, 50, 389, 'dc2.lab.adcs.test.'),
-                                 SRV(0, 100, 389, 'dc1.lab.adcs.test.')])
+                             SRV(0, 100, 389, 'dc1.lab.adcs.test.')])
     assert _dns.find_domain_controllers('lab.adcs.test.', resolver=resolver) == [
         ('dc1.lab.adcs.test', 389), ('dc2.lab.adcs.test', 389), ('dc3.lab.adcs.test', 389)]
     assert resolver.asked == [('_ldap._tcp.dc._msdcs.lab.adcs.test', 'SRV')]
@@ -74,7 +74,7 @@ def test_in_domain():
 
 def test_srv_targets_outside_the_domain_are_dropped():
     resolver = FakeResolver([SRV(0, 100, 636, 'dc.attacker.example.'), SRV(5, 100, 389, 'dc2.lab.adcs.test.'),
-                                 SRV(1, 100, 389, 'xlab.adcs.test.')])
+                             SRV(1, 100, 389, 'xlab.adcs.test.')])
     assert _dns.find_domain_controllers('lab.adcs.test', resolver=resolver) == [('dc2.lab.adcs.test', 389)]
 
 

@@ -126,7 +126,7 @@ def ccache_file(path, mode=0o600):
     session = kcrypto.Key(18, os.urandom(32))
     cc = CCache()
     cc.fromTGT(as_rep('enroller', REALM, client_key, session, NOW - datetime.timedelta(minutes=5),
-                       NOW + datetime.timedelta(hours=8)), client_key, session)
+                      NOW + datetime.timedelta(hours=8)), client_key, session)
     cc.saveFile(str(path))
     os.chmod(str(path), mode)
     return str(path)
