@@ -1,12 +1,15 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""_kdc without a KDC (or with a fake one): SPN derivation, KDC lists, KRB-ERROR messages, the TGS-REQ we
-build and the TGS exchange."""
+"""_kdc without a KDC (or with a fake or hostile one): SPN derivation, KDC lists, KRB-ERROR messages, the TGS-REQ we
+build, the TGS exchange, and the bounded KDC reply (issue 12 item 8)."""
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import socket
+import struct
+import threading
 
 import pytest
 from impacket.krb5 import crypto as kcrypto
@@ -128,3 +131,134 @@ def test_kerberos_error_class_from_impacket():
     seq_set(err, 'sname', Principal('krbtgt/%s' % REALM, type=2).components_to_asn1)
     exc = KerberosError(packet=decoder.decode(encoder.encode(err), asn1Spec=KRB_ERROR())[0])
     assert 'wrong password' in str(_kdc.failure_from_krb_error(exc, 'Getting a ticket'))
+
+
+HOSTILE_KDC = '127.0.0.201'  # unit-only address: the integration tests' hostile KDC uses 127.0.0.101 at the same time
+REMEDY_KDC = ('Check that %s:%d is a Kerberos KDC (a domain controller) and that nothing on the path alters the '
+              'traffic.')
+
+
+class HostileKdc(object):
+    """Answers every request with ``reply`` (raw bytes), then closes."""
+
+    def __init__(self, reply, address='127.0.0.1', port=0):
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, port))
+        self.sock.listen(4)
+        self.address, self.port = self.sock.getsockname()
+        self.thread = threading.Thread(target=self.serve)
+        self.thread.daemon = True
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn = self.sock.accept()[0]
+            except OSError:
+                return
+            try:
+                head = conn.recv(4)
+                if len(head) == 4:
+                    length = struct.unpack('!I', head)[0]
+                    got = 0
+                    while got < length:
+                        chunk = conn.recv(length - got)
+                        if not chunk:
+                            break
+                        got += len(chunk)
+                conn.sendall(self.reply)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize('length', [_kdc.MAX_KDC_REPLY + 1, 0x7FFFFFFF, 0xFFFFFFF0])
+def test_kdc_reply_length_is_bounded(length):
+    kdc = HostileKdc(struct.pack('!I', length) + b'\x00' * 64)
+    try:
+        with pytest.raises(k.KerberosFailure) as info:
+            _kdc._send_receive(b'request', kdc.address, kdc.port, 5)
+    finally:
+        kdc.close()
+    assert info.value.to_message() == (
+        'The KDC at %s:%d announced a reply of %d bytes, more than the %d bytes allowed. What to do: '
+        % (kdc.address, kdc.port, length, _kdc.MAX_KDC_REPLY) + REMEDY_KDC % (kdc.address, kdc.port))
+
+
+def test_kdc_closing_early_is_an_error_not_a_loop():
+    kdc = HostileKdc(struct.pack('!I', 5000) + b'\x00' * 10)
+    try:
+        with pytest.raises(socket.error) as info:
+            _kdc._send_receive(b'request', kdc.address, kdc.port, 5)
+    finally:
+        kdc.close()
+    assert 'the KDC closed the connection' in str(info.value)
+
+
+def test_kdc_reply_at_the_limit_is_read():
+    body = b'\x04' * 1000
+    kdc = HostileKdc(struct.pack('!I', len(body)) + body)
+    try:
+        assert _kdc._send_receive(b'request', kdc.address, kdc.port, 5) == body
+    finally:
+        kdc.close()
+
+
+def test_as_exchange_uses_the_bounded_exchange():
+    """getKerberosTGT (impacket) talks to the KDC through our bounded exchange during _as_exchange."""
+    if os.geteuid() != 0:
+        pytest.skip('the AS exchange uses port 88, which needs root')
+    from impacket.krb5 import kerberosv5
+    original = kerberosv5.sendReceive
+    kdc = HostileKdc(struct.pack('!I', 0x7FFFFFFF), address=HOSTILE_KDC, port=88)
+    try:
+        with pytest.raises(k.KerberosFailure) as info:
+            k.acquire_credentials(realm=REALM, user='enroller', password='pw', kdc=HOSTILE_KDC, timeout=5)
+    finally:
+        kdc.close()
+    assert info.value.to_message().startswith(
+        'The KDC at %s:88 announced a reply of 2147483647 bytes, more than the %d bytes allowed'
+        % (HOSTILE_KDC, _kdc.MAX_KDC_REPLY))
+    assert kerberosv5.sendReceive is original
+
+
+def _krb_error_bytes(code):
+    from impacket.krb5.asn1 import KRB_ERROR, seq_set
+    from impacket.krb5.types import KerberosTime, Principal
+    from pyasn1.codec.der import encoder
+    err = KRB_ERROR()
+    err['pvno'] = 5
+    err['msg-type'] = 30
+    err['stime'] = KerberosTime.to_asn1(NOW)
+    err['susec'] = 0
+    err['error-code'] = code
+    err['realm'] = REALM
+    seq_set(err, 'sname', Principal('krbtgt/%s' % REALM, type=2).components_to_asn1)
+    data = encoder.encode(err)
+    return struct.pack('!I', len(data)) + data
+
+
+def test_bounded_exchange_keeps_impackets_contract_for_preauth_required():
+    """getKerberosTGT expects KDC_ERR_PREAUTH_REQUIRED returned (it reads the salts), other errors raised."""
+    from impacket.krb5.kerberosv5 import KerberosError
+    kdc = HostileKdc(_krb_error_bytes(25))
+    try:
+        data = _kdc._bounded_impacket_send_receive(b'req', 'ignored', kdc.address, kdc.port)
+        assert data == _krb_error_bytes(25)[4:]
+        with pytest.raises(KerberosError):
+            _kdc._send_receive(b'req', kdc.address, kdc.port, 5)      # our own TGS path raises every KRB-ERROR
+    finally:
+        kdc.close()
+    kdc = HostileKdc(_krb_error_bytes(6))
+    try:
+        with pytest.raises(KerberosError) as info:
+            _kdc._bounded_impacket_send_receive(b'req', 'ignored', kdc.address, kdc.port)
+        assert info.value.getErrorCode() == 6
+    finally:
+        kdc.close()

@@ -5,12 +5,18 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+import tempfile
+
 import pytest
 
 ldap3 = pytest.importorskip('ldap3')
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache
+from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos as k
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap_kerberos
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.kerberos import make_credentials
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ldap import FakeConnection, make, FakeGssapi
 
 
@@ -137,3 +143,29 @@ def test_kerberos_named_ccache_and_keyring_default_skip_the_file_check(monkeypat
     cache.chmod(0o666)                                  # named by the user: their choice, not checked
     make(auth='kerberos', username='enroller', kerberos_ccache=str(cache)).connect()
     assert FakeGssapi.created[-1]['store'] == {'ccache': 'FILE:%s' % cache}
+
+
+def test_ldap_private_ccache_removed_when_writing_it_fails(monkeypatch):
+    made = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def mkdtemp(*args, **kwargs):
+        made.append(real_mkdtemp(*args, **kwargs))
+        return made[-1]
+
+    def write_ccache(creds, path, **kwargs):
+        with open(path, 'wb') as handle:     # half written, then the TGS exchange fails
+            handle.write(b'\x05\x04')
+        raise k.KerberosFailure('Getting a service ticket for ldap/dc1.lab.adcs.test failed')
+
+    monkeypatch.setattr(_ldap_kerberos, 'HAS_GSSAPI', True)
+    monkeypatch.setattr(tempfile, 'mkdtemp', mkdtemp)
+    monkeypatch.setattr(k, 'acquire_credentials', lambda **kw: make_credentials())
+    monkeypatch.setattr(_ccache, 'write_ccache', write_ccache)
+    conn = _ldap.AdConnection(_ldap.LdapSettings(domain='lab.adcs.test', username='enroller', password='pw',
+                                                 auth='kerberos'))
+    with pytest.raises(_ldap.LdapError) as info:
+        _ldap_kerberos.credentials_from_secret(conn.settings, 'dc1.lab.adcs.test', '127.0.0.11')
+    assert 'Kerberos for LDAP failed: Getting a service ticket for ldap/dc1.lab.adcs.test failed' in str(info.value)
+    assert len(made) == 1 and not os.path.exists(made[0])
+    assert os.path.basename(made[0]).startswith('adcs-ldap-krb5-')

@@ -20,6 +20,8 @@ from impacket.krb5.types import KerberosTime, Principal
 from pyasn1.codec.der import decoder, encoder
 from pyasn1.type.univ import noValue
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _kdc
+
 REALM = 'LAB.ADCS.TEST'
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
@@ -184,3 +186,13 @@ def as_rep_without_starttime(client_key, session, start, end):
         fresh[name] = part[name]
     rep['enc-part']['cipher'] = kcrypto._enctype_table[18].encrypt(client_key, 3, encoder.encode(fresh), None)
     return encoder.encode(rep)
+
+
+def make_credentials():
+    """KerberosCredentials with a TGT of enroller@LAB.ADCS.TEST (session key AES256), valid 8 hours."""
+    client_key = kcrypto.Key(18, os.urandom(32))
+    session = kcrypto.Key(18, os.urandom(32))
+    rep = as_rep('enroller', REALM, client_key, session, NOW, NOW + datetime.timedelta(hours=8))
+    tgt = {'KDC_REP': rep, 'cipher': kcrypto._enctype_table[18](), 'sessionKey': session,
+           'replyKey': (client_key, 3)}
+    return _kdc.KerberosCredentials('enroller', REALM, tgt, 'password')
