@@ -378,7 +378,7 @@ def verified_stub(rpc, data, level, frag_len, auth_len):
     type, level, context, pad, then the NTLM signature or the Kerberos wrap token/MIC (``rpc._fail`` otherwise)."""
     if not auth_len:
         rpc._fail('the reply carries no authentication trailer (a plaintext reply in a %s session)'
-                   % LEVEL_NAMES[level])
+                  % LEVEL_NAMES[level])
     trailer_at = frag_len - auth_len - SEC_TRAILER
     if trailer_at < RESPONSE_HEADER:
         rpc._fail('an authentication trailer longer than the PDU')
@@ -390,7 +390,7 @@ def verified_stub(rpc, data, level, frag_len, auth_len):
         rpc._fail('protection level %s instead of %s' % (LEVEL_NAMES.get(a_level, a_level), LEVEL_NAMES[level]))
     if ctx_id != rpc._ctx + AUTH_CTX_BASE:
         rpc._fail('a reply of security context %d where %d was expected: replayed or misdirected'
-                   % (ctx_id, rpc._ctx + AUTH_CTX_BASE))
+                  % (ctx_id, rpc._ctx + AUTH_CTX_BASE))
     stub = data[RESPONSE_HEADER:trailer_at]
     if pad_len > len(stub) or pad_len > 15:
         rpc._fail('an authentication pad of %d bytes' % pad_len)
