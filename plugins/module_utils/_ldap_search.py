@@ -190,7 +190,7 @@ class LdapReader(object):
             flt = '(|(sAMAccountName=%s)(sAMAccountName=%s$))' % (escape_filter_chars(principal), escape_filter_chars(principal))
         found = self.search(base, '(&(|(objectClass=user)(objectClass=computer))%s)' % flt, attrs)
         if len(found) > 1 and '@' in principal:
-            exact = [f for f in found if _first_text(f, 'userPrincipalName', '').lower() == principal.lower()]
+            exact = [f for f in found if first_text(f, 'userPrincipalName', '').lower() == principal.lower()]
             found = exact or found
         return found[0] if found else None
 
@@ -230,13 +230,15 @@ class LdapReader(object):
                 if not attrs.get('objectSid'):
                     continue
                 sid = sid_to_string(attrs['objectSid'][0])[0]
-                name = _first_text(item, 'sAMAccountName') or _first_text(item, 'name')
+                name = first_text(item, 'sAMAccountName') or first_text(item, 'name')
                 if name:
                     names[sid] = name
         return names
 
 
-def _first_text(entry, name, default=None):
+def first_text(entry, name, default=None):
+    """The first value of attribute ``name`` of a search entry as text (bytes decoded as UTF-8); ``default`` when
+    absent or not UTF-8."""
     values = entry['attributes'].get(name)
     if not values:
         return default
@@ -247,7 +249,3 @@ def _first_text(entry, name, default=None):
         except UnicodeDecodeError:
             return default
     return value
-
-
-def first_text(entry, name, default=None):
-    return _first_text(entry, name, default)
