@@ -20,13 +20,13 @@ from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'module_utils'))
-import crl_pki as P  # noqa: E402
-
-from ansible_collections.adcs.enrollment.plugins.module_utils import _crl  # noqa: E402
+sys.path.insert(0, os.path.dirname(__file__))
+from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_fetch  # noqa: E402
+from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_job  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_crl  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import crl_pki as P  # noqa: E402
 from module_harness import run_module  # noqa: E402
 
 ADDR = '127.0.0.73'
@@ -150,7 +150,7 @@ def test_issuer_from_aia_needs_a_trust_anchor(web, leaf_path, tmp_path):
     assert 'revoked' not in out.result
     missing = str(tmp_path / 'missing.pem')
     out = run(base_args(web, certificate_path=leaf_path, ca_bundle=missing))
-    assert out.failed and 'cannot read the CA bundle %s: No such file or directory' % missing in out.result['msg']
+    assert out.failed and 'Cannot read ca_bundle %s: No such file or directory' % missing in out.result['msg']
     out = run(base_args(web, certificate_path=leaf_path, issuer_certificate=CA.pem.decode()))
     assert not out.failed and out.result['issuer_certificate_source'] == 'given'
 
@@ -300,12 +300,6 @@ def test_ldap_urls_use_the_connection_options(web, monkeypatch):
     assert out.result['served_by'] == url and len(FakeConn.created) == 1
     settings = FakeConn.created[0].settings
     assert settings.domain_controller == 'dc1.unit.test' and settings.username == 'u'
-    connect = wcce_crl.ldap_connector({'domain': 'unit.test', 'username': 'u', 'password': 'p'})
-    assert connect('dc9.unit.test').settings.domain_controller == 'dc9.unit.test'
-    with pytest.raises(_crl.FetchError) as err:
-        wcce_crl.ldap_connector({'username': 'u', 'password': 'p'})(None)
-    assert str(err.value) == ('LDAP URLs are read from the configured directory: set domain or domain_controller '
-                              '(a host named by a certificate or CRL is never contacted)')
 
 
 def test_from_ca(web, monkeypatch):
@@ -325,9 +319,9 @@ def test_from_ca(web, monkeypatch):
 
     def open_ca(params, host_addresses):
         seen.update(params=params)
-        return _crl.CaFetcher(Client(), 'dcom://%s/%s' % (params['ca_host'], params['ca_name'])), Session()
+        return _crl_fetch.CaFetcher(Client(), 'dcom://%s/%s' % (params['ca_host'], params['ca_name'])), Session()
 
-    monkeypatch.setattr(wcce_crl, 'open_ca', open_ca)
+    monkeypatch.setattr(_crl_job, 'open_ca', open_ca)
     out = run({'from_ca': True, 'ca_host': 'ca1.unit.test', 'ca_name': 'UNIT-CA', 'domain': 'unit.test',
                'username': 'u', 'password': 'p'})
     assert not out.failed, out.result
@@ -335,12 +329,3 @@ def test_from_ca(web, monkeypatch):
     assert out.result['served_by'] == 'dcom://ca1.unit.test/UNIT-CA (base CRL)'
     assert out.result['issuer_certificate_source'] == 'dcom://ca1.unit.test/UNIT-CA'
     assert Session.closed
-
-
-def test_open_ca_needs_host_name_and_credentials():
-    with pytest.raises(_crl.FetchError):
-        wcce_crl.open_ca({'ca_host': None, 'ca_name': 'X'}, {})
-    with pytest.raises(_crl.FetchError, match='username'):
-        wcce_crl.dcom_auth({'username': None})
-    auth = wcce_crl.dcom_auth({'username': 'u', 'domain': 'unit.test', 'nt_hash': 'a' * 32, 'auth': 'ntlm'})
-    assert auth.kind == 'nt_hash' and auth.domain == 'unit.test'
