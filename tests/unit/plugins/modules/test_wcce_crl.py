@@ -8,7 +8,6 @@ __metaclass__ = type
 import datetime
 import os
 import stat
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,8 +18,6 @@ pytest.importorskip('cryptography')
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
-
-sys.path.insert(0, os.path.dirname(__file__))
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_fetch  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_job  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v  # noqa: E402
