@@ -118,7 +118,7 @@ def test_job_needs_an_issuer():
         _crl_job.CrlJob(MapRetriever({}), urls=['http://a/t.crl'], now=NOW).run()
     with pytest.raises(_crl_job.JobError, match='could not be obtained from its AIA'):
         _crl_job.CrlJob(MapRetriever({'http://pki/ca.crt': P.Ca('OTHER', key_name='other').der}), cert=_leaf(),
-                    now=NOW).run()
+                        now=NOW).run()
 
 
 def test_job_without_cdp():
@@ -134,8 +134,8 @@ def test_job_from_ca():
     assert job.issuer_source == 'dcom://ca/T'
     assert job.base_served_by == 'dcom://ca/T (base CRL)' and job.delta_served_by == 'dcom://ca/T (delta CRL)'
     # a CA without delta CRLs
-    ca = _crl_fetch.CaFetcher(FakeCaClient({0x0B: 1, 0x11: P.der(base), 0x12: RuntimeError('CERTSRV_E_PROPERTY_EMPTY'),
-                                      0x0C: CA.der}), 'dcom://ca/T')
+    client = FakeCaClient({0x0B: 1, 0x11: P.der(base), 0x12: RuntimeError('CERTSRV_E_PROPERTY_EMPTY'), 0x0C: CA.der})
+    ca = _crl_fetch.CaFetcher(client, 'dcom://ca/T')
     job = _crl_job.CrlJob(MapRetriever({}), ca=ca, now=NOW).run()
     assert job.delta is None and job.tried[-1]['kind'] == 'delta' and not job.tried[-1]['ok']
 
@@ -156,7 +156,7 @@ def test_ca_fetcher_reports_a_refused_session_first():
     with pytest.raises(_crl_http.FetchError, match='refused; HRESULT 0x00000005'):
         ca.ca_certificate()
     job = _crl_job.CrlJob(MapRetriever({}), ca=_crl_fetch.CaFetcher(FakeCaClient({}), 'dcom://ca/T', session=Session()),
-                      now=NOW)
+                          now=NOW)
     with pytest.raises(_crl_job.JobError, match='cannot get the CA certificate from dcom://ca/T: Activating'):
         job.run()
 
