@@ -22,12 +22,18 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap  # no
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import crl_pki as P  # noqa: E402
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.crl_web import (  # noqa: E402
     FakeCaClient,
+    Server,
     http_client as client,
-    server,
 )
 
 CA = P.Ca()
 SEC_CA = P.Ca('SEC-CA', key_name='sec')
+
+
+@pytest.fixture
+def server():
+    with Server() as s:
+        yield s
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import socket
-import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +21,6 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_http  
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import crl_pki as P  # noqa: E402
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.crl_web import (  # noqa: E402
     http_client as client,
-    server,
     HTTP_ADDR as ADDR,
     RAW_ADDR,
     RawServer,
@@ -51,6 +49,12 @@ def raw():
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def server():
+    with Server() as s:
+        yield s
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -12,8 +12,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-import pytest
-
 from ansible_collections.adcs.enrollment.plugins.module_utils._crl_http import HttpClient
 
 HTTP_ADDR = '127.0.0.71'
@@ -67,13 +65,12 @@ class Server(object):
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def __enter__(self):
+        return self
 
-@pytest.fixture
-def server():
-    """A Server on HTTP_ADDR for one test (import it into the test module)."""
-    s = Server()
-    yield s
-    s.close()
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 def _close_listener(sock):
