@@ -16,6 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.crl_web import RawServer, close_listener
+
 pytestmark = pytest.mark.lab
 
 MODULE = 'adcs.enrollment.wcce_crl'
@@ -464,17 +466,6 @@ class ThrowawayPki(object):
         return context
 
 
-def _close_listener(sock):
-    """Close a listening socket another thread is accept()ing on: shutdown wakes it (close alone does not on Linux,
-    and the port would stay bound)."""
-    import socket as socket_module
-    try:
-        sock.shutdown(socket_module.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()
-
-
 class LdapTrap(object):
     """A fake LDAP server (389 plain, 636 TLS) that answers binds with success and records every connection and every
     bind with its credentials: what a server named in a planted certificate's CDP would harvest."""
@@ -557,7 +548,7 @@ class LdapTrap(object):
 
     def close(self):
         for sock in self.socks:
-            _close_listener(sock)
+            close_listener(sock)
 
 
 @pytest.fixture
@@ -668,48 +659,12 @@ def test_https_to_http_redirect_is_refused(lab, ansible, throwaway):
             httpd.server_close()
 
 
-class RawHttp(object):
-    """Port 80 on ``address``; ``serve(self, conn)`` after reading the request; counts bytes sent."""
-
-    def __init__(self, address, serve):
-        import socket
-        self.serve = serve
-        self.sent = 0
-        self.stop = threading.Event()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((address, 80))
-        self.sock.listen(5)
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self):
-        while True:
-            try:
-                conn, _addr = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn):
-        try:
-            conn.recv(65536)
-            self.serve(self, conn)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self):
-        self.stop.set()
-        _close_listener(self.sock)
-
-
 @pytest.fixture
 def raw_http():
     servers = []
 
     def start(address, serve):
-        server = RawHttp(address, serve)
+        server = RawServer(serve, address, 80)
         servers.append(server)
         return server
     yield start

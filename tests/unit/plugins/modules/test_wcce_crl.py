@@ -8,8 +8,6 @@ __metaclass__ = type
 import datetime
 import os
 import stat
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -24,6 +22,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_valida
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_crl  # noqa: E402
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import crl_pki as P  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.crl_web import Server  # noqa: E402
 from module_harness import run_module  # noqa: E402
 
 ADDR = '127.0.0.73'
@@ -31,34 +30,11 @@ CA = P.Ca('UNIT-CA', key_name='unit')
 HOUR = datetime.timedelta(hours=1)
 
 
-class Web(object):
+class Web(Server):
+    """The PKI web server of the unit tests, named pki.unit.test (host_addresses maps it to ADDR)."""
+
     def __init__(self):
-        self.files = {}
-        self.connections = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = 'HTTP/1.1'
-
-            def setup(self):
-                BaseHTTPRequestHandler.setup(self)
-                owner.connections += 1
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):  # noqa: N802
-                body = owner.files.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                body = body if body is not None else b'not found'
-                self.send_header('Content-Length', str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer((ADDR, 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        Server.__init__(self, ADDR)
 
     def url(self, path):
         return 'http://pki.unit.test:%d%s' % (self.port, path)
@@ -80,8 +56,7 @@ def web():
     w = Web()
     w.publish(10)
     yield w
-    w.httpd.shutdown()
-    w.httpd.server_close()
+    w.close()
 
 
 def run(args, check_mode=False):

@@ -19,10 +19,12 @@ RAW_ADDR = '127.0.0.119'
 
 
 class Server(object):
-    """HTTP/1.1 keep-alive server: routes {path: (status, headers, body)}; counts connections and requests."""
+    """HTTP/1.1 keep-alive server: routes {path: (status, headers, body)} and files {path: body} (200);
+    counts connections and requests."""
 
     def __init__(self, address=HTTP_ADDR, proxy=False):
         self.routes = {}
+        self.files = {}
         self.connections = 0
         self.requests = []
         owner = self
@@ -40,7 +42,8 @@ class Server(object):
             def do_GET(self):  # noqa: N802
                 owner.requests.append((self.path, dict(self.headers)))
                 path = urlsplit(self.path).path if proxy else self.path
-                status, headers, body = owner.routes.get(path, (404, {}, b'not found'))
+                default = (200, {}, owner.files[path]) if path in owner.files else (404, {}, b'not found')
+                status, headers, body = owner.routes.get(path, default)
                 if callable(body):
                     body = body()
                 self.send_response(status)
@@ -73,7 +76,7 @@ class Server(object):
         return False
 
 
-def _close_listener(sock):
+def close_listener(sock):
     """Close a listening socket another thread is accept()ing on: shutdown wakes it (close alone does not on Linux,
     and the port would stay bound)."""
     import socket as socket_module
@@ -85,13 +88,15 @@ def _close_listener(sock):
 
 
 class RawServer(object):
-    """A TCP server on RAW_ADDR whose ``serve(conn)`` does whatever the test wants; counts connections."""
+    """A TCP server on ``address`` whose ``serve(self, conn)`` does whatever the test wants after reading the
+    request; ``sent`` is for the handler to count bytes sent."""
 
-    def __init__(self, serve):
+    def __init__(self, serve, address=RAW_ADDR, port=0):
         self.serve = serve
+        self.address = address
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((RAW_ADDR, 0))
+        self.sock.bind((address, port))
         self.sock.listen(5)
         self.port = self.sock.getsockname()[1]
         self.stop = threading.Event()
@@ -116,11 +121,11 @@ class RawServer(object):
             conn.close()
 
     def url(self, path='/x.crl'):
-        return 'http://%s:%d%s' % (RAW_ADDR, self.port, path)
+        return 'http://%s:%d%s' % (self.address, self.port, path)
 
     def close(self):
         self.stop.set()
-        _close_listener(self.sock)
+        close_listener(self.sock)
 
 
 class FakeCaClient(object):
