@@ -29,12 +29,9 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported by the collection
     pass
 
-from ansible.module_utils.basic import missing_required_lib
-
 from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
-from ansible_collections.adcs.enrollment.plugins.module_utils import _dcom
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
-from ansible_collections.adcs.enrollment.plugins.module_utils import _wcce
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
+from ansible_collections.adcs.enrollment.plugins.module_utils._ca_session import CaSession
 from ansible_collections.adcs.enrollment.plugins.module_utils._crl_http import (
     MAX_BODY,
     Deadline,
@@ -43,6 +40,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._crl_http import (
     Watchdog,
     redact,
 )
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 from ansible_collections.adcs.enrollment.plugins.module_utils._ndr import (
     CR_PROP_BASECRL,
     CR_PROP_CASIGCERT,
@@ -51,7 +49,6 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._ndr import (
     PROPTYPE_BINARY,
     PROPTYPE_LONG,
 )
-from ansible_collections.adcs.enrollment.plugins.module_utils._options import connection_params
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -192,14 +189,19 @@ class LdapFetcher(object):
 # the CA over DCOM (MS-WCCE constants from _ndr)
 # ---------------------------------------------------------------------------------------------------------------
 class CaFetcher(object):
-    """Base/delta CRL and signing certificate from the CA (``client``: a _wcce.CertRequestClient or alike)."""
+    """Base/delta CRL and signing certificate from the CA: ``client`` (a _wcce.CertRequestClient or alike), or None
+    for the client of ``session`` (a ``_ca_session.CaSession``, opened on first use)."""
 
     def __init__(self, client, label, session=None):
-        self.client = client
+        self._client = client
         self.label = label
         self.session = session
         self._index = None
         self._opened = False
+
+    @property
+    def client(self):
+        return self._client if self._client is not None else self.session.client
 
     def _open(self):
         """Open the DCOM session first, so that a refused activation is reported as such."""
@@ -307,44 +309,30 @@ class Retriever(object):
 # the sources from the module's connection options
 # ---------------------------------------------------------------------------------------------------------------
 def ldap_connector(params):
-    """connect(host) for LdapFetcher: an _ldap.AdConnection with the shared options; ``host`` (only ever from a URL in
+    """connect(host) for LdapFetcher: ``_auth.ldap_connect`` with the shared options; ``host`` (only ever from a URL in
     the options) replaces domain_controller, None is the configured directory."""
 
     def connect(host):
-        if not _ldap.HAS_LDAP3:
-            raise FetchError(missing_required_lib('ldap3'))
-        conn_params = connection_params(params)
-        if host:
-            conn_params['domain_controller'] = host
-        if not conn_params.get('domain') and not conn_params.get('domain_controller'):
-            raise FetchError('LDAP URLs are read from the configured directory: set domain or domain_controller '
-                             '(a host named by a certificate or CRL is never contacted)')
         try:
-            settings = _ldap.LdapSettings.from_params(conn_params)
-            conn = _ldap.AdConnection(settings)
-            return conn.connect()
-        except _ldap.LdapError as exc:
-            raise FetchError(str(exc))
+            _deps.require('ldap3')
+            if not host and not _auth.has_directory(params):
+                raise FetchError('LDAP URLs are read from the configured directory: set domain or domain_controller '
+                                 '(a host named by a certificate or CRL is never contacted)')
+            return _auth.ldap_connect(params, host)
+        except FetchError:
+            raise
+        except AdcsError as exc:     # MissingLibrary, LdapError
+            raise FetchError(exc.to_message())
     return connect
 
 
-def dcom_auth(params):
-    if not params.get('username'):
-        raise FetchError('from_ca needs username and password (or nt_hash)')
-    method = 'kerberos' if params.get('auth') == 'kerberos' else \
-        ('nt_hash' if params.get('nt_hash') and not params.get('password') else 'password')
-    return _auth.auth_from_params(params['username'], domain=params.get('domain'), password=params.get('password'),
-                                  nt_hash=params.get('nt_hash'), method=method)
-
-
 def open_ca(params, host_addresses):
-    """(CaFetcher, session) for from_ca."""
-    if not _dcom.HAS_IMPACKET:
-        raise FetchError(missing_required_lib('impacket'))
+    """(CaFetcher, CA session) for from_ca: one ``_ca_session.CaSession`` (as for enrollment) authenticated by
+    ``_auth.dcom_auth`` (every auth option: password, NT hash, Kerberos with password, keytab or ccache)."""
+    _deps.require('impacket')
     host, name = params.get('ca_host'), params.get('ca_name')
     if not host or not name:
         raise FetchError('from_ca needs ca_host and ca_name')
     address = dict((k.lower(), val) for k, val in host_addresses.items()).get(host.lower(), host)
-    session = _dcom.DcomSession(address, dcom_auth(params), timeout=params.get('timeout') or 30)
-    client = _wcce.CertRequestClient(session, name)
-    return CaFetcher(client, 'dcom://%s/%s' % (host, name), session=session), session
+    session = CaSession(host, name, _auth.dcom_auth(params), timeout=params.get('timeout') or 30, address=address)
+    return CaFetcher(None, 'dcom://%s/%s' % (host, name), session=session), session

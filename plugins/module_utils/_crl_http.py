@@ -25,6 +25,8 @@ import ssl
 import threading
 import time
 
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
+
 try:
     import http.client as http_client
     from urllib.parse import unquote, urljoin, urlsplit
@@ -38,7 +40,7 @@ REDIRECT_CODES = (301, 302, 303, 307, 308)
 USER_AGENT = 'adcs.enrollment-wcce_crl'
 
 
-class FetchError(Exception):
+class FetchError(AdcsError):
     """A URL that did not deliver (network, HTTP status, LDAP, DCOM); message for the user."""
 
 

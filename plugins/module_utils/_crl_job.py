@@ -32,23 +32,22 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._crl_fetch import 
     ldap_connector,
     open_ca,
 )
-from ansible_collections.adcs.enrollment.plugins.module_utils._crl_http import FetchError, HttpClient, redact
+from ansible_collections.adcs.enrollment.plugins.module_utils._crl_http import HttpClient, redact
 from ansible_collections.adcs.enrollment.plugins.module_utils._crl_outputs import write_outputs
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 from ansible_collections.adcs.enrollment.plugins.module_utils._revocation import entry_facts, revocation_status
 
-try:
+if HAS_CRYPTOGRAPHY:
     from cryptography import x509
     from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
-except ImportError:  # reported by the callers through _crl_validate.HAS_CRYPTOGRAPHY
-    x509 = None
 
 
-class JobError(Exception):
+class JobError(AdcsError):
     """The module cannot deliver; ``tried`` lists the attempts so far; ``exception``: a traceback when unexpected."""
 
     def __init__(self, msg, tried=None, exception=None):
-        Exception.__init__(self, msg)
+        super(JobError, self).__init__(msg)
         self.tried = tried or []
         self.exception = exception
 
@@ -434,8 +433,8 @@ def run(module):
     except JobError as exc:
         exc.tried = exc.tried or (job.tried if job else [])
         raise
-    except (FetchError, v.CrlError, WcceError) as exc:
-        raise JobError(str(exc), job.tried if job else [])
+    except AdcsError as exc:     # FetchError, CrlError, WcceError, LdapError, MissingLibrary...
+        raise JobError(exc.to_message(), job.tried if job else [])
     except Exception as exc:  # never a bare traceback to the user
         raise JobError('unexpected error: %s' % exc, job.tried if job else [], exception=traceback.format_exc())
     finally:

@@ -15,11 +15,10 @@ __metaclass__ = type
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 
-try:
+if HAS_CRYPTOGRAPHY:
     from cryptography.hazmat.primitives import serialization
-except ImportError:  # reported by the callers through _crl_validate.HAS_CRYPTOGRAPHY
-    serialization = None
 
 
 def encode_crl(crl, fmt='pem'):

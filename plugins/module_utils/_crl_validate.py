@@ -14,7 +14,7 @@
 
 What a CRL says about a certificate is ``_revocation``; where CRLs come from is ``_crl_fetch`` and ``_crl_job``.
 
-cryptography is an optional import: callers check HAS_CRYPTOGRAPHY and report ``missing_required_lib``.
+cryptography is an optional import (``_deps``): modules check it with ``_deps.check``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,21 +25,18 @@ import base64
 import binascii
 import datetime
 import re
-import traceback
 
-try:
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
+from ansible_collections.adcs.enrollment.plugins.module_utils._anchors import is_ca
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
+
+if HAS_CRYPTOGRAPHY:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.serialization import pkcs7
     from cryptography.x509.oid import ExtensionOID
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_IMPORT_ERROR = None
-except ImportError:
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
-
-from ansible_collections.adcs.enrollment.plugins.module_utils._anchors import is_ca
 
 DEFAULT_CLOCK_SKEW = datetime.timedelta(minutes=5)
 
@@ -48,7 +45,7 @@ _PEM_CERT = re.compile(br'-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE--
 _B64 = re.compile(br'^[A-Za-z0-9+/=\s]+$')
 
 
-class CrlError(Exception):
+class CrlError(AdcsError):
     """A CRL that cannot be used (unparseable, wrong issuer, bad signature, stale, ...); message for the user."""
 
 
@@ -57,8 +54,7 @@ class CrlStale(CrlError):
 
 
 def _require():
-    if not HAS_CRYPTOGRAPHY:
-        raise CrlError('the Python library cryptography is required')
+    _deps.require('cryptography')
 
 
 def utcnow():

@@ -20,12 +20,11 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._crl_validate impo
     iso_utc,
     key_identifier,
 )
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 
-try:
+if HAS_CRYPTOGRAPHY:
     from cryptography import x509
     from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
-except ImportError:  # reported by the callers through _crl_validate.HAS_CRYPTOGRAPHY
-    x509 = None
 
 # RFC 5280 5.3.1 CRLReason codes (7 is not used)
 REASON_CODES = {

@@ -176,8 +176,9 @@ notes:
   - In this module O(timeout) bounds each URL as a whole (connecting, TLS, redirects and every read), not only each
     single read, so a server that sends its answer slowly cannot hold the module longer.
   - The connection options are only needed for C(ldap) URLs and O(from_ca).
-  - O(from_ca) needs O(ca_host), O(ca_name), O(username) and O(password) or O(nt_hash) (NTLM over DCOM with packet
-    privacy, like enrollment).
+  - O(from_ca) needs O(ca_host), O(ca_name) and credentials, exactly as enrollment (DCOM with packet privacy) -
+    O(username) with O(password) or O(nt_hash) (NTLM), or O(auth=kerberos) with a password, NT hash,
+    O(kerberos_keytab) or O(kerberos_ccache) (the KDC is O(domain_controller) or found by DNS).
 seealso:
   - name: RFC 5280
     description: CRL profile, delta CRLs (5.2.4) and CRL validation (6.3).
@@ -365,15 +366,13 @@ backup_file:
   type: str
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_job
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_argument_spec
 from ansible_collections.adcs.enrollment.plugins.module_utils._crl_http import MAX_BODY
-from ansible_collections.adcs.enrollment.plugins.module_utils._crl_validate import (
-    CRYPTOGRAPHY_IMPORT_ERROR,
-    HAS_CRYPTOGRAPHY,
-)
-from ansible_collections.adcs.enrollment.plugins.module_utils._options import connection_argument_spec
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 
 
 def main():
@@ -408,13 +407,12 @@ def main():
                             ['urls', 'from_ca'], ['password', 'nt_hash']],
         required_if=[['check_certificate', True, ['certificate_path', 'certificate'], True]],
     )
-    if not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=CRYPTOGRAPHY_IMPORT_ERROR)
+    _deps.check(module, 'cryptography')
     try:
         result = _crl_job.run(module)
-    except _crl_job.JobError as exc:
-        extra = {'exception': exc.exception} if exc.exception else {}
-        module.fail_json(msg=str(exc), urls_tried=exc.tried, **extra)
+    except AdcsError as exc:     # the backend's JobError carries the attempts (and a traceback when unexpected)
+        extra = {'exception': exc.exception} if getattr(exc, 'exception', None) else {}
+        module.fail_json(msg=exc.to_message(), urls_tried=getattr(exc, 'tried', []), **extra)
     module.exit_json(**result)
 
 

@@ -19,6 +19,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_fetch 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_http  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap  # noqa: E402
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput  # noqa: E402
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import crl_pki as P  # noqa: E402
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.crl_web import (  # noqa: E402
     FakeCaClient,
@@ -303,9 +304,14 @@ def test_ldap_connector_uses_the_connection_options(monkeypatch):
 
 
 def test_open_ca_needs_host_name_and_credentials():
-    with pytest.raises(_crl_http.FetchError):
+    with pytest.raises(_crl_http.FetchError, match='^from_ca needs ca_host and ca_name$'):
         _crl_fetch.open_ca({'ca_host': None, 'ca_name': 'X'}, {})
-    with pytest.raises(_crl_http.FetchError, match='username'):
-        _crl_fetch.dcom_auth({'username': None})
-    auth = _crl_fetch.dcom_auth({'username': 'u', 'domain': 'unit.test', 'nt_hash': 'a' * 32, 'auth': 'ntlm'})
-    assert auth.kind == 'nt_hash' and auth.domain == 'unit.test'
+    with pytest.raises(InvalidInput, match='username'):
+        _crl_fetch.open_ca({'ca_host': 'ca1.unit.test', 'ca_name': 'X', 'username': None}, {})
+    params = {'ca_host': 'CA1.unit.test', 'ca_name': 'UNIT-CA', 'username': 'u', 'domain': 'unit.test',
+              'nt_hash': 'a' * 32, 'auth': 'ntlm', 'timeout': 7}
+    fetcher, session = _crl_fetch.open_ca(params, {'ca1.unit.test': '127.0.0.9'})
+    assert session.auth.kind == 'nt_hash' and session.auth.domain == 'unit.test' and session.timeout == 7
+    assert (session.target.host, session.target.address, session.target.name) == ('CA1.unit.test', '127.0.0.9',
+                                                                                  'UNIT-CA')
+    assert fetcher.label == 'dcom://CA1.unit.test/UNIT-CA' and fetcher.session is session

@@ -274,30 +274,61 @@ def test_ldap_urls_use_the_connection_options(web, monkeypatch):
     assert settings.domain_controller == 'dc1.unit.test' and settings.username == 'u'
 
 
-def test_from_ca(web, monkeypatch):
+class FakeCaSession(object):
+    """Stands for _ca_session.CaSession: records how it was made, answers GetCAProperty from ``answers``."""
+    made = []
+    answers = {}
+
+    def __init__(self, host, name, auth=None, timeout=30, address=None):
+        self.host, self.name, self.auth, self.timeout, self.address = host, name, auth, timeout, address
+        self.client = None
+        self.closed = False
+        FakeCaSession.made.append(self)
+
+    def open(self):
+        self.client = self
+        return self
+
+    def get_ca_property(self, prop_id, index=0, prop_type=None):
+        return FakeCaSession.answers[prop_id]
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def fake_ca(web, monkeypatch):
     base, delta = web.publish(30)
+    FakeCaSession.made = []
+    FakeCaSession.answers = {0x0B: 1, 0x11: P.der(base), 0x12: P.der(delta), 0x0C: CA.der}
+    monkeypatch.setattr(_crl_fetch, 'CaSession', FakeCaSession)
+    return FakeCaSession
 
-    class Client(object):
-        def get_ca_property(self, prop_id, index=0, prop_type=None):
-            return {0x0B: 1, 0x11: P.der(base), 0x12: P.der(delta), 0x0C: CA.der}[prop_id]
 
-    class Session(object):
-        closed = False
-
-        def close(self):
-            Session.closed = True
-
-    seen = {}
-
-    def open_ca(params, host_addresses):
-        seen.update(params=params)
-        return _crl_fetch.CaFetcher(Client(), 'dcom://%s/%s' % (params['ca_host'], params['ca_name'])), Session()
-
-    monkeypatch.setattr(_crl_job, 'open_ca', open_ca)
+def test_from_ca(fake_ca):
     out = run({'from_ca': True, 'ca_host': 'ca1.unit.test', 'ca_name': 'UNIT-CA', 'domain': 'unit.test',
-               'username': 'u', 'password': 'p'})
+               'username': 'u', 'password': 'p', 'host_addresses': {'CA1.unit.test': '127.0.0.9'}})
     assert not out.failed, out.result
     assert out.result['crl_number'] == 30 and out.result['delta']['crl_number'] == 31
     assert out.result['served_by'] == 'dcom://ca1.unit.test/UNIT-CA (base CRL)'
     assert out.result['issuer_certificate_source'] == 'dcom://ca1.unit.test/UNIT-CA'
-    assert Session.closed
+    session, = fake_ca.made
+    assert (session.host, session.name, session.address) == ('ca1.unit.test', 'UNIT-CA', '127.0.0.9')
+    assert session.auth.kind == 'password' and session.auth.user == 'u' and session.auth.domain == 'unit.test'
+    assert session.closed
+
+
+def test_from_ca_with_kerberos_keytab_and_ccache(fake_ca, tmp_path):
+    """Issue 13 drift: from_ca dropped kerberos_keytab, kerberos_ccache and domain_controller; the one adapter
+    (_auth.dcom_auth) passes them all to the CA session."""
+    keytab, ccache = str(tmp_path / 'crl.keytab'), str(tmp_path / 'krb5cc_crl')
+    out = run({'from_ca': True, 'ca_host': 'ca1.unit.test', 'ca_name': 'UNIT-CA', 'domain': 'unit.test',
+               'domain_controller': 'dc1.unit.test', 'auth': 'kerberos', 'username': 'svc-crl',
+               'kerberos_keytab': keytab, 'kerberos_ccache': ccache})
+    assert not out.failed, out.result
+    session, = fake_ca.made
+    auth = session.auth
+    assert auth.kind == 'kerberos' and auth.user == 'svc-crl' and auth.domain == 'unit.test'
+    assert (auth.keytab, auth.ccache) == (keytab, ccache)
+    assert auth.kdc_host == 'dc1.unit.test' and auth.dns_server == 'dc1.unit.test'
+    assert session.host == 'ca1.unit.test'       # the CA's DNS name names the service ticket
