@@ -7,7 +7,9 @@ import datetime
 import http.client
 import json
 import os
+import shutil
 import ssl
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -369,6 +371,31 @@ def test_crl_from_the_ca_over_dcom(lab, ansible, issued):
     # the same CRL as on the web server
     web = x509.load_der_x509_crl(_lab_crl(lab))
     assert result['crl_number'] == web.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def test_crl_from_the_ca_with_kerberos_keytab_and_ccache(lab, ansible, tmp_path):
+    """Issue 13 drift: from_ca ignored kerberos_keytab, kerberos_ccache and domain_controller. The machine keytab
+    (principal from the option or, without username, <HOST>$ of the keytab's account) and a ccache made by kinit
+    both get the CRL; the CA is named by its DNS name (service ticket) and reached at its address."""
+    comp = lab['accounts']['computer']
+    base = {'from_ca': True, 'ca_host': lab['ca']['hostname'], 'ca_name': lab['ca']['name'], 'auth': 'kerberos',
+            'domain': lab['domain'], 'domain_controller': lab['dc']['address'], 'delta': False,
+            'host_addresses': {lab['ca']['hostname']: lab['ca']['address']}}
+    label = 'dcom://%s/%s (base CRL)' % (lab['ca']['hostname'], lab['ca']['name'])
+    rc, result = run(ansible, dict(base, username='%s@%s' % (comp['username'], lab['domain']),
+                                   kerberos_keytab=comp['keytab']))
+    assert rc == 0, result
+    assert result['served_by'] == label and result['issuer'] == 'CN=LAB-CA,DC=lab,DC=adcs,DC=test'
+    if not shutil.which('kinit'):
+        pytest.skip('no kinit')
+    acct = lab['accounts']['enroller']
+    cc = str(tmp_path / 'krb5cc')
+    env = dict(os.environ, KRB5_CONFIG=lab['dc']['krb5_conf'])
+    subprocess.run(['kinit', '-c', 'FILE:' + cc, '%s@%s' % (acct['username'], lab['realm'])],
+                   input=acct['password'] + '\n', env=env, check=True, capture_output=True, text=True, timeout=30)
+    rc, result = run(ansible, dict(base, kerberos_ccache=cc))       # the principal is the ccache's own
+    assert rc == 0, result
+    assert result['served_by'] == label
 
 
 def test_dcom_bad_password_is_a_clean_error(lab, ansible):

@@ -17,7 +17,6 @@ from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_fetch  # noqa: E402
-from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_job  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_crl  # noqa: E402
