@@ -146,19 +146,6 @@ class KerberosAuth(AuthMethod):
         return self._tickets.transport_kwargs()
 
 
-def auth_from_params(user, domain=None, password=None, nt_hash=None, method=None, aes_key=None, kdc_host=None):
-    """Pick the method: explicit ``method`` ('password', 'nt_hash', 'kerberos'), else by which secret is given.
-    Low level (no keytab, ccache or DNS server): modules use ``dcom_auth(params)``."""
-    method = (method or '').lower() or ('nt_hash' if nt_hash and not password else 'password')
-    if method == 'password':
-        return PasswordAuth(user, domain, password)
-    if method in ('nt_hash', 'ntlm_hash', 'hash'):
-        return NtHashAuth(user, domain, nt_hash)
-    if method == 'kerberos':
-        return KerberosAuth(user, domain, password=password, nt_hash=nt_hash, aes_key=aes_key, kdc_host=kdc_host)
-    raise InvalidInput('Unknown authentication method %r (password, nt_hash or kerberos)' % method)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The option adapter: module parameters (connection_argument_spec) -> DCOM method, LDAP settings and connection
 # ---------------------------------------------------------------------------------------------------------------

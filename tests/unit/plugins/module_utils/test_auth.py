@@ -61,16 +61,6 @@ def test_kerberos_auth():
         a.KerberosAuth('enroller', 'LAB.ADCS.TEST', aes_key='short')
 
 
-def test_auth_from_params():
-    assert isinstance(a.auth_from_params('u', 'D', password='p'), a.PasswordAuth)
-    assert isinstance(a.auth_from_params('u', 'D', nt_hash=NT), a.NtHashAuth)
-    assert isinstance(a.auth_from_params('u', 'D', password='p', method='kerberos'), a.KerberosAuth)
-    with pytest.raises(e.InvalidInput):
-        a.auth_from_params('u', 'D', password='p', method='magic')
-    with pytest.raises(e.InvalidInput):
-        a.auth_from_params('', 'D', password='p')
-
-
 # ---------------------------------------------------------------- the option adapter: DCOM
 def test_dcom_auth_password_and_nt_hash():
     auth = a.dcom_auth({'username': 'enroller@lab.adcs.test', 'password': 'pw', 'auth': 'password'})
