@@ -405,7 +405,7 @@ def ca_service_ticket(creds, ca_host, kdc=None, dns_server=None, spn=None, timeo
         try:
             return name, get_service_ticket(creds, name, kdc, dns_server, timeout)
         except KerberosFailure as exc:
-            if '(7)' not in str(exc.detail or ''):
+            if getattr(exc, 'krb_error_code', None) != 7:   # KDC_ERR_S_PRINCIPAL_UNKNOWN: try RPCSS/<fqdn>
                 raise
             first_error = first_error or exc
     raise first_error

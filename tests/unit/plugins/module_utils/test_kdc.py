@@ -56,6 +56,7 @@ def test_krb_error_messages(code, words):
     assert isinstance(err, k.KerberosFailure)
     text = str(err)
     assert words in text and 'enroller@LAB' in text and 'What to do' in text and '(%d)' % code in text
+    assert err.krb_error_code == code     # what callers decide on (never the text)
 
 
 def test_unreachable_kdc_message():
