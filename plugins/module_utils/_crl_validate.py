@@ -27,11 +27,13 @@ import datetime
 import re
 import traceback
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError
+
 try:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.serialization import pkcs7
     from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
     HAS_CRYPTOGRAPHY = True
     CRYPTOGRAPHY_IMPORT_ERROR = None
@@ -49,7 +51,6 @@ REASON_CODES = {
 }
 
 _PEM_CRL = re.compile(br'-----BEGIN X509 CRL-----(.+?)-----END X509 CRL-----', re.S)
-_PEM_CERT = re.compile(br'-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----', re.S)
 _B64 = re.compile(br'^[A-Za-z0-9+/=\s]+$')
 
 
@@ -139,37 +140,15 @@ def load_crl(data):
 
 
 def load_certificates(data):
-    """Certificates from PEM (one or more), DER, base64 DER or a PKCS#7 bundle (DER/PEM)."""
+    """Certificates from PEM (one or more), DER, base64 DER or a PKCS#7 bundle (DER/PEM): ``_x509.load_certificates``,
+    its failure a CrlError."""
     _require()
-    if isinstance(data, str):
-        data = data.encode('ascii', 'replace')
-    data = bytes(data or b'')
-    if not data.strip():
+    if not _x509.to_bytes(data).strip():
         raise CrlError('empty certificate data')
-    if _PEM_CERT.search(data):
-        try:
-            return [x509.load_pem_x509_certificate(m.group(0)) for m in _PEM_CERT.finditer(data)]
-        except ValueError as exc:
-            raise CrlError('invalid PEM certificate: %s' % exc)
-    if b'-----BEGIN PKCS7-----' in data:
-        try:
-            return list(pkcs7.load_pem_pkcs7_certificates(data))
-        except ValueError as exc:
-            raise CrlError('invalid PKCS#7 bundle: %s' % exc)
-    blobs = [data]
-    decoded = _maybe_base64(data)
-    if decoded:
-        blobs.append(decoded)
-    for blob in blobs:
-        try:
-            return [x509.load_der_x509_certificate(blob)]
-        except ValueError:
-            pass
-        try:
-            return list(pkcs7.load_der_pkcs7_certificates(blob))
-        except ValueError:
-            pass
-    raise CrlError('not a certificate (PEM, DER or PKCS#7)')
+    try:
+        return _x509.load_certificates(data, base64_der=True)
+    except CertificateError as exc:
+        raise CrlError('not a certificate (PEM, DER or PKCS#7): %s' % (exc.detail or exc.summary))
 
 
 def load_certificate(data):

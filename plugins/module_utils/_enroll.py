@@ -33,12 +33,17 @@ import socket
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
 from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
+from ansible_collections.adcs.enrollment.plugins.module_utils import _csr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _journal
 from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
+from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
 from ansible_collections.adcs.enrollment.plugins.module_utils import _match
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal_request
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     CaUnavailable,
     CertificateError,
@@ -188,7 +193,7 @@ def check_request(spec, index=0):
         raise InvalidInput(where + 'regenerate_key cannot be used with a CSR (csr_path/csr_content): the CSR '
                                    'fixes the key')
     fmt = (spec.get('format') or 'pem').lower()
-    if fmt not in _files.FORMATS:
+    if fmt not in _x509.FORMATS:
         raise InvalidInput(where + 'format must be pem or der, got %r' % spec.get('format'))
     spec['format'] = fmt
     if spec.get('pkcs12_path') and not spec.get('private_key_path'):
@@ -200,10 +205,10 @@ def check_request(spec, index=0):
         raise InvalidInput(where + 'key_type must be rsa or ecdsa, got %r' % spec.get('key_type'))
     spec['key_type'] = key_type
     if spec.get('key_size') is not None:
-        _requests.validate_rsa_size(spec['key_size'])
+        _keys.validate_rsa_size(spec['key_size'])
         spec['key_size'] = int(spec['key_size'])
     if spec.get('curve'):
-        _requests.normalize_curve(spec['curve'])
+        _keys.normalize_curve(spec['curve'])
     if spec.get('key_size') and key_type == 'ecdsa':
         raise InvalidInput(where + 'key_size applies to RSA keys; use curve with key_type=ecdsa')
     if spec.get('renew_before') is not None:
@@ -233,12 +238,12 @@ def check_request(spec, index=0):
             subject = {'CN': spec['common_name']}
     spec['wanted_subject'] = subject or None
     if subject:
-        _requests.parse_subject(subject)  # validates
+        _csr.parse_subject(subject)  # validates
     sans = spec.get('subject_alt_name')
     if isinstance(sans, str):
         sans = [s for s in (part.strip() for part in sans.split(',')) if s]
     spec['subject_alt_name'] = sans or None
-    spec['wanted_sans'] = _requests.normalize_sans(sans) if sans else None
+    spec['wanted_sans'] = _x509.normalize_sans(sans) if sans else None
     # With a CSR, any of the names or key parameters given are expectations the CSR must meet (names not given
     # are then expected absent): the CSR may come from a managed host (controller-side enrollment).
     spec['csr_pinned'] = bool(csr_mode and (subject or sans or key_type or spec.get('key_size') or spec.get('curve')))
@@ -300,7 +305,7 @@ def _read_existing_cert(path, plan):
     if data is None:
         return None
     try:
-        certs = _certs.load_certificates(data)
+        certs = _x509.load_certificates(data)
     except WcceError as exc:
         plan.warnings.append('The certificate at %s cannot be read and will be replaced: %s'
                              % (path, exc.to_message()))
@@ -339,11 +344,11 @@ def _csr_sans(csr):
     except x509.ExtensionNotFound:
         return None
     fake = _SansHolder(ext)
-    return _certs.certificate_sans(fake) or None
+    return _x509.certificate_sans(fake) or None
 
 
 class _SansHolder(object):
-    """Lets _certs.certificate_sans read a CSR's SAN extension."""
+    """Lets _x509.certificate_sans read a CSR's SAN extension."""
 
     def __init__(self, ext):
         self._ext = ext
@@ -362,7 +367,7 @@ def default_renew_before(cert, template_days=None):
     if template_days is not None:
         return float(template_days), 'template'
     if cert is not None:
-        lifetime = (_certs.not_after(cert) - _certs.not_before(cert)).total_seconds() / 86400.0
+        lifetime = (_x509.not_after(cert) - _x509.not_before(cert)).total_seconds() / 86400.0
         if lifetime / 3.0 < DEFAULT_RENEW_BEFORE_DAYS:
             return round(lifetime / 3.0, 4), 'lifetime'
     return float(DEFAULT_RENEW_BEFORE_DAYS), 'default'
@@ -381,7 +386,7 @@ def plan_request(spec, now=None, template_renewal_days=None):
         if data is not None:
             plan.current_key_bytes = data
             try:
-                plan.current_key = _requests.load_private_key(data, spec.get('private_key_passphrase'))
+                plan.current_key = _keys.load_private_key(data, spec.get('private_key_passphrase'))
             except InvalidInput as exc:
                 raise InvalidInput('Cannot load the private key %s (wrong private_key_passphrase, or not a key); '
                                    'it was left untouched' % key_path, detail=exc.detail)
@@ -480,28 +485,28 @@ def _choose_key(plan, now):
         data = _files.read_file(pending)
         if data is not None:
             plan.pending_key_path = pending
-            plan.key = _requests.load_private_key(data, spec.get('private_key_passphrase'))
+            plan.key = _keys.load_private_key(data, spec.get('private_key_passphrase'))
             plan.key_is_new = True
         else:
             plan.key = plan.current_key
         return
     if plan.current_key is None or spec['regenerate_key']:
         key_type = spec.get('key_type') or ('ecdsa' if spec.get('curve') else 'rsa')
-        plan.key = _requests.generate_private_key(key_type, spec.get('key_size') or 2048,
-                                                  spec.get('curve') or 'secp256r1')
+        plan.key = _keys.generate_private_key(key_type, spec.get('key_size') or 2048,
+                                              spec.get('curve') or 'secp256r1')
         plan.key_is_new = True
     else:
         plan.key = plan.current_key
     cert = plan.current_cert
     plan.renewal = bool(
         spec['renewal_request'] and cert is not None and plan.current_key is not None
-        and _certs.key_matches_certificate(plan.current_key, cert)
-        and _certs.not_before(cert) <= now < _certs.not_after(cert)
+        and _x509.key_matches_certificate(plan.current_key, cert)
+        and _x509.not_before(cert) <= now < _x509.not_after(cert)
         and plan.reason.code in (_certs.REASON_RENEW_WINDOW, _certs.REASON_FORCE, _certs.REASON_KEY_PARAMS))
 
 
 def _same_public_key(a, b):
-    return _requests.public_key_der(a) == _requests.public_key_der(b)
+    return _keys.public_key_der(a) == _keys.public_key_der(b)
 
 
 def _stale_outputs(plan):
@@ -519,14 +524,14 @@ def _stale_outputs(plan):
         if data is None:
             return '%s (%s) is missing' % (key, path)
         try:
-            certs = _certs.load_certificates(data)
+            certs = _x509.load_certificates(data)
         except WcceError:
             return '%s (%s) cannot be read' % (key, path)
         if not certs:
             return '%s (%s) holds no certificate' % (key, path)
         # DER bundles are PKCS#7 (a SET: no order), so compare membership, not positions.
-        ders = [_certs.cert_der(c) for c in certs]
-        if key == 'fullchain_path' and _certs.cert_der(cert) not in ders:
+        ders = [_x509.cert_der(c) for c in certs]
+        if key == 'fullchain_path' and _x509.cert_der(cert) not in ders:
             return '%s (%s) does not hold the current certificate' % (key, path)
         if not any(c.subject == cert.issuer for c in certs):
             return '%s (%s) does not hold the issuer of the current certificate' % (key, path)
@@ -535,10 +540,10 @@ def _stale_outputs(plan):
         if data is None:
             return 'pkcs12_path (%s) is missing' % spec['pkcs12_path']
         try:
-            key, p12_cert, _extra = _files.load_pkcs12(data, spec.get('pkcs12_passphrase'))
+            key, p12_cert, _extra = _x509.load_pkcs12(data, spec.get('pkcs12_passphrase'))
         except WcceError:
             return 'pkcs12_path (%s) cannot be opened with pkcs12_passphrase' % spec['pkcs12_path']
-        if p12_cert is None or _certs.cert_der(p12_cert) != _certs.cert_der(cert) or key is None or \
+        if p12_cert is None or _x509.cert_der(p12_cert) != _x509.cert_der(cert) or key is None or \
                 not _same_public_key(key.public_key(), cert.public_key()):
             return 'pkcs12_path (%s) does not hold the current certificate and key' % spec['pkcs12_path']
     return None
@@ -767,12 +772,12 @@ class _CaConnection(object):
             certs = []
             try:
                 data = self.client.get_ca_cert(_ndr.GETCERT_CASIGCERT | _ndr.GETCERT_CHAIN)
-                certs = _certs.load_certificates(data) if data else []
+                certs = _x509.load_certificates(data) if data else []
             except WcceError:
                 certs = []
             if not certs:
                 data = self.client.get_ca_cert(_ndr.GETCERT_CASIGCERT)
-                certs = _certs.load_certificates(data) if data else []
+                certs = _x509.load_certificates(data) if data else []
             self._ca_certs = certs
         return self._ca_certs
 
@@ -787,7 +792,7 @@ class Enroller(object):
     ``session_factory(target)`` defaults to _dcom.DcomSession(address, auth, timeout); ``client_factory(session,
     name)`` to _wcce.CertRequestClient. ``check_mode``: plan only, no CA contact and no writes.
     ``writer``: object with write(specs, validator) -> dict(changed, changed_paths, backup_files)
-    (``_files.ModuleFileWriter`` in modules). ``anchors``: an ``_anchors.AnchorSource``; issued certificates must
+    (``_staged.ModuleFileWriter`` in modules). ``anchors``: an ``_anchors.AnchorSource``; issued certificates must
     chain to its anchors (without one, nothing is enrolled)."""
 
     def __init__(self, auth=None, ca_host=None, ca_name=None, directory=None, dns_server=None, timeout=30,
@@ -890,7 +895,7 @@ class Enroller(object):
         for spec in specs:
             try:
                 if not self.check_mode:   # a switch of these files a killed run left half done is finished first
-                    _files.recover(output_paths(spec).values())
+                    _journal.recover(output_paths(spec).values())
                 plan = plan_request(spec, now=self.now, template_renewal_days=renewal_days)
                 results.append(self.execute(plan))
             except WcceError as exc:
@@ -921,7 +926,7 @@ class Enroller(object):
             ca_certs = conn.ca_certificates()
             chain = self._verified_chain(plan.current_cert, ca_certs, [], None)
             result.update(self._write(plan, plan.current_cert, chain, None))
-            result['certificate'] = _certs.certificate_facts(plan.current_cert)
+            result['certificate'] = _x509.certificate_facts(plan.current_cert)
             result['diff'] = plan_diff(plan, plan.current_cert)
             return result
         try:
@@ -944,7 +949,7 @@ class Enroller(object):
             summary = 'Retrieving request %s failed' % spec['request_id'] if plan.action == ACTION_RETRIEVE else \
                 'The CA %s did not issue a certificate from template %s' % (conn.target.name, spec.get('template'))
             raise enrollment.error(summary)
-        cert = _certs.load_certificate(enrollment.certificate_der)
+        cert = _x509.load_certificate(enrollment.certificate_der)
         # The chain first: only a certificate that verifies as the CA's can be recorded as refused (a forged reply
         # must not block later runs).
         chain = self._verified_chain(cert, conn.ca_certificates(), enrollment.chain_der_list,
@@ -953,7 +958,7 @@ class Enroller(object):
         result['disposition'] = 'issued'
         result.update(self._write(plan, cert, chain, enrollment.request_id))
         result['changed'] = True
-        result['certificate'] = _certs.certificate_facts(cert)
+        result['certificate'] = _x509.certificate_facts(cert)
         result['diff'] = plan_diff(plan, cert)
         return result
 
@@ -962,15 +967,15 @@ class Enroller(object):
         client = conn.client
         if plan.action == ACTION_RETRIEVE:
             return client.retrieve(spec['request_id'])
-        attributes = _requests.build_request_attributes(template=spec['template'])
+        attributes = _csr.build_request_attributes(template=spec['template'])
         if plan.csr is not None:
             return client.request(spec['template'], plan.csr_der, attributes=attributes,
                                   flags=_ndr.CR_IN_PKCS10)
         if plan.renewal:
-            sans = spec.get('wanted_sans') or _certs.certificate_sans(plan.current_cert) or None
-            csr = _requests.build_csr(plan.key, subject=_renewal_subject(plan), sans=sans,
-                                      renewal_certificate=plan.current_cert)
-            cms = _requests.build_renewal_request(csr, plan.current_cert, plan.current_key)
+            sans = spec.get('wanted_sans') or _x509.certificate_sans(plan.current_cert) or None
+            csr = _csr.build_csr(plan.key, subject=_renewal_subject(plan), sans=sans,
+                                 renewal_certificate=plan.current_cert)
+            cms = _renewal_request.build_renewal_request(csr, plan.current_cert, plan.current_key)
             enrollment = client.request(spec['template'], cms, attributes=attributes, flags=_ndr.CR_IN_PKCS7)
             if enrollment.issued or enrollment.pending or enrollment.hresult not in RENEWAL_FALLBACK_HRESULTS:
                 result['renewal'] = True
@@ -979,7 +984,7 @@ class Enroller(object):
             result.setdefault('warnings', []).append(
                 '%s; a new request was sent instead' % err.to_message().split('. What to do:')[0])
             plan.renewal = False
-        csr = _requests.build_csr(plan.key, subject=spec.get('wanted_subject'), sans=spec.get('wanted_sans'))
+        csr = _csr.build_csr(plan.key, subject=spec.get('wanted_subject'), sans=spec.get('wanted_sans'))
         return client.request(spec['template'], csr, attributes=attributes, flags=_ndr.CR_IN_PKCS10)
 
     def _template_info(self, plan, result):
@@ -1028,7 +1033,7 @@ class Enroller(object):
         else:
             sans = spec.get('wanted_sans')
             if plan.csr is not None and not sans:
-                sans = _certs.certificate_sans(plan.csr) or None
+                sans = _x509.certificate_sans(plan.csr) or None
             info = self._template_info(plan, result)
             diffs = _match.issued_differences(
                 cert, subject=spec.get('wanted_subject'), sans=sans, template=spec.get('template'),
@@ -1053,8 +1058,8 @@ class Enroller(object):
         content = _match.refusal_content(request_id, diffs, _match.asked(spec, plan.csr), self.now)
         try:
             # the record is our own state, owned by us and not writable by others (read_refusal trusts no other)
-            self.writer.write([_files.FileSpec(_match.refusal_path(spec['certificate_path']), content,
-                                               mode=_files.CERT_MODE)])
+            self.writer.write([_staged.FileSpec(_match.refusal_path(spec['certificate_path']), content,
+                                                mode=_files.CERT_MODE)])
         except WcceError as exc:
             return exc.to_message()
         return None
@@ -1069,7 +1074,7 @@ class Enroller(object):
     def _verified_chain(self, cert, ca_certs, chain_der_list, request_id):
         """The CA certificates of the path from ``cert`` to an independent anchor; the CA's certificates
         (GetCACert, the reply) only serve as intermediates."""
-        untrusted = list(ca_certs) + [_certs.load_certificate(d) for d in (chain_der_list or [])]
+        untrusted = list(ca_certs) + [_x509.load_certificate(d) for d in (chain_der_list or [])]
         return self._trust().verify(cert, untrusted, request_id=request_id, now=self.now)
 
     def _handle_pending(self, plan, enrollment):
@@ -1095,9 +1100,9 @@ class Enroller(object):
         mode = spec.get('private_key_mode')
         if mode is None and plan.current_key_bytes is not None and path in (None, spec['private_key_path']):
             mode = _files.current_secret_mode(spec['private_key_path'])
-        content = _requests.private_key_bytes(plan.key, 'pem', spec.get('private_key_passphrase'))
-        return _files.FileSpec(path or spec['private_key_path'], content, mode=mode, owner=spec.get('owner'),
-                               group=spec.get('group'), backup=spec['backup'], secret=True)
+        content = _keys.private_key_bytes(plan.key, 'pem', spec.get('private_key_passphrase'))
+        return _staged.FileSpec(path or spec['private_key_path'], content, mode=mode, owner=spec.get('owner'),
+                                group=spec.get('group'), backup=spec['backup'], secret=True)
 
     def _output_specs(self, plan, cert, chain):
         spec = plan.spec
@@ -1106,9 +1111,9 @@ class Enroller(object):
         kinds = {}
 
         def add(kind, path, content, secret=False, mode=None):
-            fs = _files.FileSpec(path, content, mode=mode if mode is not None else spec.get('mode'),
-                                 owner=spec.get('owner'), group=spec.get('group'), backup=spec['backup'],
-                                 secret=secret)
+            fs = _staged.FileSpec(path, content, mode=mode if mode is not None else spec.get('mode'),
+                                  owner=spec.get('owner'), group=spec.get('group'), backup=spec['backup'],
+                                  secret=secret)
             out.append(fs)
             kinds[kind] = fs.path
 
@@ -1116,11 +1121,11 @@ class Enroller(object):
             ks = self._key_spec(plan)
             out.append(ks)
             kinds['private_key'] = ks.path
-        add('certificate', spec['certificate_path'], _files.encode_certificate(cert, fmt))
+        add('certificate', spec['certificate_path'], _x509.encode_certificate(cert, fmt))
         if spec.get('chain_path'):
-            add('chain', spec['chain_path'], _files.encode_chain(chain, fmt))
+            add('chain', spec['chain_path'], _x509.encode_chain(chain, fmt))
         if spec.get('fullchain_path'):
-            add('fullchain', spec['fullchain_path'], _files.encode_chain([cert] + list(chain), fmt))
+            add('fullchain', spec['fullchain_path'], _x509.encode_chain([cert] + list(chain), fmt))
         if spec.get('pkcs12_path'):
             key = plan.key or plan.current_key
             if key is None:
@@ -1129,18 +1134,18 @@ class Enroller(object):
             existing = _files.read_file(spec['pkcs12_path'])
             if existing is not None:
                 try:
-                    old_key, old_cert, old_extra = _files.load_pkcs12(existing, spec.get('pkcs12_passphrase'))
+                    old_key, old_cert, old_extra = _x509.load_pkcs12(existing, spec.get('pkcs12_passphrase'))
                     if old_cert is not None and old_key is not None and \
-                            _certs.cert_der(old_cert) == _certs.cert_der(cert) and \
+                            _x509.cert_der(old_cert) == _x509.cert_der(cert) and \
                             _same_public_key(old_key.public_key(), key.public_key()) and \
-                            [_certs.cert_der(c) for c in old_extra or []] == [_certs.cert_der(c) for c in chain]:
+                            [_x509.cert_der(c) for c in old_extra or []] == [_x509.cert_der(c) for c in chain]:
                         content = existing   # same content; a new bundle would differ only by its random salt
                 except WcceError:
                     content = None
             if content is None:
                 cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-                content = _files.pkcs12_bundle(key, cert, chain, spec.get('pkcs12_passphrase'),
-                                               friendly_name=cn[0].value if cn else None)
+                content = _x509.pkcs12_bundle(key, cert, chain, spec.get('pkcs12_passphrase'),
+                                              friendly_name=cn[0].value if cn else None)
             add('pkcs12', spec['pkcs12_path'], content, secret=True,
                 mode=spec.get('private_key_mode') if spec.get('private_key_mode') is not None else 0o600)
         return out, kinds
@@ -1154,10 +1159,10 @@ class Enroller(object):
 
         def validator(staged):
             # Last check on the bytes about to be renamed into place: the certificate belongs to the key.
-            staged_cert = _certs.load_certificates(_files.read_file(staged[cert_path]))[0]
+            staged_cert = _x509.load_certificates(_files.read_file(staged[cert_path]))[0]
             if key_path and key_path in staged and key is not None:
-                staged_key = _requests.load_private_key(_files.read_file(staged[key_path]), passphrase)
-                if not _certs.key_matches_certificate(staged_key, staged_cert):
+                staged_key = _keys.load_private_key(_files.read_file(staged[key_path]), passphrase)
+                if not _x509.key_matches_certificate(staged_key, staged_cert):
                     raise CertificateError('The staged certificate does not match the staged private key; nothing '
                                            'was written', request_id=request_id)
 
@@ -1177,7 +1182,7 @@ class Enroller(object):
         spec = plan.spec
         out = {'changed': False, 'disposition': None, 'paths': {}}
         if plan.current_cert is not None:
-            out['certificate'] = _certs.certificate_facts(plan.current_cert)
+            out['certificate'] = _x509.certificate_facts(plan.current_cert)
         specs = []
         for kind, key in (('certificate', 'certificate_path'), ('chain', 'chain_path'),
                           ('fullchain', 'fullchain_path'), ('pkcs12', 'pkcs12_path'),
@@ -1192,8 +1197,8 @@ class Enroller(object):
                 continue
             if mode is None:
                 mode = os.stat(path).st_mode & 0o7777
-            specs.append(_files.FileSpec(path, data, mode=mode, owner=spec.get('owner'), group=spec.get('group'),
-                                         secret=secret))
+            specs.append(_staged.FileSpec(path, data, mode=mode, owner=spec.get('owner'), group=spec.get('group'),
+                                          secret=secret))
         if specs:
             written = self.writer.write(specs)
             out['changed'] = bool(written.get('changed'))
@@ -1210,8 +1215,8 @@ class _PlainWriter(object):
     def write(self, specs, validator=None):
         specs = list(specs)
         if self.check_mode:
-            return {'changed': _files.StagedWrite(specs).would_change(), 'backup_files': {}, 'changed_paths': []}
-        with _files.StagedWrite(specs, validator=validator) as sw:
+            return {'changed': _staged.StagedWrite(specs).would_change(), 'backup_files': {}, 'changed_paths': []}
+        with _staged.StagedWrite(specs, validator=validator) as sw:
             sw.commit()
         return {'changed': sw.changed, 'backup_files': dict(sw.backups), 'changed_paths': sw.changed_paths}
 
@@ -1268,7 +1273,7 @@ def failure_result(spec, exc):
 def _cert_view(cert):
     if cert is None:
         return {'state': 'absent'}
-    facts = _certs.certificate_facts(cert)
+    facts = _x509.certificate_facts(cert)
     return dict((k, facts[k]) for k in ('subject', 'subject_alt_names', 'issuer', 'serial_number', 'not_before',
                                         'not_after', 'fingerprint_sha256'))
 
@@ -1284,9 +1289,9 @@ def plan_diff(plan, new_cert=None):
         after = {'state': 'pending' if plan.action != ACTION_REFRESH else 'outputs refreshed',
                  'template': plan.spec.get('template'), 'reason': str(plan.reason)}
         if plan.spec.get('wanted_subject'):
-            after['subject'] = _requests.parse_subject(plan.spec['wanted_subject']).rfc4514_string()
+            after['subject'] = _csr.parse_subject(plan.spec['wanted_subject']).rfc4514_string()
         if plan.spec.get('wanted_sans'):
-            after['subject_alt_names'] = _certs.format_sans(plan.spec['wanted_sans'])
+            after['subject_alt_names'] = _x509.format_sans(plan.spec['wanted_sans'])
         if plan.action == ACTION_REFRESH:
             after = dict(before, outputs='rewritten: %s' % plan.reason)
         else:

@@ -371,8 +371,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v
-from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
 from ansible_collections.adcs.enrollment.plugins.module_utils._options import (
     connection_argument_spec,
@@ -488,11 +488,11 @@ def write_outputs(module, job):
         if not path or crl is None:
             continue
         content = _content_for(path, crl, p['format'], job.issuer_cert, p['force'])
-        specs.append(_files.FileSpec(path, content, mode=p.get('mode'),
-                                     owner=p.get('owner'), group=p.get('group'), backup=p['backup']))
+        specs.append(_staged.FileSpec(path, content, mode=p.get('mode'),
+                                      owner=p.get('owner'), group=p.get('group'), backup=p['backup']))
     if not specs:
         return {'changed': False}
-    result = _files.ModuleFileWriter(module).write(specs)
+    result = _staged.ModuleFileWriter(module).write(specs)
     out = {'changed': result['changed']}
     if p['dest'] and result.get('backup_files', {}).get(specs[0].path):
         out['backup_file'] = result['backup_files'][specs[0].path]

@@ -133,41 +133,15 @@ public_key:
   sample: {type: rsa, size: 2048}
 '''
 
-import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _files
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _csr
+from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
-
-try:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-except ImportError:
-    pass
-
-
-def _same_request(existing_pem, key, subject, sans):
-    """True when the CSR file holds a request for this key, subject and SANs (ECDSA signatures differ per run)."""
-    try:
-        csr = x509.load_pem_x509_csr(existing_pem)
-    except (ValueError, TypeError):
-        return False
-    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
-    if csr.public_key().public_bytes(serialization.Encoding.DER, fmt) != \
-            key.public_key().public_bytes(serialization.Encoding.DER, fmt):
-        return False
-    if csr.subject != _requests.parse_subject(subject):
-        return False
-    try:
-        have = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        have_names = list(have)
-    except x509.ExtensionNotFound:
-        have_names = []
-    return have_names == list(_requests.san_general_names(sans) or [])
 
 
 def main():
@@ -189,54 +163,25 @@ def main():
         add_file_common_args=True,
         supports_check_mode=True,
     )
-    if not _requests.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=_requests.CRYPTOGRAPHY_IMPORT_ERROR)
+    if not _keys.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib('cryptography'), exception=_keys.CRYPTOGRAPHY_IMPORT_ERROR)
     p = module.params
     subject = p['subject'] if p['subject'] is not None else (
         {'CN': p['common_name']} if p['common_name'] else None)
-    sans = p['subject_alt_name'] or None
-    result = dict(changed=False, key_generated=False)
-    writer = _files.ModuleFileWriter(module)
     try:
-        key_mode = _files.check_secret_mode(p['private_key_mode'])
-        if not module.check_mode:   # a switch of these files a killed run left half done is finished first
-            _files.recover([p['private_key_path'], p['csr_path']])
-        key = None
-        if os.path.exists(p['private_key_path']) and not p['regenerate_key']:
-            key = _requests.load_private_key(_files.read_file(p['private_key_path']), p['private_key_passphrase'])
-            problem = _requests.validate_private_key(key, p['key_type'], p['key_size'], p['curve'])
-            if problem:
-                module.fail_json(msg='The private key %s does not fit: %s (set regenerate_key=true to replace it)'
-                                 % (p['private_key_path'], problem))
-        else:
-            result['key_generated'] = True
-            result['changed'] = True
-            if module.check_mode:
-                module.exit_json(**result)
-            key = _requests.generate_private_key(p['key_type'], p['key_size'], p['curve'])
-            writer.write([_files.FileSpec(p['private_key_path'],
-                                          _requests.private_key_bytes(key, 'pem', p['private_key_passphrase']),
-                                          mode=key_mode, owner=p['owner'], group=p['group'], secret=True)])
-        kind, detail = _requests.key_description(key)
-        result['public_key'] = {'type': kind, ('size' if kind == 'rsa' else 'curve'): detail}
-        csr_pem = None
-        if p['csr_path'] and os.path.exists(p['csr_path']):
-            existing = _files.read_file(p['csr_path'], replaceable=True)
-            if _same_request(existing, key, subject, sans):
-                csr_pem = existing
-        if csr_pem is None:
-            der = _requests.build_csr(key, subject=subject, sans=sans)
-            csr_pem = x509.load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM)
-        if p['csr_path']:
-            written = writer.write([_files.FileSpec(p['csr_path'], csr_pem, mode=p['mode'], owner=p['owner'],
-                                                    group=p['group'])])
-            result['changed'] = result['changed'] or written['changed']
-        result['csr'] = to_native(csr_pem)
+        result = _csr.ensure_key_and_csr(
+            _staged.ModuleFileWriter(module), p['private_key_path'], csr_path=p['csr_path'],
+            passphrase=p['private_key_passphrase'], key_mode=p['private_key_mode'], regenerate=p['regenerate_key'],
+            key_type=p['key_type'], key_size=p['key_size'], curve=p['curve'], subject=subject,
+            sans=p['subject_alt_name'] or None, mode=p['mode'], owner=p['owner'], group=p['group'],
+            check_mode=module.check_mode)
     except WcceError as exc:
-        module.fail_json(msg=to_native(exc), **result)
+        module.fail_json(msg=to_native(exc), changed=False, key_generated=False)
     except (OSError, IOError, ValueError) as exc:
         module.fail_json(msg='Cannot create the key or CSR: %s' % to_native(exc), exception=traceback.format_exc(),
-                         **result)
+                         changed=False, key_generated=False)
+    if result.get('csr') is not None:
+        result['csr'] = to_native(result['csr'])
     module.exit_json(**result)
 
 

@@ -526,6 +526,10 @@ certificate:
     fingerprint_sha256:
       description: SHA-256 fingerprint (colon-separated hex).
       type: str
+    fingerprint_sha1:
+      description: SHA-1 fingerprint (the Windows thumbprint; colon-separated hex).
+      type: str
+      version_added: 1.1.0
     template:
       description: Template named in the certificate (C(name), C(oid), C(major_version), C(minor_version)).
       type: dict
@@ -569,8 +573,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _enroll
-from ansible_collections.adcs.enrollment.plugins.module_utils import _files
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
 from ansible_collections.adcs.enrollment.plugins.module_utils._options import (
     connection_argument_spec, connection_params,
@@ -707,8 +711,8 @@ def main():
     )
     if not HAS_IMPACKET:
         module.fail_json(msg=missing_required_lib('impacket'), exception=IMPACKET_IMPORT_ERROR)
-    if not _requests.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=_requests.CRYPTOGRAPHY_IMPORT_ERROR)
+    if not _keys.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib('cryptography'), exception=_keys.CRYPTOGRAPHY_IMPORT_ERROR)
     params = module.params
     many = bool(params.get('requests'))
     try:
@@ -729,7 +733,7 @@ def main():
     enroller = _enroll.Enroller(
         auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
         dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
-        writer=_files.ModuleFileWriter(module), check_mode=module.check_mode, auth_error=auth_error,
+        writer=_staged.ModuleFileWriter(module), check_mode=module.check_mode, auth_error=auth_error,
         anchors=anchors)
     try:
         with enroller:

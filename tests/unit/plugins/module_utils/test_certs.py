@@ -1,160 +1,18 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The idempotency decision (_certs.needs_enrollment; moves to _renewal)."""
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 import datetime
-
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.serialization import pkcs7
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _certs as c
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError
-
-import wcce_pki
-from wcce_pki import NOW
+from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.wcce_pki import NOW, machine_leaf as _leaf
 
 DAY = datetime.timedelta(days=1)
-
-
-@pytest.fixture(scope='module')
-def pki():
-    return wcce_pki.pki()
-
-
-def _leaf(pki, **kw):
-    kw.setdefault('sans', ['DNS:host.lab.adcs.test', 'UPN:host$@LAB.ADCS.TEST', 'IP:127.0.0.5'])
-    kw.setdefault('template_name', 'Machine')
-    kw.setdefault('template_oid', '1.3.6.1.4.1.311.21.8.1.2')
-    return pki.issue(kw.pop('cn', 'host.lab.adcs.test'), kw.pop('key', pki.leaf_key), **kw)
-
-
-# ---------------------------------------------------------------- loading
-def test_load_pem_der_and_bundles(pki):
-    pem = pki.leaf.public_bytes(serialization.Encoding.PEM)
-    der = pki.leaf.public_bytes(serialization.Encoding.DER)
-    assert c.load_certificate(pem) == pki.leaf
-    assert c.load_certificate(der) == pki.leaf
-    assert c.load_certificate(pem.decode()) == pki.leaf
-    bundle = b''.join(x.public_bytes(serialization.Encoding.PEM) for x in (pki.leaf, pki.ca, pki.root))
-    assert c.load_certificates(bundle) == [pki.leaf, pki.ca, pki.root]
-    assert c.load_certificates(der) == [pki.leaf]
-    with pytest.raises(CertificateError):
-        c.load_certificate(b'garbage')
-
-
-def test_parse_pkcs7_degenerate_chain(pki):
-    # DER sorts the SET OF certificates, so the stored order is not the chain order: compare as sets and let
-    # order_chain() put them in issuing order
-    der = pkcs7.serialize_certificates([pki.leaf, pki.ca, pki.root], serialization.Encoding.DER)
-    got = c.parse_pkcs7_certificates(der)
-    assert sorted(got, key=lambda x: x.serial_number) == [pki.root, pki.ca, pki.leaf]
-    assert c.order_chain(pki.leaf, got) == [pki.ca, pki.root]
-    pem = pkcs7.serialize_certificates([pki.ca], serialization.Encoding.PEM)
-    assert c.parse_pkcs7_certificates(pem) == [pki.ca]
-    assert c.load_certificates(der) == got
-    assert c.load_certificates(pem) == [pki.ca]
-
-
-def test_parse_pkcs7_without_certificates():
-    # ContentInfo{signedData, SignedData{version 1, digestAlgorithms {}, contentInfo{data}, signerInfos {}}}
-    from pyasn1.codec.der import encoder
-    from pyasn1.type import univ
-    from pyasn1_modules import rfc2315
-    signed = rfc2315.SignedData()
-    signed['version'] = 1
-    signed['digestAlgorithms'].clear()
-    signed['contentInfo']['contentType'] = univ.ObjectIdentifier('1.2.840.113549.1.7.1')
-    signed['signerInfos'].clear()
-    ci = rfc2315.ContentInfo()
-    ci['contentType'] = univ.ObjectIdentifier('1.2.840.113549.1.7.2')
-    ci['content'] = univ.Any(encoder.encode(signed))
-    sd = encoder.encode(ci)
-    assert c.parse_pkcs7_certificates(sd) == []
-
-
-def test_parse_pkcs7_garbage():
-    with pytest.raises(CertificateError):
-        c.parse_pkcs7_certificates(b'\x30\x03\x02\x01\x01')
-
-
-# ---------------------------------------------------------------- facts
-def test_certificate_facts(pki):
-    leaf = _leaf(pki, serial=0xABCDEF)
-    facts = c.certificate_facts(leaf)
-    assert facts['subject'] == 'CN=host.lab.adcs.test'
-    assert facts['issuer'] == 'CN=LAB-CA'
-    assert facts['serial_number'] == 'ABCDEF'
-    assert facts['subject_alt_names'] == ['DNS:host.lab.adcs.test', 'IP:127.0.0.5', 'UPN:host$@LAB.ADCS.TEST']
-    assert facts['template'] == {'name': 'Machine', 'oid': '1.3.6.1.4.1.311.21.8.1.2', 'major_version': 100,
-                                 'minor_version': 4}
-    assert facts['public_key'] == {'type': 'rsa', 'size': 2048}
-    assert facts['not_before'] == (NOW - DAY).strftime('%Y-%m-%dT%H:%M:%SZ')
-    fp = leaf.fingerprint(hashes.SHA256()).hex().upper()
-    assert facts['fingerprint_sha256'].replace(':', '') == fp
-    assert facts['is_ca'] is False
-    assert c.certificate_facts(pki.ca)['is_ca'] is True
-    assert c.certificate_facts(pki.ca)['public_key'] == {'type': 'ecdsa', 'curve': 'secp256r1'}
-
-
-def test_template_absent(pki):
-    assert c.certificate_template(pki.root) == {'name': None, 'oid': None, 'major_version': None,
-                                                'minor_version': None}
-
-
-def test_key_match(pki):
-    assert c.key_matches_certificate(pki.leaf_key, pki.leaf)
-    assert not c.key_matches_certificate(pki.ca_key, pki.leaf)
-    assert not c.key_matches_certificate(None, pki.leaf)
-
-
-# ---------------------------------------------------------------- chains
-def test_verify_chain_ok(pki):
-    path = c.verify_chain(pki.leaf, [pki.ca, pki.root], now=NOW)
-    assert path == [pki.leaf, pki.ca, pki.root]
-    assert c.verify_chain(pki.leaf, [pki.root, pki.ca], trust_anchors=[pki.root], now=NOW)[-1] == pki.root
-    # an intermediate can be the anchor
-    assert c.verify_chain(pki.leaf, [], trust_anchors=[pki.ca], now=NOW) == [pki.leaf, pki.ca]
-
-
-def test_verify_chain_bad_signature(pki):
-    # same issuer name and AKI, but signed by a different key
-    rogue_key = wcce_pki.ec_key('rogue')
-    forged = wcce_pki.make_cert('host.lab.adcs.test', pki.leaf_key, issuer=pki.ca, issuer_key=rogue_key, ski=False)
-    with pytest.raises(CertificateError, match='does not verify'):
-        c.verify_chain(forged, [pki.ca, pki.root], now=NOW)
-
-
-def test_verify_chain_missing_issuer(pki):
-    with pytest.raises(CertificateError, match='not among the CA certificates'):
-        c.verify_chain(pki.leaf, [pki.root], now=NOW)
-
-
-def test_verify_chain_untrusted_root(pki):
-    other_root = wcce_pki.make_cert('Other Root', wcce_pki.rsa_key('other'), ca=True, serial=5)
-    with pytest.raises(CertificateError, match='not a trusted CA'):
-        c.verify_chain(pki.leaf, [pki.ca, pki.root], trust_anchors=[other_root], now=NOW)
-
-
-def test_verify_chain_aki_mismatch_is_skipped(pki):
-    # a CA with the same name but another key: rejected by AKI/SKI, the right one is found
-    impostor = wcce_pki.make_cert('LAB-CA', wcce_pki.ec_key('imp'), issuer=pki.root, issuer_key=pki.root_key,
-                                  ca=True, serial=3)
-    assert c.verify_chain(pki.leaf, [impostor, pki.ca, pki.root], now=NOW) == [pki.leaf, pki.ca, pki.root]
-
-
-def test_verify_chain_expired(pki):
-    with pytest.raises(CertificateError, match='not valid at'):
-        c.verify_chain(pki.leaf, [pki.ca, pki.root], now=NOW + datetime.timedelta(days=400))
-    assert c.verify_chain(pki.leaf, [pki.ca, pki.root], now=NOW + datetime.timedelta(days=400),
-                          check_validity=False)
-
-
-def test_order_chain(pki):
-    assert c.order_chain(pki.leaf, [pki.root, pki.leaf, pki.ca]) == [pki.ca, pki.root]
-    assert c.order_chain(pki.leaf, [pki.root]) == []
 
 
 # ---------------------------------------------------------------- idempotency
@@ -164,28 +22,28 @@ WANT = dict(wanted_subject='CN=host.lab.adcs.test', wanted_sans=['DNS:host.lab.a
 
 def test_up_to_date(pki):
     leaf = _leaf(pki)
-    needed, reason = c.needs_enrollment(leaf, pki.leaf_key, **WANT)
-    assert needed is False and reason.code == c.REASON_OK
+    needed, reason = _certs.needs_enrollment(leaf, pki.leaf_key, **WANT)
+    assert needed is False and reason.code == _certs.REASON_OK
     # OID form and dict form of the template, case-insensitive subject
-    assert not c.needs_enrollment(leaf, pki.leaf_key, wanted_template='1.3.6.1.4.1.311.21.8.1.2', now=NOW)[0]
-    assert not c.needs_enrollment(leaf, pki.leaf_key, wanted_template={'name': 'machine'},
-                                  wanted_subject={'CN': 'HOST.lab.adcs.test'}, now=NOW)[0]
+    assert not _certs.needs_enrollment(leaf, pki.leaf_key, wanted_template='1.3.6.1.4.1.311.21.8.1.2', now=NOW)[0]
+    assert not _certs.needs_enrollment(leaf, pki.leaf_key, wanted_template={'name': 'machine'},
+                                       wanted_subject={'CN': 'HOST.lab.adcs.test'}, now=NOW)[0]
 
 
 @pytest.mark.parametrize('case, code', [
-    ('force', c.REASON_FORCE),
-    ('no_cert', c.REASON_NO_CERT),
-    ('no_key', c.REASON_NO_KEY),
-    ('mismatch', c.REASON_KEY_MISMATCH),
-    ('expired', c.REASON_EXPIRED),
-    ('window', c.REASON_RENEW_WINDOW),
-    ('subject', c.REASON_SUBJECT),
-    ('sans', c.REASON_SANS),
-    ('sans_exact', c.REASON_SANS),
-    ('template', c.REASON_TEMPLATE),
-    ('template_oid', c.REASON_TEMPLATE),
-    ('no_template', c.REASON_TEMPLATE),
-    ('key_params', c.REASON_KEY_PARAMS),
+    ('force', _certs.REASON_FORCE),
+    ('no_cert', _certs.REASON_NO_CERT),
+    ('no_key', _certs.REASON_NO_KEY),
+    ('mismatch', _certs.REASON_KEY_MISMATCH),
+    ('expired', _certs.REASON_EXPIRED),
+    ('window', _certs.REASON_RENEW_WINDOW),
+    ('subject', _certs.REASON_SUBJECT),
+    ('sans', _certs.REASON_SANS),
+    ('sans_exact', _certs.REASON_SANS),
+    ('template', _certs.REASON_TEMPLATE),
+    ('template_oid', _certs.REASON_TEMPLATE),
+    ('no_template', _certs.REASON_TEMPLATE),
+    ('key_params', _certs.REASON_KEY_PARAMS),
 ])
 def test_each_reason(pki, case, code):
     leaf = _leaf(pki)
@@ -217,7 +75,7 @@ def test_each_reason(pki, case, code):
         cert = _leaf(pki, template_name=None, template_oid=None)
     elif case == 'key_params':
         args['key_params'] = {'key_type': 'ecdsa', 'curve': 'secp256r1'}
-    needed, reason = c.needs_enrollment(cert, key, **args)
+    needed, reason = _certs.needs_enrollment(cert, key, **args)
     assert needed is True
     assert reason.code == code
     assert isinstance(reason, str) and len(reason) > 10
@@ -225,20 +83,20 @@ def test_each_reason(pki, case, code):
 
 def test_window_boundary(pki):
     leaf = _leaf(pki)
-    end = c.not_after(leaf)
-    assert not c.needs_enrollment(leaf, pki.leaf_key, renew_before_days=30,
-                                  now=end - datetime.timedelta(days=30, seconds=1))[0]
-    assert c.needs_enrollment(leaf, pki.leaf_key, renew_before_days=30, now=end - datetime.timedelta(days=30))[0]
+    end = _x509.not_after(leaf)
+    assert not _certs.needs_enrollment(leaf, pki.leaf_key, renew_before_days=30,
+                                       now=end - datetime.timedelta(days=30, seconds=1))[0]
+    assert _certs.needs_enrollment(leaf, pki.leaf_key, renew_before_days=30, now=end - datetime.timedelta(days=30))[0]
 
 
 def test_extra_sans_tolerated_unless_exact(pki):
     leaf = _leaf(pki)
-    assert not c.needs_enrollment(leaf, pki.leaf_key, wanted_sans=['DNS:HOST.lab.adcs.test'], now=NOW)[0]
-    needed, reason = c.needs_enrollment(leaf, pki.leaf_key, wanted_sans=['DNS:host.lab.adcs.test'], now=NOW,
-                                        sans_exact=True)
+    assert not _certs.needs_enrollment(leaf, pki.leaf_key, wanted_sans=['DNS:HOST.lab.adcs.test'], now=NOW)[0]
+    needed, reason = _certs.needs_enrollment(leaf, pki.leaf_key, wanted_sans=['DNS:host.lab.adcs.test'], now=NOW,
+                                             sans_exact=True)
     assert needed and 'unexpected' in reason and 'UPN:host$@LAB.ADCS.TEST' in reason
 
 
 def test_naive_now_is_utc(pki):
     leaf = _leaf(pki)
-    assert not c.needs_enrollment(leaf, pki.leaf_key, now=NOW.replace(tzinfo=None))[0]
+    assert not _certs.needs_enrollment(leaf, pki.leaf_key, now=NOW.replace(tzinfo=None))[0]

@@ -14,10 +14,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _enroll, _errors, _ndr, _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _enroll, _errors, _keys, _ndr, _x509
+from ansible_collections.adcs.enrollment.plugins.module_utils._csr import template_name_extension_value
 from ansible_collections.adcs.enrollment.plugins.module_utils._wcce import EnrollmentResult
 
-import wcce_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import csr as support_csr
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
 
 NOW = wcce_pki.NOW
 DER = serialization.Encoding.DER
@@ -33,7 +35,7 @@ def spec(tmp_path, **kw):
 
 def write_key(path, key, passphrase=None):
     with open(path, 'wb') as f:
-        f.write(_requests.private_key_bytes(key, 'pem', passphrase))
+        f.write(_keys.private_key_bytes(key, 'pem', passphrase))
     os.chmod(path, 0o600)
 
 
@@ -320,7 +322,7 @@ class FakeClient(object):
                    .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(pki.ca_key.public_key()),
                                   critical=False))
         builder = builder.add_extension(x509.UnrecognizedExtension(
-            x509.ObjectIdentifier(_requests.OID_ENROLL_CERTTYPE), _requests.template_name_extension_value(template)),
+            x509.ObjectIdentifier(_x509.OID_ENROLL_CERTTYPE), template_name_extension_value(template)),
             critical=False)
         if self.ca.get('alter_sans') is not None:
             builder = builder.add_extension(x509.SubjectAlternativeName(self.ca['alter_sans']), critical=False)
@@ -341,7 +343,7 @@ class FakeClient(object):
         if flags == _ndr.CR_IN_PKCS7:
             if self.ca.get('no_renewal'):
                 return EnrollmentResult(0x8009400E, rid, 0x8009400E, 'Denied: bad renewal', None, [])
-            parts = _requests.parse_renewal_request(csr_der)
+            parts = support_csr.parse_renewal_request(csr_der)
             csr = x509.load_der_x509_csr(parts['csr_der'])
         else:
             csr = x509.load_der_x509_csr(csr_der)

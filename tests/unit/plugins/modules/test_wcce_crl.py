@@ -27,7 +27,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _crl  # noq
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_crl  # noqa: E402
-from module_harness import run_module  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
 
 ADDR = '127.0.0.73'
 CA = P.Ca('UNIT-CA', key_name='unit')

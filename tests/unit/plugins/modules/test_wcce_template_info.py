@@ -25,7 +25,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils import _security as s
 from ansible_collections.adcs.enrollment.plugins.module_utils._templates import encode_period
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_template_info
-from module_harness import run_module  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
 
 BASE = 'DC=lab,DC=adcs,DC=test'
 CONFIG = 'CN=Configuration,' + BASE

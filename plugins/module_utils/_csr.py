@@ -1,23 +1,18 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Request building: one job, turning enrollment parameters into the bytes sent to the CA.
+"""Certificate signing requests: one job, turning request parameters into the PKCS#10 and attributes sent to the CA.
 
-- private keys: RSA 2048-8192 and ECDSA P-256/P-384/P-521, generated, loaded and validated;
 - the subject (dict, RFC 4514 string or OpenSSL "/CN=../O=.." string) and the subject alternative names
   (DNS, IP, UPN as otherName 1.3.6.1.4.1.311.20.2.3 UTF8String, e-mail, URI);
 - PKCS#10 with key usage / extended key usage and the certificate template extensions
-  (1.3.6.1.4.1.311.20.2 template name, 1.3.6.1.4.1.311.21.7 template OID + version);
-- the MS-WCCE request attribute string (``CertificateTemplate:Name\\nSAN:dns=..&upn=..``);
-- renewal requests (MS-WCCE 3.1.1.4.3.2.1): CMS SignedData, eContentType id-data, eContent = new PKCS#10 that
-  carries the szOID_RENEWAL_CERTIFICATE attribute (1.3.6.1.4.1.311.13.1, value = old certificate DER); the old
-  certificate is in SignedData.certificates and the SignerInfo is signed with the OLD key. The same attribute is
-  also put in the signed attributes (as certreq and Certipy do).
+  (1.3.6.1.4.1.311.20.2 template name, 1.3.6.1.4.1.311.21.7 template OID + version), and its attributes (the
+  renewal attribute is added with pyasn1 and the request re-signed: cryptography cannot add a non-string attribute);
+- whether a CSR already on disk is the request wanted (``same_request``), and the host's key + CSR files
+  (``ensure_key_and_csr``, the wcce_csr module's work);
+- the MS-WCCE request attribute string (``CertificateTemplate:Name\\nSAN:dns=..&upn=..``).
 
-CMS is built with pyasn1/pyasn1_modules (installed with impacket): cryptography's PKCS7SignatureBuilder cannot
-carry a custom authenticated attribute, and cryptography cannot add a non-string attribute to a PKCS#10, so the
-renewal PKCS#10 is built by cryptography, then its CertificationRequestInfo is extended with pyasn1 and re-signed
-with the new key.
+The renewal request (CMS around the PKCS#10) is in ``_renewal_request``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,10 +20,18 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ipaddress
+import os
 import re
 import traceback
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _journal
+from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
+from ansible_collections.adcs.enrollment.plugins.module_utils._x509 import (
+    OID_CERTIFICATE_TEMPLATE, OID_ENROLL_CERTTYPE, OID_UPN, normalize_sans,
+)
 
 try:
     from cryptography import x509
@@ -45,7 +48,7 @@ try:
     from pyasn1.codec.der import decoder as der_decoder
     from pyasn1.codec.der import encoder as der_encoder
     from pyasn1.type import univ
-    from pyasn1_modules import rfc2986, rfc5280, rfc5652
+    from pyasn1_modules import rfc2986
     HAS_PYASN1 = True
     PYASN1_IMPORT_ERROR = None
 except ImportError:
@@ -53,24 +56,7 @@ except ImportError:
     PYASN1_IMPORT_ERROR = traceback.format_exc()
 
 
-OID_UPN = '1.3.6.1.4.1.311.20.2.3'
-OID_ENROLL_CERTTYPE = '1.3.6.1.4.1.311.20.2'         # szOID_ENROLL_CERTTYPE_EXTENSION (BMPString name)
-OID_CERTIFICATE_TEMPLATE = '1.3.6.1.4.1.311.21.7'    # szOID_CERTIFICATE_TEMPLATE (OID + versions)
 OID_RENEWAL_CERTIFICATE = '1.3.6.1.4.1.311.13.1'     # szOID_RENEWAL_CERTIFICATE
-OID_PKCS7_DATA = '1.2.840.113549.1.7.1'
-OID_PKCS7_SIGNED = '1.2.840.113549.1.7.2'
-OID_CONTENT_TYPE = '1.2.840.113549.1.9.3'
-OID_MESSAGE_DIGEST = '1.2.840.113549.1.9.4'
-OID_RSA_ENCRYPTION = '1.2.840.113549.1.1.1'
-
-RSA_MIN_BITS = 2048
-RSA_MAX_BITS = 8192
-CURVES = {
-    'secp256r1': 'SECP256R1', 'p-256': 'SECP256R1', 'prime256v1': 'SECP256R1',
-    'secp384r1': 'SECP384R1', 'p-384': 'SECP384R1',
-    'secp521r1': 'SECP521R1', 'p-521': 'SECP521R1',
-}
-_CURVE_NAMES = {'SECP256R1': 'secp256r1', 'SECP384R1': 'secp384r1', 'SECP521R1': 'secp521r1'}
 
 _HASH_OIDS = {
     'sha256': ('2.16.840.1.101.3.4.2.1', '1.2.840.10045.4.3.2'),
@@ -116,11 +102,6 @@ EKU_NAMES = {
     'anyExtendedKeyUsage': '2.5.29.37.0',
 }
 
-SAN_TYPES = ('dns', 'ip', 'upn', 'email', 'uri')
-_SAN_ALIASES = {
-    'dns': 'dns', 'ip': 'ip', 'ip address': 'ip', 'ipaddress': 'ip', 'upn': 'upn', 'email': 'email',
-    'mail': 'email', 'rfc822': 'email', 'uri': 'uri', 'url': 'uri',
-}
 _OID_RE = re.compile(r'^[0-2](\.(0|[1-9][0-9]*))+$')
 
 
@@ -134,105 +115,6 @@ def _require_pyasn1():
     if not HAS_PYASN1:
         raise InvalidInput('The Python libraries "pyasn1" and "pyasn1_modules" are required (installed with '
                            'impacket)', remedy='Install impacket (>= 0.12) on the node that runs the module.')
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Keys
-# ---------------------------------------------------------------------------------------------------------------
-def normalize_curve(curve):
-    name = CURVES.get(str(curve).strip().lower())
-    if name is None:
-        raise InvalidInput('Unsupported elliptic curve %r; use one of secp256r1 (P-256), secp384r1 (P-384), '
-                           'secp521r1 (P-521)' % (curve,))
-    return name
-
-
-def generate_private_key(key_type='rsa', key_size=2048, curve='secp256r1'):
-    """Generate a new private key (RSA of ``key_size`` bits, or ECDSA on ``curve``)."""
-    _require_crypto()
-    key_type = (key_type or 'rsa').lower()
-    if key_type == 'rsa':
-        validate_rsa_size(key_size)
-        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_size))
-    if key_type in ('ecdsa', 'ec'):
-        return ec.generate_private_key(getattr(ec, normalize_curve(curve))())
-    raise InvalidInput('Unsupported key type %r; use rsa or ecdsa' % (key_type,))
-
-
-def validate_rsa_size(key_size):
-    try:
-        size = int(key_size)
-    except (TypeError, ValueError):
-        raise InvalidInput('RSA key size must be an integer, got %r' % (key_size,))
-    if size < RSA_MIN_BITS or size > RSA_MAX_BITS or size % 8:
-        raise InvalidInput('RSA key size %s is not supported; use %d to %d bits (a multiple of 8)'
-                           % (key_size, RSA_MIN_BITS, RSA_MAX_BITS))
-    return size
-
-
-def key_description(key):
-    """Return ('rsa', bits) or ('ecdsa', curve name) for a private or public key."""
-    _require_crypto()
-    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
-        return ('rsa', key.key_size)
-    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
-        return ('ecdsa', key.curve.name)
-    return (type(key).__name__, None)
-
-
-def validate_private_key(key, key_type=None, key_size=None, curve=None, min_size=None):
-    """Check an existing key against the wanted parameters. Returns None if it fits, else a reason string.
-
-    ``min_size`` is the template's msPKI-Minimal-Key-Size (RSA bits).
-    """
-    _require_crypto()
-    kind, detail = key_description(key)
-    if kind not in ('rsa', 'ecdsa'):
-        return 'key type %s is not supported (rsa or ecdsa)' % kind
-    if key_type and (key_type.lower() in ('ec', 'ecdsa')) != (kind == 'ecdsa'):
-        return 'key is %s but %s is wanted' % (kind, key_type.lower())
-    if kind == 'rsa':
-        if detail < RSA_MIN_BITS or detail > RSA_MAX_BITS:
-            return 'RSA key has %d bits; %d to %d are supported' % (detail, RSA_MIN_BITS, RSA_MAX_BITS)
-        if key_size and (not key_type or key_type.lower() == 'rsa') and int(key_size) != detail:
-            return 'RSA key has %d bits but %s are wanted' % (detail, key_size)
-        if min_size and detail < int(min_size):
-            return 'RSA key has %d bits, below the template minimum of %s' % (detail, min_size)
-    else:
-        if detail not in _CURVE_NAMES.values():
-            return 'curve %s is not supported' % detail
-        if curve and key_type and key_type.lower() in ('ec', 'ecdsa') and \
-                _CURVE_NAMES[normalize_curve(curve)] != detail:
-            return 'key is on %s but %s is wanted' % (detail, curve)
-    return None
-
-
-def load_private_key(data, passphrase=None):
-    """Load a PEM or DER private key (optionally encrypted)."""
-    _require_crypto()
-    if isinstance(passphrase, str):
-        passphrase = passphrase.encode('utf-8')
-    if isinstance(data, str):
-        data = data.encode('ascii')
-    try:
-        if data.lstrip().startswith(b'-----'):
-            return serialization.load_pem_private_key(data, password=passphrase)
-        return serialization.load_der_private_key(data, password=passphrase)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput('Cannot load the private key (wrong passphrase or not a key)', detail=str(exc))
-
-
-def private_key_bytes(key, encoding='pem', passphrase=None):
-    """Serialize a private key as PKCS#8 (PEM or DER), encrypted with ``passphrase`` if given."""
-    _require_crypto()
-    enc = serialization.Encoding.PEM if encoding == 'pem' else serialization.Encoding.DER
-    if passphrase:
-        if isinstance(passphrase, str):
-            passphrase = passphrase.encode('utf-8')
-        algo = serialization.BestAvailableEncryption(passphrase)
-    else:
-        algo = serialization.NoEncryption()
-    return key.private_bytes(enc, serialization.PrivateFormat.PKCS8, algo)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -314,62 +196,6 @@ def parse_subject(subject):
             raise InvalidInput('Country (C) must be a two-letter code, got %r' % value)
         attrs.append(x509.RelativeDistinguishedName([x509.NameAttribute(oid, value)]))
     return x509.Name(attrs)
-
-
-def normalize_sans(sans):
-    """Normalize SANs to a sorted list of (type, value) with type in dns/ip/upn/email/uri.
-
-    Accepts "DNS:host", "IP:10.0.0.1", "UPN:user@realm", "email:a@b", "URI:https://x" strings, (type, value)
-    pairs, or a dict {type: value-or-list}. DNS names and e-mail domains compare case-insensitively, so they are
-    lower-cased; IP addresses are canonicalized.
-    """
-    result = set()
-    if not sans:
-        return []
-    items = []
-    if isinstance(sans, dict):
-        for k, v in sans.items():
-            for item in (v if isinstance(v, (list, tuple)) else [v]):
-                items.append((k, item))
-    else:
-        for item in sans:
-            if isinstance(item, (list, tuple)) and len(item) == 2:
-                items.append((item[0], item[1]))
-            elif isinstance(item, str):
-                if ':' not in item:
-                    raise InvalidInput('SAN %r needs a type prefix (DNS:, IP:, UPN:, email:, URI:)' % (item,))
-                k, v = item.split(':', 1)
-                items.append((k, v))
-            else:
-                raise InvalidInput('Cannot parse SAN %r' % (item,))
-    for k, v in items:
-        kind = _SAN_ALIASES.get(str(k).strip().lower())
-        if kind is None:
-            raise InvalidInput('Unsupported SAN type %r; use DNS, IP, UPN, email or URI' % (k,))
-        value = str(v).strip()
-        if not value:
-            raise InvalidInput('Empty %s SAN' % kind)
-        if any(c in value for c in '\n\r&'):
-            raise InvalidInput('SAN %s:%r contains a forbidden character (newline or &)' % (kind, value))
-        if kind == 'dns':
-            value = value.lower().rstrip('.')
-            if not re.match(r'^(\*\.)?[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$', value):
-                raise InvalidInput('Invalid DNS name %r' % value)
-        elif kind == 'ip':
-            try:
-                value = str(ipaddress.ip_address(value))
-            except ValueError:
-                raise InvalidInput('Invalid IP address %r' % value)
-        elif kind in ('upn', 'email'):
-            if value.count('@') != 1 or value.startswith('@') or value.endswith('@'):
-                raise InvalidInput('Invalid %s %r (expected local@domain)' % (kind.upper(), value))
-            local, domain = value.split('@')
-            value = local + '@' + domain.lower() if kind == 'email' else value
-        elif kind == 'uri':
-            if not re.match(r'^[A-Za-z][A-Za-z0-9+.-]*:', value):
-                raise InvalidInput('Invalid URI %r (needs a scheme)' % value)
-        result.add((kind, value))
-    return sorted(result)
 
 
 def upn_other_name(upn):
@@ -542,6 +368,73 @@ def csr_attributes(csr_der):
     return out
 
 
+def csr_pem(csr_der):
+    """PEM of a PKCS#10 given as DER."""
+    _require_crypto()
+    return x509.load_der_x509_csr(csr_der).public_bytes(serialization.Encoding.PEM)
+
+
+def same_request(existing_pem, key, subject, sans):
+    """True when ``existing_pem`` holds a request for this key, subject and SANs (ECDSA signatures differ per run,
+    so the bytes are not compared)."""
+    _require_crypto()
+    try:
+        csr = x509.load_pem_x509_csr(existing_pem)
+    except (ValueError, TypeError):
+        return False
+    if _keys.public_key_der(csr.public_key()) != _keys.public_key_der(key.public_key()):
+        return False
+    if csr.subject != parse_subject(subject):
+        return False
+    try:
+        have_names = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        have_names = []
+    return have_names == list(san_general_names(sans) or [])
+
+
+def ensure_key_and_csr(writer, private_key_path, csr_path=None, passphrase=None, key_mode=None, regenerate=False,
+                       key_type='rsa', key_size=2048, curve='secp256r1', subject=None, sans=None, mode=None,
+                       owner=None, group=None, check_mode=False):
+    """The host's private key (generated when missing or when ``regenerate``) and a CSR for it, written to
+    ``csr_path`` (kept when it already asks for the same key, subject and SANs). A generated key and its CSR switch
+    together through ``writer`` (a ``_staged.ModuleFileWriter``); the key gets ``key_mode`` (default 0600), the CSR
+    ``mode`` (default 0644), both ``owner``/``group``. Returns dict(changed, key_generated, public_key, csr: PEM
+    bytes), without public_key and csr when the key is missing in check mode."""
+    key_mode = _files.check_secret_mode(key_mode)
+    if not check_mode:   # a switch of these files a killed run left half done is finished first
+        _journal.recover([private_key_path, csr_path])
+    result = {'changed': False, 'key_generated': False}
+    specs = []
+    if os.path.exists(private_key_path) and not regenerate:
+        key = _keys.load_private_key(_files.read_file(private_key_path), passphrase)
+        problem = _keys.validate_private_key(key, key_type, key_size, curve)
+        if problem:
+            raise InvalidInput('The private key %s does not fit: %s (set regenerate_key=true to replace it)'
+                               % (private_key_path, problem))
+    else:
+        result.update(changed=True, key_generated=True)
+        if check_mode:
+            return result
+        key = _keys.generate_private_key(key_type, key_size, curve)
+        specs.append(_staged.FileSpec(private_key_path, _keys.private_key_bytes(key, 'pem', passphrase), mode=key_mode,
+                                      owner=owner, group=group, secret=True))
+    result['public_key'] = _keys.public_key_info(key)
+    pem = None
+    if csr_path and not result['key_generated'] and os.path.exists(csr_path):
+        existing = _files.read_file(csr_path, replaceable=True)
+        if same_request(existing, key, subject, sans):
+            pem = existing
+    if pem is None:
+        pem = csr_pem(build_csr(key, subject=subject, sans=sans))
+    if csr_path:
+        specs.append(_staged.FileSpec(csr_path, pem, mode=mode, owner=owner, group=group))
+    if specs:
+        result['changed'] = bool(writer.write(specs)['changed']) or result['changed']
+    result['csr'] = pem
+    return result
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Request attributes (pwszAttributes)
 # ---------------------------------------------------------------------------------------------------------------
@@ -570,139 +463,3 @@ def _check_attr(name, value):
         raise InvalidInput('Invalid request attribute name %r' % (name,))
     if any(c in str(value) for c in '\r\n\x00'):
         raise InvalidInput('Request attribute %s must not contain a newline or NUL' % name)
-
-
-def parse_request_attributes(text):
-    """Inverse of build_request_attributes: list of (name, value)."""
-    out = []
-    for line in (text or '').replace('\r\n', '\n').split('\n'):
-        line = line.strip('\x00')
-        if not line:
-            continue
-        name, _sep, value = line.partition(':')
-        out.append((name.strip(), value.strip()))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Renewal: CMS SignedData around the new PKCS#10, signed with the old certificate's key
-# ---------------------------------------------------------------------------------------------------------------
-def _algid(oid, null_params=True):
-    alg = rfc5280.AlgorithmIdentifier()
-    alg['algorithm'] = univ.ObjectIdentifier(oid)
-    if null_params:
-        alg['parameters'] = univ.Any(b'\x05\x00')
-    return alg
-
-
-def _cms_attribute(oid, value_der):
-    attr = rfc5652.Attribute()
-    attr['attrType'] = univ.ObjectIdentifier(oid)
-    attr['attrValues'].append(univ.Any(value_der))
-    return attr
-
-
-def signed_attrs_to_be_signed(signed_attrs):
-    """The bytes a CMS signature covers: DER of the signed attributes with the EXPLICIT SET OF tag (RFC 5652
-    5.4), not the [0] IMPLICIT tag they carry inside SignerInfo."""
-    encoded = der_encoder.encode(signed_attrs)
-    return b'\x31' + encoded[1:]
-
-
-def build_renewal_request(csr_der, old_certificate, old_key, hash_name='sha256'):
-    """Wrap a (renewal) PKCS#10 in CMS SignedData signed with the old certificate's key; return DER.
-
-    ``csr_der`` should come from ``build_csr(..., renewal_certificate=old_certificate)``. Submit it with request
-    type CR_IN_PKCS7 (0x300).
-    """
-    _require_crypto()
-    _require_pyasn1()
-    pub = old_certificate.public_key()
-    if public_key_der(pub) != public_key_der(old_key.public_key()):
-        raise InvalidInput('The key given for renewal does not belong to the certificate being renewed')
-    hash_name = (hash_name or 'sha256').lower().replace('-', '')
-    algorithm = _hash(hash_name)
-    digest_oid, ecdsa_oid = _HASH_OIDS[hash_name]
-    old_der = old_certificate.public_bytes(serialization.Encoding.DER)
-
-    h = hashes.Hash(algorithm)
-    h.update(csr_der)
-    digest = h.finalize()
-
-    signer = rfc5652.SignerInfo()
-    signed_attrs = signer['signedAttrs']
-    signed_attrs.append(_cms_attribute(OID_CONTENT_TYPE, _der_oid(OID_PKCS7_DATA)))
-    signed_attrs.append(_cms_attribute(OID_MESSAGE_DIGEST, b'\x04' + _der_length(len(digest)) + digest))
-    signed_attrs.append(_cms_attribute(OID_RENEWAL_CERTIFICATE, old_der))
-
-    signature = _sign(old_key, signed_attrs_to_be_signed(signed_attrs), hash_name)
-
-    cert_obj, _rest = der_decoder.decode(old_der, asn1Spec=rfc5280.Certificate())
-    sid = rfc5652.SignerIdentifier()
-    ias = sid['issuerAndSerialNumber']
-    ias['issuer'] = cert_obj['tbsCertificate']['issuer']
-    ias['serialNumber'] = cert_obj['tbsCertificate']['serialNumber']
-
-    signer['version'] = 1
-    signer['sid'] = sid
-    signer['digestAlgorithm'] = _algid(digest_oid)
-    if isinstance(old_key, rsa.RSAPrivateKey):
-        signer['signatureAlgorithm'] = _algid(OID_RSA_ENCRYPTION)
-    else:
-        signer['signatureAlgorithm'] = _algid(ecdsa_oid, null_params=False)
-    signer['signature'] = signature
-
-    sd = rfc5652.SignedData()
-    sd['version'] = 1
-    sd['digestAlgorithms'].append(_algid(digest_oid))
-    sd['encapContentInfo']['eContentType'] = univ.ObjectIdentifier(OID_PKCS7_DATA)
-    sd['encapContentInfo']['eContent'] = csr_der
-    choice = rfc5652.CertificateChoices()
-    choice['certificate'] = cert_obj
-    sd['certificates'].append(choice)
-    sd['signerInfos'].append(signer)
-
-    ci = rfc5652.ContentInfo()
-    ci['contentType'] = univ.ObjectIdentifier(OID_PKCS7_SIGNED)
-    ci['content'] = univ.Any(der_encoder.encode(sd))
-    return der_encoder.encode(ci)
-
-
-def parse_renewal_request(cms_der):
-    """Decode a renewal CMS built by build_renewal_request (or certreq) into a dict of its parts:
-    ``csr_der``, ``certificates`` (list of DER), ``signer`` (issuer DER, serial), ``signed_attrs``
-    {oid: [value DER]}, ``to_be_signed`` (bytes), ``signature``, ``digest_oid``, ``signature_oid``."""
-    _require_pyasn1()
-    ci, rest = der_decoder.decode(cms_der, asn1Spec=rfc5652.ContentInfo())
-    if rest or str(ci['contentType']) != OID_PKCS7_SIGNED:
-        raise InvalidInput('Not a CMS SignedData')
-    sd, _rest = der_decoder.decode(bytes(ci['content']), asn1Spec=rfc5652.SignedData())
-    si = sd['signerInfos'][0]
-    attrs = {}
-    for attr in si['signedAttrs']:
-        attrs.setdefault(str(attr['attrType']), []).extend(bytes(v) for v in attr['attrValues'])
-    certs = [der_encoder.encode(c['certificate']) for c in sd['certificates']]
-    ias = si['sid']['issuerAndSerialNumber']
-    return {
-        'econtent_type': str(sd['encapContentInfo']['eContentType']),
-        'csr_der': bytes(sd['encapContentInfo']['eContent']),
-        'certificates': certs,
-        'signer_issuer_der': der_encoder.encode(ias['issuer']),
-        'signer_serial': int(ias['serialNumber']),
-        'signed_attrs': attrs,
-        'to_be_signed': signed_attrs_to_be_signed(si['signedAttrs']),
-        'signature': bytes(si['signature']),
-        'digest_oid': str(si['digestAlgorithm']['algorithm']),
-        'signature_oid': str(si['signatureAlgorithm']['algorithm']),
-    }
-
-
-def public_key_der(public_key):
-    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def hash_name_for_oid(oid):
-    for name, (digest_oid, _ecdsa_oid) in _HASH_OIDS.items():
-        if digest_oid == oid:
-            return name
-    return None
