@@ -84,6 +84,10 @@ def test_certificate_facts(pki):
     assert facts['not_before'] == (NOW - DAY).strftime('%Y-%m-%dT%H:%M:%SZ')
     fp = leaf.fingerprint(hashes.SHA256()).hex().upper()
     assert facts['fingerprint_sha256'].replace(':', '') == fp
+    assert facts['fingerprint_sha1'].replace(':', '') == leaf.fingerprint(hashes.SHA1()).hex().upper()
+    assert sorted(facts) == ['extended_key_usage', 'fingerprint_sha1', 'fingerprint_sha256', 'is_ca', 'issuer',
+                             'not_after', 'not_before', 'public_key', 'serial_number', 'subject',
+                             'subject_alt_names', 'template']   # the one schema every module returns
     assert facts['is_ca'] is False
     assert _x509.certificate_facts(pki.ca)['is_ca'] is True
     assert _x509.certificate_facts(pki.ca)['public_key'] == {'type': 'ecdsa', 'curve': 'secp256r1'}
@@ -135,3 +139,15 @@ def test_encodings_and_pkcs12():
         _x509.load_pkcs12(bundle, 'wrong')
     enc = _keys.private_key_bytes(p.leaf_key, 'pem', passphrase='pw')
     assert b'ENCRYPTED PRIVATE KEY' in enc
+
+
+def test_certificates_with_text_around_and_base64_der(pki):
+    pem = b''.join(_x509.encode_certificate(c) for c in (pki.leaf, pki.ca))
+    assert _x509.load_certificates(b'Bag Attributes\n  friendlyName: x\n' + pem + b'trailing text\n') == \
+        [pki.leaf, pki.ca]
+    import base64
+    b64 = base64.encodebytes(_x509.encode_certificate(pki.ca, 'der'))
+    assert _x509.load_certificates(b64, base64_der=True) == [pki.ca]
+    with pytest.raises(CertificateError):
+        _x509.load_certificates(b64)
+    assert _x509.pem_blocks(b'  ' + pem) == [_x509.encode_certificate(pki.leaf), _x509.encode_certificate(pki.ca)]
