@@ -60,7 +60,8 @@ def test_build_csr_full():
     der = _csr.build_csr(key, {'CN': 'host.lab.adcs.test'},
                          ['DNS:host.lab.adcs.test', 'IP:127.0.0.5', 'UPN:u@lab.adcs.test', 'email:u@lab.adcs.test',
                           'URI:spiffe://lab/host'],
-                         key_usage=['digitalSignature', 'keyEncipherment'], extended_key_usage=['serverAuth', '1.2.3.4'],
+                         key_usage=['digitalSignature', 'keyEncipherment'],
+                         extended_key_usage=['serverAuth', '1.2.3.4'],
                          template_name='WebServer', template_oid='1.3.6.1.4.1.311.21.8.1.2.3',
                          template_major_version=100, template_minor_version=5, hash_name='sha384')
     csr = x509.load_der_x509_csr(der)

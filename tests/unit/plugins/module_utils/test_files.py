@@ -12,7 +12,6 @@ import pytest
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import FileOutputError, InvalidInput
-from ansible_collections.adcs.enrollment.tests.unit.plugins.support import files as support_files
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.files import (
     mode, planted_symlink as _planted_symlink,
 )
@@ -40,7 +39,8 @@ def test_parse_mode_matches_ansible_core(tmp_path):
     target.write_bytes(b'')
     os.chmod(str(target), 0o600)
     for value in ('u=rw,g=r', 'a+r', 'g+rX,o-rwx', 'u=rwx,g=rx,o=rx'):
-        assert _files.parse_mode(value, base=0o600) == AnsibleModule._symbolic_mode_to_octal(os.stat(str(target)), value)
+        assert _files.parse_mode(value, base=0o600) == \
+            AnsibleModule._symbolic_mode_to_octal(os.stat(str(target)), value)
 
 
 @pytest.mark.parametrize('value', [0o600, 0o640, 0o400, 416, '0640', 'u=rw,g=r', 'u=rw,go='])
@@ -68,10 +68,11 @@ def test_symbolic_secret_mode_checked_against_the_existing_file(tmp_path):
     assert _staged.FileSpec(str(tmp_path / 'new.crt'), b'C', mode='u=rw,g=r').mode == 0o644   # new file: from 0644
 
 
-def test_apply_attributes_refuses_a_symlink(tmp_path):
+def test_attributes_are_never_set_through_a_symlink(tmp_path):
     link, victim = _planted_symlink(tmp_path, 'h.crt', 0o666)
-    with pytest.raises(FileOutputError, match='is a symbolic link or not a regular file; it is never followed'):
-        support_files.apply_attributes(str(link), 0o600, 0, 0)
+    st = os.stat(str(victim))   # even the inode of the symlink's target: never followed
+    with pytest.raises(FileOutputError, match='was replaced while the files were written'):
+        _files._apply_attributes_to(str(link), (st.st_dev, st.st_ino), 0o600, 0, 0)
     assert mode(victim) == 0o666
     assert _staged.StagedWrite([_staged.FileSpec(str(link), b'VICTIM', mode=0o600)]).would_change()
 

@@ -123,7 +123,8 @@ def test_validator_failure_keeps_old_pair(tmp_path):
             raise FileOutputError('new key and certificate do not match')
 
     with pytest.raises(FileOutputError, match='do not match'):
-        with _staged.StagedWrite([_staged.FileSpec(str(key), new_key, secret=True), _staged.FileSpec(str(crt), new_crt)],
+        with _staged.StagedWrite([_staged.FileSpec(str(key), new_key, secret=True),
+                                  _staged.FileSpec(str(crt), new_crt)],
                                  validator=pair_matches) as sw:
             sw.commit()
     assert key.read_bytes() == b'OLDKEY' and crt.read_bytes() == b'OLDCRT'
@@ -274,7 +275,8 @@ def test_failed_validation_makes_no_backup(tmp_path):
         raise FileOutputError('no')
 
     with pytest.raises(FileOutputError):
-        with _staged.StagedWrite([_staged.FileSpec(str(key), b'NEW', secret=True, backup=True)], validator=refuse) as sw:
+        with _staged.StagedWrite([_staged.FileSpec(str(key), b'NEW', secret=True, backup=True)],
+                                 validator=refuse) as sw:
             sw.commit()
     assert sorted(os.listdir(str(tmp_path))) == ['h.key']
 

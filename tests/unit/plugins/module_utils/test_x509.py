@@ -107,7 +107,8 @@ def test_key_match(pki):
 # ---------------------------------------------------------------- SANs
 def test_normalize_sans():
     got = _x509.normalize_sans(['DNS:Host.Lab.ADCS.test.', 'IP:10.0.0.01'.replace('01', '1'), 'UPN:User@LAB.ADCS.TEST',
-                                'email:a@B.example', 'URI:https://x.example/p', 'ip:::1', ('dns', 'host.lab.adcs.test')])
+                                'email:a@B.example', 'URI:https://x.example/p', 'ip:::1',
+                                ('dns', 'host.lab.adcs.test')])
     assert got == sorted([('dns', 'host.lab.adcs.test'), ('ip', '10.0.0.1'), ('upn', 'User@LAB.ADCS.TEST'),
                           ('email', 'a@b.example'), ('uri', 'https://x.example/p'), ('ip', '::1')])
     assert _x509.normalize_sans({'dns': ['b.example', 'a.example']}) == [('dns', 'a.example'), ('dns', 'b.example')]

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Test-only helpers around _files/_staged: one file written as a staged switch, attributes set on a path."""
+"""Test-only helpers around _files/_staged: one file written as a staged switch, file modes, planted symlinks."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -9,10 +9,6 @@ __metaclass__ = type
 import os
 import stat
 
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import FileOutputError
-from ansible_collections.adcs.enrollment.plugins.module_utils._files import (
-    _NOT_REGULAR, _fix_fd_attributes, _open_nofollow,
-)
 from ansible_collections.adcs.enrollment.plugins.module_utils._staged import FileSpec, StagedWrite
 
 
@@ -22,23 +18,6 @@ def write_file_atomic(path, content, mode=None, owner=None, group=None, backup=F
     with StagedWrite([spec]) as sw:
         sw.commit()
     return {'changed': sw.changed, 'backup_file': sw.backups.get(spec.path)}
-
-
-def apply_attributes(path, mode=None, uid=-1, gid=-1):
-    """Set mode/owner/group of the regular file at path if different (never through a symlink: a symlink there
-    is an error); return True if anything changed."""
-    fd = _open_nofollow(path)
-    if fd is None:
-        raise FileOutputError('Cannot set owner/group/mode of %s: it does not exist' % path)
-    if fd is _NOT_REGULAR:
-        raise FileOutputError('Cannot set owner/group/mode of %s: it is a symbolic link or not a regular file; '
-                              'it is never followed' % path)
-    try:
-        return _fix_fd_attributes(fd, mode, uid, gid)
-    except OSError as exc:
-        raise FileOutputError('Cannot set owner/group/mode of %s' % path, detail=str(exc))
-    finally:
-        os.close(fd)
 
 
 def mode(path):
