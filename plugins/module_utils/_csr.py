@@ -58,7 +58,7 @@ except ImportError:
 
 OID_RENEWAL_CERTIFICATE = '1.3.6.1.4.1.311.13.1'     # szOID_RENEWAL_CERTIFICATE
 
-_HASH_OIDS = {
+HASH_OIDS = {
     'sha256': ('2.16.840.1.101.3.4.2.1', '1.2.840.10045.4.3.2'),
     'sha384': ('2.16.840.1.101.3.4.2.2', '1.2.840.10045.4.3.3'),
     'sha512': ('2.16.840.1.101.3.4.2.3', '1.2.840.10045.4.3.4'),
@@ -202,10 +202,10 @@ def upn_other_name(upn):
     """x509.OtherName for a UPN: type-id 1.3.6.1.4.1.311.20.2.3, value UTF8String (DER)."""
     _require_crypto()
     raw = upn.encode('utf-8')
-    return x509.OtherName(ObjectIdentifier(OID_UPN), b'\x0c' + _der_length(len(raw)) + raw)
+    return x509.OtherName(ObjectIdentifier(OID_UPN), b'\x0c' + der_length(len(raw)) + raw)
 
 
-def _der_length(n):
+def der_length(n):
     if n < 0x80:
         return bytes([n])
     body = n.to_bytes((n.bit_length() + 7) // 8, 'big')
@@ -252,10 +252,10 @@ def eku_oid(name):
 def template_name_extension_value(template_name):
     """DER of szOID_ENROLL_CERTTYPE_EXTENSION: the template name as BMPString."""
     raw = template_name.encode('utf-16-be')
-    return b'\x1e' + _der_length(len(raw)) + raw
+    return b'\x1e' + der_length(len(raw)) + raw
 
 
-def _der_oid(oid):
+def der_oid(oid):
     arcs = [int(a) for a in oid.split('.')]
     body = bytearray()
     first = arcs[0] * 40 + arcs[1]
@@ -266,30 +266,30 @@ def _der_oid(oid):
             chunk.append(0x80 | (arc & 0x7F))
             arc >>= 7
         body.extend(reversed(chunk))
-    return b'\x06' + _der_length(len(body)) + bytes(body)
+    return b'\x06' + der_length(len(body)) + bytes(body)
 
 
 def _der_int(n):
     body = n.to_bytes(max(1, (n.bit_length() + 8) // 8), 'big')
-    return b'\x02' + _der_length(len(body)) + body
+    return b'\x02' + der_length(len(body)) + body
 
 
 def template_oid_extension_value(template_oid, major=None, minor=None):
     """DER of szOID_CERTIFICATE_TEMPLATE: SEQUENCE { templateID OID, majorVersion INT OPT, minorVersion INT OPT }"""
     if not _OID_RE.match(template_oid or ''):
         raise InvalidInput('Invalid template OID %r' % (template_oid,))
-    body = _der_oid(template_oid)
+    body = der_oid(template_oid)
     if major is not None:
         body += _der_int(int(major))
         if minor is not None:
             body += _der_int(int(minor))
-    return b'\x30' + _der_length(len(body)) + body
+    return b'\x30' + der_length(len(body)) + body
 
 
-def _hash(hash_name):
+def hash_algorithm(hash_name):
     _require_crypto()
     name = (hash_name or 'sha256').lower().replace('-', '')
-    if name not in _HASH_OIDS:
+    if name not in HASH_OIDS:
         raise InvalidInput('Unsupported hash %r; use sha256, sha384 or sha512' % hash_name)
     return getattr(hashes, name.upper())()
 
@@ -323,7 +323,7 @@ def build_csr(key, subject=None, sans=None, key_usage=None, extended_key_usage=N
                                                                     template_minor_version)), critical=False)
     for ext, critical in extra_extensions or []:
         builder = builder.add_extension(ext, critical=critical)
-    algorithm = _hash(hash_name)
+    algorithm = hash_algorithm(hash_name)
     csr = builder.sign(key, algorithm)
     der = csr.public_bytes(serialization.Encoding.DER)
     if renewal_certificate is not None:
@@ -332,8 +332,8 @@ def build_csr(key, subject=None, sans=None, key_usage=None, extended_key_usage=N
     return der
 
 
-def _sign(key, data, hash_name):
-    algorithm = _hash(hash_name)
+def sign(key, data, hash_name):
+    algorithm = hash_algorithm(hash_name)
     if isinstance(key, rsa.RSAPrivateKey):
         return key.sign(data, padding.PKCS1v15(), algorithm)
     if isinstance(key, ec.EllipticCurvePrivateKey):
@@ -353,7 +353,7 @@ def add_csr_attribute(csr_der, key, attr_oid, value_der, hash_name='sha256'):
     attr['values'].append(univ.Any(value_der))
     info['attributes'].append(attr)
     tbs = der_encoder.encode(info)
-    signature = _sign(key, tbs, hash_name)
+    signature = sign(key, tbs, hash_name)
     req['signature'] = univ.BitString.fromOctetString(signature)
     return der_encoder.encode(req)
 

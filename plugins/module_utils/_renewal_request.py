@@ -17,7 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.adcs.enrollment.plugins.module_utils._csr import (
-    OID_RENEWAL_CERTIFICATE, _HASH_OIDS, _der_length, _der_oid, _hash, _require_crypto, _require_pyasn1, _sign,
+    OID_RENEWAL_CERTIFICATE, HASH_OIDS, der_length, der_oid, hash_algorithm, _require_crypto, _require_pyasn1, sign,
 )
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
 from ansible_collections.adcs.enrollment.plugins.module_utils._keys import public_key_der
@@ -77,8 +77,8 @@ def build_renewal_request(csr_der, old_certificate, old_key, hash_name='sha256')
     if public_key_der(pub) != public_key_der(old_key.public_key()):
         raise InvalidInput('The key given for renewal does not belong to the certificate being renewed')
     hash_name = (hash_name or 'sha256').lower().replace('-', '')
-    algorithm = _hash(hash_name)
-    digest_oid, ecdsa_oid = _HASH_OIDS[hash_name]
+    algorithm = hash_algorithm(hash_name)
+    digest_oid, ecdsa_oid = HASH_OIDS[hash_name]
     old_der = old_certificate.public_bytes(serialization.Encoding.DER)
 
     h = hashes.Hash(algorithm)
@@ -87,11 +87,11 @@ def build_renewal_request(csr_der, old_certificate, old_key, hash_name='sha256')
 
     signer = rfc5652.SignerInfo()
     signed_attrs = signer['signedAttrs']
-    signed_attrs.append(_cms_attribute(OID_CONTENT_TYPE, _der_oid(OID_PKCS7_DATA)))
-    signed_attrs.append(_cms_attribute(OID_MESSAGE_DIGEST, b'\x04' + _der_length(len(digest)) + digest))
+    signed_attrs.append(_cms_attribute(OID_CONTENT_TYPE, der_oid(OID_PKCS7_DATA)))
+    signed_attrs.append(_cms_attribute(OID_MESSAGE_DIGEST, b'\x04' + der_length(len(digest)) + digest))
     signed_attrs.append(_cms_attribute(OID_RENEWAL_CERTIFICATE, old_der))
 
-    signature = _sign(old_key, signed_attrs_to_be_signed(signed_attrs), hash_name)
+    signature = sign(old_key, signed_attrs_to_be_signed(signed_attrs), hash_name)
 
     cert_obj, _rest = der_decoder.decode(old_der, asn1Spec=rfc5280.Certificate())
     sid = rfc5652.SignerIdentifier()
