@@ -28,7 +28,7 @@ import re
 import traceback
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, CertificateError
 
 try:
     from cryptography import x509
@@ -54,7 +54,7 @@ _PEM_CRL = re.compile(br'-----BEGIN X509 CRL-----(.+?)-----END X509 CRL-----', r
 _B64 = re.compile(br'^[A-Za-z0-9+/=\s]+$')
 
 
-class CrlError(Exception):
+class CrlError(AdcsError):
     """A CRL that cannot be used (unparseable, wrong issuer, bad signature, stale, ...); message for the user."""
 
 
