@@ -14,17 +14,17 @@ __metaclass__ = type
 
 import datetime
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError
-from ansible_collections.adcs.enrollment.plugins.module_utils._x509 import cert_der, not_after, not_before
+from ansible_collections.adcs.enrollment.plugins.module_utils._x509 import (
+    cert_der, not_after, not_before, require_crypto,
+)
 
-try:
+if HAS_CRYPTOGRAPHY:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
     from cryptography.x509.oid import ExtensionOID
-except ImportError:  # reported by _x509._require_crypto
-    pass
 
 _UTC = datetime.timezone.utc
 
@@ -85,7 +85,7 @@ def verify_chain(leaf, ca_certs, trust_anchors=None, now=None, check_validity=Tr
     certificates the path must end in (default: any self-signed certificate among ``ca_certs``). Returns the path
     (list, leaf first). Raises CertificateError naming what failed.
     """
-    _x509._require_crypto()
+    require_crypto()
     now = now or datetime.datetime.now(_UTC)
     pool = list(ca_certs or [])
     anchors = list(trust_anchors) if trust_anchors is not None else [c for c in pool if is_self_issued(c)]

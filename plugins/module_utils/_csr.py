@@ -22,38 +22,29 @@ __metaclass__ = type
 import ipaddress
 import os
 import re
-import traceback
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _journal
 from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
 from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY, HAS_PYASN1
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
 from ansible_collections.adcs.enrollment.plugins.module_utils._x509 import (
     OID_CERTIFICATE_TEMPLATE, OID_ENROLL_CERTTYPE, OID_UPN, normalize_sans,
 )
 
-try:
+if HAS_CRYPTOGRAPHY:
     from cryptography import x509
     from cryptography.x509.oid import NameOID, ObjectIdentifier
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_IMPORT_ERROR = None
-except ImportError:
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 
-try:
+if HAS_PYASN1:
     from pyasn1.codec.der import decoder as der_decoder
     from pyasn1.codec.der import encoder as der_encoder
     from pyasn1.type import univ
     from pyasn1_modules import rfc2986
-    HAS_PYASN1 = True
-    PYASN1_IMPORT_ERROR = None
-except ImportError:
-    HAS_PYASN1 = False
-    PYASN1_IMPORT_ERROR = traceback.format_exc()
 
 
 OID_RENEWAL_CERTIFICATE = '1.3.6.1.4.1.311.13.1'     # szOID_RENEWAL_CERTIFICATE
@@ -105,16 +96,14 @@ EKU_NAMES = {
 _OID_RE = re.compile(r'^[0-2](\.(0|[1-9][0-9]*))+$')
 
 
-def _require_crypto():
-    if not HAS_CRYPTOGRAPHY:
-        raise InvalidInput('The Python library "cryptography" is required',
-                           remedy='Install cryptography (>= 41) on the node that runs the module.')
+def require_crypto():
+    """MissingLibrary (an AdcsError) when cryptography cannot be imported."""
+    _deps.require('cryptography')
 
 
-def _require_pyasn1():
-    if not HAS_PYASN1:
-        raise InvalidInput('The Python libraries "pyasn1" and "pyasn1_modules" are required (installed with '
-                           'impacket)', remedy='Install impacket (>= 0.12) on the node that runs the module.')
+def require_pyasn1():
+    """MissingLibrary when pyasn1/pyasn1_modules cannot be imported (they come with impacket)."""
+    _deps.require('pyasn1', reason='installed with impacket')
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -157,7 +146,7 @@ def parse_subject(subject):
     """Build an x509.Name from a dict ({'CN': 'x', 'O': 'y'} or a list of pairs), an RFC 4514 string
     ("CN=x,O=y", most specific first) or an OpenSSL string ("/O=y/CN=x", least specific first).
     None or empty gives an empty name."""
-    _require_crypto()
+    require_crypto()
     if not subject:
         return x509.Name([])
     pairs = []
@@ -200,7 +189,7 @@ def parse_subject(subject):
 
 def upn_other_name(upn):
     """x509.OtherName for a UPN: type-id 1.3.6.1.4.1.311.20.2.3, value UTF8String (DER)."""
-    _require_crypto()
+    require_crypto()
     raw = upn.encode('utf-8')
     return x509.OtherName(ObjectIdentifier(OID_UPN), b'\x0c' + der_length(len(raw)) + raw)
 
@@ -213,7 +202,7 @@ def der_length(n):
 
 
 def san_general_names(sans):
-    _require_crypto()
+    require_crypto()
     names = []
     for kind, value in normalize_sans(sans):
         if kind == 'dns':
@@ -230,7 +219,7 @@ def san_general_names(sans):
 
 
 def key_usage_extension(usages):
-    _require_crypto()
+    require_crypto()
     flags = dict((v, False) for v in set(KEY_USAGES.values()))
     for u in usages:
         name = KEY_USAGES.get(u) or KEY_USAGES.get(str(u).strip())
@@ -287,7 +276,7 @@ def template_oid_extension_value(template_oid, major=None, minor=None):
 
 
 def hash_algorithm(hash_name):
-    _require_crypto()
+    require_crypto()
     name = (hash_name or 'sha256').lower().replace('-', '')
     if name not in HASH_OIDS:
         raise InvalidInput('Unsupported hash %r; use sha256, sha384 or sha512' % hash_name)
@@ -302,7 +291,7 @@ def build_csr(key, subject=None, sans=None, key_usage=None, extended_key_usage=N
     ``renewal_certificate`` (x509.Certificate) adds the szOID_RENEWAL_CERTIFICATE attribute required for
     renewals (MS-WCCE 3.1.1.4.3.2.1). ``extra_extensions``: list of (x509.ExtensionType, critical).
     """
-    _require_crypto()
+    require_crypto()
     builder = x509.CertificateSigningRequestBuilder().subject_name(parse_subject(subject))
     names = san_general_names(sans)
     if names:
@@ -343,7 +332,7 @@ def sign(key, data, hash_name):
 
 def add_csr_attribute(csr_der, key, attr_oid, value_der, hash_name='sha256'):
     """Append an attribute (one DER value) to a PKCS#10 and re-sign it with ``key``."""
-    _require_pyasn1()
+    require_pyasn1()
     req, rest = der_decoder.decode(csr_der, asn1Spec=rfc2986.CertificationRequest())
     if rest:
         raise InvalidInput('Trailing data after the PKCS#10 request')
@@ -360,7 +349,7 @@ def add_csr_attribute(csr_der, key, attr_oid, value_der, hash_name='sha256'):
 
 def csr_attributes(csr_der):
     """Return {oid: [value DER, ...]} of a PKCS#10's attributes (for checks and tests)."""
-    _require_pyasn1()
+    require_pyasn1()
     req, _rest = der_decoder.decode(csr_der, asn1Spec=rfc2986.CertificationRequest())
     out = {}
     for attr in req['certificationRequestInfo']['attributes']:
@@ -370,14 +359,14 @@ def csr_attributes(csr_der):
 
 def csr_pem(csr_der):
     """PEM of a PKCS#10 given as DER."""
-    _require_crypto()
+    require_crypto()
     return x509.load_der_x509_csr(csr_der).public_bytes(serialization.Encoding.PEM)
 
 
 def same_request(existing_pem, key, subject, sans):
     """True when ``existing_pem`` holds a request for this key, subject and SANs (ECDSA signatures differ per run,
     so the bytes are not compared)."""
-    _require_crypto()
+    require_crypto()
     try:
         csr = x509.load_pem_x509_csr(existing_pem)
     except (ValueError, TypeError):

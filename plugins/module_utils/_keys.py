@@ -11,18 +11,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import traceback
-
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
 
-try:
+if HAS_CRYPTOGRAPHY:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_IMPORT_ERROR = None
-except ImportError:
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 
 FORMATS = ('pem', 'der')
 RSA_MIN_BITS = 2048
@@ -36,9 +31,7 @@ _CURVE_NAMES = {'SECP256R1': 'secp256r1', 'SECP384R1': 'secp384r1', 'SECP521R1':
 
 
 def _require_crypto():
-    if not HAS_CRYPTOGRAPHY:
-        raise InvalidInput('The Python library "cryptography" is required',
-                           remedy='Install cryptography (>= 41) on the node that runs the module.')
+    _deps.require('cryptography')
 
 
 def normalize_curve(curve):

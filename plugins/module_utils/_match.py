@@ -36,13 +36,12 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
 from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
 from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import FileOutputError
 
-try:
+if HAS_CRYPTOGRAPHY:   # the modules check it (_deps.check)
     from cryptography import x509
     from cryptography.x509.oid import ExtensionOID
-except ImportError:  # reported by the callers through _requests/_certs HAS_CRYPTOGRAPHY
-    x509 = None
 
 REFUSED_SUFFIX = '.refused'
 OID_EXTENSION_REQUEST = '1.2.840.113549.1.9.14'

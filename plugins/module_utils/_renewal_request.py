@@ -17,24 +17,21 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.adcs.enrollment.plugins.module_utils._csr import (
-    OID_RENEWAL_CERTIFICATE, HASH_OIDS, der_length, der_oid, hash_algorithm, _require_crypto, _require_pyasn1, sign,
+    HASH_OIDS, OID_RENEWAL_CERTIFICATE, der_length, der_oid, hash_algorithm, require_crypto, require_pyasn1, sign,
 )
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY, HAS_PYASN1
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
 from ansible_collections.adcs.enrollment.plugins.module_utils._keys import public_key_der
 
-try:
+if HAS_CRYPTOGRAPHY:
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
-except ImportError:  # reported by _csr._require_crypto
-    pass
 
-try:
+if HAS_PYASN1:
     from pyasn1.codec.der import decoder as der_decoder
     from pyasn1.codec.der import encoder as der_encoder
     from pyasn1.type import univ
     from pyasn1_modules import rfc5280, rfc5652
-except ImportError:  # reported by _csr._require_pyasn1
-    pass
 
 OID_PKCS7_DATA = '1.2.840.113549.1.7.1'
 OID_PKCS7_SIGNED = '1.2.840.113549.1.7.2'
@@ -71,8 +68,8 @@ def build_renewal_request(csr_der, old_certificate, old_key, hash_name='sha256')
     ``csr_der`` should come from ``build_csr(..., renewal_certificate=old_certificate)``. Submit it with request
     type CR_IN_PKCS7 (0x300).
     """
-    _require_crypto()
-    _require_pyasn1()
+    require_crypto()
+    require_pyasn1()
     pub = old_certificate.public_key()
     if public_key_der(pub) != public_key_der(old_key.public_key()):
         raise InvalidInput('The key given for renewal does not belong to the certificate being renewed')

@@ -25,34 +25,23 @@ import binascii
 import datetime
 import ipaddress
 import re
-import traceback
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY, HAS_PYASN1
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError, InvalidInput
 
-try:
+if HAS_CRYPTOGRAPHY:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.serialization import pkcs7 as _pkcs7
     from cryptography.hazmat.primitives.serialization import pkcs12
     from cryptography.x509.oid import ExtensionOID
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_IMPORT_ERROR = None
-except ImportError:
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 
-try:
-    from cryptography.hazmat.primitives.serialization import pkcs7 as _pkcs7
-except ImportError:
-    _pkcs7 = None
-
-try:
+if HAS_PYASN1:
     from pyasn1.codec.der import decoder as der_decoder
     from pyasn1.codec.der import encoder as der_encoder
     from pyasn1_modules import rfc2315
-    HAS_PYASN1 = True
-except ImportError:
-    HAS_PYASN1 = False
 
 OID_UPN = '1.3.6.1.4.1.311.20.2.3'
 OID_ENROLL_CERTTYPE = '1.3.6.1.4.1.311.20.2'         # szOID_ENROLL_CERTTYPE_EXTENSION (BMPString name)
@@ -68,10 +57,9 @@ _B64 = re.compile(br'^[A-Za-z0-9+/=\s]+$')
 _UTC = datetime.timezone.utc
 
 
-def _require_crypto():
-    if not HAS_CRYPTOGRAPHY:
-        raise CertificateError('The Python library "cryptography" is required',
-                               remedy='Install cryptography (>= 41) on the node that runs the module.')
+def require_crypto():
+    """MissingLibrary (an AdcsError) when cryptography cannot be imported."""
+    _deps.require('cryptography')
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -83,7 +71,7 @@ def to_bytes(data):
 
 def load_certificate(data):
     """Load one certificate from PEM or DER."""
-    _require_crypto()
+    require_crypto()
     data = to_bytes(data)
     try:
         if data.lstrip().startswith(b'-----'):
@@ -95,14 +83,13 @@ def load_certificate(data):
 
 def parse_pkcs7_certificates(data):
     """Certificates of a PKCS#7/CMS SignedData (DER or PEM), in stored order. Empty SignedData gives []."""
-    _require_crypto()
+    require_crypto()
     data = to_bytes(data)
     if data.lstrip().startswith(b'-----'):
-        if _pkcs7 is not None:
-            try:
-                return list(_pkcs7.load_pem_pkcs7_certificates(data))
-            except ValueError as exc:
-                raise CertificateError('Cannot parse the PKCS#7 certificate chain', detail=str(exc))
+        try:
+            return list(_pkcs7.load_pem_pkcs7_certificates(data))
+        except ValueError as exc:
+            raise CertificateError('Cannot parse the PKCS#7 certificate chain', detail=str(exc))
     if HAS_PYASN1:
         # pyasn1 keeps the order and copes with a SignedData that has no certificates at all.
         try:
@@ -123,18 +110,16 @@ def parse_pkcs7_certificates(data):
             pyasn1_error = exc
     else:
         pyasn1_error = None
-    if _pkcs7 is not None:
-        try:
-            return list(_pkcs7.load_der_pkcs7_certificates(data))
-        except ValueError as exc:
-            raise CertificateError('Cannot parse the PKCS#7 certificate chain', detail=str(pyasn1_error or exc))
-    raise CertificateError('Cannot parse the PKCS#7 certificate chain', detail=str(pyasn1_error))
+    try:
+        return list(_pkcs7.load_der_pkcs7_certificates(data))
+    except ValueError as exc:
+        raise CertificateError('Cannot parse the PKCS#7 certificate chain', detail=str(pyasn1_error or exc))
 
 
 def load_certificates(data, base64_der=False):
     """Every certificate of PEM (several blocks, CERTIFICATE or PKCS7/CMS, text around them ignored), a DER
     certificate or a DER PKCS#7; with ``base64_der`` also of base64 DER without PEM armour."""
-    _require_crypto()
+    require_crypto()
     data = to_bytes(data)
     if b'-----BEGIN ' in data:
         certs = []
@@ -194,7 +179,7 @@ def cert_pem(cert):
 
 
 def encode_certificate(cert, fmt='pem'):
-    _require_crypto()
+    require_crypto()
     if fmt not in FORMATS:
         raise InvalidInput('Unknown format %r (pem or der)' % (fmt,))
     return cert.public_bytes(serialization.Encoding.PEM if fmt == 'pem' else serialization.Encoding.DER)
@@ -202,7 +187,7 @@ def encode_certificate(cert, fmt='pem'):
 
 def encode_chain(certs, fmt='pem'):
     """PEM: concatenated blocks. DER: a PKCS#7 certs-only bundle (one DER file cannot hold several certs)."""
-    _require_crypto()
+    require_crypto()
     if fmt == 'pem':
         return b''.join(encode_certificate(c, 'pem') for c in certs)
     if fmt == 'der':
@@ -212,7 +197,7 @@ def encode_chain(certs, fmt='pem'):
 
 def pkcs12_bundle(key, cert, ca_certs=None, passphrase=None, friendly_name=None):
     """PKCS#12 with key, certificate and CA certificates, encrypted with passphrase (None: unencrypted)."""
-    _require_crypto()
+    require_crypto()
     if passphrase:
         algo = serialization.BestAvailableEncryption(passphrase.encode('utf-8') if isinstance(passphrase, str)
                                                      else passphrase)
@@ -223,7 +208,7 @@ def pkcs12_bundle(key, cert, ca_certs=None, passphrase=None, friendly_name=None)
 
 
 def load_pkcs12(data, passphrase=None):
-    _require_crypto()
+    require_crypto()
     pw = passphrase.encode('utf-8') if isinstance(passphrase, str) else passphrase
     try:
         return pkcs12.load_key_and_certificates(data, pw)
@@ -408,7 +393,7 @@ def certificate_facts(cert):
     ``subject``, ``issuer`` (RFC 4514), ``serial_number`` (hex, upper case), ``not_before``, ``not_after``
     (``YYYY-MM-DDTHH:MM:SSZ``), ``fingerprint_sha256``, ``fingerprint_sha1`` (colon separated, upper case),
     ``subject_alt_names``, ``template``, ``extended_key_usage``, ``public_key``, ``is_ca``."""
-    _require_crypto()
+    require_crypto()
     try:
         eku = [o.dotted_string for o in
                cert.extensions.get_extension_for_oid(ExtensionOID.EXTENDED_KEY_USAGE).value]

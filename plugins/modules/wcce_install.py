@@ -162,12 +162,12 @@ certificate:
   type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _install
-from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
 from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 
 
 def main():
@@ -191,8 +191,7 @@ def main():
         add_file_common_args=True,
         supports_check_mode=True,
     )
-    if not _keys.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=_keys.CRYPTOGRAPHY_IMPORT_ERROR)
+    _deps.check(module, 'cryptography')
     p = module.params
     try:
         result = _install.install(
@@ -202,7 +201,7 @@ def main():
             csr_path=p['csr_path'], staged_csr_path=p['staged_csr_path'],
             private_key_passphrase=p['private_key_passphrase'], private_key_mode=p['private_key_mode'],
             mode=p['mode'], owner=p['owner'], group=p['group'], fmt=p['format'], check_mode=module.check_mode)
-    except WcceError as exc:
+    except AdcsError as exc:
         module.fail_json(msg=exc.to_message(), changed=False)
     module.exit_json(**result)
 

@@ -428,6 +428,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils._directory import (
     enterprise_oid_names, filter_services, list_enrollment_services, list_templates, publishing_cas,
@@ -438,7 +439,6 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
 from ansible_collections.adcs.enrollment.plugins.module_utils._security import (
     SecurityDescriptorError, TemplateAcl, parse_security_descriptor, well_known_name, sid_to_string,
 )
-from ansible_collections.adcs.enrollment.plugins.module_utils._x509 import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
 from ansible_collections.adcs.enrollment.plugins.module_utils._templates import (
     TemplateDecodeError, decode_template, raw_attributes, template_matches,
 )
@@ -599,8 +599,7 @@ def main():
 
     if not _ldap.HAS_LDAP3:
         module.fail_json(msg=missing_required_lib('ldap3'), exception=_ldap.LDAP3_IMPORT_ERROR)
-    if not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=CRYPTOGRAPHY_IMPORT_ERROR)
+    _deps.check(module, 'cryptography')
     if not module.params.get('domain_controller') and not _ldap.HAS_DNSPYTHON:
         module.fail_json(msg=missing_required_lib('dnspython', reason='to find a domain controller (or set domain_controller)'),
                          exception=_ldap.DNSPYTHON_IMPORT_ERROR)

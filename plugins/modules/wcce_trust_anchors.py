@@ -145,10 +145,10 @@ refused:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
-from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
 from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
@@ -172,8 +172,7 @@ def argument_spec():
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            mutually_exclusive=[['password', 'nt_hash']])
-    if not _keys.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=_keys.CRYPTOGRAPHY_IMPORT_ERROR)
+    _deps.check(module, 'cryptography')
     params = module.params
     opened = []
 
