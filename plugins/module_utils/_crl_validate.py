@@ -21,7 +21,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import base64
 import binascii
 import datetime
 import re
@@ -51,7 +50,6 @@ REASON_CODES = {
 }
 
 _PEM_CRL = re.compile(br'-----BEGIN X509 CRL-----(.+?)-----END X509 CRL-----', re.S)
-_B64 = re.compile(br'^[A-Za-z0-9+/=\s]+$')
 
 
 class CrlError(AdcsError):
@@ -101,16 +99,6 @@ def _revocation_date(entry):
 # ---------------------------------------------------------------------------------------------------------------
 # parsing
 # ---------------------------------------------------------------------------------------------------------------
-def _maybe_base64(data):
-    stripped = data.strip()
-    if stripped and _B64.match(stripped):
-        try:
-            return base64.b64decode(b''.join(stripped.split()), validate=True)
-        except (binascii.Error, ValueError):
-            return None
-    return None
-
-
 def load_crl(data):
     """A cryptography CRL from PEM, DER or base64 DER bytes; CrlError when it is none of them."""
     _require()
@@ -125,7 +113,7 @@ def load_crl(data):
         candidates.append(('pem', match.group(0)))
     else:
         candidates.append(('der', data))
-        decoded = _maybe_base64(data)
+        decoded = _x509.decode_base64(data)
         if decoded:
             candidates.append(('der', decoded))
     last = None

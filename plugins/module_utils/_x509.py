@@ -132,7 +132,7 @@ def load_certificates(data, base64_der=False):
     try:
         return _der_certificates(data)
     except CertificateError:
-        decoded = _base64(data) if base64_der else None
+        decoded = decode_base64(data) if base64_der else None
         if not decoded:
             raise
         return _der_certificates(decoded)
@@ -145,7 +145,8 @@ def _der_certificates(data):
         return parse_pkcs7_certificates(data)
 
 
-def _base64(data):
+def decode_base64(data):
+    """The bytes of base64 text (whitespace allowed, nothing else), or None when it is not base64."""
     stripped = data.strip()
     if stripped and _B64.match(stripped):
         try:
