@@ -60,7 +60,7 @@ def write_outputs(module, job):
             continue
         content = content_for(path, crl, p['format'], job.issuer_cert, p['force'])
         specs.append(_staged.FileSpec(path, content, mode=p.get('mode'),
-                                     owner=p.get('owner'), group=p.get('group'), backup=p['backup']))
+                                      owner=p.get('owner'), group=p.get('group'), backup=p['backup']))
     out = {'changed': False}
     if specs:
         result = _staged.ModuleFileWriter(module).write(specs)
