@@ -37,6 +37,7 @@ __metaclass__ = type
 
 import hashlib
 import hmac
+import socket
 import struct
 import sys
 
@@ -211,6 +212,18 @@ def ap_rep_sequence(bind_ack_auth, tgs):
         return None
 
 
+def set_nodelay(rpc_transport):
+    """TCP_NODELAY on the transport's socket (best effort: a transport without a TCP socket is left alone)."""
+    try:
+        sock = rpc_transport.get_socket()
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return True
+    except (AttributeError, OSError):
+        pass
+    return False
+
+
 class VerifyingDCERPC_v5(DCERPC_v5):
     """impacket ``DCERPC_v5`` whose ``recv()`` verifies every reply PDU (see the module docstring)."""
 
@@ -222,6 +235,13 @@ class VerifyingDCERPC_v5(DCERPC_v5):
         self._adcs_in_seq = 0
         self._adcs_handshake = False
         self._adcs_answer = None
+
+    def connect(self):
+        """Connect, then turn Nagle off: a request sent right after an NTLM AUTH3 (which has no reply) would
+        otherwise wait for the server's delayed ACK (up to 200 ms on Windows) on every handshake."""
+        result = DCERPC_v5.connect(self)
+        set_nodelay(self._transport)
+        return result
 
     # -- private state of DCERPC_v5 (name-mangled there) ----------------------------------------------------------
     def _p(self, name, default=None):

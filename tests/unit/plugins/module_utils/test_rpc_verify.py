@@ -595,3 +595,23 @@ def test_undecodable_activation_reply_is_a_protocol_error():
     assert isinstance(exc, _errors.ProtocolError)
     assert exc.to_message().startswith('Activating CCertRequestD failed: the reply from the CA (ca1) could not be '
                                        'decoded; nothing was written; struct.error. What to do: ')
+
+
+def test_client_sockets_turn_nagle_off():
+    """Issue 15: every DCE/RPC client socket gets TCP_NODELAY, so a request right after an AUTH3 (no reply) does not
+    wait for the server's delayed ACK."""
+    import socket
+    from impacket.dcerpc.v5 import transport
+    server = socket.socket()
+    server.bind(('127.0.0.1', 0))
+    server.listen(1)
+    try:
+        rpc = v.VerifyingDCERPC_v5(transport.DCERPCTransportFactory(
+            'ncacn_ip_tcp:127.0.0.1[%d]' % server.getsockname()[1]))
+        rpc.connect()
+        sock = rpc.get_rpc_transport().get_socket()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        rpc.get_rpc_transport().disconnect()
+    finally:
+        server.close()
+    assert v.set_nodelay(object()) is False
