@@ -22,23 +22,26 @@ __metaclass__ = type
 
 import binascii
 import hashlib
-import traceback
 
-CRYPTOGRAPHY_IMPORT_ERROR = None
-try:
+from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
+from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
+from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import (  # noqa: F401 pylint: disable=unused-import
+    CRYPTOGRAPHY_IMPORT_ERROR,
+    HAS_CRYPTOGRAPHY,
+)
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
+    CaUnavailable,
+    InvalidInput,
+    MissingLibrary,
+    WcceError,
+)
+from ansible_collections.adcs.enrollment.plugins.module_utils._ldap import LdapError
+from ansible_collections.adcs.enrollment.plugins.module_utils._templates import TEMPLATE_ATTRIBUTES
+
+if HAS_CRYPTOGRAPHY:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
-    HAS_CRYPTOGRAPHY = True
-except ImportError:
-    x509 = None
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
-
-from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CaUnavailable, InvalidInput, WcceError
-from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
-from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_params
-from ansible_collections.adcs.enrollment.plugins.module_utils._templates import TEMPLATE_ATTRIBUTES
 
 PKS_RDN = 'CN=Public Key Services,CN=Services'
 ENROLLMENT_SERVICE_ATTRIBUTES = ['cn', 'name', 'displayName', 'dNSHostName', 'cACertificate', 'certificateTemplates',
@@ -363,18 +366,17 @@ def select_cas(template, ca_host=None, ca_name=None, directory=None, dns_server=
 def from_params(params):
     """A lazy Directory from the module's connection options, or None when neither domain nor domain_controller is
     given."""
-    if not params.get('domain') and not params.get('domain_controller'):
+    if not _auth.has_directory(params):
         return None
+    ldap_connect = _auth.ldap_connector(params)
 
     def connect():
-        from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
-        if not _ldap.HAS_LDAP3:
+        try:
+            return ldap_connect()
+        except MissingLibrary:
             raise WcceError('The Python library "ldap3" is required to read Active Directory',
                             remedy='Install ldap3, or give ca_host and ca_name and renew_before.')
-        try:
-            settings = _ldap.LdapSettings.from_params(connection_params(params))
-            return _ldap.AdConnection(settings).connect()
-        except _ldap.LdapError as exc:
+        except LdapError as exc:
             raise WcceError('Reading Active Directory failed: %s' % exc,
                             remedy='Check domain, domain_controller, ldap_scheme and the credentials, or give '
                                    'ca_host and ca_name.')
