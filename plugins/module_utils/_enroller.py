@@ -405,4 +405,3 @@ def finish(module, results, many):
     out['msg'] = '%d requests: %s' % (len(results), ', '.join(
         '%s' % (r.get('disposition') or r.get('action')) for r in results))
     module.exit_json(**out)
-
