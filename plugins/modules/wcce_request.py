@@ -529,8 +529,8 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
 from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _directory
 from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
-from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 
 
@@ -557,7 +557,7 @@ def main():
     enroller = _enroller.Enroller(
         auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
         dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
-        writer=_files.ModuleFileWriter(module), check_mode=module.check_mode, auth_error=auth_error,
+        writer=_staged.ModuleFileWriter(module), check_mode=module.check_mode, auth_error=auth_error,
         anchors=anchors)
     try:
         with enroller:
