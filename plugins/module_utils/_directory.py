@@ -10,8 +10,8 @@ AD CS objects in the configuration partition (MS-ADTS / MS-WCCE 2.2.2.11):
   cACertificate, certificateTemplates = names of the templates the CA publishes)
 - CN=OID,...: msPKI-Enterprise-Oid (display names of template and issuance policy OIDs)
 
-The listing functions work on any object with the AdConnection.search() interface; cryptography is optional
-(certificate facts). ``Directory`` is a lazy, cached connection for the enroller (services, template renewal
+The listing functions work on any object with the AdConnection.search() interface (certificate facts from
+``_x509``). ``Directory`` is a lazy, cached connection for the enroller (services, template renewal
 periods, templates, accounts; ``from_params()`` builds it from module options); ``select_cas()`` turns the options
 or the enrollment services into the ``CaTarget`` list to try, in order.
 """
@@ -22,13 +22,18 @@ __metaclass__ = type
 
 import binascii
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
+from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
 from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
 from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
-    CaUnavailable, CertificateError, InvalidInput, WcceError,
+    CaUnavailable,
+    CertificateError,
+    InvalidInput,
+    MissingLibrary,
+    WcceError,
 )
-from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
-from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_params
+from ansible_collections.adcs.enrollment.plugins.module_utils._ldap import LdapError
 from ansible_collections.adcs.enrollment.plugins.module_utils._templates import TEMPLATE_ATTRIBUTES
 
 PKS_RDN = 'CN=Public Key Services,CN=Services'
@@ -333,18 +338,17 @@ def select_cas(template, ca_host=None, ca_name=None, directory=None, dns_server=
 def from_params(params):
     """A lazy Directory from the module's connection options, or None when neither domain nor domain_controller is
     given."""
-    if not params.get('domain') and not params.get('domain_controller'):
+    if not _auth.has_directory(params):
         return None
+    ldap_connect = _auth.ldap_connector(params)
 
     def connect():
-        from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
-        if not _ldap.HAS_LDAP3:
+        try:
+            return ldap_connect()
+        except MissingLibrary:
             raise WcceError('The Python library "ldap3" is required to read Active Directory',
                             remedy='Install ldap3, or give ca_host and ca_name and renew_before.')
-        try:
-            settings = _ldap.LdapSettings.from_params(connection_params(params))
-            return _ldap.AdConnection(settings).connect()
-        except _ldap.LdapError as exc:
+        except LdapError as exc:
             raise WcceError('Reading Active Directory failed: %s' % exc,
                             remedy='Check domain, domain_controller, ldap_scheme and the credentials, or give '
                                    'ca_host and ca_name.')

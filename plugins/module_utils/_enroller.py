@@ -12,8 +12,8 @@ per CA, CAs from the options or the directory, the next one when a CA is unavail
 and write the outputs all-or-nothing (``_outputs``). Pending requests return their request ID.
 
 Results: ``base_result``/``failure_result``/``plan_diff`` (the result dict of one request, --diff), ``summary``
-and ``finish`` (the module's exit). Failures raise ``_errors.WcceError`` subclasses whose ``to_message()`` names
-the HRESULT, its meaning, the request ID and what to do.
+and ``finish`` (the module's exit). Failures raise ``_errors.AdcsError`` subclasses (``WcceError`` for the CA)
+whose ``to_message()`` names the HRESULT, its meaning, the request ID and what to do.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -34,7 +34,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
 from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal_request
 from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._ca_session import CaPool, name_the_ca
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError, WcceError
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, CertificateError, WcceError
 from ansible_collections.adcs.enrollment.plugins.module_utils._outputs import Outputs
 from ansible_collections.adcs.enrollment.plugins.module_utils._plan import (
     ACTION_ENROLL,
@@ -104,7 +104,7 @@ class Enroller(object):
                     _journal.recover(output_paths(spec).values())
                 plan = plan_request(spec, now=self.now, template_renewal_days=renewal_days)
                 results.append(self.execute(plan))
-            except WcceError as exc:
+            except AdcsError as exc:
                 results.append(failure_result(spec, exc))
         if self.directory is not None and self.directory.error:
             for result in results:
@@ -315,18 +315,19 @@ def base_result(plan):
 
 
 def failure_result(spec, exc):
-    out = {
+    """The result of a request that failed with ``exc`` (an AdcsError; WcceErrors add request ID and detail)."""
+    request_id, detail = getattr(exc, 'request_id', None), getattr(exc, 'detail', None)
+    return {
         'failed': True,
         'changed': False,
         'msg': exc.to_message(),
         'template': spec.get('template'),
         'certificate_path': spec.get('certificate_path'),
-        'request_id': exc.request_id if exc.request_id is not None else spec.get('request_id'),
+        'request_id': request_id if request_id is not None else spec.get('request_id'),
         'disposition': 'denied' if isinstance(exc, (_errors.RequestDenied, _errors.BadRequest)) else 'error',
-        'disposition_message': exc.detail if isinstance(exc.detail, str) else None,
+        'disposition_message': detail if isinstance(detail, str) else None,
         'error': exc.to_dict(),
     }
-    return out
 
 
 def _cert_view(cert):

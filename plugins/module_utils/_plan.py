@@ -30,12 +30,11 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     WcceError,
 )
 
-try:
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
+
+if HAS_CRYPTOGRAPHY:  # else reported by the module (_deps.check)
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
-except ImportError:  # reported by the callers through _requests/_certs HAS_CRYPTOGRAPHY
-    x509 = None
-    serialization = None
 
 ACTION_NONE = 'none'
 ACTION_ENROLL = 'enroll'

@@ -20,28 +20,22 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
 from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
-from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_argument_spec
-
-CURVES = ['secp256r1', 'secp384r1', 'secp521r1']
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
+    connection_argument_spec,
+    key_argument_spec,
+    subject_argument_spec,
+)
 
 
 def request_options(top_level=True):
-    """argument_spec of the per-request options; top-level ones carry the defaults."""
+    """argument_spec of the per-request options (with _argspec's key and subject options); top-level ones carry
+    the defaults."""
     spec = dict(
         template=dict(type='str'),
         csr_path=dict(type='path'),
         csr_content=dict(type='str'),
-        private_key_path=dict(type='path'),
-        private_key_passphrase=dict(type='str', no_log=True),
-        private_key_mode=dict(type='raw', no_log=False),
-        key_type=dict(type='str', choices=['rsa', 'ecdsa']),
-        key_size=dict(type='int'),
-        curve=dict(type='str', choices=CURVES),
         regenerate_key=dict(type='bool', default=False),
         renewal_request=dict(type='bool', default=True),
-        subject=dict(type='raw'),
-        common_name=dict(type='str'),
-        subject_alt_name=dict(type='list', elements='str'),
         certificate_path=dict(type='path'),
         chain_path=dict(type='path'),
         fullchain_path=dict(type='path'),
@@ -53,6 +47,8 @@ def request_options(top_level=True):
         request_id=dict(type='int'),
         backup=dict(type='bool', default=False),
     )
+    spec.update(key_argument_spec())        # no defaults: derived per request
+    spec.update(subject_argument_spec())
     if not top_level:
         for option in spec.values():
             option.pop('default', None)

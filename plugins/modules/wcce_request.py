@@ -37,10 +37,23 @@ description:
   - A request that the CA holds for a certificate manager's approval is not a failure; the module returns
     RV(disposition=pending) and the RV(request_id) to retrieve the certificate later with O(request_id).
   - Several requests (O(requests)) are enrolled over one authenticated DCOM session.
+  - O(private_key_path) is required unless a CSR is given. A generated key is RSA with 2048 bits, or ECDSA on
+    C(secp256r1) when only O(curve) is set, unless O(key_type), O(key_size) and O(curve) say otherwise; the template's
+    minimum key size applies (the CA refuses smaller keys with C(CERTSRV_E_KEY_LENGTH)). O(private_key_mode) also
+    applies to the PKCS#12 bundle; new keys get C(0600), an existing key keeps its mode unless it is set, and O(mode)
+    applies to the certificate, chain and full chain files.
+  - Templates that build the subject from Active Directory ignore O(subject); leave it out for them. When
+    O(subject) is set, a certificate with another subject is replaced and an issued certificate with another subject
+    is refused; a certificate that lacks one of the O(subject_alt_name) is replaced (names the CA adds from Active
+    Directory do not count).
+  - With O(csr_path) or O(csr_content), O(subject), O(common_name), O(subject_alt_name) (exactly those names),
+    O(key_type), O(key_size) and O(curve) are what the CSR must have.
 author:
   - adcs.enrollment maintainers (@adcs-enrollment)
 extends_documentation_fragment:
   - adcs.enrollment.connection
+  - adcs.enrollment.key
+  - adcs.enrollment.subject
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
@@ -96,41 +109,6 @@ options:
     description:
       - The PKCS#10 request as PEM text. Mutually exclusive with O(csr_path).
     type: str
-  private_key_path:
-    description:
-      - Private key file (PEM or DER, PKCS#1/PKCS#8/SEC1). Generated (PEM PKCS#8) when missing.
-      - Required unless a CSR is given.
-    type: path
-  private_key_passphrase:
-    description:
-      - Passphrase of the private key; a generated key is encrypted with it.
-    type: str
-  private_key_mode:
-    description:
-      - Mode of the private key file and the PKCS#12 bundle. New keys default to C(0600); an existing key keeps its
-        mode unless this is set. O(mode) applies to the certificate, chain and full chain files.
-      - Taken as M(ansible.builtin.file) takes O(mode); an integer is the mode itself (YAML C(0640) unquoted), a
-        string is octal (C('0640')) or symbolic (C(u=rw,g=r)).
-      - A mode that lets the group write or gives others any access (any bit of C(0027)) is refused.
-    type: raw
-  key_type:
-    description:
-      - Type of a generated key. Defaults to C(rsa) (C(ecdsa) when O(curve) is set).
-      - When set, an existing key of another type or size makes the module fail (or replace it with
-        O(regenerate_key=true)).
-    type: str
-    choices: [rsa, ecdsa]
-  key_size:
-    description:
-      - Size in bits of a generated RSA key (2048 to 8192); defaults to C(2048). The template's minimum key size
-        applies (the CA refuses smaller keys with C(CERTSRV_E_KEY_LENGTH)).
-    type: int
-  curve:
-    description:
-      - Curve of a generated ECDSA key; defaults to C(secp256r1).
-      - With O(csr_path) or O(csr_content), O(key_type), O(key_size) and O(curve) are what the CSR's key must be.
-    type: str
-    choices: [secp256r1, secp384r1, secp521r1]
   regenerate_key:
     description:
       - Generate a new private key whenever a certificate is requested (first enrollment and every renewal), instead
@@ -143,27 +121,6 @@ options:
         C(1.3.6.1.4.1.311.13.1) renewal certificate attribute). Set to V(false) to always send a new request.
     type: bool
     default: true
-  subject:
-    description:
-      - "Subject of the request, as a dictionary (for example C({CN: web01.example.com, O: Example})), an RFC 4514
-        string (C(CN=web01.example.com,O=Example)) or an OpenSSL-style string (C(/O=Example/CN=web01.example.com))."
-      - Templates that build the subject from Active Directory ignore it; leave it out for them.
-      - When set, a certificate with another subject is replaced, and an issued certificate with another subject is
-        refused.
-      - With O(csr_path) or O(csr_content), the subject the CSR must have.
-    type: raw
-  common_name:
-    description:
-      - Common name of the subject (a shortcut for a O(subject) with only C(CN)).
-      - With O(csr_path) or O(csr_content), the common name the CSR must have.
-    type: str
-  subject_alt_name:
-    description:
-      - Subject alternative names, each C(DNS:name), C(IP:address), C(UPN:user@realm), C(email:addr) or C(URI:uri).
-      - A certificate that lacks one of them is replaced (names the CA adds from Active Directory do not count).
-      - With O(csr_path) or O(csr_content), exactly the names the CSR must have.
-    type: list
-    elements: str
   certificate_path:
     description:
       - Where the certificate is written (and read, to decide whether a new one is needed).
@@ -565,7 +522,7 @@ error:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
@@ -574,38 +531,28 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _directory
 from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
 from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
 from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
-
-try:
-    import impacket  # noqa: F401, pylint: disable=unused-import
-    HAS_IMPACKET = True
-    IMPACKET_IMPORT_ERROR = None
-except ImportError:
-    HAS_IMPACKET = False
-    IMPACKET_IMPORT_ERROR = traceback.format_exc()
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 
 
 def main():
     module = AnsibleModule(argument_spec=_request_spec.argument_spec(), **_request_spec.module_kwargs())
-    if not HAS_IMPACKET:
-        module.fail_json(msg=missing_required_lib('impacket'), exception=IMPACKET_IMPORT_ERROR)
-    _deps.check(module, 'cryptography')
+    _deps.check(module, 'impacket', 'cryptography')
     params = module.params
     many = bool(params.get('requests'))
     try:
         specs = _request_spec.normalize_requests(params)
-    except WcceError as exc:
+    except AdcsError as exc:
         module.fail_json(msg=exc.to_message())
     auth, auth_error = None, None
     try:
         auth = _auth.dcom_auth(params)
-    except WcceError as exc:
+    except AdcsError as exc:
         auth_error = exc
     directory = _directory.from_params(params)
     try:
         anchors = _anchors.AnchorSource.from_params(
             params, connect_directory=(lambda: directory.conn) if directory is not None else None)
-    except WcceError as exc:
+    except AdcsError as exc:
         module.fail_json(msg=exc.to_message())
     enroller = _enroller.Enroller(
         auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
@@ -615,7 +562,7 @@ def main():
     try:
         with enroller:
             results = enroller.run(specs)
-    except WcceError as exc:
+    except AdcsError as exc:
         module.fail_json(msg=exc.to_message(), error=exc.to_dict())
     except Exception as exc:  # never a bare traceback to the user
         module.fail_json(msg='Unexpected error during enrollment: %s: %s' % (type(exc).__name__, exc),

@@ -6,7 +6,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import pytest
-from ansible_collections.adcs.enrollment.plugins.module_utils import _directory, _errors
+from ansible_collections.adcs.enrollment.plugins.module_utils import _auth, _directory, _errors, _ldap
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import (
     FakeDirectory,
     SERVICES,
@@ -65,3 +65,21 @@ def test_an_unreadable_directory_says_why_and_falls_back():
 def test_no_directory_without_domain_or_domain_controller():
     assert _directory.from_params({'domain': None, 'domain_controller': None}) is None
     assert isinstance(_directory.from_params({'domain': 'lab.adcs.test'}), _directory.Directory)
+
+
+@pytest.mark.parametrize('error, message', [
+    (_ldap.LdapError('no DC answered'), 'Reading Active Directory failed: no DC answered'),
+    (_errors.MissingLibrary('no ldap3', library='ldap3'), 'The Python library "ldap3" is required to read Active '
+                                                          'Directory'),
+])
+def test_directory_failures_say_what_to_do(monkeypatch, error, message):
+    def connector(params):
+        def connect(domain_controller=None):
+            raise error
+        return connect
+
+    monkeypatch.setattr(_auth, 'ldap_connector', connector)
+    d = _directory.from_params({'domain': 'lab.adcs.test'})
+    with pytest.raises(_errors.WcceError) as err:
+        d.conn  # pylint: disable=pointless-statement
+    assert err.value.summary == message and 'ca_host and ca_name' in err.value.remedy

@@ -15,15 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors, _plan
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import (
-    FakeClient,
-    NOW,
-    PEM,
-    enroller,
-    issue,
-    spec,
-    spki,
-    write_cert,
-    write_key,
+    FakeClient, NOW, PEM, enroller, issue, spec, spki, write_cert, write_key,
 )
 
 
