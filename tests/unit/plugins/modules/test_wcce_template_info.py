@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils import _security as s
+from ansible_collections.adcs.enrollment.plugins.module_utils import _template_report
 from ansible_collections.adcs.enrollment.plugins.module_utils._templates import encode_period
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_template_info
 from module_harness import run_module  # noqa: E402
@@ -360,7 +361,7 @@ def test_connection_error_is_clean(monkeypatch, directory):
 def test_unexpected_error_is_reported_without_crash(monkeypatch, directory):
     def boom(*args, **kwargs):
         raise RuntimeError('kaboom')
-    monkeypatch.setattr(wcce_template_info, 'list_templates', boom)
+    monkeypatch.setattr(_template_report, 'list_templates', boom)
     out = run(CONN)
     assert out.failed and 'kaboom' in out.result['msg']
 
