@@ -150,6 +150,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _trust_store
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
 from ansible_collections.adcs.enrollment.plugins.module_utils._options import (
     connection_argument_spec,
@@ -195,7 +196,7 @@ def main():
         has_directory = bool(params.get('domain') or params.get('domain_controller'))
         source = _anchors.AnchorSource.from_params(params, connect_directory=directory if has_directory else None,
                                                    directory_always=params['from_ad'])
-        result = _anchors.trust_store_selection(
+        result = _trust_store.trust_store_selection(
             certificates=params['certificates'], host_certificates=params['host_certificates'],
             from_ad=params['from_ad'], ca_names=params['ca_names'], source=source,
             directory=directory() if params['from_ad'] and source.connect_directory is not None else None)
