@@ -24,7 +24,8 @@ from cryptography.x509.oid import NameOID
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils import _security as s
 from ansible_collections.adcs.enrollment.plugins.module_utils import _template_report
-from ansible_collections.adcs.enrollment.plugins.module_utils._templates import encode_period
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.templates import encode_period
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import security as sd_build
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_template_info
 from module_harness import run_module  # noqa: E402
 
@@ -164,13 +165,13 @@ CA_DER = ca_certificate()
 
 def template_sd(extra=None):
     aces = [
-        s.build_ace(s.ACCESS_DENIED_OBJECT_ACE_TYPE, SIDS['denied'], s.ADS_RIGHT_DS_CONTROL_ACCESS, s.ENROLL),
-        s.build_ace(s.ACCESS_ALLOWED_ACE_TYPE, SIDS['admins'], s.DS_FULL_CONTROL),
-        s.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, SIDS['enroller'], s.ADS_RIGHT_DS_CONTROL_ACCESS, s.ENROLL),
-        s.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, SIDS['group'], s.ADS_RIGHT_DS_CONTROL_ACCESS, s.ENROLL),
-        s.build_ace(s.ACCESS_ALLOWED_ACE_TYPE, 'S-1-5-11', 0x20094),
+        sd_build.build_ace(s.ACCESS_DENIED_OBJECT_ACE_TYPE, SIDS['denied'], s.ADS_RIGHT_DS_CONTROL_ACCESS, s.ENROLL),
+        sd_build.build_ace(s.ACCESS_ALLOWED_ACE_TYPE, SIDS['admins'], s.DS_FULL_CONTROL),
+        sd_build.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, SIDS['enroller'], s.ADS_RIGHT_DS_CONTROL_ACCESS, s.ENROLL),
+        sd_build.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, SIDS['group'], s.ADS_RIGHT_DS_CONTROL_ACCESS, s.ENROLL),
+        sd_build.build_ace(s.ACCESS_ALLOWED_ACE_TYPE, 'S-1-5-11', 0x20094),
     ] + (extra or [])
-    return s.build_security_descriptor(aces, owner=SIDS['admins'], group=SIDS['admins'])
+    return sd_build.build_security_descriptor(aces, owner=SIDS['admins'], group=SIDS['admins'])
 
 
 @pytest.fixture
@@ -191,14 +192,14 @@ def directory(monkeypatch):
           msPKI_Template_Schema_Version=2, msPKI_Cert_Template_OID='1.2.3.4.1.100', msPKI_Enrollment_Flag=2,
           msPKI_Private_Key_Flag=0x01010010 - 0x01010000, msPKI_Certificate_Name_Flag=1, msPKI_Minimal_Key_Size=2048,
           msPKI_Certificate_Application_Policy='1.3.6.1.5.5.7.3.1', msPKI_Supersede_Templates='WebServer',
-          nTSecurityDescriptor=template_sd([s.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, SIDS['group'],
+          nTSecurityDescriptor=template_sd([sd_build.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, SIDS['group'],
                                                         s.ADS_RIGHT_DS_CONTROL_ACCESS, s.AUTOENROLL)]))
     d.add('CN=User,' + TEMPLATES, objectClass=['top', 'pKICertificateTemplate'], cn='User', displayName='User', flags=66106,
           pKIExpirationPeriod=encode_period(days=365), pKIOverlapPeriod=encode_period(days=42),
           msPKI_Template_Schema_Version=1, msPKI_Cert_Template_OID='1.2.3.4.1.1', msPKI_Certificate_Name_Flag=-1509949440,
           pKIExtendedKeyUsage=['1.3.6.1.4.1.311.10.3.4', '1.3.6.1.5.5.7.3.4', '1.3.6.1.5.5.7.3.2'],
-          nTSecurityDescriptor=s.build_security_descriptor(
-              [s.build_ace(s.ACCESS_ALLOWED_ACE_TYPE, SIDS['admins'], s.DS_FULL_CONTROL)], owner=SIDS['admins']))
+          nTSecurityDescriptor=sd_build.build_security_descriptor(
+              [sd_build.build_ace(s.ACCESS_ALLOWED_ACE_TYPE, SIDS['admins'], s.DS_FULL_CONTROL)], owner=SIDS['admins']))
     d.add('CN=Unpublished,' + TEMPLATES, objectClass=['top', 'pKICertificateTemplate'], cn='Unpublished',
           msPKI_Template_Schema_Version=2, nTSecurityDescriptor=template_sd())
     d.add('CN=LAB-CA,' + SERVICES, objectClass=['top', 'pKIEnrollmentService'], cn='LAB-CA', displayName='LAB-CA',
