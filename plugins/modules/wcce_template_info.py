@@ -21,6 +21,7 @@ description:
   - Explains what a request for the template must carry (RV(templates[].requirements)), who holds the Enroll and
     AutoEnroll extended rights, whether the bind account (or O(principal)) may enroll and why not, and which CAs
     publish the template.
+  - The enterprise CAs with their CA certificates are listed by M(adcs.enrollment.wcce_ca_info).
   - Changes nothing.
 author:
   - adcs.enrollment maintainers (@adcs-enrollment)
@@ -77,6 +78,7 @@ notes:
   - The CA evaluates the same Enroll right when it receives a request; DCOM enrollment additionally requires
     membership of C(Certificate Service DCOM Access) on the CA.
 seealso:
+  - module: adcs.enrollment.wcce_ca_info
   - name: MS-CRTD
     description: Certificate Templates Structure.
     link: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-crtd/
@@ -108,19 +110,16 @@ EXAMPLES = r'''
     published_only: true
   register: all_templates
 
-- name: List the enterprise CAs only (Kerberos from a keytab)
+- name: Only the templates published by one CA, without rights (Kerberos from a keytab)
   adcs.enrollment.wcce_template_info:
     domain: example.com
     auth: kerberos
     username: svc-enroll
     kerberos_keytab: /etc/svc-enroll.keytab
-    names: [none-wanted]
+    ca_name: EXAMPLE-CA
+    published_only: true
     check_rights: false
-  register: cas
-
-- name: Show CA names and expiry
-  ansible.builtin.debug:
-    msg: "{{ cas.certificate_authorities | map(attribute='certificate_not_after') }}"
+  register: published
 '''
 
 RETURN = r'''
@@ -167,7 +166,10 @@ missing:
   elements: str
   sample: []
 certificate_authorities:
-  description: Enterprise CAs (enrollment services), filtered by O(ca_name) and O(ca_host) when set.
+  description:
+    - Enterprise CAs (enrollment services), filtered by O(ca_name) and O(ca_host) when set.
+    - Deprecated, the list of CAs is M(adcs.enrollment.wcce_ca_info)'s job (with every CA certificate); this key will
+      be removed in a future major release. RV(templates[].cas) stays.
   returned: success
   type: list
   elements: dict
