@@ -51,6 +51,13 @@ options:
         description: PEM text.
         type: str
         required: true
+      verify:
+        description:
+          - Treat the entry like one of O(host_certificates) (kept only when independently verified anchors vouch
+            for it), as the M(adcs.enrollment.trust) role does for files from the managed host and chain files.
+        type: bool
+        default: false
+        version_added: 1.2.0
   host_certificates:
     description:
       - Certificates read from files on the managed host, with O(host_certificates[].name) and
@@ -162,7 +169,8 @@ def argument_spec():
     entry = dict(name=dict(type='str', required=True), content=dict(type='str', required=True))
     spec = connection_argument_spec()
     spec.update(
-        certificates=dict(type='list', elements='dict', default=[], options=entry),
+        certificates=dict(type='list', elements='dict', default=[],
+                          options=dict(entry, verify=dict(type='bool', default=False))),
         host_certificates=dict(type='list', elements='dict', default=[], options=dict(entry)),
         from_ad=dict(type='bool', default=False),
         ca_names=dict(type='list', elements='str', default=[]),
@@ -197,7 +205,8 @@ def main():
         source = _anchors.AnchorSource.from_params(params, connect_directory=directory if has_directory else None,
                                                    directory_always=params['from_ad'])
         result = _trust_store.trust_store_selection(
-            certificates=params['certificates'], host_certificates=params['host_certificates'],
+            certificates=[c for c in params['certificates'] if not c['verify']],
+            host_certificates=params['host_certificates'] + [c for c in params['certificates'] if c['verify']],
             from_ad=params['from_ad'], ca_names=params['ca_names'], source=source,
             directory=directory() if params['from_ad'] and source.connect_directory is not None else None)
     except WcceError as exc:

@@ -72,6 +72,24 @@ def test_host_files_only_with_independent_anchors():
                             'verified anchors (ca_fingerprint)' % _anchors.fingerprint(rogue_root)]
 
 
+
+def test_certificates_with_verify_are_host_certificates():
+    """The trust role passes every source in ``certificates``; ``verify`` marks the host files and chain files."""
+    pki = wcce_pki.pki()
+    rogue_root = rogue_pki()[0]
+    entries = [{'name': 'corp', 'content': pem(pki.root)}, {'name': 'web', 'content': pem(pki.ca, pki.root, rogue_root),
+                                                            'verify': True}]
+    out = run({'certificates': entries})
+    assert out.failed and out.result['msg'].startswith(
+        'CA certificates from files on the managed host are installed only when they are among independently')
+    out = run({'certificates': entries, 'ca_fingerprint': [_anchors.fingerprint(pki.root)]})
+    assert not out.failed, out.result
+    assert [(r['name'], r['source']) for r in out.result['roots']] == [('corp', 'certificates')]
+    assert [(r['name'], r['subject'], r['source']) for r in out.result['intermediates']] == [
+        ('web', 'CN=LAB-CA', 'host')]
+    assert [(r['name'], r['subject']) for r in out.result['refused']] == [('web', 'CN=LAB Root CA')]
+
+
 class FakeAd(object):
     directory = None
 
