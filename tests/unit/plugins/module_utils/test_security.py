@@ -230,7 +230,7 @@ def test_deny_generic_all():
 def test_other_extended_right_or_read_only_does_not_count():
     other_right = '00299570-246d-11d0-a768-00aa006e0529'  # User-Force-Change-Password
     sd = sd_build.build_security_descriptor([allow_obj(OTHER, other_right), allow(OTHER, READ),
-                                      allow_obj(OTHER, s.ENROLL, mask=0x10)])  # READ_PROP on the GUID: not control access
+                                             allow_obj(OTHER, s.ENROLL, mask=0x10)])  # READ_PROP on the GUID: not control access
     assert sd_build.can_enroll(sd, [OTHER])[0] is False
     rights = s.TemplateAcl(sd).rights()
     assert rights['enroll'] == {'allowed': [], 'denied': []}

@@ -82,7 +82,7 @@ def directory(monkeypatch):
           msPKI_Private_Key_Flag=0x01010010 - 0x01010000, msPKI_Certificate_Name_Flag=1, msPKI_Minimal_Key_Size=2048,
           msPKI_Certificate_Application_Policy='1.3.6.1.5.5.7.3.1', msPKI_Supersede_Templates='WebServer',
           nTSecurityDescriptor=template_sd([sd_build.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, SIDS['group'],
-                                                        s.ADS_RIGHT_DS_CONTROL_ACCESS, s.AUTOENROLL)]))
+                                                               s.ADS_RIGHT_DS_CONTROL_ACCESS, s.AUTOENROLL)]))
     d.add('CN=User,' + TEMPLATES, objectClass=['top', 'pKICertificateTemplate'], cn='User', displayName='User', flags=66106,
           pKIExpirationPeriod=encode_period(days=365), pKIOverlapPeriod=encode_period(days=42),
           msPKI_Template_Schema_Version=1, msPKI_Cert_Template_OID='1.2.3.4.1.1', msPKI_Certificate_Name_Flag=-1509949440,

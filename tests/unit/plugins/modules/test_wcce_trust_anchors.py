@@ -72,7 +72,6 @@ def test_host_files_only_with_independent_anchors():
                             'verified anchors (ca_fingerprint)' % _anchors.fingerprint(rogue_root)]
 
 
-
 def test_certificates_with_verify_are_host_certificates():
     """The trust role passes every source in ``certificates``; ``verify`` marks the host files and chain files."""
     pki = wcce_pki.pki()
