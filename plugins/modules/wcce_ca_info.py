@@ -171,16 +171,11 @@ certificate_authorities:
           type: bool
 '''
 
-import traceback
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils._ca_report import ca_report
-from ansible_collections.adcs.enrollment.plugins.module_utils._discovery import HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR
-from ansible_collections.adcs.enrollment.plugins.module_utils._options import (
-    connection_argument_spec, connection_module_kwargs, connection_params,
-)
+from ansible_collections.adcs.enrollment.plugins.module_utils._info import run_report
+from ansible_collections.adcs.enrollment.plugins.module_utils._options import connection_argument_spec, connection_module_kwargs
 
 
 def main():
@@ -190,32 +185,7 @@ def main():
         include_pem=dict(type='bool', default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **connection_module_kwargs())
-
-    if not _ldap.HAS_LDAP3:
-        module.fail_json(msg=missing_required_lib('ldap3'), exception=_ldap.LDAP3_IMPORT_ERROR)
-    if not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=CRYPTOGRAPHY_IMPORT_ERROR)
-    if not module.params.get('domain_controller') and not _ldap.HAS_DNSPYTHON:
-        module.fail_json(msg=missing_required_lib('dnspython', reason='to find a domain controller (or set domain_controller)'),
-                         exception=_ldap.DNSPYTHON_IMPORT_ERROR)
-    if module.params.get('auth') == 'kerberos' and not _ldap.HAS_GSSAPI:
-        module.fail_json(msg=missing_required_lib('gssapi', reason='for auth=kerberos'), exception=_ldap.GSSAPI_IMPORT_ERROR)
-
-    try:
-        conn = _ldap.AdConnection(_ldap.LdapSettings.from_params(connection_params(module.params)))
-        conn.connect()
-    except _ldap.LdapError as exc:
-        module.fail_json(msg=str(exc))
-    try:
-        result = ca_report(conn, module.params)
-    except _ldap.LdapError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # never a bare traceback to the user
-        module.fail_json(msg='unexpected error reading the enrollment services: %s' % exc,
-                         exception=traceback.format_exc())
-    finally:
-        conn.close()
-    module.exit_json(changed=False, **result)
+    run_report(module, ca_report, 'the enrollment services')
 
 
 if __name__ == '__main__':
