@@ -15,8 +15,7 @@ __metaclass__ = type
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
 from ansible_collections.adcs.enrollment.plugins.module_utils._discovery import (
-    ENROLLMENT_SERVICE_ATTRIBUTES, certificate_facts, decode_enrollment_service, enrollment_services_dn,
-    filter_services,
+    ENROLLMENT_SERVICE_ATTRIBUTES, decode_enrollment_service, enrollment_services_dn, filter_services,
 )
 
 try:
@@ -66,12 +65,12 @@ def select_services(services, names=(), ca_name=None, ca_host=None):
 
 
 def certificate_entry(cert, current=False, include_pem=True):
-    """Facts of one CA certificate plus its classification: ``ca`` (basicConstraints CA:TRUE), ``self_signed``
-    (self-issued and its self-signature verifies) and ``current`` (the one that expires last)."""
-    facts = certificate_facts(_certs.cert_der(cert))
-    if not include_pem:
-        facts.pop('pem', None)
-    facts.update(ca=_anchors.is_ca(cert), self_signed=_anchors.is_self_signed(cert), current=current)
+    """The facts of one CA certificate (the one facts schema, with ``is_ca``), its ``pem`` and its classification:
+    ``self_signed`` (self-issued and its self-signature verifies) and ``current`` (the one that expires last)."""
+    facts = _certs.certificate_facts(cert)
+    if include_pem:
+        facts['pem'] = _certs.cert_pem(cert).decode('ascii')
+    facts.update(self_signed=_anchors.is_self_signed(cert), current=current)
     return facts
 
 

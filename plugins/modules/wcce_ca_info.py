@@ -18,7 +18,8 @@ description:
     LDAP with the same connection options as M(adcs.enrollment.wcce_template_info).
   - For each CA returns its name, DNS host, the templates it publishes and every CA certificate it holds in
     C(cACertificate) (several after a CA certificate renewal), each with its facts, its classification (CA
-    certificate, self-signed, current) and optionally its PEM.
+    certificate, self-signed, current) and optionally its PEM; the facts have the schema of the other modules'
+    certificate facts (RV(certificate_authorities[].certificates[].fingerprint_sha256), ...).
   - This is the list of CAs; M(adcs.enrollment.wcce_template_info) describes templates and enrollment rights.
   - Changes nothing.
 author:
@@ -142,7 +143,7 @@ certificate_authorities:
           description: Issuer (RFC 4514).
           type: str
         serial_number:
-          description: Serial number (hex).
+          description: Serial number (hex, upper case).
           type: str
         not_before:
           description: Start of validity (UTC, ISO 8601).
@@ -151,18 +152,29 @@ certificate_authorities:
           description: End of validity (UTC, ISO 8601).
           type: str
           sample: '2031-01-01T00:00:00Z'
-        sha256_fingerprint:
-          description: SHA-256 fingerprint, colon separated.
+        fingerprint_sha256:
+          description: SHA-256 fingerprint (colon-separated upper-case hex).
           type: str
-        sha1_fingerprint:
-          description: SHA-1 fingerprint (thumbprint), colon separated.
-          type: str
+        subject_alt_names:
+          description: Subject alternative names (C(DNS:...), C(IP:...), ...).
+          type: list
+          elements: str
+        template:
+          description: Template named in the certificate (C(name), C(oid), C(major_version), C(minor_version)).
+          type: dict
+        extended_key_usage:
+          description: Extended key usage OIDs.
+          type: list
+          elements: str
+        public_key:
+          description: Key type and size or curve.
+          type: dict
+        is_ca:
+          description: The certificate is a CA certificate (basicConstraints CA:TRUE).
+          type: bool
         pem:
           description: The certificate in PEM; only with O(include_pem=true).
           type: str
-        ca:
-          description: The certificate is a CA certificate (basicConstraints CA:TRUE).
-          type: bool
         self_signed:
           description: Self-issued and its self-signature verifies (a root CA); false for an issuing CA.
           type: bool

@@ -50,11 +50,11 @@ def test_the_lab_ca_and_its_certificate(lab, conn):
     assert len(current) == 1
     cert = current[0]
     der = _der(lab['ca']['cert'])
-    assert cert['sha256_fingerprint'].replace(':', '').lower() == hashlib.sha256(der).hexdigest()
+    assert cert['fingerprint_sha256'].replace(':', '').lower() == hashlib.sha256(der).hexdigest()
     assert ssl.PEM_cert_to_DER_cert(cert['pem']) == der
     assert cert['subject'].startswith('CN=LAB-CA') and cert['not_after'].endswith('Z')
     # the lab CA is an issuing CA under the lab root: a CA certificate, not self-signed
-    assert cert['ca'] is True and cert['self_signed'] is (_der(lab['ca']['root_cert']) == der)
+    assert cert['is_ca'] is True and cert['self_signed'] is (_der(lab['ca']['root_cert']) == der)
 
 
 def test_names_include_pem_and_check_mode(lab, conn):

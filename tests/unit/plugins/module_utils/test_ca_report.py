@@ -63,8 +63,8 @@ def test_certificate_classification_and_report(conn):
     report = _ca_report.ca_report(conn, {'names': ['ROOT', 'SUB-CA', 'OTHER'], 'include_pem': False})
     assert report['missing'] == ['OTHER'] and report['domain_controller'] == 'dc1.lab'
     root, sub = report['certificate_authorities']
-    assert [(c['ca'], c['self_signed'], c['current']) for c in root['certificates']] == [(True, True, True)]
-    assert [(c['ca'], c['self_signed'], c['current']) for c in sub['certificates']] == [(True, False, True)]
+    assert [(c['is_ca'], c['self_signed'], c['current']) for c in root['certificates']] == [(True, True, True)]
+    assert [(c['is_ca'], c['self_signed'], c['current']) for c in sub['certificates']] == [(True, False, True)]
     assert 'pem' not in sub['certificates'][0]
     entry = _ca_report.certificate_entry(pki.ca)
     assert entry['pem'] == pki.ca.public_bytes(serialization.Encoding.PEM).decode('ascii')

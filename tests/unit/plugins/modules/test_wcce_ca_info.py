@@ -84,15 +84,15 @@ def test_all_cas_with_their_certificates(directory):
         'LAB-CA', 'Lab CA', 'ca1.lab.adcs.test', 'ca1.lab.adcs.test\\LAB-CA')
     assert lab['templates'] == ['User', 'WebServer'] and lab['distinguished_name'] == 'CN=LAB-CA,' + SERVICES
     # the damaged value is skipped; both CA certificates, the later-expiring one current
-    assert [(c['serial_number'], c['current'], c['self_signed'], c['ca']) for c in lab['certificates']] == [
+    assert [(c['serial_number'], c['current'], c['self_signed'], c['is_ca']) for c in lab['certificates']] == [
         ('1', False, True, True), ('2', True, True, True)]
     current = lab['certificates'][1]
     assert current['pem'] == pem(ROOT_NEW)
-    assert current['sha256_fingerprint'].replace(':', '').lower() == hashlib.sha256(der(ROOT_NEW)).hexdigest()
+    assert current['fingerprint_sha256'].replace(':', '').lower() == hashlib.sha256(der(ROOT_NEW)).hexdigest()
     assert current['subject'] == 'CN=LAB-CA' and current['not_after'] == '2034-03-20T00:00:00Z'
     # an issuing CA: a CA certificate that is not self-signed
     assert sub['display_name'] == 'SUB-CA'
-    assert [(c['issuer'], c['self_signed'], c['ca'], c['current']) for c in sub['certificates']] == [
+    assert [(c['issuer'], c['self_signed'], c['is_ca'], c['current']) for c in sub['certificates']] == [
         ('CN=LAB-CA', False, True, True)]
 
 
