@@ -32,10 +32,11 @@ import re
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError, InvalidInput, WcceError
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 
-try:
+if HAS_CRYPTOGRAPHY:
     from cryptography import x509
-except ImportError:  # reported by the callers through _certs/_requests HAS_CRYPTOGRAPHY
+else:  # reported by the modules (_deps.check)
     x509 = None
 
 PKS_RDN = 'CN=Public Key Services,CN=Services'

@@ -14,13 +14,14 @@ __metaclass__ = type
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
-from ansible_collections.adcs.enrollment.plugins.module_utils._discovery import (
+from ansible_collections.adcs.enrollment.plugins.module_utils._directory import (
     ENROLLMENT_SERVICE_ATTRIBUTES, decode_enrollment_service, enrollment_services_dn, filter_services,
 )
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 
-try:
+if HAS_CRYPTOGRAPHY:
     from cryptography import x509
-except ImportError:  # reported by the callers through HAS_CRYPTOGRAPHY
+else:  # reported by the modules (_deps.check)
     x509 = None
 
 SERVICE_KEYS = ('name', 'display_name', 'dns_host_name', 'distinguished_name', 'ca_certificate_dn', 'templates')

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The template report: one job, the result of wcce_template_info from a connected directory.
 
-Data flow: the enrollment services and the templates come from the directory (``_discovery``), each template is
+Data flow: the enrollment services and the templates come from the directory (``_directory``), each template is
 decoded (``_templates``), matched against the wanted names and given the CAs that publish it; with ``check_rights``
 the principal's token is read (the given account or the bind identity), the template DACLs are parsed
 (``_security``), their SIDs named, and the Enroll/AutoEnroll rights and the principal's access evaluated.
@@ -15,7 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
-from ansible_collections.adcs.enrollment.plugins.module_utils._discovery import (
+from ansible_collections.adcs.enrollment.plugins.module_utils._directory import (
     enterprise_oid_names, filter_services, list_enrollment_services, list_templates, publishing_cas,
 )
 from ansible_collections.adcs.enrollment.plugins.module_utils._security import (

@@ -17,6 +17,7 @@ import base64
 import struct
 import uuid
 
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 from ansible_collections.adcs.enrollment.plugins.module_utils._template_flags import (
     ENROLLMENT_FLAGS, GENERAL_FLAGS, KEY_SPECS, KEY_USAGE_BITS, NAME_FLAGS, OID_NAMES, PRIVATE_KEY_ATTEST_MASK,
     PRIVATE_KEY_CLIENT_VERSION_MASK, PRIVATE_KEY_CLIENT_VERSION_SHIFT, PRIVATE_KEY_FLAGS, PRIVATE_KEY_SERVER_VERSION_MASK,
@@ -38,7 +39,7 @@ _FILETIME_UNITS_PER_SECOND = 10 ** 7
 _SECONDS_PER_DAY = 86400
 
 
-class TemplateDecodeError(ValueError):
+class TemplateDecodeError(AdcsError, ValueError):
     """A template attribute does not have the format MS-CRTD specifies."""
 
 

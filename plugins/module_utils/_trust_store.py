@@ -22,10 +22,11 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._anchors import (
 )
 from ansible_collections.adcs.enrollment.plugins.module_utils._ca_report import read_enrollment_services, select_services
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError, InvalidInput, WcceError
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 
-try:
+if HAS_CRYPTOGRAPHY:
     from cryptography import x509
-except ImportError:  # reported by the callers through HAS_CRYPTOGRAPHY
+else:  # reported by the modules (_deps.check)
     x509 = None
 
 

@@ -407,7 +407,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.adcs.enrollment.plugins.module_utils._template_report import template_report
 from ansible_collections.adcs.enrollment.plugins.module_utils._info import run_report
-from ansible_collections.adcs.enrollment.plugins.module_utils._options import connection_argument_spec, connection_module_kwargs
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_argument_spec, connection_module_kwargs
 
 
 def main():

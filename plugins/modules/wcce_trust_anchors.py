@@ -152,17 +152,12 @@ refused:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
-from ansible_collections.adcs.enrollment.plugins.module_utils import _trust_store
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
-from ansible_collections.adcs.enrollment.plugins.module_utils._options import (
-    connection_argument_spec,
-    connection_params,
-)
+from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _auth, _deps, _trust_store
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_argument_spec
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, WcceError
+from ansible_collections.adcs.enrollment.plugins.module_utils._ldap import LdapError
 
 
 def argument_spec():
@@ -181,17 +176,14 @@ def argument_spec():
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            mutually_exclusive=[['password', 'nt_hash']])
-    if not _requests.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=_requests.CRYPTOGRAPHY_IMPORT_ERROR)
+    _deps.check(module, 'cryptography')
     params = module.params
     opened = []
 
     def connect():
-        if not _ldap.HAS_LDAP3:
-            raise WcceError('The Python library "ldap3" is required to read Active Directory')
         try:
-            conn = _ldap.AdConnection(_ldap.LdapSettings.from_params(connection_params(params))).connect()
-        except _ldap.LdapError as exc:
+            conn = _auth.ldap_connect(params)
+        except LdapError as exc:
             raise WcceError('Reading Active Directory failed: %s' % exc,
                             remedy='Check domain, domain_controller, ldap_scheme, ca_bundle and the credentials.')
         opened.append(conn)
@@ -201,15 +193,15 @@ def main():
         return opened[0] if opened else connect()
 
     try:
-        has_directory = bool(params.get('domain') or params.get('domain_controller'))
-        source = _anchors.AnchorSource.from_params(params, connect_directory=directory if has_directory else None,
-                                                   directory_always=params['from_ad'])
+        source = _anchors.AnchorSource.from_params(
+            params, connect_directory=directory if _auth.has_directory(params) else None,
+            directory_always=params['from_ad'])
         result = _trust_store.trust_store_selection(
             certificates=[c for c in params['certificates'] if not c['verify']],
             host_certificates=params['host_certificates'] + [c for c in params['certificates'] if c['verify']],
             from_ad=params['from_ad'], ca_names=params['ca_names'], source=source,
             directory=directory() if params['from_ad'] and source.connect_directory is not None else None)
-    except WcceError as exc:
+    except AdcsError as exc:
         module.fail_json(msg=exc.to_message())
     except Exception as exc:  # never a bare traceback to the user
         module.fail_json(msg='Unexpected error sorting the CA certificates: %s: %s' % (type(exc).__name__, exc),

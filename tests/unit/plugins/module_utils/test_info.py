@@ -12,8 +12,8 @@ pytest.importorskip('ldap3')
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _info, _ldap
-from ansible_collections.adcs.enrollment.plugins.module_utils._options import (
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps, _info, _ldap
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
     connection_argument_spec, connection_module_kwargs,
 )
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ldap_directory import Directory, install_directory
@@ -55,6 +55,6 @@ def test_failures_are_clean(monkeypatch):
     out = run_module(module_with(bug), CONN)
     assert out.failed and out.result['msg'] == "unexpected error reading the test data: 'x'"
     assert 'Traceback' in out.result['exception']
-    monkeypatch.setattr(_ldap, 'HAS_DNSPYTHON', False)
+    monkeypatch.setitem(_deps._STATUS, 'dnspython', (False, 'Traceback'))
     out = run_module(module_with(bug), dict(CONN, domain_controller=None))
     assert out.failed and 'dnspython' in out.result['msg']

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ca_report, _info, _ldap
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ca_report, _deps
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_ca_info
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ldap_directory import (
     CONFIG, Directory, DirectoryConnection, install_directory,
@@ -142,14 +142,14 @@ def test_argument_validation(directory, args, text):
 
 
 def test_missing_libraries(monkeypatch, directory):
-    monkeypatch.setattr(_ldap, 'HAS_LDAP3', False)
+    monkeypatch.setitem(_deps._STATUS, 'ldap3', (False, 'Traceback'))
     out = run(CONN)
     assert out.failed and 'ldap3' in out.result['msg']
-    monkeypatch.setattr(_ldap, 'HAS_LDAP3', True)
-    monkeypatch.setattr(_info, 'HAS_CRYPTOGRAPHY', False)
+    monkeypatch.setitem(_deps._STATUS, 'ldap3', (True, None))
+    monkeypatch.setitem(_deps._STATUS, 'cryptography', (False, 'Traceback'))
     out = run(CONN)
     assert out.failed and 'cryptography' in out.result['msg']
-    monkeypatch.setattr(_info, 'HAS_CRYPTOGRAPHY', True)
-    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', False)
+    monkeypatch.setitem(_deps._STATUS, 'cryptography', (True, None))
+    monkeypatch.setitem(_deps._STATUS, 'gssapi', (False, 'Traceback'))
     out = run({'domain': 'lab.adcs.test', 'auth': 'kerberos'})
     assert out.failed and 'gssapi' in out.result['msg']

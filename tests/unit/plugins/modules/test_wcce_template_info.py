@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _security as s
 from ansible_collections.adcs.enrollment.plugins.module_utils import _template_report
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.templates import encode_period
@@ -260,13 +260,13 @@ def test_argument_validation(directory, args, text):
 
 
 def test_missing_ldap3(monkeypatch, directory):
-    monkeypatch.setattr(_ldap, 'HAS_LDAP3', False)
+    monkeypatch.setitem(_deps._STATUS, 'ldap3', (False, 'Traceback'))
     out = run(CONN)
     assert out.failed and 'ldap3' in out.result['msg']
 
 
 def test_missing_dnspython_only_matters_without_dc(monkeypatch, directory):
-    monkeypatch.setattr(_ldap, 'HAS_DNSPYTHON', False)
+    monkeypatch.setitem(_deps._STATUS, 'dnspython', (False, 'Traceback'))
     args = dict(CONN)
     del args['domain_controller']
     out = run(args)
@@ -275,6 +275,6 @@ def test_missing_dnspython_only_matters_without_dc(monkeypatch, directory):
 
 
 def test_kerberos_without_gssapi(monkeypatch, directory):
-    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', False)
+    monkeypatch.setitem(_deps._STATUS, 'gssapi', (False, 'Traceback'))
     out = run({'domain': 'lab.adcs.test', 'auth': 'kerberos'})
     assert out.failed and 'gssapi' in out.result['msg']

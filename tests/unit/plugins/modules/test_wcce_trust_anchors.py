@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'module_utils'))
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _ldap  # noqa: E402
+from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _deps, _ldap  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_trust_anchors  # noqa: E402
 from module_harness import run_module  # noqa: E402
 
@@ -111,7 +111,7 @@ def fake_ad(monkeypatch):
         'CN=AIA': [], 'CN=NTAuthCertificates': [pki.ca.public_bytes(DER)],
     })
     monkeypatch.setattr(_ldap, 'AdConnection', FakeAd)
-    monkeypatch.setattr(_ldap, 'HAS_LDAP3', True)
+    monkeypatch.setitem(_deps._STATUS, 'ldap3', (True, None))
     return FakeAd.directory
 
 
