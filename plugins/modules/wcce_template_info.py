@@ -169,7 +169,7 @@ certificate_authorities:
   description:
     - Enterprise CAs (enrollment services), filtered by O(ca_name) and O(ca_host) when set.
     - Deprecated, the list of CAs is M(adcs.enrollment.wcce_ca_info)'s job (with every CA certificate); this key will
-      be removed in a future major release. RV(templates[].cas) stays.
+      be removed in 2.0.0. RV(templates[].cas) stays.
   returned: success
   type: list
   elements: dict

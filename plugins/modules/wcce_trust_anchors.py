@@ -121,8 +121,15 @@ roots:
     subject:
       description: Subject (RFC 4514).
       type: str
+    fingerprint_sha256:
+      description: SHA-256 fingerprint of the DER certificate, colon-separated upper-case hex (the name the other
+        modules' certificate facts use).
+      type: str
+      version_added: 1.2.0
     sha256_fingerprint:
-      description: SHA-256 fingerprint of the DER certificate, colon-separated.
+      description:
+        - SHA-256 fingerprint of the DER certificate, colon-separated.
+        - Deprecated, use RV(roots[].fingerprint_sha256); will be removed in 2.0.0.
       type: str
     not_after:
       description: End of validity (UTC).
@@ -146,6 +153,7 @@ refused:
   sample:
     - name: web
       subject: CN=Rogue Root
+      fingerprint_sha256: "AB:CD:..."
       sha256_fingerprint: "AB:CD:..."
       reason: not among the independently verified anchors (ca_bundle /etc/pki/corp-root.pem)
 '''
@@ -211,7 +219,7 @@ def main():
             conn.close()
     for item in result['refused']:
         module.warn('Not installed: %s "%s" (SHA-256 %s): %s' % (item['name'], item['subject'],
-                                                                 item['sha256_fingerprint'], item['reason']))
+                                                                 item['fingerprint_sha256'], item['reason']))
     module.exit_json(changed=False, **result)
 
 

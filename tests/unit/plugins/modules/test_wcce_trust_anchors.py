@@ -61,11 +61,12 @@ def test_host_files_only_with_independent_anchors():
     out = run({'host_certificates': host, 'ca_fingerprint': [_anchors.fingerprint(pki.root)]})
     assert not out.failed
     assert [r['subject'] for r in out.result['roots']] == ['CN=LAB Root CA']
-    assert out.result['roots'][0]['sha256_fingerprint'] == _anchors.fingerprint(pki.root)
+    assert out.result['roots'][0]['fingerprint_sha256'] == _anchors.fingerprint(pki.root)
     assert [r['subject'] for r in out.result['intermediates']] == ['CN=LAB-CA']
     assert out.result['refused'] == [{
         'name': 'web', 'file': 'web-%s.crt' % _anchors.fingerprint(rogue_root).replace(':', '').lower()[:16],
         'subject': 'CN=LAB Root CA', 'sha256_fingerprint': _anchors.fingerprint(rogue_root),
+        'fingerprint_sha256': _anchors.fingerprint(rogue_root),
         'not_after': rogue_root.not_valid_after_utc.strftime('%Y-%m-%dT%H:%M:%SZ'), 'source': 'host',
         'reason': 'not among the independently verified anchors (ca_fingerprint)'}]
     assert out.warnings == ['Not installed: web "CN=LAB Root CA" (SHA-256 %s): not among the independently '
@@ -126,7 +127,7 @@ def test_from_ad_roots_of_certification_authorities_and_issuing_cas(fake_ad):
         ('LAB Root CA', 'CN=LAB Root CA', 'Active Directory')]
     assert [(r['subject'], r['source']) for r in out.result['intermediates']] == [('CN=LAB-CA', 'Active Directory')]
     assert fake_ad.closed is True
-    assert out.result['roots'][0]['sha256_fingerprint'] == _anchors.fingerprint(pki.root)
+    assert out.result['roots'][0]['fingerprint_sha256'] == _anchors.fingerprint(pki.root)
     # AD over an unverified connection is refused, and not even read
     fake_ad.searches[:] = []
     out = run(dict(conn, from_ad=True, validate_certs=False))
@@ -162,7 +163,7 @@ def test_from_ad_installs_only_directory_roots_not_the_bundle(fake_ad, tmp_path)
     conn = {'domain': 'lab.adcs.test', 'username': 'u@lab.adcs.test', 'password': 'pw', 'ca_bundle': bundle}
     out = run(dict(conn, from_ad=True))
     assert not out.failed, out.result
-    assert [r['sha256_fingerprint'] for r in out.result['roots']] == [_anchors.fingerprint(pki.root)]
+    assert [r['fingerprint_sha256'] for r in out.result['roots']] == [_anchors.fingerprint(pki.root)]
     out = run(dict(conn, from_ad=True, ca_fingerprint=[_anchors.fingerprint(other_root)]))
     assert not out.failed and out.result['roots'] == []
     out = run(dict(conn, from_ad=True, ca_names=['nope']))
