@@ -73,8 +73,9 @@ def entry_facts(label, cert, source):
     """What a trust-store role needs of one certificate (file name without the role's prefix)."""
     digest = sha256_hex(cert)
     return {'name': label, 'file': '%s-%s.crt' % (_label(label), digest[:16]), 'subject': cert.subject.rfc4514_string(),
-            'fingerprint_sha256': fingerprint(cert), 'sha256_fingerprint': fingerprint(cert), 'not_after': _certs.not_after(cert).strftime('%Y-%m-%dT%H:%M:%SZ'),
-            'source': source, 'pem': _certs.cert_pem(cert).decode('ascii')}
+            'fingerprint_sha256': fingerprint(cert), 'sha256_fingerprint': fingerprint(cert),  # deprecated name
+            'not_after': _certs.not_after(cert).strftime('%Y-%m-%dT%H:%M:%SZ'), 'source': source,
+            'pem': _certs.cert_pem(cert).decode('ascii')}
 
 
 def _parse_entry(entry, where):
