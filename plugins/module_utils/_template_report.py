@@ -14,13 +14,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap_kerberos
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_GSSAPI
 from ansible_collections.adcs.enrollment.plugins.module_utils._directory import (
     enterprise_oid_names, filter_services, list_enrollment_services, list_templates, publishing_cas,
 )
 from ansible_collections.adcs.enrollment.plugins.module_utils._security import (
     SecurityDescriptorError, TemplateAcl, parse_security_descriptor, well_known_name, sid_to_string,
 )
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import LdapError
+from ansible_collections.adcs.enrollment.plugins.module_utils._ldap_search import first_text
 from ansible_collections.adcs.enrollment.plugins.module_utils._templates import (
     TemplateDecodeError, decode_template, raw_attributes, template_matches,
 )
@@ -32,7 +35,7 @@ def _account_summary(conn, entry, source):
     if entry['attributes'].get('objectSid'):
         sid = sid_to_string(entry['attributes']['objectSid'][0])[0]
     return {
-        'name': _ldap.first_text(entry, 'sAMAccountName'),
+        'name': first_text(entry, 'sAMAccountName'),
         'distinguished_name': entry.get('dn'),
         'sid': sid,
         'token_sids': sids,
@@ -47,22 +50,22 @@ def resolve_principal(conn, params):
     if not wanted:
         source = 'bind'
         wanted = conn.whoami() or params.get('username')
-        if not wanted and params.get('auth') == 'kerberos' and _ldap.HAS_GSSAPI:
+        if not wanted and params.get('auth') == 'kerberos' and HAS_GSSAPI:
             try:
-                wanted = str(_ldap.gssapi.Credentials(usage='initiate').name)
+                wanted = str(_ldap_kerberos.gssapi.Credentials(usage='initiate').name)
             except Exception:
                 wanted = None
     if not wanted:
         return {'source': source, 'error': 'cannot tell which account the module binds as; set principal'}
     try:
         entry = conn.find_account(wanted)
-    except _ldap.LdapError as exc:
+    except LdapError as exc:
         return {'source': source, 'name': wanted, 'error': str(exc)}
     if entry is None:
         return {'source': source, 'name': wanted, 'error': 'account %s not found in %s' % (wanted, conn.default_nc)}
     try:
         return _account_summary(conn, entry, source)
-    except _ldap.LdapError as exc:
+    except LdapError as exc:
         return {'source': source, 'name': wanted, 'error': str(exc)}
 
 
@@ -82,7 +85,7 @@ def select_templates(entries, services, oid_names, wanted, published_only=False,
         try:
             template = decode_template(entry['attributes'], oid_names)
         except (TemplateDecodeError, ValueError) as exc:
-            template = {'name': _ldap.first_text(entry, 'cn'), 'distinguished_name': entry.get('dn'),
+            template = {'name': first_text(entry, 'cn'), 'distinguished_name': entry.get('dn'),
                         'error': 'cannot decode template: %s' % exc}
         if wanted:
             hits = [w for w in wanted if template_matches(template, w)]

@@ -164,8 +164,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _auth, _deps, _trust_store
 from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_argument_spec
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, WcceError
-from ansible_collections.adcs.enrollment.plugins.module_utils._ldap import LdapError
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, LdapError, WcceError
 
 
 def argument_spec():

@@ -12,7 +12,8 @@ pytest.importorskip('ldap3')
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _deps, _info, _ldap
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps, _info
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import LdapError
 from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
     connection_argument_spec, connection_module_kwargs,
 )
@@ -46,7 +47,7 @@ def test_failures_are_clean(monkeypatch):
     install_directory(monkeypatch, Directory())
 
     def ldap_error(conn, params):
-        raise _ldap.LdapError('size limit')
+        raise LdapError('size limit')
 
     def bug(conn, params):
         raise KeyError('x')

@@ -6,7 +6,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import LdapError
 from ansible_collections.adcs.enrollment.plugins.module_utils import _security as s
 from ansible_collections.adcs.enrollment.plugins.module_utils import _template_report as report
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import security as sd_build
@@ -30,7 +30,7 @@ class FakeConn(object):
 
     def find_account(self, wanted):
         if self.fail:
-            raise _ldap.LdapError(self.fail)
+            raise LdapError(self.fail)
         return self.accounts.get(wanted)
 
     def account_token(self, entry):
