@@ -62,7 +62,7 @@ def test_principal_from_option_bind_identity_or_error():
 def test_select_templates_filters_sorts_and_keeps_undecodable_ones():
     entries = [template_entry('Zeta'), template_entry('alpha'), template_entry('Other')]
     services = [{'name': 'CA', 'dns_host_name': 'ca.lab', 'templates': ['alpha'], 'certificate_subject': None,
-                 'certificate_not_after': None, 'certificate_sha256_fingerprint': None}]
+                 'certificate_not_after': None, 'certificate_sha256_fingerprint': None, 'certificate': None}]
     decoded, matched = report.select_templates(entries, services, {}, ['ALPHA', 'zeta', 'none'], include_raw=False)
     assert [t['name'] for t, _e in decoded] == ['alpha', 'Zeta'] and matched == set(['ALPHA', 'zeta'])
     assert decoded[0][0]['published'] is True and decoded[1][0]['cas'] == []
