@@ -30,7 +30,8 @@ import binascii
 import hashlib
 import re
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
+from ansible_collections.adcs.enrollment.plugins.module_utils import _chain
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError, InvalidInput, WcceError
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 
@@ -50,7 +51,7 @@ ANCHOR_REMEDY = ('Set ca_fingerprint (the SHA-256 fingerprint of the root CA cer
 
 def fingerprint(cert):
     """Upper-case colon-separated SHA-256 of the DER certificate (as certutil and openssl -fingerprint show it)."""
-    return ':'.join('%02X' % b for b in bytearray(hashlib.sha256(_certs.cert_der(cert)).digest()))
+    return ':'.join('%02X' % b for b in bytearray(hashlib.sha256(_x509.cert_der(cert)).digest()))
 
 
 def normalize_fingerprint(text):
@@ -67,7 +68,7 @@ def normalize_fingerprint(text):
 
 
 def sha256_hex(cert):
-    return binascii.hexlify(hashlib.sha256(_certs.cert_der(cert)).digest()).decode('ascii')
+    return binascii.hexlify(hashlib.sha256(_x509.cert_der(cert)).digest()).decode('ascii')
 
 
 def is_ca(cert):
@@ -80,7 +81,7 @@ def is_ca(cert):
 
 def is_self_signed(cert):
     """Self-issued, and its self-signature verifies."""
-    return _certs.is_self_issued(cert) and _certs.signature_valid(cert, cert)
+    return _chain.is_self_issued(cert) and _chain.signature_valid(cert, cert)
 
 
 def is_root(cert):
@@ -102,7 +103,7 @@ def load_bundle(path):
     if not data.strip():
         raise InvalidInput('ca_bundle %s holds no certificate' % path)
     try:
-        certs = _certs.load_certificates(data)
+        certs = _x509.load_certificates(data)
     except WcceError as exc:
         raise InvalidInput('ca_bundle %s holds no readable certificate' % path, detail=exc.summary)
     if not certs:
@@ -113,7 +114,7 @@ def load_bundle(path):
 def unique(certs):
     out, seen = [], set()
     for cert in certs:
-        der = _certs.cert_der(cert)
+        der = _x509.cert_der(cert)
         if der not in seen:
             seen.add(der)
             out.append(cert)
@@ -186,7 +187,7 @@ class TrustAnchors(object):
         """The CA certificates of the path from ``cert`` to an anchor (issuer first, the anchor last), built from
         the known intermediates and ``untrusted`` (GetCACert, the reply). CertificateError when the path does
         not end at an anchor: it names the root the CA offered."""
-        untrusted = [c for c in unique(untrusted) if _certs.cert_der(c) != _certs.cert_der(cert)]
+        untrusted = [c for c in unique(untrusted) if _x509.cert_der(c) != _x509.cert_der(cert)]
         known = self.intermediates + untrusted
         anchors = self.anchors_among(known)
         if not anchors:
@@ -195,11 +196,11 @@ class TrustAnchors(object):
                                    % (', '.join(self.sources) or 'no source'), remedy=ANCHOR_REMEDY)
         pool = [c for c in unique(anchors + known) if is_ca(c)]
         try:
-            path = _certs.verify_chain(cert, pool, trust_anchors=anchors, now=now, check_validity=check_validity)
+            path = _chain.verify_chain(cert, pool, trust_anchors=anchors, now=now, check_validity=check_validity)
         except CertificateError as exc:
-            top = _certs.order_chain(cert, pool)
-            anchor_ders = set(_certs.cert_der(a) for a in anchors)
-            if top and _certs.cert_der(top[-1]) not in anchor_ders and _certs.is_self_issued(top[-1]):
+            top = _chain.order_chain(cert, pool)
+            anchor_ders = set(_x509.cert_der(a) for a in anchors)
+            if top and _x509.cert_der(top[-1]) not in anchor_ders and _chain.is_self_issued(top[-1]):
                 raise CertificateError(
                     'The issued certificate chains to the root CA %s, which is not a trusted anchor; nothing was '
                     'written' % describe(top[-1]), request_id=request_id,

@@ -13,7 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
-from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._directory import (
     ENROLLMENT_SERVICE_ATTRIBUTES, decode_enrollment_service, enrollment_services_dn, filter_services,
 )
@@ -68,9 +68,9 @@ def select_services(services, names=(), ca_name=None, ca_host=None):
 def certificate_entry(cert, current=False, include_pem=True):
     """The facts of one CA certificate (the one facts schema, with ``is_ca``), its ``pem`` and its classification:
     ``self_signed`` (self-issued and its self-signature verifies) and ``current`` (the one that expires last)."""
-    facts = _certs.certificate_facts(cert)
+    facts = _x509.certificate_facts(cert)
     if include_pem:
-        facts['pem'] = _certs.cert_pem(cert).decode('ascii')
+        facts['pem'] = _x509.cert_pem(cert).decode('ascii')
     facts.update(self_signed=_anchors.is_self_signed(cert), current=current)
     return facts
 
@@ -78,7 +78,7 @@ def certificate_entry(cert, current=False, include_pem=True):
 def service_entry(service, include_pem=True):
     """The result entry of one enrollment service: its summary and its ``certificates``."""
     entry = dict(service.summary)
-    current = max(service.certificates, key=_certs.not_after) if service.certificates else None
+    current = max(service.certificates, key=_x509.not_after) if service.certificates else None
     entry['certificates'] = [certificate_entry(c, c is current, include_pem) for c in service.certificates]
     return entry
 

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """CRL outputs: one job, writing the CRLs of a finished ``_crl_job.CrlJob`` where wcce_crl is told to.
 
-- ``dest``/``delta_dest``: the CRL in PEM or DER through ``_files.ModuleFileWriter`` (atomic, file attributes,
+- ``dest``/``delta_dest``: the CRL in PEM or DER through ``_staged.ModuleFileWriter`` (atomic, file attributes,
   check mode), rewritten only when the file does not already hold this CRL number of this issuer in this format,
   and never replaced by an older CRL of the same issuer and key (``_crl_validate.check_not_rolled_back``) unless
   ``force``
@@ -14,7 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v
-from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 
 if HAS_CRYPTOGRAPHY:
@@ -59,11 +59,11 @@ def write_outputs(module, job):
         if not path or crl is None:
             continue
         content = content_for(path, crl, p['format'], job.issuer_cert, p['force'])
-        specs.append(_files.FileSpec(path, content, mode=p.get('mode'),
+        specs.append(_staged.FileSpec(path, content, mode=p.get('mode'),
                                      owner=p.get('owner'), group=p.get('group'), backup=p['backup']))
     out = {'changed': False}
     if specs:
-        result = _files.ModuleFileWriter(module).write(specs)
+        result = _staged.ModuleFileWriter(module).write(specs)
         out['changed'] = result['changed']
         if p['dest'] and result.get('backup_files', {}).get(specs[0].path):
             out['backup_file'] = result['backup_files'][specs[0].path]

@@ -21,28 +21,25 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import base64
 import binascii
 import datetime
 import re
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._anchors import is_ca
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, CertificateError
 
 if HAS_CRYPTOGRAPHY:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.serialization import pkcs7
     from cryptography.x509.oid import ExtensionOID
 
 DEFAULT_CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 _PEM_CRL = re.compile(br'-----BEGIN X509 CRL-----(.+?)-----END X509 CRL-----', re.S)
-_PEM_CERT = re.compile(br'-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----', re.S)
-_B64 = re.compile(br'^[A-Za-z0-9+/=\s]+$')
 
 
 class CrlError(AdcsError):
@@ -87,16 +84,6 @@ def next_update(crl):
 # ---------------------------------------------------------------------------------------------------------------
 # parsing
 # ---------------------------------------------------------------------------------------------------------------
-def _maybe_base64(data):
-    stripped = data.strip()
-    if stripped and _B64.match(stripped):
-        try:
-            return base64.b64decode(b''.join(stripped.split()), validate=True)
-        except (binascii.Error, ValueError):
-            return None
-    return None
-
-
 def load_crl(data):
     """A cryptography CRL from PEM, DER or base64 DER bytes; CrlError when it is none of them."""
     _require()
@@ -111,7 +98,7 @@ def load_crl(data):
         candidates.append(('pem', match.group(0)))
     else:
         candidates.append(('der', data))
-        decoded = _maybe_base64(data)
+        decoded = _x509.decode_base64(data)
         if decoded:
             candidates.append(('der', decoded))
     last = None
@@ -125,40 +112,16 @@ def load_crl(data):
     raise CrlError('not a CRL (PEM or DER): %s' % (last or 'unknown format'))
 
 
-# TODO(r13 x509): the certificate loaders below duplicate _certs.load_certificates (one X.509 loader: _x509);
-# kept until that home is in main, then replaced by it.
 def load_certificates(data):
-    """Certificates from PEM (one or more), DER, base64 DER or a PKCS#7 bundle (DER/PEM)."""
+    """Certificates from PEM (one or more), DER, base64 DER or a PKCS#7 bundle (DER/PEM): ``_x509.load_certificates``,
+    its failure a CrlError."""
     _require()
-    if isinstance(data, str):
-        data = data.encode('ascii', 'replace')
-    data = bytes(data or b'')
-    if not data.strip():
+    if not _x509.to_bytes(data).strip():
         raise CrlError('empty certificate data')
-    if _PEM_CERT.search(data):
-        try:
-            return [x509.load_pem_x509_certificate(m.group(0)) for m in _PEM_CERT.finditer(data)]
-        except ValueError as exc:
-            raise CrlError('invalid PEM certificate: %s' % exc)
-    if b'-----BEGIN PKCS7-----' in data:
-        try:
-            return list(pkcs7.load_pem_pkcs7_certificates(data))
-        except ValueError as exc:
-            raise CrlError('invalid PKCS#7 bundle: %s' % exc)
-    blobs = [data]
-    decoded = _maybe_base64(data)
-    if decoded:
-        blobs.append(decoded)
-    for blob in blobs:
-        try:
-            return [x509.load_der_x509_certificate(blob)]
-        except ValueError:
-            pass
-        try:
-            return list(pkcs7.load_der_pkcs7_certificates(blob))
-        except ValueError:
-            pass
-    raise CrlError('not a certificate (PEM, DER or PKCS#7)')
+    try:
+        return _x509.load_certificates(data, base64_der=True)
+    except CertificateError as exc:
+        raise CrlError('not a certificate (PEM, DER or PKCS#7): %s' % (exc.detail or exc.summary))
 
 
 def load_certificate(data):

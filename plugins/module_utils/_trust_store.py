@@ -16,7 +16,8 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
+from ansible_collections.adcs.enrollment.plugins.module_utils import _chain
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._anchors import (
     ANCHOR_REMEDY, AnchorSource, describe, fingerprint, is_ca, sha256_hex, unique,
 )
@@ -40,12 +41,12 @@ def classify(certs, anchors=None):
         if not is_ca(cert):
             out['refused'].append((cert, 'not a CA certificate (basicConstraints CA:TRUE is missing)'))
             continue
-        root = _certs.is_self_issued(cert)
-        if root and not _certs.signature_valid(cert, cert):
+        root = _chain.is_self_issued(cert)
+        if root and not _chain.signature_valid(cert, cert):
             out['refused'].append((cert, 'its self-signature does not verify'))
             continue
         if anchors is not None:
-            if root and _certs.cert_der(cert) not in set(_certs.cert_der(a) for a in anchors.anchors_among([cert])):
+            if root and _x509.cert_der(cert) not in set(_x509.cert_der(a) for a in anchors.anchors_among([cert])):
                 out['refused'].append((cert, 'not among the independently verified anchors (%s)'
                                        % ', '.join(anchors.sources)))
                 continue
@@ -74,15 +75,15 @@ def entry_facts(label, cert, source):
     digest = sha256_hex(cert)
     return {'name': label, 'file': '%s-%s.crt' % (_label(label), digest[:16]), 'subject': cert.subject.rfc4514_string(),
             'fingerprint_sha256': fingerprint(cert), 'sha256_fingerprint': fingerprint(cert),  # deprecated name
-            'not_after': _certs.not_after(cert).strftime('%Y-%m-%dT%H:%M:%SZ'), 'source': source,
-            'pem': _certs.cert_pem(cert).decode('ascii')}
+            'not_after': _x509.not_after(cert).strftime('%Y-%m-%dT%H:%M:%SZ'), 'source': source,
+            'pem': _x509.cert_pem(cert).decode('ascii')}
 
 
 def _parse_entry(entry, where):
     name = entry.get('name') or 'ca'
     content = entry.get('content') or ''
     try:
-        certs = _certs.load_certificates(content.encode('utf-8') if isinstance(content, str) else bytes(content))
+        certs = _x509.load_certificates(content.encode('utf-8') if isinstance(content, str) else bytes(content))
     except WcceError as exc:
         raise InvalidInput('%s "%s" holds no readable certificate' % (where, name), detail=exc.summary)
     if not certs:
@@ -160,11 +161,11 @@ def trust_store_selection(certificates=(), host_certificates=(), from_ad=False, 
                     path = trust.verify(cert, [], check_validity=False)
                 except CertificateError:
                     continue
-                ad_roots.extend(c for c in ([cert] + path) if _certs.is_self_issued(c) and c in trust.directory_roots)
+                ad_roots.extend(c for c in ([cert] + path) if _chain.is_self_issued(c) and c in trust.directory_roots)
         for cert in ad_roots:
             add(_cn(cert), cert, 'Active Directory', True)
         for name, cert in services:
-            if not _certs.is_self_issued(cert):
+            if not _chain.is_self_issued(cert):
                 add(name, cert, 'Active Directory', False)
             elif cert in trust.directory_roots:
                 add(name, cert, 'Active Directory', True)

@@ -569,11 +569,11 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _directory
 from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
-from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
 
 try:
@@ -589,8 +589,7 @@ def main():
     module = AnsibleModule(argument_spec=_request_spec.argument_spec(), **_request_spec.module_kwargs())
     if not HAS_IMPACKET:
         module.fail_json(msg=missing_required_lib('impacket'), exception=IMPACKET_IMPORT_ERROR)
-    if not _requests.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=_requests.CRYPTOGRAPHY_IMPORT_ERROR)
+    _deps.check(module, 'cryptography')
     params = module.params
     many = bool(params.get('requests'))
     try:
@@ -611,7 +610,7 @@ def main():
     enroller = _enroller.Enroller(
         auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
         dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
-        writer=_files.ModuleFileWriter(module), check_mode=module.check_mode, auth_error=auth_error,
+        writer=_staged.ModuleFileWriter(module), check_mode=module.check_mode, auth_error=auth_error,
         anchors=anchors)
     try:
         with enroller:

@@ -25,7 +25,7 @@ DC = "127.0.0.11"
 
 pytestmark = pytest.mark.lab
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _dcom, _kerberos, _requests, _wcce  # noqa
+from ansible_collections.adcs.enrollment.plugins.module_utils import _csr, _dcom, _kerberos, _keys, _wcce  # noqa
 from ansible_collections.adcs.enrollment.plugins.module_utils import _auth, _errors  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache  # noqa: E402
 
@@ -113,8 +113,8 @@ def account(lab, key):
 
 
 def enroll(ca, auth, template, subject=None):
-    key = _requests.generate_private_key("rsa", 2048)
-    csr = _requests.build_csr(key, subject)
+    key = _keys.generate_private_key("rsa", 2048)
+    csr = _csr.build_csr(key, subject)
     with _dcom.DcomSession(CA_DNS, auth, remote_host=ca.address, timeout=30) as session:
         result = _wcce.CertRequestClient(session, "LAB-CA").request(template, csr)
     return result

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ca_report
 
-import wcce_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
 
 DER = serialization.Encoding.DER
 

@@ -18,7 +18,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
     connection_argument_spec, connection_module_kwargs,
 )
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ldap_directory import Directory, install_directory
-from ansible_collections.adcs.enrollment.tests.unit.plugins.modules.module_harness import run_module
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module
 
 CONN = {'domain': 'lab.adcs.test', 'domain_controller': 'dc1.lab.adcs.test', 'username': 'enroller', 'password': 'pw'}
 

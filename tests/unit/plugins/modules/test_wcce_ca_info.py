@@ -24,7 +24,7 @@ from ansible_collections.adcs.enrollment.plugins.modules import wcce_ca_info
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ldap_directory import (
     CONFIG, Directory, DirectoryConnection, install_directory,
 )
-from module_harness import run_module  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
 
 SERVICES = 'CN=Enrollment Services,CN=Public Key Services,CN=Services,' + CONFIG
 CONN = {'domain': 'lab.adcs.test', 'domain_controller': 'dc1.lab.adcs.test', 'username': 'enroller', 'password': 'pw'}

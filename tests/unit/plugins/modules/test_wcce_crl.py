@@ -22,7 +22,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap  # no
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_crl  # noqa: E402
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import crl_pki as P  # noqa: E402
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.crl_web import Server  # noqa: E402
-from module_harness import run_module  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
 
 ADDR = '127.0.0.73'
 CA = P.Ca('UNIT-CA', key_name='unit')
