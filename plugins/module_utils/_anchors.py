@@ -19,7 +19,7 @@ Sources (``AnchorSource``):
 
 Certificates from GetCACert or the reply of a request only help to build the path (``TrustAnchors.verify``); the
 path must end at an anchor, else the error names the root the CA offered (subject and SHA-256 fingerprint).
-``classify()`` sorts certificates for an OS trust store: self-signed CA roots, issuing CAs, refused ones.
+Sorting certificates for an OS trust store (roots, issuing CAs, refused ones) is ``_trust_store``'s job.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -33,10 +33,11 @@ import re
 from ansible_collections.adcs.enrollment.plugins.module_utils import _chain
 from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError, InvalidInput, WcceError
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 
-try:
+if HAS_CRYPTOGRAPHY:
     from cryptography import x509
-except ImportError:  # reported by the callers through _x509/_keys HAS_CRYPTOGRAPHY
+else:  # reported by the modules (_deps.check)
     x509 = None
 
 PKS_RDN = 'CN=Public Key Services,CN=Services'
@@ -66,7 +67,7 @@ def normalize_fingerprint(text):
     return value
 
 
-def _hex(cert):
+def sha256_hex(cert):
     return binascii.hexlify(hashlib.sha256(_x509.cert_der(cert)).digest()).decode('ascii')
 
 
@@ -78,9 +79,14 @@ def is_ca(cert):
         return False
 
 
+def is_self_signed(cert):
+    """Self-issued, and its self-signature verifies."""
+    return _chain.is_self_issued(cert) and _chain.signature_valid(cert, cert)
+
+
 def is_root(cert):
     """A CA certificate that is self-issued and whose self-signature verifies."""
-    return is_ca(cert) and _chain.is_self_issued(cert) and _chain.signature_valid(cert, cert)
+    return is_ca(cert) and is_self_signed(cert)
 
 
 def describe(cert):
@@ -105,7 +111,7 @@ def load_bundle(path):
     return certs
 
 
-def _unique(certs):
+def unique(certs):
     out, seen = [], set()
     for cert in certs:
         der = _x509.cert_der(cert)
@@ -140,8 +146,8 @@ def read_directory(conn, configuration_nc=None):
                              ('CN=NTAuthCertificates,%s' % pks, '(objectClass=*)', 'BASE')):
         for entry in conn.search(base, flt, ['cACertificate'], scope=scope):
             intermediates.extend(_load_values(entry['attributes'].get('cACertificate')))
-    roots = [c for c in _unique(roots) if is_root(c)]
-    intermediates = [c for c in _unique(intermediates) if is_ca(c)]
+    roots = [c for c in unique(roots) if is_root(c)]
+    intermediates = [c for c in unique(intermediates) if is_ca(c)]
     return roots, intermediates
 
 
@@ -163,32 +169,32 @@ class TrustAnchors(object):
 
     def __init__(self, anchors=(), intermediates=(), fingerprints=(), sources=(), directory_roots=()):
         self.fingerprints = frozenset(fingerprints)
-        self.directory_roots = _unique(directory_roots)  # the anchors that CN=Certification Authorities gave
-        self.anchors = _unique(anchors)
-        self.intermediates = _unique(intermediates)
+        self.directory_roots = unique(directory_roots)  # the anchors that CN=Certification Authorities gave
+        self.anchors = unique(anchors)
+        self.intermediates = unique(intermediates)
         self.sources = list(sources)
 
     def anchors_among(self, certs):
         """The anchors, plus certificates of ``certs`` that a pinned fingerprint authenticates."""
-        extra = [c for c in certs if self.fingerprints and _hex(c) in self.fingerprints]
+        extra = [c for c in certs if self.fingerprints and sha256_hex(c) in self.fingerprints]
         if self.fingerprints:
-            found = [c for c in self.anchors if _hex(c) in self.fingerprints] + extra
+            found = [c for c in self.anchors if sha256_hex(c) in self.fingerprints] + extra
         else:
             found = self.anchors + extra
-        return [c for c in _unique(found) if is_ca(c)]
+        return [c for c in unique(found) if is_ca(c)]
 
     def verify(self, cert, untrusted=(), request_id=None, now=None, check_validity=True):
         """The CA certificates of the path from ``cert`` to an anchor (issuer first, the anchor last), built from
         the known intermediates and ``untrusted`` (GetCACert, the reply). CertificateError when the path does
         not end at an anchor: it names the root the CA offered."""
-        untrusted = [c for c in _unique(untrusted) if _x509.cert_der(c) != _x509.cert_der(cert)]
+        untrusted = [c for c in unique(untrusted) if _x509.cert_der(c) != _x509.cert_der(cert)]
         known = self.intermediates + untrusted
         anchors = self.anchors_among(known)
         if not anchors:
             raise CertificateError('No trust anchor to verify the issued certificate with; nothing was written',
                                    request_id=request_id, detail='%s gave no usable CA certificate'
                                    % (', '.join(self.sources) or 'no source'), remedy=ANCHOR_REMEDY)
-        pool = [c for c in _unique(anchors + known) if is_ca(c)]
+        pool = [c for c in unique(anchors + known) if is_ca(c)]
         try:
             path = _chain.verify_chain(cert, pool, trust_anchors=anchors, now=now, check_validity=check_validity)
         except CertificateError as exc:
@@ -272,158 +278,3 @@ class AnchorSource(object):
             raise InvalidInput('No trust anchor found in %s; the CA was not contacted' % ', '.join(sources),
                                remedy=ANCHOR_REMEDY)
         return self._loaded
-
-
-def classify(certs, anchors=None):
-    """Sort certificates for an OS trust store: {'roots': [...], 'intermediates': [...], 'refused': [(cert,
-    reason)]}. Only CA certificates are kept; a self-signed CA is a root, another CA an intermediate. With
-    ``anchors`` (a TrustAnchors), a root is kept only when it is one of its anchors, an intermediate only when
-    it chains to one."""
-    out = {'roots': [], 'intermediates': [], 'refused': []}
-    for cert in _unique(certs):
-        if not is_ca(cert):
-            out['refused'].append((cert, 'not a CA certificate (basicConstraints CA:TRUE is missing)'))
-            continue
-        root = _chain.is_self_issued(cert)
-        if root and not _chain.signature_valid(cert, cert):
-            out['refused'].append((cert, 'its self-signature does not verify'))
-            continue
-        if anchors is not None:
-            if root and _x509.cert_der(cert) not in set(_x509.cert_der(a) for a in anchors.anchors_among([cert])):
-                out['refused'].append((cert, 'not among the independently verified anchors (%s)'
-                                       % ', '.join(anchors.sources)))
-                continue
-            if not root:
-                try:
-                    anchors.verify(cert, certs, check_validity=False)
-                except CertificateError:
-                    out['refused'].append((cert, 'does not chain to the independently verified anchors (%s)'
-                                           % ', '.join(anchors.sources)))
-                    continue
-        out['roots' if root else 'intermediates'].append(cert)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# OS trust stores
-# ---------------------------------------------------------------------------------------------------------------
-def _label(text):
-    return re.sub(r'[^A-Za-z0-9_.-]+', '-', str(text or 'ca')).strip('-') or 'ca'
-
-
-def _cn(cert):
-    values = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    return values[0].value if values else cert.subject.rfc4514_string()
-
-
-def entry_facts(label, cert, source):
-    """What a trust-store role needs of one certificate (file name without the role's prefix)."""
-    digest = _hex(cert)
-    return {'name': label, 'file': '%s-%s.crt' % (_label(label), digest[:16]), 'subject': cert.subject.rfc4514_string(),
-            'sha256_fingerprint': fingerprint(cert), 'not_after': _x509.not_after(cert).strftime('%Y-%m-%dT%H:%M:%SZ'),
-            'source': source, 'pem': _x509.cert_pem(cert).decode('ascii')}
-
-
-def _parse_entry(entry, where):
-    name = entry.get('name') or 'ca'
-    content = entry.get('content') or ''
-    try:
-        certs = _x509.load_certificates(content.encode('utf-8') if isinstance(content, str) else bytes(content))
-    except WcceError as exc:
-        raise InvalidInput('%s "%s" holds no readable certificate' % (where, name), detail=exc.summary)
-    if not certs:
-        raise InvalidInput('%s "%s" holds no certificate' % (where, name))
-    return name, certs
-
-
-def enrollment_service_certificates(conn):
-    """[(CA name, certificate)] of the enrollment services in AD."""
-    nc = conn.configuration_nc
-    out = []
-    for entry in conn.search('CN=Enrollment Services,%s,%s' % (PKS_RDN, nc), '(objectClass=pKIEnrollmentService)',
-                             ['cn', 'cACertificate'], scope='LEVEL'):
-        name = (entry['attributes'].get('cn') or [b''])[0]
-        name = name.decode('utf-8', 'replace') if isinstance(name, (bytes, bytearray)) else name
-        out.extend((name, c) for c in _load_values(entry['attributes'].get('cACertificate')) if is_ca(c))
-    return out
-
-
-def trust_store_selection(certificates=(), host_certificates=(), from_ad=False, ca_names=(), source=None,
-                          directory=None):
-    """Which certificates an OS trust store gets: {'roots', 'intermediates', 'refused'} lists of entry_facts
-    (refused ones with 'reason' instead of 'pem').
-
-    ``certificates`` ({name, content}) come from the playbook author: CA certificates are taken as given, anything
-    else is InvalidInput. ``host_certificates`` (files on the managed host, e.g. chain files) are kept only when they
-    are among (roots) or chain to (issuing CAs) the anchors of ``source`` (an AnchorSource). ``from_ad`` adds the
-    roots of CN=Certification Authorities and the enrollment services' certificates (only ``ca_names`` when given),
-    which needs ``source`` to read AD over verified TLS; ``directory`` is the connected AdConnection."""
-    roots, intermediates, refused = [], [], []
-    seen = set()
-
-    def add(label, cert, origin, root):
-        if _hex(cert) in seen:
-            return
-        seen.add(_hex(cert))
-        (roots if root else intermediates).append(entry_facts(label, cert, origin))
-
-    for entry in certificates or []:
-        name, certs = _parse_entry(entry, 'trust certificate')
-        sorted_ = classify(certs)
-        if sorted_['refused']:
-            cert, reason = sorted_['refused'][0]
-            raise InvalidInput('trust certificate "%s": %s: %s; it is never installed into a trust store'
-                               % (name, describe(cert), reason))
-        for cert in sorted_['roots']:
-            add(name, cert, 'certificates', True)
-        for cert in sorted_['intermediates']:
-            add(name, cert, 'certificates', False)
-    trust = None
-    if host_certificates or from_ad:
-        if from_ad and (source is None or source.connect_directory is None):
-            raise InvalidInput('Reading the CA certificates from Active Directory needs a verified connection: %s'
-                               % (source.unverified_reason if source is not None else 'no connection options'),
-                               remedy='Use ldap_scheme=ldaps or starttls with validate_certs=true (and ca_bundle '
-                                      'when the system trust store does not know the CA of the domain controller).')
-        if source is None:
-            source = AnchorSource()
-        try:
-            source.check()
-        except InvalidInput:
-            raise InvalidInput('CA certificates from files on the managed host are installed only when they are '
-                               'among independently verified anchors, and none is configured: %s, and neither '
-                               'ca_bundle nor ca_fingerprint is set' % source.unverified_reason, remedy=ANCHOR_REMEDY)
-        trust = source.load()
-    for entry in host_certificates or []:
-        name, certs = _parse_entry(entry, 'host file')
-        sorted_ = classify(certs, anchors=trust)
-        for cert in sorted_['roots']:
-            add(name, cert, 'host', True)
-        for cert in sorted_['intermediates']:
-            add(name, cert, 'host', False)
-        for cert, reason in sorted_['refused']:
-            facts = entry_facts(name, cert, 'host')
-            facts.pop('pem')
-            facts['reason'] = reason
-            refused.append(facts)
-    if from_ad:
-        wanted = set(n.lower() for n in ca_names or [])
-        services = [(n, c) for n, c in enrollment_service_certificates(directory)
-                    if not wanted or (n or '').lower() in wanted]
-        ad_roots = [c for c in trust.directory_roots if c in trust.anchors_among([])]
-        if wanted:
-            ad_roots = []
-            for _name, cert in services:
-                try:
-                    path = trust.verify(cert, [], check_validity=False)
-                except CertificateError:
-                    continue
-                ad_roots.extend(c for c in ([cert] + path) if _chain.is_self_issued(c) and c in trust.directory_roots)
-        for cert in ad_roots:
-            add(_cn(cert), cert, 'Active Directory', True)
-        for name, cert in services:
-            if not _chain.is_self_issued(cert):
-                add(name, cert, 'Active Directory', False)
-            elif cert in trust.directory_roots:
-                add(name, cert, 'Active Directory', True)
-    return {'roots': roots, 'intermediates': intermediates, 'refused': refused}

@@ -21,6 +21,7 @@ description:
   - Explains what a request for the template must carry (RV(templates[].requirements)), who holds the Enroll and
     AutoEnroll extended rights, whether the bind account (or O(principal)) may enroll and why not, and which CAs
     publish the template.
+  - The enterprise CAs with their CA certificates are listed by M(adcs.enrollment.wcce_ca_info).
   - Changes nothing.
 author:
   - adcs.enrollment maintainers (@adcs-enrollment)
@@ -77,6 +78,7 @@ notes:
   - The CA evaluates the same Enroll right when it receives a request; DCOM enrollment additionally requires
     membership of C(Certificate Service DCOM Access) on the CA.
 seealso:
+  - module: adcs.enrollment.wcce_ca_info
   - name: MS-CRTD
     description: Certificate Templates Structure.
     link: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-crtd/
@@ -108,19 +110,16 @@ EXAMPLES = r'''
     published_only: true
   register: all_templates
 
-- name: List the enterprise CAs only (Kerberos from a keytab)
+- name: Only the templates published by one CA, without rights (Kerberos from a keytab)
   adcs.enrollment.wcce_template_info:
     domain: example.com
     auth: kerberos
     username: svc-enroll
     kerberos_keytab: /etc/svc-enroll.keytab
-    names: [none-wanted]
+    ca_name: EXAMPLE-CA
+    published_only: true
     check_rights: false
-  register: cas
-
-- name: Show CA names and expiry
-  ansible.builtin.debug:
-    msg: "{{ cas.certificate_authorities | map(attribute='certificate_not_after') }}"
+  register: published
 '''
 
 RETURN = r'''
@@ -167,7 +166,10 @@ missing:
   elements: str
   sample: []
 certificate_authorities:
-  description: Enterprise CAs (enrollment services), filtered by O(ca_name) and O(ca_host) when set.
+  description:
+    - Enterprise CAs (enrollment services), filtered by O(ca_name) and O(ca_host) when set.
+    - Deprecated, the list of CAs is M(adcs.enrollment.wcce_ca_info)'s job (with every CA certificate); this key will
+      be removed in 2.0.0. RV(templates[].cas) stays.
   returned: success
   type: list
   elements: dict
@@ -424,165 +426,11 @@ templates:
       type: dict
 '''
 
-import traceback
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
-from ansible_collections.adcs.enrollment.plugins.module_utils._directory import (
-    enterprise_oid_names, filter_services, list_enrollment_services, list_templates, publishing_cas,
-)
-from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
-    connection_argument_spec, connection_module_kwargs, connection_params,
-)
-from ansible_collections.adcs.enrollment.plugins.module_utils._security import (
-    SecurityDescriptorError, TemplateAcl, parse_security_descriptor, well_known_name, sid_to_string,
-)
-from ansible_collections.adcs.enrollment.plugins.module_utils._templates import (
-    TemplateDecodeError, decode_template, raw_attributes, template_matches,
-)
-
-
-def _account_summary(conn, entry, source):
-    sids, _groups = conn.account_token(entry)
-    sid = None
-    if entry['attributes'].get('objectSid'):
-        sid = sid_to_string(entry['attributes']['objectSid'][0])[0]
-    return {
-        'name': _ldap.first_text(entry, 'sAMAccountName'),
-        'distinguished_name': entry.get('dn'),
-        'sid': sid,
-        'token_sids': sids,
-        'source': source,
-    }
-
-
-def resolve_principal(conn, params):
-    """The account to evaluate: O(principal), else the bind identity. Returns a dict (with 'error' on failure)."""
-    wanted = params.get('principal')
-    source = 'principal'
-    if not wanted:
-        source = 'bind'
-        wanted = conn.whoami() or params.get('username')
-        if not wanted and params.get('auth') == 'kerberos' and _ldap.HAS_GSSAPI:
-            try:
-                wanted = str(_ldap.gssapi.Credentials(usage='initiate').name)
-            except Exception:
-                wanted = None
-    if not wanted:
-        return {'source': source, 'error': 'cannot tell which account the module binds as; set principal'}
-    try:
-        entry = conn.find_account(wanted)
-    except _ldap.LdapError as exc:
-        return {'source': source, 'name': wanted, 'error': str(exc)}
-    if entry is None:
-        return {'source': source, 'name': wanted, 'error': 'account %s not found in %s' % (wanted, conn.default_nc)}
-    try:
-        return _account_summary(conn, entry, source)
-    except _ldap.LdapError as exc:
-        return {'source': source, 'name': wanted, 'error': str(exc)}
-
-
-def _domain_sid(principal):
-    sid = (principal or {}).get('sid')
-    if sid and sid.startswith('S-1-5-21-'):
-        return sid.rsplit('-', 1)[0]
-    return None
-
-
-def build_result(conn, params):
-    config_nc = conn.configuration_nc
-    oid_names = enterprise_oid_names(conn, config_nc)
-    services = filter_services(list_enrollment_services(conn, config_nc), params.get('ca_name'), params.get('ca_host'))
-    entries = list_templates(conn, config_nc)
-    wanted = [n for n in (params.get('names') or []) if n and n.strip()]
-
-    decoded = []
-    matched = set()
-    for entry in entries:
-        try:
-            template = decode_template(entry['attributes'], oid_names)
-        except (TemplateDecodeError, ValueError) as exc:
-            template = {'name': _ldap.first_text(entry, 'cn'), 'distinguished_name': entry.get('dn'),
-                        'error': 'cannot decode template: %s' % exc}
-        if wanted:
-            hits = [w for w in wanted if template_matches(template, w)]
-            if not hits:
-                continue
-            matched.update(hits)
-        template['cas'] = publishing_cas(services, template.get('name'))
-        template['published'] = bool(template['cas'])
-        if params.get('published_only') and not template['published']:
-            continue
-        if params.get('include_raw'):
-            template['raw'] = raw_attributes(entry['attributes'])
-        decoded.append((template, entry))
-    decoded.sort(key=lambda item: (item[0].get('name') or '').lower())
-
-    principal = None
-    if params.get('check_rights'):
-        principal = resolve_principal(conn, params)
-        domain_sid = _domain_sid(principal)
-        acls = []
-        all_sids = set()
-        for template, entry in decoded:
-            sd_values = entry['attributes'].get('nTSecurityDescriptor')
-            if not sd_values:
-                acls.append(None)
-                continue
-            try:
-                sd = parse_security_descriptor(sd_values[0])
-            except SecurityDescriptorError as exc:
-                template['rights_error'] = 'cannot parse nTSecurityDescriptor: %s' % exc
-                acls.append(None)
-                continue
-            acl = TemplateAcl(sd)
-            acls.append(acl)
-            template['owner'] = sd.owner
-            for ace in sd.dacl or []:
-                if ace.sid:
-                    all_sids.add(ace.sid)
-        names = {}
-        if params.get('resolve_names') and all_sids:
-            names = conn.resolve_sids(sorted(all_sids))
-        for sid in all_sids:
-            if sid not in names:
-                known = well_known_name(sid, domain_sid)
-                if known:
-                    names[sid] = known
-        for (template, _entry), acl in zip(decoded, acls):
-            if acl is None:
-                template.setdefault('rights_error', 'nTSecurityDescriptor could not be read')
-                template['rights'] = None
-                template['access'] = {'principal': (principal or {}).get('name'), 'can_enroll': None, 'can_autoenroll': None,
-                                      'reason': template['rights_error'], 'autoenroll_reason': template['rights_error']}
-                continue
-            rights = acl.rights()
-            for right in rights.values():
-                for kind in ('allowed', 'denied'):
-                    for item in right[kind]:
-                        item['name'] = names.get(item['sid'])
-            template['rights'] = rights
-            if principal and not principal.get('error'):
-                ok, reason = acl.can_enroll(principal['token_sids'], names)
-                auto_ok, auto_reason = acl.can_autoenroll(principal['token_sids'], names)
-                template['access'] = {'principal': principal.get('name'), 'can_enroll': ok, 'reason': reason,
-                                      'can_autoenroll': auto_ok, 'autoenroll_reason': auto_reason}
-            else:
-                error = (principal or {}).get('error', 'no principal')
-                template['access'] = {'principal': (principal or {}).get('name'), 'can_enroll': None, 'reason': error,
-                                      'can_autoenroll': None, 'autoenroll_reason': error}
-
-    return {
-        'changed': False,
-        'domain_controller': conn.host,
-        'configuration_naming_context': config_nc,
-        'certificate_authorities': services,
-        'templates': [t for t, _e in decoded],
-        'missing': [w for w in wanted if w not in matched],
-        'principal': principal,
-    }
+from ansible_collections.adcs.enrollment.plugins.module_utils._template_report import template_report
+from ansible_collections.adcs.enrollment.plugins.module_utils._info import run_report
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_argument_spec, connection_module_kwargs
 
 
 def main():
@@ -596,31 +444,7 @@ def main():
         include_raw=dict(type='bool', default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **connection_module_kwargs())
-
-    if not _ldap.HAS_LDAP3:
-        module.fail_json(msg=missing_required_lib('ldap3'), exception=_ldap.LDAP3_IMPORT_ERROR)
-    _deps.check(module, 'cryptography')
-    if not module.params.get('domain_controller') and not _ldap.HAS_DNSPYTHON:
-        module.fail_json(msg=missing_required_lib('dnspython', reason='to find a domain controller (or set domain_controller)'),
-                         exception=_ldap.DNSPYTHON_IMPORT_ERROR)
-    if module.params.get('auth') == 'kerberos' and not _ldap.HAS_GSSAPI:
-        module.fail_json(msg=missing_required_lib('gssapi', reason='for auth=kerberos'), exception=_ldap.GSSAPI_IMPORT_ERROR)
-
-    try:
-        settings = _ldap.LdapSettings.from_params(connection_params(module.params))
-        conn = _ldap.AdConnection(settings)
-        conn.connect()
-    except _ldap.LdapError as exc:
-        module.fail_json(msg=str(exc))
-    try:
-        result = build_result(conn, module.params)
-    except _ldap.LdapError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # never a bare traceback to the user
-        module.fail_json(msg='unexpected error reading certificate templates: %s' % exc, exception=traceback.format_exc())
-    finally:
-        conn.close()
-    module.exit_json(**result)
+    run_report(module, template_report, 'certificate templates')
 
 
 if __name__ == '__main__':

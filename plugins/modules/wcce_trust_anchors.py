@@ -51,6 +51,13 @@ options:
         description: PEM text.
         type: str
         required: true
+      verify:
+        description:
+          - Treat the entry like one of O(host_certificates) (kept only when independently verified anchors vouch
+            for it), as the M(adcs.enrollment.trust) role does for files from the managed host and chain files.
+        type: bool
+        default: false
+        version_added: 1.2.0
   host_certificates:
     description:
       - Certificates read from files on the managed host, with O(host_certificates[].name) and
@@ -114,8 +121,15 @@ roots:
     subject:
       description: Subject (RFC 4514).
       type: str
+    fingerprint_sha256:
+      description: SHA-256 fingerprint of the DER certificate, colon-separated upper-case hex (the name the other
+        modules' certificate facts use).
+      type: str
+      version_added: 1.2.0
     sha256_fingerprint:
-      description: SHA-256 fingerprint of the DER certificate, colon-separated.
+      description:
+        - SHA-256 fingerprint of the DER certificate, colon-separated.
+        - Deprecated, use RV(roots[].fingerprint_sha256); will be removed in 2.0.0.
       type: str
     not_after:
       description: End of validity (UTC).
@@ -139,6 +153,7 @@ refused:
   sample:
     - name: web
       subject: CN=Rogue Root
+      fingerprint_sha256: "AB:CD:..."
       sha256_fingerprint: "AB:CD:..."
       reason: not among the independently verified anchors (ca_bundle /etc/pki/corp-root.pem)
 '''
@@ -147,21 +162,17 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
-from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
-from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
-    connection_argument_spec,
-    connection_params,
-)
+from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _auth, _deps, _trust_store
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_argument_spec
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, LdapError, WcceError
 
 
 def argument_spec():
     entry = dict(name=dict(type='str', required=True), content=dict(type='str', required=True))
     spec = connection_argument_spec()
     spec.update(
-        certificates=dict(type='list', elements='dict', default=[], options=entry),
+        certificates=dict(type='list', elements='dict', default=[],
+                          options=dict(entry, verify=dict(type='bool', default=False))),
         host_certificates=dict(type='list', elements='dict', default=[], options=dict(entry)),
         from_ad=dict(type='bool', default=False),
         ca_names=dict(type='list', elements='str', default=[]),
@@ -177,11 +188,9 @@ def main():
     opened = []
 
     def connect():
-        if not _ldap.HAS_LDAP3:
-            raise WcceError('The Python library "ldap3" is required to read Active Directory')
         try:
-            conn = _ldap.AdConnection(_ldap.LdapSettings.from_params(connection_params(params))).connect()
-        except _ldap.LdapError as exc:
+            conn = _auth.ldap_connect(params)
+        except LdapError as exc:
             raise WcceError('Reading Active Directory failed: %s' % exc,
                             remedy='Check domain, domain_controller, ldap_scheme, ca_bundle and the credentials.')
         opened.append(conn)
@@ -191,14 +200,15 @@ def main():
         return opened[0] if opened else connect()
 
     try:
-        has_directory = bool(params.get('domain') or params.get('domain_controller'))
-        source = _anchors.AnchorSource.from_params(params, connect_directory=directory if has_directory else None,
-                                                   directory_always=params['from_ad'])
-        result = _anchors.trust_store_selection(
-            certificates=params['certificates'], host_certificates=params['host_certificates'],
+        source = _anchors.AnchorSource.from_params(
+            params, connect_directory=directory if _auth.has_directory(params) else None,
+            directory_always=params['from_ad'])
+        result = _trust_store.trust_store_selection(
+            certificates=[c for c in params['certificates'] if not c['verify']],
+            host_certificates=params['host_certificates'] + [c for c in params['certificates'] if c['verify']],
             from_ad=params['from_ad'], ca_names=params['ca_names'], source=source,
             directory=directory() if params['from_ad'] and source.connect_directory is not None else None)
-    except WcceError as exc:
+    except AdcsError as exc:
         module.fail_json(msg=exc.to_message())
     except Exception as exc:  # never a bare traceback to the user
         module.fail_json(msg='Unexpected error sorting the CA certificates: %s: %s' % (type(exc).__name__, exc),
@@ -208,7 +218,7 @@ def main():
             conn.close()
     for item in result['refused']:
         module.warn('Not installed: %s "%s" (SHA-256 %s): %s' % (item['name'], item['subject'],
-                                                                 item['sha256_fingerprint'], item['reason']))
+                                                                 item['fingerprint_sha256'], item['reason']))
     module.exit_json(changed=False, **result)
 
 

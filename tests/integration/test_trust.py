@@ -186,7 +186,7 @@ def test_a_rogue_root_appended_to_a_host_chain_file_is_not_installed(lab, ansibl
         x509.load_pem_x509_certificate(read(lab['ca']['root_cert']))
     assert published['refused'] == [{
         'name': 'web', 'file': 'web-%s.crt' % fp(rogue).replace(':', '').lower()[:16],
-        'subject': 'CN=LAB Root CA', 'sha256_fingerprint': fp(rogue),
+        'subject': 'CN=LAB Root CA', 'sha256_fingerprint': fp(rogue), 'fingerprint_sha256': fp(rogue),
         'not_after': rogue.not_valid_after_utc.strftime('%Y-%m-%dT%H:%M:%SZ'), 'source': 'host',
         'reason': 'not among the independently verified anchors (ca_fingerprint)'}]
     sort = task(out, 'Sort the CA certificates on the controller')

@@ -1,7 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""_anchors: trust anchors from ca_bundle, ca_fingerprint or verified AD, never from the CA session; the path check
-and the trust-store classification."""
+"""_anchors: trust anchors from ca_bundle, ca_fingerprint or verified AD, never from the CA session; the path check."""
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
@@ -261,21 +260,3 @@ def test_enroller_refresh_rebuilds_the_chain_from_anchors_only(tmp_path):
         'The issued certificate chains to the root CA "CN=LAB Root CA" (SHA-256 %s), which is not a trusted anchor'
         % _anchors.fingerprint(pki.root))
     assert not os.path.exists(s['chain_path'])
-
-
-# ------------------------------------------------------------------------------------------------------------
-# classify (trust stores)
-# ------------------------------------------------------------------------------------------------------------
-def test_classify_roots_intermediates_and_refused():
-    pki = wcce_pki.pki()
-    rogue_root = rogue_pki()[0]
-    out = _anchors.classify([pki.root, pki.ca, leaf(), pki.root])
-    assert out['roots'] == [pki.root] and out['intermediates'] == [pki.ca]
-    assert list(out['refused']) == [
-        (leaf(), 'not a CA certificate (basicConstraints CA:TRUE is missing)')]
-    trust = _anchors.TrustAnchors([pki.root], [pki.ca], sources=['ca_bundle x'])
-    out = _anchors.classify([pki.root, pki.ca, rogue_root, rogue_pki()[1]], anchors=trust)
-    assert out['roots'] == [pki.root] and out['intermediates'] == [pki.ca]
-    assert [r for _c, r in out['refused']] == [
-        'not among the independently verified anchors (ca_bundle x)',
-        'does not chain to the independently verified anchors (ca_bundle x)']

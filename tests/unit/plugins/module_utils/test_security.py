@@ -7,6 +7,7 @@ __metaclass__ = type
 import pytest
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _security as s
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import security as sd_build
 
 DOMAIN = 'S-1-5-21-1111111111-2222222222-3333333333'
 ENROLLER = DOMAIN + '-1105'
@@ -22,24 +23,24 @@ READ = 0x00020094  # READ_CONTROL | LIST | READ_PROP | LIST_OBJECT
 
 
 def allow_obj(sid, guid, mask=CTRL, flags=0):
-    return s.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, sid, mask, guid, flags)
+    return sd_build.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, sid, mask, guid, flags)
 
 
 def deny_obj(sid, guid, mask=CTRL, flags=0):
-    return s.build_ace(s.ACCESS_DENIED_OBJECT_ACE_TYPE, sid, mask, guid, flags)
+    return sd_build.build_ace(s.ACCESS_DENIED_OBJECT_ACE_TYPE, sid, mask, guid, flags)
 
 
 def allow(sid, mask, flags=0):
-    return s.build_ace(s.ACCESS_ALLOWED_ACE_TYPE, sid, mask, None, flags)
+    return sd_build.build_ace(s.ACCESS_ALLOWED_ACE_TYPE, sid, mask, None, flags)
 
 
 def deny(sid, mask, flags=0):
-    return s.build_ace(s.ACCESS_DENIED_ACE_TYPE, sid, mask, None, flags)
+    return sd_build.build_ace(s.ACCESS_DENIED_ACE_TYPE, sid, mask, None, flags)
 
 
 def lab_sd():
     """Like the lab's WebServer: deny denied, admins full control, enroller and the group may enroll."""
-    return s.build_security_descriptor([
+    return sd_build.build_security_descriptor([
         deny_obj(DENIED, s.ENROLL),
         allow(ADMINS, s.DS_FULL_CONTROL),
         allow_obj(ENROLLER, s.ENROLL),
@@ -159,37 +160,37 @@ def token(user, *groups):
 
 
 def test_explicit_allow():
-    ok, reason = s.can_enroll(lab_sd(), token(ENROLLER))
+    ok, reason = sd_build.can_enroll(lab_sd(), token(ENROLLER))
     assert ok is True
     assert reason.startswith('allowed: ACE #2 grants Enroll to ' + ENROLLER)
 
 
 def test_explicit_deny_wins_even_when_a_group_allows():
-    ok, reason = s.can_enroll(lab_sd(), token(DENIED, GROUP))
+    ok, reason = sd_build.can_enroll(lab_sd(), token(DENIED, GROUP))
     assert ok is False
     assert 'ACE #0 denies Enroll' in reason and DENIED in reason
 
 
 def test_deny_wins_regardless_of_order():
-    sd = s.build_security_descriptor([allow_obj(GROUP, s.ENROLL), deny_obj(MEMBER, s.ENROLL)])
-    assert s.can_enroll(sd, token(MEMBER, GROUP))[0] is False
-    assert s.can_enroll(sd, token(OTHER, GROUP))[0] is True
+    sd = sd_build.build_security_descriptor([allow_obj(GROUP, s.ENROLL), deny_obj(MEMBER, s.ENROLL)])
+    assert sd_build.can_enroll(sd, token(MEMBER, GROUP))[0] is False
+    assert sd_build.can_enroll(sd, token(OTHER, GROUP))[0] is True
 
 
 def test_allowed_via_group():
-    ok, reason = s.can_enroll(lab_sd(), token(MEMBER, GROUP), names={GROUP: 'LAB\\ADCS-Enrollers'})
+    ok, reason = sd_build.can_enroll(lab_sd(), token(MEMBER, GROUP), names={GROUP: 'LAB\\ADCS-Enrollers'})
     assert ok is True
     assert 'LAB\\ADCS-Enrollers (%s)' % GROUP in reason
 
 
 def test_not_granted():
-    ok, reason = s.can_enroll(lab_sd(), token(OTHER))
+    ok, reason = sd_build.can_enroll(lab_sd(), token(OTHER))
     assert ok is False
     assert reason.startswith('no ACE grants Enroll')
 
 
 def test_generic_all_counts():
-    sd = s.build_security_descriptor([allow(OTHER, s.GENERIC_ALL)])
+    sd = sd_build.build_security_descriptor([allow(OTHER, s.GENERIC_ALL)])
     acl = s.TemplateAcl(sd)
     assert acl.can_enroll(token(OTHER))[0] is True
     assert acl.rights()['enroll']['allowed'] == [{'sid': OTHER, 'via': 'generic_all', 'ace': 0}]
@@ -197,12 +198,12 @@ def test_generic_all_counts():
 
 
 def test_full_control_counts():
-    ok, reason = s.can_enroll(lab_sd(), token(ADMINS))
+    ok, reason = sd_build.can_enroll(lab_sd(), token(ADMINS))
     assert ok is True and 'full control' in reason
 
 
 def test_all_extended_rights_object_ace_without_type():
-    sd = s.build_security_descriptor([allow_obj(OTHER, None)])
+    sd = sd_build.build_security_descriptor([allow_obj(OTHER, None)])
     acl = s.TemplateAcl(sd)
     assert acl.rights()['enroll']['allowed'] == [{'sid': OTHER, 'via': 'all_extended_rights', 'ace': 0}]
     assert acl.can_enroll([OTHER])[0] is True
@@ -210,54 +211,54 @@ def test_all_extended_rights_object_ace_without_type():
 
 
 def test_all_extended_rights_plain_ace_control_access():
-    sd = s.build_security_descriptor([allow(OTHER, CTRL | READ)])
+    sd = sd_build.build_security_descriptor([allow(OTHER, CTRL | READ)])
     assert s.TemplateAcl(sd).rights()['enroll']['allowed'][0]['via'] == 'all_extended_rights'
-    assert s.can_enroll(sd, [OTHER])[0] is True
+    assert sd_build.can_enroll(sd, [OTHER])[0] is True
 
 
 def test_deny_all_extended_rights_beats_specific_allow():
-    sd = s.build_security_descriptor([allow_obj(OTHER, s.ENROLL), deny(OTHER, CTRL)])
-    ok, reason = s.can_enroll(sd, [OTHER])
+    sd = sd_build.build_security_descriptor([allow_obj(OTHER, s.ENROLL), deny(OTHER, CTRL)])
+    ok, reason = sd_build.can_enroll(sd, [OTHER])
     assert ok is False and 'all extended rights' in reason
 
 
 def test_deny_generic_all():
-    sd = s.build_security_descriptor([allow_obj(OTHER, s.ENROLL), deny(GROUP, s.GENERIC_ALL)])
-    assert s.can_enroll(sd, [OTHER, GROUP])[0] is False
+    sd = sd_build.build_security_descriptor([allow_obj(OTHER, s.ENROLL), deny(GROUP, s.GENERIC_ALL)])
+    assert sd_build.can_enroll(sd, [OTHER, GROUP])[0] is False
 
 
 def test_other_extended_right_or_read_only_does_not_count():
     other_right = '00299570-246d-11d0-a768-00aa006e0529'  # User-Force-Change-Password
-    sd = s.build_security_descriptor([allow_obj(OTHER, other_right), allow(OTHER, READ),
-                                      allow_obj(OTHER, s.ENROLL, mask=0x10)])  # READ_PROP on the GUID: not control access
-    assert s.can_enroll(sd, [OTHER])[0] is False
+    sd = sd_build.build_security_descriptor([allow_obj(OTHER, other_right), allow(OTHER, READ),
+                                             allow_obj(OTHER, s.ENROLL, mask=0x10)])  # READ_PROP on the GUID: not control access
+    assert sd_build.can_enroll(sd, [OTHER])[0] is False
     rights = s.TemplateAcl(sd).rights()
     assert rights['enroll'] == {'allowed': [], 'denied': []}
 
 
 def test_inherit_only_ace_is_ignored():
-    sd = s.build_security_descriptor([allow_obj(OTHER, s.ENROLL, flags=s.INHERIT_ONLY_ACE | s.CONTAINER_INHERIT_ACE)])
-    assert s.can_enroll(sd, [OTHER])[0] is False
+    sd = sd_build.build_security_descriptor([allow_obj(OTHER, s.ENROLL, flags=s.INHERIT_ONLY_ACE | s.CONTAINER_INHERIT_ACE)])
+    assert sd_build.can_enroll(sd, [OTHER])[0] is False
 
 
 def test_inherited_ace_counts():
-    sd = s.build_security_descriptor([allow_obj(OTHER, s.ENROLL, flags=s.INHERITED_ACE)])
-    assert s.can_enroll(sd, [OTHER])[0] is True
+    sd = sd_build.build_security_descriptor([allow_obj(OTHER, s.ENROLL, flags=s.INHERITED_ACE)])
+    assert sd_build.can_enroll(sd, [OTHER])[0] is True
 
 
 def test_everyone_and_authenticated_users():
-    sd = s.build_security_descriptor([allow_obj('S-1-5-11', s.ENROLL)])
-    assert s.can_enroll(sd, token(OTHER))[0] is True
-    assert s.can_enroll(sd, [OTHER])[0] is False
+    sd = sd_build.build_security_descriptor([allow_obj('S-1-5-11', s.ENROLL)])
+    assert sd_build.can_enroll(sd, token(OTHER))[0] is True
+    assert sd_build.can_enroll(sd, [OTHER])[0] is False
 
 
 def test_null_and_empty_dacl():
-    null = s.build_security_descriptor([], dacl_present=False)
-    ok, reason = s.can_enroll(null, [OTHER])
+    null = sd_build.build_security_descriptor([], dacl_present=False)
+    ok, reason = sd_build.can_enroll(null, [OTHER])
     assert ok is True and 'NULL DACL' in reason
     assert s.TemplateAcl(null).rights()['enroll']['allowed'][0]['via'] == 'null_dacl'
-    empty = s.build_security_descriptor([])
-    assert s.can_enroll(empty, [OTHER])[0] is False
+    empty = sd_build.build_security_descriptor([])
+    assert sd_build.can_enroll(empty, [OTHER])[0] is False
 
 
 def test_rights_lists():
@@ -273,17 +274,17 @@ def test_autoenroll_needs_enroll_too():
     assert acl.can_autoenroll(token(MEMBER, GROUP))[0] is True
     ok, reason = acl.can_autoenroll(token(ENROLLER))
     assert ok is False and 'AutoEnroll' in reason
-    sd = s.build_security_descriptor([allow_obj(OTHER, s.AUTOENROLL)])
+    sd = sd_build.build_security_descriptor([allow_obj(OTHER, s.AUTOENROLL)])
     ok, reason = s.TemplateAcl(sd).can_autoenroll([OTHER])
     assert ok is False and 'Enroll' in reason
 
 
 def test_sid_case_insensitive_and_unknown_ace_types_ignored():
-    audit = s.build_ace(s.SYSTEM_AUDIT_ACE_TYPE, OTHER, s.GENERIC_ALL)
-    callback = s.build_ace(s.ACCESS_ALLOWED_CALLBACK_ACE_TYPE, OTHER, s.GENERIC_ALL)
-    sd = s.build_security_descriptor([audit, callback, allow_obj(ENROLLER, s.ENROLL)])
-    assert s.can_enroll(sd, [OTHER])[0] is False
-    assert s.can_enroll(sd, [ENROLLER.lower().replace('s-', 's-')])[0] is True
+    audit = sd_build.build_ace(s.SYSTEM_AUDIT_ACE_TYPE, OTHER, s.GENERIC_ALL)
+    callback = sd_build.build_ace(s.ACCESS_ALLOWED_CALLBACK_ACE_TYPE, OTHER, s.GENERIC_ALL)
+    sd = sd_build.build_security_descriptor([audit, callback, allow_obj(ENROLLER, s.ENROLL)])
+    assert sd_build.can_enroll(sd, [OTHER])[0] is False
+    assert sd_build.can_enroll(sd, [ENROLLER.lower().replace('s-', 's-')])[0] is True
 
 
 def test_well_known_names():

@@ -9,6 +9,7 @@ import struct
 import pytest
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _templates as t
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.templates import encode_period
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -128,7 +129,7 @@ def test_windows_period_bytes(hexbytes, days, text):
     (3, 0, '3 days'), (0, 8, '8 hours'), (0, 1, '1 hour'), (0, 0, '0 seconds'), (400, 0, '400 days'),
 ])
 def test_period_round_trip_and_text(days, hours, text):
-    raw = t.encode_period(days=days, hours=hours)
+    raw = encode_period(days=days, hours=hours)
     assert len(raw) == 8
     assert struct.unpack('<q', raw)[0] <= 0, 'Windows stores periods as negative intervals'
     decoded = t.decode_period(raw)
@@ -141,7 +142,7 @@ def test_period_round_trip_and_text(days, hours, text):
 
 
 def test_period_bytes_are_little_endian_100ns_units():
-    assert t.encode_period(days=1) == struct.pack('<q', -864000000000)
+    assert encode_period(days=1) == struct.pack('<q', -864000000000)
 
 
 def test_period_wrong_length_and_absent():

@@ -8,7 +8,6 @@ __metaclass__ = type
 
 import datetime
 import json
-import re
 
 import pytest
 
@@ -21,131 +20,23 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _security as s
-from ansible_collections.adcs.enrollment.plugins.module_utils._templates import encode_period
+from ansible_collections.adcs.enrollment.plugins.module_utils import _template_report
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.templates import encode_period
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import security as sd_build
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_template_info
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ldap_directory import (
+    BASE, CONFIG, Directory, DirectoryConnection, install_directory,
+)
 
-BASE = 'DC=lab,DC=adcs,DC=test'
-CONFIG = 'CN=Configuration,' + BASE
 PKS = 'CN=Public Key Services,CN=Services,' + CONFIG
 TEMPLATES = 'CN=Certificate Templates,' + PKS
 SERVICES = 'CN=Enrollment Services,' + PKS
 DOM = 'S-1-5-21-100-200-300'
 SIDS = {'enroller': DOM + '-1103', 'denied': DOM + '-1104', 'groupmember': DOM + '-1105', 'group': DOM + '-1107',
         'admins': DOM + '-512', 'users': DOM + '-513'}
-
-
-# ------------------------------------------------------------------------------------------------------------
-# in-memory directory
-# ------------------------------------------------------------------------------------------------------------
-
-def _unescape(value):
-    return re.sub(rb'\\([0-9a-fA-F]{2})', lambda m: bytes([int(m.group(1), 16)]), value.encode('utf-8'))
-
-
-def _parse(flt, pos=0):
-    """Tiny LDAP filter parser: returns (node, next position). node = ('&'|'|', [children]) or ('=', attr, value)."""
-    assert flt[pos] == '('
-    pos += 1
-    if flt[pos] in '&|':
-        op = flt[pos]
-        pos += 1
-        children = []
-        while flt[pos] == '(':
-            child, pos = _parse(flt, pos)
-            children.append(child)
-        assert flt[pos] == ')'
-        return (op, children), pos + 1
-    end = flt.index(')', pos)
-    attr, _sep, value = flt[pos:end].partition('=')
-    return ('=', attr, value), end + 1
-
-
-def _match(node, attrs):
-    if node[0] == '&':
-        return all(_match(c, attrs) for c in node[1])
-    if node[0] == '|':
-        return any(_match(c, attrs) for c in node[1])
-    _op, attr, value = node
-    values = [v for k, vs in attrs.items() if k.lower() == attr.lower() for v in vs]
-    if value == '*':
-        return bool(values)
-    wanted = _unescape(value)
-    return any(v.lower() == wanted.lower() for v in values)
-
-
-class Directory(object):
-    def __init__(self):
-        self.entries = {}
-
-    def add(self, dn, **attrs):
-        raw = {}
-        for name, values in attrs.items():
-            name = name.replace('_', '-')
-            values = values if isinstance(values, list) else [values]
-            raw[name] = [v if isinstance(v, bytes) else str(v).encode('utf-8') for v in values]
-        self.entries[dn] = raw
-
-    def search(self, base, flt, scope):
-        node, _end = _parse(flt)
-        result = []
-        for dn, attrs in self.entries.items():
-            if scope == ldap3.BASE:
-                ok = dn.lower() == base.lower()
-            elif scope == ldap3.LEVEL:
-                ok = dn.lower().endswith(',' + base.lower()) and ',' not in dn[:-(len(base) + 1)].replace('\\,', '')
-            else:
-                ok = dn.lower() == base.lower() or dn.lower().endswith(',' + base.lower())
-            if ok and _match(node, attrs):
-                result.append((dn, attrs))
-        return result
-
-
-class DirectoryConnection(object):
-    directory = None
-    binds = []
-
-    def __init__(self, server, **kwargs):
-        self.server = server
-        self.kwargs = kwargs
-        self.closed = True
-        self.result = {}
-        self.response = []
-        self.last_error = None
-        self.extend = type('E', (), {'standard': type('S', (), {'who_am_i': staticmethod(lambda: None)})()})()
-
-    def open(self):
-        self.closed = False
-
-    def start_tls(self):
-        return True
-
-    def bind(self):
-        DirectoryConnection.binds.append(self.kwargs)
-        self.result = {'result': 0, 'description': 'success'}
-        return True
-
-    def unbind(self):
-        self.closed = True
-
-    def search(self, search_base, search_filter, search_scope, attributes, controls=None, paged_size=None, paged_cookie=None):
-        if search_base == '':
-            found = [('', {'defaultNamingContext': [BASE.encode()], 'configurationNamingContext': [CONFIG.encode()]})]
-        else:
-            found = self.directory.search(search_base, search_filter, search_scope)
-        wanted = set(a.lower() for a in attributes)
-        self.response = [{'type': 'searchResEntry', 'dn': dn,
-                          'raw_attributes': dict((k, v) for k, v in attrs.items() if k.lower() in wanted)} for dn, attrs in found]
-        self.result = {'result': 0, 'description': 'success', 'controls': {}}
-        return bool(found)
-
-
-class Server(object):
-    def __init__(self, host, **kwargs):
-        self.host = host
-        self.kwargs = kwargs
 
 
 def ca_certificate():
@@ -163,13 +54,13 @@ CA_DER = ca_certificate()
 
 def template_sd(extra=None):
     aces = [
-        s.build_ace(s.ACCESS_DENIED_OBJECT_ACE_TYPE, SIDS['denied'], s.ADS_RIGHT_DS_CONTROL_ACCESS, s.ENROLL),
-        s.build_ace(s.ACCESS_ALLOWED_ACE_TYPE, SIDS['admins'], s.DS_FULL_CONTROL),
-        s.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, SIDS['enroller'], s.ADS_RIGHT_DS_CONTROL_ACCESS, s.ENROLL),
-        s.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, SIDS['group'], s.ADS_RIGHT_DS_CONTROL_ACCESS, s.ENROLL),
-        s.build_ace(s.ACCESS_ALLOWED_ACE_TYPE, 'S-1-5-11', 0x20094),
+        sd_build.build_ace(s.ACCESS_DENIED_OBJECT_ACE_TYPE, SIDS['denied'], s.ADS_RIGHT_DS_CONTROL_ACCESS, s.ENROLL),
+        sd_build.build_ace(s.ACCESS_ALLOWED_ACE_TYPE, SIDS['admins'], s.DS_FULL_CONTROL),
+        sd_build.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, SIDS['enroller'], s.ADS_RIGHT_DS_CONTROL_ACCESS, s.ENROLL),
+        sd_build.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, SIDS['group'], s.ADS_RIGHT_DS_CONTROL_ACCESS, s.ENROLL),
+        sd_build.build_ace(s.ACCESS_ALLOWED_ACE_TYPE, 'S-1-5-11', 0x20094),
     ] + (extra or [])
-    return s.build_security_descriptor(aces, owner=SIDS['admins'], group=SIDS['admins'])
+    return sd_build.build_security_descriptor(aces, owner=SIDS['admins'], group=SIDS['admins'])
 
 
 @pytest.fixture
@@ -190,14 +81,14 @@ def directory(monkeypatch):
           msPKI_Template_Schema_Version=2, msPKI_Cert_Template_OID='1.2.3.4.1.100', msPKI_Enrollment_Flag=2,
           msPKI_Private_Key_Flag=0x01010010 - 0x01010000, msPKI_Certificate_Name_Flag=1, msPKI_Minimal_Key_Size=2048,
           msPKI_Certificate_Application_Policy='1.3.6.1.5.5.7.3.1', msPKI_Supersede_Templates='WebServer',
-          nTSecurityDescriptor=template_sd([s.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, SIDS['group'],
-                                                        s.ADS_RIGHT_DS_CONTROL_ACCESS, s.AUTOENROLL)]))
+          nTSecurityDescriptor=template_sd([sd_build.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, SIDS['group'],
+                                                               s.ADS_RIGHT_DS_CONTROL_ACCESS, s.AUTOENROLL)]))
     d.add('CN=User,' + TEMPLATES, objectClass=['top', 'pKICertificateTemplate'], cn='User', displayName='User', flags=66106,
           pKIExpirationPeriod=encode_period(days=365), pKIOverlapPeriod=encode_period(days=42),
           msPKI_Template_Schema_Version=1, msPKI_Cert_Template_OID='1.2.3.4.1.1', msPKI_Certificate_Name_Flag=-1509949440,
           pKIExtendedKeyUsage=['1.3.6.1.4.1.311.10.3.4', '1.3.6.1.5.5.7.3.4', '1.3.6.1.5.5.7.3.2'],
-          nTSecurityDescriptor=s.build_security_descriptor(
-              [s.build_ace(s.ACCESS_ALLOWED_ACE_TYPE, SIDS['admins'], s.DS_FULL_CONTROL)], owner=SIDS['admins']))
+          nTSecurityDescriptor=sd_build.build_security_descriptor(
+              [sd_build.build_ace(s.ACCESS_ALLOWED_ACE_TYPE, SIDS['admins'], s.DS_FULL_CONTROL)], owner=SIDS['admins']))
     d.add('CN=Unpublished,' + TEMPLATES, objectClass=['top', 'pKICertificateTemplate'], cn='Unpublished',
           msPKI_Template_Schema_Version=2, nTSecurityDescriptor=template_sd())
     d.add('CN=LAB-CA,' + SERVICES, objectClass=['top', 'pKIEnrollmentService'], cn='LAB-CA', displayName='LAB-CA',
@@ -212,15 +103,7 @@ def directory(monkeypatch):
               tokenGroups=[s.sid_to_bytes(g) for g in groups])
     d.add('CN=ADCS-Enrollers,CN=Users,' + BASE, objectClass=['top', 'group'], sAMAccountName='ADCS-Enrollers',
           objectSid=s.sid_to_bytes(SIDS['group']))
-    DirectoryConnection.directory = d
-    DirectoryConnection.binds = []
-
-    class TestAdConnection(_ldap.AdConnection):
-        def __init__(self, settings):
-            super(TestAdConnection, self).__init__(settings, connection_factory=DirectoryConnection, server_factory=Server)
-
-    monkeypatch.setattr(_ldap, 'AdConnection', TestAdConnection)
-    return d
+    return install_directory(monkeypatch, d)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -368,7 +251,7 @@ def test_connection_error_is_clean(monkeypatch, directory):
 def test_unexpected_error_is_reported_without_crash(monkeypatch, directory):
     def boom(*args, **kwargs):
         raise RuntimeError('kaboom')
-    monkeypatch.setattr(wcce_template_info, 'list_templates', boom)
+    monkeypatch.setattr(_template_report, 'list_templates', boom)
     out = run(CONN)
     assert out.failed and 'kaboom' in out.result['msg']
 
@@ -385,13 +268,13 @@ def test_argument_validation(directory, args, text):
 
 
 def test_missing_ldap3(monkeypatch, directory):
-    monkeypatch.setattr(_ldap, 'HAS_LDAP3', False)
+    monkeypatch.setitem(_deps._STATUS, 'ldap3', (False, 'Traceback'))
     out = run(CONN)
     assert out.failed and 'ldap3' in out.result['msg']
 
 
 def test_missing_dnspython_only_matters_without_dc(monkeypatch, directory):
-    monkeypatch.setattr(_ldap, 'HAS_DNSPYTHON', False)
+    monkeypatch.setitem(_deps._STATUS, 'dnspython', (False, 'Traceback'))
     args = dict(CONN)
     del args['domain_controller']
     out = run(args)
@@ -400,6 +283,6 @@ def test_missing_dnspython_only_matters_without_dc(monkeypatch, directory):
 
 
 def test_kerberos_without_gssapi(monkeypatch, directory):
-    monkeypatch.setattr(_ldap, 'HAS_GSSAPI', False)
+    monkeypatch.setitem(_deps._STATUS, 'gssapi', (False, 'Traceback'))
     out = run({'domain': 'lab.adcs.test', 'auth': 'kerberos'})
     assert out.failed and 'gssapi' in out.result['msg']

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'module_utils'))
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _ldap  # noqa: E402
+from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _deps, _ldap  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_trust_anchors  # noqa: E402
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
 
@@ -61,15 +61,33 @@ def test_host_files_only_with_independent_anchors():
     out = run({'host_certificates': host, 'ca_fingerprint': [_anchors.fingerprint(pki.root)]})
     assert not out.failed
     assert [r['subject'] for r in out.result['roots']] == ['CN=LAB Root CA']
-    assert out.result['roots'][0]['sha256_fingerprint'] == _anchors.fingerprint(pki.root)
+    assert out.result['roots'][0]['fingerprint_sha256'] == _anchors.fingerprint(pki.root)
     assert [r['subject'] for r in out.result['intermediates']] == ['CN=LAB-CA']
     assert out.result['refused'] == [{
         'name': 'web', 'file': 'web-%s.crt' % _anchors.fingerprint(rogue_root).replace(':', '').lower()[:16],
         'subject': 'CN=LAB Root CA', 'sha256_fingerprint': _anchors.fingerprint(rogue_root),
+        'fingerprint_sha256': _anchors.fingerprint(rogue_root),
         'not_after': rogue_root.not_valid_after_utc.strftime('%Y-%m-%dT%H:%M:%SZ'), 'source': 'host',
         'reason': 'not among the independently verified anchors (ca_fingerprint)'}]
     assert out.warnings == ['Not installed: web "CN=LAB Root CA" (SHA-256 %s): not among the independently '
                             'verified anchors (ca_fingerprint)' % _anchors.fingerprint(rogue_root)]
+
+
+def test_certificates_with_verify_are_host_certificates():
+    """The trust role passes every source in ``certificates``; ``verify`` marks the host files and chain files."""
+    pki = wcce_pki.pki()
+    rogue_root = rogue_pki()[0]
+    entries = [{'name': 'corp', 'content': pem(pki.root)}, {'name': 'web', 'content': pem(pki.ca, pki.root, rogue_root),
+                                                            'verify': True}]
+    out = run({'certificates': entries})
+    assert out.failed and out.result['msg'].startswith(
+        'CA certificates from files on the managed host are installed only when they are among independently')
+    out = run({'certificates': entries, 'ca_fingerprint': [_anchors.fingerprint(pki.root)]})
+    assert not out.failed, out.result
+    assert [(r['name'], r['source']) for r in out.result['roots']] == [('corp', 'certificates')]
+    assert [(r['name'], r['subject'], r['source']) for r in out.result['intermediates']] == [
+        ('web', 'CN=LAB-CA', 'host')]
+    assert [(r['name'], r['subject']) for r in out.result['refused']] == [('web', 'CN=LAB Root CA')]
 
 
 class FakeAd(object):
@@ -94,7 +112,7 @@ def fake_ad(monkeypatch):
         'CN=AIA': [], 'CN=NTAuthCertificates': [pki.ca.public_bytes(DER)],
     })
     monkeypatch.setattr(_ldap, 'AdConnection', FakeAd)
-    monkeypatch.setattr(_ldap, 'HAS_LDAP3', True)
+    monkeypatch.setitem(_deps._STATUS, 'ldap3', (True, None))
     return FakeAd.directory
 
 
@@ -109,7 +127,7 @@ def test_from_ad_roots_of_certification_authorities_and_issuing_cas(fake_ad):
         ('LAB Root CA', 'CN=LAB Root CA', 'Active Directory')]
     assert [(r['subject'], r['source']) for r in out.result['intermediates']] == [('CN=LAB-CA', 'Active Directory')]
     assert fake_ad.closed is True
-    assert out.result['roots'][0]['sha256_fingerprint'] == _anchors.fingerprint(pki.root)
+    assert out.result['roots'][0]['fingerprint_sha256'] == _anchors.fingerprint(pki.root)
     # AD over an unverified connection is refused, and not even read
     fake_ad.searches[:] = []
     out = run(dict(conn, from_ad=True, validate_certs=False))
@@ -145,7 +163,7 @@ def test_from_ad_installs_only_directory_roots_not_the_bundle(fake_ad, tmp_path)
     conn = {'domain': 'lab.adcs.test', 'username': 'u@lab.adcs.test', 'password': 'pw', 'ca_bundle': bundle}
     out = run(dict(conn, from_ad=True))
     assert not out.failed, out.result
-    assert [r['sha256_fingerprint'] for r in out.result['roots']] == [_anchors.fingerprint(pki.root)]
+    assert [r['fingerprint_sha256'] for r in out.result['roots']] == [_anchors.fingerprint(pki.root)]
     out = run(dict(conn, from_ad=True, ca_fingerprint=[_anchors.fingerprint(other_root)]))
     assert not out.failed and out.result['roots'] == []
     out = run(dict(conn, from_ad=True, ca_names=['nope']))
