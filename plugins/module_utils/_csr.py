@@ -427,6 +427,9 @@ def ensure_key_and_csr(writer, private_key_path, csr_path=None, passphrase=None,
 # ---------------------------------------------------------------------------------------------------------------
 # Request attributes (pwszAttributes)
 # ---------------------------------------------------------------------------------------------------------------
+_SAN_ATTRIBUTE_NAMES = {'dns': 'dns', 'ip': 'ipaddress', 'upn': 'upn', 'email': 'email', 'uri': 'url'}
+
+
 def build_request_attributes(template=None, sans=None, extra=None):
     """Build the pwszAttributes string: ``name:value`` lines joined by ``\\n``.
 
@@ -437,7 +440,8 @@ def build_request_attributes(template=None, sans=None, extra=None):
     if template:
         _check_attr('CertificateTemplate', template)
         lines.append('CertificateTemplate:%s' % template)
-    norm = normalize_sans(sans)
+    # MS-WCCE 3.2.1.4.2.1.2 names (dns, email, upn, dn, url, ipaddress, guid); normalize_sans refuses '&' in values
+    norm = [(_SAN_ATTRIBUTE_NAMES[k], v) for k, v in normalize_sans(sans)]
     if norm:
         lines.append('SAN:' + '&'.join('%s=%s' % (k, v) for k, v in norm))
     items = extra.items() if isinstance(extra, dict) else (extra or [])

@@ -121,6 +121,13 @@ _HRESULTS = {
     0x80094013: ('CERTSRV_E_DOWNLEVEL_DC_SSL_OR_UPGRADE', 'The contacted domain controller cannot support signed '
                  'LDAP traffic.', _ADMIN + ' to update the domain controller or configure the CA to use '
                  'LDAPS.', CAT_UNAVAILABLE),
+    0x80094014: ('CERTSRV_E_ADMIN_DENIED_REQUEST', 'The request was denied by a certificate manager or CA '
+                 'administrator.', 'Ask the CA administrators why, then submit a new request.', CAT_DENIED),
+    0x80094015: ('CERTSRV_E_NO_POLICY_SERVER', 'An enrollment policy server cannot be located.',
+                 _ADMIN + ' to check the enrollment policy configuration of the CA.', CAT_UNAVAILABLE),
+    0x80094016: ('CERTSRV_E_WEAK_SIGNATURE_OR_KEY', "A signature algorithm or public key length does not meet the "
+                 "system's minimum required strength.", 'Use a larger key (key_size) or another key type, and '
+                 'SHA-256 or stronger.', CAT_REQUEST),
     0x80094800: ('CERTSRV_E_UNSUPPORTED_CERT_TYPE', 'The requested certificate template is not supported by '
                  'this CA.', 'Publish the template on this CA (certificateTemplates of the enrollment service) '
                  'or pick a template the CA offers (see wcce_template_info).', CAT_DENIED),
@@ -300,6 +307,8 @@ _HRESULTS = {
     0x80092013: ('CRYPT_E_REVOCATION_OFFLINE', 'The revocation function was unable to check revocation because '
                  'the revocation server was offline.', 'Check that the CRL distribution points are reachable.',
                  CAT_DENIED),
+    0x80093102: ('CRYPT_E_ASN1_EOD', 'ASN1 unexpected end of data.',
+                 'The request is malformed; report this as a bug in the collection.', CAT_REQUEST),
     0x8009310B: ('CRYPT_E_ASN1_BADTAG', 'ASN1 bad tag value met.',
                  'The request is malformed; report this as a bug in the collection.', CAT_REQUEST),
     0x800B0101: ('CERT_E_EXPIRED', 'A required certificate is not within its validity period.',
@@ -351,8 +360,10 @@ _NCA = {
     0x1C010014: ('NCA_S_SERVER_TOO_BUSY', 'The server is too busy.', 'Retry later.', CAT_UNAVAILABLE),
     0x1C00001B: ('NCA_S_FAULT_REMOTE_NO_MEMORY', 'The server ran out of memory.', 'Retry later.',
                  CAT_UNAVAILABLE),
-    0x1C000009: ('NCA_S_FAULT_INT_DIV_BY_ZERO', 'The server raised an exception.', 'Check the CA service.',
-                 CAT_UNAVAILABLE),
+    0x1C000009: ('NCA_S_UNSPEC_REJECT', 'The server rejected the call for an unspecified reason.',
+                 'Check the CA service and its event log.', CAT_UNAVAILABLE),
+    0x1C000012: ('NCA_S_FAULT_UNSPEC', 'The server raised an unspecified fault.', 'Check the CA service and its '
+                 'event log.', CAT_UNAVAILABLE),
 }
 
 # Named constants for callers.

@@ -105,7 +105,8 @@ CR_PROP_CACERTSTATE = 0x13
 CR_PROP_CRLSTATE = 0x14
 CR_PROP_DNSNAME = 0x16
 CR_PROP_KRACERTUSEDCOUNT = 0x18
-CR_PROP_KRACERTCOUNT = 0x1A
+CR_PROP_KRACERTCOUNT = 0x19
+CR_PROP_KRACERT = 0x1A
 CR_PROP_TEMPLATES = 0x1D
 
 PROPERTY_TYPES = {
@@ -358,14 +359,17 @@ def encode_property_value(value, prop_type):
 
 
 def parse_templates_property(text):
-    """CR_PROP_TEMPLATES value ("Name\\nOID\\nName\\nOID\\n") -> list of (name, oid)."""
-    items = [line.strip() for line in (text or '').replace('\r', '').split('\n')]
-    items = [i for i in items if i != '']
+    """CR_PROP_TEMPLATES value ("Name\nOID\nName\nOID\n") -> list of (name, oid); a version 1 template has an
+    empty OID line, which keeps its place in the pairs."""
+    lines = [line.strip() for line in (text or '').replace('\r', '').rstrip('\x00').split('\n')]
+    if lines and lines[-1] == '':
+        lines.pop()                      # the list ends with a newline
     out = []
-    for i in range(0, len(items) - 1, 2):
-        out.append((items[i], items[i + 1]))
-    if len(items) % 2:
-        out.append((items[-1], ''))
+    for i in range(0, len(lines), 2):
+        name = lines[i]
+        oid = lines[i + 1] if i + 1 < len(lines) else ''
+        if name:
+            out.append((name, oid))
     return out
 
 

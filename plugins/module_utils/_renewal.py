@@ -32,7 +32,11 @@ RENEWAL_FALLBACK_HRESULTS = frozenset([
     0x80090006,  # NTE_BAD_SIGNATURE
     0x8009100E,  # CRYPT_E_NO_SIGNER
     0x80091004,  # CRYPT_E_INVALID_MSG_TYPE
-    0x80093102,  # CRYPT_E_ASN1_BADTAG
+    0x80093102,  # CRYPT_E_ASN1_EOD
+    0x8009310B,  # CRYPT_E_ASN1_BADTAG (what Windows answers to a CMS it cannot parse)
+    0x800B0109,  # CERT_E_UNTRUSTEDROOT (the CA cannot chain the old certificate)
+    0x800B010A,  # CERT_E_CHAINING
+    0x80094816,  # CERTSRV_E_RENEWAL_BAD_PUBLIC_KEY (a new key on a same-key renewal template)
     0x800B0101,  # CERT_E_EXPIRED (the signing certificate expired meanwhile)
     0x80092013,  # CRYPT_E_REVOCATION_OFFLINE
     0x80092012,  # CRYPT_E_NO_REVOCATION_CHECK

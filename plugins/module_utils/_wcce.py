@@ -193,7 +193,7 @@ class CertRequestClient(object):
         req['dwFlags'] = flags
         req['pwszAuthority'] = _ndr.wstr(self.authority)
         req['pdwRequestId'] = request_id
-        req['pwszAttributes'] = _ndr.wstr(attributes or '')
+        req['pwszAttributes'] = _ndr.wstr(attributes)      # None: NULL (a retrieval, MS-WCCE 3.1.1.4.3.7)
         req['pctbRequest'] = _ndr.make_blob(csr)
         return req
 
@@ -203,7 +203,7 @@ class CertRequestClient(object):
         req['dwFlags'] = flags
         req['pwszSerialNumber'] = _ndr.wstr(serial_number) if serial_number else NULL
         req['pdwRequestId'] = request_id
-        req['pwszAttributes'] = _ndr.wstr(attributes or '')
+        req['pwszAttributes'] = _ndr.wstr(attributes)
         req['pctbRequest'] = _ndr.make_blob(csr)
         return req
 
@@ -223,10 +223,11 @@ class CertRequestClient(object):
         return self._submit(csr_der or b'', attrs, flags, request_id)
 
     def retrieve(self, request_id):
-        """Retrieve a (formerly pending) request: Request with the ID set and an empty request blob."""
+        """Retrieve a (formerly pending) request: Request with the ID set, an empty request blob and NULL
+        pwszAttributes (MS-WCCE 3.1.1.4.3.7)."""
         if not request_id:
             raise _errors.InvalidInput('A request ID is required to retrieve a certificate')
-        return self._submit(b'', '', 0, int(request_id))
+        return self._submit(b'', None, 0, int(request_id))
 
     def _submit(self, csr, attrs, flags, request_id):
         d2 = self._get_d2() if self.prefer_request2 else None

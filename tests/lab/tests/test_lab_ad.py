@@ -36,10 +36,22 @@ def test_every_account_binds_over_ldaps(lab):
 
 def test_wrong_password_is_refused(lab):
     import ldap3
-    server = ldap3.Server(lab["dc"]["address"], port=lab["dc"]["ldap_port"])
+    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=lab["ca_bundle"], valid_names=[lab["dc"]["tls_name"]])
+    server = ldap3.Server(lab["dc"]["address"], port=lab["dc"]["ldaps_port"], use_ssl=True, tls=tls)
     conn = ldap3.Connection(server, user=lab["accounts"]["enroller"]["upn"], password="wrong")
     assert not conn.bind()
     assert conn.result["result"] == 49  # invalidCredentials
+
+
+def test_simple_bind_in_clear_text_is_refused(lab):
+    """As a Windows Server 2025 DC (LDAP signing required by default): a simple bind over plain LDAP is refused
+    with strongerAuthRequired even with the right password (``ldap server require strong auth = yes``)."""
+    import ldap3
+    server = ldap3.Server(lab["dc"]["address"], port=lab["dc"]["ldap_port"])
+    conn = ldap3.Connection(server, user=lab["accounts"]["enroller"]["upn"],
+                            password=lab["accounts"]["enroller"]["password"])
+    assert not conn.bind()
+    assert conn.result["result"] == 8  # strongerAuthRequired
 
 
 def test_templates_carry_the_full_attribute_set(lab):

@@ -248,6 +248,25 @@ def test_san_attribute_only_with_editf(ca, lab, key):
         ca.config["editf_attributesubjectaltname2"] = False
 
 
+def test_san_attribute_names_are_the_ms_wcce_ones(ca, lab, key):
+    """MS-WCCE 3.2.1.4.2.1.2: dns, email, upn, dn, url, ipaddress, guid; ``ip=``/``uri=``/``rfc822name=`` make
+    no name (a client using them gets a certificate without those names, as from Windows)."""
+    csr = T.make_csr(key, "names.lab.adcs.test", dns_names=["names.lab.adcs.test"])
+    ca.config["editf_attributesubjectaltname2"] = True
+    try:
+        wrong = "CertificateTemplate:WebServer\nSAN:ip=192.0.2.7&uri=https://x.lab.adcs.test/&rfc822name=a@b.test"
+        assert sans_of(cert_of(ca.submit(0, wrong, csr, who(lab, "enroller")))) == [
+            x509.DNSName("names.lab.adcs.test")]
+        right = "CertificateTemplate:WebServer\nSAN:ipaddress=192.0.2.7&url=https://x.lab.adcs.test/&email=a@b.test"
+        got = sans_of(cert_of(ca.submit(0, right, csr, who(lab, "enroller"))))
+        import ipaddress
+        assert x509.IPAddress(ipaddress.ip_address("192.0.2.7")) in got
+        assert x509.UniformResourceIdentifier("https://x.lab.adcs.test/") in got
+        assert x509.RFC822Name("a@b.test") in got
+    finally:
+        ca.config["editf_attributesubjectaltname2"] = False
+
+
 # -- pending, retrieval by someone else --------------------------------------------------------------------------
 
 def test_pending_request_retrieved_only_by_its_requester(ca, lab, key):

@@ -223,7 +223,10 @@ def _attr(pairs, name):
 
 
 def _parse_san_attribute(value):
-    """``dns=a&upn=b&email=c&url=d&ipaddress=e&guid=f&dn=...`` -> list of x509.GeneralName."""
+    """``dns=a&upn=b&email=c&url=d&ipaddress=e&guid=f&dn=...`` -> list of x509.GeneralName.
+
+    Only the names of MS-WCCE 3.2.1.4.2.1.2 (dns, email, upn, dn, url, ipaddress, guid) make a name, as on
+    Windows; others (``ip=``, ``uri=``, ``rfc822name=``) are ignored."""
     names = []
     for part in value.split("&"):
         if "=" not in part:
@@ -237,11 +240,11 @@ def _parse_san_attribute(value):
             names.append(x509.DNSName(item))
         elif kind == "upn":
             names.append(_upn_name(item))
-        elif kind in ("email", "rfc822name"):
+        elif kind == "email":
             names.append(x509.RFC822Name(item))
         elif kind == "url":
             names.append(x509.UniformResourceIdentifier(item))
-        elif kind in ("ipaddress", "ip"):
+        elif kind == "ipaddress":
             names.append(x509.IPAddress(ipaddress.ip_address(item)))
         elif kind == "guid":
             names.append(x509.OtherName(x509.ObjectIdentifier("1.3.6.1.4.1.311.25.1"),

@@ -117,6 +117,12 @@ def test_request_attributes():
                     'ApplicationPolicies:1.3.6.1.5.5.7.3.1')
     assert support_csr.parse_request_attributes(text)[0] == ('CertificateTemplate', 'WebServer')
     assert _csr.build_request_attributes() == ''
+    # the SAN attribute uses MS-WCCE 3.2.1.4.2.1.2 names (ipaddress, url: ip=/uri= make no name on Windows); a value
+    # with '&' would read as more names: refused
+    text = _csr.build_request_attributes(sans=['IP:192.0.2.7', 'URI:https://a.example/x', 'EMAIL:m@a.example'])
+    assert sorted(text[4:].split('&')) == ['email=m@a.example', 'ipaddress=192.0.2.7', 'url=https://a.example/x']
+    with pytest.raises(InvalidInput, match='forbidden character'):
+        _csr.build_request_attributes(sans=['URI:https://a.example/?q=1&upn=administrator@a.example'])
     with pytest.raises(InvalidInput):
         _csr.build_request_attributes('Web\nServer')
     with pytest.raises(InvalidInput):

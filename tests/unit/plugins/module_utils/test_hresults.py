@@ -25,9 +25,19 @@ def test_certsrv_range_covered():
               'E_ACCESSDENIED', 'E_INVALIDARG', 'RPC_S_SEC_PKG_ERROR', 'RPC_S_SERVER_UNAVAILABLE',
               'RPC_E_ACCESS_DENIED', 'E_NOINTERFACE'):
         assert n in names
-    # the whole contiguous CERTSRV_E_ ranges 0x80094001-0x80094013 and 0x80094800-0x80094817
-    for c in list(range(0x80094001, 0x80094014)) + list(range(0x80094800, 0x80094818)):
+    # the whole contiguous CERTSRV_E_ ranges 0x80094001-0x80094016 and 0x80094800-0x80094817
+    for c in list(range(0x80094001, 0x80094017)) + list(range(0x80094800, 0x80094818)):
         assert h.describe_hresult(c).name.startswith('CERTSRV_E_'), hex(c)
+
+
+def test_names_of_codes_once_mislabelled():
+    assert h.describe_hresult(0x80094014).name == 'CERTSRV_E_ADMIN_DENIED_REQUEST'
+    assert h.describe_hresult(0x80094015).name == 'CERTSRV_E_NO_POLICY_SERVER'
+    assert h.describe_hresult(0x80094016).name == 'CERTSRV_E_WEAK_SIGNATURE_OR_KEY'
+    assert h.describe_hresult(0x1C000009).name == 'NCA_S_UNSPEC_REJECT'
+    assert h.describe_hresult(0x1C000012).name == 'NCA_S_FAULT_UNSPEC'
+    assert h.describe_hresult(0x8009310B).name == 'CRYPT_E_ASN1_BADTAG'
+    assert h.describe_hresult(0x80093102).name == 'CRYPT_E_ASN1_EOD'
 
 
 def test_dispositions():

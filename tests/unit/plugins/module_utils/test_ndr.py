@@ -242,5 +242,9 @@ def test_helpers():
     assert n.parse_templates_property('User\n1.2\nWebServer\n1.3\n') == [('User', '1.2'), ('WebServer', '1.3')]
     assert n.parse_templates_property('') == []
     assert n.parse_templates_property('Odd\n') == [('Odd', '')]
+    # version 1 templates have an empty OID line: the pairs keep their places
+    assert n.parse_templates_property('User\n\nWebServer\n\nWebServerECC\n1.3.6.1.4.1.311.21.8.1.2\n') == [
+        ('User', ''), ('WebServer', ''), ('WebServerECC', '1.3.6.1.4.1.311.21.8.1.2')]
+    assert n.CR_PROP_KRACERTCOUNT == 0x19 and n.CR_PROP_KRACERT == 0x1A
     with pytest.raises(ValueError):
         n.decode_property_value(b'\x01', n.PROPTYPE_LONG)

@@ -269,6 +269,8 @@ def test_pending_then_retrieve():
     name, opnum, parsed = s.calls[-1]
     assert parsed['pdwRequestId'] == 41 and _ndr.blob_bytes(parsed['pctbRequest']) == b''
     assert parsed['dwFlags'] == 0
+    assert parsed['pwszAttributes'] in (None, b'')      # a NULL pointer (MS-WCCE 3.1.1.4.3.7), not '\x00'
+    assert client.build_request(b'', None, 0, 41).getData() != client.build_request(b'', '', 0, 41).getData()
     missing = client.retrieve(999)
     assert missing.hresult == 0x80094002
     with pytest.raises(_errors.NotFound):
