@@ -25,6 +25,7 @@ import traceback
 import warnings
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._anchors import load_bundle
 from ansible_collections.adcs.enrollment.plugins.module_utils._crl_fetch import (
     LdapFetcher,
@@ -35,7 +36,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._crl_fetch import 
 from ansible_collections.adcs.enrollment.plugins.module_utils._crl_http import HttpClient, redact
 from ansible_collections.adcs.enrollment.plugins.module_utils._crl_outputs import write_outputs
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, CertificateError
 from ansible_collections.adcs.enrollment.plugins.module_utils._revocation import entry_facts, revocation_status
 
 if HAS_CRYPTOGRAPHY:
@@ -99,8 +100,26 @@ def _dedupe(urls):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the issuer from AIA and what it must chain to
+# the issuer: certificates (``_x509``), the AIA issuer and what it must chain to
 # ---------------------------------------------------------------------------------------------------------------
+def load_certificates(data):
+    """Certificates from PEM (one or more), DER, base64 DER or a PKCS#7 bundle (DER/PEM): ``_x509.load_certificates``,
+    its failure a CrlError (the messages wcce_crl has always given)."""
+    if not _x509.to_bytes(data).strip():
+        raise v.CrlError('empty certificate data')
+    try:
+        return _x509.load_certificates(data, base64_der=True)
+    except CertificateError as exc:
+        raise v.CrlError('not a certificate (PEM, DER or PKCS#7): %s' % (exc.detail or exc.summary))
+
+
+def load_certificate(data):
+    certs = load_certificates(data)
+    if not certs:
+        raise v.CrlError('no certificate found')
+    return certs[0]
+
+
 def trust_anchors(ca_bundle=None):
     """The CA certificates an issuer found through AIA must chain to: those of ``ca_bundle`` (``_anchors``), else
     those of the system trust store's CA file."""
@@ -122,7 +141,7 @@ def issuer_from_aia(retriever, cert, anchors, tried):
     certificate, and since it comes from the party being verified, be (or be issued by) one of ``anchors()``.
     ``tried`` receives the attempts (kind ``issuer``)."""
     def accept(data, _url):
-        for candidate in v.load_certificates(data):
+        for candidate in load_certificates(data):
             if candidate.subject != cert.issuer:
                 continue
             try:
@@ -190,7 +209,7 @@ class CrlJob(object):
         record = {'url': self.ca.label, 'ok': False, 'error': None, 'kind': 'issuer'}
         self.tried.append(record)
         try:
-            self.issuer_cert = v.load_certificate(self.ca.ca_certificate())
+            self.issuer_cert = load_certificate(self.ca.ca_certificate())
         except Exception as exc:
             record['error'] = str(exc)
             if self.cert is None:
@@ -382,7 +401,7 @@ def read_certificate(path, text, what):
     else:
         return None
     try:
-        return v.load_certificate(data)
+        return load_certificate(data)
     except v.CrlError as exc:
         raise JobError('%s: %s' % (what, exc))
 

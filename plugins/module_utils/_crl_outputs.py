@@ -59,8 +59,8 @@ def write_outputs(module, job):
         if not path or crl is None:
             continue
         content = content_for(path, crl, p['format'], job.issuer_cert, p['force'])
-        specs.append(_staged.FileSpec(path, content, mode=p.get('mode'),
-                                      owner=p.get('owner'), group=p.get('group'), backup=p['backup']))
+        specs.append(_staged.FileSpec(path, content, mode=p.get('mode'), owner=p.get('owner'), group=p.get('group'),
+                                      backup=p['backup']))
     out = {'changed': False}
     if specs:
         result = _staged.ModuleFileWriter(module).write(specs)

@@ -29,7 +29,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._anchors import is_ca
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, CertificateError
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 
 if HAS_CRYPTOGRAPHY:
     from cryptography import x509
@@ -110,25 +110,6 @@ def load_crl(data):
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             last = exc
     raise CrlError('not a CRL (PEM or DER): %s' % (last or 'unknown format'))
-
-
-def load_certificates(data):
-    """Certificates from PEM (one or more), DER, base64 DER or a PKCS#7 bundle (DER/PEM): ``_x509.load_certificates``,
-    its failure a CrlError."""
-    _require()
-    if not _x509.to_bytes(data).strip():
-        raise CrlError('empty certificate data')
-    try:
-        return _x509.load_certificates(data, base64_der=True)
-    except CertificateError as exc:
-        raise CrlError('not a certificate (PEM, DER or PKCS#7): %s' % (exc.detail or exc.summary))
-
-
-def load_certificate(data):
-    certs = load_certificates(data)
-    if not certs:
-        raise CrlError('no certificate found')
-    return certs[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------

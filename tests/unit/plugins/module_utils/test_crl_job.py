@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip('cryptography')
 
 from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives.serialization import pkcs7, Encoding  # noqa: E402
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_fetch  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_http  # noqa: E402
@@ -26,6 +27,7 @@ from ansible_collections.adcs.enrollment.tests.unit.plugins.support.crl_web impo
 )
 
 CA = P.Ca()
+OTHER = P.Ca('OTHER-CA', key_name='other')
 SEC_CA = P.Ca('SEC-CA', key_name='sec')
 NOW = P.NOW
 DAY = datetime.timedelta(days=1)
@@ -311,3 +313,14 @@ def test_crl_facts():
     assert entries['ABC']['revocation_date'] == '2026-11-27T12:00:00Z'
     assert entries['DEF']['reason'] is None
     assert 'entries' not in _crl_job.crl_facts(crl)
+
+
+def test_load_certificates_pem_der_pkcs7():
+    assert _crl_job.load_certificate(CA.pem).subject == CA.name
+    assert _crl_job.load_certificate(CA.der).subject == CA.name
+    bundle = pkcs7.serialize_certificates([OTHER.cert, CA.cert], Encoding.DER)
+    assert sorted(c.subject.rfc4514_string() for c in _crl_job.load_certificates(bundle)) == [
+        'CN=OTHER-CA,DC=test', 'CN=TEST-CA,DC=test']
+    assert len(_crl_job.load_certificates(CA.pem + OTHER.pem)) == 2
+    with pytest.raises(v.CrlError):
+        _crl_job.load_certificate(b'nonsense')

@@ -14,7 +14,6 @@ import pytest
 pytest.importorskip('cryptography')
 
 from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives.serialization import pkcs7, Encoding  # noqa: E402
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v  # noqa: E402
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import crl_pki as P  # noqa: E402
@@ -37,16 +36,6 @@ def test_load_crl_formats(encode):
 def test_load_crl_rejects_garbage(data):
     with pytest.raises(v.CrlError):
         v.load_crl(data)
-
-
-def test_load_certificates_pem_der_pkcs7():
-    assert v.load_certificate(CA.pem).subject == CA.name
-    assert v.load_certificate(CA.der).subject == CA.name
-    bundle = pkcs7.serialize_certificates([OTHER.cert, CA.cert], Encoding.DER)
-    assert sorted(c.subject.rfc4514_string() for c in v.load_certificates(bundle)) == ['CN=OTHER-CA,DC=test', 'CN=TEST-CA,DC=test']
-    assert len(v.load_certificates(CA.pem + OTHER.pem)) == 2
-    with pytest.raises(v.CrlError):
-        v.load_certificate(b'nonsense')
 
 
 # ---- validation ----
