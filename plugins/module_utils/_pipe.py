@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 import shutil
 import tempfile
@@ -42,7 +43,7 @@ CONTENT_OPTIONS = ('certificate_content', 'chain_content', 'fullchain_content', 
                    'new_key')
 
 
-def check(params):
+def check(params, check_mode=False):
     """Options that only pipe mode takes, or that pipe mode refuses, raise InvalidInput."""
     if params.get('pipe'):
         given = [o for o in FILE_OPTIONS if params.get(o)]
@@ -51,6 +52,8 @@ def check(params):
                                % ', '.join(given))
         if (params.get('format') or 'pem') != 'pem':
             raise InvalidInput('pipe=true returns PEM contents; format=der cannot be used with it')
+        if not params.get('csr_content') and not check_mode:
+            raise InvalidInput('pipe=true needs csr_content (the CSR made on the host with its key)')
         return
     given = [o for o in CONTENT_OPTIONS if params.get(o) not in (None, False)]
     if given:
@@ -78,6 +81,8 @@ class Pipe(object):
         return os.path.join(self.dir, NAMES[kind])
 
     def _stage(self, kind, content):
+        if isinstance(content, dict):   # JSON text made a dict by the templating of ansible-core before 2.19
+            content = json.dumps(content, indent=2, sort_keys=True) + '\n'
         if content:
             data = content.encode('utf-8') if not isinstance(content, bytes) else content
             fd = os.open(self.path(kind), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -128,3 +133,25 @@ def new_key_needed(params, plan):
 
 def _spki(public_key):
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def no_csr_result():
+    """Check mode without a CSR: the host has no key yet (adcs.enrollment.wcce_csr makes none in check mode)."""
+    return {'changed': True, 'action': 'enroll', 'status': 'would_enroll', 'reason_code': 'no_certificate',
+            'reason': 'the private key does not exist yet; a key and a certificate would be created',
+            'disposition': None, 'request_id': None, 'renewal': False, 'key_generated': False, 'paths': {},
+            'backup_files': {}, 'new_key': False, 'new_key_needed': False, 'state_content': None}
+
+
+def new_key_result(params, spec, plan_request, base_result, template_renewal_days=None, check_mode=False):
+    """The result that asks for a CSR of a new key (see new_key_needed()), or None when the request goes on."""
+    if check_mode or not params.get('regenerate_key') or params.get('new_key'):
+        return None
+    plan = plan_request(spec, template_renewal_days=template_renewal_days)
+    if not new_key_needed(params, plan):
+        return None
+    result = base_result(plan)
+    result.update(status='would_enroll', new_key_needed=True, new_key=False, state_content=None,
+                  msg='A certificate is due (%s) and regenerate_key asks for a new key: run again with csr_content '
+                      'of a new key and new_key=true' % plan.reason)
+    return result

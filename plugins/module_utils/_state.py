@@ -107,7 +107,10 @@ class State(object):
     # ---- reading ----
     @classmethod
     def from_content(cls, content, origin='state_content'):
-        """From the text or bytes of a state file (None or empty: no state)."""
+        """From the text or bytes of a state file (None or empty: no state), or its data (a dict: what ansible-core
+        before 2.19 makes of JSON text passed through a template)."""
+        if isinstance(content, dict):
+            return cls(_upgrade(content, origin), origin=origin)
         if content is None or not content.strip():
             return cls(origin=origin)
         if isinstance(content, bytes):

@@ -7,6 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import json
 import os
 import stat
 
@@ -111,3 +112,10 @@ def test_new_key_needed():
     assert not _pipe.new_key_needed(regenerate, Plan('none', cert, own_csr))
     assert not _pipe.new_key_needed(regenerate, Plan('enroll', None, own_csr)), 'first certificate'
     assert pem(own_csr).startswith('-----BEGIN CERTIFICATE REQUEST-----')
+
+
+def test_refusal_record_as_data():
+    """ansible-core before 2.19 turns JSON text passed through a template into a dict."""
+    with _pipe.Pipe({'pipe': True, 'csr_content': 'CSR', 'refusal_content': {'request_id': 3}}) as pipe:
+        pipe.params()
+        assert json.loads(open(pipe.path('refusal')).read()) == {'request_id': 3}

@@ -334,3 +334,11 @@ def test_keeper_learns_the_renewal_period_at_enrollment(tmp_path):
     keeper.record([s], [result], Writer(), directory=directory)
     assert json.load(open(s['state_path']))['renewal'] == {'days': 3.0, 'source': 'template',
                                                            'template': 'WebServer'}
+
+
+def test_state_content_as_data():
+    """ansible-core before 2.19 turns JSON text passed through a template into a dict."""
+    data = {'format': _state.FORMAT, 'version': 1, 'status': 'issued'}
+    assert _state.State.from_content(data).data == data
+    with pytest.raises(_state.StateFileError):
+        _state.State.from_content(dict(data, version=7))
