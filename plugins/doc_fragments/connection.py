@@ -9,7 +9,7 @@ __metaclass__ = type
 
 class ModuleDocFragment(object):
 
-    # Shared connection options of the adcs.enrollment modules (argument_spec: module_utils/_options.py).
+    # Shared connection options of the adcs.enrollment modules (argument_spec: module_utils/_argspec.py).
     DOCUMENTATION = r'''
 options:
   domain:

@@ -1,11 +1,22 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Authentication methods: one job, holding credentials and handing them to the DCOM transport.
+"""Authentication from module parameters, for DCOM and LDAP alike: one job, turning the connection options into
+credentials.
 
-Each method is a class behind one interface (``AuthMethod``): ``transport_kwargs()`` gives the keyword arguments
-impacket's ``DCOMConnection`` takes, ``describe()`` a secret-free text for logs and results. ``repr()`` never
-shows a password, hash or key. ``auth_from_params()`` builds the right class from module parameters.
+The option adapter (the connection options of ``_argspec.connection_argument_spec``; every auth option is honoured
+by both transports):
+
+- ``dcom_auth(params)``: the DCOM method: ``auth=password``/``ntlm`` is NTLM with ``password`` or ``nt_hash``;
+  ``auth=kerberos`` is Kerberos with ``password``/``nt_hash``, ``kerberos_keytab`` (principal ``username`` or the
+  machine's ``<HOST>$``) or ``kerberos_ccache``/KRB5CCNAME (principal from the cache), the KDC and DNS server being
+  ``domain_controller`` (else DNS SRV of ``domain``);
+- ``ldap_settings(params)``, ``ldap_connect(params)``, ``ldap_connector(params)``: the directory with the same
+  options (``_ldap.LdapSettings``/``AdConnection``); ``has_directory(params)``.
+
+The DCOM methods are one class each behind one interface (``AuthMethod``): ``transport_kwargs()`` gives the keyword
+arguments impacket's ``DCOMConnection`` takes, ``describe()`` a secret-free text for logs and results. ``repr()``
+never shows a password, hash or key. User names are parsed by ``_principals``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,23 +25,14 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
+from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+from ansible_collections.adcs.enrollment.plugins.module_utils import _principals
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_params
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
 
 _HEX32 = re.compile(r'^[0-9a-fA-F]{32}$')
-
-
-def split_user(user, domain=None):
-    """Split 'DOMAIN\\user' or 'user@domain' into (user, domain); an explicit domain wins."""
-    user = (user or '').strip()
-    if not user:
-        raise InvalidInput('A user name is required')
-    if '\\' in user:
-        dom, _sep, name = user.partition('\\')
-        return name, (domain or dom)
-    if '@' in user and not domain:
-        name, _sep, dom = user.rpartition('@')
-        return name, dom
-    return user, (domain or '')
 
 
 class AuthMethod(object):
@@ -40,7 +42,9 @@ class AuthMethod(object):
     secret_fields = ()
 
     def __init__(self, user, domain=None):
-        self.user, self.domain = split_user(user, domain)
+        """``user`` in any form of ``_principals``; an explicit ``domain`` wins over the name's own."""
+        self.user, own = _principals.split_user(user)
+        self.domain = domain or own
 
     @property
     def principal(self):
@@ -134,16 +138,16 @@ class KerberosAuth(AuthMethod):
             return {'username': self.user, 'password': self._password, 'domain': self.domain, 'lmhash': '',
                     'nthash': self._nt_hash, 'aesKey': self._aes_key, 'doKerberos': True, 'kdcHost': self.kdc_host}
         if self._tickets is None:
-            from ansible_collections.adcs.enrollment.plugins.module_utils._kerberos import KerberosTicketAuth
-            self._tickets = KerberosTicketAuth(self.ca_host, self.domain, self.user, self._password, self._nt_hash,
-                                               self.keytab, self.ccache, self.kdc_host, self.dns_server,
-                                               aes_key=self._aes_key)
+            self._tickets = _kerberos.KerberosTicketAuth(self.ca_host, self.domain, self.user, self._password,
+                                                         self._nt_hash, self.keytab, self.ccache, self.kdc_host,
+                                                         self.dns_server, aes_key=self._aes_key)
         self._tickets.acquire(self.ca_host)
         return self._tickets.transport_kwargs()
 
 
 def auth_from_params(user, domain=None, password=None, nt_hash=None, method=None, aes_key=None, kdc_host=None):
-    """Pick the method: explicit ``method`` ('password', 'nt_hash', 'kerberos'), else by which secret is given."""
+    """Pick the method: explicit ``method`` ('password', 'nt_hash', 'kerberos'), else by which secret is given.
+    Low level (no keytab, ccache or DNS server): modules use ``dcom_auth(params)``."""
     method = (method or '').lower() or ('nt_hash' if nt_hash and not password else 'password')
     if method == 'password':
         return PasswordAuth(user, domain, password)
@@ -152,3 +156,57 @@ def auth_from_params(user, domain=None, password=None, nt_hash=None, method=None
     if method == 'kerberos':
         return KerberosAuth(user, domain, password=password, nt_hash=nt_hash, aes_key=aes_key, kdc_host=kdc_host)
     raise InvalidInput('Unknown authentication method %r (password, nt_hash or kerberos)' % method)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The option adapter: module parameters (connection_argument_spec) -> DCOM method, LDAP settings and connection
+# ---------------------------------------------------------------------------------------------------------------
+def dcom_auth(params):
+    """The AuthMethod for DCOM from the connection options (see the module docstring); InvalidInput when the
+    options name no identity."""
+    username = params.get('username')
+    domain = params.get('domain')
+    if (params.get('auth') or 'password') == 'kerberos':
+        # the principal: username, or the machine's <HOST>$ with a keytab, or the one in the credential cache
+        if not username and params.get('kerberos_keytab'):
+            username = _principals.machine_account()
+        elif not username and not params.get('password') and not params.get('nt_hash'):
+            username = _kerberos.ccache_principal(params.get('kerberos_ccache'))
+        user, realm = _principals.split_user(username, domain) if username else (None, domain)
+        return KerberosAuth(user, realm or '', password=params.get('password'), nt_hash=params.get('nt_hash'),
+                            kdc_host=params.get('domain_controller'), ccache=params.get('kerberos_ccache'),
+                            keytab=params.get('kerberos_keytab'), dns_server=params.get('domain_controller'))
+    if not username:
+        raise InvalidInput('username is required to authenticate to the CA')
+    user, user_domain = _principals.split_user(username, domain)
+    if params.get('nt_hash') and not params.get('password'):
+        return NtHashAuth(user, user_domain, params['nt_hash'])
+    return PasswordAuth(user, user_domain, params.get('password'))
+
+
+def has_directory(params):
+    """Whether the options name a directory (domain or domain_controller)."""
+    return bool(params.get('domain') or params.get('domain_controller'))
+
+
+def ldap_settings(params, domain_controller=None):
+    """``_ldap.LdapSettings`` from the connection options; ``domain_controller`` replaces the option's."""
+    options = connection_params(params)
+    if domain_controller:
+        options['domain_controller'] = domain_controller
+    return _ldap.LdapSettings.from_params(options)
+
+
+def ldap_connect(params, domain_controller=None):
+    """A connected (bound) ``_ldap.AdConnection``; the caller closes it. Raises MissingLibrary without ldap3 and
+    LdapError (both AdcsError) when the directory cannot be reached or refuses the bind."""
+    _deps.require('ldap3')
+    return _ldap.AdConnection(ldap_settings(params, domain_controller)).connect()
+
+
+def ldap_connector(params):
+    """``connect(domain_controller=None)``: ``ldap_connect`` with these options, for lazy directory access."""
+
+    def connect(domain_controller=None):
+        return ldap_connect(params, domain_controller)
+    return connect

@@ -35,6 +35,8 @@ import stat
 import threading
 import time
 
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
+
 try:
     import http.client as http_client
     from urllib.parse import unquote, urljoin, urlsplit
@@ -48,7 +50,7 @@ REDIRECT_CODES = (301, 302, 303, 307, 308)
 USER_AGENT = 'adcs.enrollment-wcce_crl'
 
 
-class FetchError(Exception):
+class FetchError(AdcsError):
     """A URL that did not deliver (network, HTTP status, LDAP, DCOM); message for the user."""
 
 
@@ -662,11 +664,11 @@ class Retriever(object):
 # ---------------------------------------------------------------------------------------------------------------
 # the whole job: base CRL (+ delta), validated, optionally a certificate's status
 # ---------------------------------------------------------------------------------------------------------------
-class JobError(Exception):
+class JobError(AdcsError):
     """The module cannot deliver; ``tried`` lists the attempts so far."""
 
     def __init__(self, msg, tried=None):
-        Exception.__init__(self, msg)
+        super(JobError, self).__init__(msg)
         self.tried = tried or []
 
 

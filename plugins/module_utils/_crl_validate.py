@@ -27,6 +27,8 @@ import datetime
 import re
 import traceback
 
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
+
 try:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -53,7 +55,7 @@ _PEM_CERT = re.compile(br'-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE--
 _B64 = re.compile(br'^[A-Za-z0-9+/=\s]+$')
 
 
-class CrlError(Exception):
+class CrlError(AdcsError):
     """A CRL that cannot be used (unparseable, wrong issuer, bad signature, stale, ...); message for the user."""
 
 

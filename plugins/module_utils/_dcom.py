@@ -19,8 +19,8 @@ __metaclass__ = type
 import re
 import socket
 import struct
-import traceback
 
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
@@ -32,7 +32,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     WcceError,
 )
 
-try:
+if HAS_IMPACKET:
     from impacket import hresult_errors as _imp_hresults
     from impacket.dcerpc.v5 import dcomrt, transport
     from impacket.dcerpc.v5.dcomrt import DCOMConnection, IRemUnknown2, INTERFACE, IID_IRemUnknown
@@ -43,11 +43,7 @@ try:
         RPC_C_AUTHN_LEVEL_PKT_PRIVACY,
         rpc_status_codes,
     )
-    HAS_IMPACKET = True
-    IMPACKET_IMPORT_ERROR = None
-except ImportError:
-    HAS_IMPACKET = False
-    IMPACKET_IMPORT_ERROR = traceback.format_exc()
+else:
     DCOMConnection = object
     DCERPCException = _ndr.DCERPCException
     rpc_status_codes = {}

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Kerberos for the DCOM transport: credentials, KDC discovery, the CA's service ticket.
+"""Kerberos for the DCOM transport: credentials and the CA's service ticket.
 
 One job: turn the user's Kerberos options into what impacket's DCE/RPC client needs for
 RPC_C_AUTHN_GSS_NEGOTIATE (9) at packet privacy: a TGT and a service ticket for the CA, as the
@@ -14,8 +14,8 @@ Credential sources (``acquire_credentials``), first match wins:
   sssd/realmd/adcli create it): the AES/RC4 key of the newest kvno, then the same AS exchange;
 - a credential cache (a path, ``FILE:path`` or ``KRB5CCNAME``): its TGT, or a ready service ticket for the CA.
 
-The KDC is given (``host`` or ``host:port``) or found by DNS SRV ``_kerberos._tcp.<realm>`` (then
-``_kerberos._udp``; the KDC is spoken to over TCP), optionally asking a given DNS server (split DNS, labs).
+The KDC is given (``host`` or ``host:port``) or found by ``_dns.find_kdcs`` (DNS SRV ``_kerberos._tcp.<realm>``,
+then ``_kerberos._udp``; the KDC is spoken to over TCP), optionally asking a given DNS server (split DNS, labs).
 
 The service principal is derived like Windows does for DCOM: ``RPCSS/<fqdn>`` is what the SCM asks for and AD
 maps it to ``HOST/<fqdn>`` (sPNMappings), so we ask for ``HOST/<fqdn>`` and try ``RPCSS/<fqdn>`` when the KDC
@@ -39,15 +39,16 @@ import re
 import socket
 import stat
 import struct
-import traceback
 
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
+from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
+from ansible_collections.adcs.enrollment.plugins.module_utils import _principals
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
-    AuthenticationError,
     InvalidInput,
+    KerberosFailure,
 )
 
-IMPACKET_IMPORT_ERROR = None
-try:
+if HAS_IMPACKET:
     from impacket.krb5 import constants as krb_constants
     from impacket.krb5 import crypto as krb_crypto
     from impacket.krb5.asn1 import (
@@ -63,21 +64,9 @@ try:
     from impacket.krb5.types import KerberosTime, Principal, Ticket
     from pyasn1.codec.der import decoder, encoder
     from pyasn1.type.univ import noValue
-    HAS_IMPACKET = True
-except ImportError:
-    HAS_IMPACKET = False
-    IMPACKET_IMPORT_ERROR = traceback.format_exc()
+else:
     KerberosError = None
     _impacket_krb5 = None
-
-DNSPYTHON_IMPORT_ERROR = None
-try:
-    import dns.resolver
-    import dns.exception
-    HAS_DNSPYTHON = True
-except ImportError:
-    HAS_DNSPYTHON = False
-    DNSPYTHON_IMPORT_ERROR = traceback.format_exc()
 
 DEFAULT_KEYTAB = '/etc/krb5.keytab'
 DEFAULT_TIMEOUT = 10
@@ -119,12 +108,6 @@ KRB_ERROR_TEXT = {
          'Check that the service principal belongs to the CA\'s computer account.'),
     68: ('wrong realm', 'Use the realm of the account (domain in upper case).'),
 }
-
-
-class KerberosFailure(AuthenticationError):
-    """A Kerberos step failed (KDC discovery, ticket acquisition, service ticket)."""
-
-    default_summary = 'Kerberos authentication failed'
 
 
 def _require_impacket():
@@ -177,94 +160,15 @@ def failure_from_krb_error(exc, step, principal=None, kdc=None, target=None):
 # ---------------------------------------------------------------------------------------------------------------
 # KDC discovery
 # ---------------------------------------------------------------------------------------------------------------
-def parse_host_port(value, default_port=KDC_PORT):
-    value = (value or '').strip()
-    if value.startswith('['):
-        host, _sep, rest = value[1:].partition(']')
-        port = rest.lstrip(':')
-        return host, int(port) if port else default_port
-    if value.count(':') == 1:
-        host, port = value.split(':')
-        return host, int(port)
-    return value, default_port
-
-
-def _server_address(host):
-    """dnspython wants the DNS server's address: resolve a name with the system resolver."""
-    if _IPV4.match(host) or ':' in host:
-        return host
-    return socket.getaddrinfo(host, 53, 0, socket.SOCK_STREAM)[0][4][0]
-
-
-def srv_kdcs(realm, dns_server=None, timeout=DEFAULT_TIMEOUT, resolver=None):
-    """KDCs of ``realm`` from DNS SRV records, as [(host, port)] ordered by priority then weight (descending)."""
-    if resolver is None:
-        if not HAS_DNSPYTHON:
-            raise KerberosFailure('Cannot look up the KDC in DNS: the Python library "dnspython" is missing',
-                                  remedy='Install dnspython or give the KDC (domain_controller).')
-        resolver = dns.resolver.Resolver(configure=not dns_server)
-        if dns_server:
-            host, port = parse_host_port(dns_server, 53)
-            resolver.nameservers = [_server_address(host)]
-            resolver.port = port
-        resolver.lifetime = timeout
-        resolver.timeout = timeout
-    errors = []
-    for proto in ('tcp', 'udp'):
-        qname = '_kerberos._%s.%s' % (proto, realm.lower())
-        try:
-            answer = resolver.resolve(qname, 'SRV')
-        except Exception as exc:  # NXDOMAIN, NoAnswer, timeout
-            errors.append('%s: %s' % (qname, type(exc).__name__))
-            continue
-        records = sorted(answer, key=lambda r: (r.priority, -r.weight))
-        out = []
-        for rec in records:
-            target = str(rec.target).rstrip('.')
-            if target and (target, rec.port) not in out:
-                out.append((target, int(rec.port)))
-        if out:
-            return out
-    srv_name = '_kerberos._tcp.%s' % realm.lower()
-    raise KerberosFailure('No KDC found for realm %s: no DNS SRV record %s' % (realm, srv_name),
-                          detail='; '.join(errors),
-                          remedy='Give the KDC (domain_controller option) or point DNS at the domain\'s DNS '
-                                 'servers.')
-
-
 def resolve_kdcs(realm, kdc=None, dns_server=None, timeout=DEFAULT_TIMEOUT):
     """[(host, port)] to try: the given KDC, else the SRV records of the realm."""
     if kdc:
         kdcs = kdc if isinstance(kdc, (list, tuple)) else [kdc]
-        kdcs = [parse_host_port(k) if not isinstance(k, tuple) else k for k in kdcs]
+        kdcs = [_dns.parse_host_port(k, KDC_PORT) if not isinstance(k, tuple) else k for k in kdcs]
     else:
-        kdcs = srv_kdcs(realm, dns_server=dns_server, timeout=timeout)
-    out = []
-    for host, port in kdcs:
-        try:
-            host = _resolve_host(host, dns_server, timeout)
-        except Exception:
-            pass  # left to the connection attempt, which reports it
-        out.append((host, port))
-    return out
-
-
-def _resolve_host(host, dns_server=None, timeout=DEFAULT_TIMEOUT):
-    """An address for ``host``: unchanged if it is an address or the system resolver knows it, else A via
-    ``dns_server``."""
-    if _IPV4.match(host) or ':' in host:
-        return host
-    try:
-        return socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
-    except socket.gaierror:
-        if not dns_server or not HAS_DNSPYTHON:
-            raise
-    resolver = dns.resolver.Resolver(configure=False)
-    rhost, rport = parse_host_port(dns_server, 53)
-    resolver.nameservers = [_server_address(rhost)]
-    resolver.port = rport
-    resolver.lifetime = timeout
-    return str(resolver.resolve(host, 'A')[0])
+        kdcs = _dns.find_kdcs(realm, dns_server=dns_server, timeout=timeout)
+    # an unresolved name is left to the connection attempt, which reports it
+    return [(_dns.resolve_host(host, dns_server, timeout), port) for host, port in kdcs]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -281,14 +185,6 @@ def service_principal(ca_host, service='HOST', realm=None):
     if '.' not in host and realm:
         host = '%s.%s' % (host, realm.lower())
     return '%s/%s' % (service, host.lower())
-
-
-def default_machine_principal(hostname=None):
-    """``<SHORTHOSTNAME>$`` (what adcli/realmd/sssd and Windows name the machine account)."""
-    name = (hostname or socket.gethostname() or '').split('.')[0]
-    if not name:
-        raise InvalidInput('Cannot derive the machine principal from the host name; give username')
-    return '%s$' % name.upper()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -510,7 +406,7 @@ def acquire_credentials(realm=None, user=None, password=None, nt_hash=None, keyt
         return KerberosCredentials(user, realm, tgt, 'password', used)
     if keytab or use_keytab:
         path = keytab or os.environ.get('KRB5_CLIENT_KTNAME', '').replace('FILE:', '') or DEFAULT_KEYTAB
-        user = user or default_machine_principal()
+        user = user or _principals.machine_account()
         keys, found_realm = _keytab_keys(path, user, realm or None)
         realm = realm or (found_realm or '').upper()
         if not realm:
@@ -850,11 +746,8 @@ class KerberosTicketAuth(object):
 
     def __init__(self, ca_host=None, realm=None, user=None, password=None, nt_hash=None, keytab=None, ccache=None,
                  kdc=None, dns_server=None, use_keytab=False, spn=None, timeout=DEFAULT_TIMEOUT, aes_key=None):
-        if user and '\\' in user:
-            dom, _sep, user = user.partition('\\')
-            realm = realm or dom
-        elif user and '@' in user:
-            user, _sep, dom = user.rpartition('@')
+        if user:
+            user, dom = _principals.split_user(user)
             realm = realm or dom
         self.ca_host = ca_host
         self.realm = (realm or '').upper()
@@ -921,7 +814,7 @@ class KerberosTicketAuth(object):
     def transport_kwargs(self):
         self.acquire()
         creds = self.credentials
-        kdc_host = creds.kdc[0] if creds.kdc else (parse_host_port(self.kdc)[0] if self.kdc else None)
+        kdc_host = creds.kdc[0] if creds.kdc else (_dns.parse_host_port(self.kdc, KDC_PORT)[0] if self.kdc else None)
         return {'username': creds.user, 'password': '', 'domain': creds.realm, 'lmhash': '', 'nthash': '',
                 'aesKey': '', 'TGT': creds.tgt, 'TGS': self.service_ticket, 'doKerberos': True,
                 'kdcHost': kdc_host}

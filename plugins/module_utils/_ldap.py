@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """LDAP access to Active Directory for the adcs.enrollment modules (ldap3).
 
-- domain controller given, or found through DNS SRV ``_ldap._tcp.dc._msdcs.<domain>`` (dnspython)
+- domain controller given, or found through DNS SRV ``_ldap._tcp.dc._msdcs.<domain>`` (``_dns``)
 - transport: LDAPS (636), StartTLS or plain LDAP (389); TLS certificates verified by default, optional CA bundle;
   plain LDAP only with the opt-in ldap_allow_plaintext (it protects neither a simple bind's password nor, as ldap3
   negotiates no SASL security layer, the replies of NTLM and Kerberos sessions); SRV targets outside the domain are
@@ -13,8 +13,8 @@
 - binds: simple (password), NTLM (password or NT hash), SASL GSSAPI (Kerberos from a ccache or keytab)
 - paged searches (bounded: pages, entries and cookie size), SD flags control for nTSecurityDescriptor, account token (objectSid + tokenGroups)
 
-ldap3, dnspython and gssapi are optional imports: callers check HAS_LDAP3 / HAS_DNSPYTHON / HAS_GSSAPI and
-report ``missing_required_lib`` themselves.
+ldap3 and gssapi are optional imports (``_deps``): callers check HAS_LDAP3 / HAS_GSSAPI (``_deps.check``) and
+report ``missing_required_lib`` themselves. Connections from module parameters are built by ``_auth``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,38 +28,26 @@ import shutil
 import socket
 import ssl
 import tempfile
-import traceback
 
-LDAP3_IMPORT_ERROR = None
-try:
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_GSSAPI, HAS_LDAP3
+# Until the modules check through _deps.check(): the names they read from _ldap today.
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import (  # pylint: disable=unused-import
+    DNSPYTHON_IMPORT_ERROR, GSSAPI_IMPORT_ERROR, HAS_DNSPYTHON, LDAP3_IMPORT_ERROR,
+)
+
+if HAS_LDAP3:
     import ldap3
     from ldap3.core import exceptions as ldap3_exceptions
     from ldap3.protocol.microsoft import security_descriptor_control
     from ldap3.utils.conv import escape_bytes, escape_filter_chars
-    HAS_LDAP3 = True
-except ImportError:
+else:
     ldap3 = None
     ldap3_exceptions = None
-    HAS_LDAP3 = False
-    LDAP3_IMPORT_ERROR = traceback.format_exc()
 
-DNSPYTHON_IMPORT_ERROR = None
-try:
-    import dns.resolver
-    import dns.exception
-    HAS_DNSPYTHON = True
-except ImportError:
-    HAS_DNSPYTHON = False
-    DNSPYTHON_IMPORT_ERROR = traceback.format_exc()
-
-GSSAPI_IMPORT_ERROR = None
-try:
+if HAS_GSSAPI:
     import gssapi
-    HAS_GSSAPI = True
-except ImportError:
+else:
     gssapi = None
-    HAS_GSSAPI = False
-    GSSAPI_IMPORT_ERROR = traceback.format_exc()
 
 try:
     from ansible.module_utils.common.warnings import warn as _ansible_warn, get_warning_messages
@@ -67,6 +55,9 @@ except ImportError:  # pragma: no cover - outside Ansible
     _ansible_warn = None
     get_warning_messages = None
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
+from ansible_collections.adcs.enrollment.plugins.module_utils import _principals
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, DnsError
 from ansible_collections.adcs.enrollment.plugins.module_utils._security import sid_to_string, sid_to_bytes
 
 PAGED_RESULTS_OID = '1.2.840.113556.1.4.319'
@@ -85,14 +76,7 @@ def warn(text):
         _ansible_warn(text)
 
 
-def in_domain(host, domain):
-    """Whether the DNS name host is the domain itself or a name inside it (case-insensitive)."""
-    host = (host or '').rstrip('.').lower()
-    domain = (domain or '').strip('.').lower()
-    return bool(host and domain) and (host == domain or host.endswith('.' + domain))
-
-
-class LdapError(Exception):
+class LdapError(AdcsError):
     """Any failure talking to the directory; the message is meant for the user."""
 
 
@@ -115,49 +99,8 @@ else:  # pragma: no cover
     VerifyingTls = None
 
 
-def _is_ip_address(host):
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-            return True
-        except (OSError, ValueError):
-            continue
-    return False
-
-
 def _domain_to_dn(domain):
     return ','.join('DC=%s' % part for part in domain.strip('.').split('.'))
-
-
-def find_domain_controllers(domain, resolver=None, timeout=10):
-    """Host names of the domain's DCs from the SRV record _ldap._tcp.dc._msdcs.<domain>, best first."""
-    if resolver is None:
-        if not HAS_DNSPYTHON:
-            raise LdapError('dnspython is required to find a domain controller through DNS; set domain_controller instead')
-        resolver = dns.resolver.Resolver()
-        resolver.lifetime = timeout
-    name = '_ldap._tcp.dc._msdcs.%s' % domain.strip('.')
-    try:
-        answer = resolver.resolve(name, 'SRV')
-    except Exception as exc:  # dns.exception.DNSException and resolver errors
-        raise LdapError('no domain controller found: DNS SRV lookup of %s failed: %s' % (name, exc))
-    records = []
-    for rr in answer:
-        target = str(rr.target).rstrip('.')
-        if target:
-            records.append((int(rr.priority), -int(rr.weight), target, int(rr.port)))
-    if not records:
-        raise LdapError('no domain controller found: %s has no SRV targets' % name)
-    # DNS answers are not authenticated, and the SRV target is the name the DC's TLS certificate is verified for:
-    # only names inside the domain are taken, so a forged answer cannot point us at a host with any valid cert.
-    outside = sorted(set(r[2] for r in records if not in_domain(r[2], domain)))
-    records = [r for r in records if in_domain(r[2], domain)]
-    if not records:
-        raise LdapError('no domain controller found: the SRV record %s names only hosts outside the domain %s (%s); '
-                        'DNS answers are not authenticated, so these are refused: set domain_controller'
-                        % (name, domain.strip('.'), ', '.join(outside)))
-    records.sort()
-    return [(target, port) for _prio, _weight, target, port in records]
 
 
 def _peer_certificate(conn):
@@ -260,29 +203,16 @@ class LdapSettings(object):
         return warnings
 
     # --- identities ----------------------------------------------------------------------------------------
-    def split_username(self):
-        """(domain, user) from DOMAIN\\user, user@domain or user (domain option)."""
-        user = self.username or ''
-        if '\\' in user:
-            dom, _sep, name = user.partition('\\')
-            return dom, name
-        if '@' in user:
-            name, _sep, dom = user.rpartition('@')
-            return dom, name
-        return (self.domain or ''), user
-
     def simple_bind_user(self):
         """AD accepts a UPN, a DN or DOMAIN\\user for simple binds; a bare name becomes user@domain."""
-        user = self.username or ''
-        if '@' in user or '\\' in user or '=' in user:
-            return user
-        if not self.domain:
-            raise LdapError('username %r has no domain: use user@domain, DOMAIN\\user or set domain' % user)
-        return '%s@%s' % (user, self.domain)
+        user = _principals.bind_name(self.username, self.domain)
+        if user is None:
+            raise LdapError('username %r has no domain: use user@domain, DOMAIN\\user or set domain' % self.username)
+        return user
 
     def ntlm_credentials(self):
         """(user, secret) as ldap3's NTLM bind wants them: DOMAIN\\user and a password or 'LM:NT' hashes."""
-        dom, name = self.split_username()
+        name, dom = _principals.split_user(self.username, self.domain) if self.username else ('', self.domain or '')
         if not dom:
             raise LdapError('NTLM needs a domain: use DOMAIN\\user, user@domain or set domain')
         if not name:
@@ -364,7 +294,11 @@ class AdConnection(object):
             return [s.domain_controller]
         if not s.domain:
             raise LdapError('set domain or domain_controller')
-        return [host for host, _port in find_domain_controllers(s.domain, resolver=self._resolver, timeout=s.timeout)]
+        try:
+            found = _dns.find_domain_controllers(s.domain, resolver=self._resolver, timeout=s.timeout)
+        except DnsError as exc:
+            raise LdapError(str(exc))
+        return [host for host, _port in found]
 
     def _server(self, host):
         s = self.settings
@@ -403,14 +337,8 @@ class AdConnection(object):
             raise LdapError('auth=kerberos needs the python gssapi library (pip install gssapi) and a Kerberos client library')
         if not s.username:
             raise LdapError('auth=kerberos with a password or NT hash needs username')
-        principal = s.username
-        if '\\' in principal:
-            domain, user = principal.split('\\', 1)
-        elif '@' in principal:
-            user, _sep, domain = principal.rpartition('@')
-        else:
-            user, domain = principal, s.domain
-        realm = (s.domain or domain or '').upper()
+        user, domain = _principals.split_user(s.username, s.domain)
+        realm = _principals.realm_of(s.domain or domain)
         ccache_dir = None
         try:
             creds = _kerberos.acquire_credentials(realm=realm, user=user, password=s.password, nt_hash=s.nt_hash,
@@ -446,15 +374,7 @@ class AdConnection(object):
                 store['ccache'] = default
         name = None
         if s.username:
-            principal = s.username
-            if '\\' in principal:
-                dom, user = principal.split('\\', 1)
-                principal = '%s@%s' % (user, (s.domain or dom).upper())
-            elif '@' not in principal and s.domain:
-                principal = '%s@%s' % (principal, s.domain.upper())
-            else:
-                user, _sep, realm = principal.rpartition('@')
-                principal = '%s@%s' % (user, realm.upper())
+            principal = _principals.kerberos_principal(s.username, s.domain)
             name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
         try:
             if store:
@@ -486,11 +406,11 @@ class AdConnection(object):
     def spn_host(self, conn, host):
         """DNS name for the ldap/<host> SPN. An address is resolved by reverse DNS, else by the rootDSE's
         dnsHostName (readable before binding)."""
-        if not _is_ip_address(host):
+        if not _dns.is_address(host):
             return host
         try:
             name = socket.gethostbyaddr(host)[0]
-            if name and not _is_ip_address(name) and name != 'localhost':
+            if name and not _dns.is_address(name) and name != 'localhost':
                 return name
         except (OSError, ValueError):
             pass
@@ -725,16 +645,17 @@ class AdConnection(object):
         principal = principal.strip()
         base = self.default_nc
         attrs = ['distinguishedName', 'sAMAccountName', 'userPrincipalName', 'objectSid', 'objectClass', 'dNSHostName']
-        if principal.upper().startswith('S-1-'):
+        parsed = _principals.parse(principal)
+        if parsed.form == _principals.SID:
             flt = '(objectSid=%s)' % escape_bytes(sid_to_bytes(principal))
-        elif '=' in principal and ',' in principal:
+        elif parsed.form == _principals.DN and ',' in principal:
             found = self.search(principal, '(objectClass=*)', attrs, scope='BASE', paged=False)
             return found[0] if found else None
-        elif '\\' in principal:
-            flt = '(sAMAccountName=%s)' % escape_filter_chars(principal.split('\\', 1)[1])
-        elif '@' in principal:
-            user = principal.rpartition('@')[0]
-            flt = '(|(userPrincipalName=%s)(sAMAccountName=%s))' % (escape_filter_chars(principal), escape_filter_chars(user))
+        elif parsed.form == _principals.DOWN_LEVEL:
+            flt = '(sAMAccountName=%s)' % escape_filter_chars(parsed.user)
+        elif parsed.form == _principals.UPN:
+            flt = '(|(userPrincipalName=%s)(sAMAccountName=%s))' % (escape_filter_chars(principal),
+                                                                    escape_filter_chars(parsed.user))
         else:
             flt = '(|(sAMAccountName=%s)(sAMAccountName=%s$))' % (escape_filter_chars(principal), escape_filter_chars(principal))
         found = self.search(base, '(&(|(objectClass=user)(objectClass=computer))%s)' % flt, attrs)

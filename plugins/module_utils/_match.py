@@ -33,6 +33,7 @@ import json
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
 from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import FileOutputError
 
@@ -93,7 +94,7 @@ def other_sans(obj):
 
 
 def _same_name(a, b):
-    return _certs._name_set(a) == _certs._name_set(b)
+    return _renewal._name_set(a) == _renewal._name_set(b)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -240,7 +241,7 @@ def issued_differences(cert, public_key=None, subject=None, sans=None, template=
                              % (sans_text(sorted(ad_set)), sans_text(have)))
     if template:
         wanted_t = {'name': template, 'oid': template_info.get('oid')} if template_info else template
-        ok, have_t = _certs._template_matches(cert, wanted_t)
+        ok, have_t = _renewal._template_matches(cert, wanted_t)
         if not ok:
             diffs.append('template: asked %s, issued %s' % (
                 template if not template_info or not template_info.get('oid') else '%s (%s)' % (

@@ -17,21 +17,17 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import struct
-import traceback
 
-try:
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
+
+if HAS_IMPACKET:
     from impacket.dcerpc.v5.dcomrt import DCOMANSWER, DCOMCALL
     from impacket.dcerpc.v5.dtypes import DWORD, LONG, LPWSTR, NULL, PBYTE, ULONG
     from impacket.dcerpc.v5.ndr import NDRSTRUCT
     from impacket.dcerpc.v5.rpcrt import DCERPCException
     from impacket.dcerpc.v5.dcomrt import error_status_t
     from impacket.uuid import string_to_bin, uuidtup_to_bin
-    HAS_IMPACKET = True
-    IMPACKET_IMPORT_ERROR = None
-except ImportError:
-    HAS_IMPACKET = False
-    IMPACKET_IMPORT_ERROR = traceback.format_exc()
-
+else:
     # Placeholders so the class statements below still evaluate (the module is unusable without impacket).
     class NDRSTRUCT(object):  # type: ignore
         pass

@@ -39,21 +39,17 @@ import hashlib
 import hmac
 import struct
 import sys
-import traceback
 
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import ReplyVerificationError
 
-try:
+if HAS_IMPACKET:
     from Cryptodome.Cipher import ARC4
     from impacket import ntlm
     from impacket.dcerpc.v5 import rpcrt
     from impacket.dcerpc.v5.rpcrt import DCERPC_v5
     from impacket.krb5 import gssapi as krb_gssapi
-    HAS_IMPACKET = True
-    IMPACKET_IMPORT_ERROR = None
-except ImportError:
-    HAS_IMPACKET = False
-    IMPACKET_IMPORT_ERROR = traceback.format_exc()
+else:
     DCERPC_v5 = object
 
 MAX_FRAGMENTS = 16384

@@ -18,6 +18,8 @@ __metaclass__ = type
 import struct
 import uuid
 
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
+
 ENROLL = '0e10c968-78fb-11d2-90d4-00c04f79dc55'
 AUTOENROLL = 'a05b8cc2-17bc-4802-a710-e7c15ab866a2'
 RIGHTS = {'enroll': ENROLL, 'autoenroll': AUTOENROLL}
@@ -95,7 +97,7 @@ DOMAIN_RIDS = {
 }
 
 
-class SecurityDescriptorError(ValueError):
+class SecurityDescriptorError(AdcsError, ValueError):
     """The bytes are not a valid self-relative security descriptor."""
 
 

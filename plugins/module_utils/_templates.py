@@ -15,6 +15,8 @@ import base64
 import struct
 import uuid
 
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
+
 # ---------------------------------------------------------------------------------------------------------
 # Flag tables (MS-CRTD 2.4, 2.26, 2.27, 2.28). Ordered by bit value.
 # ---------------------------------------------------------------------------------------------------------
@@ -203,7 +205,7 @@ _FILETIME_UNITS_PER_SECOND = 10 ** 7
 _SECONDS_PER_DAY = 86400
 
 
-class TemplateDecodeError(ValueError):
+class TemplateDecodeError(AdcsError, ValueError):
     """A template attribute does not have the format MS-CRTD specifies."""
 
 

@@ -18,30 +18,28 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
-import traceback
 
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
+from ansible_collections.adcs.enrollment.plugins.module_utils import _hresults
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
+from ansible_collections.adcs.enrollment.plugins.module_utils._hresults import (
     CR_DISP_DENIED,
     CR_DISP_ISSUED,
     CR_DISP_ISSUED_OUT_OF_BAND,
     CR_DISP_UNDER_SUBMISSION,
+)
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     ProtocolError,
     RequestPending,
     TransportError,
     WcceError,
 )
 
-try:
+if HAS_IMPACKET:
     from impacket.dcerpc.v5.dcomrt import ORPCTHIS
     from impacket.dcerpc.v5.dtypes import NULL
     from impacket.uuid import generate
-    HAS_IMPACKET = True
-    IMPACKET_IMPORT_ERROR = None
-except ImportError:
-    HAS_IMPACKET = False
-    IMPACKET_IMPORT_ERROR = traceback.format_exc()
 
 _EnrollmentResultBase = collections.namedtuple(
     'EnrollmentResult',
@@ -76,7 +74,7 @@ class EnrollmentResult(_EnrollmentResultBase):
         if self.disposition in (CR_DISP_ISSUED, CR_DISP_ISSUED_OUT_OF_BAND):
             return 'incomplete'   # issued but no certificate came back
         return 'denied' if self.disposition == CR_DISP_DENIED or self.hresult else \
-            _errors.disposition_name(self.disposition)
+            _hresults.disposition_name(self.disposition)
 
     def error(self, summary=None):
         """The exception describing a non-issued outcome (RequestPending for pending), or None if issued."""
@@ -91,7 +89,7 @@ class EnrollmentResult(_EnrollmentResultBase):
                                              request_id=self.request_id, detail=self.message or None,
                                              default_class=_errors.RequestDenied) if code else \
             _errors.RequestDenied(summary or 'The CA did not issue the certificate (disposition %s)'
-                                  % _errors.disposition_name(self.disposition),
+                                  % _hresults.disposition_name(self.disposition),
                                   request_id=self.request_id, detail=self.message or None)
 
     def raise_for_status(self, summary=None):
@@ -257,7 +255,7 @@ class CertRequestClient(object):
         d2 = self._get_d2()
         if d2 is None:
             raise TransportError('GetCAProperty needs ICertRequestD2, which the CA does not offer',
-                                 hresult=_errors.E_NOINTERFACE, detail=self.fallback_reason)
+                                 hresult=_hresults.E_NOINTERFACE, detail=self.fallback_reason)
         if prop_type is None:
             prop_type = _ndr.PROPERTY_TYPES.get(prop_id, _ndr.PROPTYPE_BINARY)
         req = _ndr.GetCAProperty()
@@ -276,7 +274,7 @@ class CertRequestClient(object):
         d2 = self._get_d2()
         if d2 is None:
             raise TransportError('GetCAPropertyInfo needs ICertRequestD2, which the CA does not offer',
-                                 hresult=_errors.E_NOINTERFACE, detail=self.fallback_reason)
+                                 hresult=_hresults.E_NOINTERFACE, detail=self.fallback_reason)
         req = _ndr.GetCAPropertyInfo()
         req['pwszAuthority'] = _ndr.wstr(self.authority)
         resp = self._call(d2, req)

@@ -374,7 +374,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_valida
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
-from ansible_collections.adcs.enrollment.plugins.module_utils._options import (
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
     connection_argument_spec,
     connection_params,
 )

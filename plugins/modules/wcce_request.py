@@ -568,13 +568,13 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
-from ansible_collections.adcs.enrollment.plugins.module_utils import _enroll
+from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
+from ansible_collections.adcs.enrollment.plugins.module_utils import _directory
+from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
 from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
-from ansible_collections.adcs.enrollment.plugins.module_utils._options import (
-    connection_argument_spec, connection_params,
-)
 
 try:
     import impacket  # noqa: F401, pylint: disable=unused-import
@@ -584,127 +584,9 @@ except ImportError:
     HAS_IMPACKET = False
     IMPACKET_IMPORT_ERROR = traceback.format_exc()
 
-CURVES = ['secp256r1', 'secp384r1', 'secp521r1']
-
-
-def request_options(top_level=True):
-    """argument_spec of the per-request options; top-level ones carry the defaults."""
-    spec = dict(
-        template=dict(type='str'),
-        csr_path=dict(type='path'),
-        csr_content=dict(type='str'),
-        private_key_path=dict(type='path'),
-        private_key_passphrase=dict(type='str', no_log=True),
-        private_key_mode=dict(type='raw', no_log=False),
-        key_type=dict(type='str', choices=['rsa', 'ecdsa']),
-        key_size=dict(type='int'),
-        curve=dict(type='str', choices=CURVES),
-        regenerate_key=dict(type='bool', default=False),
-        renewal_request=dict(type='bool', default=True),
-        subject=dict(type='raw'),
-        common_name=dict(type='str'),
-        subject_alt_name=dict(type='list', elements='str'),
-        certificate_path=dict(type='path'),
-        chain_path=dict(type='path'),
-        fullchain_path=dict(type='path'),
-        format=dict(type='str', choices=['pem', 'der'], default='pem'),
-        pkcs12_path=dict(type='path'),
-        pkcs12_passphrase=dict(type='str', no_log=True),
-        force=dict(type='bool', default=False),
-        renew_before=dict(type='float'),
-        request_id=dict(type='int'),
-        backup=dict(type='bool', default=False),
-    )
-    if not top_level:
-        for option in spec.values():
-            option.pop('default', None)
-        spec.update(owner=dict(type='str'), group=dict(type='str'), mode=dict(type='raw'))
-    return spec
-
-
-def argument_spec():
-    spec = connection_argument_spec()
-    spec.update(request_options())
-    spec['requests'] = dict(type='list', elements='dict', options=request_options(top_level=False))
-    return spec
-
-
-def _summary(result):
-    if result.get('failed'):
-        return result.get('msg')
-    action, disposition = result.get('action'), result.get('disposition')
-    if disposition == 'issued':
-        return 'Certificate issued by %s (request ID %s) and written to %s' % (
-            (result.get('ca') or {}).get('name'), result.get('request_id'), result.get('certificate_path'))
-    if disposition == 'pending':
-        return result.get('msg')
-    if action == _enroll.ACTION_NONE:
-        return 'The certificate fits: %s' % result.get('reason')
-    if action == _enroll.ACTION_REFRESH:
-        return 'Output files rewritten: %s' % result.get('reason')
-    return 'A certificate would be requested: %s' % result.get('reason')
-
-
-def _finish(module, results, many):
-    diff_wanted = module._diff
-    for result in results:
-        for warning in result.pop('warnings', []) or []:
-            module.warn(warning)
-        diff = result.pop('diff', None)
-        if diff_wanted and diff is not None:
-            result['_diff'] = diff
-        if not result.get('failed'):
-            result['msg'] = _summary(result)
-    if not many:
-        result = results[0]
-        diff = result.pop('_diff', None)
-        if diff is not None:
-            result['diff'] = diff
-        if result.get('failed'):
-            module.fail_json(**result)
-        module.exit_json(**result)
-    diffs = [r.pop('_diff') for r in results if '_diff' in r]
-    out = {'changed': any(r.get('changed') for r in results), 'results': results}
-    if diffs:
-        out['diff'] = diffs
-    failed = [(i, r) for i, r in enumerate(results) if r.get('failed')]
-    if failed:
-        out['msg'] = '%d of %d requests failed: %s' % (
-            len(failed), len(results), ' | '.join('requests[%d]: %s' % (i, r['msg']) for i, r in failed))
-        module.fail_json(**out)
-    out['msg'] = '%d requests: %s' % (len(results), ', '.join(
-        '%s' % (r.get('disposition') or r.get('action')) for r in results))
-    module.exit_json(**out)
-
-
-def _directory(params):
-    """A lazy Active Directory connection, or None when neither domain nor domain_controller is given."""
-    if not params.get('domain') and not params.get('domain_controller'):
-        return None
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
-
-    def connect():
-        if not _ldap.HAS_LDAP3:
-            raise WcceError('The Python library "ldap3" is required to read Active Directory',
-                            remedy='Install ldap3, or give ca_host and ca_name and renew_before.')
-        try:
-            settings = _ldap.LdapSettings.from_params(connection_params(params))
-            return _ldap.AdConnection(settings).connect()
-        except _ldap.LdapError as exc:
-            raise WcceError('Reading Active Directory failed: %s' % exc,
-                            remedy='Check domain, domain_controller, ldap_scheme and the credentials, or give '
-                                   'ca_host and ca_name.')
-    return _enroll.Directory(connect)
-
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        supports_check_mode=True,
-        add_file_common_args=True,
-        mutually_exclusive=[['password', 'nt_hash'], ['csr_path', 'csr_content']],
-        required_if=[['auth', 'ntlm', ['password', 'nt_hash'], True]],
-    )
+    module = AnsibleModule(argument_spec=_request_spec.argument_spec(), **_request_spec.module_kwargs())
     if not HAS_IMPACKET:
         module.fail_json(msg=missing_required_lib('impacket'), exception=IMPACKET_IMPORT_ERROR)
     if not _requests.HAS_CRYPTOGRAPHY:
@@ -712,21 +594,21 @@ def main():
     params = module.params
     many = bool(params.get('requests'))
     try:
-        specs = _enroll.normalize_requests(params)
+        specs = _request_spec.normalize_requests(params)
     except WcceError as exc:
         module.fail_json(msg=exc.to_message())
     auth, auth_error = None, None
     try:
-        auth = _enroll.dcom_auth_from_params(params)
+        auth = _auth.dcom_auth(params)
     except WcceError as exc:
         auth_error = exc
-    directory = _directory(params)
+    directory = _directory.from_params(params)
     try:
         anchors = _anchors.AnchorSource.from_params(
             params, connect_directory=(lambda: directory.conn) if directory is not None else None)
     except WcceError as exc:
         module.fail_json(msg=exc.to_message())
-    enroller = _enroll.Enroller(
+    enroller = _enroller.Enroller(
         auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
         dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
         writer=_files.ModuleFileWriter(module), check_mode=module.check_mode, auth_error=auth_error,
@@ -739,7 +621,7 @@ def main():
     except Exception as exc:  # never a bare traceback to the user
         module.fail_json(msg='Unexpected error during enrollment: %s: %s' % (type(exc).__name__, exc),
                          exception=traceback.format_exc())
-    _finish(module, results, many)
+    _enroller.finish(module, results, many)
 
 
 if __name__ == '__main__':

@@ -406,11 +406,11 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
-from ansible_collections.adcs.enrollment.plugins.module_utils._discovery import (
+from ansible_collections.adcs.enrollment.plugins.module_utils._directory import (
     enterprise_oid_names, filter_services, list_enrollment_services, list_templates, publishing_cas,
     HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR,
 )
-from ansible_collections.adcs.enrollment.plugins.module_utils._options import (
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
     connection_argument_spec, connection_module_kwargs, connection_params,
 )
 from ansible_collections.adcs.enrollment.plugins.module_utils._security import (

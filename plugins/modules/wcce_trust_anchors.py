@@ -151,7 +151,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
-from ansible_collections.adcs.enrollment.plugins.module_utils._options import (
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
     connection_argument_spec,
     connection_params,
 )

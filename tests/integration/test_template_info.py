@@ -226,7 +226,7 @@ def test_dc_discovery_through_lab_dns(lab):
     """The SRV lookup the module does when domain_controller is not set, against the lab's Samba DNS."""
     dns_resolver = pytest.importorskip('dns.resolver')
     sys.path.insert(0, COLLECTIONS)
-    from ansible_collections.adcs.enrollment.plugins.module_utils._ldap import find_domain_controllers
+    from ansible_collections.adcs.enrollment.plugins.module_utils._dns import find_domain_controllers
     resolver = dns_resolver.Resolver(configure=False)
     resolver.nameservers = [lab['dc']['address']]
     resolver.port = lab['dc'].get('dns_port') or 53

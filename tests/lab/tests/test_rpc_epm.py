@@ -119,10 +119,82 @@ def test_ept_map_tower_address_and_versions(servers):
         resp, status = ept_map(ICPR, (0, 0))
         info = decode_tower(b"".join(resp["ITowers"][0]["Data"]["tower_octet_string"]))
         assert (info.address, info.port) == ("127.0.0.99", 50002)
-        # ept_lookup: empty result, clean status
+    finally:
+        dce.disconnect()
+
+
+def _lookup_page(dce, handle=None, max_ents=500, ifid=None, vers_option=iepm.RPC_C_VERS_ALL):
+    req = iepm.ept_lookup()
+    req["inquiry_type"] = iepm.RPC_C_EP_MATCH_BY_IF if ifid else iepm.RPC_C_EP_ALL_ELTS
+    req["object"] = iepm.NULL
+    if ifid:
+        req["Ifid"]["Uuid"] = ifid[:16]
+        req["Ifid"]["VersMajor"] = struct.unpack("<H", ifid[16:18])[0]   # (impacket's hept_lookup sends bytes: 0)
+        req["Ifid"]["VersMinor"] = struct.unpack("<H", ifid[18:])[0]
+    else:
+        req["Ifid"] = iepm.NULL
+    req["vers_option"] = vers_option
+    if handle is not None:
+        req["entry_handle"] = handle
+    req["max_ents"] = max_ents
+    dce.call(2, req)
+    answer = dce.recv()
+    return iepm.ept_lookupResponse(answer), struct.unpack("<I", answer[-4:])[0]
+
+
+def test_ept_lookup_enumerates_like_windows(servers):
+    """rpcdump-style enumeration (impacket hept_lookup) lists every registration; paging continues through the
+    context handle until it comes back NULL; by-interface lookups honour the version option; nothing registered
+    is EPT_S_NOT_REGISTERED."""
+    mapper = EndpointMapper()
+    other = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+    mapper.register(other, (1, 2), port=50001, annotation="other service")
+    mapper.register(ICPR, (0, 0), address="127.0.0.99", port=50002)
+    mapper.register("bbbbbbbb-bbbb-cccc-dddd-eeeeeeeeeeee", (3, 0), port=50003)
+    epm_srv = servers("127.0.0.29", 0, [mapper.interface()])
+    dce = _dce(epm_srv)
+    try:
+        dce.bind(iepm.MSRPC_UUID_PORTMAP)
+        entries = iepm.hept_lookup(None, dce=dce)
+        bindings = sorted(iepm.PrintStringBinding(e["tower"]["Floors"]) for e in entries)
+        assert bindings == ["ncacn_ip_tcp:127.0.0.29[50001]", "ncacn_ip_tcp:127.0.0.29[50003]",
+                            "ncacn_ip_tcp:127.0.0.99[50002]"]
+        assert sorted(e["annotation"] for e in entries)[-1] == b"other service\x00"
+        # paging: one entry per call, handle non-NULL until the last page
+        resp, status = _lookup_page(dce, max_ents=1)
+        seen = [resp["num_ents"]]
+        while not resp["entry_handle"].isNull():
+            assert status == 0
+            resp, status = _lookup_page(dce, handle=resp["entry_handle"], max_ents=1)
+            seen.append(resp["num_ents"])
+        assert seen == [1, 1, 1] and status == 0
+        # the finished handle is gone: reusing it is a context mismatch fault
+        first, _ = _lookup_page(dce, max_ents=1)
+        _lookup_page(dce, handle=first["entry_handle"], max_ents=5)
         with pytest.raises(DCERPCException) as exc:
-            iepm.hept_lookup(None, dce=dce)
-        assert "ept_s_not_registered" in str(exc.value)
+            _lookup_page(dce, handle=first["entry_handle"], max_ents=5)
+        assert "nca_s_fault_context_mismatch" in str(exc.value).lower()
+        # by interface, with version options
+        ifid = uuidtup_to_bin((other, "1.1"))
+        resp, status = _lookup_page(dce, ifid=ifid, vers_option=iepm.RPC_C_VERS_COMPATIBLE)
+        assert status == 0 and resp["num_ents"] == 1
+        resp, status = _lookup_page(dce, ifid=ifid, vers_option=iepm.RPC_C_VERS_EXACT)
+        assert status == EPT_S_NOT_REGISTERED and resp["num_ents"] == 0
+        # ept_lookup_handle_free (opnum 4) drops an unfinished enumeration
+        first, _ = _lookup_page(dce, max_ents=1)
+        dce.call(4, first["entry_handle"].getData())
+        answer = dce.recv()
+        assert answer == b"\x00" * 24
+        with pytest.raises(DCERPCException):
+            _lookup_page(dce, handle=first["entry_handle"], max_ents=5)
+    finally:
+        dce.disconnect()
+    empty = servers("127.0.0.29", 0, [EndpointMapper().interface()])
+    dce = _dce(empty)
+    try:
+        dce.bind(iepm.MSRPC_UUID_PORTMAP)
+        resp, status = _lookup_page(dce)
+        assert status == EPT_S_NOT_REGISTERED and resp["num_ents"] == 0 and resp["entry_handle"].isNull()
     finally:
         dce.disconnect()
 

@@ -252,8 +252,217 @@ def test_garbage_and_ntlm_in_spnego_refused():
     blob = SPNEGO_NegTokenInit()
     blob["MechTypes"] = [TypesMech["NTLMSSP - Microsoft NTLM Security Support Provider"]]
     blob["MechToken"] = ntlm.getNTLMSSPType1("", "").getData()
-    with pytest.raises(AuthError, match="no Kerberos"):
-        provider().new_context().accept(blob.getData())
+    with pytest.raises(AuthError, match="none of the offered mechanisms"):
+        provider().new_context().accept(blob.getData())      # a Kerberos-only Negotiate provider
+
+
+# ---------------------------------------------------------------------------------------------------------
+# SPNEGO as Windows clients speak it: mechListMIC (RFC 4178), NTLM inside SPNEGO
+# ---------------------------------------------------------------------------------------------------------
+def _mech_list_der(init_token):
+    from impacket.spnego import SPNEGO_NegTokenInit
+    body = b"".join(b"\x06" + bytes([len(m)]) + m for m in SPNEGO_NegTokenInit(init_token)["MechTypes"])
+    return b"\x30" + bytes([len(body)]) + body
+
+
+def _resp_fields(token):
+    from adcslab.rpc.kerberos import _parse_neg_token_resp
+    return _parse_neg_token_resp(token)
+
+
+def _initiator_mic(key, data, seq):
+    """RFC 4121 MIC token of the initiator with the acceptor's subkey (impacket's GSS_GetMIC pads the data for
+    DCE; SPNEGO's mechListMIC is over the exact MechTypeList DER)."""
+    head = struct.pack(">HB5sQ", 0x0404, 0x04, b"\xff" * 5, seq)
+    return head + kcrypto._checksum_table[16].checksum(key, 25, data + head)
+
+
+def test_spnego_kerberos_mech_list_mic_keeps_the_sequence():
+    """The initiator's mechListMIC consumes its sequence number 0 (Windows sends one): the acceptor verifies it,
+    answers with its own MIC (acceptor sequence 0), and the first wrap token after it is sequence 1 both ways."""
+    from impacket.spnego import SPNEGO_NegTokenResp
+    prov = provider()
+    tgs = mint()
+    cipher, session, token = ap_req_token(tgs)
+    mech_list = _mech_list_der(token)
+    ctx = prov.new_context()
+    res = ctx.accept(token)
+    cipher2, session2, leg3 = kerberosv5.getKerberosType3(cipher, session, res.reply_token)
+    gss = gssapi.GSSAPI(cipher2)
+    final = SPNEGO_NegTokenResp()
+    final["ResponseToken"] = SPNEGO_NegTokenResp(leg3)["ResponseToken"]
+    final["mechListMIC"] = _initiator_mic(session2, mech_list, 0)
+    res2 = ctx.accept(final.getData())
+    assert res2.done and ctx.complete
+    state, _tok, server_mic = _resp_fields(res2.reply_token)
+    assert state == 0 and server_mic is not None
+    # the acceptor's MIC: RFC 4121 token, sent by the acceptor, its first sequence number (the one its AP-REP
+    # announced), checksum with KG_USAGE_ACCEPTOR_SIGN
+    assert server_mic[:2] == b"\x04\x04" and server_mic[2] & 1
+    mic_seq = struct.unpack(">Q", server_mic[8:16])[0]
+    prof = kcrypto._checksum_table[16]
+    assert prof.checksum(session2, 23, mech_list + server_mic[:16]) == server_mic[16:28]
+    stub = b"after the mechListMIC".ljust(32, b"\x00")
+    ct, verifier = gss.GSS_Wrap(session2, stub, 1)
+    assert ctx.unseal(b"H" * 24, ct, b"T" * 8, verifier) == stub
+    body, v = ctx.seal(b"H" * 24, stub, b"T" * 8)
+    assert struct.unpack(">Q", v[8:16])[0] == mic_seq + 1          # the MIC took the acceptor's first number
+    trailer = SEC_TRAILER()
+    trailer["auth_type"], trailer["auth_level"], trailer["auth_pad_len"] = 9, 6, 0
+    plain, _ = gss.GSS_Unwrap(session2, body, mic_seq + 1, authData=trailer.getData() + v)
+    assert plain == stub
+
+
+def test_spnego_kerberos_bad_mech_list_mic_refused():
+    from impacket.spnego import SPNEGO_NegTokenResp
+    prov = provider()
+    cipher, session, token = ap_req_token(mint())
+    ctx = prov.new_context()
+    res = ctx.accept(token)
+    cipher2, session2, leg3 = kerberosv5.getKerberosType3(cipher, session, res.reply_token)
+    final = SPNEGO_NegTokenResp()
+    final["ResponseToken"] = SPNEGO_NegTokenResp(leg3)["ResponseToken"]
+    final["mechListMIC"] = _initiator_mic(session2, b"\x30\x00", 0)   # over another list
+    with pytest.raises(AuthError, match="mechListMIC"):
+        ctx.accept(final.getData())
+    assert ctx.failed and not ctx.complete
+
+
+def _ntlm_spnego_provider(disable_kerberos=False):
+    from adcslab.rpc.ntlmssp import NtlmProvider
+    store = AccountStore([Account("enroller", "LAB", __import__("impacket.ntlm", fromlist=["compute_nthash"])
+                                  .compute_nthash("Passw0rd!"), sid="S-1-5-21-1-2-3-1103")])
+    ident = identity(store)
+    keys = ServiceKeys({18: [(2, SERVICE_KEY.contents)]}, "CA1$", REALM)
+    krb = None if disable_kerberos else KerberosProvider(ident, keys=keys)
+    return SpnegoProvider(ident, kerberos=krb, ntlm=NtlmProvider(ident))
+
+
+@pytest.mark.parametrize("with_mic", [True, False])
+def test_spnego_ntlm_with_mech_list_mic(with_mic):
+    """NTLM inside SPNEGO (what a Windows client falls back to when it names the CA by IP): NegTokenInit(NTLM,
+    NEGOTIATE) -> CHALLENGE -> AUTHENTICATE + mechListMIC; the acceptor checks the MIC (sequence 0), answers with
+    its own, resets RC4 (MS-SPNG 3.3.5.1), and the first sealed message is sequence 1. Without an NTLM MIC in the
+    AUTHENTICATE a mechListMIC is optional."""
+    from Cryptodome.Cipher import ARC4
+    from impacket import ntlm
+    from impacket.spnego import SPNEGO_NegTokenInit, SPNEGO_NegTokenResp, TypesMech
+    ctx = _ntlm_spnego_provider().new_context()
+    nego = ntlm.getNTLMSSPType1("", "LAB", signingRequired=True)
+    init = SPNEGO_NegTokenInit()
+    init["MechTypes"] = [TypesMech["NTLMSSP - Microsoft NTLM Security Support Provider"]]
+    init["MechToken"] = nego.getData()
+    res = ctx.accept(init.getData())
+    state, challenge, _mic = _resp_fields(res.reply_token)
+    assert state == 1 and challenge[:8] == b"NTLMSSP\x00"
+    auth, session_key = ntlm.getNTLMSSPType3(nego, challenge, "enroller", "Passw0rd!", "LAB")
+    flags = auth["flags"]
+    mech_list = _mech_list_der(init.getData())
+    final = SPNEGO_NegTokenResp()
+    final["ResponseToken"] = auth.getData()
+    client_sign = ntlm.SIGNKEY(flags, session_key, "Client")
+    client_seal = ntlm.SEALKEY(flags, session_key, "Client")
+    server_sign = ntlm.SIGNKEY(flags, session_key, "Server")
+    server_seal = ntlm.SEALKEY(flags, session_key, "Server")
+    out_rc4 = ARC4.new(client_seal)
+    if with_mic:
+        final["mechListMIC"] = ntlm.SIGN(flags, client_sign, mech_list, 0, out_rc4.encrypt).getData()
+        out_rc4 = ARC4.new(client_seal)                    # MS-SPNG 3.3.5.1: RC4 restarts after the mechListMIC
+    res2 = ctx.accept(final.getData())
+    assert res2.done and ctx.complete and ctx.user == "enroller"
+    state, _tok, server_mic = _resp_fields(res2.reply_token)
+    assert state == 0
+    in_rc4 = ARC4.new(server_seal)
+    seq = 0
+    if with_mic:
+        assert server_mic == ntlm.SIGN(flags, server_sign, mech_list, 0, in_rc4.encrypt).getData()
+        in_rc4 = ARC4.new(server_seal)
+        seq = 1
+    else:
+        assert server_mic is None
+    plain = b"first request".ljust(16, b"\x00")
+    sealed = out_rc4.encrypt(plain)
+    sig = ntlm.SIGN(flags, client_sign, b"H" + plain + b"T", seq, out_rc4.encrypt).getData()
+    assert ctx.unseal(b"H", sealed, b"T", sig) == plain
+    body, v = ctx.seal(b"H", plain, b"T")
+    assert in_rc4.decrypt(body) == plain
+    assert v == ntlm.SIGN(flags, server_sign, b"H" + plain + b"T", seq, in_rc4.encrypt).getData()
+
+
+def _authenticate_with_ntlm_mic(ctx_accept, password="Passw0rd!"):
+    """Drive NEGOTIATE/CHALLENGE through ``ctx_accept`` (SPNEGO-wrapped) and return (AUTHENTICATE bytes with
+    MsvAvFlags MIC-present and a right NTLM MIC, exported session key, flags), as a Windows client builds it."""
+    from impacket import ntlm
+    t1 = ntlm.getNTLMSSPType1("", "", signingRequired=True, use_ntlmv2=True)
+    t1["flags"] |= ntlm.NTLMSSP_NEGOTIATE_VERSION
+    t1["os_version"] = b"\x0a\x00\x63\x45\x00\x00\x00\x0f"
+    neg = t1.getData()
+    chal = ctx_accept(neg)
+    c = ntlm.NTLMAuthChallenge(chal)
+    av = ntlm.AV_PAIRS(c["TargetInfoFields"])
+    av[ntlm.NTLMSSP_AV_FLAGS] = struct.pack("<I", 2)
+    c2 = ntlm.NTLMAuthChallenge(chal)
+    c2["TargetInfoFields"] = av.getData()
+    c2["TargetInfoFields_len"] = c2["TargetInfoFields_max_len"] = len(c2["TargetInfoFields"])
+    t3, key = ntlm.getNTLMSSPType3(t1, c2.getData(), "enroller", password, "LAB", use_ntlmv2=True)
+    t3["Version"] = b"\x0a\x00\x63\x45\x00\x00\x00\x0f"
+    t3["MIC"] = b"\x00" * 16
+    raw = t3.getData()
+    raw = raw[:72] + ntlm.hmac_md5(key, neg + chal + raw) + raw[88:]
+    return raw, key, t3["flags"]
+
+
+def test_spnego_ntlm_mic_required_when_authenticate_has_one():
+    """An AUTHENTICATE with an NTLM MIC (MsvAvFlags 0x2, as Windows sends) and no mechListMIC is refused: a
+    downgrade of the mechanism list would go unnoticed otherwise; with the mechListMIC it is accepted."""
+    from impacket import ntlm
+    from impacket.spnego import SPNEGO_NegTokenInit, SPNEGO_NegTokenResp, TypesMech
+    for with_mech_list_mic in (False, True):
+        ctx = _ntlm_spnego_provider().new_context()
+        init = SPNEGO_NegTokenInit()
+        init["MechTypes"] = [TypesMech["NTLMSSP - Microsoft NTLM Security Support Provider"]]
+        state = {}
+
+        def accept_first(neg):
+            init["MechToken"] = neg
+            state["init"] = init.getData()
+            return _resp_fields(ctx.accept(state["init"]).reply_token)[1]
+
+        auth, key, flags = _authenticate_with_ntlm_mic(accept_first)
+        final = SPNEGO_NegTokenResp()
+        final["ResponseToken"] = auth
+        if with_mech_list_mic:
+            from Cryptodome.Cipher import ARC4
+            rc4 = ARC4.new(ntlm.SEALKEY(flags, key, "Client"))
+            final["mechListMIC"] = ntlm.SIGN(flags, ntlm.SIGNKEY(flags, key, "Client"),
+                                             _mech_list_der(state["init"]), 0, rc4.encrypt).getData()
+            assert ctx.accept(final.getData()).done and ctx.inner.mic_present
+        else:
+            with pytest.raises(AuthError, match="mechListMIC missing although the NTLM AUTHENTICATE carried a MIC"):
+                ctx.accept(final.getData())
+            assert ctx.failed and not ctx.complete
+
+
+def test_spnego_picks_first_supported_mech_and_asks_for_its_token():
+    """Client prefers a mechanism the server lacks (with an optimistic token for it): the acceptor picks the next
+    one it supports (NTLM here) and asks for its first token instead of using the optimistic one."""
+    from impacket import ntlm
+    from impacket.spnego import SPNEGO_NegTokenInit, SPNEGO_NegTokenResp, TypesMech
+    ctx = _ntlm_spnego_provider(disable_kerberos=True).new_context()
+    init = SPNEGO_NegTokenInit()
+    init["MechTypes"] = [TypesMech["MS KRB5 - Microsoft Kerberos 5"],
+                         TypesMech["NTLMSSP - Microsoft NTLM Security Support Provider"]]
+    init["MechToken"] = b"\x60\x00"          # an optimistic Kerberos token: not for the chosen mechanism
+    res = ctx.accept(init.getData())
+    assert not res.done
+    state, token, _m = _resp_fields(res.reply_token)
+    assert state == 1 and token is None           # accept-incomplete, supportedMech NTLM, no token yet
+    assert b"\xa1\x0c\x06\x0a" + TypesMech["NTLMSSP - Microsoft NTLM Security Support Provider"] in res.reply_token
+    nego = ntlm.getNTLMSSPType1("", "LAB", signingRequired=True)
+    first = SPNEGO_NegTokenResp()
+    first["ResponseToken"] = nego.getData()
+    _s, challenge, _m = _resp_fields(ctx.accept(first.getData()).reply_token)
+    assert challenge[:8] == b"NTLMSSP\x00" and struct.unpack_from("<I", challenge, 8)[0] == 2
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -345,7 +554,8 @@ def test_default_providers_keytab_and_ntlm_switch(tmp_path, monkeypatch):
     accounts_file.write_text("[]")
     store = AccountStore.from_file(str(accounts_file))
     assert keytab_path_for(store) is None
-    assert set(default_providers(store)) == {10}
+    assert set(default_providers(store)) == {9, 10}          # Negotiate with NTLM inside
+    assert set(default_providers(store, disable_ntlm=True)) == set()
     (tmp_path / "ca1.keytab").write_bytes(b"\x05\x02")
     assert keytab_path_for(store) == str(tmp_path / "ca1.keytab")
     assert set(default_providers(store)) == {9, 10, 16}

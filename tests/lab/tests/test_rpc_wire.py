@@ -16,8 +16,8 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 from impacket import ntlm  # noqa: E402
 
 from adcslab.rpc import constants as C  # noqa: E402
-from adcslab.rpc.client import (NDR20, ClientError, FaultError, SignatureError, StrictClient,  # noqa: E402
-                                _NtlmState)
+from adcslab.rpc.client import (NDR20, BindNakError, ClientError, FaultError, SignatureError,  # noqa: E402
+                                StrictClient, _NtlmState)
 from test_rpc_engine import PASSWORD, PRIV, TOY, accounts_file, make_server, server_alive  # noqa: E402,F401
 
 
@@ -433,6 +433,98 @@ def test_interface_minor_version_rules_and_alter_reuse(make_server):
         assert struct.unpack_from("<H", resp, 10)[0] == 0          # no auth_value in the answer
         c.ctx_auth[3] = 5
         assert c.request(3, 0, b"abc")[:3] == b"cba"
+    finally:
+        c.close()
+
+
+def test_header_sign_flag_echoed_in_bind_ack_and_alter_context_resp(make_server):
+    """MS-RPCE 2.2.2.3: PFC_SUPPORT_HEADER_SIGN is answered in bind_ack and in alter_context_resp alike (a client
+    taking the negotiated state from the alter_context_resp must see it); not offered, not echoed."""
+    srv = make_server("127.0.0.29")
+    c = StrictClient(srv.address, srv.port)
+    try:
+        ack = c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=6, header_sign=True)
+        assert ack["header_sign"]
+        alter = c.bind([(1, PRIV, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=6, auth_ctx_id=2,
+                       alter=True, header_sign=True)
+        assert alter["header_sign"] and alter["results"][0][0] == 0
+        assert c.request(1, 0, b"abc")[:3] == b"cba" and c.request(0, 0, b"xyz")[:3] == b"zyx"
+    finally:
+        c.close()
+    c = StrictClient(srv.address, srv.port)
+    try:
+        assert not c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=6)["header_sign"]
+    finally:
+        c.close()
+
+
+def _vt(c, iface=TOY, version=(1, 0), **override):
+    """The verification trailer for c's next call on presentation context 0, opnum 0 (``override``: fields)."""
+    from adcslab.rpc import vtrailer
+    args = dict(ptype=C.PTYPE_REQUEST, drep=b"\x10\x00\x00\x00", call_id=c.call_id, context_id=0, opnum=0,
+                abstract_syntax=vtrailer.syntax_id(uuid.UUID(iface).bytes_le, version),
+                transfer_syntax=vtrailer.syntax_id(uuid.UUID(NDR20[0]).bytes_le, NDR20[1]),
+                header_signing=False)
+    args.update(override)
+    return vtrailer.build(**args)
+
+
+@pytest.mark.parametrize("level", [C.RPC_C_AUTHN_LEVEL_PKT_INTEGRITY, C.RPC_C_AUTHN_LEVEL_PKT_PRIVACY])
+def test_verification_trailer_found_checked_and_stripped(make_server, level):
+    """MS-RPCE 2.2.2.13: a request carrying the verification trailer (as Windows clients send it) is served, the
+    handler sees the stub without it; a trailer that disagrees with the PDU, the presentation context or the
+    header-signing state is refused with access denied, as is an unknown must-process command."""
+    from adcslab.rpc import vtrailer
+    srv = make_server("127.0.0.29")
+    c = strict(srv, level=level)
+    try:
+        echo = lambda stub: c.request(0, 0, stub).split(b"|")[0]  # noqa: E731  (_echo: reversed stub|user|...)
+        assert echo(b"abcd" + _vt(c)) == b"dcba"
+        assert echo(b"wxyz" + b"\x00" * 4 + _vt(c)) == b"\x00" * 4 + b"zyxw"   # stub padding before it
+        for bad in (dict(opnum=1), dict(call_id=999), dict(context_id=1), dict(drep=b"\x00\x00\x00\x00"),
+                    dict(abstract_syntax=vtrailer.syntax_id(uuid.UUID(PRIV).bytes_le, (1, 0))),
+                    dict(header_signing=True)):
+            with pytest.raises(FaultError) as exc:
+                c.request(0, 0, b"abcd" + _vt(c, **bad))
+            assert exc.value.status == C.RPC_S_ACCESS_DENIED, bad
+        unknown = vtrailer.SIGNATURE + struct.pack("<HH", 0x0009 | 0x4000 | 0x8000, 4) + b"\x00" * 4
+        with pytest.raises(FaultError) as exc:
+            c.request(0, 0, b"abcd" + unknown)
+        assert exc.value.status == C.RPC_S_ACCESS_DENIED
+        optional = vtrailer.SIGNATURE + struct.pack("<HH", 0x0009 | 0x4000, 4) + b"\x00" * 4
+        assert echo(b"abcd" + optional) == b"dcba"
+        # the signature inside stub data without a well-formed command list is just data
+        assert echo(vtrailer.SIGNATURE) == vtrailer.SIGNATURE[::-1]
+    finally:
+        c.close()
+    c = StrictClient(srv.address, srv.port)
+    try:
+        c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=level, header_sign=True)
+        assert c.request(0, 0, b"abcd" + _vt(c, header_signing=True)).split(b"|")[0] == b"dcba"
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("level", [C.RPC_C_AUTHN_LEVEL_PKT_INTEGRITY, C.RPC_C_AUTHN_LEVEL_PKT_PRIVACY])
+def test_ntlm_inside_spnego_as_windows_sends_it(make_server, level):
+    """Auth type 9 (Negotiate) carrying NTLM, as a Windows client falls back to when it names the CA by IP: bind
+    with NegTokenInit(NTLM), AUTHENTICATE + mechListMIC in an alter_context, the server's mechListMIC in the
+    alter_context_resp (checked by the client), then signed/sealed calls with the sequence numbers after the
+    MICs (the strict client verifies every reply)."""
+    srv = make_server("127.0.0.29")
+    c = StrictClient(srv.address, srv.port)
+    try:
+        c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=level, spnego=True)
+        assert c.request(0, 0, b"abcd").split(b"|")[:2] == [b"dcba", b"LAB\\enroller"]
+        assert c.request(0, 0, b"efgh").split(b"|")[0] == b"hgfe"
+    finally:
+        c.close()
+    c = StrictClient(srv.address, srv.port)
+    try:
+        with pytest.raises((FaultError, BindNakError, ClientError)):
+            c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=level, spnego=True,
+                   bad_mech_list_mic=True)
+            c.request(0, 0, b"abcd")
     finally:
         c.close()
 

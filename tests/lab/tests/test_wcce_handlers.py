@@ -107,14 +107,24 @@ def test_activation_returns_objref_and_bindings_with_connected_address():
     w = World("127.0.0.33")
     iface = activate(w)
     bindings = [b["aNetworkAddr"].rstrip("\x00") for b in iface.get_cinstance().get_string_bindings()]
-    assert bindings[0] == "127.0.0.33[49777]"
-    assert "ca1.lab.adcs.test[49777]" in bindings
+    # as Windows: the NetBIOS name first, then the IP addresses (one the client cannot use, the one it reached);
+    # never the DNS name
+    assert bindings == ["CA1[49777]", "192.0.2.12[49777]", "127.0.0.33[49777]"]
+    assert not any("lab.adcs.test" in b for b in bindings)
     assert iface.get_oxid() == w.exp.oxid
     assert bin_to_string(iface.get_ipidRemUnknown()).lower() == w.exp.ipid_rem_unknown
     entry, obj = w.exp.lookup(ipid_of(iface))
     assert entry.iid == C.IID_ICERTREQUESTD and obj.oid == iface.get_oid()
     assert entry.public_refs == dcom.DEFAULT_PUBLIC_REFS
     assert iface.get_cinstance().get_auth_level() == C.AUTHN_LEVEL_PKT_PRIVACY
+
+
+def test_bindings_truncate_the_netbios_name_to_15_characters():
+    exp = dcom.ObjectExporter(dns_name="pki-issuing-ca01.lab.adcs.test", netbios_name="pki-issuing-ca01",
+                              other_addresses=())
+    exp.port = 50000
+    assert [b for _t, b in exp.exporter_bindings("10.1.2.3")] == ["PKI-ISSUING-CA0[50000]", "10.1.2.3[50000]"]
+    assert [b for _t, b in exp.resolver_bindings("10.1.2.3")] == ["PKI-ISSUING-CA0", "10.1.2.3"]
 
 
 @pytest.mark.parametrize("level", [1, 2])
@@ -151,11 +161,11 @@ def test_oxid_resolver_calls():
     iface = activate(w)
     exporter = dcomrt.IObjectExporter(FakeDce(w))
     alive = [b["aNetworkAddr"].rstrip("\x00") for b in exporter.ServerAlive2()]
-    assert alive[0] == "127.0.0.34"
+    assert alive == ["CA1", "192.0.2.12", "127.0.0.34"]
     resolved = [b["aNetworkAddr"].rstrip("\x00") for b in exporter.ResolveOxid2(w.exp.oxid, [7])]
-    assert resolved[0] == "127.0.0.34[49777]"
+    assert resolved[-1] == "127.0.0.34[49777]" and resolved[0] == "CA1[49777]"
     resp = exporter.ResolveOxid(w.exp.oxid, [7])
-    assert resp[0]["aNetworkAddr"].rstrip("\x00") == "127.0.0.34[49777]"
+    assert resp[-1]["aNetworkAddr"].rstrip("\x00") == "127.0.0.34[49777]"
     with pytest.raises(dcomrt.DCERPCSessionError) as exc:
         exporter.ResolveOxid2(w.exp.oxid ^ 1, [7])
     assert exc.value.error_code == C.OR_INVALID_OXID
@@ -548,7 +558,7 @@ def test_legacy_remote_activation():
     iface = dcomrt.IActivation(FakeDce(w)).RemoteActivation(string_to_bin(C.CLSID_CCERTREQUESTD),
                                                             uuidtup_to_bin((C.IID_ICERTREQUESTD, "0.0")))
     bindings = [b["aNetworkAddr"].rstrip("\x00") for b in iface.get_cinstance().get_string_bindings()]
-    assert bindings[0] == "127.0.0.37[49777]"
+    assert bindings[-1] == "127.0.0.37[49777]" and bindings[0] == "CA1[49777]"
     entry, obj = w.exp.lookup(ipid_of(iface))
     assert entry.iid == C.IID_ICERTREQUESTD and obj.oid == iface.get_oid() and iface.get_oxid() == w.exp.oxid
     with pytest.raises(dcomrt.DCERPCSessionError) as exc:

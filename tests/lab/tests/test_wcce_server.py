@@ -233,9 +233,9 @@ def test_server_alive2_resolve_oxid2_and_ping(server, dcom_conn):
     try:
         exporter = dcomrt.IObjectExporter(dce)
         bindings = [b["aNetworkAddr"].rstrip("\x00") for b in exporter.ServerAlive2()]
-        assert bindings[0] == ADDRESS
+        assert ADDRESS in bindings and bindings[0] != ADDRESS and "." not in bindings[0]   # NetBIOS name first
         resolved = [b["aNetworkAddr"].rstrip("\x00") for b in exporter.ResolveOxid2(unk.get_oxid(), [7])]
-        assert resolved[0] == "%s[%d]" % (ADDRESS, server.endpoints["object_exporter_port"])
+        assert resolved[-1] == "%s[%d]" % (ADDRESS, server.endpoints["object_exporter_port"])
         setid = exporter.ComplexPing(0, 0, [unk.get_oid()], [])["pSetId"]
         assert exporter.SimplePing(setid)["ErrorCode"] == 0
     finally:
@@ -251,6 +251,14 @@ def _icpr_dce(level=RPC_C_AUTHN_LEVEL_PKT_PRIVACY, password=PASSWORD):
     dce.connect()
     dce.bind(IID_ICPR)
     return binding, dce
+
+
+def test_ept_lookup_lists_icertpassage(server):
+    """rpcdump-style enumeration of port 135 (ept_lookup, as Windows answers it) shows MS-ICPR's endpoint."""
+    entries = epm.hept_lookup(ADDRESS)
+    bindings = [(str(e["tower"]["Floors"][0]), epm.PrintStringBinding(e["tower"]["Floors"])) for e in entries]
+    assert ("91AE6020-9E3C-11CF-8D7C-00AA00C091BE v0.0",
+            "ncacn_ip_tcp:%s[%d]" % (ADDRESS, server.endpoints["icpr_port"])) in bindings
 
 
 def test_icpr_via_endpoint_mapper(server, tmp_path):

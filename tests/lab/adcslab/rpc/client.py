@@ -20,6 +20,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from Cryptodome.Cipher import ARC4
 from impacket import ntlm
+from impacket.spnego import SPNEGO_NegTokenInit, SPNEGO_NegTokenResp, TypesMech
 
 NDR20 = ("8a885d04-1ceb-11c9-9fe8-08002b104860", (2, 0))
 NDR64 = ("71710533-beba-4937-8319-b5dbef9ccc36", (1, 0))
@@ -49,6 +50,28 @@ class SignatureError(ClientError):
     pass
 
 
+def _neg_token_resp_mic(token: bytes) -> Optional[bytes]:
+    """The mechListMIC ([3] OCTET STRING) of a DER NegTokenResp, or None (impacket's parser drops it)."""
+    def tlv(data, off):
+        tag, length = data[off], data[off + 1]
+        off += 2
+        if length & 0x80:
+            n = length & 0x7F
+            length = int.from_bytes(data[off:off + n], "big")
+            off += n
+        return tag, off, length
+    _t, off, _l = tlv(token, 0)            # [1] NegTokenResp
+    _t, off, length = tlv(token, off)      # SEQUENCE
+    end = off + length
+    while off < end:
+        tag, voff, vlen = tlv(token, off)
+        if tag == 0xA3:
+            _t, o2, l2 = tlv(token, voff)
+            return token[o2:o2 + l2]
+        off = voff + vlen
+    return None
+
+
 def _syntax(uuid_str: str, ver) -> bytes:
     return _uuid.UUID(uuid_str).bytes_le + struct.pack("<HH", ver[0], ver[1])
 
@@ -72,8 +95,10 @@ class _NtlmState:
         self.session_key = key
         self.c_sign = ntlm.SIGNKEY(self.flags, key, "Client")
         self.s_sign = ntlm.SIGNKEY(self.flags, key, "Server")
-        self.c_rc4 = ARC4.new(ntlm.SEALKEY(self.flags, key, "Client"))
-        self.s_rc4 = ARC4.new(ntlm.SEALKEY(self.flags, key, "Server"))
+        self.c_seal = ntlm.SEALKEY(self.flags, key, "Client")
+        self.s_seal = ntlm.SEALKEY(self.flags, key, "Server")
+        self.c_rc4 = ARC4.new(self.c_seal)
+        self.s_rc4 = ARC4.new(self.s_seal)
         return resp.getData()
 
     def _mac(self, key, rc4, seq, msg) -> bytes:
@@ -108,6 +133,7 @@ class StrictClient:
         self.max_recv = 4280
         self.auth: Dict[int, Tuple[_NtlmState, int]] = {}   # auth_ctx_id -> (state, level)
         self.ctx_auth: Dict[int, int] = {}                  # presentation ctx -> auth_ctx_id
+        self.auth_types: Dict[int, int] = {}                # auth_ctx_id -> auth type (10 NTLM, 9 SPNEGO)
         self.last_ack: dict = {}
         self.response_fragments = 0
         self.tamper_next = False
@@ -142,9 +168,13 @@ class StrictClient:
 
     # -- bind ----------------------------------------------------------------------------
     def bind(self, contexts: Sequence, auth: Optional[tuple] = None, level: int = 6, auth_ctx_id: int = 1,
-             alter: bool = False, max_xmit: int = 4280, max_recv: int = 4280, clear_ntlm_flags: int = 0) -> dict:
+             alter: bool = False, max_xmit: int = 4280, max_recv: int = 4280, clear_ntlm_flags: int = 0,
+             header_sign: bool = False, spnego: bool = False, bad_mech_list_mic: bool = False) -> dict:
         """contexts: (ctx_id, uuid, version[, [transfer syntaxes]]). auth: (user, password, domain[, nthash]).
-        clear_ntlm_flags: NTLM NEGOTIATE flags to remove (e.g. KEY_EXCH) to exercise other key derivations."""
+        clear_ntlm_flags: NTLM NEGOTIATE flags to remove (e.g. KEY_EXCH) to exercise other key derivations.
+        spnego: NTLM inside SPNEGO (auth type 9) as Windows sends it: the AUTHENTICATE goes with a mechListMIC in an
+        alter_context, whose answer must carry the server's mechListMIC (both checked; RC4 restarts after each,
+        MS-SPNG 3.3.5.1)."""
         body = struct.pack("<HHIBBH", max_xmit, max_recv, 0, len(contexts), 0, 0)
         for item in contexts:
             ctx_id, if_uuid, if_ver = item[:3]
@@ -159,13 +189,24 @@ class StrictClient:
             state = _NtlmState(*auth)
             state.type1["flags"] &= ~clear_ntlm_flags & 0xFFFFFFFF
             token = state.negotiate()
+            auth_type = 10
+            if spnego:
+                init = SPNEGO_NegTokenInit()
+                init["MechTypes"] = [TypesMech["NTLMSSP - Microsoft NTLM Security Support Provider"]]
+                init["MechToken"] = token
+                token = init.getData()
+                auth_type = 9
+                mech_list = b"".join(b"\x06" + bytes([len(m)]) + m for m in init["MechTypes"])
+                mech_list = b"\x30" + bytes([len(mech_list)]) + mech_list
             pad = (4 - (16 + len(body)) % 4) % 4
+            contexts_body = body
             body += b"\x00" * pad
-            tail = struct.pack("<BBBBI", 10, level, pad, 0, auth_ctx_id) + token
+            tail = struct.pack("<BBBBI", auth_type, level, pad, 0, auth_ctx_id) + token
             auth_len = len(token)
         call_id = self.call_id
         self.call_id += 1
-        pdu = self.header(ALTER if alter else BIND, 3, 16 + len(body) + len(tail), auth_len, call_id) + body + tail
+        flags = 3 | (4 if header_sign else 0)      # PFC_SUPPORT_HEADER_SIGN (MS-RPCE 2.2.2.3)
+        pdu = self.header(ALTER if alter else BIND, flags, 16 + len(body) + len(tail), auth_len, call_id) + body + tail
         self.send_raw(pdu)
         reply = self.recv_pdu()
         ptype = reply[2]
@@ -176,10 +217,36 @@ class StrictClient:
         if ptype != (ALTER_RESP if alter else BIND_ACK):
             raise ClientError("unexpected PDU type %d in reply to bind" % ptype)
         ack = self._parse_ack(reply)
+        ack["header_sign"] = bool(reply[3] & 4)
         if not alter:
             self.max_xmit = ack["max_recv"]
             self.max_recv = ack["max_xmit"]
-        if state is not None:
+        if state is not None and spnego:
+            challenge = SPNEGO_NegTokenResp(ack["auth_value"])["ResponseToken"]
+            ack["challenge"] = challenge
+            final = SPNEGO_NegTokenResp()
+            final["ResponseToken"] = state.authenticate(challenge)
+            mic = state.out_sign(mech_list)
+            final["mechListMIC"] = (mic[:4] + bytes([mic[4] ^ 1]) + mic[5:]) if bad_mech_list_mic else mic
+            state.c_rc4 = ARC4.new(state.c_seal)
+            token = final.getData()
+            body = contexts_body + b"\x00" * pad
+            trailer = struct.pack("<BBBBI", 9, level, pad, 0, auth_ctx_id)
+            self.send_raw(self.header(ALTER, 3 | (4 if header_sign else 0), 16 + len(body) + 8 + len(token),
+                                      len(token), call_id) + body + trailer + token)
+            reply = self.recv_pdu()
+            if reply[2] == FAULT:
+                raise FaultError(struct.unpack_from("<I", reply, 24)[0], reply[3])
+            if reply[2] != ALTER_RESP:
+                raise ClientError("unexpected PDU type %d in reply to the SPNEGO alter_context" % reply[2])
+            server_mic = _neg_token_resp_mic(self._parse_ack(reply)["auth_value"])
+            if server_mic is None:
+                raise ClientError("alter_context_resp without the server's mechListMIC")
+            state.in_verify(mech_list, server_mic)
+            state.s_rc4 = ARC4.new(state.s_seal)
+            self.auth[auth_ctx_id] = (state, level)
+            self.auth_types[auth_ctx_id] = 9
+        elif state is not None:
             if not ack["auth_value"]:
                 raise ClientError("bind_ack without NTLM CHALLENGE")
             ack["challenge"] = ack["auth_value"]
@@ -242,7 +309,7 @@ class StrictClient:
             if protect:
                 pad = (16 - len(chunk) % 16) % 16
                 data = chunk + b"\xAB" * pad
-                trailer = struct.pack("<BBBBI", 10, level, pad, 0, auth_ctx_id)
+                trailer = struct.pack("<BBBBI", self.auth_types.get(auth_ctx_id, 10), level, pad, 0, auth_ctx_id)
                 frag_len = 16 + len(extra) + len(data) + 8 + 16
                 head = self.header(REQUEST, flags, frag_len, 16, call_id) + extra
                 signed = head + data + trailer

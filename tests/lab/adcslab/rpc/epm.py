@@ -1,11 +1,15 @@
 """Endpoint mapper (EPMv4, C706 appendix L / MS-RPCE 2.2.1.2) for the lab's port-135 server.
 
 ``ept_map`` (opnum 3) answers with the registered ncacn_ip_tcp endpoints of an interface;
-``ept_lookup`` (opnum 2) answers with an empty result (no enumeration).
+``ept_lookup`` (opnum 2) enumerates the registered endpoints as Windows does (C706 appendix L "ept_lookup",
+MS-RPCE 2.2.1.2): all of them or those of one interface (``inquiry_type``/``vers_option``), ``max_ents`` at a time,
+continued through the context handle ``entry_handle`` until it comes back NULL; ``ept_lookup_handle_free``
+(opnum 4) drops an unfinished enumeration. Nothing registered -> EPT_S_NOT_REGISTERED.
 Towers are encoded/decoded here; the NDR of the calls uses impacket's epm structures.
 """
 
 import logging
+import os
 import socket
 import struct
 import threading
@@ -36,6 +40,18 @@ FLOOR_NETBIOS = 0x11
 FLOOR_HTTP = 0x1F
 
 PROTOCOL_FLOORS = {"ncacn_ip_tcp": FLOOR_TCP_PORT, "ncacn_http": FLOOR_HTTP}
+
+# ept_lookup inquiry types and version options (C706 appendix L)
+RPC_C_EP_ALL_ELTS = 0
+RPC_C_EP_MATCH_BY_IF = 1
+RPC_C_EP_MATCH_BY_OBJ = 2
+RPC_C_EP_MATCH_BY_BOTH = 3
+RPC_C_VERS_ALL = 1
+RPC_C_VERS_COMPATIBLE = 2
+RPC_C_VERS_EXACT = 3
+RPC_C_VERS_MAJOR_ONLY = 4
+RPC_C_VERS_UPTO = 5
+MAX_LOOKUP_HANDLES = 64       # unfinished enumerations kept per mapper (oldest dropped first)
 
 
 @dataclass
@@ -135,6 +151,7 @@ class EndpointMapper:
     def __init__(self):
         self._lock = threading.Lock()
         self._entries: List[Registration] = []
+        self._cursors = {}      # context handle uuid -> (remaining registrations, address the client reached)
 
     def register(self, interface_uuid: str, version, protocol: str = "ncacn_ip_tcp", address: str = "0.0.0.0",
                  port: int = 0, annotation: str = "") -> Registration:
@@ -207,18 +224,89 @@ class EndpointMapper:
         out += struct.pack("<I", status)
         return out
 
+    @staticmethod
+    def _version_matches(have, want, option):
+        if option == RPC_C_VERS_COMPATIBLE:
+            return have[0] == want[0] and have[1] >= want[1]
+        if option == RPC_C_VERS_EXACT:
+            return have == want
+        if option == RPC_C_VERS_MAJOR_ONLY:
+            return have[0] == want[0]
+        if option == RPC_C_VERS_UPTO:
+            return have <= want
+        return True             # RPC_C_VERS_ALL
+
+    def _select(self, req) -> List[Registration]:
+        inquiry = int(req["inquiry_type"])
+        with self._lock:
+            entries = list(self._entries)
+        if inquiry in (RPC_C_EP_MATCH_BY_OBJ, RPC_C_EP_MATCH_BY_BOTH):
+            # every lab registration has the nil object UUID
+            obj = req.fields["object"]
+            if obj["ReferentID"] and bytes(obj["Data"]) != b"\x00" * 16:
+                return []
+        if inquiry in (RPC_C_EP_MATCH_BY_IF, RPC_C_EP_MATCH_BY_BOTH):
+            ifid = req.fields["Ifid"]
+            if not ifid["ReferentID"]:          # match by interface without one: nothing matches
+                return []
+            uuid = bin_to_uuid(bytes(ifid["Uuid"]))
+            want = (int(ifid["VersMajor"]), int(ifid["VersMinor"]))
+            option = int(req["vers_option"])
+            entries = [e for e in entries if e.interface_uuid == uuid
+                       and self._version_matches(e.version, want, option)]
+        return entries
+
     def _ept_lookup(self, ctx: CallContext, stub: bytes) -> bytes:
-        _iepm.ept_lookup(stub)  # validates the request
+        req = _iepm.ept_lookup(stub)
+        max_ents = max(int(req["max_ents"]), 0)
+        handle = bytes(req["entry_handle"]["context_handle_uuid"])
+        if handle != b"\x00" * 16:
+            with self._lock:
+                cursor = self._cursors.pop(handle, None)
+            if cursor is None:          # unknown or already finished handle
+                raise RpcFault(C.NCA_S_FAULT_CONTEXT_MISMATCH)
+            remaining = cursor
+        else:
+            remaining = self._select(req)
+        page, rest = remaining[:max_ents], remaining[max_ents:]
         resp = _iepm.ept_lookupResponse()
         resp["entry_handle"]["context_handle_attributes"] = 0
         resp["entry_handle"]["context_handle_uuid"] = b"\x00" * 16
-        resp["num_ents"] = 0
-        resp["entries"] = []
-        resp["status"] = EPT_S_NOT_REGISTERED
+        if rest:
+            new_handle = os.urandom(16)
+            with self._lock:
+                while len(self._cursors) >= MAX_LOOKUP_HANDLES:
+                    self._cursors.pop(next(iter(self._cursors)))
+                self._cursors[new_handle] = rest
+            resp["entry_handle"]["context_handle_uuid"] = new_handle
+        entries = []
+        for reg in page:
+            address = ctx.connection.local_address if reg.address == "0.0.0.0" else reg.address
+            entry = _iepm.ept_entry_t()
+            entry["object"] = b"\x00" * 16
+            tower = encode_tower(reg.interface_uuid, reg.version, reg.protocol, address, reg.port)
+            entry["tower"]["tower_length"] = len(tower)
+            entry["tower"]["tower_octet_string"] = tower
+            entry["annotation"] = (reg.annotation[:63] + "\x00").encode("ascii", "replace")
+            entries.append(entry)
+        resp["num_ents"] = len(entries)
+        resp["entries"] = entries
+        resp.fields["entries"].fields["MaximumCount"] = max(max_ents, len(entries))   # size_is(max_ents)
+        resp["status"] = 0 if (entries or handle != b"\x00" * 16) else EPT_S_NOT_REGISTERED
+        LOG.info("ept_lookup inquiry %d -> %d entr%s%s", int(req["inquiry_type"]), len(entries),
+                 "y" if len(entries) == 1 else "ies", " (more)" if rest else "")
         return resp.getData()
 
+    def _ept_lookup_handle_free(self, ctx: CallContext, stub: bytes) -> bytes:
+        # [in, out] ept_lookup_handle_t *entry_handle (20-byte context handle); out: the NULL handle, status
+        if len(stub) < 20:
+            raise RpcFault(C.NCA_S_FAULT_UNSPEC)
+        with self._lock:
+            self._cursors.pop(bytes(stub[4:20]), None)
+        return b"\x00" * 20 + struct.pack("<I", 0)
+
     def interface(self) -> Interface:
-        return Interface(EPM_UUID, EPM_VERSION, {2: self._ept_lookup, 3: self._ept_map},
+        return Interface(EPM_UUID, EPM_VERSION, {2: self._ept_lookup, 3: self._ept_map, 4: self._ept_lookup_handle_free},
                          min_authn_level=C.RPC_C_AUTHN_LEVEL_NONE, name="epmapper")
 
 

@@ -578,17 +578,17 @@ class KerberosContext(SecurityContext):
         hlen = _pdu_header_len(message)
         return message[:hlen], message[hlen:-8], message[-8:]
 
-    def sign(self, message: bytes) -> bytes:
+    def get_mic(self, data: bytes) -> bytes:
+        """RFC 4121 MIC token over ``data`` (consumes a send sequence number)."""
         key, flags = self._out_key()
         self._check_key_type(key)
         head = struct.pack(">HB5s", 0x0404, flags, b"\xff" * 5) + struct.pack(">Q", self.send_seq)
         self.send_seq = (self.send_seq + 1) & 0xFFFFFFFFFFFFFFFF
-        prefix, stub, suffix = self._split(message)
-        signed = message if self.connection_header_signing() else stub
         prof = kcrypto._checksum_table[16 if key.enctype == 18 else 15]
-        return head + prof.checksum(key, KG_USAGE_ACCEPTOR_SIGN, signed + head)
+        return head + prof.checksum(key, KG_USAGE_ACCEPTOR_SIGN, data + head)
 
-    def verify(self, message: bytes, verifier: bytes) -> None:
+    def verify_mic(self, data: bytes, verifier: bytes) -> None:
+        """Check the initiator's RFC 4121 MIC token over ``data`` (consumes a receive sequence number)."""
         if len(verifier) < 28 or verifier[:2] != b"\x04\x04":
             raise IntegrityError("not a Kerberos MIC token")
         flags = verifier[2]
@@ -598,12 +598,18 @@ class KerberosContext(SecurityContext):
         self._check_key_type(key)
         head = verifier[:16]
         seq = struct.unpack(">Q", head[8:16])[0]
-        prefix, stub, suffix = self._split(message)
-        signed = message if self.connection_header_signing() else stub
         prof = kcrypto._checksum_table[16 if key.enctype == 18 else 15]
-        if not hmac.compare_digest(prof.checksum(key, KG_USAGE_INITIATOR_SIGN, signed + head), verifier[16:28]):
+        if not hmac.compare_digest(prof.checksum(key, KG_USAGE_INITIATOR_SIGN, data + head), verifier[16:28]):
             raise IntegrityError("Kerberos MIC checksum mismatch")
         self._check_seq(seq)
+
+    def sign(self, message: bytes) -> bytes:
+        prefix, stub, suffix = self._split(message)
+        return self.get_mic(message if self.connection_header_signing() else stub)
+
+    def verify(self, message: bytes, verifier: bytes) -> None:
+        prefix, stub, suffix = self._split(message)
+        self.verify_mic(message if self.connection_header_signing() else stub, verifier)
 
     def _check_seq(self, seq: int) -> None:
         if seq != self.recv_seq:
@@ -752,8 +758,9 @@ class KerberosProvider(SecurityProvider):
 # ---------------------------------------------------------------------------------------------------------
 # SPNEGO (RFC 4178) around the Kerberos acceptor
 # ---------------------------------------------------------------------------------------------------------
-def _parse_neg_token_init(token: bytes) -> Tuple[List[bytes], Optional[bytes]]:
-    """(mechTypes as OID DERs, mechToken) of a GSS-framed NegTokenInit."""
+def _parse_neg_token_init(token: bytes) -> Tuple[List[bytes], Optional[bytes], bytes]:
+    """(mechTypes as OID DERs, mechToken, the DER of the MechTypeList for the mechListMIC) of a GSS-framed
+    NegTokenInit."""
     tag, off, length = _der_read(token, 0)
     if tag != 0x60:
         raise AuthError("SPNEGO token is not GSS framed")
@@ -772,12 +779,14 @@ def _parse_neg_token_init(token: bytes) -> Tuple[List[bytes], Optional[bytes]]:
     items = seq[soff:soff + slen]
     mechs: List[bytes] = []
     mech_token = None
+    mech_list_der = b""
     pos = 0
     while pos < len(items):
         t, voff, vlen = _der_read(items, pos)
         value = items[voff:voff + vlen]
         if t == 0xA0:
             t2, o2, l2 = _der_read(value, 0)
+            mech_list_der = value[:o2 + l2]
             lst = value[o2:o2 + l2]
             p = 0
             while p < len(lst):
@@ -788,31 +797,36 @@ def _parse_neg_token_init(token: bytes) -> Tuple[List[bytes], Optional[bytes]]:
             t2, o2, l2 = _der_read(value, 0)
             mech_token = value[o2:o2 + l2]
         pos = voff + vlen
-    return mechs, mech_token
+    return mechs, mech_token, mech_list_der
 
 
-def _parse_neg_token_resp(token: bytes) -> Tuple[Optional[int], Optional[bytes]]:
+def _parse_neg_token_resp(token: bytes) -> Tuple[Optional[int], Optional[bytes], Optional[bytes]]:
+    """(negState, responseToken, mechListMIC) of a NegTokenResp."""
     t, off, length = _der_read(token, 0)
     if t != 0xA1:
         raise AuthError("expected NegTokenResp")
     seq = token[off:off + length]
     t, soff, slen = _der_read(seq, 0)
     items = seq[soff:soff + slen]
-    state, resp = None, None
+    state, resp, mic = None, None, None
     pos = 0
     while pos < len(items):
         t, voff, vlen = _der_read(items, pos)
         value = items[voff:voff + vlen]
         if t == 0xA0:
             state = value[-1] if value else None
-        elif t == 0xA2:
+        elif t in (0xA2, 0xA3):
             _t2, o2, l2 = _der_read(value, 0)
-            resp = value[o2:o2 + l2]
+            if t == 0xA2:
+                resp = value[o2:o2 + l2]
+            else:
+                mic = value[o2:o2 + l2]
         pos = voff + vlen
-    return state, resp
+    return state, resp, mic
 
 
-def neg_token_resp(state: Optional[int], mech: Optional[bytes] = None, token: Optional[bytes] = None) -> bytes:
+def neg_token_resp(state: Optional[int], mech: Optional[bytes] = None, token: Optional[bytes] = None,
+                   mic: Optional[bytes] = None) -> bytes:
     parts = b""
     if state is not None:
         parts += _tlv(0xA0, _tlv(0x0A, bytes([state])))
@@ -820,54 +834,115 @@ def neg_token_resp(state: Optional[int], mech: Optional[bytes] = None, token: Op
         parts += _tlv(0xA1, mech)
     if token is not None:
         parts += _tlv(0xA2, _tlv(0x04, token))
+    if mic is not None:
+        parts += _tlv(0xA3, _tlv(0x04, mic))
     return _tlv(0xA1, _tlv(0x30, parts))
 
 
 NEG_ACCEPT_COMPLETED, NEG_ACCEPT_INCOMPLETE, NEG_REJECT = 0, 1, 2
+NTLMSSP_OID_DER = bytes.fromhex("060a2b06010401823702020a")    # 1.3.6.1.4.1.311.2.2.10
 
 
 class SpnegoContext(SecurityContext):
+    """RFC 4178 / MS-SPNG acceptor: picks the first offered mechanism it supports (Kerberos, or NTLM as Windows
+    falls back to when the CA is addressed by IP), takes an optimistic token only for the client's first choice,
+    and checks the initiator's mechListMIC (answering with its own), which consumes a sequence number of the
+    inner context as on Windows; with NTLM the RC4 state is reset after each mechListMIC (MS-SPNG 3.3.5.1) and
+    a mechListMIC is required when the AUTHENTICATE message carried an NTLM MIC."""
+
     auth_type = C.RPC_C_AUTHN_GSS_NEGOTIATE
 
     def __init__(self, provider: "SpnegoProvider"):
         super().__init__()
         self.provider = provider
-        self.inner: Optional[KerberosContext] = None
+        self.inner: Optional[SecurityContext] = None
         self.mech = KRB5_OID_DER
+        self.mech_list_der = b""
+        self.optimistic_ok = True
 
     def _sync(self):
         inner = self.inner
         self.user, self.domain, self.account = inner.user, inner.domain, inner.account
         self.session_key = inner.session_key
-        self.complete = inner.complete
         if inner.failed:
             self.failed = inner.failed
+
+    def _choose(self, mechs: List[bytes]) -> bytes:
+        for mech in mechs:
+            if mech in (MS_KRB5_OID_DER, KRB5_OID_DER) and self.provider.kerberos is not None:
+                return mech
+            if mech == NTLMSSP_OID_DER and self.provider.ntlm is not None:
+                return mech
+        raise AuthError("SPNEGO: none of the offered mechanisms is supported here")
+
+    def _new_inner(self):
+        if self.mech == NTLMSSP_OID_DER:
+            inner = self.provider.ntlm.new_context()
+        else:
+            inner = self.provider.kerberos.new_context()
+        inner.connection = getattr(self, "connection", None)
+        return inner
+
+    def _reply(self, result) -> AcceptResult:
+        self._sync()
+        if self.inner.failed:
+            return AcceptResult(neg_token_resp(NEG_REJECT, None, result.reply_token or None), False)
+        return AcceptResult(neg_token_resp(NEG_ACCEPT_INCOMPLETE, None, result.reply_token or None), False)
+
+    def _finish(self, reply_token: bytes, client_mic: Optional[bytes]) -> AcceptResult:
+        inner = self.inner
+        ntlm_mech = self.mech == NTLMSSP_OID_DER
+        if client_mic is None:
+            if ntlm_mech and getattr(inner, "mic_present", False):
+                self.failed = "SPNEGO: mechListMIC missing although the NTLM AUTHENTICATE carried a MIC"
+                raise AuthError(self.failed)
+            self.complete = True
+            return AcceptResult(neg_token_resp(NEG_ACCEPT_COMPLETED, None, reply_token or None), True)
+        try:
+            inner.verify_mic(self.mech_list_der, client_mic)
+        except IntegrityError as exc:
+            self.failed = "SPNEGO mechListMIC does not verify: %s" % exc
+            raise AuthError(self.failed)
+        if ntlm_mech:
+            inner.reset_rc4(inbound=True)
+        mic = inner.get_mic(self.mech_list_der)
+        if ntlm_mech:
+            inner.reset_rc4(inbound=False)
+        self.complete = True
+        return AcceptResult(neg_token_resp(NEG_ACCEPT_COMPLETED, None, reply_token or None, mic), True)
 
     def accept(self, token: bytes) -> AcceptResult:
         if self.complete or self.failed:
             raise AuthError("SPNEGO context already finished")
         if self.inner is None:
-            mechs, mech_token = _parse_neg_token_init(token)
-            krb = [m for m in mechs if m in (MS_KRB5_OID_DER, KRB5_OID_DER)]
-            if not krb:
-                raise AuthError("SPNEGO: no Kerberos mechanism offered (NTLM inside SPNEGO is not supported)")
-            self.mech = krb[0]
-            if mechs[0] not in (MS_KRB5_OID_DER, KRB5_OID_DER) or mech_token is None:
-                raise AuthError("SPNEGO: the optimistic token is not Kerberos")
-            self.inner = self.provider.kerberos.new_context()
-            self.inner.connection = getattr(self, "connection", None)
+            mechs, mech_token, self.mech_list_der = _parse_neg_token_init(token)
+            if not mechs:
+                raise AuthError("SPNEGO: NegTokenInit without mechanisms")
+            self.mech = self._choose(mechs)
+            self.inner = self._new_inner()
+            if self.mech != mechs[0] or mech_token is None:
+                # the optimistic token (if any) is for a mechanism we did not pick: ask for ours
+                return AcceptResult(neg_token_resp(NEG_ACCEPT_INCOMPLETE, self.mech), False)
             result = self.inner.accept(mech_token)
             self._sync()
             if self.inner.failed:
                 return AcceptResult(neg_token_resp(NEG_REJECT, None, result.reply_token), False)
-            state = NEG_ACCEPT_COMPLETED if result.done else NEG_ACCEPT_INCOMPLETE
-            return AcceptResult(neg_token_resp(state, self.mech, result.reply_token or None), result.done)
-        _state, resp = _parse_neg_token_resp(token)
-        if resp is None:
+            if result.done:
+                self.complete = True
+                return AcceptResult(neg_token_resp(NEG_ACCEPT_COMPLETED, self.mech, result.reply_token or None),
+                                    True)
+            return AcceptResult(neg_token_resp(NEG_ACCEPT_INCOMPLETE, self.mech, result.reply_token or None), False)
+        _state, resp, mic = _parse_neg_token_resp(token)
+        reply = b""
+        if resp is not None:
+            result = self.inner.accept(resp)
+            self._sync()
+            if not result.done:
+                return self._reply(result)
+            reply = result.reply_token
+        elif not self.inner.complete:
             raise AuthError("SPNEGO: NegTokenResp without a response token")
-        result = self.inner.accept(resp)
-        self._sync()
-        return AcceptResult(neg_token_resp(NEG_ACCEPT_COMPLETED), result.done)
+        return self._finish(reply, mic)
 
     def verifier_size(self, level):
         return self.inner.verifier_size(level)
@@ -886,14 +961,17 @@ class SpnegoContext(SecurityContext):
 
 
 class SpnegoProvider(SecurityProvider):
-    """RPC_C_AUTHN_GSS_NEGOTIATE (9): SPNEGO choosing Kerberos (what MS-WCCE names)."""
+    """RPC_C_AUTHN_GSS_NEGOTIATE (9): SPNEGO choosing Kerberos or NTLM (MS-WCCE 2.1 names Negotiate)."""
 
     auth_type = C.RPC_C_AUTHN_GSS_NEGOTIATE
     name = "negotiate"
 
-    def __init__(self, identity, kerberos: Optional[KerberosProvider] = None, **kwargs):
+    def __init__(self, identity, kerberos: Optional[KerberosProvider] = None, ntlm=None, **kwargs):
         super().__init__(identity)
-        self.kerberos = kerberos or KerberosProvider(identity, **kwargs)
+        if kerberos is None and (kwargs or ntlm is None):
+            kerberos = KerberosProvider(identity, **kwargs)
+        self.kerberos = kerberos
+        self.ntlm = ntlm
 
     def new_context(self) -> SecurityContext:
         return SpnegoContext(self)

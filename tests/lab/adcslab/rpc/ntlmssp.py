@@ -71,6 +71,8 @@ class NtlmContext(SecurityContext):
         self._in_rc4 = self._out_rc4 = None
         self._in_seq = 0
         self._out_seq = 0
+        self._in_seal_key = self._out_seal_key = b""
+        self.mic_present = False         # the AUTHENTICATE message carried an NTLM MIC (SPNEGO then needs a mechListMIC)
 
     # -- handshake ---------------------------------------------------------------------------
     def accept(self, token: bytes) -> AcceptResult:
@@ -199,8 +201,11 @@ class NtlmContext(SecurityContext):
         self.session_key = exported
         self._in_sign_key = ntlm.SIGNKEY(flags, exported, "Client")
         self._out_sign_key = ntlm.SIGNKEY(flags, exported, "Server")
-        self._in_rc4 = ARC4.new(ntlm.SEALKEY(flags, exported, "Client"))
-        self._out_rc4 = ARC4.new(ntlm.SEALKEY(flags, exported, "Server"))
+        self._in_seal_key = ntlm.SEALKEY(flags, exported, "Client")
+        self._out_seal_key = ntlm.SEALKEY(flags, exported, "Server")
+        self._in_rc4 = ARC4.new(self._in_seal_key)
+        self._out_rc4 = ARC4.new(self._out_seal_key)
+        self.mic_present = bool(av_flags & MSV_AV_FLAGS_MIC_PRESENT)
         self._in_seq = 0
         self._out_seq = 0
         self.state = "done"
@@ -234,6 +239,17 @@ class NtlmContext(SecurityContext):
         self._in_seq = (self._in_seq + 1) & 0xFFFFFFFF
         if not hmac.compare_digest(expected, bytes(verifier)):
             raise IntegrityError("NTLM signature mismatch")
+
+    # SPNEGO's mechListMIC is an NTLM signature over the MechTypeList (it consumes a sequence number);
+    # afterwards the RC4 state restarts from the sealing key (MS-SPNG 3.3.5.1), sequence numbers go on
+    get_mic = sign
+    verify_mic = verify
+
+    def reset_rc4(self, inbound: bool) -> None:
+        if inbound:
+            self._in_rc4 = ARC4.new(self._in_seal_key)
+        else:
+            self._out_rc4 = ARC4.new(self._out_seal_key)
 
     def seal(self, prefix: bytes, plaintext: bytes, suffix: bytes) -> Tuple[bytes, bytes]:
         self._check_ready()

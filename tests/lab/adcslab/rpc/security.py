@@ -100,9 +100,9 @@ class SecurityProvider:
 def default_providers(accounts=None, kerberos_keytab=None, disable_ntlm=None):
     """Providers of a server built without ``security_providers``.
 
-    NTLM (10) unless ``disable_ntlm`` (default: env ``ADCS_LAB_DISABLE_NTLM`` set to 1/true/yes); Kerberos (16) and
-    SPNEGO-with-Kerberos (9) when a service keytab is found: ``kerberos_keytab``, env ``ADCS_LAB_KERBEROS_KEYTAB``,
-    or ``ca1.keytab`` next to the accounts file the AccountStore was read from.
+    NTLM (10) unless ``disable_ntlm`` (default: env ``ADCS_LAB_DISABLE_NTLM`` set to 1/true/yes); Kerberos (16)
+    when a service keytab is found: ``kerberos_keytab``, env ``ADCS_LAB_KERBEROS_KEYTAB``, or ``ca1.keytab`` next to
+    the accounts file the AccountStore was read from; SPNEGO (9) with whichever of the two is available.
     """
     import os
     from .ntlmssp import NtlmProvider
@@ -114,17 +114,19 @@ def default_providers(accounts=None, kerberos_keytab=None, disable_ntlm=None):
     if not disable_ntlm:
         providers[NtlmProvider.auth_type] = NtlmProvider
     keytab = keytab_path_for(accounts, kerberos_keytab)
+    shared = {}      # one Kerberos acceptor (keys, replay cache) behind both 16 and 9 of a server
+
+    def kerberos(identity):
+        if id(identity) not in shared:
+            shared[id(identity)] = KerberosProvider(identity, keytab=keytab)
+        return shared[id(identity)]
+
+    def negotiate(identity):
+        return SpnegoProvider(identity, kerberos=kerberos(identity) if keytab else None,
+                              ntlm=None if disable_ntlm else NtlmProvider(identity))
+
     if keytab:
-        shared = {}      # one Kerberos acceptor (keys, replay cache) behind both 16 and 9 of a server
-
-        def kerberos(identity):
-            if id(identity) not in shared:
-                shared[id(identity)] = KerberosProvider(identity, keytab=keytab)
-            return shared[id(identity)]
-
-        def negotiate(identity):
-            return SpnegoProvider(identity, kerberos=kerberos(identity))
-
         providers[KerberosProvider.auth_type] = kerberos
+    if keytab or not disable_ntlm:
         providers[SpnegoProvider.auth_type] = negotiate
     return providers

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 from . import constants as C
+from . import vtrailer
 from .pdu import (COMMON_HEADER_LEN, RESPONSE_HEADER_LEN, SEC_TRAILER_LEN, BindBody, ContextResult, Header, Pdu,
                   PduError, RequestBody, SecTrailer, build_bind_ack, build_bind_nak, build_fault, build_header,
                   syntax_to_bin, uuid_to_bin)
@@ -120,6 +121,7 @@ class _PresContext:
     context_id: int
     interface: Interface
     transfer_syntax: bytes
+    abstract_syntax: bytes = b""      # as the client asked for it (RPC_SYNTAX_IDENTIFIER), for the verification trailer
 
 
 @dataclass
@@ -132,6 +134,7 @@ class _PendingCall:
     level: int
     chunks: List[bytes] = field(default_factory=list)
     size: int = 0
+    drep: bytes = b"\x10\x00\x00\x00"
 
 
 class Connection:
@@ -316,7 +319,9 @@ class Connection:
         sec_addr = b"" if alter else str(self.local_port).encode() + b"\x00"
         ptype = C.PTYPE_ALTER_CONTEXT_RESP if alter else C.PTYPE_BIND_ACK
         flags = C.PFC_FIRST_FRAG | C.PFC_LAST_FRAG
-        if hdr.pfc_flags & C.PFC_SUPPORT_HEADER_SIGN and not alter:
+        if hdr.pfc_flags & C.PFC_SUPPORT_HEADER_SIGN:
+            # MS-RPCE 2.2.2.3 / 3.3.1.5.2.2: echoed in bind_ack AND alter_context_resp (a client may take the
+            # negotiated state from either); once negotiated it holds for the connection.
             flags |= C.PFC_SUPPORT_HEADER_SIGN
             self.header_signing = True
         self._send(build_bind_ack(ptype, hdr.call_id, self.max_xmit_frag, self.max_recv_frag, self.assoc_group_id,
@@ -344,7 +349,8 @@ class Connection:
             return ContextResult(C.RESULT_PROVIDER_REJECTION, C.REASON_NOT_SPECIFIED)
         for raw_ts in elem.raw_transfer_syntaxes:
             if raw_ts == _NDR20_BIN:
-                self.contexts[elem.context_id] = _PresContext(elem.context_id, iface, raw_ts)
+                self.contexts[elem.context_id] = _PresContext(
+                    elem.context_id, iface, raw_ts, vtrailer.syntax_id(uuid_to_bin(uuid_str), version))
                 self.log.debug("%r: context %d -> %s v%d.%d (NDR20)", self, elem.context_id, iface.name or iface.uuid,
                                iface.version[0], iface.version[1])
                 return ContextResult(C.RESULT_ACCEPTANCE, 0, raw_ts)
@@ -520,6 +526,7 @@ class Connection:
         if not last:
             return True
         del self.pending[hdr.call_id]
+        call.drep = hdr.drep
         return self._dispatch(call, b"".join(call.chunks))
 
     def _dispatch(self, call: _PendingCall, stub: bytes) -> bool:
@@ -544,6 +551,15 @@ class Connection:
             self.log.info("%r: %s opnum %d without object uuid", self, iface.name or iface.uuid, call.opnum)
             self._send(build_fault(call.call_id, C.NCA_S_UNK_IF, call.context_id, did_not_execute=True))
             return True
+        stub, commands = vtrailer.split(stub)
+        if commands is not None:
+            try:
+                vtrailer.check(commands, C.PTYPE_REQUEST, call.drep, call.call_id, call.context_id, call.opnum,
+                               pres.abstract_syntax, pres.transfer_syntax, self.header_signing)
+            except vtrailer.TrailerRejected as exc:
+                self.log.warning("%r: call %d refused: verification trailer: %s", self, call.call_id, exc)
+                self._send(build_fault(call.call_id, C.RPC_S_ACCESS_DENIED, call.context_id, did_not_execute=True))
+                return True
         handler = iface.handlers.get(call.opnum)
         if handler is None:
             self.log.info("%r: %s opnum %d not implemented", self, iface.name or iface.uuid, call.opnum)

@@ -144,8 +144,13 @@ class ComClass:
 class ObjectExporter:
     """One OXID with its objects, IPIDs, reference counts and ping sets."""
 
-    def __init__(self, dns_name="", netbios_name="", principal=""):
+    # A documentation address (RFC 5737) the lab CA announces besides the one it is reached on, as a multi-homed or
+    # NATed Windows CA announces addresses a client cannot use: a client must not pick its binding by position.
+    OTHER_ADDRESSES = ("192.0.2.12",)
+
+    def __init__(self, dns_name="", netbios_name="", principal="", other_addresses=OTHER_ADDRESSES):
         self.oxid = _random_u64()
+        self.other_addresses = list(other_addresses)
         self.ipid_rem_unknown = str(uuid.uuid4())
         self.dns_name = dns_name
         self.netbios_name = netbios_name
@@ -260,17 +265,24 @@ class ObjectExporter:
         principal = self.principal
         return [(C.AUTHN_WINNT, ""), (C.AUTHN_GSS_NEGOTIATE, principal), (C.AUTHN_GSS_KERBEROS, principal)]
 
+    def _binding_names(self, local_address):
+        """As Windows announces its object exporter (MS-DCOM 2.2.19; public debug logs of Windows servers): the
+        computer's NetBIOS name (at most 15 characters) first, then its IP addresses; never the DNS name."""
+        names = [self.netbios_name.upper()[:15]] if self.netbios_name else []
+        for address in self.other_addresses + [local_address]:
+            if address and address not in names:
+                names.append(address)
+        return names
+
     def exporter_bindings(self, local_address):
-        """String bindings of the object exporter port; the address the client reached us on comes first."""
+        """String bindings of the object exporter port."""
         if self.port is None:
             raise DcomFault(C.E_FAIL, "object exporter not listening")
-        names = [local_address] + [n for n in (self.dns_name, self.netbios_name) if n and n != local_address]
-        return [(C.TOWER_NCACN_IP_TCP, "%s[%d]" % (name, self.port)) for name in names]
+        return [(C.TOWER_NCACN_IP_TCP, "%s[%d]" % (name, self.port)) for name in self._binding_names(local_address)]
 
     def resolver_bindings(self, local_address):
         """String bindings of the OXID resolver (port 135 implied: no port)."""
-        names = [local_address] + [n for n in (self.dns_name, self.netbios_name) if n and n != local_address]
-        return [(C.TOWER_NCACN_IP_TCP, name) for name in names]
+        return [(C.TOWER_NCACN_IP_TCP, name) for name in self._binding_names(local_address)]
 
 
 def _who(ctx):

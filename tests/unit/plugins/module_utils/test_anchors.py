@@ -11,10 +11,10 @@ import os
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _enroll, _errors
+from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _errors, _plan
 
 import wcce_pki
-from test_enroll import FakeClient, enroller, spec
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import FakeClient, enroller, spec
 
 NOW = wcce_pki.NOW
 PEM = serialization.Encoding.PEM
@@ -249,7 +249,7 @@ def test_enroller_refresh_rebuilds_the_chain_from_anchors_only(tmp_path):
     bundle = write_pem(str(tmp_path / 'root.pem'), pki.root)
     with enroller(FakeClient({}), anchors=_anchors.AnchorSource(ca_bundle=bundle)) as e:
         [result] = e.run([s])
-    assert result['action'] == _enroll.ACTION_REFRESH and not result.get('failed'), result
+    assert result['action'] == _plan.ACTION_REFRESH and not result.get('failed'), result
     with open(s['chain_path'], 'rb') as handle:
         assert handle.read() == pki.ca.public_bytes(PEM) + pki.root.public_bytes(PEM)
     # the same with an anchor the CA's chain does not reach: nothing is rewritten

@@ -17,61 +17,6 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
 NT = '8846f7eaee8fb117ad06bdd830b7586c'
 
 
-# ---------------------------------------------------------------- auth
-@pytest.mark.parametrize('user, domain, expected', [
-    ('enroller', 'LAB', ('enroller', 'LAB')),
-    ('LAB\\enroller', None, ('enroller', 'LAB')),
-    ('enroller@lab.adcs.test', None, ('enroller', 'lab.adcs.test')),
-    ('LAB\\enroller', 'OTHER', ('enroller', 'OTHER')),
-    ('enroller', None, ('enroller', '')),
-])
-def test_split_user(user, domain, expected):
-    assert a.split_user(user, domain) == expected
-
-
-def test_password_auth_hides_secret():
-    auth = a.PasswordAuth('enroller', 'LAB', 'Sup3r$ecret')
-    assert 'Sup3r$ecret' not in repr(auth) and 'Sup3r$ecret' not in str(auth)
-    assert repr(auth) == "PasswordAuth(user='enroller', domain='LAB', password=<hidden>)"
-    assert auth.describe() == 'password authentication as LAB\\enroller'
-    kw = auth.transport_kwargs()
-    assert kw['password'] == 'Sup3r$ecret' and kw['username'] == 'enroller' and kw['domain'] == 'LAB'
-    assert kw['doKerberos'] is False
-    with pytest.raises(e.InvalidInput):
-        a.PasswordAuth('enroller', 'LAB', '')
-
-
-def test_nt_hash_auth():
-    auth = a.NtHashAuth('enroller', 'LAB', 'aad3b435b51404eeaad3b435b51404ee:' + NT.upper())
-    assert NT not in repr(auth) and NT.upper() not in repr(auth)
-    kw = auth.transport_kwargs()
-    assert kw['nthash'] == NT and kw['password'] == ''
-    for bad in ('', 'xyz', NT[:-1]):
-        with pytest.raises(e.InvalidInput):
-            a.NtHashAuth('enroller', 'LAB', bad)
-
-
-def test_kerberos_auth():
-    auth = a.KerberosAuth('enroller', 'LAB.ADCS.TEST', password='pw', kdc_host='127.0.0.11')
-    assert 'pw' not in repr(auth).replace('password=<hidden>', '')
-    kw = auth.transport_kwargs()
-    assert kw['doKerberos'] is True and kw['kdcHost'] == '127.0.0.11'
-    with pytest.raises(e.InvalidInput):
-        a.KerberosAuth('enroller', None, password='pw')
-    with pytest.raises(e.InvalidInput):
-        a.KerberosAuth('enroller', 'LAB.ADCS.TEST', aes_key='short')
-
-
-def test_auth_from_params():
-    assert isinstance(a.auth_from_params('u', 'D', password='p'), a.PasswordAuth)
-    assert isinstance(a.auth_from_params('u', 'D', nt_hash=NT), a.NtHashAuth)
-    assert isinstance(a.auth_from_params('u', 'D', password='p', method='kerberos'), a.KerberosAuth)
-    with pytest.raises(e.InvalidInput):
-        a.auth_from_params('u', 'D', password='p', method='magic')
-    with pytest.raises(e.InvalidInput):
-        a.auth_from_params('', 'D', password='p')
-
-
 # ---------------------------------------------------------------- exception mapping
 def test_translate_socket_errors():
     exc = d.translate_exception(socket.timeout('timed out'), 'Connecting', 'ca1', 7)

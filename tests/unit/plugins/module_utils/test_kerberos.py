@@ -23,6 +23,7 @@ from pyasn1.codec.der import decoder, encoder
 from pyasn1.type.univ import noValue
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos as k
+from ansible_collections.adcs.enrollment.plugins.module_utils import _principals
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
 
 REALM = 'LAB.ADCS.TEST'
@@ -45,55 +46,6 @@ def test_service_principal_needs_dns_name(host):
     with pytest.raises(InvalidInput) as info:
         k.service_principal(host)
     assert 'DNS name' in str(info.value)
-
-
-def test_default_machine_principal():
-    assert k.default_machine_principal('labhost01.lab.adcs.test') == 'LABHOST01$'
-    assert k.default_machine_principal('web-7') == 'WEB-7$'
-    assert k.default_machine_principal().endswith('$')
-
-
-@pytest.mark.parametrize('value, expected', [
-    ('dc1', ('dc1', 88)), ('dc1:8888', ('dc1', 8888)), ('[::1]:89', ('::1', 89)), ('[::1]', ('::1', 88)),
-])
-def test_parse_host_port(value, expected):
-    assert k.parse_host_port(value) == expected
-
-
-# ---------------------------------------------------------------- SRV discovery
-class _Srv(object):
-    def __init__(self, priority, weight, port, target):
-        self.priority, self.weight, self.port, self.target = priority, weight, port, target
-
-
-class _Resolver(object):
-    def __init__(self, answers):
-        self.answers = answers
-        self.asked = []
-
-    def resolve(self, qname, rdtype):
-        self.asked.append((qname, rdtype))
-        if qname not in self.answers:
-            raise LookupError('NXDOMAIN')
-        return self.answers[qname]
-
-
-def test_srv_kdcs_ordered_by_priority_and_weight():
-    res = _Resolver({'_kerberos._tcp.lab.adcs.test': [
-        _Srv(10, 0, 88, 'dc3.lab.adcs.test.'), _Srv(0, 10, 88, 'dc2.lab.adcs.test.'),
-        _Srv(0, 50, 88, 'dc1.lab.adcs.test.')]})
-    assert k.srv_kdcs(REALM, resolver=res) == [('dc1.lab.adcs.test', 88), ('dc2.lab.adcs.test', 88),
-                                               ('dc3.lab.adcs.test', 88)]
-    assert res.asked == [('_kerberos._tcp.lab.adcs.test', 'SRV')]
-
-
-def test_srv_kdcs_udp_fallback_and_none():
-    res = _Resolver({'_kerberos._udp.lab.adcs.test': [_Srv(0, 0, 88, 'dc1.lab.adcs.test.')]})
-    assert k.srv_kdcs(REALM, resolver=res) == [('dc1.lab.adcs.test', 88)]
-    with pytest.raises(k.KerberosFailure) as info:
-        k.srv_kdcs('NOPE.TEST', resolver=_Resolver({}))
-    assert 'No KDC found for realm NOPE.TEST' in str(info.value)
-    assert 'domain_controller' in str(info.value)
 
 
 def test_resolve_kdcs_given_kdc_wins():
@@ -170,7 +122,7 @@ def test_acquire_from_keytab_uses_aes_key_and_kdc(tmp_path, monkeypatch):
         calls.append((user, realm, kdcs, password, nt_hash, aes_key))
         return {'KDC_REP': b'', 'cipher': None, 'sessionKey': None}, kdcs[0]
     monkeypatch.setattr(k, '_as_exchange', fake_as)
-    monkeypatch.setattr(k, 'default_machine_principal', lambda hostname=None: 'LABHOST01$')
+    monkeypatch.setattr(_principals, 'machine_account', lambda hostname=None: 'LABHOST01$')
     creds = k.acquire_credentials(keytab=str(path), kdc='127.0.0.11')
     assert creds.principal == 'LABHOST01$@LAB.ADCS.TEST' and creds.source == 'keytab'
     assert calls == [('LABHOST01$', REALM, [('127.0.0.11', 88)], '', '', b'k' * 32)]
@@ -488,7 +440,7 @@ def test_nothing_given_falls_back_to_the_machine_keytab(tmp_path, monkeypatch):
     monkeypatch.delenv('KRB5CCNAME', raising=False)
     monkeypatch.setenv('KRB5_CLIENT_KTNAME', 'FILE:%s' % keytab)
     monkeypatch.setattr(k, '_ccache_path', lambda ccache: str(tmp_path / 'no-such-ccache'))
-    monkeypatch.setattr(k, 'default_machine_principal', lambda hostname=None: 'WEB01$')
+    monkeypatch.setattr(_principals, 'machine_account', lambda hostname=None: 'WEB01$')
     monkeypatch.setattr(k, '_as_exchange', lambda user, realm, kdcs, **kw: ({'KDC_REP': b''}, kdcs[0]))
     creds = k.acquire_credentials(kdc='127.0.0.11')
     assert creds.principal == 'WEB01$@LAB.ADCS.TEST' and creds.source == 'keytab'

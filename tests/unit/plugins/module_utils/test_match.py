@@ -14,10 +14,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _enroll, _errors, _match, _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _errors, _match, _plan, _requests
 
 import wcce_pki
-from test_enroll import FakeClient, FakeDirectory, NOW, enroller, spec
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import FakeClient, FakeDirectory, NOW, PlainWriter, enroller, spec
 
 PEM = serialization.Encoding.PEM
 SERVER_AUTH = '1.3.6.1.5.5.7.3.1'
@@ -260,10 +260,10 @@ def test_csr_without_expectations_is_used_as_it_is(tmp_path):
 
 def test_pinned_csr_ec_key_and_curve(tmp_path):
     pem = csr_pem(wcce_pki.ec_key('pin-ec'))
-    assert _enroll.plan_request(csr_spec(tmp_path, pem, key_type='ecdsa', key_size=None, curve='secp256r1'),
-                                now=NOW).action == 'enroll'
+    assert _plan.plan_request(csr_spec(tmp_path, pem, key_type='ecdsa', key_size=None, curve='secp256r1'),
+                              now=NOW).action == 'enroll'
     with pytest.raises(_errors.InvalidInput, match='key: key is on secp256r1 but secp384r1 is wanted'):
-        _enroll.plan_request(csr_spec(tmp_path, pem, key_type='ecdsa', key_size=None, curve='secp384r1'), now=NOW)
+        _plan.plan_request(csr_spec(tmp_path, pem, key_type='ecdsa', key_size=None, curve='secp384r1'), now=NOW)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -375,11 +375,11 @@ def test_a_certificate_not_from_the_ca_is_never_recorded(tmp_path):
 
 
 def test_a_refusal_that_cannot_be_recorded_says_so(tmp_path):
-    class NoRecordWriter(_enroll._PlainWriter):
+    class NoRecordWriter(PlainWriter):
         def write(self, specs, validator=None):
             if any(s.path.endswith('.refused') for s in specs):
                 raise _errors.FileOutputError('The directory %s is read-only' % tmp_path)
-            return _enroll._PlainWriter.write(self, specs, validator)
+            return PlainWriter.write(self, specs, validator)
 
     result = run_first(tmp_path, FakeClient({'alter_subject': 'victim.lab.adcs.test'}), web(tmp_path),
                        writer=NoRecordWriter())

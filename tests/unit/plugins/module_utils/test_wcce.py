@@ -12,7 +12,7 @@ from impacket.dcerpc.v5.dcomrt import ORPCTHAT
 from impacket.dcerpc.v5.dtypes import NULL
 from impacket.dcerpc.v5.rpcrt import DCERPCException
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _dcom, _errors, _ndr, _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _dcom, _errors, _hresults, _ndr, _requests
 from ansible_collections.adcs.enrollment.plugins.module_utils._wcce import CertRequestClient, EnrollmentResult
 
 import wcce_pki
@@ -42,7 +42,7 @@ class FakeCaSession(object):
     def query_interface(self, iid, name):
         self.calls.append(('QI', name))
         if not self.has_d2:
-            raise _errors.exception_for_hresult(_errors.E_NOINTERFACE, summary='QueryInterface for %s failed' % name,
+            raise _errors.exception_for_hresult(_hresults.E_NOINTERFACE, summary='QueryInterface for %s failed' % name,
                                                 default_class=_errors.TransportError)
         return Ref(name, iid)
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """wcce_request: argument handling and result shapes, with the DCOM session and the CA client replaced by the
-fakes of test_enroll (the real AnsibleModule, _enroll, _files and _certs code runs)."""
+fakes of support/ca_fakes (the real AnsibleModule, _enroller, _files and _certs code runs)."""
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives import hashes
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'module_utils'))
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _enroll  # noqa: E402
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ca_session, _request_spec  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_request  # noqa: E402
 from module_harness import run_module  # noqa: E402
 
-from test_enroll import FakeClient, FakeSession  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import FakeClient, FakeSession  # noqa: E402
 import wcce_pki  # noqa: E402
 
 
@@ -28,8 +28,8 @@ import wcce_pki  # noqa: E402
 def fake_ca(monkeypatch):
     client = FakeClient({})
     FakeSession.opened = []
-    monkeypatch.setattr(_enroll.Enroller, '_default_session', lambda self, target: FakeSession(target))
-    monkeypatch.setattr(_enroll.Enroller, '_default_client', staticmethod(client))
+    monkeypatch.setattr(_ca_session, 'dcom_session', lambda target, auth, timeout: FakeSession(target))
+    monkeypatch.setattr(_ca_session, 'cert_request_client', client)
     return client
 
 
@@ -49,13 +49,13 @@ def args_for(tmp_path, **kw):
 
 
 def test_argument_spec_secrets_and_suboptions():
-    spec = wcce_request.argument_spec()
+    spec = _request_spec.argument_spec()
     for name in ('password', 'nt_hash', 'private_key_passphrase', 'pkcs12_passphrase'):
         assert spec[name].get('no_log') is True, name
     sub = spec['requests']['options']
     assert sub['private_key_passphrase']['no_log'] is True and sub['pkcs12_passphrase']['no_log'] is True
     assert all('default' not in o for o in sub.values())   # entries inherit the top-level values
-    assert set(sub) - {'owner', 'group', 'mode'} == set(_enroll.REQUEST_OPTIONS) - {'owner', 'group', 'mode'}
+    assert set(sub) - {'owner', 'group', 'mode'} == set(_request_spec.REQUEST_OPTIONS) - {'owner', 'group', 'mode'}
 
 
 def test_issue_and_rerun(tmp_path, fake_ca):

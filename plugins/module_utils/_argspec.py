@@ -1,13 +1,25 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) the adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""argument_spec of the shared connection options (doc fragment adcs.enrollment.connection).
+"""Option specs: one job, the argument_spec of the options several modules share (the community.crypto pattern).
+
+Each group has its doc fragment, so the options are documented once:
+
+- connection (doc fragment ``adcs.enrollment.connection``): ``connection_argument_spec()``, the dependencies between
+  them ``connection_module_kwargs()``, and ``connection_params(params)`` (those options out of module.params, for
+  ``_auth``);
+- key (``adcs.enrollment.key``; ``adcs.enrollment.key.generated`` with the defaults of a module that generates
+  the key right away): ``key_argument_spec(generated_defaults=False)``;
+- subject (``adcs.enrollment.subject``): ``subject_argument_spec()``.
 
 Modules do::
 
     argument_spec = connection_argument_spec()
+    argument_spec.update(key_argument_spec())
     argument_spec.update(my_options)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **connection_module_kwargs())
+
+Every function returns a fresh dict: callers may change it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -61,3 +73,35 @@ def connection_module_kwargs():
 def connection_params(params):
     """The connection options out of module.params."""
     return dict((name, params.get(name)) for name in CONNECTION_OPTION_NAMES)
+
+
+KEY_TYPES = ['rsa', 'ecdsa']
+CURVES = ['secp256r1', 'secp384r1', 'secp521r1']
+# The defaults of a module that generates the key itself (wcce_csr); wcce_request derives them per request.
+GENERATED_KEY_DEFAULTS = dict(key_type='rsa', key_size=2048, curve='secp256r1', private_key_mode='0600')
+
+
+def key_argument_spec(generated_defaults=False):
+    """The key options (doc fragment adcs.enrollment.key); with ``generated_defaults`` the defaults of
+    GENERATED_KEY_DEFAULTS (doc fragment adcs.enrollment.key.generated)."""
+    spec = dict(
+        private_key_path=dict(type='path', no_log=False),
+        private_key_passphrase=dict(type='str', no_log=True),
+        private_key_mode=dict(type='raw', no_log=False),
+        key_type=dict(type='str', choices=list(KEY_TYPES)),
+        key_size=dict(type='int'),
+        curve=dict(type='str', choices=list(CURVES)),
+    )
+    if generated_defaults:
+        for name, default in GENERATED_KEY_DEFAULTS.items():
+            spec[name]['default'] = default
+    return spec
+
+
+def subject_argument_spec():
+    """The subject options (doc fragment adcs.enrollment.subject)."""
+    return dict(
+        subject=dict(type='raw'),
+        common_name=dict(type='str'),
+        subject_alt_name=dict(type='list', elements='str'),
+    )

@@ -1,0 +1,381 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) the adcs.enrollment contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The directory: one job, what Active Directory says about the PKI - enrollment services, templates, CA selection.
+
+AD CS objects in the configuration partition (MS-ADTS / MS-WCCE 2.2.2.11):
+
+- CN=Certificate Templates,CN=Public Key Services,CN=Services,CN=Configuration,<forest root>: pKICertificateTemplate
+- CN=Enrollment Services,...: pKIEnrollmentService (one per enterprise CA: cn = CA name, dNSHostName,
+  cACertificate, certificateTemplates = names of the templates the CA publishes)
+- CN=OID,...: msPKI-Enterprise-Oid (display names of template and issuance policy OIDs)
+
+The listing functions work on any object with the AdConnection.search() interface; cryptography is optional
+(certificate facts). ``Directory`` is a lazy, cached connection for the enroller (services, template renewal
+periods, templates, accounts; ``from_params()`` builds it from module options); ``select_cas()`` turns the options
+or the enrollment services into the ``CaTarget`` list to try, in order.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import binascii
+import hashlib
+import traceback
+
+CRYPTOGRAPHY_IMPORT_ERROR = None
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    HAS_CRYPTOGRAPHY = True
+except ImportError:
+    x509 = None
+    HAS_CRYPTOGRAPHY = False
+    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CaUnavailable, InvalidInput, WcceError
+from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_params
+from ansible_collections.adcs.enrollment.plugins.module_utils._templates import TEMPLATE_ATTRIBUTES
+
+PKS_RDN = 'CN=Public Key Services,CN=Services'
+ENROLLMENT_SERVICE_ATTRIBUTES = ['cn', 'name', 'displayName', 'dNSHostName', 'cACertificate', 'certificateTemplates',
+                                 'cACertificateDN', 'flags', 'distinguishedName']
+
+
+def public_key_services_dn(configuration_nc):
+    return '%s,%s' % (PKS_RDN, configuration_nc)
+
+
+def templates_dn(configuration_nc):
+    return 'CN=Certificate Templates,%s' % public_key_services_dn(configuration_nc)
+
+
+def enrollment_services_dn(configuration_nc):
+    return 'CN=Enrollment Services,%s' % public_key_services_dn(configuration_nc)
+
+
+def oid_container_dn(configuration_nc):
+    return 'CN=OID,%s' % public_key_services_dn(configuration_nc)
+
+
+def _text(value):
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode('utf-8', 'replace')
+    return value
+
+
+def _values(entry, name):
+    return entry['attributes'].get(name) or []
+
+
+def _first(entry, name):
+    values = _values(entry, name)
+    return values[0] if values else None
+
+
+def certificate_facts(der):
+    """Subject, issuer, validity, serial and fingerprints of a DER certificate."""
+    der = bytes(der)
+    facts = {
+        'sha256_fingerprint': _colon_hex(hashlib.sha256(der).digest()),
+        'sha1_fingerprint': _colon_hex(hashlib.sha1(der).digest()),
+    }
+    if not HAS_CRYPTOGRAPHY:
+        return facts
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        facts['error'] = 'cannot parse certificate: %s' % exc
+        return facts
+    try:
+        not_before = cert.not_valid_before_utc
+        not_after = cert.not_valid_after_utc
+    except AttributeError:  # cryptography < 42
+        not_before = cert.not_valid_before
+        not_after = cert.not_valid_after
+    facts.update({
+        'subject': cert.subject.rfc4514_string(),
+        'issuer': cert.issuer.rfc4514_string(),
+        'serial_number': '%x' % cert.serial_number,
+        'not_before': not_before.strftime('%Y-%m-%dT%H:%M:%SZ'),
+        'not_after': not_after.strftime('%Y-%m-%dT%H:%M:%SZ'),
+        'pem': cert.public_bytes(serialization.Encoding.PEM).decode('ascii'),
+    })
+    return facts
+
+
+def _colon_hex(digest):
+    return ':'.join('%02X' % b for b in bytearray(digest))
+
+
+def list_templates(conn, configuration_nc, sd_flags=0x07):
+    """All pKICertificateTemplate entries (raw), with the DACL/owner/group of nTSecurityDescriptor."""
+    return conn.search(templates_dn(configuration_nc), '(objectClass=pKICertificateTemplate)', TEMPLATE_ATTRIBUTES,
+                       scope='LEVEL', sd_flags=sd_flags)
+
+
+def enterprise_oid_names(conn, configuration_nc):
+    """{oid: displayName} from msPKI-Enterprise-Oid objects (template OIDs and issuance policies)."""
+    names = {}
+    try:
+        found = conn.search(oid_container_dn(configuration_nc), '(objectClass=msPKI-Enterprise-Oid)',
+                            ['msPKI-Cert-Template-OID', 'displayName'], scope='SUBTREE')
+    except Exception:  # the container is optional; its absence must not fail the module
+        return names
+    for entry in found:
+        oid = _text(_first(entry, 'msPKI-Cert-Template-OID'))
+        name = _text(_first(entry, 'displayName'))
+        if oid and name:
+            names[oid] = name
+    return names
+
+
+def decode_enrollment_service(entry):
+    cert_values = _values(entry, 'cACertificate')
+    certificates = [certificate_facts(v) for v in cert_values]
+    current = certificates[-1] if certificates else {}
+    if len(certificates) > 1:
+        # after a CA certificate renewal several are stored: the current one expires last
+        dated = [c for c in certificates if c.get('not_after')]
+        if dated:
+            current = max(dated, key=lambda c: c['not_after'])
+    name = _text(_first(entry, 'cn') or _first(entry, 'name'))
+    return {
+        'name': name,
+        'display_name': _text(_first(entry, 'displayName')) or name,
+        'dns_host_name': _text(_first(entry, 'dNSHostName')),
+        'distinguished_name': entry.get('dn'),
+        'ca_certificate_dn': _text(_first(entry, 'cACertificateDN')),
+        'certificate_subject': current.get('subject'),
+        'certificate_issuer': current.get('issuer'),
+        'certificate_not_before': current.get('not_before'),
+        'certificate_not_after': current.get('not_after'),
+        'certificate_serial_number': current.get('serial_number'),
+        'certificate_sha256_fingerprint': current.get('sha256_fingerprint'),
+        'certificate_sha1_fingerprint': current.get('sha1_fingerprint'),
+        'certificate_pem': current.get('pem'),
+        'certificates': len(certificates),
+        'templates': sorted((_text(v) for v in _values(entry, 'certificateTemplates')), key=lambda n: n.lower()),
+    }
+
+
+def list_enrollment_services(conn, configuration_nc):
+    found = conn.search(enrollment_services_dn(configuration_nc), '(objectClass=pKIEnrollmentService)',
+                        ENROLLMENT_SERVICE_ATTRIBUTES, scope='LEVEL')
+    services = [decode_enrollment_service(e) for e in found]
+    services.sort(key=lambda s: (s['name'] or '').lower())
+    return services
+
+
+def filter_services(services, ca_name=None, ca_host=None):
+    result = []
+    for service in services:
+        if ca_name and (service['name'] or '').lower() != ca_name.lower():
+            continue
+        if ca_host and (service['dns_host_name'] or '').lower() != ca_host.lower().rstrip('.'):
+            continue
+        result.append(service)
+    return result
+
+
+def publishing_cas(services, template_name):
+    """Enrollment services (summaries) whose certificateTemplates contains ``template_name``."""
+    result = []
+    for service in services:
+        if any(t.lower() == (template_name or '').lower() for t in service['templates']):
+            result.append({
+                'name': service['name'],
+                'dns_host_name': service['dns_host_name'],
+                'certificate_subject': service['certificate_subject'],
+                'certificate_not_after': service['certificate_not_after'],
+                'certificate_sha256_fingerprint': service['certificate_sha256_fingerprint'],
+                'config': '%s\\%s' % (service['dns_host_name'], service['name']) if service['dns_host_name'] else service['name'],
+            })
+    return result
+
+
+def hexlify(data):
+    return binascii.hexlify(bytes(data)).decode('ascii')
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CA selection and the lazy directory of the enroller
+# ---------------------------------------------------------------------------------------------------------------
+class CaTarget(object):
+    def __init__(self, name, host, address=None, source='options'):
+        self.name = name
+        self.host = host
+        self.address = address or host
+        self.source = source
+
+    def key(self):
+        return (self.address.lower(), self.name.lower())
+
+    def to_dict(self):
+        return {'name': self.name, 'host': self.host, 'address': self.address, 'source': self.source}
+
+    def __repr__(self):
+        return 'CaTarget(%r, %r)' % (self.name, self.host)
+
+
+class Directory(object):
+    """Lazy, cached LDAP reads: the enrollment services, template renewal periods, templates and accounts.
+
+    ``connect`` is a callable returning a connected ``_ldap.AdConnection``; errors become InvalidInput/
+    CaUnavailable messages naming the directory."""
+
+    def __init__(self, connect):
+        self._connect = connect
+        self._conn = None
+        self._services = None
+        self._templates = {}
+        self.error = None
+        self.template_error = None
+
+    @property
+    def conn(self):
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self):
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
+
+    def services(self):
+        if self._services is None:
+            self._services = list_enrollment_services(self.conn, self.conn.configuration_nc)
+        return self._services
+
+    def template_renewal_days(self, template):
+        """The template's renewal period (pKIOverlapPeriod) in days, or None when it cannot be read."""
+        key = template.lower()
+        if key not in self._templates:
+            days = None
+            try:
+                conn = self.conn
+                found = conn.search(templates_dn(conn.configuration_nc),
+                                    _template_filter(template),
+                                    ['cn', 'pKIOverlapPeriod'], scope='LEVEL')
+                if found:
+                    days = _renewal.template_window_days(
+                        (found[0]['attributes'].get('pKIOverlapPeriod') or [None])[0])
+            except Exception as exc:  # fall back to the default; say why
+                self.error = 'the renewal period of template %s could not be read from Active Directory: %s' \
+                             % (template, exc)
+            self._templates[key] = days
+        return self._templates[key]
+
+    def account(self, principal):
+        """dict(dn, cn, mail, dns_host_name, upn) of an account (by sAMAccountName or UPN), or None when it cannot
+        be read (``template_error`` then says why)."""
+        key = 'account:' + principal.lower()
+        if key not in self._templates:
+            found = None
+            try:
+                from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+                conn = self.conn
+                entry = conn.find_account(principal)
+                if entry is None:
+                    self.template_error = 'the account %s was not found in Active Directory' % principal
+                else:
+                    attrs = ['cn', 'mail', 'dNSHostName', 'userPrincipalName']
+                    entry = conn.search(entry['dn'], '(objectClass=*)', attrs, scope='BASE', paged=False)[0]
+                    found = {'dn': entry['dn'], 'cn': _ldap.first_text(entry, 'cn'),
+                             'mail': _ldap.first_text(entry, 'mail'),
+                             'dns_host_name': _ldap.first_text(entry, 'dNSHostName'),
+                             'upn': _ldap.first_text(entry, 'userPrincipalName')}
+            except Exception as exc:  # the comparison then skips the names from AD; say why
+                self.template_error = 'the account %s could not be read from Active Directory: %s' % (principal, exc)
+            self._templates[key] = found
+        return self._templates[key]
+
+    def template_info(self, template):
+        """The template decoded from Active Directory (_templates.decode_template), or None when it cannot be read
+        (``template_error`` then says why)."""
+        key = 'info:' + template.lower()
+        if key not in self._templates:
+            info = None
+            try:
+                from ansible_collections.adcs.enrollment.plugins.module_utils import _templates
+                conn = self.conn
+                attributes = [a for a in TEMPLATE_ATTRIBUTES if a != 'nTSecurityDescriptor']
+                found = conn.search(templates_dn(conn.configuration_nc),
+                                    _template_filter(template),
+                                    attributes, scope='LEVEL')
+                if found:
+                    info = _templates.decode_template(found[0]['attributes'])
+                else:
+                    self.template_error = 'the template %s was not found in Active Directory' % template
+            except Exception as exc:  # the comparison then skips what needs the template; say why
+                self.template_error = 'the template %s could not be read from Active Directory: %s' % (template, exc)
+            self._templates[key] = info
+        return self._templates[key]
+
+
+def _template_filter(template):
+    """The LDAP filter of one certificate template by name (ldap3 escapes the name)."""
+    from ldap3.utils.conv import escape_filter_chars
+    return '(&(objectClass=pKICertificateTemplate)(cn=%s))' % escape_filter_chars(template)
+
+
+def select_cas(template, ca_host=None, ca_name=None, directory=None, dns_server=None):
+    """Candidate CAs for ``template``, in the order to try them.
+
+    ``ca_host`` + ``ca_name``: that CA only. Otherwise the enrollment services in Active Directory (``directory``)
+    that publish the template, restricted to ``ca_name``/``ca_host`` when given."""
+    if ca_host and ca_name:
+        return [CaTarget(ca_name, ca_host, _dns.resolve_host(ca_host, dns_server), 'options')]
+    if directory is None:
+        raise InvalidInput('Give ca_host and ca_name, or domain (with the directory credentials) to find the CA '
+                           'in Active Directory')
+    try:
+        services = directory.services()
+    except WcceError:
+        raise
+    except Exception as exc:
+        raise CaUnavailable('Finding the enterprise CAs in Active Directory failed', detail=str(exc),
+                            remedy='Check domain, domain_controller and the directory credentials, or give '
+                                   'ca_host and ca_name.')
+    services = filter_services(services, ca_name=ca_name)
+    if ca_host:
+        services = [s for s in services if (s.get('dns_host_name') or '').lower().rstrip('.') ==
+                    ca_host.lower().rstrip('.')] or [dict(s, dns_host_name=ca_host) for s in services]
+    if not services:
+        raise InvalidInput('No enterprise CA%s found in Active Directory'
+                           % (' named %s' % ca_name if ca_name else ''))
+    publishing = [s for s in services if template and any(t.lower() == template.lower() for t in s['templates'])]
+    if template and not publishing:
+        raise InvalidInput('No enterprise CA publishes the certificate template %s (CAs found: %s)'
+                           % (template, ', '.join('%s (%s)' % (s['name'], ', '.join(s['templates']) or 'none')
+                                                  for s in services)))
+    return [CaTarget(s['name'], s['dns_host_name'], _dns.resolve_host(s['dns_host_name'], dns_server), 'discovery')
+            for s in (publishing or services) if s.get('dns_host_name')]
+
+
+def from_params(params):
+    """A lazy Directory from the module's connection options, or None when neither domain nor domain_controller is
+    given."""
+    if not params.get('domain') and not params.get('domain_controller'):
+        return None
+
+    def connect():
+        from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+        if not _ldap.HAS_LDAP3:
+            raise WcceError('The Python library "ldap3" is required to read Active Directory',
+                            remedy='Install ldap3, or give ca_host and ca_name and renew_before.')
+        try:
+            settings = _ldap.LdapSettings.from_params(connection_params(params))
+            return _ldap.AdConnection(settings).connect()
+        except _ldap.LdapError as exc:
+            raise WcceError('Reading Active Directory failed: %s' % exc,
+                            remedy='Check domain, domain_controller, ldap_scheme and the credentials, or give '
+                                   'ca_host and ca_name.')
+    return Directory(connect)

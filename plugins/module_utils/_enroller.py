@@ -1,0 +1,407 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) adcs.enrollment contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The enroller: one job, the workflow taking planned requests from "what is wanted" to "files on disk".
+
+Per request (``Enroller.run``): finish a file switch a killed run left half done (``_files.recover``), plan
+(``_plan.plan_request``, no network), then execute: nothing to do (only file attributes, ``_outputs``), check mode
+(say what would change), or contact the CA over the session pool (``_ca_session.CaPool``: one authenticated session
+per CA, CAs from the options or the directory, the next one when a CA is unavailable), submit a new, renewal
+(with fallback to a new request, ``_renewal``) or retrieval request, verify the issued certificate (public key,
+``IssuedCheck`` against what was asked, the path to an independent anchor of ``_anchors``, never one from the CA)
+and write the outputs all-or-nothing (``_outputs``). Pending requests return their request ID.
+
+Results: ``base_result``/``failure_result``/``plan_diff`` (the result dict of one request, --diff), ``summary``
+and ``finish`` (the module's exit). Failures raise ``_errors.WcceError`` subclasses whose ``to_message()`` names
+the HRESULT, its meaning, the request ID and what to do.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import functools
+import os
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
+from ansible_collections.adcs.enrollment.plugins.module_utils import _directory
+from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
+from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _match
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
+from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
+from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils._ca_session import CaPool, name_the_ca
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError, WcceError
+from ansible_collections.adcs.enrollment.plugins.module_utils._outputs import Outputs
+from ansible_collections.adcs.enrollment.plugins.module_utils._plan import (
+    ACTION_ENROLL,
+    ACTION_NONE,
+    ACTION_REFRESH,
+    ACTION_RETRIEVE,
+    plan_request,
+    same_public_key,
+)
+from ansible_collections.adcs.enrollment.plugins.module_utils._request_spec import output_paths
+
+
+class Enroller(object):
+    """Runs planned requests over one authenticated session per CA.
+
+    ``auth``: an _auth.AuthMethod; ``ca_host``/``ca_name``/``directory``: CA selection (see
+    _directory.select_cas); ``session_factory(target)`` and ``client_factory(session, name)``: see
+    _ca_session.CaSession. ``check_mode``: plan only, no CA contact and no writes. ``writer``: object with
+    write(specs, validator) -> dict(changed, changed_paths, backup_files) (``_files.ModuleFileWriter``), honouring
+    the same check mode. ``anchors``: an ``_anchors.AnchorSource``; issued certificates must chain to its anchors
+    (without one, nothing is enrolled)."""
+
+    def __init__(self, auth=None, ca_host=None, ca_name=None, directory=None, dns_server=None, timeout=30,
+                 writer=None, check_mode=False, session_factory=None, client_factory=None, now=None,
+                 auth_error=None, anchors=None):
+        if writer is None:
+            raise ValueError('Enroller needs a writer (_files.ModuleFileWriter)')
+        self.auth = auth
+        self.anchors = anchors
+        self.directory = directory
+        self.check_mode = check_mode
+        self.outputs = Outputs(writer, check_mode)
+        self.now = now
+        select = functools.partial(_directory.select_cas, ca_host=ca_host, ca_name=ca_name, directory=directory,
+                                   dns_server=dns_server)
+        self.pool = CaPool(auth, select, timeout, session_factory, client_factory, auth_error)
+
+    @property
+    def sessions_opened(self):
+        return self.pool.sessions_opened
+
+    @property
+    def ca_contacted(self):
+        return self.pool.ca_contacted
+
+    def close(self):
+        self.pool.close()
+        if self.directory is not None:
+            self.directory.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # ---- the workflow ----
+    def run(self, specs):
+        """Plan and execute every request; returns a list of result dicts (``failed`` + ``msg`` on errors; the
+        other requests still run)."""
+        results = []
+        renewal_days = self.directory.template_renewal_days if self.directory is not None else None
+        for spec in specs:
+            try:
+                if not self.check_mode:   # a switch of these files a killed run left half done is finished first
+                    _files.recover(output_paths(spec).values())
+                plan = plan_request(spec, now=self.now, template_renewal_days=renewal_days)
+                results.append(self.execute(plan))
+            except WcceError as exc:
+                results.append(failure_result(spec, exc))
+        if self.directory is not None and self.directory.error:
+            for result in results:
+                if result.get('renew_before_source') != 'option':
+                    result.setdefault('warnings', []).append(self.directory.error)
+        return results
+
+    def execute(self, plan):
+        spec = plan.spec
+        result = base_result(plan)
+        if plan.action == ACTION_NONE:
+            result.update(self.outputs.write_unchanged(plan))
+            result['diff'] = plan_diff(plan, plan.current_cert)
+            return result
+        if self.check_mode:
+            result['changed'] = True
+            result['disposition'] = None
+            result['diff'] = plan_diff(plan)
+            return result
+        # every output can be written: found out now, not after the CA issued
+        _files.check_output_paths(output_paths(spec), probe=not self.check_mode)
+        self._trust()  # no independent anchor: fail before the CA is contacted
+        ca = self.pool.session_for(spec.get('template'))
+        result['ca'] = ca.target.to_dict()
+        if plan.action == ACTION_REFRESH:
+            chain = self._verified_chain(plan.current_cert, ca.ca_certificates(), [], None)
+            result.update(self.outputs.write(plan, plan.current_cert, chain, None))
+            result['certificate'] = _certs.certificate_facts(plan.current_cert)
+            result['diff'] = plan_diff(plan, plan.current_cert)
+            return result
+        try:
+            enrollment = submit(plan, ca.client, result)
+        except WcceError as exc:
+            raise name_the_ca(exc, ca.target)
+        result['request_id'] = enrollment.request_id
+        result['disposition_message'] = enrollment.message
+        if enrollment.pending:
+            result.update(self._handle_pending(plan, enrollment))
+            result['diff'] = plan_diff(plan)
+            return result
+        if not enrollment.issued:
+            summary = 'Retrieving request %s failed' % spec['request_id'] if plan.action == ACTION_RETRIEVE else \
+                'The CA %s did not issue a certificate from template %s' % (ca.target.name, spec.get('template'))
+            raise enrollment.error(summary)
+        cert = _certs.load_certificate(enrollment.certificate_der)
+        # The chain first: only a certificate that verifies as the CA's can be recorded as refused (a forged reply
+        # must not block later runs).
+        chain = self._verified_chain(cert, ca.ca_certificates(), enrollment.chain_der_list, enrollment.request_id)
+        IssuedCheck(self.directory, self.auth, self.outputs, self.now).check(plan, cert, enrollment.request_id,
+                                                                             result)
+        result['disposition'] = 'issued'
+        result.update(self.outputs.write(plan, cert, chain, enrollment.request_id))
+        result['changed'] = True
+        result['certificate'] = _certs.certificate_facts(cert)
+        result['diff'] = plan_diff(plan, cert)
+        return result
+
+    def _trust(self):
+        """The independent trust anchors (_anchors), read before the CA is contacted."""
+        if self.anchors is None:
+            from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
+            _anchors.AnchorSource().check()
+        return self.anchors.load()
+
+    def _verified_chain(self, cert, ca_certs, chain_der_list, request_id):
+        """The CA certificates of the path from ``cert`` to an independent anchor; the CA's certificates
+        (GetCACert, the reply) only serve as intermediates."""
+        untrusted = list(ca_certs) + [_certs.load_certificate(d) for d in (chain_der_list or [])]
+        return self._trust().verify(cert, untrusted, request_id=request_id, now=self.now)
+
+    def _handle_pending(self, plan, enrollment):
+        out = {'disposition': 'pending', 'changed': plan.action == ACTION_ENROLL}
+        how = ('run the task again with request_id=%s after a CA manager approved it' % enrollment.request_id)
+        out['msg'] = 'Request %s is pending approval by a certificate manager of %s; %s' % (
+            enrollment.request_id, plan.spec.get('template'), how)
+        if plan.key_is_new and plan.action == ACTION_ENROLL:
+            out.update(self.outputs.write_pending_key(plan))
+        return out
+
+
+def submit(plan, client, result):
+    """Send the request of ``plan`` to the CA (``client``: a _wcce.CertRequestClient): a retrieval, the CSR, a
+    renewal request (a refused one is retried as a new request, with a warning) or a new request."""
+    spec = plan.spec
+    if plan.action == ACTION_RETRIEVE:
+        return client.retrieve(spec['request_id'])
+    attributes = _requests.build_request_attributes(template=spec['template'])
+    if plan.csr is not None:
+        return client.request(spec['template'], plan.csr_der, attributes=attributes, flags=_ndr.CR_IN_PKCS10)
+    if plan.renewal:
+        sans = spec.get('wanted_sans') or _certs.certificate_sans(plan.current_cert) or None
+        csr = _requests.build_csr(plan.key, subject=_renewal.renewal_subject(spec.get('wanted_subject'),
+                                                                             plan.current_cert),
+                                  sans=sans, renewal_certificate=plan.current_cert)
+        cms = _requests.build_renewal_request(csr, plan.current_cert, plan.current_key)
+        enrollment = client.request(spec['template'], cms, attributes=attributes, flags=_ndr.CR_IN_PKCS7)
+        if not _renewal.falls_back(enrollment):
+            result['renewal'] = True
+            return enrollment
+        result.setdefault('warnings', []).append(_renewal.fallback_warning(enrollment))
+        plan.renewal = False
+    csr = _requests.build_csr(plan.key, subject=spec.get('wanted_subject'), sans=spec.get('wanted_sans'))
+    return client.request(spec['template'], csr, attributes=attributes, flags=_ndr.CR_IN_PKCS10)
+
+
+class IssuedCheck(object):
+    """The issued certificate must be what was asked for (_match.issued_differences, with the template and the
+    requester's account from the directory when there is one); otherwise nothing is written and the refusal is
+    recorded next to the certificate, so later runs do not ask the CA again."""
+
+    def __init__(self, directory, auth, outputs, now=None):
+        self.directory = directory
+        self.auth = auth
+        self.outputs = outputs
+        self.now = now
+
+    def _template_info(self, plan, result):
+        template = plan.spec.get('template')
+        lookup = getattr(self.directory, 'template_info', None)  # directories that only discover CAs lack it
+        if lookup is None and template and self.directory is None:
+            result.setdefault('warnings', []).append(
+                'No directory (domain is not set): the certificate template %s was not read from Active Directory, '
+                'so the extended key usages of the issued certificate were not compared with the template\'s and '
+                'subject alternative names beyond the asked ones were accepted; set domain (with the directory '
+                'credentials) for the full check' % template)
+        if lookup is None or not template:
+            return None
+        info = lookup(template)
+        if info is None and getattr(self.directory, 'template_error', None):
+            result.setdefault('warnings', []).append('%s; the extended key usages of the issued certificate were '
+                                                     'not compared' % self.directory.template_error)
+        return info
+
+    def _names_from_ad(self, info, result):
+        """What the CA builds from the requester's account, for templates that build the names from AD (None when
+        not known: no directory, no account, or the names come from the request)."""
+        lookup = getattr(self.directory, 'account', None)
+        user = getattr(self.auth, 'user', None)
+        if lookup is None or not user or info is None or _match.names_from_request(info) is not False:
+            return None
+        domain = getattr(self.auth, 'domain', None)
+        account = lookup('%s@%s' % (user, domain) if domain and '.' in domain else user)
+        if account is None:
+            if getattr(self.directory, 'template_error', None):
+                result.setdefault('warnings', []).append('%s; the names of the issued certificate were not compared '
+                                                         'with it' % self.directory.template_error)
+            return None
+        return _match.names_from_ad(info, account)
+
+    def check(self, plan, cert, request_id, result):
+        """Raises CertificateError (after recording the refusal) when ``cert`` is not what was asked for."""
+        spec = plan.spec
+        wanted = plan.request_public_key  # None: retrieve in CSR mode without the key, nothing to compare with
+        if wanted is not None and not same_public_key(wanted, cert.public_key()):
+            diffs = ['public key: the certificate is not for the key of the request']
+            summary = ('The CA issued a certificate whose public key differs from the key of the request; nothing '
+                       'was written')
+            remedy = 'Check that request_id belongs to this key and CSR; if it does, report the CA behaviour.'
+        else:
+            sans = spec.get('wanted_sans')
+            if plan.csr is not None and not sans:
+                sans = _certs.certificate_sans(plan.csr) or None
+            info = self._template_info(plan, result)
+            diffs = _match.issued_differences(
+                cert, subject=spec.get('wanted_subject'), sans=sans, template=spec.get('template'),
+                template_info=info, csr_subject=plan.csr.subject if plan.csr is not None else None,
+                ad_names=self._names_from_ad(info, result),
+                renewed=plan.current_cert if result.get('renewal') else None)
+            summary = 'The CA issued a certificate that is not what was asked for; nothing was written'
+            remedy = 'Check the template (does it build the names from Active Directory?) and the CA policy.'
+        if not diffs:
+            return
+        record_error = self.outputs.record_refusal(plan, request_id, diffs, self.now)
+        if record_error:
+            diffs.append('the refusal could not be recorded (%s)' % record_error)
+        else:
+            remedy += (' The refusal is recorded in %s next to the certificate: the CA is not asked again for the '
+                       'same request until the request changes or force=true.'
+                       % os.path.basename(_match.refusal_path(spec['certificate_path'])))
+        raise CertificateError(summary, request_id=request_id, detail='; '.join(diffs), remedy=remedy)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------------------------
+def base_result(plan):
+    spec = plan.spec
+    out = {
+        'changed': False,
+        'action': plan.action,
+        'reason': str(plan.reason) if plan.reason is not None else None,
+        'reason_code': getattr(plan.reason, 'code', None),
+        'template': spec.get('template'),
+        'certificate_path': spec['certificate_path'],
+        'request_id': spec.get('request_id'),
+        'disposition': None,
+        'disposition_message': None,
+        'renewal': False,
+        'key_generated': bool(plan.key_is_new and plan.action == ACTION_ENROLL),
+        'renew_before': plan.renew_before,
+        'renew_before_source': plan.renew_before_source,
+        'paths': {},
+        'backup_files': {},
+    }
+    if plan.warnings:
+        out['warnings'] = list(plan.warnings)
+    return out
+
+
+def failure_result(spec, exc):
+    out = {
+        'failed': True,
+        'changed': False,
+        'msg': exc.to_message(),
+        'template': spec.get('template'),
+        'certificate_path': spec.get('certificate_path'),
+        'request_id': exc.request_id if exc.request_id is not None else spec.get('request_id'),
+        'disposition': 'denied' if isinstance(exc, (_errors.RequestDenied, _errors.BadRequest)) else 'error',
+        'disposition_message': exc.detail if isinstance(exc.detail, str) else None,
+        'error': exc.to_dict(),
+    }
+    return out
+
+
+def _cert_view(cert):
+    if cert is None:
+        return {'state': 'absent'}
+    facts = _certs.certificate_facts(cert)
+    return dict((k, facts[k]) for k in ('subject', 'subject_alt_names', 'issuer', 'serial_number', 'not_before',
+                                        'not_after', 'fingerprint_sha256'))
+
+
+def plan_diff(plan, new_cert=None):
+    """before/after of the certificate for --diff (what is known of the new one in check mode)."""
+    before = _cert_view(plan.current_cert)
+    if plan.action == ACTION_NONE:
+        return {'before': before, 'after': before}
+    if new_cert is not None:
+        after = _cert_view(new_cert)
+    else:
+        after = {'state': 'pending' if plan.action != ACTION_REFRESH else 'outputs refreshed',
+                 'template': plan.spec.get('template'), 'reason': str(plan.reason)}
+        if plan.spec.get('wanted_subject'):
+            after['subject'] = _requests.parse_subject(plan.spec['wanted_subject']).rfc4514_string()
+        if plan.spec.get('wanted_sans'):
+            after['subject_alt_names'] = _certs.format_sans(plan.spec['wanted_sans'])
+        if plan.action == ACTION_REFRESH:
+            after = dict(before, outputs='rewritten: %s' % plan.reason)
+        else:
+            after['state'] = 'a new certificate would be requested' if not new_cert else 'issued'
+    return {'before': before, 'after': after}
+
+
+def summary(result):
+    """The one-line ``msg`` of a request's result."""
+    if result.get('failed'):
+        return result.get('msg')
+    action, disposition = result.get('action'), result.get('disposition')
+    if disposition == 'issued':
+        return 'Certificate issued by %s (request ID %s) and written to %s' % (
+            (result.get('ca') or {}).get('name'), result.get('request_id'), result.get('certificate_path'))
+    if disposition == 'pending':
+        return result.get('msg')
+    if action == ACTION_NONE:
+        return 'The certificate fits: %s' % result.get('reason')
+    if action == ACTION_REFRESH:
+        return 'Output files rewritten: %s' % result.get('reason')
+    return 'A certificate would be requested: %s' % result.get('reason')
+
+
+def finish(module, results, many):
+    """Exit the module with the results: one request's result as the module result, or ``results`` (``many``)."""
+    diff_wanted = module._diff
+    for result in results:
+        for warning in result.pop('warnings', []) or []:
+            module.warn(warning)
+        diff = result.pop('diff', None)
+        if diff_wanted and diff is not None:
+            result['_diff'] = diff
+        if not result.get('failed'):
+            result['msg'] = summary(result)
+    if not many:
+        result = results[0]
+        diff = result.pop('_diff', None)
+        if diff is not None:
+            result['diff'] = diff
+        if result.get('failed'):
+            module.fail_json(**result)
+        module.exit_json(**result)
+    diffs = [r.pop('_diff') for r in results if '_diff' in r]
+    out = {'changed': any(r.get('changed') for r in results), 'results': results}
+    if diffs:
+        out['diff'] = diffs
+    failed = [(i, r) for i, r in enumerate(results) if r.get('failed')]
+    if failed:
+        out['msg'] = '%d of %d requests failed: %s' % (
+            len(failed), len(results), ' | '.join('requests[%d]: %s' % (i, r['msg']) for i, r in failed))
+        module.fail_json(**out)
+    out['msg'] = '%d requests: %s' % (len(results), ', '.join(
+        '%s' % (r.get('disposition') or r.get('action')) for r in results))
+    module.exit_json(**out)
+

@@ -1,0 +1,67 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""_directory: CA selection from the options or the enrollment services in Active Directory."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+from ansible_collections.adcs.enrollment.plugins.module_utils import _directory, _errors
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import (
+    FakeDirectory,
+    SERVICES,
+)
+
+
+def test_select_cas_by_template_and_name():
+    d = FakeDirectory(SERVICES)
+    assert [t.name for t in _directory.select_cas('WebServer', directory=d)] == ['CA-ONE', 'CA-TWO']
+    assert [t.name for t in _directory.select_cas('webserver', ca_name='ca-two', directory=d)] == ['CA-TWO']
+    with pytest.raises(_errors.InvalidInput, match='No enterprise CA publishes the certificate template EFS'):
+        _directory.select_cas('EFS', directory=d)
+    with pytest.raises(_errors.InvalidInput, match='No enterprise CA named NOPE found'):
+        _directory.select_cas('WebServer', ca_name='NOPE', directory=d)
+    with pytest.raises(_errors.InvalidInput, match='Give ca_host and ca_name, or domain'):
+        _directory.select_cas('WebServer', ca_host='x')
+    [only] = _directory.select_cas('WebServer', ca_host='127.0.0.12', ca_name='LAB-CA')
+    assert (only.name, only.address, only.source) == ('LAB-CA', '127.0.0.12', 'options')
+
+
+class FakeConnection(object):
+    configuration_nc = 'CN=Configuration,DC=lab,DC=adcs,DC=test'
+
+    def __init__(self, entries):
+        self.entries = entries
+        self.searches = []
+
+    def search(self, base, flt, attributes, scope='SUBTREE', **kw):
+        self.searches.append((base, flt))
+        return self.entries
+
+    def close(self):
+        pass
+
+
+def test_template_renewal_period_is_read_once_with_an_escaped_filter():
+    six_weeks = (-6 * 7 * 86400 * 10 ** 7).to_bytes(8, 'little', signed=True)
+    conn = FakeConnection([{'dn': 'x', 'attributes': {'cn': ['Web*'], 'pKIOverlapPeriod': [six_weeks]}}])
+    d = _directory.Directory(lambda: conn)
+    assert d.template_renewal_days('Web*(x)') == 42.0 and d.template_renewal_days('WEB*(X)') == 42.0
+    assert conn.searches == [('CN=Certificate Templates,CN=Public Key Services,CN=Services,' + conn.configuration_nc,
+                              r'(&(objectClass=pKICertificateTemplate)(cn=Web\2a\28x\29))')]
+    assert d.error is None
+
+
+def test_an_unreadable_directory_says_why_and_falls_back():
+    def connect():
+        raise _errors.WcceError('Reading Active Directory failed: no DC')
+
+    d = _directory.Directory(connect)
+    assert d.template_renewal_days('WebServer') is None
+    assert d.error.startswith('the renewal period of template WebServer could not be read from Active Directory: '
+                              'Reading Active Directory failed: no DC')
+
+
+def test_no_directory_without_domain_or_domain_controller():
+    assert _directory.from_params({'domain': None, 'domain_controller': None}) is None
+    assert isinstance(_directory.from_params({'domain': 'lab.adcs.test'}), _directory.Directory)

@@ -1,0 +1,183 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""_enroller: the workflow against a fake CA client that signs with the unit-test PKI, results, auth from parameters."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import os
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+import wcce_pki
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import (
+    FakeClient,
+    FakeDirectory,
+    FakeSession,
+    NOW,
+    SERVICES,
+    enroller,
+    issue,
+    spec,
+    spki,
+    write_cert,
+    write_key,
+)
+
+
+def test_issue_writes_key_cert_chain_and_verifies(tmp_path):
+    client = FakeClient({})
+    s = spec(tmp_path, chain_path=str(tmp_path / 'chain.pem'), fullchain_path=str(tmp_path / 'full.pem'),
+             common_name='a.lab.adcs.test')
+    with enroller(client) as e:
+        [result] = e.run([s])
+    assert result['changed'] and result['disposition'] == 'issued' and result['request_id'] == 101
+    assert result['key_generated'] is True
+    key = serialization.load_pem_private_key(open(s['private_key_path'], 'rb').read(), None)
+    cert = x509.load_pem_x509_certificate(open(s['certificate_path'], 'rb').read())
+    assert spki(cert) == spki(key)
+    assert oct(os.stat(s['private_key_path']).st_mode & 0o777) == '0o600'
+    assert x509.load_pem_x509_certificates(open(s['chain_path'], 'rb').read()) == [wcce_pki.pki().ca,
+                                                                                   wcce_pki.pki().root]
+    assert x509.load_pem_x509_certificates(open(s['fullchain_path'], 'rb').read())[0] == cert
+    assert [c[0] for c in client.calls] == ['request', 'GetCACert']
+    assert FakeSession.opened == ['ca1.lab.adcs.test']
+
+
+def test_nothing_to_do_makes_no_ca_contact(tmp_path):
+    key = wcce_pki.rsa_key('quiet')
+    write_key(str(tmp_path / 'k.pem'), key)
+    write_cert(str(tmp_path / 'c.pem'), issue(key))
+    client = FakeClient({})
+    with enroller(client) as e:
+        [result] = e.run([spec(tmp_path)])
+        assert e.ca_contacted is False
+    assert result['changed'] is False and result['action'] == 'none' and client.calls == []
+    assert result['diff']['before'] == result['diff']['after']
+
+
+def test_check_mode_makes_no_ca_contact_and_writes_nothing(tmp_path):
+    client = FakeClient({})
+    with enroller(client, check_mode=True) as e:
+        [result] = e.run([spec(tmp_path, common_name='c.lab.adcs.test')])
+    assert result['changed'] is True and client.calls == [] and os.listdir(str(tmp_path)) == []
+    assert result['diff']['after']['subject'] == 'CN=c.lab.adcs.test'
+
+
+def test_denied_is_a_failure_naming_hresult_and_request_id(tmp_path):
+    with enroller(FakeClient({})) as e:
+        [result] = e.run([spec(tmp_path, template='Denied')])
+    assert result['failed'] and result['disposition'] == 'denied' and result['request_id'] == 101
+    assert result['msg'].startswith('The CA LAB-CA did not issue a certificate from template Denied; HRESULT '
+                                    '0x80094012 (CERTSRV_E_TEMPLATE_DENIED)')
+    assert 'request ID 101' in result['msg'] and 'What to do:' in result['msg']
+    assert result['error']['error_name'] == 'CERTSRV_E_TEMPLATE_DENIED'
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_public_key_mismatch_is_refused_and_nothing_written(tmp_path):
+    with enroller(FakeClient({})) as e:
+        [result] = e.run([spec(tmp_path, template='WrongKey')])
+    assert result['failed']
+    assert result['msg'].startswith('The CA issued a certificate whose public key differs from the key of the '
+                                    'request; nothing was written; request ID 101; public key: the certificate is '
+                                    'not for the key of the request. What to do: Check that request_id belongs to '
+                                    'this key and CSR; if it does, report the CA behaviour. The refusal is recorded '
+                                    'in c.pem.refused next to the certificate')
+    assert os.listdir(str(tmp_path)) == ['c.pem.refused'], 'only the refusal record'
+
+
+def test_certificate_not_chaining_to_the_ca_is_refused(tmp_path):
+    client = FakeClient({'sign_key': wcce_pki.ec_key('rogue')})
+    with enroller(client) as e:
+        [result] = e.run([spec(tmp_path)])
+    assert result['failed']
+    assert result['msg'] == (
+        'The issued certificate does not chain to a trusted CA certificate; nothing was written; request ID 101; '
+        'The signature of "%s" does not verify with the key of its issuer "%s". What to '
+        'do: Check the CA certificate and its chain, and the trust anchors (ca_fingerprint).'
+        % (wcce_pki.name('issued').rfc4514_string(), wcce_pki.pki().ca.subject.rfc4514_string()))
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_pending_keeps_new_key_and_retrieve_installs_it(tmp_path):
+    client = FakeClient({})
+    key = wcce_pki.rsa_key('pend-old')
+    write_key(str(tmp_path / 'k.pem'), key)
+    write_cert(str(tmp_path / 'c.pem'), issue(key))
+    old = open(str(tmp_path / 'k.pem'), 'rb').read()
+    with enroller(client) as e:
+        [result] = e.run([spec(tmp_path, template='Manual', force=True, regenerate_key=True)])
+        assert result['disposition'] == 'pending' and result['changed'] is True
+        assert result['request_id'] == 101 and 'request_id=101' in result['msg']
+        assert result['pending_private_key_path'] == str(tmp_path / 'k.pem.pending')
+        assert open(str(tmp_path / 'k.pem'), 'rb').read() == old
+        [got] = e.run([spec(tmp_path, template='Manual', request_id=101, force=True)])
+    assert got['disposition'] == 'issued' and got['action'] == 'retrieve'
+    assert not os.path.exists(str(tmp_path / 'k.pem.pending'))
+    new_key = serialization.load_pem_private_key(open(str(tmp_path / 'k.pem'), 'rb').read(), None)
+    assert spki(new_key) != spki(key)
+    assert spki(x509.load_pem_x509_certificate(open(str(tmp_path / 'c.pem'), 'rb').read())) == spki(new_key)
+
+
+def test_pending_without_previous_key_writes_the_key(tmp_path):
+    client = FakeClient({})
+    with enroller(client) as e:
+        [result] = e.run([spec(tmp_path, template='Manual')])
+    assert result['disposition'] == 'pending' and result['paths'] == {'private_key': str(tmp_path / 'k.pem')}
+    assert os.listdir(str(tmp_path)) == ['k.pem']
+
+
+def test_renewal_request_then_fallback_when_refused(tmp_path):
+    key = wcce_pki.rsa_key('fallback')
+    write_key(str(tmp_path / 'k.pem'), key)
+    write_cert(str(tmp_path / 'c.pem'), issue(key, days=90, not_before=NOW - datetime.timedelta(days=80)))
+    client = FakeClient({})
+    with enroller(client) as e:
+        [result] = e.run([spec(tmp_path)])
+    assert result['renewal'] is True and client.calls[0] == ('request', 'WebServer', _ndr.CR_IN_PKCS7)
+    client = FakeClient({'no_renewal': True})
+    write_cert(str(tmp_path / 'c.pem'), issue(key, days=90, not_before=NOW - datetime.timedelta(days=80)))
+    with enroller(client) as e:
+        [result] = e.run([spec(tmp_path)])
+    assert result['disposition'] == 'issued' and result['renewal'] is False
+    assert [c[2] for c in client.calls if c[0] == 'request'] == [_ndr.CR_IN_PKCS7, _ndr.CR_IN_PKCS10]
+    assert result['warnings'][0].startswith('The CA refused the renewal request; HRESULT 0x8009400E '
+                                            '(CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE)')
+
+
+NO_DIRECTORY_WARNING = (
+    'No directory (domain is not set): the certificate template WebServer was not read from Active Directory, so '
+    'the extended key usages of the issued certificate were not compared with the template\'s and subject '
+    'alternative names beyond the asked ones were accepted; set domain (with the directory credentials) for the '
+    'full check')
+
+
+def test_issued_check_without_directory_says_what_was_not_compared(tmp_path):
+    """ca_host + ca_name and no domain: the issued certificate is compared without the template from AD, and the
+    result says so (security review item 7)."""
+    client = FakeClient({})
+    with enroller(client) as e:
+        [result] = e.run([spec(tmp_path, common_name='a.lab.adcs.test')])
+    assert result['disposition'] == 'issued'
+    assert NO_DIRECTORY_WARNING in result['warnings'], result.get('warnings')
+
+
+def test_issued_check_with_a_directory_has_no_such_warning(tmp_path):
+    class TemplateDirectory(FakeDirectory):
+        template_error = None
+
+        def template_info(self, template):
+            return None
+
+        def account(self, principal):
+            return None
+
+    client = FakeClient({})
+    with enroller(client, directory=TemplateDirectory(SERVICES)) as e:
+        [result] = e.run([spec(tmp_path, common_name='a.lab.adcs.test')])
+    assert result['disposition'] == 'issued'
+    assert NO_DIRECTORY_WARNING not in result.get('warnings', [])
