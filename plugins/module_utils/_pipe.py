@@ -60,21 +60,33 @@ def check(params, check_mode=False):
         raise InvalidInput('%s need pipe=true' % ', '.join(given))
 
 
+def argument_spec():
+    """The options of pipe mode (top level of wcce_request only)."""
+    return dict(pipe=dict(type='bool', default=False), certificate_content=dict(type='str'),
+                chain_content=dict(type='str'), fullchain_content=dict(type='str'),
+                refusal_content=dict(type='raw'), state_content=dict(type='raw'),
+                new_key=dict(type='bool', default=False))
+
+
 class Pipe(object):
     """The files of one request in a private temporary directory: ``params()`` gives the module parameters that
-    point the enroller at them, ``contents()`` reads the outcome back."""
+    point the enroller at them, ``contents()`` reads the outcome back. Without ``pipe`` in the parameters it
+    changes nothing (``active`` is False)."""
 
     def __init__(self, params):
         self._params = params
+        self.active = bool(params.get('pipe'))
         self.dir = None
         self._kinds = []
 
     def __enter__(self):
-        self.dir = tempfile.mkdtemp(prefix='adcs-pipe-')
+        if self.active:
+            self.dir = tempfile.mkdtemp(prefix='adcs-pipe-')
         return self
 
     def __exit__(self, *exc):
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
         return False
 
     def path(self, kind):
@@ -94,6 +106,8 @@ class Pipe(object):
         """The module parameters of the request, on the pipe's files. A chain or full chain is returned when its
         current content is given (an empty string when there is none yet)."""
         source = self._params
+        if not self.active:
+            return source
         out = dict(source)
         out['certificate_path'] = self._stage('certificate', source.get('certificate_content'))
         self._kinds = ['certificate']
@@ -107,8 +121,12 @@ class Pipe(object):
             out['force'] = True         # the certificate is due (the call that asked for the new key said so)
         return out
 
-    def contents(self, result):
-        """``result`` with the files as contents (None: there is none) and without the pipe's paths."""
+    def contents(self, results):
+        """The one result of ``results`` with the files as contents (None: there is none) and without the pipe's
+        paths."""
+        if not self.active:
+            return results
+        result = results[0]
         for kind in self._kinds:
             data = _files.read_file(self.path(kind))
             result[kind + '_content'] = data.decode('utf-8') if data else None
@@ -116,8 +134,8 @@ class Pipe(object):
         result['refusal_content'] = data.decode('utf-8') if data else None
         result['paths'] = {}
         result['backup_files'] = {}
-        result.pop('certificate_path', None)
-        return result
+        result['certificate_path'] = 'certificate_content'
+        return results
 
 
 def new_key_needed(params, plan):
@@ -143,15 +161,17 @@ def no_csr_result():
             'backup_files': {}, 'new_key': False, 'new_key_needed': False, 'state_content': None}
 
 
-def new_key_result(params, spec, plan_request, base_result, template_renewal_days=None, check_mode=False):
-    """The result that asks for a CSR of a new key (see new_key_needed()), or None when the request goes on."""
-    if check_mode or not params.get('regenerate_key') or params.get('new_key'):
+def new_key_result(params, spec, template_renewal_days=None, check_mode=False):
+    """The results (one) that ask for a CSR of a new key (see new_key_needed()), or None when the request goes
+    on."""
+    if not params.get('pipe') or check_mode or not params.get('regenerate_key') or params.get('new_key'):
         return None
-    plan = plan_request(spec, template_renewal_days=template_renewal_days)
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller, _plan
+    plan = _plan.plan_request(spec, template_renewal_days=template_renewal_days)
     if not new_key_needed(params, plan):
         return None
-    result = base_result(plan)
-    result.update(status='would_enroll', new_key_needed=True, new_key=False, state_content=None,
+    result = _enroller.base_result(plan)
+    result.update(status='would_enroll', new_key_needed=True,
                   msg='A certificate is due (%s) and regenerate_key asks for a new key: run again with csr_content '
                       'of a new key and new_key=true' % plan.reason)
-    return result
+    return [result]

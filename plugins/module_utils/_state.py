@@ -32,12 +32,10 @@ import datetime
 import json
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, FileOutputError, InvalidInput
+from ansible_collections.adcs.enrollment.plugins.module_utils._hresults import (
     CERTSRV_E_ENROLL_DENIED,
     CERTSRV_E_TEMPLATE_DENIED,
-    FileOutputError,
-    InvalidInput,
-    WcceError as AdcsError,
 )
 
 FORMAT = 'adcs.enrollment.state'
@@ -310,7 +308,7 @@ class Keeper(object):
                                  template_days=_template_days(result, directory), now=self.now)
             if self.pipe:
                 result['state_content'] = serialize(data).decode('utf-8') if data is not None else None
-                result['new_key'] = self.new_key(spec, new_key) if result['status'] != UNCHANGED else False
+                result['new_key'] = self.new_key(spec, new_key) if result['status'] in (ISSUED, RENEWED) else False
             elif data is not None:
                 try:
                     written = writer.write([state_spec(spec['state_path'], data, spec.get('owner'),

@@ -84,10 +84,10 @@ def test_contents_in_files_out_and_the_directory_is_removed():
         with open(out['chain_path'], 'w') as handle:
             handle.write('CHAIN')
         os.unlink(pipe.path('refusal'))
-        result = pipe.contents({'certificate_path': out['certificate_path'], 'paths': {'certificate': 'x'},
-                                'backup_files': {'x': 'y'}, 'status': 'issued'})
+        result, = pipe.contents([{'certificate_path': out['certificate_path'], 'paths': {'certificate': 'x'},
+                                  'backup_files': {'x': 'y'}, 'status': 'issued'}])
     assert result == {'certificate_content': 'CERT', 'chain_content': 'CHAIN', 'refusal_content': None,
-                      'paths': {}, 'backup_files': {}, 'status': 'issued'}
+                      'paths': {}, 'backup_files': {}, 'status': 'issued', 'certificate_path': 'certificate_content'}
     assert not os.path.exists(directory)
 
 
@@ -96,7 +96,7 @@ def test_no_current_certificate_and_new_key_forces():
         out = pipe.params()
         assert not os.path.exists(out['certificate_path'])
         assert out['force'] is True and out['regenerate_key'] is False
-        result = pipe.contents({})
+        result, = pipe.contents([{}])
     assert result['certificate_content'] is None and result['refusal_content'] is None
 
 
@@ -119,3 +119,21 @@ def test_refusal_record_as_data():
     with _pipe.Pipe({'pipe': True, 'csr_content': 'CSR', 'refusal_content': {'request_id': 3}}) as pipe:
         pipe.params()
         assert json.loads(open(pipe.path('refusal')).read()) == {'request_id': 3}
+
+
+def test_inactive_pipe_changes_nothing():
+    params = {'pipe': False, 'certificate_path': '/x'}
+    with _pipe.Pipe(params) as pipe:
+        assert not pipe.active and pipe.dir is None
+        assert pipe.params() is params
+        results = [{'certificate_path': '/x'}]
+        assert pipe.contents(results) == [{'certificate_path': '/x'}]
+
+
+def test_no_csr_result_in_check_mode():
+    _pipe.check({'pipe': True}, check_mode=True)
+    with pytest.raises(InvalidInput) as err:
+        _pipe.check({'pipe': True})
+    assert 'pipe=true needs csr_content' in err.value.to_message()
+    result = _pipe.no_csr_result()
+    assert result['status'] == 'would_enroll' and result['changed'] and result['reason_code'] == 'no_certificate'
