@@ -231,7 +231,7 @@ options:
     type: path
   pipe:
     description:
-      - Pipe mode (as the community.crypto C(*_pipe) modules): contents in, contents out, no file written. The CSR
+      - Pipe mode, as the community.crypto C(*_pipe) modules - contents in, contents out, no file written. The CSR
         comes as O(csr_content); the current certificate, chain, full chain, refusal record and state as
         O(certificate_content), O(chain_content), O(fullchain_content), O(refusal_content) and O(state_content);
         the module returns RV(certificate_content), RV(chain_content), RV(fullchain_content), RV(refusal_content)
@@ -550,7 +550,7 @@ new_key:
   type: bool
 new_key_needed:
   description:
-    - With O(pipe=true) and O(regenerate_key=true), a certificate is due but O(csr_content) is for the current key:
+    - With O(pipe=true) and O(regenerate_key=true), a certificate is due but O(csr_content) is for the current key;
       nothing was submitted; run again with the CSR of a new key and O(new_key=true).
   returned: when true
   type: bool
@@ -766,6 +766,7 @@ def main():
                              exception=traceback.format_exc())
         pipe.contents(results)
     _enroller.finish(module, results, many)
+
 
 if __name__ == '__main__':
     main()

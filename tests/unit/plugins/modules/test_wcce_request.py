@@ -138,6 +138,8 @@ def test_requests_list(tmp_path, fake_ca):
 
 # ---- status, state_path and pipe mode (the state of a certificate, _state / _pipe) ----------------------------------
 CN = 'web.lab.adcs.test'
+
+
 def host_args(tmp_path, **kw):
     out = dict(CONN, template='WebServer', common_name=CN, private_key_path=str(tmp_path / 'web.key'),
                certificate_path=str(tmp_path / 'web.crt'), state_path=str(tmp_path / 'web.crt.adcs.json'))
@@ -171,8 +173,8 @@ def test_issue_records_the_state_and_a_rerun_leaves_it(tmp_path, fake_ca):
     assert (state['format'], state['version'], state['status'], state['request_id']) == \
         (_state.FORMAT, 1, 'issued', r['request_id'])
     assert state['certificate']['fingerprint_sha256'] == r['certificate']['fingerprint_sha256']
-    assert state['requested']['subject'] == 'CN=%s' % CN and state['ca'] == {'name': 'LAB-CA',
-                                                                           'host': 'ca1.lab.adcs.test'}
+    assert state['requested']['subject'] == 'CN=%s' % CN
+    assert state['ca'] == {'name': 'LAB-CA', 'host': 'ca1.lab.adcs.test'}
     before = open(str(tmp_path / 'web.crt.adcs.json')).read()
     again = run(host_args(tmp_path)).result
     assert again['status'] == 'unchanged' and again['changed'] is False, again
