@@ -30,12 +30,13 @@ import binascii
 import hashlib
 import re
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
+from ansible_collections.adcs.enrollment.plugins.module_utils import _chain
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError, InvalidInput, WcceError
 
 try:
     from cryptography import x509
-except ImportError:  # reported by the callers through _certs/_requests HAS_CRYPTOGRAPHY
+except ImportError:  # reported by the callers through _x509/_keys HAS_CRYPTOGRAPHY
     x509 = None
 
 PKS_RDN = 'CN=Public Key Services,CN=Services'
@@ -49,7 +50,7 @@ ANCHOR_REMEDY = ('Set ca_fingerprint (the SHA-256 fingerprint of the root CA cer
 
 def fingerprint(cert):
     """Upper-case colon-separated SHA-256 of the DER certificate (as certutil and openssl -fingerprint show it)."""
-    return ':'.join('%02X' % b for b in bytearray(hashlib.sha256(_certs.cert_der(cert)).digest()))
+    return ':'.join('%02X' % b for b in bytearray(hashlib.sha256(_x509.cert_der(cert)).digest()))
 
 
 def normalize_fingerprint(text):
@@ -66,7 +67,7 @@ def normalize_fingerprint(text):
 
 
 def _hex(cert):
-    return binascii.hexlify(hashlib.sha256(_certs.cert_der(cert)).digest()).decode('ascii')
+    return binascii.hexlify(hashlib.sha256(_x509.cert_der(cert)).digest()).decode('ascii')
 
 
 def is_ca(cert):
@@ -79,7 +80,7 @@ def is_ca(cert):
 
 def is_root(cert):
     """A CA certificate that is self-issued and whose self-signature verifies."""
-    return is_ca(cert) and _certs.is_self_issued(cert) and _certs.signature_valid(cert, cert)
+    return is_ca(cert) and _chain.is_self_issued(cert) and _chain.signature_valid(cert, cert)
 
 
 def describe(cert):
@@ -96,7 +97,7 @@ def load_bundle(path):
     if not data.strip():
         raise InvalidInput('ca_bundle %s holds no certificate' % path)
     try:
-        certs = _certs.load_certificates(data)
+        certs = _x509.load_certificates(data)
     except WcceError as exc:
         raise InvalidInput('ca_bundle %s holds no readable certificate' % path, detail=exc.summary)
     if not certs:
@@ -107,7 +108,7 @@ def load_bundle(path):
 def _unique(certs):
     out, seen = [], set()
     for cert in certs:
-        der = _certs.cert_der(cert)
+        der = _x509.cert_der(cert)
         if der not in seen:
             seen.add(der)
             out.append(cert)
@@ -180,7 +181,7 @@ class TrustAnchors(object):
         """The CA certificates of the path from ``cert`` to an anchor (issuer first, the anchor last), built from
         the known intermediates and ``untrusted`` (GetCACert, the reply). CertificateError when the path does
         not end at an anchor: it names the root the CA offered."""
-        untrusted = [c for c in _unique(untrusted) if _certs.cert_der(c) != _certs.cert_der(cert)]
+        untrusted = [c for c in _unique(untrusted) if _x509.cert_der(c) != _x509.cert_der(cert)]
         known = self.intermediates + untrusted
         anchors = self.anchors_among(known)
         if not anchors:
@@ -189,11 +190,11 @@ class TrustAnchors(object):
                                    % (', '.join(self.sources) or 'no source'), remedy=ANCHOR_REMEDY)
         pool = [c for c in _unique(anchors + known) if is_ca(c)]
         try:
-            path = _certs.verify_chain(cert, pool, trust_anchors=anchors, now=now, check_validity=check_validity)
+            path = _chain.verify_chain(cert, pool, trust_anchors=anchors, now=now, check_validity=check_validity)
         except CertificateError as exc:
-            top = _certs.order_chain(cert, pool)
-            anchor_ders = set(_certs.cert_der(a) for a in anchors)
-            if top and _certs.cert_der(top[-1]) not in anchor_ders and _certs.is_self_issued(top[-1]):
+            top = _chain.order_chain(cert, pool)
+            anchor_ders = set(_x509.cert_der(a) for a in anchors)
+            if top and _x509.cert_der(top[-1]) not in anchor_ders and _chain.is_self_issued(top[-1]):
                 raise CertificateError(
                     'The issued certificate chains to the root CA %s, which is not a trusted anchor; nothing was '
                     'written' % describe(top[-1]), request_id=request_id,
@@ -283,12 +284,12 @@ def classify(certs, anchors=None):
         if not is_ca(cert):
             out['refused'].append((cert, 'not a CA certificate (basicConstraints CA:TRUE is missing)'))
             continue
-        root = _certs.is_self_issued(cert)
-        if root and not _certs.signature_valid(cert, cert):
+        root = _chain.is_self_issued(cert)
+        if root and not _chain.signature_valid(cert, cert):
             out['refused'].append((cert, 'its self-signature does not verify'))
             continue
         if anchors is not None:
-            if root and _certs.cert_der(cert) not in set(_certs.cert_der(a) for a in anchors.anchors_among([cert])):
+            if root and _x509.cert_der(cert) not in set(_x509.cert_der(a) for a in anchors.anchors_among([cert])):
                 out['refused'].append((cert, 'not among the independently verified anchors (%s)'
                                        % ', '.join(anchors.sources)))
                 continue
@@ -319,15 +320,15 @@ def entry_facts(label, cert, source):
     """What a trust-store role needs of one certificate (file name without the role's prefix)."""
     digest = _hex(cert)
     return {'name': label, 'file': '%s-%s.crt' % (_label(label), digest[:16]), 'subject': cert.subject.rfc4514_string(),
-            'sha256_fingerprint': fingerprint(cert), 'not_after': _certs.not_after(cert).strftime('%Y-%m-%dT%H:%M:%SZ'),
-            'source': source, 'pem': _certs.cert_pem(cert).decode('ascii')}
+            'sha256_fingerprint': fingerprint(cert), 'not_after': _x509.not_after(cert).strftime('%Y-%m-%dT%H:%M:%SZ'),
+            'source': source, 'pem': _x509.cert_pem(cert).decode('ascii')}
 
 
 def _parse_entry(entry, where):
     name = entry.get('name') or 'ca'
     content = entry.get('content') or ''
     try:
-        certs = _certs.load_certificates(content.encode('utf-8') if isinstance(content, str) else bytes(content))
+        certs = _x509.load_certificates(content.encode('utf-8') if isinstance(content, str) else bytes(content))
     except WcceError as exc:
         raise InvalidInput('%s "%s" holds no readable certificate' % (where, name), detail=exc.summary)
     if not certs:
@@ -417,11 +418,11 @@ def trust_store_selection(certificates=(), host_certificates=(), from_ad=False, 
                     path = trust.verify(cert, [], check_validity=False)
                 except CertificateError:
                     continue
-                ad_roots.extend(c for c in ([cert] + path) if _certs.is_self_issued(c) and c in trust.directory_roots)
+                ad_roots.extend(c for c in ([cert] + path) if _chain.is_self_issued(c) and c in trust.directory_roots)
         for cert in ad_roots:
             add(_cn(cert), cert, 'Active Directory', True)
         for name, cert in services:
-            if not _certs.is_self_issued(cert):
+            if not _chain.is_self_issued(cert):
                 add(name, cert, 'Active Directory', False)
             elif cert in trust.directory_roots:
                 add(name, cert, 'Active Directory', True)

@@ -25,6 +25,7 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache
 from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
@@ -171,7 +172,7 @@ def dcom_auth(params):
         if not username and params.get('kerberos_keytab'):
             username = _principals.machine_account()
         elif not username and not params.get('password') and not params.get('nt_hash'):
-            username = _kerberos.ccache_principal(params.get('kerberos_ccache'))
+            username = _ccache.ccache_principal(params.get('kerberos_ccache'))
         user, realm = _principals.split_user(username, domain) if username else (None, domain)
         return KerberosAuth(user, realm or '', password=params.get('password'), nt_hash=params.get('nt_hash'),
                             kdc_host=params.get('domain_controller'), ccache=params.get('kerberos_ccache'),

@@ -21,8 +21,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._directory import CaTarget
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     CaUnavailable,
@@ -89,12 +89,12 @@ class CaSession(object):
             certs = []
             try:
                 data = self.client.get_ca_cert(_ndr.GETCERT_CASIGCERT | _ndr.GETCERT_CHAIN)
-                certs = _certs.load_certificates(data) if data else []
+                certs = _x509.load_certificates(data) if data else []
             except WcceError:
                 certs = []
             if not certs:
                 data = self.client.get_ca_cert(_ndr.GETCERT_CASIGCERT)
-                certs = _certs.load_certificates(data) if data else []
+                certs = _x509.load_certificates(data) if data else []
             self._ca_certs = certs
         return self._ca_certs
 

@@ -22,7 +22,7 @@ import struct
 
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
-from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
+from ansible_collections.adcs.enrollment.plugins.module_utils import _kdc
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_verify
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
@@ -95,8 +95,8 @@ def translate_exception(exc, action, host=None, timeout=None, during_auth=False)
     """Map any exception raised by impacket/sockets to a WcceError subclass (already-translated ones pass)."""
     if isinstance(exc, WcceError):
         return exc
-    if _kerberos.is_krb_error(exc):
-        return _kerberos.failure_from_krb_error(exc, action, target=host)
+    if _kdc.is_krb_error(exc):
+        return _kdc.failure_from_krb_error(exc, action, target=host)
     where = (' (%s)' % host) if host else ''
     if isinstance(exc, socket.timeout):
         return CaUnavailable('%s timed out after %s s%s' % (action, timeout, where),

@@ -21,21 +21,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import binascii
-import hashlib
-import traceback
-
-CRYPTOGRAPHY_IMPORT_ERROR = None
-try:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    HAS_CRYPTOGRAPHY = True
-except ImportError:
-    x509 = None
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CaUnavailable, InvalidInput, WcceError
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
+    CaUnavailable, CertificateError, InvalidInput, WcceError,
+)
 from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
 from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_params
 from ansible_collections.adcs.enrollment.plugins.module_utils._templates import TEMPLATE_ATTRIBUTES
@@ -77,38 +68,14 @@ def _first(entry, name):
 
 
 def certificate_facts(der):
-    """Subject, issuer, validity, serial and fingerprints of a DER certificate."""
-    der = bytes(der)
-    facts = {
-        'sha256_fingerprint': _colon_hex(hashlib.sha256(der).digest()),
-        'sha1_fingerprint': _colon_hex(hashlib.sha1(der).digest()),
-    }
-    if not HAS_CRYPTOGRAPHY:
-        return facts
+    """The facts of a DER certificate (``_x509.certificate_facts``, the one schema) and its ``pem``."""
     try:
-        cert = x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        facts['error'] = 'cannot parse certificate: %s' % exc
-        return facts
-    try:
-        not_before = cert.not_valid_before_utc
-        not_after = cert.not_valid_after_utc
-    except AttributeError:  # cryptography < 42
-        not_before = cert.not_valid_before
-        not_after = cert.not_valid_after
-    facts.update({
-        'subject': cert.subject.rfc4514_string(),
-        'issuer': cert.issuer.rfc4514_string(),
-        'serial_number': '%x' % cert.serial_number,
-        'not_before': not_before.strftime('%Y-%m-%dT%H:%M:%SZ'),
-        'not_after': not_after.strftime('%Y-%m-%dT%H:%M:%SZ'),
-        'pem': cert.public_bytes(serialization.Encoding.PEM).decode('ascii'),
-    })
+        cert = _x509.load_certificate(bytes(der))
+    except CertificateError as exc:
+        return {'error': 'cannot parse certificate: %s' % (exc.detail or exc.summary)}
+    facts = _x509.certificate_facts(cert)
+    facts['pem'] = _x509.cert_pem(cert).decode('ascii')
     return facts
-
-
-def _colon_hex(digest):
-    return ':'.join('%02X' % b for b in bytearray(digest))
 
 
 def list_templates(conn, configuration_nc, sd_flags=0x07):
@@ -149,13 +116,15 @@ def decode_enrollment_service(entry):
         'dns_host_name': _text(_first(entry, 'dNSHostName')),
         'distinguished_name': entry.get('dn'),
         'ca_certificate_dn': _text(_first(entry, 'cACertificateDN')),
+        'certificate': dict((k, v) for k, v in current.items() if k != 'pem') or None,
+        # deprecated flat names of certificate.* (removed in 2.0.0), with their values as before
         'certificate_subject': current.get('subject'),
         'certificate_issuer': current.get('issuer'),
         'certificate_not_before': current.get('not_before'),
         'certificate_not_after': current.get('not_after'),
-        'certificate_serial_number': current.get('serial_number'),
-        'certificate_sha256_fingerprint': current.get('sha256_fingerprint'),
-        'certificate_sha1_fingerprint': current.get('sha1_fingerprint'),
+        'certificate_serial_number': current['serial_number'].lower() if current.get('serial_number') else None,
+        'certificate_sha256_fingerprint': current.get('fingerprint_sha256'),
+        'certificate_sha1_fingerprint': current.get('fingerprint_sha1'),
         'certificate_pem': current.get('pem'),
         'certificates': len(certificates),
         'templates': sorted((_text(v) for v in _values(entry, 'certificateTemplates')), key=lambda n: n.lower()),
@@ -191,7 +160,8 @@ def publishing_cas(services, template_name):
                 'dns_host_name': service['dns_host_name'],
                 'certificate_subject': service['certificate_subject'],
                 'certificate_not_after': service['certificate_not_after'],
-                'certificate_sha256_fingerprint': service['certificate_sha256_fingerprint'],
+                'certificate_fingerprint_sha256': (service['certificate'] or {}).get('fingerprint_sha256'),
+                'certificate_sha256_fingerprint': service['certificate_sha256_fingerprint'],   # deprecated
                 'config': '%s\\%s' % (service['dns_host_name'], service['name']) if service['dns_host_name'] else service['name'],
             })
     return result

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The enroller: one job, the workflow taking planned requests from "what is wanted" to "files on disk".
 
-Per request (``Enroller.run``): finish a file switch a killed run left half done (``_files.recover``), plan
+Per request (``Enroller.run``): finish a file switch a killed run left half done (``_journal.recover``), plan
 (``_plan.plan_request``, no network), then execute: nothing to do (only file attributes, ``_outputs``), check mode
 (say what would change), or contact the CA over the session pool (``_ca_session.CaPool``: one authenticated session
 per CA, CAs from the options or the directory, the next one when a CA is unavailable), submit a new, renewal
@@ -23,14 +23,16 @@ __metaclass__ = type
 import functools
 import os
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
+from ansible_collections.adcs.enrollment.plugins.module_utils import _csr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _directory
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _journal
 from ansible_collections.adcs.enrollment.plugins.module_utils import _match
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal_request
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._ca_session import CaPool, name_the_ca
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError, WcceError
 from ansible_collections.adcs.enrollment.plugins.module_utils._outputs import Outputs
@@ -51,7 +53,7 @@ class Enroller(object):
     ``auth``: an _auth.AuthMethod; ``ca_host``/``ca_name``/``directory``: CA selection (see
     _directory.select_cas); ``session_factory(target)`` and ``client_factory(session, name)``: see
     _ca_session.CaSession. ``check_mode``: plan only, no CA contact and no writes. ``writer``: object with
-    write(specs, validator) -> dict(changed, changed_paths, backup_files) (``_files.ModuleFileWriter``), honouring
+    write(specs, validator) -> dict(changed, changed_paths, backup_files) (``_staged.ModuleFileWriter``), honouring
     the same check mode. ``anchors``: an ``_anchors.AnchorSource``; issued certificates must chain to its anchors
     (without one, nothing is enrolled)."""
 
@@ -59,7 +61,7 @@ class Enroller(object):
                  writer=None, check_mode=False, session_factory=None, client_factory=None, now=None,
                  auth_error=None, anchors=None):
         if writer is None:
-            raise ValueError('Enroller needs a writer (_files.ModuleFileWriter)')
+            raise ValueError('Enroller needs a writer (_staged.ModuleFileWriter)')
         self.auth = auth
         self.anchors = anchors
         self.directory = directory
@@ -99,7 +101,7 @@ class Enroller(object):
         for spec in specs:
             try:
                 if not self.check_mode:   # a switch of these files a killed run left half done is finished first
-                    _files.recover(output_paths(spec).values())
+                    _journal.recover(output_paths(spec).values())
                 plan = plan_request(spec, now=self.now, template_renewal_days=renewal_days)
                 results.append(self.execute(plan))
             except WcceError as exc:
@@ -130,7 +132,7 @@ class Enroller(object):
         if plan.action == ACTION_REFRESH:
             chain = self._verified_chain(plan.current_cert, ca.ca_certificates(), [], None)
             result.update(self.outputs.write(plan, plan.current_cert, chain, None))
-            result['certificate'] = _certs.certificate_facts(plan.current_cert)
+            result['certificate'] = _x509.certificate_facts(plan.current_cert)
             result['diff'] = plan_diff(plan, plan.current_cert)
             return result
         try:
@@ -147,7 +149,7 @@ class Enroller(object):
             summary = 'Retrieving request %s failed' % spec['request_id'] if plan.action == ACTION_RETRIEVE else \
                 'The CA %s did not issue a certificate from template %s' % (ca.target.name, spec.get('template'))
             raise enrollment.error(summary)
-        cert = _certs.load_certificate(enrollment.certificate_der)
+        cert = _x509.load_certificate(enrollment.certificate_der)
         # The chain first: only a certificate that verifies as the CA's can be recorded as refused (a forged reply
         # must not block later runs).
         chain = self._verified_chain(cert, ca.ca_certificates(), enrollment.chain_der_list, enrollment.request_id)
@@ -156,7 +158,7 @@ class Enroller(object):
         result['disposition'] = 'issued'
         result.update(self.outputs.write(plan, cert, chain, enrollment.request_id))
         result['changed'] = True
-        result['certificate'] = _certs.certificate_facts(cert)
+        result['certificate'] = _x509.certificate_facts(cert)
         result['diff'] = plan_diff(plan, cert)
         return result
 
@@ -170,7 +172,7 @@ class Enroller(object):
     def _verified_chain(self, cert, ca_certs, chain_der_list, request_id):
         """The CA certificates of the path from ``cert`` to an independent anchor; the CA's certificates
         (GetCACert, the reply) only serve as intermediates."""
-        untrusted = list(ca_certs) + [_certs.load_certificate(d) for d in (chain_der_list or [])]
+        untrusted = list(ca_certs) + [_x509.load_certificate(d) for d in (chain_der_list or [])]
         return self._trust().verify(cert, untrusted, request_id=request_id, now=self.now)
 
     def _handle_pending(self, plan, enrollment):
@@ -189,22 +191,22 @@ def submit(plan, client, result):
     spec = plan.spec
     if plan.action == ACTION_RETRIEVE:
         return client.retrieve(spec['request_id'])
-    attributes = _requests.build_request_attributes(template=spec['template'])
+    attributes = _csr.build_request_attributes(template=spec['template'])
     if plan.csr is not None:
         return client.request(spec['template'], plan.csr_der, attributes=attributes, flags=_ndr.CR_IN_PKCS10)
     if plan.renewal:
-        sans = spec.get('wanted_sans') or _certs.certificate_sans(plan.current_cert) or None
-        csr = _requests.build_csr(plan.key, subject=_renewal.renewal_subject(spec.get('wanted_subject'),
-                                                                             plan.current_cert),
-                                  sans=sans, renewal_certificate=plan.current_cert)
-        cms = _requests.build_renewal_request(csr, plan.current_cert, plan.current_key)
+        sans = spec.get('wanted_sans') or _x509.certificate_sans(plan.current_cert) or None
+        csr = _csr.build_csr(plan.key, subject=_renewal.renewal_subject(spec.get('wanted_subject'),
+                                                                        plan.current_cert),
+                             sans=sans, renewal_certificate=plan.current_cert)
+        cms = _renewal_request.build_renewal_request(csr, plan.current_cert, plan.current_key)
         enrollment = client.request(spec['template'], cms, attributes=attributes, flags=_ndr.CR_IN_PKCS7)
         if not _renewal.falls_back(enrollment):
             result['renewal'] = True
             return enrollment
         result.setdefault('warnings', []).append(_renewal.fallback_warning(enrollment))
         plan.renewal = False
-    csr = _requests.build_csr(plan.key, subject=spec.get('wanted_subject'), sans=spec.get('wanted_sans'))
+    csr = _csr.build_csr(plan.key, subject=spec.get('wanted_subject'), sans=spec.get('wanted_sans'))
     return client.request(spec['template'], csr, attributes=attributes, flags=_ndr.CR_IN_PKCS10)
 
 
@@ -264,7 +266,7 @@ class IssuedCheck(object):
         else:
             sans = spec.get('wanted_sans')
             if plan.csr is not None and not sans:
-                sans = _certs.certificate_sans(plan.csr) or None
+                sans = _x509.certificate_sans(plan.csr) or None
             info = self._template_info(plan, result)
             diffs = _match.issued_differences(
                 cert, subject=spec.get('wanted_subject'), sans=sans, template=spec.get('template'),
@@ -330,7 +332,7 @@ def failure_result(spec, exc):
 def _cert_view(cert):
     if cert is None:
         return {'state': 'absent'}
-    facts = _certs.certificate_facts(cert)
+    facts = _x509.certificate_facts(cert)
     return dict((k, facts[k]) for k in ('subject', 'subject_alt_names', 'issuer', 'serial_number', 'not_before',
                                         'not_after', 'fingerprint_sha256'))
 
@@ -346,9 +348,9 @@ def plan_diff(plan, new_cert=None):
         after = {'state': 'pending' if plan.action != ACTION_REFRESH else 'outputs refreshed',
                  'template': plan.spec.get('template'), 'reason': str(plan.reason)}
         if plan.spec.get('wanted_subject'):
-            after['subject'] = _requests.parse_subject(plan.spec['wanted_subject']).rfc4514_string()
+            after['subject'] = _csr.parse_subject(plan.spec['wanted_subject']).rfc4514_string()
         if plan.spec.get('wanted_sans'):
-            after['subject_alt_names'] = _certs.format_sans(plan.spec['wanted_sans'])
+            after['subject_alt_names'] = _x509.format_sans(plan.spec['wanted_sans'])
         if plan.action == ACTION_REFRESH:
             after = dict(before, outputs='rewritten: %s' % plan.reason)
         else:
@@ -404,4 +406,3 @@ def finish(module, results, many):
     out['msg'] = '%d requests: %s' % (len(results), ', '.join(
         '%s' % (r.get('disposition') or r.get('action')) for r in results))
     module.exit_json(**out)
-

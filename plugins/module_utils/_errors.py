@@ -48,6 +48,10 @@ class MissingLibrary(AdcsError):
         self.import_error = import_error
 
 
+class LdapError(AdcsError):
+    """Any failure talking to the directory; the message is meant for the user."""
+
+
 class DnsError(AdcsError):
     """A DNS lookup found nothing usable (no SRV record, only targets outside the domain, no dnspython)."""
 
@@ -113,6 +117,7 @@ class WcceError(AdcsError):
 
 
 class AuthenticationError(WcceError):
+    """The credentials or the security context failed (logon, Kerberos, SSPI)."""
     default_summary = 'Authentication to the CA failed'
 
 
@@ -123,10 +128,12 @@ class KerberosFailure(AuthenticationError):
 
 
 class AccessDenied(WcceError):
+    """Authenticated, but not allowed to talk to the CA at all (DCOM activation/launch rights)."""
     default_summary = 'The CA refused access'
 
 
 class TransportError(WcceError):
+    """The RPC/DCOM channel broke (connection, binding, fault PDU)."""
     default_summary = 'The RPC/DCOM connection to the CA failed'
 
 
@@ -135,10 +142,12 @@ ConnectionError_ = TransportError
 
 
 class CaUnavailable(TransportError):
+    """The CA host or service is not there or is busy: another CA may be tried."""
     default_summary = 'The CA is unavailable'
 
 
 class ProtocolError(TransportError):
+    """A reply that does not decode as MS-WCCE/DCOM says it should."""
     default_summary = 'The CA sent a reply that could not be decoded'
 
 
@@ -148,18 +157,22 @@ class ReplyVerificationError(ProtocolError):
 
 
 class RequestDenied(WcceError):
+    """The CA refused this request (policy module, template or enrollment permission)."""
     default_summary = 'The CA denied the certificate request'
 
 
 class BadRequest(WcceError):
+    """The request we built is malformed or unsuitable for the template."""
     default_summary = 'The CA rejected the certificate request as invalid'
 
 
 class NotFound(WcceError):
+    """The request ID or CA property does not exist."""
     default_summary = 'The CA has no such object'
 
 
 class RequestPending(WcceError):
+    """Taken under submission: a certificate manager must approve it (retrieve it later by request ID)."""
     default_summary = 'The certificate request is pending approval by a certificate manager'
 
 
@@ -174,6 +187,7 @@ class CertificateError(WcceError):
 
 
 class FileOutputError(WcceError):
+    """An output file could not be read, staged or renamed into place."""
     default_summary = 'Writing the output files failed'
 
 

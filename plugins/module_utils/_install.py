@@ -17,9 +17,10 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError, InvalidInput
 
 
@@ -27,7 +28,7 @@ def _certificates(content, what):
     if content is None:
         return None
     try:
-        certs = _certs.load_certificates(content)
+        certs = _x509.load_certificates(content)
     except (CertificateError, ValueError) as exc:
         raise InvalidInput('%s cannot be read as certificates' % what, detail=getattr(exc, 'summary', str(exc)))
     if not certs:
@@ -40,13 +41,13 @@ def install(writer, certificate_path, certificate_content, private_key_path, cha
             staged_csr_path=None, private_key_passphrase=None, private_key_mode=None, mode=None, owner=None,
             group=None, fmt='pem', check_mode=False):
     """Install the certificate files and, when a staged new key exists, the key, all-or-nothing. ``writer`` is a
-    ``_files.ModuleFileWriter`` (or anything with its ``write(specs, validator)``). Returns a result dict."""
-    if fmt not in _files.FORMATS:
+    ``_staged.ModuleFileWriter`` (or anything with its ``write(specs, validator)``). Returns a result dict."""
+    if fmt not in _x509.FORMATS:
         raise InvalidInput('format must be pem or der, got %r' % fmt)
     cert = _certificates(certificate_content, 'certificate_content')[0]
     chain = _certificates(chain_content, 'chain_content')
     fullchain = _certificates(fullchain_content, 'fullchain_content')
-    if fullchain is not None and _certs.cert_der(fullchain[0]) != _certs.cert_der(cert):
+    if fullchain is not None and _x509.cert_der(fullchain[0]) != _x509.cert_der(cert):
         raise InvalidInput('fullchain_content does not start with the certificate of certificate_content')
 
     staged_key_bytes = _files.read_file(staged_private_key_path) if staged_private_key_path else None
@@ -57,11 +58,11 @@ def install(writer, certificate_path, certificate_content, private_key_path, cha
                            % (private_key_path, ' (%s)' % staged_private_key_path if staged_private_key_path else ''))
     key_origin = staged_private_key_path if staged_key_bytes is not None else private_key_path
     try:
-        key = _requests.load_private_key(key_bytes, private_key_passphrase)
+        key = _keys.load_private_key(key_bytes, private_key_passphrase)
     except InvalidInput as exc:
         raise InvalidInput('Cannot load the private key %s (wrong private_key_passphrase, or not a key); nothing '
                            'was written' % key_origin, detail=exc.detail)
-    if not _certs.key_matches_certificate(key, cert):
+    if not _x509.key_matches_certificate(key, cert):
         raise CertificateError('The certificate for %s does not belong to the private key %s; nothing was written'
                                % (certificate_path, key_origin),
                                remedy='Enroll again: the certificate and the key it was requested for must be '
@@ -70,31 +71,31 @@ def install(writer, certificate_path, certificate_content, private_key_path, cha
     specs, paths = [], {}
 
     def add(kind, path, content, secret=False, file_mode=None):
-        specs.append(_files.FileSpec(path, content, mode=file_mode, owner=owner, group=group, secret=secret))
+        specs.append(_staged.FileSpec(path, content, mode=file_mode, owner=owner, group=group, secret=secret))
         paths[kind] = specs[-1].path
 
     switching_key = staged_key_bytes is not None and staged_key_bytes != current_key_bytes
     if switching_key:
         key_mode = private_key_mode if private_key_mode is not None else _files.current_secret_mode(private_key_path)
         add('private_key', private_key_path, staged_key_bytes, secret=True, file_mode=key_mode)
-    add('certificate', certificate_path, _files.encode_certificate(cert, fmt), file_mode=mode)
+    add('certificate', certificate_path, _x509.encode_certificate(cert, fmt), file_mode=mode)
     if chain_path and chain is not None:
-        add('chain', chain_path, _files.encode_chain(chain, fmt), file_mode=mode)
+        add('chain', chain_path, _x509.encode_chain(chain, fmt), file_mode=mode)
     if fullchain_path and fullchain is not None:
-        add('fullchain', fullchain_path, _files.encode_chain(fullchain, fmt), file_mode=mode)
+        add('fullchain', fullchain_path, _x509.encode_chain(fullchain, fmt), file_mode=mode)
     staged_csr = _files.read_file(staged_csr_path) if (staged_csr_path and csr_path and switching_key) else None
     if staged_csr is not None:
-        add('csr', csr_path, staged_csr, file_mode=0o644)
+        add('csr', csr_path, staged_csr, file_mode=mode)
 
     cert_target = specs[1 if switching_key else 0].path
     key_target = specs[0].path if switching_key else None
 
     def validator(staged):
         # The bytes about to be renamed into place: the certificate belongs to the key it will sit next to.
-        staged_cert = _certs.load_certificates(_files.read_file(staged[cert_target]))[0]
+        staged_cert = _x509.load_certificates(_files.read_file(staged[cert_target]))[0]
         key_data = _files.read_file(staged[key_target]) if key_target else _files.read_file(private_key_path)
-        staged_key = _requests.load_private_key(key_data, private_key_passphrase)
-        if not _certs.key_matches_certificate(staged_key, staged_cert):
+        staged_key = _keys.load_private_key(key_data, private_key_passphrase)
+        if not _x509.key_matches_certificate(staged_key, staged_cert):
             raise CertificateError('The staged certificate does not match the staged private key; nothing was '
                                    'written')
 
@@ -107,4 +108,4 @@ def install(writer, certificate_path, certificate_content, private_key_path, cha
                 removed.append(leftover)
     return {'changed': bool(written.get('changed')) or bool(removed), 'paths': paths,
             'key_switched': switching_key, 'removed': removed,
-            'certificate': _certs.certificate_facts(cert)}
+            'certificate': _x509.certificate_facts(cert)}

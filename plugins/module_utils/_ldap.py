@@ -22,32 +22,26 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import os
-import re
 import shutil
 import socket
 import ssl
-import tempfile
 
-from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_GSSAPI, HAS_LDAP3
-# Until the modules check through _deps.check(): the names they read from _ldap today.
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_LDAP3
+# Until the modules check through _deps.check() and bind through _auth: the names they read from _ldap today.
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import (  # pylint: disable=unused-import
-    DNSPYTHON_IMPORT_ERROR, GSSAPI_IMPORT_ERROR, HAS_DNSPYTHON, LDAP3_IMPORT_ERROR,
+    DNSPYTHON_IMPORT_ERROR, GSSAPI_IMPORT_ERROR, HAS_DNSPYTHON, HAS_GSSAPI, LDAP3_IMPORT_ERROR,
+)
+from ansible_collections.adcs.enrollment.plugins.module_utils._ldap_kerberos import gssapi  # pylint: disable=unused-import
+from ansible_collections.adcs.enrollment.plugins.module_utils._ldap_search import (  # pylint: disable=unused-import
+    first_text,
 )
 
 if HAS_LDAP3:
     import ldap3
     from ldap3.core import exceptions as ldap3_exceptions
-    from ldap3.protocol.microsoft import security_descriptor_control
-    from ldap3.utils.conv import escape_bytes, escape_filter_chars
 else:
     ldap3 = None
     ldap3_exceptions = None
-
-if HAS_GSSAPI:
-    import gssapi
-else:
-    gssapi = None
 
 try:
     from ansible.module_utils.common.warnings import warn as _ansible_warn, get_warning_messages
@@ -56,28 +50,19 @@ except ImportError:  # pragma: no cover - outside Ansible
     get_warning_messages = None
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap_kerberos
 from ansible_collections.adcs.enrollment.plugins.module_utils import _principals
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, DnsError
-from ansible_collections.adcs.enrollment.plugins.module_utils._security import sid_to_string, sid_to_bytes
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import DnsError, LdapError
+from ansible_collections.adcs.enrollment.plugins.module_utils._ldap_search import LdapReader, ldap3_error_text
 
-PAGED_RESULTS_OID = '1.2.840.113556.1.4.319'
 EMPTY_LM_HASH = 'aad3b435b51404eeaad3b435b51404ee'
 DEFAULT_PORTS = {'ldaps': 636, 'starttls': 389, 'ldap': 389}
-
-# Bounds of one paged search: a hostile or broken server cannot make us loop or grow without end.
-MAX_PAGES = 2000
-MAX_ENTRIES = 200000
-MAX_COOKIE_BYTES = 4096
 
 
 def warn(text):
     """A warning the module returns (Ansible's global warnings, reported by exit_json / fail_json), once."""
     if _ansible_warn is not None and text not in (get_warning_messages() or ()):
         _ansible_warn(text)
-
-
-class LdapError(AdcsError):
-    """Any failure talking to the directory; the message is meant for the user."""
 
 
 if HAS_LDAP3:
@@ -97,10 +82,6 @@ if HAS_LDAP3:
                                                     server_hostname=connection.server.host)
 else:  # pragma: no cover
     VerifyingTls = None
-
-
-def _domain_to_dn(domain):
-    return ','.join('DC=%s' % part for part in domain.strip('.').split('.'))
 
 
 def _peer_certificate(conn):
@@ -250,24 +231,7 @@ def nt_hash_of(password):
     return None
 
 
-def _ldap3_error_text(exc):
-    """ldap3 wraps socket errors in nested tuples of reprs: dig out the innermost message."""
-    text = str(exc) or exc.__class__.__name__
-    match = re.search(r"\[SSL: [A-Z_]+\] ([^'\"]*)", text)
-    if match:
-        return match.group(0).strip()
-    match = re.search(r"socket ssl wrapping error: ([^'\"]*)", text)
-    if match:
-        return match.group(1).strip()
-    while len(text) > 2 and text[0] in '(["\'' and text[-1] in ')]"\',':
-        stripped = text.strip('()[],').strip('"\'')
-        if stripped == text:
-            break
-        text = stripped
-    return text
-
-
-class AdConnection(object):
+class AdConnection(LdapReader):
     """An authenticated LDAP connection to a domain controller plus the helpers the modules need."""
 
     def __init__(self, settings, connection_factory=None, server_factory=None, resolver=None):
@@ -319,89 +283,10 @@ class AdConnection(object):
             kwargs.update(user=user, password=secret, authentication=ldap3.NTLM)
         else:
             # sasl_credentials are set once connected, when the DC's DNS name (for the SPN) is known
-            if not self._kerberos_with_secret():
-                self._kerberos_credentials()  # fail early, before any network traffic
+            if not _ldap_kerberos.with_secret(s):
+                _ldap_kerberos.gssapi_credentials(s)  # fail early, before any network traffic
             kwargs.update(authentication=ldap3.SASL, sasl_mechanism=ldap3.KERBEROS)
         return kwargs
-
-    def _kerberos_with_secret(self):
-        s = self.settings
-        return s.auth == 'kerberos' and bool(s.password or s.nt_hash)
-
-    def _kerberos_credentials_from_secret(self, spn_host, kdc):
-        """Kerberos from a password or NT hash: get the TGT and the ldap/<DC> ticket ourselves (KDC = the DC, or
-        found by SRV) into a private credential cache, so no krb5.conf is needed; gssapi then binds with it."""
-        from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
-        s = self.settings
-        if not HAS_GSSAPI:
-            raise LdapError('auth=kerberos needs the python gssapi library (pip install gssapi) and a Kerberos client library')
-        if not s.username:
-            raise LdapError('auth=kerberos with a password or NT hash needs username')
-        user, domain = _principals.split_user(s.username, s.domain)
-        realm = _principals.realm_of(s.domain or domain)
-        ccache_dir = None
-        try:
-            creds = _kerberos.acquire_credentials(realm=realm, user=user, password=s.password, nt_hash=s.nt_hash,
-                                                  kdc=kdc, dns_server=kdc, timeout=s.timeout)
-            ccache_dir = tempfile.mkdtemp(prefix='adcs-ldap-krb5-')     # 0700, ours; removed by the caller
-            path = _kerberos.write_ccache(creds, os.path.join(ccache_dir, 'ccache'), spns=['ldap/%s' % spn_host],
-                                          kdc=kdc, dns_server=kdc, timeout=s.timeout)
-        except Exception as exc:  # _kerberos raises actionable errors; keep their text
-            if ccache_dir:
-                shutil.rmtree(ccache_dir, ignore_errors=True)
-            raise LdapError('Kerberos for LDAP failed: %s' % (exc.to_message() if hasattr(exc, 'to_message') else exc))
-        try:
-            return ccache_dir, gssapi.Credentials(usage='initiate', store={'ccache': path})
-        except Exception as exc:
-            shutil.rmtree(ccache_dir, ignore_errors=True)
-            raise LdapError('no usable Kerberos credentials from the password: %s' % exc)
-
-    def _kerberos_credentials(self):
-        """gssapi credentials from the ccache / keytab options (or the default ccache)."""
-        s = self.settings
-        if not HAS_GSSAPI:
-            raise LdapError('auth=kerberos needs the python gssapi library (pip install gssapi) and a Kerberos client library')
-        store = {}
-        if s.kerberos_ccache:
-            store['ccache'] = s.kerberos_ccache if ':' in s.kerberos_ccache else 'FILE:%s' % s.kerberos_ccache
-        if s.kerberos_keytab:
-            store['client_keytab'] = s.kerberos_keytab
-            if 'ccache' not in store:
-                store['ccache'] = 'MEMORY:adcs-enrollment'
-        if not store:
-            default = self._default_ccache()
-            if default:
-                store['ccache'] = default
-        name = None
-        if s.username:
-            principal = _principals.kerberos_principal(s.username, s.domain)
-            name = gssapi.Name(principal, gssapi.NameType.kerberos_principal)
-        try:
-            if store:
-                creds = gssapi.Credentials(name=name, usage='initiate', store=store)
-            else:
-                creds = gssapi.Credentials(name=name, usage='initiate')
-        except Exception as exc:
-            raise LdapError('no usable Kerberos credentials (ccache %s, keytab %s): %s'
-                            % (s.kerberos_ccache or 'default', s.kerberos_keytab or 'none', exc))
-        return creds
-
-    @staticmethod
-    def _default_ccache():
-        """The default credential cache as a pinned FILE: name, after the ownership check of the DCOM path
-        (_kerberos.check_default_ccache: a cache the user did not name is used only when it is a regular file of
-        the user running the module, not writable by others); None when it is not a FILE cache (KEYRING:, KCM:
-        are the user's own by construction) or does not exist (gssapi then reports the missing credentials)."""
-        from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
-        value = os.environ.get('KRB5CCNAME') or ''
-        if value and not value.upper().startswith('FILE:') and ':' in value.split('/')[0]:
-            return None
-        path = _kerberos._ccache_path(None)
-        try:
-            _kerberos.check_default_ccache(path)
-        except _kerberos.KerberosFailure as exc:
-            raise LdapError('auth=kerberos: %s' % exc.to_message())
-        return 'FILE:%s' % path if os.path.exists(path) else None
 
     def spn_host(self, conn, host):
         """DNS name for the ldap/<host> SPN. An address is resolved by reverse DNS, else by the rootDSE's
@@ -459,12 +344,12 @@ class AdConnection(object):
                     self._drop()
                     raise
             ccache_dir = None
-            if s.auth == 'kerberos' and self._kerberos_with_secret():
+            if s.auth == 'kerberos' and _ldap_kerberos.with_secret(s):
                 spn_host = self.spn_host(conn, host)
-                ccache_dir, creds = self._kerberos_credentials_from_secret(spn_host, host)
+                ccache_dir, creds = _ldap_kerberos.credentials_from_secret(s, spn_host, host)
                 conn.sasl_credentials = (spn_host, None, creds)
             elif s.auth == 'kerberos':
-                conn.sasl_credentials = (self.spn_host(conn, host), None, self._kerberos_credentials())
+                conn.sasl_credentials = (self.spn_host(conn, host), None, _ldap_kerberos.gssapi_credentials(s))
             try:
                 bound = conn.bind()
             finally:
@@ -493,7 +378,7 @@ class AdConnection(object):
         return text
 
     def _exception_text(self, exc, host):
-        text = _ldap3_error_text(exc)
+        text = ldap3_error_text(exc)
         if 'certificate verify failed' in text or 'CERTIFICATE_VERIFY_FAILED' in text:
             text = ('TLS certificate of %s could not be verified (%s); set ca_bundle to the CA that issued the DC '
                     'certificate, or validate_certs=false for tests only' % (host, text))
@@ -524,215 +409,3 @@ class AdConnection(object):
 
     def __exit__(self, *args):
         self.close()
-
-    # --- reading -------------------------------------------------------------------------------------------
-    def _read_root_dse(self):
-        wanted = ['defaultNamingContext', 'configurationNamingContext', 'rootDomainNamingContext', 'dnsHostName']
-        entries = self.search('', '(objectClass=*)', wanted, scope='BASE', paged=False)
-        if not entries:
-            raise LdapError('cannot read the rootDSE of %s' % self.host)
-        attrs = entries[0]['attributes']
-
-        def first(name):
-            value = attrs.get(name)
-            if isinstance(value, (list, tuple)):
-                value = value[0] if value else None
-            if isinstance(value, bytes):
-                value = value.decode('utf-8')
-            return value
-
-        self.root_dse = {
-            'defaultNamingContext': first('defaultNamingContext'),
-            'configurationNamingContext': first('configurationNamingContext'),
-            'rootDomainNamingContext': first('rootDomainNamingContext'),
-            'dnsHostName': first('dnsHostName'),
-        }
-        if not self.root_dse['defaultNamingContext'] and self.settings.domain:
-            self.root_dse['defaultNamingContext'] = _domain_to_dn(self.settings.domain)
-        if not self.root_dse['configurationNamingContext']:
-            root = self.root_dse['rootDomainNamingContext'] or self.root_dse['defaultNamingContext']
-            if not root:
-                raise LdapError('the rootDSE of %s names no naming context' % self.host)
-            self.root_dse['configurationNamingContext'] = 'CN=Configuration,%s' % root
-
-    @property
-    def default_nc(self):
-        return self.root_dse.get('defaultNamingContext')
-
-    @property
-    def configuration_nc(self):
-        return self.root_dse.get('configurationNamingContext')
-
-    def search(self, base, search_filter, attributes, scope='SUBTREE', sd_flags=None, paged=True, page_size=500,
-               max_pages=MAX_PAGES, max_entries=MAX_ENTRIES):
-        """Run a (paged) search; return a list of {'dn', 'attributes': {name: [raw bytes, ...]}}.
-
-        Attribute names in the result use the case asked for in ``attributes``. A search stops with an LdapError
-        after max_pages pages or max_entries entries, or when the server sends a cookie larger than
-        MAX_COOKIE_BYTES or the same cookie twice.
-        """
-        if self.conn is None:
-            raise LdapError('not connected')
-        scopes = {'BASE': ldap3.BASE, 'LEVEL': ldap3.LEVEL, 'SUBTREE': ldap3.SUBTREE}
-        controls = []
-        if sd_flags is not None:
-            controls.extend(security_descriptor_control(criticality=True, sdflags=sd_flags))
-        wanted = dict((a.lower(), a) for a in attributes)
-        results = []
-        cookie = None
-        seen_cookies = set()
-        pages = 0
-        while True:
-            pages += 1
-            kwargs = dict(search_base=base, search_filter=search_filter, search_scope=scopes[scope],
-                          attributes=list(attributes), controls=controls or None)
-            if paged:
-                kwargs.update(paged_size=page_size, paged_cookie=cookie)
-            try:
-                self.conn.search(**kwargs)
-            except Exception as exc:
-                raise LdapError('search of %s failed: %s' % (base or 'rootDSE', _ldap3_error_text(exc)))
-            result = self.conn.result or {}
-            code = result.get('result', 0)
-            if code not in (0, 4, 32):  # success, sizeLimitExceeded (partial), noSuchObject
-                raise LdapError('search of %s %s failed: %s %s'
-                                % (base or 'rootDSE', search_filter, result.get('description'), (result.get('message') or '').strip()))
-            for item in self.conn.response or []:
-                if item.get('type') != 'searchResEntry':
-                    continue
-                raw = item.get('raw_attributes') or {}
-                attrs = {}
-                for name, values in raw.items():
-                    key = wanted.get(name.lower(), name)
-                    attrs[key] = list(values) if isinstance(values, (list, tuple)) else [values]
-                results.append({'dn': item.get('dn'), 'attributes': attrs})
-            where = '%s %s' % (base or 'rootDSE', search_filter)
-            if len(results) > max_entries:
-                raise LdapError('search of %s returned more than %d entries: stopped' % (where, max_entries))
-            if not paged:
-                break
-            cookie = (((result.get('controls') or {}).get(PAGED_RESULTS_OID) or {}).get('value') or {}).get('cookie')
-            if not cookie:
-                break
-            if len(cookie) > MAX_COOKIE_BYTES:
-                raise LdapError('search of %s: the server sent a paging cookie of %d bytes (at most %d): stopped'
-                                % (where, len(cookie), MAX_COOKIE_BYTES))
-            if cookie in seen_cookies:
-                raise LdapError('search of %s: the server sent the same paging cookie twice: stopped' % where)
-            seen_cookies.add(cookie)
-            if pages >= max_pages:
-                raise LdapError('search of %s needs more than %d pages: stopped' % (where, max_pages))
-        return results
-
-    # --- accounts ------------------------------------------------------------------------------------------
-    def whoami(self):
-        """Authorization identity of the bind via the WhoAmI extended operation, or None (Samba lacks it)."""
-        try:
-            value = self.conn.extend.standard.who_am_i()
-        except Exception:
-            return None
-        if not value:
-            return None
-        value = value.decode('utf-8') if isinstance(value, bytes) else value
-        if value.startswith('u:'):
-            return value[2:]
-        if value.startswith('dn:'):
-            return value[3:]
-        return value
-
-    def find_account(self, principal):
-        """Find a user/computer by DOMAIN\\sam, sam, UPN, DN or SID; return its entry or None."""
-        principal = principal.strip()
-        base = self.default_nc
-        attrs = ['distinguishedName', 'sAMAccountName', 'userPrincipalName', 'objectSid', 'objectClass', 'dNSHostName']
-        parsed = _principals.parse(principal)
-        if parsed.form == _principals.SID:
-            flt = '(objectSid=%s)' % escape_bytes(sid_to_bytes(principal))
-        elif parsed.form == _principals.DN and ',' in principal:
-            found = self.search(principal, '(objectClass=*)', attrs, scope='BASE', paged=False)
-            return found[0] if found else None
-        elif parsed.form == _principals.DOWN_LEVEL:
-            flt = '(sAMAccountName=%s)' % escape_filter_chars(parsed.user)
-        elif parsed.form == _principals.UPN:
-            flt = '(|(userPrincipalName=%s)(sAMAccountName=%s))' % (escape_filter_chars(principal),
-                                                                    escape_filter_chars(parsed.user))
-        else:
-            flt = '(|(sAMAccountName=%s)(sAMAccountName=%s$))' % (escape_filter_chars(principal), escape_filter_chars(principal))
-        found = self.search(base, '(&(|(objectClass=user)(objectClass=computer))%s)' % flt, attrs)
-        if len(found) > 1 and '@' in principal:
-            exact = [f for f in found if _first_text(f, 'userPrincipalName', '').lower() == principal.lower()]
-            found = exact or found
-        return found[0] if found else None
-
-    def account_token(self, entry):
-        """SIDs a token of this account carries: objectSid, tokenGroups (transitive groups incl. primary group),
-        plus Everyone and Authenticated Users which AD does not store."""
-        dn = entry['dn']
-        found = self.search(dn, '(objectClass=*)', ['objectSid', 'tokenGroups'], scope='BASE', paged=False)
-        if not found:
-            raise LdapError('cannot read tokenGroups of %s' % dn)
-        attrs = found[0]['attributes']
-        sids = []
-        for value in attrs.get('objectSid', []):
-            sids.append(sid_to_string(value)[0])
-        groups = [sid_to_string(value)[0] for value in attrs.get('tokenGroups', [])]
-        for sid in groups:
-            if sid not in sids:
-                sids.append(sid)
-        for sid in ('S-1-1-0', 'S-1-5-11'):
-            if sid not in sids:
-                sids.append(sid)
-        return sids, groups
-
-    def resolve_sids(self, sids):
-        """{sid: 'DOMAIN\\name' or name} for SIDs found in the domain partition (others are left out)."""
-        names = {}
-        pending = [sid for sid in sids if sid and sid.startswith(('S-1-5-21-', 'S-1-5-32-'))]
-        for i in range(0, len(pending), 50):
-            chunk = pending[i:i + 50]
-            flt = '(|%s)' % ''.join('(objectSid=%s)' % escape_bytes(sid_to_bytes(s)) for s in chunk)
-            try:
-                found = self.search(self.default_nc, flt, ['objectSid', 'sAMAccountName', 'name'])
-            except LdapError:
-                continue
-            for item in found:
-                attrs = item['attributes']
-                if not attrs.get('objectSid'):
-                    continue
-                sid = sid_to_string(attrs['objectSid'][0])[0]
-                name = _first_text(item, 'sAMAccountName') or _first_text(item, 'name')
-                if name:
-                    names[sid] = name
-        return names
-
-
-def _first_text(entry, name, default=None):
-    values = entry['attributes'].get(name)
-    if not values:
-        return default
-    value = values[0]
-    if isinstance(value, (bytes, bytearray)):
-        try:
-            return bytes(value).decode('utf-8')
-        except UnicodeDecodeError:
-            return default
-    return value
-
-
-def first_text(entry, name, default=None):
-    return _first_text(entry, name, default)
-
-
-def kerberos_env(settings):
-    """Environment for libraries that read KRB5CCNAME / KRB5_CLIENT_KTNAME (e.g. subprocess tools)."""
-    env = {}
-    if settings.kerberos_ccache:
-        env['KRB5CCNAME'] = settings.kerberos_ccache
-    if settings.kerberos_keytab:
-        env['KRB5_CLIENT_KTNAME'] = settings.kerberos_keytab
-    return env
-
-
-def apply_kerberos_env(settings, environ=None):
-    environ = os.environ if environ is None else environ
-    environ.update(kerberos_env(settings))

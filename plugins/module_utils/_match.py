@@ -31,17 +31,17 @@ import datetime
 import hashlib
 import json
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
+from ansible_collections.adcs.enrollment.plugins.module_utils import _csr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
 from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import FileOutputError
 
-try:
+if HAS_CRYPTOGRAPHY:   # the modules check it (_deps.check)
     from cryptography import x509
     from cryptography.x509.oid import ExtensionOID
-except ImportError:  # reported by the callers through _requests/_certs HAS_CRYPTOGRAPHY
-    x509 = None
 
 REFUSED_SUFFIX = '.refused'
 OID_EXTENSION_REQUEST = '1.2.840.113549.1.9.14'
@@ -59,18 +59,18 @@ def name_text(name):
 
 
 def sans_text(sans, others=None):
-    items = _certs.format_sans(sans or []) + list(others or [])
+    items = _x509.format_sans(sans or []) + list(others or [])
     return ', '.join(items) if items else '(none)'
 
 
 def _key_text(public_key):
-    kind, detail = _requests.key_description(public_key)
-    digest = hashlib.sha256(_requests.public_key_der(public_key)).hexdigest()[:16]
+    kind, detail = _keys.key_description(public_key)
+    digest = hashlib.sha256(_keys.public_key_der(public_key)).hexdigest()[:16]
     return '%s %s (SHA-256 %s...)' % (kind.upper(), detail, digest)
 
 
 def other_sans(obj):
-    """Subject alternative names of a certificate or CSR that ``_certs.certificate_sans`` does not represent
+    """Subject alternative names of a certificate or CSR that ``_x509.certificate_sans`` does not represent
     (directory names, registered IDs, other names than the UPN), as text."""
     try:
         ext = obj.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
@@ -81,7 +81,7 @@ def other_sans(obj):
         if isinstance(gn, (x509.DNSName, x509.IPAddress, x509.RFC822Name, x509.UniformResourceIdentifier)):
             continue
         if isinstance(gn, x509.OtherName):
-            if gn.type_id.dotted_string == _requests.OID_UPN and _certs._decode_der_string(gn.value):
+            if gn.type_id.dotted_string == _x509.OID_UPN and _x509._decode_der_string(gn.value):
                 continue
             out.append('otherName:%s' % gn.type_id.dotted_string)
         elif isinstance(gn, x509.DirectoryName):
@@ -104,21 +104,21 @@ def csr_differences(csr, csr_der, wanted_subject=None, wanted_sans=None, key_par
     """Differences (list of text) between a CSR and the expected subject (None: empty), SANs (None: none) and key
     parameters (dict key_type/key_size/curve, None: not compared)."""
     diffs = []
-    want = _requests.parse_subject(wanted_subject)
+    want = _csr.parse_subject(wanted_subject)
     if not _same_name(want, csr.subject):
         diffs.append('subject: expected %s, the CSR has %s' % (name_text(want), name_text(csr.subject)))
     try:
         extensions = list(csr.extensions)
-        have = _certs.certificate_sans(csr)
+        have = _x509.certificate_sans(csr)
         others = other_sans(csr)
     except ValueError as exc:
         return diffs + ['extensions: the CSR has extensions that cannot be parsed (%s)' % exc]
-    want_sans = _requests.normalize_sans(wanted_sans) if wanted_sans else []
+    want_sans = _x509.normalize_sans(wanted_sans) if wanted_sans else []
     if want_sans != have or others:
         diffs.append('subject_alt_name: expected %s, the CSR has %s' % (sans_text(want_sans), sans_text(have, others)))
     if key_params:
-        problem = _requests.validate_private_key(csr.public_key(), key_params.get('key_type'),
-                                                 key_params.get('key_size'), key_params.get('curve'))
+        problem = _keys.validate_private_key(csr.public_key(), key_params.get('key_type'),
+                                             key_params.get('key_size'), key_params.get('curve'))
         if problem:
             diffs.append('key: %s' % problem)
     for ext in extensions:
@@ -126,7 +126,7 @@ def csr_differences(csr, csr_der, wanted_subject=None, wanted_sans=None, key_par
         if oid not in PINNED_CSR_EXTENSIONS:
             diffs.append('extension %s: not expected in the CSR' % oid)
     try:
-        attributes = _requests.csr_attributes(csr_der)
+        attributes = _csr.csr_attributes(csr_der)
     except Exception as exc:  # pyasn1 raises many types
         attributes = {}
         diffs.append('attributes: cannot be parsed (%s)' % exc)
@@ -173,7 +173,7 @@ def names_from_ad(template_info, account):
         rdns.append(('emailAddress', account.get('mail')))
     subject = None
     if rdns is not None and all(value for _k, value in rdns):
-        subject = _requests.parse_subject(list(rdns))
+        subject = _csr.parse_subject(list(rdns))
     sans, complete = [], True
     for flag, kind, value in (('CT_FLAG_SUBJECT_ALT_REQUIRE_DNS', 'dns', account.get('dns_host_name')),
                               ('CT_FLAG_SUBJECT_ALT_REQUIRE_DOMAIN_DNS', 'dns', _dns_domain(account.get('dn'))),
@@ -211,16 +211,16 @@ def issued_differences(cert, public_key=None, subject=None, sans=None, template=
     certificate a renewal request renewed (a CA may keep its names instead of building them again)."""
     diffs = []
     if public_key is not None and \
-            _requests.public_key_der(public_key) != _requests.public_key_der(cert.public_key()):
+            _keys.public_key_der(public_key) != _keys.public_key_der(cert.public_key()):
         diffs.append('public key: asked %s, issued %s' % (_key_text(public_key), _key_text(cert.public_key())))
     from_request = names_from_request(template_info)
-    want = _requests.parse_subject(subject) if subject else None
+    want = _csr.parse_subject(subject) if subject else None
     if want is None and csr_subject is not None and len(csr_subject) and from_request:
         want = csr_subject
     if want is not None and not _same_name(want, cert.subject):
         diffs.append('subject: asked %s, issued %s' % (name_text(want), name_text(cert.subject)))
-    want_sans = set(_requests.normalize_sans(sans)) if sans else set()
-    have = _certs.certificate_sans(cert)
+    want_sans = set(_x509.normalize_sans(sans)) if sans else set()
+    have = _x509.certificate_sans(cert)
     missing = want_sans - set(have)
     extra = (set(have) - want_sans) if from_request else set()
     others = other_sans(cert) if from_request else []
@@ -228,14 +228,14 @@ def issued_differences(cert, public_key=None, subject=None, sans=None, template=
         diffs.append('subject_alt_name: asked %s, issued %s' % (sans_text(sorted(want_sans)),
                                                                 sans_text(have, other_sans(cert))))
     kept = renewed is not None and _same_name(renewed.subject, cert.subject) and \
-        _certs.certificate_sans(renewed) == have
+        _x509.certificate_sans(renewed) == have
     if ad_names is not None and not kept:
         ad_subject, ad_sans, complete = ad_names
         if want is None and ad_subject is not None and not _same_name(ad_subject, cert.subject):
             diffs.append('subject: Active Directory gives %s, issued %s'
                          % (name_text(ad_subject), name_text(cert.subject)))
         if ad_sans is not None:
-            ad_set = set(_requests.normalize_sans(ad_sans)) if ad_sans else set()
+            ad_set = set(_x509.normalize_sans(ad_sans)) if ad_sans else set()
             if (ad_set - set(have)) or (complete and set(have) - ad_set - want_sans):
                 diffs.append('subject_alt_name: Active Directory gives %s, issued %s'
                              % (sans_text(sorted(ad_set)), sans_text(have)))
@@ -267,18 +267,18 @@ def asked(spec, csr=None):
     """What a request asks for, as stored in the refusal record (the key is not part of it: a new key is made on
     every attempt when none is kept)."""
     if spec.get('wanted_subject'):
-        subject = _requests.parse_subject(spec['wanted_subject']).rfc4514_string()
+        subject = _csr.parse_subject(spec['wanted_subject']).rfc4514_string()
     elif csr is not None:
         subject = csr.subject.rfc4514_string()
     else:
         subject = ''
     sans = spec.get('wanted_sans')
     if not sans and csr is not None:
-        sans = _certs.certificate_sans(csr)
+        sans = _x509.certificate_sans(csr)
     return {
         'template': spec.get('template'),
         'subject': subject,
-        'subject_alt_name': _certs.format_sans(_requests.normalize_sans(sans) if sans else []),
+        'subject_alt_name': _x509.format_sans(_x509.normalize_sans(sans) if sans else []),
         'request_id': spec.get('request_id'),
     }
 

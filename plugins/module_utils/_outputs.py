@@ -5,7 +5,7 @@
 
 ``Outputs`` lays out the private key, certificate, chain, full chain and PKCS#12 bundle of a plan (format,
 modes, owner/group, backups; a PKCS#12 bundle with the same content is kept byte for byte) and writes them
-all-or-nothing through the writer (``_files.ModuleFileWriter``: ``_files.StagedWrite`` with check mode), with a
+all-or-nothing through the writer (``_staged.ModuleFileWriter``: ``_staged.StagedWrite`` with check mode), with a
 last check that the staged certificate belongs to the staged key. It also writes the pending key of a request the
 CA holds, the refusal record of ``_match``, and fixes owner/group/mode of files that need no new content.
 """
@@ -16,11 +16,12 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
 from ansible_collections.adcs.enrollment.plugins.module_utils import _match
 from ansible_collections.adcs.enrollment.plugins.module_utils import _plan
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     CertificateError,
     InvalidInput,
@@ -62,8 +63,8 @@ class Outputs(object):
         content = _match.refusal_content(request_id, diffs, _match.asked(spec, plan.csr), now)
         try:
             # the record is our own state, owned by us and not writable by others (read_refusal trusts no other)
-            self.writer.write([_files.FileSpec(_match.refusal_path(spec['certificate_path']), content,
-                                               mode=_files.CERT_MODE)])
+            self.writer.write([_staged.FileSpec(_match.refusal_path(spec['certificate_path']), content,
+                                                mode=_files.CERT_MODE)])
         except WcceError as exc:
             return exc.to_message()
         return None
@@ -73,9 +74,9 @@ class Outputs(object):
         mode = spec.get('private_key_mode')
         if mode is None and plan.current_key_bytes is not None and path in (None, spec['private_key_path']):
             mode = _files.current_secret_mode(spec['private_key_path'])
-        content = _requests.private_key_bytes(plan.key, 'pem', spec.get('private_key_passphrase'))
-        return _files.FileSpec(path or spec['private_key_path'], content, mode=mode, owner=spec.get('owner'),
-                               group=spec.get('group'), backup=spec['backup'], secret=True)
+        content = _keys.private_key_bytes(plan.key, 'pem', spec.get('private_key_passphrase'))
+        return _staged.FileSpec(path or spec['private_key_path'], content, mode=mode, owner=spec.get('owner'),
+                                group=spec.get('group'), backup=spec['backup'], secret=True)
 
     def output_specs(self, plan, cert, chain):
         spec = plan.spec
@@ -84,9 +85,9 @@ class Outputs(object):
         kinds = {}
 
         def add(kind, path, content, secret=False, mode=None):
-            fs = _files.FileSpec(path, content, mode=mode if mode is not None else spec.get('mode'),
-                                 owner=spec.get('owner'), group=spec.get('group'), backup=spec['backup'],
-                                 secret=secret)
+            fs = _staged.FileSpec(path, content, mode=mode if mode is not None else spec.get('mode'),
+                                  owner=spec.get('owner'), group=spec.get('group'), backup=spec['backup'],
+                                  secret=secret)
             out.append(fs)
             kinds[kind] = fs.path
 
@@ -94,11 +95,11 @@ class Outputs(object):
             ks = self.key_spec(plan)
             out.append(ks)
             kinds['private_key'] = ks.path
-        add('certificate', spec['certificate_path'], _files.encode_certificate(cert, fmt))
+        add('certificate', spec['certificate_path'], _x509.encode_certificate(cert, fmt))
         if spec.get('chain_path'):
-            add('chain', spec['chain_path'], _files.encode_chain(chain, fmt))
+            add('chain', spec['chain_path'], _x509.encode_chain(chain, fmt))
         if spec.get('fullchain_path'):
-            add('fullchain', spec['fullchain_path'], _files.encode_chain([cert] + list(chain), fmt))
+            add('fullchain', spec['fullchain_path'], _x509.encode_chain([cert] + list(chain), fmt))
         if spec.get('pkcs12_path'):
             key = plan.key or plan.current_key
             if key is None:
@@ -107,18 +108,18 @@ class Outputs(object):
             existing = _files.read_file(spec['pkcs12_path'])
             if existing is not None:
                 try:
-                    old_key, old_cert, old_extra = _files.load_pkcs12(existing, spec.get('pkcs12_passphrase'))
+                    old_key, old_cert, old_extra = _x509.load_pkcs12(existing, spec.get('pkcs12_passphrase'))
                     if old_cert is not None and old_key is not None and \
-                            _certs.cert_der(old_cert) == _certs.cert_der(cert) and \
+                            _x509.cert_der(old_cert) == _x509.cert_der(cert) and \
                             _plan.same_public_key(old_key.public_key(), key.public_key()) and \
-                            [_certs.cert_der(c) for c in old_extra or []] == [_certs.cert_der(c) for c in chain]:
+                            [_x509.cert_der(c) for c in old_extra or []] == [_x509.cert_der(c) for c in chain]:
                         content = existing   # same content; a new bundle would differ only by its random salt
                 except WcceError:
                     content = None
             if content is None:
                 cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-                content = _files.pkcs12_bundle(key, cert, chain, spec.get('pkcs12_passphrase'),
-                                               friendly_name=cn[0].value if cn else None)
+                content = _x509.pkcs12_bundle(key, cert, chain, spec.get('pkcs12_passphrase'),
+                                              friendly_name=cn[0].value if cn else None)
             add('pkcs12', spec['pkcs12_path'], content, secret=True,
                 mode=spec.get('private_key_mode') if spec.get('private_key_mode') is not None else 0o600)
         return out, kinds
@@ -132,10 +133,10 @@ class Outputs(object):
 
         def validator(staged):
             # Last check on the bytes about to be renamed into place: the certificate belongs to the key.
-            staged_cert = _certs.load_certificates(_files.read_file(staged[cert_path]))[0]
+            staged_cert = _x509.load_certificates(_files.read_file(staged[cert_path]))[0]
             if key_path and key_path in staged and key is not None:
-                staged_key = _requests.load_private_key(_files.read_file(staged[key_path]), passphrase)
-                if not _certs.key_matches_certificate(staged_key, staged_cert):
+                staged_key = _keys.load_private_key(_files.read_file(staged[key_path]), passphrase)
+                if not _x509.key_matches_certificate(staged_key, staged_cert):
                     raise CertificateError('The staged certificate does not match the staged private key; nothing '
                                            'was written', request_id=request_id)
 
@@ -155,7 +156,7 @@ class Outputs(object):
         spec = plan.spec
         out = {'changed': False, 'disposition': None, 'paths': {}}
         if plan.current_cert is not None:
-            out['certificate'] = _certs.certificate_facts(plan.current_cert)
+            out['certificate'] = _x509.certificate_facts(plan.current_cert)
         specs = []
         for kind, key in (('certificate', 'certificate_path'), ('chain', 'chain_path'),
                           ('fullchain', 'fullchain_path'), ('pkcs12', 'pkcs12_path'),
@@ -170,8 +171,8 @@ class Outputs(object):
                 continue
             if mode is None:
                 mode = os.stat(path).st_mode & 0o7777
-            specs.append(_files.FileSpec(path, data, mode=mode, owner=spec.get('owner'), group=spec.get('group'),
-                                         secret=secret))
+            specs.append(_staged.FileSpec(path, data, mode=mode, owner=spec.get('owner'), group=spec.get('group'),
+                                          secret=secret))
         if specs:
             written = self.writer.write(specs)
             out['changed'] = bool(written.get('changed'))

@@ -19,11 +19,11 @@ import datetime
 import functools
 import os
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
 from ansible_collections.adcs.enrollment.plugins.module_utils import _match
 from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     CertificateError,
     InvalidInput,
@@ -81,7 +81,7 @@ def _read_existing_cert(path, plan):
     if data is None:
         return None
     try:
-        certs = _certs.load_certificates(data)
+        certs = _x509.load_certificates(data)
     except WcceError as exc:
         plan.warnings.append('The certificate at %s cannot be read and will be replaced: %s'
                              % (path, exc.to_message()))
@@ -120,11 +120,11 @@ def _csr_sans(csr):
     except x509.ExtensionNotFound:
         return None
     fake = _SansHolder(ext)
-    return _certs.certificate_sans(fake) or None
+    return _x509.certificate_sans(fake) or None
 
 
 class _SansHolder(object):
-    """Lets _certs.certificate_sans read a CSR's SAN extension."""
+    """Lets _x509.certificate_sans read a CSR's SAN extension."""
 
     def __init__(self, ext):
         self._ext = ext
@@ -150,7 +150,7 @@ def plan_request(spec, now=None, template_renewal_days=None):
         if data is not None:
             plan.current_key_bytes = data
             try:
-                plan.current_key = _requests.load_private_key(data, spec.get('private_key_passphrase'))
+                plan.current_key = _keys.load_private_key(data, spec.get('private_key_passphrase'))
             except InvalidInput as exc:
                 raise InvalidInput('Cannot load the private key %s (wrong private_key_passphrase, or not a key); '
                                    'it was left untouched' % key_path, detail=exc.detail)
@@ -239,15 +239,15 @@ def _choose_key(plan, now):
         data = _files.read_file(pending)
         if data is not None:
             plan.pending_key_path = pending
-            plan.key = _requests.load_private_key(data, spec.get('private_key_passphrase'))
+            plan.key = _keys.load_private_key(data, spec.get('private_key_passphrase'))
             plan.key_is_new = True
         else:
             plan.key = plan.current_key
         return
     if plan.current_key is None or spec['regenerate_key']:
         key_type = spec.get('key_type') or ('ecdsa' if spec.get('curve') else 'rsa')
-        plan.key = _requests.generate_private_key(key_type, spec.get('key_size') or 2048,
-                                                  spec.get('curve') or 'secp256r1')
+        plan.key = _keys.generate_private_key(key_type, spec.get('key_size') or 2048,
+                                              spec.get('curve') or 'secp256r1')
         plan.key_is_new = True
     else:
         plan.key = plan.current_key
@@ -257,7 +257,7 @@ def _choose_key(plan, now):
 
 def same_public_key(a, b):
     """The two public keys are the same (SubjectPublicKeyInfo)."""
-    return _requests.public_key_der(a) == _requests.public_key_der(b)
+    return _keys.public_key_der(a) == _keys.public_key_der(b)
 
 
 def _stale_outputs(plan):
@@ -275,14 +275,14 @@ def _stale_outputs(plan):
         if data is None:
             return '%s (%s) is missing' % (key, path)
         try:
-            certs = _certs.load_certificates(data)
+            certs = _x509.load_certificates(data)
         except WcceError:
             return '%s (%s) cannot be read' % (key, path)
         if not certs:
             return '%s (%s) holds no certificate' % (key, path)
         # DER bundles are PKCS#7 (a SET: no order), so compare membership, not positions.
-        ders = [_certs.cert_der(c) for c in certs]
-        if key == 'fullchain_path' and _certs.cert_der(cert) not in ders:
+        ders = [_x509.cert_der(c) for c in certs]
+        if key == 'fullchain_path' and _x509.cert_der(cert) not in ders:
             return '%s (%s) does not hold the current certificate' % (key, path)
         if not any(c.subject == cert.issuer for c in certs):
             return '%s (%s) does not hold the issuer of the current certificate' % (key, path)
@@ -291,10 +291,10 @@ def _stale_outputs(plan):
         if data is None:
             return 'pkcs12_path (%s) is missing' % spec['pkcs12_path']
         try:
-            key, p12_cert, _extra = _files.load_pkcs12(data, spec.get('pkcs12_passphrase'))
+            key, p12_cert, _extra = _x509.load_pkcs12(data, spec.get('pkcs12_passphrase'))
         except WcceError:
             return 'pkcs12_path (%s) cannot be opened with pkcs12_passphrase' % spec['pkcs12_path']
-        if p12_cert is None or _certs.cert_der(p12_cert) != _certs.cert_der(cert) or key is None or \
+        if p12_cert is None or _x509.cert_der(p12_cert) != _x509.cert_der(cert) or key is None or \
                 not same_public_key(key.public_key(), cert.public_key()):
             return 'pkcs12_path (%s) does not hold the current certificate and key' % spec['pkcs12_path']
     return None

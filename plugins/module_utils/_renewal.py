@@ -18,8 +18,9 @@ __metaclass__ = type
 
 import datetime
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _csr
+from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
 
 DEFAULT_RENEW_BEFORE_DAYS = 30
@@ -76,10 +77,10 @@ def _name_set(name):
 
 def _template_matches(cert, wanted):
     """Return (matches, text). ``wanted``: template name, template OID, or dict(name=, oid=)."""
-    have = _certs.certificate_template(cert)
+    have = _x509.certificate_template(cert)
     if isinstance(wanted, dict):
         w_name, w_oid = wanted.get('name'), wanted.get('oid')
-    elif _requests._OID_RE.match(str(wanted)):
+    elif _csr._OID_RE.match(str(wanted)):
         w_name, w_oid = None, str(wanted)
     else:
         w_name, w_oid = str(wanted), None
@@ -110,14 +111,14 @@ def needs_enrollment(cert, key, wanted_subject=None, wanted_sans=None, wanted_te
         return True, Reason(REASON_NO_CERT, 'no certificate present')
     if key is None:
         return True, Reason(REASON_NO_KEY, 'no private key present for the certificate')
-    if not _certs.key_matches_certificate(key, cert):
+    if not _x509.key_matches_certificate(key, cert):
         return True, Reason(REASON_KEY_MISMATCH, 'the private key does not match the certificate')
     if key_params:
-        problem = _requests.validate_private_key(key, key_params.get('key_type'), key_params.get('key_size'),
-                                                 key_params.get('curve'))
+        problem = _keys.validate_private_key(key, key_params.get('key_type'), key_params.get('key_size'),
+                                             key_params.get('curve'))
         if problem:
             return True, Reason(REASON_KEY_PARAMS, 'the key does not fit: %s' % problem)
-    end = _certs.not_after(cert)
+    end = _x509.not_after(cert)
     if now >= end:
         return True, Reason(REASON_EXPIRED, 'the certificate expired on %s' % end.strftime('%Y-%m-%d %H:%M:%SZ'))
     renew_before = datetime.timedelta(days=float(renew_before_days or 0))
@@ -127,21 +128,21 @@ def needs_enrollment(cert, key, wanted_subject=None, wanted_sans=None, wanted_te
                             'window of %s days' % (end.strftime('%Y-%m-%d %H:%M:%SZ'), left.days,
                                                    renew_before_days))
     if wanted_subject:
-        wanted = _requests.parse_subject(wanted_subject)
+        wanted = _csr.parse_subject(wanted_subject)
         if _name_set(wanted) != _name_set(cert.subject):
             return True, Reason(REASON_SUBJECT, 'the subject differs: certificate has "%s", wanted "%s"'
                                 % (cert.subject.rfc4514_string(), wanted.rfc4514_string()))
     if wanted_sans is not None:
-        want = set(_requests.normalize_sans(wanted_sans))
-        have = set(_certs.certificate_sans(cert))
+        want = set(_x509.normalize_sans(wanted_sans))
+        have = set(_x509.certificate_sans(cert))
         missing = sorted(want - have)
         extra = sorted(have - want)
         if missing or (sans_exact and extra):
             parts = []
             if missing:
-                parts.append('missing %s' % ', '.join(_certs.format_sans(missing)))
+                parts.append('missing %s' % ', '.join(_x509.format_sans(missing)))
             if sans_exact and extra:
-                parts.append('unexpected %s' % ', '.join(_certs.format_sans(extra)))
+                parts.append('unexpected %s' % ', '.join(_x509.format_sans(extra)))
             return True, Reason(REASON_SANS, 'the subject alternative names differ: %s' % '; '.join(parts))
     if wanted_template:
         ok, have_t = _template_matches(cert, wanted_template)
@@ -161,7 +162,7 @@ def default_renew_before(cert, template_days=None):
     if template_days is not None:
         return float(template_days), 'template'
     if cert is not None:
-        lifetime = (_certs.not_after(cert) - _certs.not_before(cert)).total_seconds() / 86400.0
+        lifetime = (_x509.not_after(cert) - _x509.not_before(cert)).total_seconds() / 86400.0
         if lifetime / 3.0 < DEFAULT_RENEW_BEFORE_DAYS:
             return round(lifetime / 3.0, 4), 'lifetime'
     return float(DEFAULT_RENEW_BEFORE_DAYS), 'default'
@@ -199,8 +200,8 @@ def sends_renewal_request(enabled, cert, current_key, reason, now):
     belongs to the current key and is replaced for its renewal window, by force or for new key parameters."""
     return bool(
         enabled and cert is not None and current_key is not None
-        and _certs.key_matches_certificate(current_key, cert)
-        and _certs.not_before(cert) <= now < _certs.not_after(cert)
+        and _x509.key_matches_certificate(current_key, cert)
+        and _x509.not_before(cert) <= now < _x509.not_after(cert)
         and reason.code in (REASON_RENEW_WINDOW, REASON_FORCE, REASON_KEY_PARAMS))
 
 

@@ -15,9 +15,11 @@ __metaclass__ = type
 
 import os
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _csr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
 from ansible_collections.adcs.enrollment.plugins.module_utils import _pipe
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
 from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_argument_spec
 
@@ -159,7 +161,7 @@ def check_request(spec, index=0):
         raise InvalidInput(where + 'regenerate_key cannot be used with a CSR (csr_path/csr_content): the CSR '
                                    'fixes the key')
     fmt = (spec.get('format') or 'pem').lower()
-    if fmt not in _files.FORMATS:
+    if fmt not in _x509.FORMATS:
         raise InvalidInput(where + 'format must be pem or der, got %r' % spec.get('format'))
     spec['format'] = fmt
     if spec.get('pkcs12_path') and not spec.get('private_key_path'):
@@ -171,10 +173,10 @@ def check_request(spec, index=0):
         raise InvalidInput(where + 'key_type must be rsa or ecdsa, got %r' % spec.get('key_type'))
     spec['key_type'] = key_type
     if spec.get('key_size') is not None:
-        _requests.validate_rsa_size(spec['key_size'])
+        _keys.validate_rsa_size(spec['key_size'])
         spec['key_size'] = int(spec['key_size'])
     if spec.get('curve'):
-        _requests.normalize_curve(spec['curve'])
+        _keys.normalize_curve(spec['curve'])
     if spec.get('key_size') and key_type == 'ecdsa':
         raise InvalidInput(where + 'key_size applies to RSA keys; use curve with key_type=ecdsa')
     if spec.get('renew_before') is not None:
@@ -204,12 +206,12 @@ def check_request(spec, index=0):
             subject = {'CN': spec['common_name']}
     spec['wanted_subject'] = subject or None
     if subject:
-        _requests.parse_subject(subject)  # validates
+        _csr.parse_subject(subject)  # validates
     sans = spec.get('subject_alt_name')
     if isinstance(sans, str):
         sans = [s for s in (part.strip() for part in sans.split(',')) if s]
     spec['subject_alt_name'] = sans or None
-    spec['wanted_sans'] = _requests.normalize_sans(sans) if sans else None
+    spec['wanted_sans'] = _x509.normalize_sans(sans) if sans else None
     # With a CSR, any of the names or key parameters given are expectations the CSR must meet (names not given
     # are then expected absent): the CSR may come from a managed host (controller-side enrollment).
     spec['csr_pinned'] = bool(csr_mode and (subject or sans or key_type or spec.get('key_size') or spec.get('curve')))

@@ -325,7 +325,7 @@ class VerifyingDCERPC_v5(DCERPC_v5):
             if count == 1:
                 announced = struct.unpack('<L', data[COMMON_HEADER:COMMON_HEADER + 4])[0]
             if level in (LEVEL_INTEGRITY, LEVEL_PRIVACY):
-                answer.append(self._verified_stub(data, level, frag_len, auth_len))
+                answer.append(verified_stub(self, data, level, frag_len, auth_len))
             else:
                 stub = data[RESPONSE_HEADER:frag_len - (auth_len + SEC_TRAILER if auth_len else 0)]
                 if auth_len:
@@ -372,74 +372,79 @@ class VerifyingDCERPC_v5(DCERPC_v5):
             raise session_error(packet=resp, error_code=error_code)
         return resp
 
-    def _verified_stub(self, data, level, frag_len, auth_len):
-        if not auth_len:
-            self._fail('the reply carries no authentication trailer (a plaintext reply in a %s session)'
-                       % LEVEL_NAMES[level])
-        trailer_at = frag_len - auth_len - SEC_TRAILER
-        if trailer_at < RESPONSE_HEADER:
-            self._fail('an authentication trailer longer than the PDU')
-        a_type, a_level, pad_len, _reserved, ctx_id = struct.unpack('<BBBBL', data[trailer_at:trailer_at + 8])
-        ours = self._p('auth_type', 0)
-        if a_type != ours:
-            self._fail('authentication type %d instead of %d' % (a_type, ours))
-        if a_level != level:
-            self._fail('protection level %s instead of %s' % (LEVEL_NAMES.get(a_level, a_level), LEVEL_NAMES[level]))
-        if ctx_id != self._ctx + AUTH_CTX_BASE:
-            self._fail('a reply of security context %d where %d was expected: replayed or misdirected'
-                       % (ctx_id, self._ctx + AUTH_CTX_BASE))
-        stub = data[RESPONSE_HEADER:trailer_at]
-        if pad_len > len(stub) or pad_len > 15:
-            self._fail('an authentication pad of %d bytes' % pad_len)
-        if len(stub) % 16:
-            # MS-RPCE 2.2.2.11: the sec_trailer is 16-byte aligned from the start of the PDU body (Windows and
-            # Samba pad the stub to a multiple of 16); the Kerberos wrap token does not cover the sec_trailer,
-            # so its auth_pad_length is only bounded here and by decoding the reply (see request())
-            self._fail('stub and authentication pad of %d bytes, not a multiple of 16' % len(stub))
-        verifier = data[frag_len - auth_len:frag_len]
-        if a_type == AUTHN_WINNT:
-            plain = self._ntlm(data, stub, verifier, level, trailer_at, frag_len, auth_len)
-        elif a_type == AUTHN_GSS_NEGOTIATE:
-            plain = self._kerberos(stub, verifier, level)
-        else:
-            self._fail('authentication type %d cannot be verified' % a_type)
-        return plain[:len(plain) - pad_len]
 
-    def _ntlm(self, data, stub, verifier, level, trailer_at, frag_len, auth_len):
-        flags = self._p('flags', 0)
-        if not flags & ntlm.NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY:
-            self._fail('NTLM without extended session security cannot be verified')
-        if auth_len != 16:
-            self._fail('an NTLM verifier of %d bytes' % auth_len)
-        seq = self._adcs_in_seq
-        claimed = struct.unpack('<I', verifier[12:16])[0]
-        handle = self._p('serverSealingHandle')
-        plain = handle(stub) if level == LEVEL_PRIVACY else stub
-        message = data[:RESPONSE_HEADER] + plain + data[trailer_at:frag_len - auth_len]
-        expected = ntlm_expected_signature(flags, self._p('serverSigningKey'), handle, seq, message)
-        if claimed != seq:
-            self._fail('NTLM sequence %d, expected %d: out of sequence or replayed' % (claimed, seq))
-        if not hmac.compare_digest(expected, verifier):
-            self._fail('NTLM signature mismatch, sequence %d' % seq)
-        self._adcs_in_seq = (seq + 1) & 0xFFFFFFFF
-        return plain
+def verified_stub(rpc, data, level, frag_len, auth_len):
+    """The plain stub of a reply PDU of ``rpc`` (a VerifyingDCERPC_v5) after its security trailer is checked:
+    type, level, context, pad, then the NTLM signature or the Kerberos wrap token/MIC (``rpc._fail`` otherwise)."""
+    if not auth_len:
+        rpc._fail('the reply carries no authentication trailer (a plaintext reply in a %s session)'
+                  % LEVEL_NAMES[level])
+    trailer_at = frag_len - auth_len - SEC_TRAILER
+    if trailer_at < RESPONSE_HEADER:
+        rpc._fail('an authentication trailer longer than the PDU')
+    a_type, a_level, pad_len, _reserved, ctx_id = struct.unpack('<BBBBL', data[trailer_at:trailer_at + 8])
+    ours = rpc._p('auth_type', 0)
+    if a_type != ours:
+        rpc._fail('authentication type %d instead of %d' % (a_type, ours))
+    if a_level != level:
+        rpc._fail('protection level %s instead of %s' % (LEVEL_NAMES.get(a_level, a_level), LEVEL_NAMES[level]))
+    if ctx_id != rpc._ctx + AUTH_CTX_BASE:
+        rpc._fail('a reply of security context %d where %d was expected: replayed or misdirected'
+                  % (ctx_id, rpc._ctx + AUTH_CTX_BASE))
+    stub = data[RESPONSE_HEADER:trailer_at]
+    if pad_len > len(stub) or pad_len > 15:
+        rpc._fail('an authentication pad of %d bytes' % pad_len)
+    if len(stub) % 16:
+        # MS-RPCE 2.2.2.11: the sec_trailer is 16-byte aligned from the start of the PDU body (Windows and
+        # Samba pad the stub to a multiple of 16); the Kerberos wrap token does not cover the sec_trailer,
+        # so its auth_pad_length is only bounded here and by decoding the reply (see request())
+        rpc._fail('stub and authentication pad of %d bytes, not a multiple of 16' % len(stub))
+    verifier = data[frag_len - auth_len:frag_len]
+    if a_type == AUTHN_WINNT:
+        plain = _ntlm_stub(rpc, data, stub, verifier, level, trailer_at, frag_len, auth_len)
+    elif a_type == AUTHN_GSS_NEGOTIATE:
+        plain = _kerberos_stub(rpc, stub, verifier, level)
+    else:
+        rpc._fail('authentication type %d cannot be verified' % a_type)
+    return plain[:len(plain) - pad_len]
 
-    def _kerberos(self, stub, verifier, level):
-        gss = self._p('gss')
-        key = self._p('sessionKey')
-        seq = self._adcs_in_seq
-        if seq is None:
-            self._fail('the CA announced no Kerberos sequence number (AP-REP) to check replies against')
-        if isinstance(gss, krb_gssapi.GSSAPI_AES):
-            if level == LEVEL_PRIVACY:
-                plain, cause = krb_aes_unwrap(gss.cipherType, key, verifier, stub, seq)
-            else:
-                plain, cause = stub, krb_aes_verify_mic(gss.checkSumProfile, key, verifier, stub, seq)
-        elif isinstance(gss, krb_gssapi.GSSAPI_RC4) and level == LEVEL_PRIVACY:
-            plain, cause = krb_rc4_unwrap(key.contents, verifier, stub, seq)
+
+def _ntlm_stub(rpc, data, stub, verifier, level, trailer_at, frag_len, auth_len):
+    flags = rpc._p('flags', 0)
+    if not flags & ntlm.NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY:
+        rpc._fail('NTLM without extended session security cannot be verified')
+    if auth_len != 16:
+        rpc._fail('an NTLM verifier of %d bytes' % auth_len)
+    seq = rpc._adcs_in_seq
+    claimed = struct.unpack('<I', verifier[12:16])[0]
+    handle = rpc._p('serverSealingHandle')
+    plain = handle(stub) if level == LEVEL_PRIVACY else stub
+    message = data[:RESPONSE_HEADER] + plain + data[trailer_at:frag_len - auth_len]
+    expected = ntlm_expected_signature(flags, rpc._p('serverSigningKey'), handle, seq, message)
+    if claimed != seq:
+        rpc._fail('NTLM sequence %d, expected %d: out of sequence or replayed' % (claimed, seq))
+    if not hmac.compare_digest(expected, verifier):
+        rpc._fail('NTLM signature mismatch, sequence %d' % seq)
+    rpc._adcs_in_seq = (seq + 1) & 0xFFFFFFFF
+    return plain
+
+
+def _kerberos_stub(rpc, stub, verifier, level):
+    gss = rpc._p('gss')
+    key = rpc._p('sessionKey')
+    seq = rpc._adcs_in_seq
+    if seq is None:
+        rpc._fail('the CA announced no Kerberos sequence number (AP-REP) to check replies against')
+    if isinstance(gss, krb_gssapi.GSSAPI_AES):
+        if level == LEVEL_PRIVACY:
+            plain, cause = krb_aes_unwrap(gss.cipherType, key, verifier, stub, seq)
         else:
-            plain, cause = None, 'this Kerberos protection cannot be verified'
-        if cause:
-            self._fail(cause)
-        self._adcs_in_seq = (seq + 1) & 0xFFFFFFFFFFFFFFFF
-        return plain
+            plain, cause = stub, krb_aes_verify_mic(gss.checkSumProfile, key, verifier, stub, seq)
+    elif isinstance(gss, krb_gssapi.GSSAPI_RC4) and level == LEVEL_PRIVACY:
+        plain, cause = krb_rc4_unwrap(key.contents, verifier, stub, seq)
+    else:
+        plain, cause = None, 'this Kerberos protection cannot be verified'
+    if cause:
+        rpc._fail(cause)
+    rpc._adcs_in_seq = (seq + 1) & 0xFFFFFFFFFFFFFFFF
+    return plain

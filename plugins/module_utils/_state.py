@@ -32,6 +32,7 @@ import datetime
 import json
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, FileOutputError, InvalidInput
 from ansible_collections.adcs.enrollment.plugins.module_utils._hresults import (
     CERTSRV_E_ENROLL_DENIED,
@@ -236,9 +237,9 @@ def serialize(data):
 
 
 def state_spec(path, data, owner=None, group=None):
-    """The ``_files.FileSpec`` that writes the state ``data`` to ``path`` (through the caller's writer, atomically,
+    """The ``_staged.FileSpec`` that writes the state ``data`` to ``path`` (through the caller's writer, atomically,
     0644: no secrets in it)."""
-    return _files.FileSpec(path, serialize(data), mode=STATE_MODE, owner=owner, group=group)
+    return _staged.FileSpec(path, serialize(data), mode=STATE_MODE, owner=owner, group=group)
 
 
 class Keeper(object):

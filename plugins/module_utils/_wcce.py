@@ -102,9 +102,9 @@ class EnrollmentResult(_EnrollmentResultBase):
 def _split_pkcs7(data):
     if not data:
         return []
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
     from cryptography.hazmat.primitives import serialization
-    return [c.public_bytes(serialization.Encoding.DER) for c in _certs.parse_pkcs7_certificates(data)]
+    return [c.public_bytes(serialization.Encoding.DER) for c in _x509.parse_pkcs7_certificates(data)]
 
 
 def decode_request_response(resp, chain_field='pctbCertChain'):

@@ -176,8 +176,9 @@ notes:
   - In this module O(timeout) bounds each URL as a whole (connecting, TLS, redirects and every read), not only each
     single read, so a server that sends its answer slowly cannot hold the module longer.
   - The connection options are only needed for C(ldap) URLs and O(from_ca).
-  - O(from_ca) needs O(ca_host), O(ca_name), O(username) and O(password) or O(nt_hash) (NTLM over DCOM with packet
-    privacy, like enrollment).
+  - O(from_ca) needs O(ca_host), O(ca_name) and credentials, exactly as enrollment (DCOM with packet privacy) -
+    O(username) with O(password) or O(nt_hash) (NTLM), or O(auth=kerberos) with a password, NT hash,
+    O(kerberos_keytab) or O(kerberos_ccache) (the KDC is O(domain_controller) or found by DNS).
 seealso:
   - name: RFC 5280
     description: CRL profile, delta CRLs (5.2.4) and CRL validation (6.3).
@@ -365,138 +366,13 @@ backup_file:
   type: str
 '''
 
-import traceback
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.adcs.enrollment.plugins.module_utils import _crl
-from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v
-from ansible_collections.adcs.enrollment.plugins.module_utils import _files
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
-from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
-    connection_argument_spec,
-    connection_params,
-)
-
-
-def _read_input(module, path, text, what):
-    if path:
-        try:
-            with open(path, 'rb') as handle:
-                data = handle.read()
-        except (IOError, OSError) as exc:
-            module.fail_json(msg='cannot read %s %s: %s' % (what, path, exc.strerror or exc))
-    elif text:
-        data = text.encode('utf-8') if not isinstance(text, bytes) else text
-    else:
-        return None
-    try:
-        return v.load_certificate(data)
-    except v.CrlError as exc:
-        module.fail_json(msg='%s: %s' % (what, exc))
-
-
-def ldap_connector(params):
-    """connect(host) for _crl.LdapFetcher: an _ldap.AdConnection with the shared options; ``host`` (only ever from a
-    URL in the options) replaces domain_controller, None is the configured directory."""
-
-    def connect(host):
-        if not _ldap.HAS_LDAP3:
-            raise _crl.FetchError(missing_required_lib('ldap3'))
-        conn_params = connection_params(params)
-        if host:
-            conn_params['domain_controller'] = host
-        if not conn_params.get('domain') and not conn_params.get('domain_controller'):
-            raise _crl.FetchError('LDAP URLs are read from the configured directory: set domain or domain_controller '
-                                  '(a host named by a certificate or CRL is never contacted)')
-        try:
-            settings = _ldap.LdapSettings.from_params(conn_params)
-            conn = _ldap.AdConnection(settings)
-            return conn.connect()
-        except _ldap.LdapError as exc:
-            raise _crl.FetchError(str(exc))
-    return connect
-
-
-def dcom_auth(params):
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
-    if not params.get('username'):
-        raise _crl.FetchError('from_ca needs username and password (or nt_hash)')
-    method = 'kerberos' if params.get('auth') == 'kerberos' else \
-        ('nt_hash' if params.get('nt_hash') and not params.get('password') else 'password')
-    return _auth.auth_from_params(params['username'], domain=params.get('domain'), password=params.get('password'),
-                                  nt_hash=params.get('nt_hash'), method=method)
-
-
-def open_ca(params, host_addresses):
-    """(CaFetcher, session) for from_ca."""
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _dcom
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _wcce
-    if not _dcom.HAS_IMPACKET:
-        raise _crl.FetchError(missing_required_lib('impacket'))
-    host, name = params.get('ca_host'), params.get('ca_name')
-    if not host or not name:
-        raise _crl.FetchError('from_ca needs ca_host and ca_name')
-    address = dict((k.lower(), val) for k, val in host_addresses.items()).get(host.lower(), host)
-    session = _dcom.DcomSession(address, dcom_auth(params), timeout=params.get('timeout') or 30)
-    client = _wcce.CertRequestClient(session, name)
-    return _crl.CaFetcher(client, 'dcom://%s/%s' % (host, name), session=session), session
-
-
-def _delta_facts(job, include_entries):
-    if job.delta is None:
-        return None
-    facts = v.crl_facts(job.delta, include_entries)
-    out = dict((k, facts[k]) for k in ('crl_number', 'base_crl_number', 'this_update', 'next_update',
-                                       'revoked_count'))
-    out['served_by'] = job.delta_served_by
-    if include_entries:
-        out['entries'] = facts['entries']
-    return out
-
-
-def _content_for(path, crl, fmt, issuer_cert=None, force=False):
-    """What to write: the file's own bytes when it already holds this CRL number of this issuer in this format.
-    CrlError when the file holds a newer CRL of the same issuer and key (unless force)."""
-    new = v.encode_crl(crl, fmt)
-    try:
-        with open(path, 'rb') as handle:
-            old = handle.read()
-    except (IOError, OSError):
-        return new
-    try:
-        existing = v.load_crl(old)
-    except v.CrlError:
-        return new
-    if not force:
-        try:
-            v.check_not_rolled_back(existing, crl, issuer_cert)
-        except v.CrlError as exc:
-            raise v.CrlError('%s: %s; the file is kept (force=true replaces it)' % (path, exc))
-    same_format = old.lstrip().startswith(b'-----BEGIN') == (fmt == 'pem')
-    if same_format and existing.issuer == crl.issuer and v.crl_number(existing) is not None and \
-            v.crl_number(existing) == v.crl_number(crl):
-        return old
-    return new
-
-
-def write_outputs(module, job):
-    p = module.params
-    specs = []
-    for path, crl in ((p['dest'], job.base), (p['delta_dest'], job.delta)):
-        if not path or crl is None:
-            continue
-        content = _content_for(path, crl, p['format'], job.issuer_cert, p['force'])
-        specs.append(_files.FileSpec(path, content, mode=p.get('mode'),
-                                     owner=p.get('owner'), group=p.get('group'), backup=p['backup']))
-    if not specs:
-        return {'changed': False}
-    result = _files.ModuleFileWriter(module).write(specs)
-    out = {'changed': result['changed']}
-    if p['dest'] and result.get('backup_files', {}).get(specs[0].path):
-        out['backup_file'] = result['backup_files'][specs[0].path]
-    return out
+from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_job
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_argument_spec
+from ansible_collections.adcs.enrollment.plugins.module_utils._crl_http import MAX_BODY
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 
 
 def main():
@@ -520,7 +396,7 @@ def main():
         use_proxy=dict(type='bool', default=True),
         max_redirects=dict(type='int', default=3),
         host_addresses=dict(type='dict', default={}),
-        max_size=dict(type='int', default=_crl.MAX_BODY),
+        max_size=dict(type='int', default=MAX_BODY),
         force=dict(type='bool', default=False),
     )
     module = AnsibleModule(
@@ -531,65 +407,12 @@ def main():
                             ['urls', 'from_ca'], ['password', 'nt_hash']],
         required_if=[['check_certificate', True, ['certificate_path', 'certificate'], True]],
     )
-    p = module.params
-    if not v.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=v.CRYPTOGRAPHY_IMPORT_ERROR)
-    if p['max_redirects'] < 0:
-        module.fail_json(msg='max_redirects must be 0 or more')
-    if p['max_size'] < 1:
-        module.fail_json(msg='max_size must be 1 or more')
-    if not p['urls'] and not p['from_ca'] and not (p['certificate_path'] or p['certificate']):
-        module.fail_json(msg='one of certificate_path, certificate, urls or from_ca is required')
-    host_addresses = dict((str(k), str(val)) for k, val in (p['host_addresses'] or {}).items())
-
-    cert = _read_input(module, p['certificate_path'], p['certificate'], 'certificate')
-    issuer = _read_input(module, p['issuer_certificate_path'], p['issuer_certificate'], 'issuer_certificate')
-
-    http = _crl.HttpClient(timeout=p['timeout'] or 30, validate_certs=p['validate_certs'], ca_bundle=p['ca_bundle'],
-                           use_proxy=p['use_proxy'], max_redirects=p['max_redirects'],
-                           host_addresses=host_addresses, max_body=p['max_size'])
-    retriever = _crl.Retriever(http, _crl.LdapFetcher(ldap_connector(p), max_size=p['max_size'],
-                                                      timeout=p['timeout'] or 30))
-    session = None
-    job = None
-    result = {'changed': False, 'urls_tried': []}
+    _deps.check(module, 'cryptography')
     try:
-        ca = None
-        if p['from_ca']:
-            ca, session = open_ca(p, host_addresses)
-        job = _crl.CrlJob(retriever, ca=ca, cert=cert, issuer_cert=issuer, urls=p['urls'],
-                          delta_urls=p['delta_urls'], delta=p['delta'], freshness=p['freshness'],
-                          anchors=lambda: v.trust_anchors(p['ca_bundle']))
-        job.run()
-        for warning in job.warnings:
-            module.warn(warning)
-        facts = v.crl_facts(job.base, p['include_entries'])
-        result.update(issuer=facts['issuer'], crl_number=facts['crl_number'], this_update=facts['this_update'],
-                      next_update=facts['next_update'], revoked_count=facts['revoked_count'],
-                      served_by=job.base_served_by, issuer_certificate_source=job.issuer_source,
-                      delta=_delta_facts(job, p['include_entries']), urls_tried=job.tried)
-        if p['include_entries']:
-            result['entries'] = facts['entries']
-        if p['check_certificate']:
-            status = job.status()
-            result['certificate_status'] = status
-            result['revoked'] = status['revoked']
-        if p['dest'] or p['delta_dest']:
-            result.update(write_outputs(module, job))
-            if p['dest']:
-                result['dest'] = p['dest']
-    except _crl.JobError as exc:
-        module.fail_json(msg=str(exc), urls_tried=exc.tried or (job.tried if job else []))
-    except (_crl.FetchError, v.CrlError, WcceError) as exc:
-        text = exc.to_message() if isinstance(exc, WcceError) else str(exc)
-        module.fail_json(msg=text, urls_tried=job.tried if job else [])
-    except Exception as exc:  # never a bare traceback to the user
-        module.fail_json(msg='unexpected error: %s' % exc, exception=traceback.format_exc(),
-                         urls_tried=job.tried if job else [])
-    finally:
-        retriever.close()
-        if session is not None:
-            session.close()
+        result = _crl_job.run(module)
+    except AdcsError as exc:     # the backend's JobError carries the attempts (and a traceback when unexpected)
+        extra = {'exception': exc.exception} if getattr(exc, 'exception', None) else {}
+        module.fail_json(msg=exc.to_message(), urls_tried=getattr(exc, 'tried', []), **extra)
     module.exit_json(**result)
 
 

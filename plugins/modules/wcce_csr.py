@@ -22,64 +22,22 @@ description:
   - The private key is never returned.
 options:
   private_key_path:
-    description:
-      - Private key file (PEM or DER, PKCS#1/PKCS#8/SEC1). Generated (PEM PKCS#8) when missing.
-    type: path
     required: true
-  private_key_passphrase:
-    description:
-      - Passphrase of the private key; a generated key is encrypted with it.
-    type: str
-  private_key_mode:
-    description:
-      - Mode of a generated private key file, taken as M(ansible.builtin.file) takes O(mode) (an integer is the
-        mode itself, a string is octal or symbolic).
-      - A mode that lets the group write or gives others any access (any bit of C(0027)) is refused.
-      - O(mode), O(owner) and O(group) apply to the CSR file (default mode C(0644)) and owner and group to the key.
-    type: raw
-    default: '0600'
   regenerate_key:
     description:
       - Replace the key at O(private_key_path) with a newly generated one.
     type: bool
     default: false
-  key_type:
-    description:
-      - Type of a generated key. When set, an existing key of another type or size makes the module fail (or
-        be replaced with O(regenerate_key=true)).
-    type: str
-    choices: [rsa, ecdsa]
-    default: rsa
-  key_size:
-    description:
-      - Size in bits of a generated RSA key.
-    type: int
-    default: 2048
-  curve:
-    description:
-      - Curve of a generated ECDSA key.
-    type: str
-    choices: [secp256r1, secp384r1, secp521r1]
-    default: secp256r1
-  subject:
-    description:
-      - Subject of the request, as a dictionary, an RFC 4514 string or an OpenSSL-style string.
-    type: raw
-  common_name:
-    description:
-      - Common name of the subject (a shortcut for a O(subject) with only C(CN)).
-    type: str
-  subject_alt_name:
-    description:
-      - Subject alternative names, each C(DNS:name), C(IP:address), C(UPN:user@realm), C(email:addr) or
-        C(URI:uri).
-    type: list
-    elements: str
   csr_path:
     description:
       - Also write the CSR (PEM) to this file.
+      - O(mode) (default C(0644)), O(owner) and O(group) apply to the CSR file; O(owner) and O(group) also to a
+        generated private key, whose mode is O(private_key_mode).
     type: path
 extends_documentation_fragment:
+  - adcs.enrollment.key
+  - adcs.enrollment.key.generated
+  - adcs.enrollment.subject
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
 attributes:
@@ -133,110 +91,43 @@ public_key:
   sample: {type: rsa, size: 2048}
 '''
 
-import os
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _files
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
-
-try:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-except ImportError:
-    pass
-
-
-def _same_request(existing_pem, key, subject, sans):
-    """True when the CSR file holds a request for this key, subject and SANs (ECDSA signatures differ per run)."""
-    try:
-        csr = x509.load_pem_x509_csr(existing_pem)
-    except (ValueError, TypeError):
-        return False
-    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
-    if csr.public_key().public_bytes(serialization.Encoding.DER, fmt) != \
-            key.public_key().public_bytes(serialization.Encoding.DER, fmt):
-        return False
-    if csr.subject != _requests.parse_subject(subject):
-        return False
-    try:
-        have = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        have_names = list(have)
-    except x509.ExtensionNotFound:
-        have_names = []
-    return have_names == list(_requests.san_general_names(sans) or [])
+from ansible_collections.adcs.enrollment.plugins.module_utils import _csr
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import key_argument_spec, subject_argument_spec
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            private_key_path=dict(type='path', required=True, no_log=False),
-            private_key_passphrase=dict(type='str', no_log=True),
-            private_key_mode=dict(type='raw', default='0600', no_log=False),
-            regenerate_key=dict(type='bool', default=False),
-            key_type=dict(type='str', choices=['rsa', 'ecdsa'], default='rsa'),
-            key_size=dict(type='int', default=2048),
-            curve=dict(type='str', choices=['secp256r1', 'secp384r1', 'secp521r1'], default='secp256r1'),
-            subject=dict(type='raw'),
-            common_name=dict(type='str'),
-            subject_alt_name=dict(type='list', elements='str'),
-            csr_path=dict(type='path'),
-        ),
-        mutually_exclusive=[('subject', 'common_name')],
-        add_file_common_args=True,
-        supports_check_mode=True,
-    )
-    if not _requests.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=_requests.CRYPTOGRAPHY_IMPORT_ERROR)
+    argument_spec = key_argument_spec(generated_defaults=True)
+    argument_spec['private_key_path']['required'] = True
+    argument_spec.update(subject_argument_spec())
+    argument_spec.update(regenerate_key=dict(type='bool', default=False), csr_path=dict(type='path'))
+    module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=[('subject', 'common_name')],
+                           add_file_common_args=True, supports_check_mode=True)
+    _deps.check(module, 'cryptography')
     p = module.params
     subject = p['subject'] if p['subject'] is not None else (
         {'CN': p['common_name']} if p['common_name'] else None)
-    sans = p['subject_alt_name'] or None
-    result = dict(changed=False, key_generated=False)
-    writer = _files.ModuleFileWriter(module)
     try:
-        key_mode = _files.check_secret_mode(p['private_key_mode'])
-        if not module.check_mode:   # a switch of these files a killed run left half done is finished first
-            _files.recover([p['private_key_path'], p['csr_path']])
-        key = None
-        if os.path.exists(p['private_key_path']) and not p['regenerate_key']:
-            key = _requests.load_private_key(_files.read_file(p['private_key_path']), p['private_key_passphrase'])
-            problem = _requests.validate_private_key(key, p['key_type'], p['key_size'], p['curve'])
-            if problem:
-                module.fail_json(msg='The private key %s does not fit: %s (set regenerate_key=true to replace it)'
-                                 % (p['private_key_path'], problem))
-        else:
-            result['key_generated'] = True
-            result['changed'] = True
-            if module.check_mode:
-                module.exit_json(**result)
-            key = _requests.generate_private_key(p['key_type'], p['key_size'], p['curve'])
-            writer.write([_files.FileSpec(p['private_key_path'],
-                                          _requests.private_key_bytes(key, 'pem', p['private_key_passphrase']),
-                                          mode=key_mode, owner=p['owner'], group=p['group'], secret=True)])
-        kind, detail = _requests.key_description(key)
-        result['public_key'] = {'type': kind, ('size' if kind == 'rsa' else 'curve'): detail}
-        csr_pem = None
-        if p['csr_path'] and os.path.exists(p['csr_path']):
-            existing = _files.read_file(p['csr_path'], replaceable=True)
-            if _same_request(existing, key, subject, sans):
-                csr_pem = existing
-        if csr_pem is None:
-            der = _requests.build_csr(key, subject=subject, sans=sans)
-            csr_pem = x509.load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM)
-        if p['csr_path']:
-            written = writer.write([_files.FileSpec(p['csr_path'], csr_pem, mode=p['mode'], owner=p['owner'],
-                                                    group=p['group'])])
-            result['changed'] = result['changed'] or written['changed']
-        result['csr'] = to_native(csr_pem)
-    except WcceError as exc:
-        module.fail_json(msg=to_native(exc), **result)
+        result = _csr.ensure_key_and_csr(
+            _staged.ModuleFileWriter(module), p['private_key_path'], csr_path=p['csr_path'],
+            passphrase=p['private_key_passphrase'], key_mode=p['private_key_mode'], regenerate=p['regenerate_key'],
+            key_type=p['key_type'], key_size=p['key_size'], curve=p['curve'], subject=subject,
+            sans=p['subject_alt_name'] or None, mode=p['mode'], owner=p['owner'], group=p['group'],
+            check_mode=module.check_mode)
+    except AdcsError as exc:
+        module.fail_json(msg=to_native(exc), changed=False, key_generated=False)
     except (OSError, IOError, ValueError) as exc:
         module.fail_json(msg='Cannot create the key or CSR: %s' % to_native(exc), exception=traceback.format_exc(),
-                         **result)
+                         changed=False, key_generated=False)
+    if result.get('csr') is not None:
+        result['csr'] = to_native(result['csr'])
     module.exit_json(**result)
 
 

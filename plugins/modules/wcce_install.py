@@ -41,7 +41,8 @@ attributes:
 options:
   certificate_path:
     description:
-      - Where the certificate is written. O(mode), O(owner) and O(group) apply to it and to the chain and full chain.
+      - Where the certificate is written. O(mode), O(owner) and O(group) apply to it and to the chain, full chain
+        and CSR (O(mode) defaults to C(0644)).
     type: path
     required: true
   certificate_content:
@@ -161,12 +162,12 @@ certificate:
   type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _install
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import WcceError
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 
 
 def main():
@@ -190,18 +191,17 @@ def main():
         add_file_common_args=True,
         supports_check_mode=True,
     )
-    if not _requests.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=_requests.CRYPTOGRAPHY_IMPORT_ERROR)
+    _deps.check(module, 'cryptography')
     p = module.params
     try:
         result = _install.install(
-            _files.ModuleFileWriter(module), p['certificate_path'], p['certificate_content'], p['private_key_path'],
+            _staged.ModuleFileWriter(module), p['certificate_path'], p['certificate_content'], p['private_key_path'],
             chain_path=p['chain_path'], chain_content=p['chain_content'], fullchain_path=p['fullchain_path'],
             fullchain_content=p['fullchain_content'], staged_private_key_path=p['staged_private_key_path'],
             csr_path=p['csr_path'], staged_csr_path=p['staged_csr_path'],
             private_key_passphrase=p['private_key_passphrase'], private_key_mode=p['private_key_mode'],
             mode=p['mode'], owner=p['owner'], group=p['group'], fmt=p['format'], check_mode=module.check_mode)
-    except WcceError as exc:
+    except AdcsError as exc:
         module.fail_json(msg=exc.to_message(), changed=False)
     module.exit_json(**result)
 

@@ -698,12 +698,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _directory
 from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
-from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _pipe
 from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils import _state
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 
@@ -720,8 +720,7 @@ def main():
     module = AnsibleModule(argument_spec=_request_spec.argument_spec(), **_request_spec.module_kwargs())
     if not HAS_IMPACKET:
         module.fail_json(msg=missing_required_lib('impacket'), exception=IMPACKET_IMPORT_ERROR)
-    if not _requests.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=_requests.CRYPTOGRAPHY_IMPORT_ERROR)
+    _deps.check(module, 'cryptography')
     params = module.params
     many = bool(params.get('requests'))
     try:
@@ -747,7 +746,7 @@ def main():
                 params, connect_directory=(lambda: directory.conn) if directory is not None else None)
         except AdcsError as exc:
             module.fail_json(msg=exc.to_message())
-        writer = _files.ModuleFileWriter(module)
+        writer = _staged.ModuleFileWriter(module)
         enroller = _enroller.Enroller(
             auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
             dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,

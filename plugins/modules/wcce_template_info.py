@@ -189,28 +189,50 @@ certificate_authorities:
     ca_certificate_dn:
       description: cACertificateDN attribute (subject of the CA certificate as AD records it).
       type: str
+    certificate:
+      description:
+        - Facts of the current CA certificate, the same as RV(adcs.enrollment.wcce_request#module:certificate)
+          (C(subject), C(issuer), C(serial_number) in upper-case hex, C(not_before), C(not_after),
+          C(fingerprint_sha256), C(fingerprint_sha1), C(subject_alt_names), C(template), C(extended_key_usage),
+          C(public_key), C(is_ca)); C(error) alone when the certificate cannot be parsed.
+      type: dict
+      version_added: 1.1.0
     certificate_subject:
-      description: Subject of the current CA certificate (RFC 4514).
+      description:
+        - Subject of the current CA certificate (RFC 4514).
+        - Deprecated, use C(certificate.subject); the flat C(certificate_*) facts will be removed in 2.0.0.
       type: str
       sample: CN=EXAMPLE-CA,DC=example,DC=com
     certificate_issuer:
-      description: Issuer of the current CA certificate.
+      description:
+        - Issuer of the current CA certificate.
+        - Deprecated, use C(certificate.issuer).
       type: str
     certificate_not_before:
-      description: Start of validity of the CA certificate (UTC, ISO 8601).
+      description:
+        - Start of validity of the CA certificate (UTC, ISO 8601).
+        - Deprecated, use C(certificate.not_before).
       type: str
     certificate_not_after:
-      description: End of validity of the CA certificate (UTC, ISO 8601).
+      description:
+        - End of validity of the CA certificate (UTC, ISO 8601).
+        - Deprecated, use C(certificate.not_after).
       type: str
       sample: '2031-01-01T00:00:00Z'
     certificate_serial_number:
-      description: Serial number (hex) of the CA certificate.
+      description:
+        - Serial number (hex) of the CA certificate.
+        - Deprecated, use C(certificate.serial_number) (upper-case hex).
       type: str
     certificate_sha256_fingerprint:
-      description: SHA-256 fingerprint of the CA certificate, colon separated.
+      description:
+        - SHA-256 fingerprint of the CA certificate, colon separated.
+        - Deprecated, use C(certificate.fingerprint_sha256).
       type: str
     certificate_sha1_fingerprint:
-      description: SHA-1 fingerprint (thumbprint) of the CA certificate.
+      description:
+        - SHA-1 fingerprint (thumbprint) of the CA certificate.
+        - Deprecated, use C(certificate.fingerprint_sha1).
       type: str
     certificate_pem:
       description: The CA certificate in PEM.
@@ -393,7 +415,8 @@ templates:
       type: bool
     cas:
       description: CAs that publish the template (C(name), C(dns_host_name), C(config), C(certificate_subject),
-        C(certificate_not_after), C(certificate_sha256_fingerprint)).
+        C(certificate_not_after), C(certificate_fingerprint_sha256); C(certificate_sha256_fingerprint), deprecated, is
+        the same value and will be removed in 2.0.0).
       type: list
       elements: dict
     raw:
@@ -405,10 +428,10 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils._directory import (
     enterprise_oid_names, filter_services, list_enrollment_services, list_templates, publishing_cas,
-    HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR,
 )
 from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
     connection_argument_spec, connection_module_kwargs, connection_params,
@@ -576,8 +599,7 @@ def main():
 
     if not _ldap.HAS_LDAP3:
         module.fail_json(msg=missing_required_lib('ldap3'), exception=_ldap.LDAP3_IMPORT_ERROR)
-    if not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=CRYPTOGRAPHY_IMPORT_ERROR)
+    _deps.check(module, 'cryptography')
     if not module.params.get('domain_controller') and not _ldap.HAS_DNSPYTHON:
         module.fail_json(msg=missing_required_lib('dnspython', reason='to find a domain controller (or set domain_controller)'),
                          exception=_ldap.DNSPYTHON_IMPORT_ERROR)

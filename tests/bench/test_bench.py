@@ -59,13 +59,13 @@ def median(values):
 
 def core_throughput(lab, n):
     """N PKCS#10 requests (RSA 2048, CSRs built beforehand) over one authenticated DCOM session."""
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _auth, _dcom, _requests, _wcce
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _auth, _csr, _dcom, _keys, _wcce
     acct = lab['accounts']['enroller']
     csrs = []
     for i in range(n):
-        key = _requests.generate_private_key('rsa', 2048)
-        csrs.append(_requests.build_csr(key, subject={'CN': 'bench%d.lab.adcs.test' % i},
-                                        sans=['DNS:bench%d.lab.adcs.test' % i]))
+        key = _keys.generate_private_key('rsa', 2048)
+        csrs.append(_csr.build_csr(key, subject={'CN': 'bench%d.lab.adcs.test' % i},
+                                   sans=['DNS:bench%d.lab.adcs.test' % i]))
     auth = _auth.PasswordAuth(acct['username'], lab['domain'], acct['password'])
     start = time.perf_counter()
     issued = 0

@@ -7,7 +7,9 @@ import datetime
 import http.client
 import json
 import os
+import shutil
 import ssl
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,6 +17,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.crl_web import RawServer, close_listener
 
 pytestmark = pytest.mark.lab
 
@@ -369,6 +373,31 @@ def test_crl_from_the_ca_over_dcom(lab, ansible, issued):
     assert result['crl_number'] == web.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
 
 
+def test_crl_from_the_ca_with_kerberos_keytab_and_ccache(lab, ansible, tmp_path):
+    """Issue 13 drift: from_ca ignored kerberos_keytab, kerberos_ccache and domain_controller. The machine keytab
+    (principal from the option or, without username, <HOST>$ of the keytab's account) and a ccache made by kinit
+    both get the CRL; the CA is named by its DNS name (service ticket) and reached at its address."""
+    comp = lab['accounts']['computer']
+    base = {'from_ca': True, 'ca_host': lab['ca']['hostname'], 'ca_name': lab['ca']['name'], 'auth': 'kerberos',
+            'domain': lab['domain'], 'domain_controller': lab['dc']['address'], 'delta': False,
+            'host_addresses': {lab['ca']['hostname']: lab['ca']['address']}}
+    label = 'dcom://%s/%s (base CRL)' % (lab['ca']['hostname'], lab['ca']['name'])
+    rc, result = run(ansible, dict(base, username='%s@%s' % (comp['username'], lab['domain']),
+                                   kerberos_keytab=comp['keytab']))
+    assert rc == 0, result
+    assert result['served_by'] == label and result['issuer'] == 'CN=LAB-CA,DC=lab,DC=adcs,DC=test'
+    if not shutil.which('kinit'):
+        pytest.skip('no kinit')
+    acct = lab['accounts']['enroller']
+    cc = str(tmp_path / 'krb5cc')
+    env = dict(os.environ, KRB5_CONFIG=lab['dc']['krb5_conf'])
+    subprocess.run(['kinit', '-c', 'FILE:' + cc, '%s@%s' % (acct['username'], lab['realm'])],
+                   input=acct['password'] + '\n', env=env, check=True, capture_output=True, text=True, timeout=30)
+    rc, result = run(ansible, dict(base, kerberos_ccache=cc))       # the principal is the ccache's own
+    assert rc == 0, result
+    assert result['served_by'] == label
+
+
 def test_dcom_bad_password_is_a_clean_error(lab, ansible):
     rc, result = run(ansible, {'from_ca': True, 'ca_host': lab['ca']['address'], 'ca_name': lab['ca']['name'],
                                'domain': lab['domain'], 'username': 'enroller', 'password': 'wrong', 'timeout': 10})
@@ -464,17 +493,6 @@ class ThrowawayPki(object):
         return context
 
 
-def _close_listener(sock):
-    """Close a listening socket another thread is accept()ing on: shutdown wakes it (close alone does not on Linux,
-    and the port would stay bound)."""
-    import socket as socket_module
-    try:
-        sock.shutdown(socket_module.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()
-
-
 class LdapTrap(object):
     """A fake LDAP server (389 plain, 636 TLS) that answers binds with success and records every connection and every
     bind with its credentials: what a server named in a planted certificate's CDP would harvest."""
@@ -557,7 +575,7 @@ class LdapTrap(object):
 
     def close(self):
         for sock in self.socks:
-            _close_listener(sock)
+            close_listener(sock)
 
 
 @pytest.fixture
@@ -668,48 +686,12 @@ def test_https_to_http_redirect_is_refused(lab, ansible, throwaway):
             httpd.server_close()
 
 
-class RawHttp(object):
-    """Port 80 on ``address``; ``serve(self, conn)`` after reading the request; counts bytes sent."""
-
-    def __init__(self, address, serve):
-        import socket
-        self.serve = serve
-        self.sent = 0
-        self.stop = threading.Event()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((address, 80))
-        self.sock.listen(5)
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self):
-        while True:
-            try:
-                conn, _addr = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn):
-        try:
-            conn.recv(65536)
-            self.serve(self, conn)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self):
-        self.stop.set()
-        _close_listener(self.sock)
-
-
 @pytest.fixture
 def raw_http():
     servers = []
 
     def start(address, serve):
-        server = RawHttp(address, serve)
+        server = RawServer(serve, address, 80)
         servers.append(server)
         return server
     yield start

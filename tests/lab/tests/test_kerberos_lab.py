@@ -25,8 +25,9 @@ DC = "127.0.0.11"
 
 pytestmark = pytest.mark.lab
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _dcom, _kerberos, _requests, _wcce  # noqa
+from ansible_collections.adcs.enrollment.plugins.module_utils import _csr, _dcom, _kerberos, _keys, _wcce  # noqa
 from ansible_collections.adcs.enrollment.plugins.module_utils import _auth, _errors  # noqa: E402
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache  # noqa: E402
 
 
 class CaProcess:
@@ -112,8 +113,8 @@ def account(lab, key):
 
 
 def enroll(ca, auth, template, subject=None):
-    key = _requests.generate_private_key("rsa", 2048)
-    csr = _requests.build_csr(key, subject)
+    key = _keys.generate_private_key("rsa", 2048)
+    csr = _csr.build_csr(key, subject)
     with _dcom.DcomSession(CA_DNS, auth, remote_host=ca.address, timeout=30) as session:
         result = _wcce.CertRequestClient(session, "LAB-CA").request(template, csr)
     return result
@@ -384,7 +385,7 @@ def test_ldap_sasl_gssapi_with_the_same_credentials(lab, tmp_path, monkeypatch, 
         creds = _kerberos.acquire_credentials(None, acct["username"], keytab=acct["keytab"], dns_server=DC)
     else:
         creds = _kerberos.acquire_credentials(lab["realm"], acct["username"], acct["password"], dns_server=DC)
-    cc = _kerberos.write_ccache(creds, str(tmp_path / "cc"), spns=["ldap/%s" % lab["dc"]["hostname"]])
+    cc = _ccache.write_ccache(creds, str(tmp_path / "cc"), spns=["ldap/%s" % lab["dc"]["hostname"]])
     settings = _ldap.LdapSettings(domain=lab["domain"], domain_controller=DC, ca_bundle=lab["ca_bundle"],
                                   auth="kerberos", kerberos_ccache=cc)
     conn = _ldap.AdConnection(settings)
@@ -403,12 +404,12 @@ CERTIPY = os.path.join(os.path.dirname(os.path.dirname(LAB_DIR)), ".venv-certipy
 def test_certipy_kerberos(lab, ca, tmp_path, method):
     """Certipy 5.1 with -k (its own Kerberos, type 9) over DCOM and MS-ICPR. Its TGS exchange lacks the
     authenticator checksum Heimdal wants, so the ccache we hand it already holds the CA's service ticket
-    (_kerberos.write_ccache: what a user's kinit + kvno would produce)."""
+    (_ccache.write_ccache: what a user's kinit + kvno would produce)."""
     if not os.path.exists(CERTIPY):
         pytest.skip("no .venv-certipy")
     user = account(lab, "enroller")
     creds = _kerberos.acquire_credentials(lab["realm"], user["username"], user["password"], kdc=DC)
-    cc = _kerberos.write_ccache(creds, str(tmp_path / "cc"), spns=["HOST/" + CA_DNS])
+    cc = _ccache.write_ccache(creds, str(tmp_path / "cc"), spns=["HOST/" + CA_DNS])
     env = dict(os.environ, KRB5CCNAME=cc[5:])
     proc = subprocess.run([CERTIPY, "req", "-u", "%s@%s" % (user["username"], lab["domain"]), "-k", "-no-pass",
                            "-target", CA_DNS, "-target-ip", ca.address, "-dc-ip", DC, "-ca", "LAB-CA",

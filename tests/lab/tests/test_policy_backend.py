@@ -268,8 +268,9 @@ def test_pending_request_retrieved_only_by_its_requester(ca, lab, key):
 # -- renewal ---------------------------------------------------------------------------------------------------
 
 def _requests_module():
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
-    return _requests
+    import types
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _csr, _renewal_request
+    return types.SimpleNamespace(build_csr=_csr.build_csr, build_renewal_request=_renewal_request.build_renewal_request)
 
 
 def test_renewal_with_collection_builder(ca, lab, key):

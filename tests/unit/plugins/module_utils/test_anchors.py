@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _errors, _plan
 
-import wcce_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import FakeClient, enroller, spec
 
 NOW = wcce_pki.NOW

@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _auth as a
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors as e
-from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils import _principals
 
@@ -103,7 +103,7 @@ def test_dcom_auth_kerberos_keytab_defaults_to_the_machine_account(monkeypatch):
 
 def test_dcom_auth_kerberos_ccache_names_the_principal(monkeypatch):
     seen = []
-    monkeypatch.setattr(_kerberos, 'ccache_principal', lambda path=None: seen.append(path) or 'enroller@LAB.ADCS.TEST')
+    monkeypatch.setattr(_ccache, 'ccache_principal', lambda path=None: seen.append(path) or 'enroller@LAB.ADCS.TEST')
     auth = a.dcom_auth({'auth': 'kerberos', 'kerberos_ccache': '/tmp/krb5cc_1000', 'domain': 'other.test'})
     assert seen == ['/tmp/krb5cc_1000']
     assert (auth.user, auth.domain, auth.ccache) == ('enroller', 'LAB.ADCS.TEST', '/tmp/krb5cc_1000')

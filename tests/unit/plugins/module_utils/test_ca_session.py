@@ -7,7 +7,7 @@ __metaclass__ = type
 
 import pytest
 
-import wcce_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ca_session, _directory, _errors, _request_spec
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import (

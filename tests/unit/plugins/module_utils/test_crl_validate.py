@@ -1,29 +1,27 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""_crl_validate: parsing, validation against the CA certificate, delta CRLs (RFC 5280 5.2.4), revocation status."""
+"""_crl_validate: parsing, validation against the CA certificate, delta CRLs (RFC 5280 5.2.4), CRL-number rollback,
+an AIA issuer anchored."""
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 import base64
 import datetime
-import os
-import sys
 
 import pytest
 
 pytest.importorskip('cryptography')
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import pkcs7, Encoding
-
-sys.path.insert(0, os.path.dirname(__file__))
-import crl_pki as P  # noqa: E402
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives.serialization import pkcs7, Encoding  # noqa: E402
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import crl_pki as P  # noqa: E402
 
 CA = P.Ca()
 OTHER = P.Ca('OTHER-CA', key_name='other')
+SEC_CA = P.Ca('SEC-CA', key_name='sec')
 DAY = datetime.timedelta(days=1)
 
 
@@ -49,21 +47,6 @@ def test_load_certificates_pem_der_pkcs7():
     assert len(v.load_certificates(CA.pem + OTHER.pem)) == 2
     with pytest.raises(v.CrlError):
         v.load_certificate(b'nonsense')
-
-
-def test_crl_facts():
-    crl = CA.crl(number=12, revoked=[(0xABC, x509.ReasonFlags.key_compromise, P.NOW - DAY), (0xDEF, None, None)],
-                 freshest=['http://x/ca+.crl'])
-    facts = v.crl_facts(crl, include_entries=True)
-    assert facts['issuer'] == 'CN=TEST-CA,DC=test'
-    assert facts['crl_number'] == 12 and facts['revoked_count'] == 2 and facts['is_delta'] is False
-    assert facts['next_update'] == '2026-12-05T12:00:00Z' and facts['this_update'] == '2026-11-28T11:00:00Z'
-    assert facts['freshest_crl_urls'] == ['http://x/ca+.crl']
-    entries = dict((e['serial_number'], e) for e in facts['entries'])
-    assert entries['ABC']['reason'] == 'keyCompromise' and entries['ABC']['reason_code'] == 1
-    assert entries['ABC']['revocation_date'] == '2026-11-27T12:00:00Z'
-    assert entries['DEF']['reason'] is None
-    assert 'entries' not in v.crl_facts(crl)
 
 
 # ---- validation ----
@@ -144,9 +127,23 @@ def test_expect_delta_or_base():
 
 
 # ---- delta against base (RFC 5280 5.2.4) ----
+def _applies(delta, base):
+    try:
+        v.check_delta_against_base(delta, base)
+    except v.CrlError:
+        return False
+    return True
+
+
 def test_delta_applies_to_base_at_or_after_its_indicator():
-    v.check_delta_against_base(CA.crl(number=6, delta_of=5), CA.crl(number=5))
-    v.check_delta_against_base(CA.crl(number=9, delta_of=5), CA.crl(number=7))   # newer base, still older than delta
+    """A delta CRL (number 9, indicator 5) applies exactly to the bases numbered 5 up to 8: at or after its
+    indicator, older than itself."""
+    delta = CA.crl(number=9, delta_of=5)
+    assert [n for n in range(1, 13) if _applies(delta, CA.crl(number=n))] == [5, 6, 7, 8]
+    assert _applies(CA.crl(number=6, delta_of=5), CA.crl(number=5))
+    # the same numbers from another issuer, or a complete CRL as the "delta": never
+    assert not _applies(OTHER.crl(number=9, delta_of=5), CA.crl(number=7))
+    assert not _applies(CA.crl(number=9), CA.crl(number=7))
 
 
 def test_delta_needs_newer_base():
@@ -170,52 +167,49 @@ def test_delta_indicator_must_be_critical():
         v.validate_crl(crl, CA.cert, now=P.NOW)
 
 
-# ---- revocation status ----
-def test_status_not_revoked():
-    leaf = CA.leaf(serial=0x51)
-    status = v.revocation_status(leaf, CA.crl(revoked=[(0x52, None, None)]), issuer_cert=CA.cert)
-    assert status == {'serial_number': '51', 'revoked': False, 'reason': None, 'reason_code': None,
-                      'revocation_date': None, 'source': None, 'on_hold': False}
+# ---- CRL-number rollback ----
+def test_older_crl_of_the_same_issuer_and_key_is_refused():
+    newer, older = SEC_CA.crl(number=20), SEC_CA.crl(number=19)
+    with pytest.raises(v.CrlError) as err:
+        v.check_not_rolled_back(newer, older, SEC_CA.cert)
+    assert str(err.value) == ('the fetched CRL (CRL number 19) is older than the one already there (CRL number 20, '
+                              'same issuer and key)')
+    v.check_not_rolled_back(older, newer, SEC_CA.cert)         # forward: fine
+    v.check_not_rolled_back(newer, SEC_CA.crl(number=20), SEC_CA.cert)   # same number: fine
 
 
-def test_status_revoked_in_base():
-    leaf = CA.leaf(serial=0x51)
-    base = CA.crl(revoked=[(0x51, x509.ReasonFlags.key_compromise, P.NOW - 2 * DAY)])
-    status = v.revocation_status(leaf, base, CA.crl(number=2, delta_of=1), CA.cert)
-    assert status['revoked'] is True and status['reason'] == 'keyCompromise' and status['reason_code'] == 1
-    assert status['revocation_date'] == '2026-11-26T12:00:00Z' and status['source'] == 'base'
+def test_rollback_check_only_compares_the_same_issuer_and_key():
+    newer = SEC_CA.crl(number=20)
+    other_ca = P.Ca('OTHER-CA', key_name='other')
+    v.check_not_rolled_back(other_ca.crl(number=50), newer, SEC_CA.cert)
+    # the same name, another key (renewed SEC_CA): its numbers are another sequence
+    renewed = P.Ca('SEC-CA', key_name='sec-renewed')
+    v.check_not_rolled_back(renewed.crl(number=50), newer, SEC_CA.cert)
+    # a CRL on disk with the right name and AKI but not signed by the CA is no evidence (a planted file cannot
+    # block updates)
+    forged = SEC_CA.crl(number=10 ** 6, signer=P.key('forger'))
+    v.check_not_rolled_back(forged, newer, SEC_CA.cert)
+    with pytest.raises(v.CrlError):
+        v.check_not_rolled_back(forged, newer)        # without the CA certificate the number counts
 
 
-def test_status_revoked_in_delta_only_without_reason():
-    leaf = CA.leaf(serial=0x51)
-    delta = CA.crl(number=2, delta_of=1, revoked=[(0x51, None, P.NOW - DAY)])
-    status = v.revocation_status(leaf, CA.crl(number=1), delta)
-    assert status['revoked'] is True and status['source'] == 'delta'
-    assert status['reason'] == 'unspecified' and status['reason_code'] == 0
-
-
-def test_hold_then_removed_from_crl():
-    leaf = CA.leaf(serial=0x51)
-    base = CA.crl(number=1, revoked=[(0x51, x509.ReasonFlags.certificate_hold, None)])
-    on_hold = v.revocation_status(leaf, base)
-    assert on_hold['revoked'] is True and on_hold['on_hold'] is True
-    delta = CA.crl(number=2, delta_of=1, revoked=[(0x51, x509.ReasonFlags.remove_from_crl, None)])
-    released = v.revocation_status(leaf, base, delta)
-    assert released['revoked'] is False and released['reason'] == 'removeFromCRL' and released['source'] == 'delta'
-
-
-def test_status_of_certificate_from_another_ca():
-    with pytest.raises(v.CrlError, match='cannot tell its status'):
-        v.revocation_status(OTHER.leaf(), CA.crl())
-
-
-# ---- pointers ----
-def test_urls_of_certificate_and_crl():
-    leaf = CA.leaf(cdp=['ldap:///CN=X?certificateRevocationList', 'http://h/x.crl', 'http://h/x.crl'],
-                   freshest=['http://h/x+.crl'], aia=['http://h/ca.crt'])
-    assert v.cdp_urls(leaf) == ['ldap:///CN=X?certificateRevocationList', 'http://h/x.crl']
-    assert v.freshest_urls(leaf) == ['http://h/x+.crl']
-    assert v.ca_issuers_urls(leaf) == ['http://h/ca.crt']
-    bare = CA.leaf()
-    assert v.cdp_urls(bare) == [] and v.freshest_urls(bare) == [] and v.ca_issuers_urls(bare) == []
-    assert v.freshest_urls(CA.crl(freshest=['http://h/y+.crl'])) == ['http://h/y+.crl']
+# ---- an issuer from AIA must be, or be issued by, a trust anchor ----
+def test_check_anchored():
+    sub = P.intermediate(SEC_CA)
+    v.check_anchored(SEC_CA.cert, [SEC_CA.cert])
+    v.check_anchored(sub.cert, [SEC_CA.cert])
+    with pytest.raises(v.CrlError, match='is not trusted'):
+        v.check_anchored(sub.cert, [])
+    # a root that is not a CA certificate cannot vouch for anything
+    not_ca_root = P.intermediate(SEC_CA, 'NOT-A-CA', 'not-ca', ca=False)
+    grandchild = P.intermediate(not_ca_root, 'GRANDCHILD', 'grandchild')
+    with pytest.raises(v.CrlError, match='"CN=GRANDCHILD,DC=test" is not trusted'):
+        v.check_anchored(grandchild.cert, [not_ca_root.cert])
+    # a certificate the anchor issued but that is no CA
+    with pytest.raises(v.CrlError) as err:
+        v.check_anchored(not_ca_root.cert, [SEC_CA.cert])
+    assert str(err.value) == '"CN=NOT-A-CA,DC=test" is not a CA certificate'
+    # the anchor's name on a certificate another key signed
+    forged = P.intermediate(P.Ca('SEC-CA', key_name='attacker'), 'SEC-SUB-CA', 'sec-sub-forged')
+    with pytest.raises(v.CrlError, match='is not trusted'):
+        v.check_anchored(forged.cert, [SEC_CA.cert])

@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import DnsError, KerberosFailure
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.dns import SRV, FakeResolver, ResolverByName
 
 REALM = 'LAB.ADCS.TEST'
 
@@ -21,60 +22,27 @@ def test_parse_host_port(value, expected):
     assert _dns.parse_host_port(value, 88) == expected
 
 
-# ---------------------------------------------------------------- SRV discovery
-class _Srv(object):
-    def __init__(self, priority, weight, port, target):
-        self.priority, self.weight, self.port, self.target = priority, weight, port, target
-
-
-class _AnyNameResolver(object):
-    """Answers every SRV query with ``records`` (or raises ``error``)."""
-
-    def __init__(self, records=None, error=None):
-        self.records = records or []
-        self.error = error
-        self.asked = []
-
-    def resolve(self, name, rdtype):
-        self.asked.append((name, rdtype))
-        if self.error:
-            raise self.error
-        return self.records
-
-
-class _Resolver(object):
-    def __init__(self, answers):
-        self.answers = answers
-        self.asked = []
-
-    def resolve(self, qname, rdtype):
-        self.asked.append((qname, rdtype))
-        if qname not in self.answers:
-            raise LookupError('NXDOMAIN')
-        return self.answers[qname]
-
-
 def test_find_kdcs_ordered_by_priority_and_weight():
-    res = _Resolver({'_kerberos._tcp.lab.adcs.test': [
-        _Srv(10, 0, 88, 'dc3.lab.adcs.test.'), _Srv(0, 10, 88, 'dc2.lab.adcs.test.'),
-        _Srv(0, 50, 88, 'dc1.lab.adcs.test.')]})
+    res = ResolverByName({'_kerberos._tcp.lab.adcs.test': [
+        SRV(10, 0, 88, 'dc3.lab.adcs.test.'), SRV(0, 10, 88, 'dc2.lab.adcs.test.'),
+        SRV(0, 50, 88, 'dc1.lab.adcs.test.')]})
     assert _dns.find_kdcs(REALM, resolver=res) == [('dc1.lab.adcs.test', 88), ('dc2.lab.adcs.test', 88),
                                                    ('dc3.lab.adcs.test', 88)]
     assert res.asked == [('_kerberos._tcp.lab.adcs.test', 'SRV')]
 
 
 def test_find_kdcs_udp_fallback_and_none():
-    res = _Resolver({'_kerberos._udp.lab.adcs.test': [_Srv(0, 0, 88, 'dc1.lab.adcs.test.')]})
+    res = ResolverByName({'_kerberos._udp.lab.adcs.test': [SRV(0, 0, 88, 'dc1.lab.adcs.test.')]})
     assert _dns.find_kdcs(REALM, resolver=res) == [('dc1.lab.adcs.test', 88)]
     with pytest.raises(KerberosFailure) as info:
-        _dns.find_kdcs('NOPE.TEST', resolver=_Resolver({}))
+        _dns.find_kdcs('NOPE.TEST', resolver=ResolverByName({}))
     assert 'No KDC found for realm NOPE.TEST' in str(info.value)
     assert 'domain_controller' in str(info.value)
 
 
 def test_srv_lookup_orders_by_priority_then_weight():
-    resolver = _AnyNameResolver([_Srv(10, 100, 389, 'dc3.lab.adcs.test.'), _Srv(0, 50, 389, 'dc2.lab.adcs.test.'),
-                                 _Srv(0, 100, 389, 'dc1.lab.adcs.test.')])
+    resolver = FakeResolver([SRV(10, 100, 389, 'dc3.lab.adcs.test.'), SRV(0, 50, 389, 'dc2.lab.adcs.test.'),
+                             SRV(0, 100, 389, 'dc1.lab.adcs.test.')])
     assert _dns.find_domain_controllers('lab.adcs.test.', resolver=resolver) == [
         ('dc1.lab.adcs.test', 389), ('dc2.lab.adcs.test', 389), ('dc3.lab.adcs.test', 389)]
     assert resolver.asked == [('_ldap._tcp.dc._msdcs.lab.adcs.test', 'SRV')]
@@ -82,10 +50,10 @@ def test_srv_lookup_orders_by_priority_then_weight():
 
 def test_srv_lookup_failure():
     with pytest.raises(DnsError) as exc:
-        _dns.find_domain_controllers('lab.adcs.test', resolver=_AnyNameResolver(error=RuntimeError('NXDOMAIN')))
+        _dns.find_domain_controllers('lab.adcs.test', resolver=FakeResolver(error=RuntimeError('NXDOMAIN')))
     assert '_ldap._tcp.dc._msdcs.lab.adcs.test' in str(exc.value)
     with pytest.raises(DnsError):
-        _dns.find_domain_controllers('lab.adcs.test', resolver=_AnyNameResolver([_Srv(0, 0, 389, '.')]))
+        _dns.find_domain_controllers('lab.adcs.test', resolver=FakeResolver([SRV(0, 0, 389, '.')]))
 
 
 def test_dnspython_resolver_is_used_when_available():
@@ -105,13 +73,13 @@ def test_in_domain():
 
 
 def test_srv_targets_outside_the_domain_are_dropped():
-    resolver = _AnyNameResolver([_Srv(0, 100, 636, 'dc.attacker.example.'), _Srv(5, 100, 389, 'dc2.lab.adcs.test.'),
-                                 _Srv(1, 100, 389, 'xlab.adcs.test.')])
+    resolver = FakeResolver([SRV(0, 100, 636, 'dc.attacker.example.'), SRV(5, 100, 389, 'dc2.lab.adcs.test.'),
+                             SRV(1, 100, 389, 'xlab.adcs.test.')])
     assert _dns.find_domain_controllers('lab.adcs.test', resolver=resolver) == [('dc2.lab.adcs.test', 389)]
 
 
 def test_srv_with_only_foreign_targets_is_refused():
-    resolver = _AnyNameResolver([_Srv(0, 100, 636, 'dc.attacker.example.'), _Srv(1, 100, 389, 'lab.adcs.test.evil.')])
+    resolver = FakeResolver([SRV(0, 100, 636, 'dc.attacker.example.'), SRV(1, 100, 389, 'lab.adcs.test.evil.')])
     with pytest.raises(DnsError) as exc:
         _dns.find_domain_controllers('lab.adcs.test', resolver=resolver)
     assert str(exc.value) == (

@@ -11,7 +11,7 @@ import os
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-import wcce_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import (
     FakeClient,

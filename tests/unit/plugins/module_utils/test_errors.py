@@ -90,13 +90,15 @@ def test_hierarchy():
 def test_one_root():
     """Every exception root of plugins/ derives from AdcsError; WcceError is its subclass, so ``except WcceError``
     catches what it caught before (not the LDAP/CRL/template errors), ``except AdcsError`` catches everything."""
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _crl, _crl_validate, _ldap, _security
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_http, _crl_job, _crl_validate, _ldap
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _security
     from ansible_collections.adcs.enrollment.plugins.module_utils import _templates
     assert issubclass(e.WcceError, e.AdcsError)
-    for cls in (_ldap.LdapError, _crl.FetchError, _crl.JobError, _crl_validate.CrlError, _templates.TemplateDecodeError,
+    for cls in (_ldap.LdapError, _crl_http.FetchError, _crl_job.JobError, _crl_validate.CrlError,
+                _templates.TemplateDecodeError,
                 _security.SecurityDescriptorError, e.KerberosFailure, e.MissingLibrary, e.DnsError):
         assert issubclass(cls, e.AdcsError), cls
-    for cls in (_ldap.LdapError, _crl.FetchError, _crl_validate.CrlError, e.DnsError):
+    for cls in (_ldap.LdapError, _crl_http.FetchError, _crl_validate.CrlError, e.DnsError):
         assert not issubclass(cls, e.WcceError), cls
     assert issubclass(e.KerberosFailure, e.AuthenticationError)
     # the ValueError roots stay ValueErrors for their callers
@@ -105,11 +107,11 @@ def test_one_root():
 
 
 def test_adcs_error_keeps_its_message():
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _crl, _ldap
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_job, _ldap
     exc = _ldap.LdapError('no domain controller found: nothing')
     assert str(exc) == exc.to_message() == 'no domain controller found: nothing'
     assert exc.to_dict() == {'hresult': None, 'error_name': None, 'meaning': None, 'request_id': None, 'remedy': None}
-    job = _crl.JobError('no CRL', tried=['http://x'])
+    job = _crl_job.JobError('no CRL', tried=['http://x'])
     assert str(job) == 'no CRL' and job.tried == ['http://x']
     missing = e.MissingLibrary('Failed to import ldap3', library='ldap3', import_error='tb')
     assert str(missing) == 'Failed to import ldap3' and missing.library == 'ldap3'

@@ -14,9 +14,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _errors, _match, _plan, _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _csr, _errors, _match, _plan
 
-import wcce_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import FakeClient, FakeDirectory, NOW, PlainWriter, enroller, spec
 
 PEM = serialization.Encoding.PEM
@@ -33,7 +33,7 @@ def csr_pem(key, cn='web01.lab.adcs.test', sans=('web01.lab.adcs.test',), extra=
         builder = builder.add_extension(ext, critical=False)
     der = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
     if attribute:
-        der = _requests.add_csr_attribute(der, key, attribute[0], attribute[1])
+        der = _csr.add_csr_attribute(der, key, attribute[0], attribute[1])
     return x509.load_der_x509_csr(der).public_bytes(PEM).decode()
 
 

@@ -7,7 +7,7 @@ __metaclass__ = type
 
 import os
 
-import wcce_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
 from ansible_collections.adcs.enrollment.plugins.module_utils import _outputs, _plan
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import (
     FakeClient,

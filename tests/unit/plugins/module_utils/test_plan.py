@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-import wcce_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors, _plan
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import (
     FakeClient,

@@ -10,13 +10,13 @@ import datetime
 
 import pytest
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _certs
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal as r
 from ansible_collections.adcs.enrollment.plugins.module_utils._wcce import EnrollmentResult
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import issue
 
-import wcce_pki
-from wcce_pki import NOW
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.wcce_pki import NOW
 
 
 @pytest.fixture(scope='module')
@@ -101,7 +101,7 @@ def test_each_reason(pki, case, code):
 
 def test_window_boundary(pki):
     leaf = _leaf(pki)
-    end = _certs.not_after(leaf)
+    end = _x509.not_after(leaf)
     assert not r.needs_enrollment(leaf, pki.leaf_key, renew_before_days=30,
                                   now=end - datetime.timedelta(days=30, seconds=1))[0]
     assert r.needs_enrollment(leaf, pki.leaf_key, renew_before_days=30, now=end - datetime.timedelta(days=30))[0]

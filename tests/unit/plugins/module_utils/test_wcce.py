@@ -12,10 +12,11 @@ from impacket.dcerpc.v5.dcomrt import ORPCTHAT
 from impacket.dcerpc.v5.dtypes import NULL
 from impacket.dcerpc.v5.rpcrt import DCERPCException
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _dcom, _errors, _hresults, _ndr, _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _csr, _dcom, _errors, _hresults, _ndr
 from ansible_collections.adcs.enrollment.plugins.module_utils._wcce import CertRequestClient, EnrollmentResult
 
-import wcce_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import csr as support_csr
 
 
 class Ref(object):
@@ -81,7 +82,7 @@ class FakeCaSession(object):
                 reply[f] = _ndr.make_blob(b'')
             return
         csr = _ndr.blob_bytes(parsed['pctbRequest'])
-        attrs = dict(_requests.parse_request_attributes(parsed['pwszAttributes'] or ''))
+        attrs = dict(support_csr.parse_request_attributes(parsed['pwszAttributes'] or ''))
         rid = parsed['pdwRequestId']
         template = attrs.get('CertificateTemplate')
         cert, disposition, msg = b'', 3, 'Issued'
@@ -151,7 +152,7 @@ CSR_DER = None
 def csr():
     global CSR_DER
     if CSR_DER is None:
-        CSR_DER = _requests.build_csr(wcce_pki.rsa_key(), 'CN=host.lab.adcs.test')
+        CSR_DER = _csr.build_csr(wcce_pki.rsa_key(), 'CN=host.lab.adcs.test')
     return CSR_DER
 
 

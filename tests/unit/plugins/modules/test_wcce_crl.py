@@ -8,9 +8,6 @@ __metaclass__ = type
 import datetime
 import os
 import stat
-import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -19,49 +16,24 @@ pytest.importorskip('cryptography')
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'module_utils'))
-import crl_pki as P  # noqa: E402
-
-from ansible_collections.adcs.enrollment.plugins.module_utils import _crl  # noqa: E402
+from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_fetch  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _crl_validate as v  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_crl  # noqa: E402
-from module_harness import run_module  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import crl_pki as P  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.crl_web import Server  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
 
 ADDR = '127.0.0.73'
 CA = P.Ca('UNIT-CA', key_name='unit')
 HOUR = datetime.timedelta(hours=1)
 
 
-class Web(object):
+class Web(Server):
+    """The PKI web server of the unit tests, named pki.unit.test (host_addresses maps it to ADDR)."""
+
     def __init__(self):
-        self.files = {}
-        self.connections = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = 'HTTP/1.1'
-
-            def setup(self):
-                BaseHTTPRequestHandler.setup(self)
-                owner.connections += 1
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):  # noqa: N802
-                body = owner.files.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                body = body if body is not None else b'not found'
-                self.send_header('Content-Length', str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer((ADDR, 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        Server.__init__(self, ADDR)
 
     def url(self, path):
         return 'http://pki.unit.test:%d%s' % (self.port, path)
@@ -83,8 +55,7 @@ def web():
     w = Web()
     w.publish(10)
     yield w
-    w.httpd.shutdown()
-    w.httpd.server_close()
+    w.close()
 
 
 def run(args, check_mode=False):
@@ -150,7 +121,7 @@ def test_issuer_from_aia_needs_a_trust_anchor(web, leaf_path, tmp_path):
     assert 'revoked' not in out.result
     missing = str(tmp_path / 'missing.pem')
     out = run(base_args(web, certificate_path=leaf_path, ca_bundle=missing))
-    assert out.failed and 'cannot read the CA bundle %s: No such file or directory' % missing in out.result['msg']
+    assert out.failed and 'Cannot read ca_bundle %s: No such file or directory' % missing in out.result['msg']
     out = run(base_args(web, certificate_path=leaf_path, issuer_certificate=CA.pem.decode()))
     assert not out.failed and out.result['issuer_certificate_source'] == 'given'
 
@@ -300,47 +271,63 @@ def test_ldap_urls_use_the_connection_options(web, monkeypatch):
     assert out.result['served_by'] == url and len(FakeConn.created) == 1
     settings = FakeConn.created[0].settings
     assert settings.domain_controller == 'dc1.unit.test' and settings.username == 'u'
-    connect = wcce_crl.ldap_connector({'domain': 'unit.test', 'username': 'u', 'password': 'p'})
-    assert connect('dc9.unit.test').settings.domain_controller == 'dc9.unit.test'
-    with pytest.raises(_crl.FetchError) as err:
-        wcce_crl.ldap_connector({'username': 'u', 'password': 'p'})(None)
-    assert str(err.value) == ('LDAP URLs are read from the configured directory: set domain or domain_controller '
-                              '(a host named by a certificate or CRL is never contacted)')
 
 
-def test_from_ca(web, monkeypatch):
+class FakeCaSession(object):
+    """Stands for _ca_session.CaSession: records how it was made, answers GetCAProperty from ``answers``."""
+    made = []
+    answers = {}
+
+    def __init__(self, host, name, auth=None, timeout=30, address=None):
+        self.host, self.name, self.auth, self.timeout, self.address = host, name, auth, timeout, address
+        self.client = None
+        self.closed = False
+        FakeCaSession.made.append(self)
+
+    def open(self):
+        self.client = self
+        return self
+
+    def get_ca_property(self, prop_id, index=0, prop_type=None):
+        return FakeCaSession.answers[prop_id]
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def fake_ca(web, monkeypatch):
     base, delta = web.publish(30)
+    FakeCaSession.made = []
+    FakeCaSession.answers = {0x0B: 1, 0x11: P.der(base), 0x12: P.der(delta), 0x0C: CA.der}
+    monkeypatch.setattr(_crl_fetch, 'CaSession', FakeCaSession)
+    return FakeCaSession
 
-    class Client(object):
-        def get_ca_property(self, prop_id, index=0, prop_type=None):
-            return {0x0B: 1, 0x11: P.der(base), 0x12: P.der(delta), 0x0C: CA.der}[prop_id]
 
-    class Session(object):
-        closed = False
-
-        def close(self):
-            Session.closed = True
-
-    seen = {}
-
-    def open_ca(params, host_addresses):
-        seen.update(params=params)
-        return _crl.CaFetcher(Client(), 'dcom://%s/%s' % (params['ca_host'], params['ca_name'])), Session()
-
-    monkeypatch.setattr(wcce_crl, 'open_ca', open_ca)
+def test_from_ca(fake_ca):
     out = run({'from_ca': True, 'ca_host': 'ca1.unit.test', 'ca_name': 'UNIT-CA', 'domain': 'unit.test',
-               'username': 'u', 'password': 'p'})
+               'username': 'u', 'password': 'p', 'host_addresses': {'CA1.unit.test': '127.0.0.9'}})
     assert not out.failed, out.result
     assert out.result['crl_number'] == 30 and out.result['delta']['crl_number'] == 31
     assert out.result['served_by'] == 'dcom://ca1.unit.test/UNIT-CA (base CRL)'
     assert out.result['issuer_certificate_source'] == 'dcom://ca1.unit.test/UNIT-CA'
-    assert Session.closed
+    session, = fake_ca.made
+    assert (session.host, session.name, session.address) == ('ca1.unit.test', 'UNIT-CA', '127.0.0.9')
+    assert session.auth.kind == 'password' and session.auth.user == 'u' and session.auth.domain == 'unit.test'
+    assert session.closed
 
 
-def test_open_ca_needs_host_name_and_credentials():
-    with pytest.raises(_crl.FetchError):
-        wcce_crl.open_ca({'ca_host': None, 'ca_name': 'X'}, {})
-    with pytest.raises(_crl.FetchError, match='username'):
-        wcce_crl.dcom_auth({'username': None})
-    auth = wcce_crl.dcom_auth({'username': 'u', 'domain': 'unit.test', 'nt_hash': 'a' * 32, 'auth': 'ntlm'})
-    assert auth.kind == 'nt_hash' and auth.domain == 'unit.test'
+def test_from_ca_with_kerberos_keytab_and_ccache(fake_ca, tmp_path):
+    """Issue 13 drift: from_ca dropped kerberos_keytab, kerberos_ccache and domain_controller; the one adapter
+    (_auth.dcom_auth) passes them all to the CA session."""
+    keytab, ccache = str(tmp_path / 'crl.keytab'), str(tmp_path / 'krb5cc_crl')
+    out = run({'from_ca': True, 'ca_host': 'ca1.unit.test', 'ca_name': 'UNIT-CA', 'domain': 'unit.test',
+               'domain_controller': 'dc1.unit.test', 'auth': 'kerberos', 'username': 'svc-crl',
+               'kerberos_keytab': keytab, 'kerberos_ccache': ccache})
+    assert not out.failed, out.result
+    session, = fake_ca.made
+    auth = session.auth
+    assert auth.kind == 'kerberos' and auth.user == 'svc-crl' and auth.domain == 'unit.test'
+    assert (auth.keytab, auth.ccache) == (keytab, ccache)
+    assert auth.kdc_host == 'dc1.unit.test' and auth.dns_server == 'dc1.unit.test'
+    assert session.host == 'ca1.unit.test'       # the CA's DNS name names the service ticket

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 
 
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_csr  # noqa: E402
-from module_harness import run_module  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
 
 
 def run(args, check_mode=False):

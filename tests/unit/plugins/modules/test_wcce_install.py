@@ -8,7 +8,6 @@ from __future__ import absolute_import, division, print_function
 import json
 import os
 import stat
-import sys
 
 import pytest
 
@@ -16,12 +15,10 @@ pytest.importorskip('cryptography')
 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _files, _install, _requests  # noqa: E402
+from ansible_collections.adcs.enrollment.plugins.module_utils import _files, _install, _keys, _staged  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_install  # noqa: E402
-from module_harness import run_module  # noqa: E402
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'module_utils'))
-import wcce_pki  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
 
 PEM = serialization.Encoding.PEM
 
@@ -41,7 +38,7 @@ def read(path):
 
 
 def key_pem(key):
-    return _requests.private_key_bytes(key, 'pem')
+    return _keys.private_key_bytes(key, 'pem')
 
 
 def setup(tmp_path, old_tag='old', new_tag='new'):
@@ -151,9 +148,9 @@ def test_a_failed_validation_leaves_the_old_pair(tmp_path):
 
     class SwappingWriter(object):
         def write(self, specs, validator=None):
-            specs = [_files.FileSpec(s.path, key_pem(old) if s.secret else s.content, mode=s.mode, secret=s.secret)
+            specs = [_staged.FileSpec(s.path, key_pem(old) if s.secret else s.content, mode=s.mode, secret=s.secret)
                      for s in specs]
-            with _files.StagedWrite(specs, validator=validator) as sw:
+            with _staged.StagedWrite(specs, validator=validator) as sw:
                 sw.commit()
             return {'changed': sw.changed}
 

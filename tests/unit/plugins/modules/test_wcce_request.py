@@ -8,7 +8,6 @@ __metaclass__ = type
 
 import json
 import os
-import sys
 
 import pytest
 from cryptography import x509
@@ -16,14 +15,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'module_utils'))
-
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ca_session, _request_spec, _state  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_request  # noqa: E402
-from module_harness import run_module  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
 
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import FakeClient, FakeSession  # noqa: E402
-import wcce_pki  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki  # noqa: E402
 
 
 @pytest.fixture

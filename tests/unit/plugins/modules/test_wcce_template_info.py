@@ -25,7 +25,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils import _security as s
 from ansible_collections.adcs.enrollment.plugins.module_utils._templates import encode_period
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_template_info
-from module_harness import run_module  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
 
 BASE = 'DC=lab,DC=adcs,DC=test'
 CONFIG = 'CN=Configuration,' + BASE
@@ -252,8 +252,16 @@ def test_all_templates_and_cas(directory):
     assert ca['templates'] == ['User', 'WebServer', 'WebServerApproval']
     import hashlib
     assert ca['certificate_sha256_fingerprint'].replace(':', '').lower() == hashlib.sha256(CA_DER).hexdigest()
+    # the one certificate facts schema (as wcce_request's certificate); the flat names are deprecated aliases
+    assert ca['certificate']['fingerprint_sha256'] == ca['certificate_sha256_fingerprint']
+    assert ca['certificate']['fingerprint_sha1'] == ca['certificate_sha1_fingerprint']
+    assert ca['certificate']['serial_number'].lower() == ca['certificate_serial_number']
+    assert ca['certificate']['subject'] == ca['certificate_subject'] and ca['certificate']['is_ca'] is True
+    assert 'pem' not in ca['certificate'] and ca['certificate_pem'].startswith('-----BEGIN CERTIFICATE-----')
     t = by_name(r)
     assert t['WebServer']['cas'][0]['config'] == 'ca1.lab.adcs.test\\LAB-CA'
+    assert t['WebServer']['cas'][0]['certificate_fingerprint_sha256'] == ca['certificate']['fingerprint_sha256'] == \
+        t['WebServer']['cas'][0]['certificate_sha256_fingerprint']
     assert t['WebServer']['published'] is True and t['Unpublished']['published'] is False
     assert t['WebServer']['oid_name'] == 'Web Server OID'
     assert t['WebServer']['validity_period']['text'] == '2 years'

@@ -16,9 +16,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'mod
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _ldap  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_trust_anchors  # noqa: E402
-from module_harness import run_module  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
 
-import wcce_pki  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki  # noqa: E402
 from test_anchors import FakeDirectory, leaf, rogue_pki  # noqa: E402
 
 PEM = serialization.Encoding.PEM

@@ -13,11 +13,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _enroller, _files, _ndr, _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _csr, _enroller, _keys, _ndr, _staged, _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
 from ansible_collections.adcs.enrollment.plugins.module_utils._wcce import EnrollmentResult
 
-import wcce_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import csr as support_csr
 
 NOW = wcce_pki.NOW
 DER = serialization.Encoding.DER
@@ -33,7 +34,7 @@ def spec(tmp_path, **kw):
 
 def write_key(path, key, passphrase=None):
     with open(path, 'wb') as f:
-        f.write(_requests.private_key_bytes(key, 'pem', passphrase))
+        f.write(_keys.private_key_bytes(key, 'pem', passphrase))
     os.chmod(path, 0o600)
 
 
@@ -97,7 +98,7 @@ class FakeClient(object):
                    .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(pki.ca_key.public_key()),
                                   critical=False))
         builder = builder.add_extension(x509.UnrecognizedExtension(
-            x509.ObjectIdentifier(_requests.OID_ENROLL_CERTTYPE), _requests.template_name_extension_value(template)),
+            x509.ObjectIdentifier(_x509.OID_ENROLL_CERTTYPE), _csr.template_name_extension_value(template)),
             critical=False)
         if self.ca.get('alter_sans') is not None:
             builder = builder.add_extension(x509.SubjectAlternativeName(self.ca['alter_sans']), critical=False)
@@ -118,7 +119,7 @@ class FakeClient(object):
         if flags == _ndr.CR_IN_PKCS7:
             if self.ca.get('no_renewal'):
                 return EnrollmentResult(0x8009400E, rid, 0x8009400E, 'Denied: bad renewal', None, [])
-            parts = _requests.parse_renewal_request(csr_der)
+            parts = support_csr.parse_renewal_request(csr_der)
             csr = x509.load_der_x509_csr(parts['csr_der'])
         else:
             csr = x509.load_der_x509_csr(csr_der)
@@ -149,7 +150,7 @@ class FakeClient(object):
 
 
 class FakeModule(object):
-    """What _files.ModuleFileWriter uses of an AnsibleModule."""
+    """What _staged.ModuleFileWriter uses of an AnsibleModule."""
 
     def __init__(self, check_mode=False):
         self.check_mode = check_mode
@@ -163,11 +164,11 @@ class FakeModule(object):
         return changed
 
 
-class PlainWriter(_files.ModuleFileWriter):
+class PlainWriter(_staged.ModuleFileWriter):
     """The module's file writer outside Ansible."""
 
     def __init__(self, check_mode=False):
-        _files.ModuleFileWriter.__init__(self, FakeModule(check_mode))
+        _staged.ModuleFileWriter.__init__(self, FakeModule(check_mode))
 
 
 def enroller(client, **kw):

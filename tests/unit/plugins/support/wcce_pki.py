@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _requests
+from ansible_collections.adcs.enrollment.plugins.module_utils import _csr
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -56,16 +57,16 @@ def make_cert(subject, subject_key, issuer=None, issuer_key=None, ca=False, seri
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(_requests.san_general_names(sans)),
+        builder = builder.add_extension(x509.SubjectAlternativeName(_csr.san_general_names(sans)),
                                         critical=False)
     if template_name:
         builder = builder.add_extension(x509.UnrecognizedExtension(
-            ObjectIdentifier(_requests.OID_ENROLL_CERTTYPE), _requests.template_name_extension_value(template_name)),
+            ObjectIdentifier(_x509.OID_ENROLL_CERTTYPE), _csr.template_name_extension_value(template_name)),
             critical=False)
     if template_oid:
         builder = builder.add_extension(x509.UnrecognizedExtension(
-            ObjectIdentifier(_requests.OID_CERTIFICATE_TEMPLATE),
-            _requests.template_oid_extension_value(template_oid, 100, 4)), critical=False)
+            ObjectIdentifier(_x509.OID_CERTIFICATE_TEMPLATE),
+            _csr.template_oid_extension_value(template_oid, 100, 4)), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -92,3 +93,11 @@ def pki():
     if not _PKI:
         _PKI.append(Pki())
     return _PKI[0]
+
+
+def machine_leaf(pki, **kw):
+    """A leaf from the Machine template with DNS, UPN and IP names (keyword arguments override)."""
+    kw.setdefault('sans', ['DNS:host.lab.adcs.test', 'UPN:host$@LAB.ADCS.TEST', 'IP:127.0.0.5'])
+    kw.setdefault('template_name', 'Machine')
+    kw.setdefault('template_oid', '1.3.6.1.4.1.311.21.8.1.2')
+    return pki.issue(kw.pop('cn', 'host.lab.adcs.test'), kw.pop('key', pki.leaf_key), **kw)

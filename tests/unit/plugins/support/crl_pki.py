@@ -104,6 +104,19 @@ class Ca(object):
         return builder.sign(signer or self.key, hashes.SHA256())
 
 
+def intermediate(root, cn='SEC-SUB-CA', key_name='sec-sub', ca=True):
+    """A CA (or, with ca=False, a non-CA) certificate issued by ``root``."""
+    sub = Ca(cn, key_name=key_name)
+    builder = (x509.CertificateBuilder().subject_name(sub.name).issuer_name(root.name)
+               .public_key(sub.key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(NOW - datetime.timedelta(days=1))
+               .not_valid_after(NOW + datetime.timedelta(days=365))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+               .add_extension(root.aki(), critical=False))
+    sub.cert = builder.sign(root.key, hashes.SHA256())
+    return sub
+
+
 def der(crl):
     return crl.public_bytes(serialization.Encoding.DER)
 

@@ -1,0 +1,145 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) adcs.enrollment contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private keys: one job, generating, loading, validating, describing and serialising the keys we request for.
+
+RSA 2048-8192 and ECDSA P-256/P-384/P-521; PKCS#8 (PEM or DER, optionally encrypted) on output; PEM or DER,
+PKCS#1/PKCS#8/SEC1 on input.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
+
+if HAS_CRYPTOGRAPHY:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+FORMATS = ('pem', 'der')
+RSA_MIN_BITS = 2048
+RSA_MAX_BITS = 8192
+CURVES = {
+    'secp256r1': 'SECP256R1', 'p-256': 'SECP256R1', 'prime256v1': 'SECP256R1',
+    'secp384r1': 'SECP384R1', 'p-384': 'SECP384R1',
+    'secp521r1': 'SECP521R1', 'p-521': 'SECP521R1',
+}
+_CURVE_NAMES = {'SECP256R1': 'secp256r1', 'SECP384R1': 'secp384r1', 'SECP521R1': 'secp521r1'}
+
+
+def _require_crypto():
+    _deps.require('cryptography')
+
+
+def normalize_curve(curve):
+    name = CURVES.get(str(curve).strip().lower())
+    if name is None:
+        raise InvalidInput('Unsupported elliptic curve %r; use one of secp256r1 (P-256), secp384r1 (P-384), '
+                           'secp521r1 (P-521)' % (curve,))
+    return name
+
+
+def generate_private_key(key_type='rsa', key_size=2048, curve='secp256r1'):
+    """Generate a new private key (RSA of ``key_size`` bits, or ECDSA on ``curve``)."""
+    _require_crypto()
+    key_type = (key_type or 'rsa').lower()
+    if key_type == 'rsa':
+        validate_rsa_size(key_size)
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_size))
+    if key_type in ('ecdsa', 'ec'):
+        return ec.generate_private_key(getattr(ec, normalize_curve(curve))())
+    raise InvalidInput('Unsupported key type %r; use rsa or ecdsa' % (key_type,))
+
+
+def validate_rsa_size(key_size):
+    try:
+        size = int(key_size)
+    except (TypeError, ValueError):
+        raise InvalidInput('RSA key size must be an integer, got %r' % (key_size,))
+    if size < RSA_MIN_BITS or size > RSA_MAX_BITS or size % 8:
+        raise InvalidInput('RSA key size %s is not supported; use %d to %d bits (a multiple of 8)'
+                           % (key_size, RSA_MIN_BITS, RSA_MAX_BITS))
+    return size
+
+
+def key_description(key):
+    """Return ('rsa', bits) or ('ecdsa', curve name) for a private or public key."""
+    _require_crypto()
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        return ('rsa', key.key_size)
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        return ('ecdsa', key.curve.name)
+    return (type(key).__name__, None)
+
+
+def validate_private_key(key, key_type=None, key_size=None, curve=None, min_size=None):
+    """Check an existing key against the wanted parameters. Returns None if it fits, else a reason string.
+
+    ``min_size`` is the template's msPKI-Minimal-Key-Size (RSA bits).
+    """
+    _require_crypto()
+    kind, detail = key_description(key)
+    if kind not in ('rsa', 'ecdsa'):
+        return 'key type %s is not supported (rsa or ecdsa)' % kind
+    if key_type and (key_type.lower() in ('ec', 'ecdsa')) != (kind == 'ecdsa'):
+        return 'key is %s but %s is wanted' % (kind, key_type.lower())
+    if kind == 'rsa':
+        if detail < RSA_MIN_BITS or detail > RSA_MAX_BITS:
+            return 'RSA key has %d bits; %d to %d are supported' % (detail, RSA_MIN_BITS, RSA_MAX_BITS)
+        if key_size and (not key_type or key_type.lower() == 'rsa') and int(key_size) != detail:
+            return 'RSA key has %d bits but %s are wanted' % (detail, key_size)
+        if min_size and detail < int(min_size):
+            return 'RSA key has %d bits, below the template minimum of %s' % (detail, min_size)
+    else:
+        if detail not in _CURVE_NAMES.values():
+            return 'curve %s is not supported' % detail
+        if curve and key_type and key_type.lower() in ('ec', 'ecdsa') and \
+                _CURVE_NAMES[normalize_curve(curve)] != detail:
+            return 'key is on %s but %s is wanted' % (detail, curve)
+    return None
+
+
+def load_private_key(data, passphrase=None):
+    """Load a PEM or DER private key (optionally encrypted)."""
+    _require_crypto()
+    if isinstance(passphrase, str):
+        passphrase = passphrase.encode('utf-8')
+    if isinstance(data, str):
+        data = data.encode('ascii')
+    try:
+        if data.lstrip().startswith(b'-----'):
+            return serialization.load_pem_private_key(data, password=passphrase)
+        return serialization.load_der_private_key(data, password=passphrase)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput('Cannot load the private key (wrong passphrase or not a key)', detail=str(exc))
+
+
+def private_key_bytes(key, encoding='pem', passphrase=None):
+    """Serialize a private key as PKCS#8 (PEM or DER), encrypted with ``passphrase`` if given."""
+    _require_crypto()
+    if encoding not in FORMATS:
+        raise InvalidInput('Unknown format %r (pem or der)' % (encoding,))
+    enc = serialization.Encoding.PEM if encoding == 'pem' else serialization.Encoding.DER
+    if passphrase:
+        if isinstance(passphrase, str):
+            passphrase = passphrase.encode('utf-8')
+        algo = serialization.BestAvailableEncryption(passphrase)
+    else:
+        algo = serialization.NoEncryption()
+    return key.private_bytes(enc, serialization.PrivateFormat.PKCS8, algo)
+
+
+def public_key_der(public_key):
+    """SubjectPublicKeyInfo DER of a public key (what "the same key" compares)."""
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def public_key_info(key):
+    """{'type': 'rsa', 'size': bits} or {'type': 'ecdsa', 'curve': name} for a private or public key."""
+    kind, detail = key_description(key)
+    if kind == 'rsa':
+        return {'type': 'rsa', 'size': detail}
+    return {'type': kind, 'curve': detail}
