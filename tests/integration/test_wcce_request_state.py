@@ -12,7 +12,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from test_wcce_request import MODULE, UNREACHABLE, ca_admin, creds, read, spki, web_args  # noqa: F401
+# ca_admin is a fixture of test_wcce_request
+from test_wcce_request import ca_admin  # noqa: F401  pylint: disable=unused-import
+from test_wcce_request import MODULE, UNREACHABLE, creds, read, spki, web_args
 
 pytestmark = pytest.mark.lab
 
