@@ -18,6 +18,7 @@ import os
 from ansible_collections.adcs.enrollment.plugins.module_utils import _csr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
+from ansible_collections.adcs.enrollment.plugins.module_utils import _pipe
 from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
 from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
@@ -46,6 +47,7 @@ def request_options(top_level=True):
         renew_before=dict(type='float'),
         request_id=dict(type='int'),
         backup=dict(type='bool', default=False),
+        state_path=dict(type='path'),
     )
     spec.update(key_argument_spec())        # no defaults: derived per request
     spec.update(subject_argument_spec())
@@ -62,6 +64,7 @@ def argument_spec():
     spec = connection_argument_spec()
     spec.update(request_options())
     spec['requests'] = dict(type='list', elements='dict', options=request_options(top_level=False))
+    spec.update(_pipe.argument_spec())
     return spec
 
 
@@ -100,7 +103,8 @@ def normalize_requests(params):
         out.append(check_request(merged, index))
     paths = {}
     for spec in out:
-        for key in ('certificate_path', 'private_key_path', 'chain_path', 'fullchain_path', 'pkcs12_path'):
+        for key in ('certificate_path', 'private_key_path', 'chain_path', 'fullchain_path', 'pkcs12_path',
+                    'state_path'):
             path = spec.get(key)
             if not path:
                 continue
@@ -132,7 +136,8 @@ def check_request(spec, index=0):
     spec = dict(spec)
     spec['index'] = index
     where = 'requests[%d]: ' % index if index else ''
-    for key in ('certificate_path', 'private_key_path', 'chain_path', 'fullchain_path', 'pkcs12_path', 'csr_path'):
+    for key in ('certificate_path', 'private_key_path', 'chain_path', 'fullchain_path', 'pkcs12_path', 'csr_path',
+                'state_path'):
         spec[key] = _abs(spec.get(key))
     for key in ('force', 'regenerate_key', 'renewal_request', 'backup'):
         spec[key] = _as_bool(spec.get(key) or False, key) if key != 'renewal_request' else \

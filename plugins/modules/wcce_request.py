@@ -124,7 +124,7 @@ options:
   certificate_path:
     description:
       - Where the certificate is written (and read, to decide whether a new one is needed).
-      - Required unless O(requests) is used.
+      - Required unless O(requests) or O(pipe=true) is used.
     type: path
   chain_path:
     description:
@@ -172,6 +172,60 @@ options:
   backup:
     description:
       - Keep a timestamped copy of every file that is replaced.
+    type: bool
+    default: false
+  state_path:
+    description:
+      - Keep a versioned state file (JSON, no secrets, mode C(0644)) here, for example
+        C(<certificate_path>.adcs.json) as the certificate role does. It records the last request (status
+        C(issued), C(pending) or C(denied), request ID, CA, template, what was asked for), the certificate's facts
+        and the template's renewal period learned from Active Directory at enrollment.
+      - A pending request recorded there is retrieved by later runs (as with O(request_id)) while the request is
+        unchanged; a changed request, or a denied one, is submitted anew. A later run that has nothing to do uses
+        the recorded renewal period instead of reading the template from Active Directory.
+      - A state file written by a newer version of the collection is refused; a corrupt one, or one another user
+        could have written, is ignored with a warning and rewritten.
+    type: path
+  pipe:
+    description:
+      - Pipe mode, as the community.crypto C(*_pipe) modules - contents in, contents out, no file written. The CSR
+        comes as O(csr_content); the current certificate, chain, full chain, refusal record and state as
+        O(certificate_content), O(chain_content), O(fullchain_content), O(refusal_content) and O(state_content);
+        the module returns RV(certificate_content), RV(chain_content), RV(fullchain_content), RV(refusal_content)
+        and RV(state_content) to install next to the key (adcs.enrollment.wcce_install). This is how the
+        certificate role enrolls on the controller for a managed host without scratch directories.
+      - O(certificate_path), O(chain_path), O(fullchain_path), O(pkcs12_path), O(private_key_path), O(csr_path),
+        O(state_path), O(backup) and O(requests) cannot be used with it; the contents are PEM.
+    type: bool
+    default: false
+  certificate_content:
+    description:
+      - With O(pipe=true), the certificate the host has now (PEM), to decide whether a new one is needed.
+    type: str
+  chain_content:
+    description:
+      - With O(pipe=true), the chain the host has now (PEM; an empty string when there is none yet). Give it to get
+        RV(chain_content) back.
+    type: str
+  fullchain_content:
+    description:
+      - With O(pipe=true), the full chain the host has now (PEM; an empty string when there is none yet). Give it
+        to get RV(fullchain_content) back.
+    type: str
+  refusal_content:
+    description:
+      - With O(pipe=true), the refusal record the host keeps next to the certificate (C(<certificate>.refused)),
+        see RV(refusal_content).
+    type: raw
+  state_content:
+    description:
+      - With O(pipe=true), the state the host keeps next to the certificate (see O(state_path)); a pending request
+        recorded there is retrieved.
+    type: raw
+  new_key:
+    description:
+      - With O(pipe=true) and O(regenerate_key=true), O(csr_content) is for a new key staged on the host (after
+        RV(new_key_needed) asked for it); the certificate is requested for it.
     type: bool
     default: false
   requests:
@@ -258,6 +312,9 @@ options:
       backup:
         description: See O(backup).
         type: bool
+      state_path:
+        description: See O(state_path).
+        type: path
       owner:
         description: See O(owner).
         type: str
@@ -379,9 +436,81 @@ EXAMPLES = r'''
     key_type: rsa
     key_size: 2048
     certificate_path: /srv/certs/app5.crt
+
+- name: Keep the state next to the certificate (a pending request is retrieved by the next runs)
+  adcs.enrollment.wcce_request:
+    domain: example.com
+    username: svc-enroll@example.com
+    password: "{{ vault_enroll_password }}"
+    template: WebServerApproval
+    common_name: app6.example.com
+    private_key_path: /etc/pki/app6.key
+    certificate_path: /etc/pki/app6.crt
+    state_path: /etc/pki/app6.crt.adcs.json
+  register: app6
+
+- name: Pipe mode on the controller - a CSR from the host in, the certificate out, no file written
+  adcs.enrollment.wcce_request:
+    pipe: true
+    domain: example.com
+    username: svc-enroll@example.com
+    password: "{{ vault_enroll_password }}"
+    template: WebServer
+    csr_content: "{{ host_csr.csr }}"
+    common_name: app7.example.com
+    certificate_content: "{{ current_certificate | default(omit) }}"
+    chain_content: "{{ current_chain | default('') }}"
+  delegate_to: localhost
+  register: enrolled
 '''
 
 RETURN = r'''
+status:
+  description:
+    - "What became of the request: C(issued) (a first certificate), C(renewed) (a certificate replaced another),
+      C(unchanged) (the certificate fits; at most chain, full chain, PKCS#12 or file attributes were refreshed),
+      C(pending) (held for a certificate manager), C(denied) (the CA or a certificate manager refused it),
+      C(failed) (any other error) or, in check mode, C(would_enroll)."
+  returned: always
+  type: str
+  sample: issued
+state_content:
+  description:
+    - With O(pipe=true), the new state (see O(state_path)) to keep next to the certificate on the host; null when it
+      stays as it is.
+  returned: with O(pipe=true)
+  type: str
+certificate_content:
+  description: With O(pipe=true), the certificate (PEM) now valid for the host, the new one after enrollment.
+  returned: with O(pipe=true), when there is a certificate
+  type: str
+chain_content:
+  description: With O(pipe=true) and O(chain_content), the verified CA chain (PEM).
+  returned: with O(pipe=true) and O(chain_content)
+  type: str
+fullchain_content:
+  description: With O(pipe=true) and O(fullchain_content), the certificate followed by the CA chain (PEM).
+  returned: with O(pipe=true) and O(fullchain_content)
+  type: str
+refusal_content:
+  description:
+    - With O(pipe=true), the refusal record to keep next to the certificate on the host (C(<certificate>.refused));
+      null when there is none (remove the host's).
+  returned: with O(pipe=true)
+  type: str
+new_key:
+  description:
+    - With O(pipe=true), whether RV(certificate_content) was issued for the new key staged on the host (O(new_key),
+      or a pending request for it retrieved), to be switched with the certificate (adcs.enrollment.wcce_install
+      O(adcs.enrollment.wcce_install#module:staged_private_key_path)).
+  returned: with O(pipe=true) and O(state_content)
+  type: bool
+new_key_needed:
+  description:
+    - With O(pipe=true) and O(regenerate_key=true), a certificate is due but O(csr_content) is for the current key;
+      nothing was submitted; run again with the CSR of a new key and O(new_key=true).
+  returned: when true
+  type: bool
 changed:
   description: Whether a certificate was issued and written, a request was submitted, or file attributes changed.
   returned: always
@@ -529,8 +658,10 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
 from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _directory
 from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
+from ansible_collections.adcs.enrollment.plugins.module_utils import _pipe
 from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
 from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
+from ansible_collections.adcs.enrollment.plugins.module_utils import _state
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 
 
@@ -540,33 +671,46 @@ def main():
     params = module.params
     many = bool(params.get('requests'))
     try:
-        specs = _request_spec.normalize_requests(params)
+        _pipe.check(params, module.check_mode)
     except AdcsError as exc:
         module.fail_json(msg=exc.to_message())
-    auth, auth_error = None, None
-    try:
-        auth = _auth.dcom_auth(params)
-    except AdcsError as exc:
-        auth_error = exc
-    directory = _directory.from_params(params)
-    try:
-        anchors = _anchors.AnchorSource.from_params(
-            params, connect_directory=(lambda: directory.conn) if directory is not None else None)
-    except AdcsError as exc:
-        module.fail_json(msg=exc.to_message())
-    enroller = _enroller.Enroller(
-        auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
-        dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
-        writer=_staged.ModuleFileWriter(module), check_mode=module.check_mode, auth_error=auth_error,
-        anchors=anchors)
-    try:
-        with enroller:
-            results = enroller.run(specs)
-    except AdcsError as exc:
-        module.fail_json(msg=exc.to_message(), error=exc.to_dict())
-    except Exception as exc:  # never a bare traceback to the user
-        module.fail_json(msg='Unexpected error during enrollment: %s: %s' % (type(exc).__name__, exc),
-                         exception=traceback.format_exc())
+    if params['pipe'] and not params.get('csr_content'):
+        _enroller.finish(module, [_pipe.no_csr_result()], False)
+    with _pipe.Pipe(params) as pipe:
+        try:
+            specs = _request_spec.normalize_requests(pipe.params())
+            keeper = _state.Keeper(specs, module.check_mode, params.get('state_content'), pipe=pipe.active)
+        except AdcsError as exc:
+            module.fail_json(msg=exc.to_message())
+        auth, auth_error = None, None
+        try:
+            auth = _auth.dcom_auth(params)
+        except AdcsError as exc:
+            auth_error = exc
+        directory = keeper.directory(_directory.from_params(params))
+        try:
+            anchors = _anchors.AnchorSource.from_params(
+                params, connect_directory=(lambda: directory.conn) if directory is not None else None)
+        except AdcsError as exc:
+            module.fail_json(msg=exc.to_message())
+        writer = _staged.ModuleFileWriter(module)
+        enroller = _enroller.Enroller(
+            auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
+            dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
+            writer=writer, check_mode=module.check_mode, auth_error=auth_error, anchors=anchors)
+        try:
+            with enroller:
+                results = _pipe.new_key_result(
+                    params, specs[0], check_mode=module.check_mode,
+                    template_renewal_days=directory.template_renewal_days if directory is not None else None)
+                results = keeper.record(specs, results or enroller.run(specs), writer, directory,
+                                        new_key=params['new_key'])
+        except AdcsError as exc:
+            module.fail_json(msg=exc.to_message(), error=exc.to_dict())
+        except Exception as exc:  # never a bare traceback to the user
+            module.fail_json(msg='Unexpected error during enrollment: %s: %s' % (type(exc).__name__, exc),
+                             exception=traceback.format_exc())
+        pipe.contents(results)
     _enroller.finish(module, results, many)
 
 

@@ -190,15 +190,13 @@ sys.exit(proc.returncode)
 '''
 
 SCRATCH_SPY = r'''#!{python}
-"""The controller's interpreter: records the names in every scratch directory of the role, then runs the module."""
-import glob
+"""The controller's interpreter: records what is in the controller's TMPDIR whenever a module starts there."""
 import json
 import os
 import sys
 
 with open({log!r}, "a") as handle:
-    for path in sorted(glob.glob(os.path.join({tmpdir!r}, "adcs-cert-*"))):
-        handle.write(json.dumps(sorted(os.listdir(path))) + "\n")
+    handle.write(json.dumps(sorted(os.listdir({tmpdir!r}))) + "\n")
 os.execv({python!r}, [{python!r}] + sys.argv[1:])
 '''
 
@@ -210,10 +208,10 @@ def short_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_host_cannot_name_files_in_the_controller_scratch_dir(lab, ansible, tmp_path, short_tmp):
-    """A compromised host's slurp result names another file (source: .web.crt.adcs-journal, the journal name the
-    controller's wcce_request would recover from): the controller writes the host's content only under the role's
-    own names, so no planted journal is ever in the scratch directory when wcce_request runs there."""
+def test_host_cannot_name_files_on_the_controller(lab, ansible, tmp_path, short_tmp):
+    """A compromised host's slurp result names another file (source: .web.crt.adcs-journal, the journal name a
+    wcce_request writing files would recover from): the controller enrolls in pipe mode, on contents, so no name from
+    the host is ever a path there; no scratch directory is made on the controller and nothing is left in its TMPDIR."""
     from test_roles import SITE
 
     fleet = Fleet(lab, ansible, tmp_path)
@@ -244,11 +242,12 @@ def test_host_cannot_name_files_in_the_controller_scratch_dir(lab, ansible, tmp_
     assert rc == 0, out
     with open(log) as handle:
         listings = [json.loads(line) for line in handle]
-    assert listings, "wcce_request ran on the controller with the scratch directory in place"
-    expected = {"web.crt", "web-chain.crt", "web-fullchain.crt", "web.crt.refused"}
+    assert listings, "wcce_request ran on the controller"
     for names in listings:
-        assert planted not in names, names
-        assert set(names) <= expected, names
-    # the host's (planted) content went under the role's own name: wcce_request saw a broken web.crt, not a journal
-    assert "web.crt" in listings[0], listings
-    assert not [n for n in os.listdir(str(ctl_tmp)) if n.startswith("adcs-cert-")], "the scratch dir is removed"
+        assert not [n for n in names if n.startswith(("adcs-cert-", "adcs-pipe-")) or planted in n], names
+    # the host's (planted) content went in as the certificate: wcce_request saw a broken certificate and enrolled
+    r = results(out)["host2"]["web"]
+    assert r["status"] == "issued", r
+    assert cert_public(load_cert(fleet.path("host2"))) == key_public(fleet.path("host2", kind="key"))
+    assert not [n for n in os.listdir(str(ctl_tmp)) if n.startswith(("adcs-cert-", "adcs-pipe-"))], \
+        "no scratch directory is left on the controller"

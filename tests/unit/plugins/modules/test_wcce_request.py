@@ -10,10 +10,12 @@ import json
 import os
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ca_session, _request_spec  # noqa: E402
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ca_session, _request_spec, _state  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_request  # noqa: E402
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
 
@@ -129,3 +131,163 @@ def test_requests_list(tmp_path, fake_ca):
     assert [x.get('disposition') for x in r['results']] == ['issued', 'issued', 'denied']
     assert len(r['diff']) == 2
     assert FakeSession.opened == ['ca1.lab.adcs.test']
+
+
+# ---- status, state_path and pipe mode (the state of a certificate, _state / _pipe) ----------------------------------
+CN = 'web.lab.adcs.test'
+
+
+def host_args(tmp_path, **kw):
+    out = dict(CONN, template='WebServer', common_name=CN, private_key_path=str(tmp_path / 'web.key'),
+               certificate_path=str(tmp_path / 'web.crt'), state_path=str(tmp_path / 'web.crt.adcs.json'))
+    out.update(kw)
+    return out
+
+
+def state_of(tmp_path):
+    with open(str(tmp_path / 'web.crt.adcs.json')) as handle:
+        return json.load(handle)
+
+
+def csr_pem(key):
+    csr = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CN)])).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def pipe_args(key, **kw):
+    out = dict(CONN, pipe=True, template='WebServer', common_name=CN, key_type='rsa', csr_content=csr_pem(key),
+               chain_content='', fullchain_content='')
+    out.update(kw)
+    return out
+
+
+# ---- state_path ----------------------------------------------------------------------------------------------------
+def test_issue_records_the_state_and_a_rerun_leaves_it(tmp_path, fake_ca):
+    r = run(host_args(tmp_path)).result
+    assert r['status'] == 'issued' and r['changed'] is True, r
+    state = state_of(tmp_path)
+    assert (state['format'], state['version'], state['status'], state['request_id']) == \
+        (_state.FORMAT, 1, 'issued', r['request_id'])
+    assert state['certificate']['fingerprint_sha256'] == r['certificate']['fingerprint_sha256']
+    assert state['requested']['subject'] == 'CN=%s' % CN
+    assert state['ca'] == {'name': 'LAB-CA', 'host': 'ca1.lab.adcs.test'}
+    before = open(str(tmp_path / 'web.crt.adcs.json')).read()
+    again = run(host_args(tmp_path)).result
+    assert again['status'] == 'unchanged' and again['changed'] is False, again
+    assert open(str(tmp_path / 'web.crt.adcs.json')).read() == before
+
+
+def test_pending_request_is_resumed_from_the_state(tmp_path, fake_ca):
+    r = run(host_args(tmp_path, template='Manual')).result
+    assert r['status'] == 'pending' and r['changed'] is True, r
+    assert 'waits for a certificate manager' in r['msg']
+    state = state_of(tmp_path)
+    assert state['status'] == 'pending' and state['request_id'] == r['request_id']
+    # check mode: reported as pending, the CA is not contacted
+    calls = len(fake_ca.calls)
+    checked = run(host_args(tmp_path, template='Manual'), check_mode=True).result
+    assert checked['status'] == 'pending' and len(fake_ca.calls) == calls
+    # the next run retrieves it (the fake CA issues on retrieval)
+    got = run(host_args(tmp_path, template='Manual')).result
+    assert got['status'] == 'issued' and got['action'] == 'retrieve' and got['request_id'] == r['request_id'], got
+    assert fake_ca.calls[calls] == ('retrieve', r['request_id'])
+    assert state_of(tmp_path)['status'] == 'issued'
+
+
+def test_changed_request_abandons_the_pending_one(tmp_path, fake_ca):
+    r = run(host_args(tmp_path, template='Manual')).result
+    other = run(host_args(tmp_path, template='Manual', common_name='other.lab.adcs.test')).result
+    assert other['status'] == 'pending' and other['action'] == 'enroll' and other['request_id'] != r['request_id']
+
+
+def test_denied_is_recorded(tmp_path, fake_ca):
+    exit_ = run(host_args(tmp_path, template='Denied'))
+    assert exit_.failed and exit_.result['status'] == 'denied', exit_.result
+    state = state_of(tmp_path)
+    assert state['status'] == 'denied' and state['request_id'] == exit_.result['request_id']
+
+
+def test_newer_state_is_refused(tmp_path, fake_ca):
+    with open(str(tmp_path / 'web.crt.adcs.json'), 'w') as handle:
+        json.dump({'format': _state.FORMAT, 'version': 99}, handle)
+    exit_ = run(host_args(tmp_path))
+    assert exit_.failed and 'written by a newer version of adcs.enrollment' in exit_.result['msg']
+    assert fake_ca.calls == [] and not os.path.exists(str(tmp_path / 'web.crt'))
+
+
+def test_status_without_state_path(tmp_path, fake_ca):
+    r = run(host_args(tmp_path, state_path=None)).result
+    assert r['status'] == 'issued' and not os.path.exists(str(tmp_path / 'web.crt.adcs.json'))
+
+
+# ---- pipe mode -------------------------------------------------------------------------------------------------------
+def test_pipe_contents_in_contents_out(tmp_path, fake_ca):
+    key = wcce_pki.rsa_key('pipe-host')
+    cwd = os.getcwd()
+    os.chdir(str(tmp_path))
+    try:
+        r = run(pipe_args(key)).result
+    finally:
+        os.chdir(cwd)
+    assert r['status'] == 'issued' and r['changed'] is True, r
+    assert os.listdir(str(tmp_path)) == [], 'nothing written'
+    cert = x509.load_pem_x509_certificate(r['certificate_content'].encode())
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    assert r['chain_content'].count('BEGIN CERTIFICATE') == 2 and r['fullchain_content'].count('BEGIN') == 3
+    assert r['paths'] == {} and r['refusal_content'] is None and r['new_key'] is False
+    assert json.loads(r['state_content'])['status'] == 'issued'
+    # the host now holds those: nothing to do, nothing to store
+    again = run(pipe_args(key, certificate_content=r['certificate_content'], chain_content=r['chain_content'],
+                          fullchain_content=r['fullchain_content'], state_content=r['state_content'])).result
+    assert again['status'] == 'unchanged' and again['changed'] is False and again['state_content'] is None
+    assert again['certificate_content'] == r['certificate_content']
+
+
+def test_pipe_pending_resumed_from_state_content(fake_ca):
+    key = wcce_pki.rsa_key('pipe-host')
+    r = run(pipe_args(key, template='Manual')).result
+    assert r['status'] == 'pending' and r['certificate_content'] is None
+    state = json.loads(r['state_content'])
+    assert state['pending_csr'] == pipe_args(key)['csr_content'] and state['new_key'] is False
+    # ansible-core < 2.19 hands JSON text over as a dict
+    got = run(pipe_args(key, template='Manual', state_content=state)).result
+    assert got['status'] == 'issued' and got['request_id'] == r['request_id'], got
+
+
+def test_pipe_new_key_for_every_renewal(fake_ca):
+    current = wcce_pki.rsa_key('pipe-current')
+    first = run(pipe_args(current)).result
+    due = dict(regenerate_key=True, renew_before=400, certificate_content=first['certificate_content'])
+    calls = len(fake_ca.calls)
+    asked = run(pipe_args(current, **due)).result
+    assert asked['new_key_needed'] is True and asked['status'] == 'would_enroll', asked
+    assert asked['reason_code'] == 'renew_window' and asked['changed'] is False
+    assert len(fake_ca.calls) == calls, 'nothing submitted'
+    new = wcce_pki.rsa_key('pipe-new')
+    renewed = run(pipe_args(new, new_key=True, **due)).result
+    assert renewed['status'] == 'renewed' and renewed['new_key'] is True, renewed
+    cert = x509.load_pem_x509_certificate(renewed['certificate_content'].encode())
+    assert cert.public_key().public_numbers() == new.public_key().public_numbers()
+
+
+@pytest.mark.parametrize('extra,message', [
+    ({'certificate_path': '/tmp/x.crt'}, 'certificate_path cannot be used with it'),
+    ({'format': 'der'}, 'format=der cannot be used with it'),
+])
+def test_pipe_refuses_file_options(fake_ca, extra, message):
+    exit_ = run(pipe_args(wcce_pki.rsa_key('pipe-host'), **extra))
+    assert exit_.failed and message in exit_.result['msg']
+
+
+def test_contents_need_pipe(tmp_path, fake_ca):
+    exit_ = run(host_args(tmp_path, state_content='{}'))
+    assert exit_.failed and 'state_content need pipe=true' in exit_.result['msg']
+
+
+def test_pipe_check_mode_without_csr(fake_ca):
+    args = pipe_args(wcce_pki.rsa_key('pipe-host'))
+    del args['csr_content']
+    r = run(args, check_mode=True).result
+    assert r['status'] == 'would_enroll' and r['changed'] is True and fake_ca.calls == []
+    assert run(args).failed
