@@ -209,7 +209,9 @@ class LdapReader(object):
         for sid in groups:
             if sid not in sids:
                 sids.append(sid)
-        for sid in ('S-1-1-0', 'S-1-5-11'):
+        # the token of a network logon, as the CA sees the requester: Everyone, NETWORK, Authenticated Users,
+        # This Organization (MS-DTYP 2.4.2.4 well-known SIDs)
+        for sid in ('S-1-1-0', 'S-1-5-2', 'S-1-5-11', 'S-1-5-15'):
             if sid not in sids:
                 sids.append(sid)
         return sids, groups

@@ -330,12 +330,17 @@ class TemplateAcl(object):
         def who(sid):
             return '%s (%s)' % (names[sid], sid) if names.get(sid) else sid
 
-        for item in denied:
-            if item['sid'].upper() in sids:
-                return False, 'denied: ACE #%d denies %s to %s (%s)' % (item['ace'], label, who(item['sid']), item['via'].replace('_', ' '))
-        for item in allowed:
-            if item['sid'].upper() in sids:
+        # MS-DTYP 2.5.3.2: the ACEs are evaluated in their order and the first one that names a SID of the token
+        # for this right decides (canonical order puts explicit ACEs before inherited ones: an explicit allow wins
+        # over an inherited deny)
+        decisive = sorted([(item['ace'], True, item) for item in allowed] + [(item['ace'], False, item) for item in denied],
+                          key=lambda entry: entry[0])
+        for _index, is_allow, item in decisive:
+            if item['sid'].upper() not in sids:
+                continue
+            if is_allow:
                 return True, 'allowed: ACE #%d grants %s to %s (%s)' % (item['ace'], label, who(item['sid']), item['via'].replace('_', ' '))
+            return False, 'denied: ACE #%d denies %s to %s (%s)' % (item['ace'], label, who(item['sid']), item['via'].replace('_', ' '))
         return False, 'no ACE grants %s to the account or any of its %d group SIDs' % (label, max(len(sids) - 1, 0))
 
     def can_enroll(self, sids, names=None):

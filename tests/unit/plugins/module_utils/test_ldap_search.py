@@ -91,7 +91,7 @@ def test_find_account_and_token():
     flt = [c for c in fake.calls if c[0] == 'search' and c[1] == BASE][-1][2]
     assert '(sAMAccountName=enroller)' in flt
     sids, groups = conn.account_token(entry)
-    assert sids == [user_sid, DOMAIN_SID + '-513', DOMAIN_SID + '-1108', 'S-1-1-0', 'S-1-5-11']
+    assert sids == [user_sid, DOMAIN_SID + '-513', DOMAIN_SID + '-1108', 'S-1-1-0', 'S-1-5-2', 'S-1-5-11', 'S-1-5-15']  # a network logon's token
     assert groups == [DOMAIN_SID + '-513', DOMAIN_SID + '-1108']
     conn.find_account(user_sid)
     flt = [c for c in fake.calls if c[0] == 'search' and c[1] == BASE][-1][2]

@@ -171,10 +171,16 @@ def test_explicit_deny_wins_even_when_a_group_allows():
     assert 'ACE #0 denies Enroll' in reason and DENIED in reason
 
 
-def test_deny_wins_regardless_of_order():
-    sd = sd_build.build_security_descriptor([allow_obj(GROUP, s.ENROLL), deny_obj(MEMBER, s.ENROLL)])
-    assert sd_build.can_enroll(sd, token(MEMBER, GROUP))[0] is False
-    assert sd_build.can_enroll(sd, token(OTHER, GROUP))[0] is True
+def test_aces_are_evaluated_in_order():
+    """MS-DTYP 2.5.3.2: the first ACE naming a SID of the token decides (as Windows evaluates a DACL); in canonical
+    order the explicit deny comes first and wins, but an explicit allow before an inherited deny wins too."""
+    canonical = sd_build.build_security_descriptor([deny_obj(MEMBER, s.ENROLL), allow_obj(GROUP, s.ENROLL)])
+    assert sd_build.can_enroll(canonical, token(MEMBER, GROUP))[0] is False
+    assert sd_build.can_enroll(canonical, token(OTHER, GROUP))[0] is True
+    explicit_allow_first = sd_build.build_security_descriptor([
+        allow_obj(GROUP, s.ENROLL), deny_obj(MEMBER, s.ENROLL, flags=s.INHERITED_ACE)])
+    ok, reason = sd_build.can_enroll(explicit_allow_first, token(MEMBER, GROUP))
+    assert ok is True and reason.startswith('allowed: ACE #0 grants Enroll')
 
 
 def test_allowed_via_group():
@@ -216,14 +222,16 @@ def test_all_extended_rights_plain_ace_control_access():
     assert sd_build.can_enroll(sd, [OTHER])[0] is True
 
 
-def test_deny_all_extended_rights_beats_specific_allow():
-    sd = sd_build.build_security_descriptor([allow_obj(OTHER, s.ENROLL), deny(OTHER, CTRL)])
+def test_deny_all_extended_rights_before_a_specific_allow():
+    sd = sd_build.build_security_descriptor([deny(OTHER, CTRL), allow_obj(OTHER, s.ENROLL)])
     ok, reason = sd_build.can_enroll(sd, [OTHER])
     assert ok is False and 'all extended rights' in reason
+    after = sd_build.build_security_descriptor([allow_obj(OTHER, s.ENROLL), deny(OTHER, CTRL)])
+    assert sd_build.can_enroll(after, [OTHER])[0] is True        # the allow came first
 
 
 def test_deny_generic_all():
-    sd = sd_build.build_security_descriptor([allow_obj(OTHER, s.ENROLL), deny(GROUP, s.GENERIC_ALL)])
+    sd = sd_build.build_security_descriptor([deny(GROUP, s.GENERIC_ALL), allow_obj(OTHER, s.ENROLL)])
     assert sd_build.can_enroll(sd, [OTHER, GROUP])[0] is False
 
 

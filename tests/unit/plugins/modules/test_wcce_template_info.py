@@ -160,7 +160,7 @@ def test_all_templates_and_cas(directory):
 def test_bind_account_access_and_rights(directory):
     r = run(dict(CONN, names=['WebServer'])).result
     assert r['principal']['name'] == 'enroller' and r['principal']['source'] == 'bind'
-    assert r['principal']['token_sids'] == [SIDS['enroller'], SIDS['users'], 'S-1-1-0', 'S-1-5-11']
+    assert r['principal']['token_sids'] == [SIDS['enroller'], SIDS['users'], 'S-1-1-0', 'S-1-5-2', 'S-1-5-11', 'S-1-5-15']
     web = r['templates'][0]
     assert web['access']['can_enroll'] is True
     assert 'enroller' in web['access']['reason']
