@@ -145,9 +145,12 @@ def list_enrollment_services(conn, configuration_nc):
 
 
 def filter_services(services, ca_name=None, ca_host=None):
+    """The enrollment services ``ca_name`` names (its CN, or its display name as Windows tools show it) on
+    ``ca_host``; the CA is then addressed by its CN."""
     result = []
     for service in services:
-        if ca_name and (service['name'] or '').lower() != ca_name.lower():
+        names = set((n or '').lower() for n in (service['name'], service.get('display_name')))
+        if ca_name and ca_name.lower() not in names:
             continue
         if ca_host and (service['dns_host_name'] or '').lower() != ca_host.lower().rstrip('.'):
             continue

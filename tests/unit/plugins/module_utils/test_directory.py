@@ -27,6 +27,14 @@ def test_select_cas_by_template_and_name():
     assert (only.name, only.address, only.source) == ('LAB-CA', '127.0.0.12', 'options')
 
 
+def test_ca_name_matches_the_display_name_too():
+    """Windows tools show an enrollment service's display name; naming it finds the CA, addressed by its CN."""
+    services = [dict(SERVICES[1], display_name='Contoso Issuing CA 2'), SERVICES[0]]
+    d = FakeDirectory(services)
+    [target] = _directory.select_cas('WebServer', ca_name='contoso issuing ca 2', directory=d)
+    assert target.name == 'CA-TWO'
+
+
 class FakeConnection(object):
     configuration_nc = 'CN=Configuration,DC=lab,DC=adcs,DC=test'
 
