@@ -80,7 +80,7 @@ class SambaDC:
             "\tlog file = %s/samba.log" % self.log_dir,
             "\tlogging = file",
             "\tmax log size = 10000",
-            "\tldap server require strong auth = yes",   # as Windows Server 2025 DCs: no simple bind in clear text
+            "\tldap server require strong auth = allow_sasl_over_tls",   # as a Windows DC requiring LDAP signing: TLS, or a signed SASL bind
             "\ttls enabled = yes",
             "\ttls keyfile = " + self.pki.dc_tls_key_path,
             "\ttls certfile = " + self.pki.dc_tls_cert_path,

@@ -45,7 +45,8 @@ def test_wrong_password_is_refused(lab):
 
 def test_simple_bind_in_clear_text_is_refused(lab):
     """As a Windows Server 2025 DC (LDAP signing required by default): a simple bind over plain LDAP is refused
-    with strongerAuthRequired even with the right password (``ldap server require strong auth = yes``)."""
+    with strongerAuthRequired even with the right password (``ldap server require strong auth =
+    allow_sasl_over_tls``: any bind over TLS, only signed or sealed SASL binds in clear)."""
     import ldap3
     server = ldap3.Server(lab["dc"]["address"], port=lab["dc"]["ldap_port"])
     conn = ldap3.Connection(server, user=lab["accounts"]["enroller"]["upn"],
