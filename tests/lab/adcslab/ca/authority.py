@@ -578,8 +578,9 @@ class CertificationAuthority:
     # -- renewal ------------------------------------------------------------------------------------------------
     def _check_renewal(self, parsed):
         """Return the certificate being renewed (verified) or None for a new request. Raises CAError:
-        CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE when the attribute is not a certificate, is not the certificate whose
-        key signed the request, or was not issued by this CA; CRYPT_E_REVOKED / CERT_E_EXPIRED for a revoked or
+        CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE when the attribute is not a certificate or is not the certificate whose
+        key signed the request; CERT_E_CHAINING when it does not chain to this CA (as Windows answers a certificate
+        it cannot chain); CRYPT_E_REVOKED / CERT_E_EXPIRED for a revoked or
         expired one. (A bad signature was already refused with NTE_BAD_SIGNATURE while parsing.)"""
         if parsed.kind == "pkcs10":
             return None  # renewal needs the CMS/CMC signature by the old key (MS-WCCE 3.2.1.4.2.1.4.2)
@@ -598,8 +599,8 @@ class CertificationAuthority:
                 raise ValueError("issuer")
             old.verify_directly_issued_by(self.ca_cert)
         except (ValueError, TypeError, Exception):  # noqa: BLE001 - any verification failure
-            raise CAError(errors.CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE,
-                          "The certificate to renew was not issued by this CA.")
+            # as Windows: the old certificate must chain (CertGetCertificateChain) before it counts
+            raise CAError(errors.CERT_E_CHAINING, "The certificate to renew does not chain to this CA.")
         row = self.db.get_by_serial("%x" % old.serial_number)
         if row is None or row["certificate"] != old.public_bytes(serialization.Encoding.DER):
             raise CAError(errors.CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE,

@@ -34,6 +34,8 @@ CERTSRV_E_SUBJECT_EMAIL_REQUIRED = 0x80094812
 CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE = 0x8009400E
 CERTSRV_E_RENEWAL_BAD_PUBLIC_KEY = 0x80094816
 CERT_E_EXPIRED = 0x800B0101
+CERT_E_UNTRUSTEDROOT = 0x800B0109
+CERT_E_CHAINING = 0x800B010A
 ERROR_DS_SERVER_DOWN = 0x8007203A
 ERROR_NO_SUCH_USER = 0x80070525
 CERTSRV_E_KEY_LENGTH = 0x80094811
@@ -91,6 +93,9 @@ MESSAGES = {
                                        "being renewed."),
     CERT_E_EXPIRED: ("CERT_E_EXPIRED", "A required certificate is not within its validity period when verifying "
                                        "against the current system clock or the timestamp in the signed file."),
+    CERT_E_UNTRUSTEDROOT: ("CERT_E_UNTRUSTEDROOT", "A certificate chain processed, but terminated in a root "
+                                                   "certificate which is not trusted by the trust provider."),
+    CERT_E_CHAINING: ("CERT_E_CHAINING", "A certificate chain could not be built to a trusted root authority."),
     ERROR_DS_SERVER_DOWN: ("ERROR_DS_SERVER_DOWN", "The server is not operational."),
     ERROR_NO_SUCH_USER: ("ERROR_NO_SUCH_USER", "The specified account does not exist."),
     CERTSRV_E_SUBJECT_DNS_REQUIRED: ("CERTSRV_E_SUBJECT_DNS_REQUIRED",
