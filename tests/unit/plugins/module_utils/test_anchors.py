@@ -13,49 +13,17 @@ from cryptography.hazmat.primitives import serialization
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _errors, _plan
 
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.anchors import (
+    FakeDirectory,
+    leaf,
+    rogue_pki,
+    write_pem,
+)
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import FakeClient, enroller, spec
 
 NOW = wcce_pki.NOW
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER
-
-
-def rogue_pki():
-    """A root + issuing CA with the same names as the unit PKI's, other keys (what an injected reply carries)."""
-    root_key = wcce_pki.rsa_key('rogue-root')
-    root = wcce_pki.make_cert('LAB Root CA', root_key, ca=True, serial=1, days=3650)
-    ca_key = wcce_pki.ec_key('rogue-ca')
-    ca = wcce_pki.make_cert('LAB-CA', ca_key, issuer=root, issuer_key=root_key, ca=True, serial=2, days=3000)
-    leaf = wcce_pki.make_cert('host.lab.adcs.test', wcce_pki.rsa_key('leaf'), issuer=ca, issuer_key=ca_key)
-    return root, ca, leaf
-
-
-_LEAF = []
-
-
-def leaf():
-    if not _LEAF:
-        _LEAF.append(wcce_pki.pki().issue('host.lab.adcs.test', wcce_pki.rsa_key('leaf')))
-    return _LEAF[0]
-
-
-def write_pem(path, *certs):
-    with open(path, 'wb') as handle:
-        handle.write(b''.join(c.public_bytes(PEM) for c in certs))
-    return path
-
-
-class FakeDirectory(object):
-    """AdConnection.search() over a dict: base DN -> list of DER values of cACertificate."""
-    configuration_nc = 'CN=Configuration,DC=lab'
-
-    def __init__(self, containers):
-        self.containers = containers
-        self.searches = []
-
-    def search(self, base, flt, attributes, scope='SUBTREE'):
-        self.searches.append((base.split(',')[0], scope))
-        return [{'dn': base, 'attributes': {'cACertificate': [v]}} for v in self.containers.get(base.split(',')[0], [])]
 
 
 # ------------------------------------------------------------------------------------------------------------

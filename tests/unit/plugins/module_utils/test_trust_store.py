@@ -8,7 +8,7 @@ __metaclass__ = type
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _trust_store
 
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
-from test_anchors import leaf, rogue_pki
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.anchors import leaf, rogue_pki
 
 
 # ------------------------------------------------------------------------------------------------------------

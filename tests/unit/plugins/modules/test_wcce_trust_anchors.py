@@ -6,20 +6,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
-import sys
-
 import pytest
 from cryptography.hazmat.primitives import serialization
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'module_utils'))
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _deps, _ldap  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_trust_anchors  # noqa: E402
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
 
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki  # noqa: E402
-from test_anchors import FakeDirectory, leaf, rogue_pki  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.anchors import FakeDirectory, leaf, rogue_pki  # noqa: E402
 
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER
