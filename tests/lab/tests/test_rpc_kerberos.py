@@ -35,6 +35,7 @@ from adcslab.rpc.kerberos import (KRB_AP_ERR_BADMATCH, KRB_AP_ERR_MODIFIED, KRB_
                                   KRB_AP_ERR_TKT_NYV, KerberosProvider, ServiceKeys, SpnegoProvider,
                                   aes_seal_iov, aes_unseal_iov, gss_unframe,
                                   keytab_path_for)
+from adcslab.rpc.client import authenticate_with_mic  # noqa: E402
 from adcslab.rpc.security import AuthError, IntegrityError, default_providers  # noqa: E402
 
 REALM = "LAB.ADCS.TEST"
@@ -389,29 +390,6 @@ def test_spnego_ntlm_with_mech_list_mic(with_mic):
     assert v == ntlm.SIGN(flags, server_sign, b"H" + plain + b"T", seq, in_rc4.encrypt).getData()
 
 
-def _authenticate_with_ntlm_mic(ctx_accept, password="Passw0rd!"):
-    """Drive NEGOTIATE/CHALLENGE through ``ctx_accept`` (SPNEGO-wrapped) and return (AUTHENTICATE bytes with
-    MsvAvFlags MIC-present and a right NTLM MIC, exported session key, flags), as a Windows client builds it."""
-    from impacket import ntlm
-    t1 = ntlm.getNTLMSSPType1("", "", signingRequired=True, use_ntlmv2=True)
-    t1["flags"] |= ntlm.NTLMSSP_NEGOTIATE_VERSION
-    t1["os_version"] = b"\x0a\x00\x63\x45\x00\x00\x00\x0f"
-    neg = t1.getData()
-    chal = ctx_accept(neg)
-    c = ntlm.NTLMAuthChallenge(chal)
-    av = ntlm.AV_PAIRS(c["TargetInfoFields"])
-    av[ntlm.NTLMSSP_AV_FLAGS] = struct.pack("<I", 2)
-    c2 = ntlm.NTLMAuthChallenge(chal)
-    c2["TargetInfoFields"] = av.getData()
-    c2["TargetInfoFields_len"] = c2["TargetInfoFields_max_len"] = len(c2["TargetInfoFields"])
-    t3, key = ntlm.getNTLMSSPType3(t1, c2.getData(), "enroller", password, "LAB", use_ntlmv2=True)
-    t3["Version"] = b"\x0a\x00\x63\x45\x00\x00\x00\x0f"
-    t3["MIC"] = b"\x00" * 16
-    raw = t3.getData()
-    raw = raw[:72] + ntlm.hmac_md5(key, neg + chal + raw) + raw[88:]
-    return raw, key, t3["flags"]
-
-
 def test_spnego_ntlm_mic_required_when_authenticate_has_one():
     """An AUTHENTICATE with an NTLM MIC (MsvAvFlags 0x2, as Windows sends) and no mechListMIC is refused: a
     downgrade of the mechanism list would go unnoticed otherwise; with the mechListMIC it is accepted."""
@@ -428,7 +406,7 @@ def test_spnego_ntlm_mic_required_when_authenticate_has_one():
             state["init"] = init.getData()
             return _resp_fields(ctx.accept(state["init"]).reply_token)[1]
 
-        auth, key, flags = _authenticate_with_ntlm_mic(accept_first)
+        auth, key, flags = authenticate_with_mic(accept_first, "enroller", "Passw0rd!", "LAB")
         final = SPNEGO_NegTokenResp()
         final["ResponseToken"] = auth
         if with_mech_list_mic:

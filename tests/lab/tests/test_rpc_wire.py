@@ -17,7 +17,7 @@ from impacket import ntlm  # noqa: E402
 
 from adcslab.rpc import constants as C  # noqa: E402
 from adcslab.rpc.client import (NDR20, BindNakError, ClientError, FaultError, SignatureError,  # noqa: E402
-                                StrictClient, _NtlmState)
+                                StrictClient, _NtlmState, authenticate_with_mic)
 from test_rpc_engine import PASSWORD, PRIV, TOY, accounts_file, make_server, server_alive  # noqa: E402,F401
 
 
@@ -166,24 +166,8 @@ def test_ntlm_mic_verified(make_server):
 
     def run(good_mic):
         ctx = prov.new_context()
-        t1 = ntlm.getNTLMSSPType1("", "", signingRequired=True, use_ntlmv2=True)
-        t1["flags"] |= ntlm.NTLMSSP_NEGOTIATE_VERSION
-        t1["os_version"] = b"\x0a\x00\x63\x45\x00\x00\x00\x0f"
-        neg = t1.getData()
-        chal = ctx.accept(neg).reply_token
-        # add MsvAvFlags (MIC present) to the target info the client echoes back
-        c = ntlm.NTLMAuthChallenge(chal)
-        av = ntlm.AV_PAIRS(c["TargetInfoFields"])
-        av[ntlm.NTLMSSP_AV_FLAGS] = struct.pack("<I", 2)
-        c2 = ntlm.NTLMAuthChallenge(chal)
-        c2["TargetInfoFields"] = av.getData()
-        c2["TargetInfoFields_len"] = c2["TargetInfoFields_max_len"] = len(c2["TargetInfoFields"])
-        t3, key = ntlm.getNTLMSSPType3(t1, c2.getData(), "enroller", PASSWORD, "LAB", use_ntlmv2=True)
-        t3["Version"] = b"\x0a\x00\x63\x45\x00\x00\x00\x0f"
-        t3["MIC"] = b"\x00" * 16
-        raw = t3.getData()
-        mic = ntlm.hmac_md5(key, neg + chal + raw) if good_mic else b"\x11" * 16
-        raw = raw[:72] + mic + raw[88:]
+        raw, _key, _flags = authenticate_with_mic(lambda neg: ctx.accept(neg).reply_token, "enroller", PASSWORD,
+                                                  "LAB", good_mic=good_mic)
         return ctx.accept(raw)
 
     assert run(True).done

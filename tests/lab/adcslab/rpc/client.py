@@ -125,6 +125,30 @@ class _NtlmState:
             raise SignatureError("server signature mismatch (seq %d)" % (self.in_seq - 1))
 
 
+def authenticate_with_mic(accept_negotiate, user, password, domain, good_mic=True):
+    """An NTLM AUTHENTICATE as Windows builds it (MsvAvFlags MIC-present, the MIC over the three messages), after
+    ``accept_negotiate(NEGOTIATE bytes) -> CHALLENGE bytes``; ``good_mic=False`` puts a wrong MIC in.
+    Returns (AUTHENTICATE bytes, exported session key, negotiated flags)."""
+    t1 = ntlm.getNTLMSSPType1("", "", signingRequired=True, use_ntlmv2=True)
+    t1["flags"] |= ntlm.NTLMSSP_NEGOTIATE_VERSION
+    t1["os_version"] = b"\x0a\x00\x63\x45\x00\x00\x00\x0f"
+    neg = t1.getData()
+    chal = accept_negotiate(neg)
+    # add MsvAvFlags (MIC present) to the target info the client echoes back
+    c = ntlm.NTLMAuthChallenge(chal)
+    av = ntlm.AV_PAIRS(c["TargetInfoFields"])
+    av[ntlm.NTLMSSP_AV_FLAGS] = struct.pack("<I", 2)
+    c2 = ntlm.NTLMAuthChallenge(chal)
+    c2["TargetInfoFields"] = av.getData()
+    c2["TargetInfoFields_len"] = c2["TargetInfoFields_max_len"] = len(c2["TargetInfoFields"])
+    t3, key = ntlm.getNTLMSSPType3(t1, c2.getData(), user, password, domain, use_ntlmv2=True)
+    t3["Version"] = b"\x0a\x00\x63\x45\x00\x00\x00\x0f"
+    t3["MIC"] = b"\x00" * 16
+    raw = t3.getData()
+    mic = ntlm.hmac_md5(key, neg + chal + raw) if good_mic else b"\x11" * 16
+    return raw[:72] + mic + raw[88:], key, t3["flags"]
+
+
 class StrictClient:
     def __init__(self, host: str, port: int, timeout: float = 10.0):
         self.sock = socket.create_connection((host, port), timeout=timeout)
