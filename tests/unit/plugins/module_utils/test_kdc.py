@@ -6,10 +6,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import os
 import socket
 import struct
 import threading
+import time
 
 import pytest
 from impacket.krb5 import crypto as kcrypto
@@ -146,7 +148,15 @@ class HostileKdc(object):
         self.reply = reply
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((address, port))
+        deadline = time.monotonic() + 15
+        while True:          # a listener of an earlier run may still be going away
+            try:
+                self.sock.bind((address, port))
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         self.sock.listen(4)
         self.address, self.port = self.sock.getsockname()
         self.thread = threading.Thread(target=self.serve)
@@ -176,7 +186,12 @@ class HostileKdc(object):
                 conn.close()
 
     def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)      # wakes the accept() so that the port is released now
+        except OSError:
+            pass
         self.sock.close()
+        self.thread.join(5)
 
 
 @pytest.mark.parametrize('length', [_kdc.MAX_KDC_REPLY + 1, 0x7FFFFFFF, 0xFFFFFFF0])
