@@ -15,6 +15,7 @@ def main(argv=None):
     up = sub.add_parser("up", help="start the lab (reuses a healthy running lab)")
     up.add_argument("--no-ca", action="store_true", help="only the AD DC")
     sub.add_parser("down", help="stop the lab CA and the AD DC")
+    sub.add_parser("seed-templates", help="add this checkout's templates to the running lab (accounts untouched)")
     sub.add_parser("status", help="is the lab running")
     sub.add_parser("show", help="print the connection details (lab.json)")
     ca = sub.add_parser("ca", help="lab CA administration: list, show, approve, deny, revoke, publish-crl, ...")
@@ -27,6 +28,8 @@ def main(argv=None):
         if args.command == "up":
             result = lab.up(with_ca=not args.no_ca)
             print("lab up: %s" % json.dumps(result))
+        elif args.command == "seed-templates":
+            print("lab templates: %s" % json.dumps(lab.seed_templates()))
         elif args.command == "down":
             print("lab down: %s" % json.dumps(lab.down()))
         elif args.command == "status":

@@ -129,6 +129,24 @@ class Lab:
         os.replace(tmp, self.lab_json)
         return {"dc_started": started, "seeded": seeded, "ca_started": ca_started, "lab_json": self.lab_json}
 
+    def seed_templates(self):
+        """Load this checkout's templates into the running lab DC (see Seeder.templates_only) and list them in
+        lab.json. For worktrees that share one running lab."""
+        pki = ensure_pki(self.state_dir)
+        dc = SambaDC(self.state_dir, pki)
+        if not dc.healthy():
+            raise LabError("the lab DC is not running: make lab-up first")
+        from adcslab.seeder import Seeder
+        published = Seeder(dc, pki).templates_only()
+        details = self.details(pki)
+        details["published_templates"] = published
+        details["templates"] = sorted(set(details["templates"]) | set(published))
+        tmp = self.lab_json + ".tmp"
+        with open(tmp, "w") as handle:
+            json.dump(details, handle, indent=2, sort_keys=True)
+        os.replace(tmp, self.lab_json)
+        return {"published_templates": published}
+
     def down(self):
         stopped = {"ca": self.stop_ca(), "http": self._process("http").stop()}
         pki_dir = os.path.join(self.state_dir, "pki")

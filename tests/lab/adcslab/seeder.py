@@ -161,6 +161,34 @@ class Seeder:
         os.replace(tmp, path)
         return accounts
 
+    def templates_only(self):
+        """Add or update the templates of this checkout's seed on a running DC, and add them to what the lab CA
+        publishes (never remove a published name: other checkouts may share the DC). Accounts, passwords and
+        keytabs are left alone, so Kerberos tickets held by running tests stay valid. Returns the published list."""
+        self.conn = self.dc.connect()
+        try:
+            self.domain_sid = self._read_sid(seed.BASE_DN)
+            for account in seed.ACCOUNTS:
+                dn = self.user_dn(account)
+                if self._exists(dn):
+                    self.sids[account["sam"].lower()] = self._read_sid(dn)
+            group_dn = "CN=%s,CN=Users,%s" % (seed.ENROLLERS_GROUP, seed.BASE_DN)
+            self.sids[seed.ENROLLERS_GROUP.lower()] = self._read_sid(group_dn)
+            self.sids["administrator"] = self._read_sid("CN=Administrator,CN=Users," + seed.BASE_DN)
+            self.seed_templates()
+            return self._publish_more(seed.PUBLISHED_TEMPLATES)
+        finally:
+            self.conn.unbind()
+
+    def _publish_more(self, names):
+        from ldap3 import BASE, MODIFY_REPLACE
+        dn = "CN=%s,%s" % (seed.CA_NAME, seed.ENROLLMENT_SERVICES_DN)
+        self.conn.search(dn, "(objectClass=*)", search_scope=BASE, attributes=["certificateTemplates"])
+        published = [str(v) for v in self.conn.entries[0]["certificateTemplates"].values]
+        published += [name for name in names if name not in published]
+        self.conn.modify(dn, {"certificateTemplates": [(MODIFY_REPLACE, published)]})
+        return published
+
     def user_dn(self, account):
         cn = account["sam"].rstrip("$")
         container = "CN=Computers" if account["kind"] == "computer" else "CN=Users"
