@@ -34,7 +34,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._crl_fetch import 
     open_ca,
 )
 from ansible_collections.adcs.enrollment.plugins.module_utils._crl_http import HttpClient, redact
-from ansible_collections.adcs.enrollment.plugins.module_utils._crl_outputs import write_outputs
+from ansible_collections.adcs.enrollment.plugins.module_utils._crl_outputs import pipe_outputs, write_outputs
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, CertificateError
 from ansible_collections.adcs.enrollment.plugins.module_utils._revocation import entry_facts, revocation_status
@@ -414,6 +414,8 @@ def check_options(p):
         raise JobError('max_size must be 1 or more')
     if not p['urls'] and not p['from_ca'] and not (p['certificate_path'] or p['certificate']):
         raise JobError('one of certificate_path, certificate, urls or from_ca is required')
+    if p['return_content'] and (p['dest'] or p['delta_dest']):
+        raise JobError('return_content returns the CRL instead of writing it: it excludes dest and delta_dest')
 
 
 def _result(module, job):
@@ -427,6 +429,10 @@ def _result(module, job):
         result.update(certificate_status=status, revoked=status['revoked'])
     if p['dest'] or p['delta_dest']:
         result.update(write_outputs(module, job))
+    elif p['return_content']:
+        if job.base is None:
+            raise JobError('return_content needs a base CRL; none was fetched')
+        result.update(pipe_outputs(p, job))
     return result
 
 

@@ -6,7 +6,9 @@
 - ``dest``/``delta_dest``: the CRL in PEM or DER through ``_staged.ModuleFileWriter`` (atomic, file attributes,
   check mode), rewritten only when the file does not already hold this CRL number of this issuer in this format,
   and never replaced by an older CRL of the same issuer and key (``_crl_validate.check_not_rolled_back``) unless
-  ``force``
+  ``force``;
+- pipe mode (``return_content``): the base CRL as PEM text in the result, compared with ``current_crl``, for
+  callers that keep the file elsewhere (the certificate role's controller mode); nothing is written.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,13 +29,20 @@ def encode_crl(crl, fmt='pem'):
 
 
 def content_for(path, crl, fmt, issuer_cert=None, force=False):
-    """What to write: the file's own bytes when it already holds this CRL number of this issuer in this format.
-    CrlError when the file holds a newer CRL of the same issuer and key (unless force)."""
-    new = encode_crl(crl, fmt)
+    """What to write to ``path``: see choose_content (the file's bytes are the current content)."""
     try:
         with open(path, 'rb') as handle:
             old = handle.read()
     except (IOError, OSError):
+        old = None
+    return choose_content(old, crl, fmt, issuer_cert, force, where=path, kept='the file')
+
+
+def choose_content(old, crl, fmt, issuer_cert=None, force=False, where='current_crl', kept='the current CRL'):
+    """The CRL's bytes in ``fmt``, or ``old`` itself when it already holds this CRL number of this issuer in this
+    format. CrlError when ``old`` is a newer CRL of the same issuer and key (a rollback), unless force."""
+    new = encode_crl(crl, fmt)
+    if not old:
         return new
     try:
         existing = v.load_crl(old)
@@ -43,12 +52,20 @@ def content_for(path, crl, fmt, issuer_cert=None, force=False):
         try:
             v.check_not_rolled_back(existing, crl, issuer_cert)
         except v.CrlError as exc:
-            raise v.CrlError('%s: %s; the file is kept (force=true replaces it)' % (path, exc))
+            raise v.CrlError('%s: %s; %s is kept (force=true replaces it)' % (where, exc, kept))
     same_format = old.lstrip().startswith(b'-----BEGIN') == (fmt == 'pem')
     if same_format and existing.issuer == crl.issuer and v.crl_number(existing) is not None and \
             v.crl_number(existing) == v.crl_number(crl):
         return old
     return new
+
+
+def pipe_outputs(params, job):
+    """Pipe mode (return_content): the base CRL as PEM text in ``crl``, ``changed`` against ``current_crl``
+    (the content of the file the caller keeps, e.g. on a managed host); nothing is written."""
+    old = params['current_crl'].encode('utf-8') if params.get('current_crl') else None
+    content = choose_content(old, job.base, 'pem', job.issuer_cert, params['force'])
+    return {'changed': content != old, 'crl': content.decode('ascii')}
 
 
 def write_outputs(module, job):

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright (c) adcs.enrollment contributors
+# Copyright (c) the adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Certificate signing requests: one job, turning request parameters into the PKCS#10 and attributes sent to the CA.
 
@@ -55,43 +55,59 @@ HASH_OIDS = {
     'sha512': ('2.16.840.1.101.3.4.2.3', '1.2.840.10045.4.3.4'),
 }
 
-SUBJECT_ATTRIBUTES = {
-    'CN': 'COMMON_NAME', 'commonName': 'COMMON_NAME',
-    'C': 'COUNTRY_NAME', 'countryName': 'COUNTRY_NAME',
-    'L': 'LOCALITY_NAME', 'localityName': 'LOCALITY_NAME',
-    'ST': 'STATE_OR_PROVINCE_NAME', 'stateOrProvinceName': 'STATE_OR_PROVINCE_NAME',
-    'O': 'ORGANIZATION_NAME', 'organizationName': 'ORGANIZATION_NAME',
-    'OU': 'ORGANIZATIONAL_UNIT_NAME', 'organizationalUnitName': 'ORGANIZATIONAL_UNIT_NAME',
-    'DC': 'DOMAIN_COMPONENT', 'domainComponent': 'DOMAIN_COMPONENT',
-    'emailAddress': 'EMAIL_ADDRESS', 'E': 'EMAIL_ADDRESS',
-    'serialNumber': 'SERIAL_NUMBER', 'UID': 'USER_ID',
-    'title': 'TITLE', 'GN': 'GIVEN_NAME', 'givenName': 'GIVEN_NAME', 'SN': 'SURNAME', 'surname': 'SURNAME',
-    'street': 'STREET_ADDRESS', 'postalCode': 'POSTAL_CODE',
-}
 
-KEY_USAGES = {
-    'digitalSignature': 'digital_signature', 'digital_signature': 'digital_signature',
-    'nonRepudiation': 'content_commitment', 'contentCommitment': 'content_commitment',
-    'content_commitment': 'content_commitment',
-    'keyEncipherment': 'key_encipherment', 'key_encipherment': 'key_encipherment',
-    'dataEncipherment': 'data_encipherment', 'data_encipherment': 'data_encipherment',
-    'keyAgreement': 'key_agreement', 'key_agreement': 'key_agreement',
-    'keyCertSign': 'key_cert_sign', 'key_cert_sign': 'key_cert_sign',
-    'cRLSign': 'crl_sign', 'crl_sign': 'crl_sign',
-    'encipherOnly': 'encipher_only', 'encipher_only': 'encipher_only',
-    'decipherOnly': 'decipher_only', 'decipher_only': 'decipher_only',
-}
+def _aliases(text, value_is_name=True):
+    """A name table from lines 'VALUE name name ...': every name (and VALUE itself if value_is_name) maps to VALUE."""
+    table = {}
+    for line in text.strip().splitlines():
+        value, names = line.split()[0], line.split()[1:]
+        table.update((name, value) for name in names + ([value] if value_is_name else []))
+    return table
 
-EKU_NAMES = {
-    'serverAuth': '1.3.6.1.5.5.7.3.1', 'server_auth': '1.3.6.1.5.5.7.3.1',
-    'clientAuth': '1.3.6.1.5.5.7.3.2', 'client_auth': '1.3.6.1.5.5.7.3.2',
-    'codeSigning': '1.3.6.1.5.5.7.3.3', 'code_signing': '1.3.6.1.5.5.7.3.3',
-    'emailProtection': '1.3.6.1.5.5.7.3.4', 'email_protection': '1.3.6.1.5.5.7.3.4',
-    'timeStamping': '1.3.6.1.5.5.7.3.8', 'time_stamping': '1.3.6.1.5.5.7.3.8',
-    'OCSPSigning': '1.3.6.1.5.5.7.3.9', 'ocsp_signing': '1.3.6.1.5.5.7.3.9',
-    'smartcardLogon': '1.3.6.1.4.1.311.20.2.2', 'smartcard_logon': '1.3.6.1.4.1.311.20.2.2',
-    'anyExtendedKeyUsage': '2.5.29.37.0',
-}
+
+# Subject attribute names (RFC 4514 short names and X.500 long names) -> cryptography NameOID attribute.
+SUBJECT_ATTRIBUTES = _aliases('''
+COMMON_NAME CN commonName
+COUNTRY_NAME C countryName
+LOCALITY_NAME L localityName
+STATE_OR_PROVINCE_NAME ST stateOrProvinceName
+ORGANIZATION_NAME O organizationName
+ORGANIZATIONAL_UNIT_NAME OU organizationalUnitName
+DOMAIN_COMPONENT DC domainComponent
+EMAIL_ADDRESS emailAddress E
+SERIAL_NUMBER serialNumber
+USER_ID UID
+TITLE title
+GIVEN_NAME GN givenName
+SURNAME SN surname
+STREET_ADDRESS street
+POSTAL_CODE postalCode
+''', value_is_name=False)
+
+# Key usage names (RFC 5280 camelCase and cryptography's snake_case) -> x509.KeyUsage argument.
+KEY_USAGES = _aliases('''
+digital_signature digitalSignature
+content_commitment contentCommitment nonRepudiation
+key_encipherment keyEncipherment
+data_encipherment dataEncipherment
+key_agreement keyAgreement
+key_cert_sign keyCertSign
+crl_sign cRLSign
+encipher_only encipherOnly
+decipher_only decipherOnly
+''')
+
+# Extended key usage names -> OID.
+EKU_NAMES = _aliases('''
+1.3.6.1.5.5.7.3.1 serverAuth server_auth
+1.3.6.1.5.5.7.3.2 clientAuth client_auth
+1.3.6.1.5.5.7.3.3 codeSigning code_signing
+1.3.6.1.5.5.7.3.4 emailProtection email_protection
+1.3.6.1.5.5.7.3.8 timeStamping time_stamping
+1.3.6.1.5.5.7.3.9 OCSPSigning ocsp_signing
+1.3.6.1.4.1.311.20.2.2 smartcardLogon smartcard_logon
+2.5.29.37.0 anyExtendedKeyUsage
+''')
 
 _OID_RE = re.compile(r'^[0-2](\.(0|[1-9][0-9]*))+$')
 

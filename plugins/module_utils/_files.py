@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright (c) adcs.enrollment contributors
+# Copyright (c) the adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Files: one job, reading files we did not write and giving the files we write their mode, owner and group.
 

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright (c) adcs.enrollment contributors
+# Copyright (c) the adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Installing a certificate enrolled elsewhere: one job, putting a certificate (with its chain and full chain) that
 was enrolled on the controller in place next to its private key on the managed host, as one switch.

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright (c) adcs.enrollment contributors
+# Copyright (c) the adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The KDC wire exchange: one job, talking to a KDC: the AS exchange (a TGT), our own TGS exchange (a service ticket
 for the CA), KDC lists, service principal names, and KRB-ERRORs turned into KerberosFailure.

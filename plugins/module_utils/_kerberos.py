@@ -1,8 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright (c) adcs.enrollment contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-# -*- coding: utf-8 -*-
-# Copyright (c) adcs.enrollment contributors
+# Copyright (c) the adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Kerberos for the DCOM transport: one job, the client's credentials and the DCOM auth method.
 

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright (c) adcs.enrollment contributors
+# Copyright (c) the adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Is it what was asked for? One job: compare a CSR handed over by a managed host, or a certificate the CA issued,
 with the request (names, key, template, extended key usages), and remember an issuance that was refused for that

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright (c) adcs.enrollment contributors
+# Copyright (c) the adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pipe mode of wcce_request: one job, an enrollment on contents instead of files (the community.crypto ``*_pipe``
 precedent), so that enrolling on the controller for a managed host needs no scratch directory.

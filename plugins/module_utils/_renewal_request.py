@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright (c) adcs.enrollment contributors
+# Copyright (c) the adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Renewal requests: one job, wrapping a renewal PKCS#10 in the CMS SignedData MS-WCCE 3.1.1.4.3.2.1 asks for.
 

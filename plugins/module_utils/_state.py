@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright (c) adcs.enrollment contributors
+# Copyright (c) the adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The state of one certificate: one job, what became of its last request (the ``status`` of a result) and the
 versioned state file next to the certificate that remembers it between runs.

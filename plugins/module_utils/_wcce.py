@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright (c) adcs.enrollment contributors
+# Copyright (c) the adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """MS-WCCE client: one job, the enrollment calls of ICertRequestD / ICertRequestD2 over a DCOM session.
 

@@ -12,6 +12,8 @@ DOCUMENTATION = r'''
 module: wcce_ca_info
 short_description: Enterprise CAs (enrollment services) and their CA certificates from Active Directory
 version_added: 1.2.0
+author:
+  - adcs.enrollment maintainers (@adcs-enrollment)
 description:
   - Lists the enterprise certification authorities of an Active Directory forest, the C(pKIEnrollmentService)
     objects in C(CN=Enrollment Services,CN=Public Key Services,CN=Services) of the configuration partition, read over
@@ -22,14 +24,9 @@ description:
     certificate facts (RV(certificate_authorities[].certificates[].fingerprint_sha256), ...).
   - This is the list of CAs; M(adcs.enrollment.wcce_template_info) describes templates and enrollment rights.
   - Changes nothing.
-author:
-  - adcs.enrollment maintainers (@adcs-enrollment)
 extends_documentation_fragment:
   - adcs.enrollment.connection
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads.
+  - adcs.enrollment.attributes.info_module
 options:
   names:
     description:

@@ -128,6 +128,21 @@ options:
     description:
       - Write the delta CRL to this file, like O(dest).
     type: path
+  return_content:
+    description:
+      - Pipe mode, for a caller that keeps the CRL elsewhere (the M(adcs.enrollment.certificate) role's controller
+        mode copies it to the managed host). The module returns the base CRL as PEM text in RV(crl) and writes
+        nothing.
+      - Excludes O(dest) and O(delta_dest).
+      - C(changed) then says whether RV(crl) differs from O(current_crl); a CRL older than O(current_crl) of the same
+        issuer and key fails the module unless O(force=true), as with O(dest).
+    type: bool
+    default: false
+  current_crl:
+    description:
+      - With O(return_content=true), the PEM content of the CRL file the caller keeps now, compared with the
+        fetched CRL.
+    type: str
   format:
     description:
       - Encoding of O(dest) and O(delta_dest).
@@ -356,6 +371,10 @@ certificate_status:
     on_hold:
       description: Whether the reason is certificateHold.
       type: bool
+crl:
+  description: The base CRL as PEM text, with O(return_content=true).
+  returned: success and return_content
+  type: str
 dest:
   description: The file written (or that would be), with O(dest).
   returned: success and dest
@@ -398,6 +417,8 @@ def main():
         host_addresses=dict(type='dict', default={}),
         max_size=dict(type='int', default=MAX_BODY),
         force=dict(type='bool', default=False),
+        return_content=dict(type='bool', default=False),
+        current_crl=dict(type='str'),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-# Copyright (c) adcs.enrollment contributors
+# Copyright (c) the adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import absolute_import, division, print_function
@@ -27,17 +27,12 @@ author:
 extends_documentation_fragment:
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
+  - adcs.enrollment.attributes.files
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
-  platform:
-    support: full
-    platforms: posix
-  safe_file_operations:
-    description: Uses Ansible's strict file operation functions to ensure proper permissions and avoid data corruption.
-    support: full
 options:
   certificate_path:
     description:

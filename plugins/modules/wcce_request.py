@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-# Copyright (c) adcs.enrollment contributors
+# Copyright (c) the adcs.enrollment contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import absolute_import, division, print_function
@@ -55,6 +55,7 @@ extends_documentation_fragment:
   - adcs.enrollment.key
   - adcs.enrollment.subject
   - ansible.builtin.files
+  - adcs.enrollment.attributes.files
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
 attributes:
@@ -66,9 +67,6 @@ attributes:
     support: full
     details:
       - The diff shows the subject, SANs, serial number, validity and fingerprint of the certificate before and after.
-  platform:
-    support: full
-    platforms: posix
   safe_file_operations:
     description: Uses Ansible's strict file operation functions to ensure proper permissions and avoid data corruption.
     support: full

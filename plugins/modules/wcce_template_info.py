@@ -12,6 +12,8 @@ DOCUMENTATION = r'''
 module: wcce_template_info
 short_description: Certificate templates, enterprise CAs and enrollment rights from Active Directory
 version_added: 0.1.0
+author:
+  - adcs.enrollment maintainers (@adcs-enrollment)
 description:
   - Reads the certificate templates (C(pKICertificateTemplate), MS-CRTD) and the enrollment services
     (C(pKIEnrollmentService)) of an Active Directory forest over LDAP and decodes them.
@@ -23,14 +25,9 @@ description:
     publish the template.
   - The enterprise CAs with their CA certificates are listed by M(adcs.enrollment.wcce_ca_info).
   - Changes nothing.
-author:
-  - adcs.enrollment maintainers (@adcs-enrollment)
 extends_documentation_fragment:
   - adcs.enrollment.connection
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads.
+  - adcs.enrollment.attributes.info_module
 options:
   names:
     description:

@@ -12,6 +12,8 @@ DOCUMENTATION = r'''
 module: wcce_trust_anchors
 short_description: Select the CA certificates an OS trust store may hold, from independently verified sources
 version_added: 1.1.0
+author:
+  - adcs.enrollment maintainers (@adcs-enrollment)
 description:
   - Sorts CA certificates for an OS trust store into self-signed roots (trust anchors), issuing CAs (for an
     intermediate store only, never anchors) and refused certificates, as the M(adcs.enrollment.trust) role needs
@@ -26,14 +28,9 @@ description:
     M(adcs.enrollment.wcce_request). Anything else is listed in RV(refused).
   - O(from_ad) adds the roots of C(CN=Certification Authorities) (what Windows puts into its Trusted Root store) and
     the certificates of the enrollment services (issuing CAs), read over verified TLS only.
-author:
-  - adcs.enrollment maintainers (@adcs-enrollment)
 extends_documentation_fragment:
   - adcs.enrollment.connection
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads.
+  - adcs.enrollment.attributes.info_module
 options:
   certificates:
     description:
@@ -71,7 +68,8 @@ options:
         type: str
         required: true
       content:
-        description: PEM text.
+        description:
+          - PEM text of the file.
         type: str
         required: true
   from_ad:

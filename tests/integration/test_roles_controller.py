@@ -18,7 +18,7 @@ import pytest
 # fixtures of the private-CA harness (for the last test)
 from test_wcce_request_faults import faults, private_ca  # noqa: F401  pylint: disable=unused-import
 from test_roles import (
-    Fleet, HOSTS, cert_public, changed, key_public, load_cert, results, web_request,
+    Fleet, HOSTS, cert_public, changed, changed_tasks, key_public, load_cert, results, web_request,
 )
 
 pytestmark = pytest.mark.lab
@@ -135,6 +135,25 @@ def test_controller_mode_switches_key_and_certificate_together(lab, ansible, tmp
     fleet.write([request], modes={"host1": "controller", "host2": "controller"})
     rc, out = fleet.run()
     assert rc == 0 and changed(out) == {"host1": 0, "host2": 0}, out["stats"]
+
+
+def test_controller_mode_fetches_the_crl_on_the_controller_without_scratch_files(lab, ansible, tmp_path):
+    from cryptography import x509
+    fleet = Fleet(lab, ansible, tmp_path)
+    crl_options = {"urls": [lab["ca"]["crl_url"]], "host_addresses": {lab["ca"]["hostname"]: lab["ca"]["address"]}}
+    before = set(os.listdir(tempfile.gettempdir()))
+    fleet.write([web_request(crl_path="{{ adcs_test_root }}/certs/web.crl", run_after=None, notify=[])],
+                modes={"host1": "controller", "host2": "controller"}, certificate_crl_options=crl_options)
+    rc, out = fleet.run()
+    assert rc == 0, out
+    for host in HOSTS:
+        crl = x509.load_pem_x509_crl(open(os.path.join(fleet.root(host), "certs", "web.crl"), "rb").read())
+        assert crl.issuer.rfc4514_string() == "CN=LAB-CA,DC=lab,DC=adcs,DC=test"
+    assert not [name for name in set(os.listdir(tempfile.gettempdir())) - before if name.startswith("adcs-crl-")]
+    rc, out = fleet.run()
+    assert rc == 0, out
+    # the lab CA publishes a new CRL whenever a test anywhere revokes a certificate: only the CRL may change
+    assert all("CRL" in name for name in changed_tasks(out)), changed_tasks(out)
 
 
 def test_ca_altering_names_is_asked_once_per_host(lab, ansible, tmp_path, private_ca, faults):

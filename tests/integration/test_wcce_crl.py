@@ -336,6 +336,21 @@ def _publish_to_ldap_if_missing(lab):
         conn.unbind()
 
 
+def test_pipe_mode_returns_the_crl_and_writes_nothing(lab, ansible, tmp_path):
+    args = dict(names(lab), urls=[ip_url(lab, 'LAB-CA.crl')], issuer_certificate_path=lab['ca']['cert'],
+                return_content=True)
+    rc, result = run(ansible, args)
+    assert rc == 0 and result['changed'] is True, result
+    crl = x509.load_pem_x509_crl(result['crl'].encode('ascii'))
+    assert crl.issuer.rfc4514_string() == 'CN=LAB-CA,DC=lab,DC=adcs,DC=test'
+    assert list(tmp_path.iterdir()) == []
+    rc, again = run(ansible, dict(args, current_crl=result['crl']))
+    assert rc == 0 and again['changed'] is False and again['crl'] == result['crl']
+    rc, result = run(ansible, dict(args, dest=str(tmp_path / 'x.crl')))
+    assert rc != 0 and not (tmp_path / 'x.crl').exists()
+    assert result['msg'] == 'return_content returns the CRL instead of writing it: it excludes dest and delta_dest'
+
+
 def test_crl_from_the_cdp_object_in_ldap(lab, ansible):
     _publish_to_ldap_if_missing(lab)
     url = ('ldap:///%s?certificateRevocationList?base?objectClass=cRLDistributionPoint'

@@ -55,3 +55,36 @@ def test_content_for_refuses_an_older_crl_unless_forced(tmp_path):
     assert str(err.value) == ('%s: the fetched CRL (CRL number 8) is older than the one already there (CRL number 9, '
                               'same issuer and key); the file is kept (force=true replaces it)' % path)
     assert _crl_outputs.content_for(str(path), older, 'der', CA.cert, force=True) == P.der(older)
+
+
+class _Job(object):
+    def __init__(self, base, issuer_cert):
+        self.base = base
+        self.issuer_cert = issuer_cert
+
+
+def _pipe_params(current=None, force=False):
+    return {'current_crl': current, 'force': force}
+
+
+def test_pipe_outputs_return_the_crl_as_pem_and_compare_with_current_crl():
+    fetched = CA.crl(number=4)
+    out = _crl_outputs.pipe_outputs(_pipe_params(), _Job(fetched, CA.cert))
+    assert out == {'changed': True, 'crl': P.pem(fetched).decode('ascii')}
+    current = P.pem(CA.crl(number=4)).decode('ascii')       # same number held by the caller: unchanged, kept
+    out = _crl_outputs.pipe_outputs(_pipe_params(current), _Job(CA.crl(number=4), CA.cert))
+    assert out == {'changed': False, 'crl': current}
+    newer = CA.crl(number=5)
+    out = _crl_outputs.pipe_outputs(_pipe_params(current), _Job(newer, CA.cert))
+    assert out == {'changed': True, 'crl': P.pem(newer).decode('ascii')}
+
+
+def test_pipe_outputs_refuse_an_older_crl_than_current_crl_unless_forced():
+    current = P.pem(CA.crl(number=9)).decode('ascii')
+    older = CA.crl(number=8)
+    with pytest.raises(v.CrlError) as err:
+        _crl_outputs.pipe_outputs(_pipe_params(current), _Job(older, CA.cert))
+    assert str(err.value) == ('current_crl: the fetched CRL (CRL number 8) is older than the one already there (CRL '
+                              'number 9, same issuer and key); the current CRL is kept (force=true replaces it)')
+    out = _crl_outputs.pipe_outputs(_pipe_params(current, force=True), _Job(older, CA.cert))
+    assert out['changed'] is True and out['crl'] == P.pem(older).decode('ascii')
