@@ -52,21 +52,29 @@ def install(writer, certificate_path, certificate_content, private_key_path, cha
 
     staged_key_bytes = _files.read_file(staged_private_key_path) if staged_private_key_path else None
     current_key_bytes = _files.read_file(private_key_path)
-    key_bytes = staged_key_bytes if staged_key_bytes is not None else current_key_bytes
-    if key_bytes is None:
+    if staged_key_bytes is None and current_key_bytes is None:
         raise InvalidInput('Neither the private key %s nor a staged key%s exists; nothing was written'
                            % (private_key_path, ' (%s)' % staged_private_key_path if staged_private_key_path else ''))
-    key_origin = staged_private_key_path if staged_key_bytes is not None else private_key_path
-    try:
-        key = _keys.load_private_key(key_bytes, private_key_passphrase)
-    except InvalidInput as exc:
-        raise InvalidInput('Cannot load the private key %s (wrong private_key_passphrase, or not a key); nothing '
-                           'was written' % key_origin, detail=exc.detail)
-    if not _x509.key_matches_certificate(key, cert):
+    # The certificate is installed next to the key it was issued for: the staged new key, or the current key when
+    # the staged one is a leftover (a renewal with the same key after an interrupted key change); that leftover is
+    # removed with the others below.
+    candidates = [(staged_private_key_path, staged_key_bytes), (private_key_path, current_key_bytes)]
+    candidates = [(origin, data) for origin, data in candidates if data is not None]
+    for key_origin, key_bytes in candidates:
+        try:
+            key = _keys.load_private_key(key_bytes, private_key_passphrase)
+        except InvalidInput as exc:
+            raise InvalidInput('Cannot load the private key %s (wrong private_key_passphrase, or not a key); '
+                               'nothing was written' % key_origin, detail=exc.detail)
+        if _x509.key_matches_certificate(key, cert):
+            break
+    else:
         raise CertificateError('The certificate for %s does not belong to the private key %s; nothing was written'
-                               % (certificate_path, key_origin),
+                               % (certificate_path, candidates[0][0]),
                                remedy='Enroll again: the certificate and the key it was requested for must be '
                                       'installed together.')
+    if key_origin != staged_private_key_path:
+        staged_key_bytes = None
 
     specs, paths = [], {}
 

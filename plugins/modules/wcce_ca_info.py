@@ -128,47 +128,15 @@ certificate_authorities:
       type: list
       elements: str
     certificates:
-      description: The CA certificates of cACertificate, in directory order.
+      description:
+        - The CA certificates of cACertificate, in directory order.
+        - Each has the certificate facts that M(adcs.enrollment.wcce_request) returns in
+          RV(adcs.enrollment.wcce_request#module:certificate) (C(subject), C(issuer), C(serial_number),
+          C(not_before), C(not_after), C(fingerprint_sha256), C(subject_alt_names), C(template),
+          C(extended_key_usage), C(public_key), C(is_ca)), and the keys below.
       type: list
       elements: dict
       contains:
-        subject:
-          description: Subject (RFC 4514).
-          type: str
-          sample: CN=EXAMPLE-CA,DC=example,DC=com
-        issuer:
-          description: Issuer (RFC 4514).
-          type: str
-        serial_number:
-          description: Serial number (hex, upper case).
-          type: str
-        not_before:
-          description: Start of validity (UTC, ISO 8601).
-          type: str
-        not_after:
-          description: End of validity (UTC, ISO 8601).
-          type: str
-          sample: '2031-01-01T00:00:00Z'
-        fingerprint_sha256:
-          description: SHA-256 fingerprint (colon-separated upper-case hex).
-          type: str
-        subject_alt_names:
-          description: Subject alternative names (C(DNS:...), C(IP:...), ...).
-          type: list
-          elements: str
-        template:
-          description: Template named in the certificate (C(name), C(oid), C(major_version), C(minor_version)).
-          type: dict
-        extended_key_usage:
-          description: Extended key usage OIDs.
-          type: list
-          elements: str
-        public_key:
-          description: Key type and size or curve.
-          type: dict
-        is_ca:
-          description: The certificate is a CA certificate (basicConstraints CA:TRUE).
-          type: bool
         pem:
           description: The certificate in PEM; only with O(include_pem=true).
           type: str

@@ -79,3 +79,29 @@ def test_bad_input_is_refused_before_any_write(tmp_path, kwargs, message):
     with pytest.raises(_errors.InvalidInput, match=message):
         _install.install(writer, str(tmp_path / 'web.crt'), private_key_path=str(tmp_path / 'web.key'), **args)
     assert writer.specs == []
+
+
+def test_a_leftover_staged_key_is_not_installed_with_a_certificate_of_the_current_key(tmp_path):
+    # an earlier run staged a new key and was interrupted; this run renewed with the current key
+    pki, old, _new = _host(tmp_path)
+    before = (tmp_path / 'web.key').read_bytes()
+    cert = pki.issue('web01.lab.adcs.test', old, serial=24)
+    writer = RecordingWriter(tmp_path)
+    result = _install.install(writer, str(tmp_path / 'web.crt'), cert.public_bytes(Encoding.PEM),
+                              str(tmp_path / 'web.key'), staged_private_key_path=str(tmp_path / 'web.key.new'))
+    assert result['key_switched'] is False
+    assert [s.path for s in writer.specs] == [str(tmp_path / 'web.crt')]
+    assert (tmp_path / 'web.key').read_bytes() == before
+    assert result['removed'] == [str(tmp_path / 'web.key.new')] and not (tmp_path / 'web.key.new').exists()
+
+
+def test_a_certificate_of_neither_key_names_the_staged_key_and_writes_nothing(tmp_path):
+    pki, _old, _new = _host(tmp_path)
+    stranger = pki.issue('web01.lab.adcs.test', wcce_pki.rsa_key('stranger'), serial=25)
+    writer = RecordingWriter(tmp_path)
+    with pytest.raises(_errors.CertificateError) as err:
+        _install.install(writer, str(tmp_path / 'web.crt'), stranger.public_bytes(Encoding.PEM),
+                         str(tmp_path / 'web.key'), staged_private_key_path=str(tmp_path / 'web.key.new'))
+    assert str(err.value).startswith('The certificate for %s does not belong to the private key %s; nothing was '
+                                     'written' % (tmp_path / 'web.crt', tmp_path / 'web.key.new'))
+    assert writer.specs == [] and (tmp_path / 'web.key.new').exists()
