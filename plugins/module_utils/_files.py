@@ -99,26 +99,24 @@ def current_secret_mode(path):
     return check_secret_mode(stat.S_IMODE(st.st_mode), 'The current mode of the private key %s,' % path)
 
 
-def resolve_uid(owner):
-    if owner is None or owner == '':
+def _resolve_id(value, lookup, field, what):
+    """A numeric ID from a name or number (-1, "leave as is", when empty); InvalidInput for an unknown name."""
+    if value is None or value == '':
         return -1
-    if isinstance(owner, int) or str(owner).isdigit():
-        return int(owner)
+    if isinstance(value, int) or str(value).isdigit():
+        return int(value)
     try:
-        return pwd.getpwnam(owner).pw_uid
+        return getattr(lookup(value), field)
     except (KeyError, AttributeError):
-        raise InvalidInput('Unknown user %r' % (owner,))
+        raise InvalidInput('Unknown %s %r' % (what, value))
+
+
+def resolve_uid(owner):
+    return _resolve_id(owner, pwd.getpwnam, 'pw_uid', 'user')
 
 
 def resolve_gid(group):
-    if group is None or group == '':
-        return -1
-    if isinstance(group, int) or str(group).isdigit():
-        return int(group)
-    try:
-        return grp.getgrnam(group).gr_gid
-    except (KeyError, AttributeError):
-        raise InvalidInput('Unknown group %r' % (group,))
+    return _resolve_id(group, grp.getgrnam, 'gr_gid', 'group')
 
 
 MAX_READ_SIZE = 8 << 20   # read_file: keys, certificates, chains, PKCS#12 bundles, records are far smaller

@@ -72,12 +72,8 @@ def _key_text(public_key):
 def other_sans(obj):
     """Subject alternative names of a certificate or CSR that ``_x509.certificate_sans`` does not represent
     (directory names, registered IDs, other names than the UPN), as text."""
-    try:
-        ext = obj.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
-    except x509.ExtensionNotFound:
-        return []
     out = []
-    for gn in ext:
+    for gn in _x509.general_names(obj):
         if isinstance(gn, (x509.DNSName, x509.IPAddress, x509.RFC822Name, x509.UniformResourceIdentifier)):
             continue
         if isinstance(gn, x509.OtherName):

@@ -322,14 +322,18 @@ def _decode_der_string(value):
     return None
 
 
-def certificate_sans(cert):
-    """SANs of a certificate as the sorted (type, value) list of normalize_sans."""
+def general_names(obj):
+    """The general names of the subjectAltName extension of a certificate or CSR ([] without one)."""
     try:
-        ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        return list(obj.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value)
     except x509.ExtensionNotFound:
         return []
+
+
+def certificate_sans(cert):
+    """SANs of a certificate as the sorted (type, value) list of normalize_sans."""
     items = []
-    for gn in ext:
+    for gn in general_names(cert):
         if isinstance(gn, x509.DNSName):
             items.append(('dns', gn.value))
         elif isinstance(gn, x509.IPAddress):
