@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap_kerberos
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_GSSAPI
 from ansible_collections.adcs.enrollment.plugins.module_utils._directory import (
@@ -43,6 +44,18 @@ def _account_summary(conn, entry, source):
     }
 
 
+def _kerberos_identity(ccache):
+    """The principal a Kerberos bind without username used: the named ccache's client, else gssapi's default."""
+    try:
+        if ccache and _ldap_kerberos.own_tickets_ccache(ccache):
+            return _ccache.ccache_principal(ccache)
+        if HAS_GSSAPI:
+            return str(_ldap_kerberos.gssapi.Credentials(usage='initiate').name)
+    except Exception:  # the bind succeeded; a principal we cannot name is reported as such
+        return None
+    return None
+
+
 def resolve_principal(conn, params):
     """The account to evaluate: O(principal), else the bind identity. Returns a dict (with 'error' on failure)."""
     wanted = params.get('principal')
@@ -50,11 +63,8 @@ def resolve_principal(conn, params):
     if not wanted:
         source = 'bind'
         wanted = conn.whoami() or params.get('username')
-        if not wanted and params.get('auth') == 'kerberos' and HAS_GSSAPI:
-            try:
-                wanted = str(_ldap_kerberos.gssapi.Credentials(usage='initiate').name)
-            except Exception:
-                wanted = None
+        if not wanted and params.get('auth') == 'kerberos':
+            wanted = _kerberos_identity(params.get('kerberos_ccache'))
     if not wanted:
         return {'source': source, 'error': 'cannot tell which account the module binds as; set principal'}
     try:
