@@ -32,6 +32,7 @@ from . import archival
 from . import db as dbmod
 from . import errors
 from . import extensions as ext
+from . import renewal as renewal_policy
 from . import templates as tpl
 from .directory import DirectoryAccount, DirectoryConfig, DirectoryError, LabDirectory
 from .errors import CAError
@@ -497,6 +498,7 @@ class CertificationAuthority:
             account = self._account(requester)
             self._check_enroll_right(template, account)
             self._policy_checks(parsed, template)
+            renewal_policy.check_same_key(template, parsed.csr, renewal, _PolicyError)
             # Build the subject now so that a missing directory attribute refuses the request before it pends.
             self._subject_and_sans(parsed, template, all_pairs, account, renewal)
         except CAError as error:
@@ -695,13 +697,9 @@ class CertificationAuthority:
     def _subject_and_sans(self, parsed, template, pairs, account, renewal=None):
         csr = parsed.csr
         sans = []
-        if renewal is not None:
-            # Renewal: the new certificate keeps the renewed certificate's subject and alternative names.
-            subject = renewal.subject
-            try:
-                sans = list(renewal.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-            except x509.ExtensionNotFound:
-                sans = []
+        old_names = renewal_policy.names_from_old_certificate(template, renewal)
+        if old_names is not None:
+            subject, sans = old_names   # CT_FLAG_OLD_CERT_SUPPLIES_SUBJECT_AND_ALT_NAME only (renewal.py)
         elif template.enrollee_supplies_subject:
             subject = csr.subject
             try:
