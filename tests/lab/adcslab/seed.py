@@ -197,6 +197,11 @@ TEMPLATES = [
     },
 ]
 
+# The CA's own security (Request Certificates = Enroll): Windows' default after CA setup. The lab CA reads it from
+# its config.json "ca_security" (the registry on Windows; default this list); the seeder writes the same list into
+# the enrollment service object's nTSecurityDescriptor (Enroll extended right), as a Windows CA keeps it in sync.
+CA_SECURITY = _ADMINS_FULL + [("allow", "enroll", "sid:" + AUTHENTICATED_USERS)]
+
 # Templates the lab CA publishes (its enrollment service's certificateTemplates).
 PUBLISHED_TEMPLATES = ["WebServer", "Machine", "User", "EFS", "WebServerApproval", "WebServer4096", "ShortLived",
                        "WebServerSameKey"]

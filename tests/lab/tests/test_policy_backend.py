@@ -504,3 +504,48 @@ def test_first_start_uses_the_seeded_directory_without_lab_json(lab, tmp_path, k
         authority.close()
     from test_policy_wire import restore_lab_cdp
     restore_lab_cdp(lab)
+
+
+# -- the CA's own security (Request Certificates) ----------------------------------------------------------------
+
+def test_ca_security_denies_request_certificates(lab, tmp_path):
+    """A principal the CA security denies Request Certificates (CA_ACCESS_ENROLL 0x200, MS-CSRA 3.1.1.7) gets
+    CERTSRV_E_ENROLL_DENIED for the call, before the policy module: no request row, whatever the template says
+    (groupmember may enroll on WebServer); the default security (seed.CA_SECURITY: Authenticated Users) admits the
+    others. The security lives in the CA configuration, as in Windows' registry."""
+    state = copy_state(lab, str(tmp_path / "ca-security"))
+    os.makedirs(os.path.join(state, "ca"), exist_ok=True)
+    with open(os.path.join(state, "ca", "config.json"), "w") as handle:
+        json.dump({"ca_security": [list(e) for e in seed.CA_SECURITY] + [["deny", "enroll", "name:groupmember"]]},
+                  handle)
+    authority = CertificationAuthority.open(state)
+    try:
+        before = len(authority.list_requests())
+        response = submit(authority, lab, "groupmember", "WebServer", T.make_csr(T.rsa_key(), "gm.lab.adcs.test"))
+        assert (response.disposition, response.call_status, response.request_id) == (0x80094011, 0x80094011, 0)
+        assert response.disposition_message == (
+            "The permissions on this certification authority do not allow the current user to enroll for "
+            "certificates. 0x80094011 (-2146877423 CERTSRV_E_ENROLL_DENIED)")
+        assert len(authority.list_requests()) == before, "refused before a request row exists"
+        cert_of(submit(authority, lab, "enroller", "WebServer", T.make_csr(T.rsa_key(), "ok.lab.adcs.test")))
+        # Kept in canonical order (deny first, as in the AD copy): a deny for a group of the token wins over an
+        # allow for the account itself.
+        authority.config["ca_security"] = [["allow", "enroll", "name:enroller"], ["deny", "enroll", "sid:S-1-5-11"]]
+        response = submit(authority, lab, "enroller", "WebServer", T.make_csr(T.rsa_key(), "x.lab.adcs.test"))
+        assert response.disposition == 0x80094011
+    finally:
+        authority.close()
+    from test_policy_wire import restore_lab_cdp
+    restore_lab_cdp(lab)
+
+
+def test_enrollment_service_carries_the_ca_security(ad, lab):
+    """The seeder mirrors the CA security into the enrollment service object (Enroll extended right for
+    Authenticated Users), as Windows keeps them in sync; clients read it there."""
+    from adcslab.ca import access
+    control = [("1.2.840.113556.1.4.801", True, bytes([0x30, 0x03, 0x02, 0x01, 0x04]))]   # SD flags: DACL
+    sd = ad._search("CN=LAB-CA," + seed.ENROLLMENT_SERVICES_DN, "(objectClass=*)", ["nTSecurityDescriptor"],
+                    scope="BASE", controls=control)
+    raw = ad._raw(sd[0], "nTSecurityDescriptor")[0]
+    assert access.check_extended_right(raw, [lab["accounts"]["enroller"]["sid"]] + access.WELL_KNOWN_TOKEN_SIDS)
+    assert not access.check_extended_right(raw, ["S-1-5-7"])   # anonymous: not in the token of a network logon
