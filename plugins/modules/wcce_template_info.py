@@ -422,7 +422,8 @@ templates:
       description: True when at least one listed CA publishes the template.
       type: bool
     cas:
-      description: CAs that publish the template (C(name), C(dns_host_name), C(config), C(certificate_subject),
+      description:
+      - CAs that publish the template (C(name), C(dns_host_name), C(config), C(certificate_subject),
         C(certificate_not_after), C(certificate_fingerprint_sha256); C(certificate_sha256_fingerprint), deprecated, is
         the same value and will be removed in 2.0.0).
       - With O(check_rights=true) also C(can_request) and C(request_reason), the evaluated principal's Request

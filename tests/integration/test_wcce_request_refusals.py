@@ -14,14 +14,13 @@ with the CA security). Run under `flock /tmp/adcs-private-ca.lock` (one private 
 
 import json
 import os
-import shutil
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from test_wcce_request_faults import (  # noqa: F401  pylint: disable=unused-import
-    ADDRESS, MODULE, STATE_FILES, _PrivateCA, _restore_lab_cdp, assert_failed, read, spki,
+    ADDRESS, MODULE, assert_failed, private_ca, read, spki,
 )
 
 pytestmark = pytest.mark.lab
@@ -54,24 +53,18 @@ def same_key_template_published(lab):
 
 
 @pytest.fixture(scope='module')
-def refusing_ca(lab, tmp_path_factory):
-    """This checkout's lab CA on 127.0.0.91 whose CA security denies groupmember Request Certificates."""
-    if os.geteuid() != 0:
-        pytest.skip('the lab CA listens on port 135, which needs root (the lab runs as root)')
+def refusing_ca(private_ca):
+    """The private lab CA of this checkout (test_wcce_request_faults) restarted with a CA security that denies
+    groupmember Request Certificates (its config.json, the registry of a Windows CA)."""
     from adcslab import seed
-    state = str(tmp_path_factory.mktemp('refusal-state'))
-    for name in STATE_FILES:
-        shutil.copy(os.path.join(lab['state_dir'], name), os.path.join(state, name))
-    shutil.copytree(os.path.join(lab['state_dir'], 'pki'), os.path.join(state, 'pki'))
-    os.makedirs(os.path.join(state, 'ca'))
-    with open(os.path.join(state, 'ca', 'config.json'), 'w') as handle:
-        json.dump({'ca_security': [list(e) for e in seed.CA_SECURITY] + [['deny', 'enroll', 'name:groupmember']]},
-                  handle)
-    server = _PrivateCA(state).start()
-    yield server
-    rc = server.stop()
-    _restore_lab_cdp(lab)
-    assert rc == 0, 'private lab CA did not exit cleanly (rc %r)\n%s' % (rc, server.log())
+    assert private_ca.stop() == 0, private_ca.log()
+    path = os.path.join(private_ca.state_dir, 'ca', 'config.json')
+    with open(path) as handle:
+        config = json.load(handle)
+    config['ca_security'] = [list(e) for e in seed.CA_SECURITY] + [['deny', 'enroll', 'name:groupmember']]
+    with open(path, 'w') as handle:
+        json.dump(config, handle)
+    return private_ca.start()
 
 
 def args_for(lab, tmp_path, name, ca_host, user='enroller', **extra):
