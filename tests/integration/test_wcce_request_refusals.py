@@ -108,7 +108,7 @@ def test_new_key_on_a_same_key_template_falls_back_and_says_why(lab, ansible, tm
     args = args_for(lab, tmp_path, 'newkey', ADDRESS)
     rc, result = ansible.module(MODULE, args)
     assert rc == 0 and result['disposition'] == 'issued', result
-    old, _ = cert_and_key(args)
+    old = cert_and_key(args)[0]
     rc, result = ansible.module(MODULE, dict(args, force=True, regenerate_key=True))
     assert rc == 0 and result['disposition'] == 'issued', result
     assert result['renewal'] is False, result
