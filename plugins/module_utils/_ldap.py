@@ -283,7 +283,7 @@ class AdConnection(LdapReader):
             kwargs.update(user=user, password=secret, authentication=ldap3.NTLM)
         else:
             # sasl_credentials are set once connected, when the DC's DNS name (for the SPN) is known
-            if not _ldap_kerberos.with_secret(s):
+            if not _ldap_kerberos.own_tickets(s):
                 _ldap_kerberos.gssapi_credentials(s)  # fail early, before any network traffic
             kwargs.update(authentication=ldap3.SASL, sasl_mechanism=ldap3.KERBEROS)
         return kwargs
@@ -344,9 +344,9 @@ class AdConnection(LdapReader):
                     self._drop()
                     raise
             ccache_dir = None
-            if s.auth == 'kerberos' and _ldap_kerberos.with_secret(s):
+            if s.auth == 'kerberos' and _ldap_kerberos.own_tickets(s):
                 spn_host = self.spn_host(conn, host)
-                ccache_dir, creds = _ldap_kerberos.credentials_from_secret(s, spn_host, host)
+                ccache_dir, creds = _ldap_kerberos.own_credentials(s, spn_host, host)
                 conn.sasl_credentials = (spn_host, None, creds)
             elif s.auth == 'kerberos':
                 conn.sasl_credentials = (self.spn_host(conn, host), None, _ldap_kerberos.gssapi_credentials(s))

@@ -3,11 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Kerberos for LDAP binds (SASL GSSAPI): one job, the gssapi credentials an ``auth=kerberos`` bind uses.
 
-- with a password or NT hash (``with_secret``): we get the TGT and the ``ldap/<DC>`` ticket ourselves
-  (``_kerberos``/``_ccache``, KDC = the DC or found by SRV) into a private credential cache, so no krb5.conf is needed
-  (``credentials_from_secret``; the caller removes the returned directory after the bind);
-- else (``gssapi_credentials``): the ``kerberos_ccache`` / ``kerberos_keytab`` options, or the default ccache,
-  which must be the user's own and private (``default_ccache``, the check of ``_ccache``).
+- with a password, an NT hash, a keytab (``kerberos_keytab``) or a FILE credential cache (``kerberos_ccache``)
+  (``own_tickets``): we get the TGT (or take the ccache's) and the ``ldap/<DC>`` ticket ourselves
+  (``_kerberos``/``_ccache``, KDC = the DC or found by SRV, as for DCOM) into a private credential cache, so no
+  krb5.conf is needed (``own_credentials``; the caller removes the returned directory after the bind);
+- else (``gssapi_credentials``): the default ccache, which must be the user's own and private (``default_ccache``,
+  the check of ``_ccache``), or a ccache of another type (``KEYRING:``, ``KCM:``) that libkrb5 reads itself.
 
 gssapi is an optional import (``_deps``).
 """
@@ -32,25 +33,40 @@ else:
     gssapi = None
 
 
-def with_secret(settings):
-    """Whether auth=kerberos comes with a password or NT hash (we get the tickets ourselves)."""
+def own_tickets_ccache(name):
+    """A credential cache name we read ourselves: a path or ``FILE:path`` (not KEYRING:, KCM:, MEMORY:...)."""
+    if not name:
+        return False
+    return name.upper().startswith('FILE:') or ':' not in name.split('/')[0]
+
+
+def own_tickets(settings):
+    """Whether auth=kerberos comes with a password, NT hash, keytab or FILE ccache (we get the tickets ourselves,
+    with no krb5.conf)."""
     s = settings
-    return s.auth == 'kerberos' and bool(s.password or s.nt_hash)
+    return s.auth == 'kerberos' and bool(s.password or s.nt_hash or s.kerberos_keytab
+                                         or own_tickets_ccache(s.kerberos_ccache))
 
 
-def credentials_from_secret(settings, spn_host, kdc):
-    """Kerberos from a password or NT hash: get the TGT and the ldap/<DC> ticket ourselves (KDC = the DC, or
-    found by SRV) into a private credential cache, so no krb5.conf is needed; gssapi then binds with it."""
+def own_credentials(settings, spn_host, kdc):
+    """Kerberos from a password, NT hash, keytab or ccache: get the TGT (or take the ccache's) and the ldap/<DC>
+    ticket ourselves (KDC = the DC, or found by SRV) into a private credential cache, so no krb5.conf is needed;
+    gssapi then binds with it."""
     s = settings
     if not HAS_GSSAPI:
         raise LdapError('auth=kerberos needs the python gssapi library (pip install gssapi) and a Kerberos client library')
-    if not s.username:
+    secret = bool(s.password or s.nt_hash)
+    if secret and not s.username:
         raise LdapError('auth=kerberos with a password or NT hash needs username')
-    user, domain = _principals.split_user(s.username, s.domain)
+    user, domain = _principals.split_user(s.username, s.domain) if s.username else (None, None)
     realm = _principals.realm_of(s.domain or domain)
+    ccache = None
+    if not secret and not s.kerberos_keytab:
+        ccache = s.kerberos_ccache[5:] if s.kerberos_ccache.upper().startswith('FILE:') else s.kerberos_ccache
     ccache_dir = None
     try:
         creds = _kerberos.acquire_credentials(realm=realm, user=user, password=s.password, nt_hash=s.nt_hash,
+                                              keytab=None if secret else s.kerberos_keytab, ccache=ccache,
                                               kdc=kdc, dns_server=kdc, timeout=s.timeout)
         ccache_dir = tempfile.mkdtemp(prefix='adcs-ldap-krb5-')     # 0700, ours; removed by the caller
         path = _ccache.write_ccache(creds, os.path.join(ccache_dir, 'ccache'), spns=['ldap/%s' % spn_host],
@@ -63,11 +79,12 @@ def credentials_from_secret(settings, spn_host, kdc):
         return ccache_dir, gssapi.Credentials(usage='initiate', store={'ccache': path})
     except Exception as exc:
         shutil.rmtree(ccache_dir, ignore_errors=True)
-        raise LdapError('no usable Kerberos credentials from the password: %s' % exc)
+        raise LdapError('no usable Kerberos credentials from the %s: %s' % (
+            'password' if secret else 'keytab' if s.kerberos_keytab else 'credential cache', exc))
 
 
 def gssapi_credentials(settings):
-    """gssapi credentials from the ccache / keytab options (or the default ccache)."""
+    """gssapi credentials from the ccache / keytab options (or the default ccache) for libkrb5 to use itself."""
     s = settings
     if not HAS_GSSAPI:
         raise LdapError('auth=kerberos needs the python gssapi library (pip install gssapi) and a Kerberos client library')

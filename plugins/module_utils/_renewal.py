@@ -43,6 +43,17 @@ RENEWAL_FALLBACK_HRESULTS = frozenset([
     0x80092010,  # CRYPT_E_REVOKED
 ])
 
+# Why the CA refused a renewal that a new request does not have to fear, for the refusals that have one reason.
+FALLBACK_WHY = {
+    0x80094816: ('the template requires renewal with the same key (CT_FLAG_REQUIRE_SAME_KEY_RENEWAL) and this '
+                 'request has a new key (regenerate_key=true or new key parameters); a new request may have one'),
+    0x800B0109: 'the CA cannot chain the certificate being renewed to a root it trusts',
+    0x800B010A: 'the CA cannot chain the certificate being renewed (issued by another CA or a renewed CA key)',
+    0x8009310B: 'the CA could not parse the renewal request (CMS)',
+    0x80092010: 'the certificate being renewed is revoked',
+    0x800B0101: 'the certificate being renewed expired meanwhile',
+}
+
 _UTC = datetime.timezone.utc
 
 
@@ -230,4 +241,5 @@ def fallback_warning(enrollment):
     """The warning saying that the renewal request was refused and a new request sent instead."""
     err = enrollment.error('The CA refused the renewal request')
     facts = _Facts(err.summary, hresult=err.hresult, request_id=err.request_id, detail=err.detail)
-    return '%s; a new request was sent instead' % facts.to_message().rstrip('.')
+    why = FALLBACK_WHY.get(enrollment.hresult)
+    return '%s; %sa new request was sent instead' % (facts.to_message().rstrip('.'), (why + ', so ') if why else '')

@@ -6,7 +6,9 @@
 Data flow: the enrollment services and the templates come from the directory (``_directory``), each template is
 decoded (``_templates``), matched against the wanted names and given the CAs that publish it; with ``check_rights``
 the principal's token is read (the given account or the bind identity), the template DACLs are parsed
-(``_security``), their SIDs named, and the Enroll/AutoEnroll rights and the principal's access evaluated.
+(``_security``), their SIDs named, and the Enroll/AutoEnroll rights and the principal's access evaluated; the
+enrollment services' DACLs give the CA's own Request Certificates permission (``ca_acls``), per CA and per
+publishing CA of each template.
 Works on any object with the AdConnection interface (search, whoami, find_account, account_token, resolve_sids).
 """
 
@@ -14,10 +16,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap_kerberos
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_GSSAPI
 from ansible_collections.adcs.enrollment.plugins.module_utils._directory import (
-    enterprise_oid_names, filter_services, list_enrollment_services, list_templates, publishing_cas,
+    enrollment_services_dn, enterprise_oid_names, filter_services, list_enrollment_services, list_templates,
+    publishing_cas,
 )
 from ansible_collections.adcs.enrollment.plugins.module_utils._security import (
     SecurityDescriptorError, TemplateAcl, parse_security_descriptor, well_known_name, sid_to_string,
@@ -43,6 +47,18 @@ def _account_summary(conn, entry, source):
     }
 
 
+def _kerberos_identity(ccache):
+    """The principal a Kerberos bind without username used: the named ccache's client, else gssapi's default."""
+    try:
+        if ccache and _ldap_kerberos.own_tickets_ccache(ccache):
+            return _ccache.ccache_principal(ccache)
+        if HAS_GSSAPI:
+            return str(_ldap_kerberos.gssapi.Credentials(usage='initiate').name)
+    except Exception:  # the bind succeeded; a principal we cannot name is reported as such
+        return None
+    return None
+
+
 def resolve_principal(conn, params):
     """The account to evaluate: O(principal), else the bind identity. Returns a dict (with 'error' on failure)."""
     wanted = params.get('principal')
@@ -50,11 +66,8 @@ def resolve_principal(conn, params):
     if not wanted:
         source = 'bind'
         wanted = conn.whoami() or params.get('username')
-        if not wanted and params.get('auth') == 'kerberos' and HAS_GSSAPI:
-            try:
-                wanted = str(_ldap_kerberos.gssapi.Credentials(usage='initiate').name)
-            except Exception:
-                wanted = None
+        if not wanted and params.get('auth') == 'kerberos':
+            wanted = _kerberos_identity(params.get('kerberos_ccache'))
     if not wanted:
         return {'source': source, 'error': 'cannot tell which account the module binds as; set principal'}
     try:
@@ -137,10 +150,58 @@ def _access(principal, can_enroll=None, reason=None, can_autoenroll=None, autoen
             'can_autoenroll': can_autoenroll, 'autoenroll_reason': autoenroll_reason}
 
 
-def evaluate_rights(conn, decoded, principal, resolve_names=True):
-    """Adds 'rights', 'owner' and 'access' (the principal's) to each decoded template."""
+def ca_acls(conn, config_nc):
+    """{lower-case CA name: TemplateAcl or error text} of the enrollment services' nTSecurityDescriptor: the Enroll
+    extended right there is the CA's Request Certificates permission, which a Windows CA keeps in sync with its own
+    security (MS-CSRA 3.1.1.7) and Windows clients read to choose a CA."""
+    try:
+        found = conn.search(enrollment_services_dn(config_nc), '(objectClass=pKIEnrollmentService)',
+                            ['cn', 'nTSecurityDescriptor'], scope='LEVEL', sd_flags=0x04)
+    except LdapError as exc:
+        return {None: 'cannot read the enrollment services: %s' % exc}
+    result = {}
+    for entry in found:
+        name = (first_text(entry, 'cn') or '').lower()
+        values = entry['attributes'].get('nTSecurityDescriptor')
+        if not values:
+            result[name] = 'nTSecurityDescriptor of the enrollment service could not be read'
+            continue
+        try:
+            result[name] = TemplateAcl(parse_security_descriptor(values[0]))
+        except SecurityDescriptorError as exc:
+            result[name] = 'cannot parse the enrollment service nTSecurityDescriptor: %s' % exc
+    return result
+
+
+def _ca_access(acl, principal, names):
+    """{'can_request', 'request_reason'} of the principal on one CA (``acl``: TemplateAcl or error text)."""
+    if acl is None or not isinstance(acl, TemplateAcl):
+        return {'can_request': None, 'request_reason': acl or 'the enrollment service was not found'}
+    if not principal or principal.get('error'):
+        return {'can_request': None, 'request_reason': (principal or {}).get('error', 'no principal')}
+    ok, reason = acl.can_enroll(principal['token_sids'], names)
+    return {'can_request': ok, 'request_reason': reason.replace('Enroll', 'Request Certificates (Enroll)', 1)}
+
+
+def evaluate_ca_rights(services, decoded, cas, principal, names):
+    """Adds the principal's Request Certificates permission to each CA (``services``) and to each template's
+    ``cas`` entries: a template is usable only at a CA that lets the principal request."""
+    shared = cas.get(None)
+    for service in services:
+        service['access'] = _ca_access(shared or cas.get((service.get('name') or '').lower()), principal, names)
+    for template, _entry in decoded:
+        for ca in template.get('cas') or []:
+            ca.update(_ca_access(shared or cas.get((ca.get('name') or '').lower()), principal, names))
+
+
+def evaluate_rights(conn, decoded, principal, resolve_names=True, services=None, cas=None):
+    """Adds 'rights', 'owner' and 'access' (the principal's) to each decoded template, and with ``cas``
+    (ca_acls()) the principal's Request Certificates permission per CA."""
     acls = [_template_acl(template, entry) for template, entry in decoded]
-    names = _sid_names(conn, acls, principal, resolve_names)
+    names = _sid_names(conn, acls + [a for a in (cas or {}).values() if isinstance(a, TemplateAcl)], principal,
+                       resolve_names)
+    if cas is not None:
+        evaluate_ca_rights(services or [], decoded, cas, principal, names)
     for (template, _entry), acl in zip(decoded, acls):
         if acl is None:
             error = template.setdefault('rights_error', 'nTSecurityDescriptor could not be read')
@@ -173,7 +234,7 @@ def template_report(conn, params):
     principal = None
     if params.get('check_rights'):
         principal = resolve_principal(conn, params)
-        evaluate_rights(conn, decoded, principal, params.get('resolve_names'))
+        evaluate_rights(conn, decoded, principal, params.get('resolve_names'), services, ca_acls(conn, config_nc))
     return {
         'domain_controller': conn.host,
         'configuration_naming_context': config_nc,

@@ -243,6 +243,12 @@ certificate_authorities:
       description: Names of the templates the CA publishes (certificateTemplates).
       type: list
       elements: str
+    access:
+      description:
+        - The evaluated principal's Request Certificates permission on the CA, C(can_request) (null when it could not
+          be read) and C(request_reason). Only with O(check_rights=true).
+      type: dict
+      sample: {can_request: true, request_reason: "allowed: ACE #2 grants Request Certificates (Enroll) to ..."}
 templates:
   description: The selected certificate templates, decoded.
   returned: success
@@ -413,9 +419,14 @@ templates:
       description: True when at least one listed CA publishes the template.
       type: bool
     cas:
-      description: CAs that publish the template (C(name), C(dns_host_name), C(config), C(certificate_subject),
+      description:
+      - CAs that publish the template (C(name), C(dns_host_name), C(config), C(certificate_subject),
         C(certificate_not_after), C(certificate_fingerprint_sha256); C(certificate_sha256_fingerprint), deprecated, is
         the same value and will be removed in 2.0.0).
+      - With O(check_rights=true) also C(can_request) and C(request_reason), the evaluated principal's Request
+        Certificates permission on that CA (the Enroll right on its enrollment service object, which a Windows CA
+        keeps in sync with its own security); C(can_request) is null when it could not be read. A template is usable
+        only at a CA with C(can_request=true).
       type: list
       elements: dict
     raw:

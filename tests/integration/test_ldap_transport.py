@@ -259,3 +259,64 @@ def test_srv_target_in_the_domain_without_a_dc_certificate_gets_no_password(lab,
     assert impostor.handshakes == 1, 'the handshake with the impostor completed (its certificate chain is valid)'
     assert impostor.received == b'', 'no LDAP message (no bind, no password) reached the impostor'
     assert lab['accounts']['enroller']['password'] not in json.dumps(result)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Every auth method against the DC that requires strong auth, with no krb5.conf (issue 14 item 7)
+# ------------------------------------------------------------------------------------------------------------
+NO_KRB5_CONF = {'KRB5_CONFIG': '/nonexistent/krb5.conf'}
+
+
+def _kinit(lab, tmp_path):
+    """A FILE ccache of enroller made by kinit (kinit itself needs the lab's krb5.conf; the module does not)."""
+    if not shutil.which('kinit'):
+        pytest.fail('kinit is missing (the test container has MIT krb5-user)')
+    acct = lab['accounts']['enroller']
+    cache = str(tmp_path / 'krb5cc')
+    subprocess.run(['kinit', '-c', 'FILE:' + cache, '%s@%s' % (acct['username'], lab['realm'])],
+                   input=acct['password'] + '\n', env=dict(os.environ, KRB5_CONFIG=lab['dc']['krb5_conf']),
+                   check=True, capture_output=True, text=True, timeout=30)
+    return cache
+
+
+@pytest.mark.parametrize('method', ['password-ldaps', 'password-starttls', 'kerberos-password', 'kerberos-nt-hash',
+                                    'kerberos-keytab', 'kerberos-keytab-starttls', 'kerberos-ccache'])
+def test_every_auth_method_binds_with_strong_auth_and_no_krb5_conf(lab, tmp_path, method):
+    """The lab DC refuses simple binds in clear text (strong auth); each auth method of the collection binds over
+    TLS, and Kerberos (password, NT hash, keytab, ccache) gets its tickets from the DC itself: KRB5_CONFIG names a
+    file that does not exist (before, a keytab failed with "Cannot find KDC for realm")."""
+    enroller, computer = lab['accounts']['enroller'], lab['accounts']['computer']
+    args = {'domain': lab['domain'], 'domain_controller': lab['dc']['address'], 'ca_bundle': lab['ca_bundle'],
+            'names': ['WebServer'], 'include_raw': False}
+    who = enroller
+    upn = '%s@%s' % (enroller['username'], lab['domain'])
+    if method.startswith('password'):
+        args.update(username=upn, password=enroller['password'], ldap_scheme=method.split('-')[1])
+    elif method == 'kerberos-password':
+        args.update(auth='kerberos', username=upn, password=enroller['password'])
+    elif method == 'kerberos-nt-hash':
+        args.update(auth='kerberos', username=upn, nt_hash=enroller['nt_hash'])
+    elif method.startswith('kerberos-keytab'):
+        who = computer
+        args.update(auth='kerberos', username=computer['username'], kerberos_keytab=computer['keytab'])
+        if method.endswith('starttls'):
+            args['ldap_scheme'] = 'starttls'
+    else:
+        args.update(auth='kerberos', kerberos_ccache=_kinit(lab, tmp_path))    # the principal is the ccache's
+    rc, result = run_module(args, extra_env=NO_KRB5_CONF)
+    assert rc == 0, result
+    assert result['principal']['sid'] == who['sid'], result['principal']
+    assert result['templates'][0]['name'] == 'WebServer'
+    assert who['password'] not in json.dumps(result) and who['nt_hash'] not in json.dumps(result)
+
+
+def test_kerberos_keytab_without_the_principal_is_reported(lab):
+    """A keytab that has no key for the principal asked for: our message (no KDC lookup through krb5.conf)."""
+    computer = lab['accounts']['computer']
+    args = {'domain': lab['domain'], 'domain_controller': lab['dc']['address'], 'ca_bundle': lab['ca_bundle'],
+            'names': ['WebServer'], 'auth': 'kerberos', 'username': 'enroller', 'kerberos_keytab': computer['keytab']}
+    rc, result = run_module(args, extra_env=NO_KRB5_CONF)
+    assert rc != 0, result
+    assert ('Kerberos for LDAP failed: The keytab %s has no key for enroller@LAB.ADCS.TEST' % computer['keytab']
+            in result['msg']), result['msg']
+    assert 'Cannot find KDC' not in result['msg'] and 'Traceback' not in result['msg']

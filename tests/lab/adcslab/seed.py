@@ -184,10 +184,27 @@ TEMPLATES = [
                                          ("allow", "enroll", "name:" + ENROLLERS_GROUP),
                                          ("allow", "enroll", "rid:%d" % RID_DOMAIN_COMPUTERS)],
     },
+    {
+        # Renewals keep the old certificate's names (CT_FLAG_OLD_CERT_SUPPLIES_SUBJECT_AND_ALT_NAME 0x8) and must
+        # keep its key (msPKI-Private-Key-Flag CT_FLAG_REQUIRE_SAME_KEY_RENEWAL 0x80): a new key gets 0x80094816.
+        "cn": "WebServerSameKey", "displayName": "Web Server (renewal with the same key and the old names)",
+        "schema": 2, "oid_suffix": "6630817.3307719", "revision": 100, "minor": 2, "flags": 0x20241,
+        "name_flag": CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT | 0x8, "enrollment_flag": 0, "private_key_flag": 0x80,
+        "ekus": [EKU_SERVER_AUTH], "key_usage": KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT,
+        "validity_days": 730, "overlap_days": 42, "min_key": 2048, "key_spec": 1, "csps": RSA_SCHANNEL_CSPS,
+        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "name:enroller"),
+                                         ("allow", "enroll", "name:" + ENROLLERS_GROUP)],
+    },
 ]
 
+# The CA's own security (Request Certificates = Enroll): Windows' default after CA setup. The lab CA reads it from
+# its config.json "ca_security" (the registry on Windows; default this list); the seeder writes the same list into
+# the enrollment service object's nTSecurityDescriptor (Enroll extended right), as a Windows CA keeps it in sync.
+CA_SECURITY = _ADMINS_FULL + [("allow", "enroll", "sid:" + AUTHENTICATED_USERS)]
+
 # Templates the lab CA publishes (its enrollment service's certificateTemplates).
-PUBLISHED_TEMPLATES = ["WebServer", "Machine", "User", "EFS", "WebServerApproval", "WebServer4096", "ShortLived"]
+PUBLISHED_TEMPLATES = ["WebServer", "Machine", "User", "EFS", "WebServerApproval", "WebServer4096", "ShortLived",
+                       "WebServerSameKey"]
 
 
 def template_oid(template):

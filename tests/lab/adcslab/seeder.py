@@ -148,6 +148,7 @@ class Seeder:
             self.seed_accounts()
             self.seed_templates()
             self.seed_ca_objects()
+            self.seed_ca_security()
             self.seed_dns()
             accounts = self.account_records()
         finally:
@@ -176,6 +177,7 @@ class Seeder:
             self.sids[seed.ENROLLERS_GROUP.lower()] = self._read_sid(group_dn)
             self.sids["administrator"] = self._read_sid("CN=Administrator,CN=Users," + seed.BASE_DN)
             self.seed_templates()
+            self.seed_ca_security()
             return self._publish_more(seed.PUBLISHED_TEMPLATES)
         finally:
             self.conn.unbind()
@@ -273,6 +275,15 @@ class Seeder:
             "objectClass": ["top", "certificationAuthority"], "cACertificate": ca_der,
             "authorityRevocationList": b"\x00", "certificateRevocationList": b"\x00"})
         self._upsert("CN=CA1,%s" % seed.CDP_DN, {"objectClass": ["top", "container"]})
+
+    def seed_ca_security(self, acl=None):
+        """The enrollment service object's nTSecurityDescriptor: the CA security (seed.CA_SECURITY, or ``acl``)
+        with Request Certificates as the Enroll extended right, as a Windows CA keeps it in sync with its own."""
+        from ldap3 import MODIFY_REPLACE
+        owner = self.resolve("rid:%d" % seed.RID_ENTERPRISE_ADMINS)
+        sd = security_descriptor(seed.CA_SECURITY if acl is None else acl, self.resolve, owner)
+        self.conn.modify("CN=%s,%s" % (seed.CA_NAME, seed.ENROLLMENT_SERVICES_DN),
+                         {"nTSecurityDescriptor": [(MODIFY_REPLACE, [sd])]}, controls=_sd_control())
 
     def seed_dns(self):
         zone = "DC=%s,CN=MicrosoftDNS,DC=DomainDnsZones,%s" % (seed.DNS_DOMAIN, seed.BASE_DN)

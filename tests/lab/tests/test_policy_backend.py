@@ -301,8 +301,9 @@ def test_renewal_with_collection_builder(ca, lab, key):
     cms = R.build_renewal_request(csr, old, key)
     # No template named: the renewed certificate's template extension names it.
     renewed = cert_of(ca.submit(0x300, "", cms, who(lab, "enroller")))
-    assert renewed.subject == old.subject
-    assert sans_of(renewed) == sans_of(old)
+    # WebServer lacks CT_FLAG_OLD_CERT_SUPPLIES_SUBJECT_AND_ALT_NAME: as Windows, the names come from the request.
+    assert renewed.subject.rfc4514_string() == "CN=something-else"
+    assert sans_of(renewed) == []
     assert renewed.public_key().public_numbers() == new_key.public_key().public_numbers()
     assert ext_value(renewed, ext.OID_TEMPLATE_NAME) == ext_value(old, ext.OID_TEMPLATE_NAME)
     assert renewed.serial_number != old.serial_number
@@ -344,6 +345,55 @@ def test_renewal_of_foreign_or_revoked_certificate_is_refused(ca, lab, key):
     cms = T.make_cms(csr, key, signer_cert=mine)
     response = ca.submit(0x300, "", cms, who(lab, "enroller"))
     assert response.disposition == errors.CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE, response.disposition_message
+
+
+def _old_and_renewal(ca, lab, key, template, new_key, subject="CN=renamed.lab.adcs.test", user="enroller"):
+    """An issued certificate of ``template`` for ``key`` and a renewal request for it with ``new_key``."""
+    R = _requests_module()
+    old = cert_of(submit(ca, lab, user, template, T.make_csr(key, "%s.lab.adcs.test" % template.lower(),
+                                                               dns_names=["%s.lab.adcs.test" % template.lower()])))
+    csr = R.build_csr(new_key, subject=subject, sans=["dns:renamed.lab.adcs.test"], renewal_certificate=old)
+    return old, R.build_renewal_request(csr, old, key)
+
+
+def test_renewal_keeps_the_old_names_only_with_the_old_cert_supplies_flag(ca, lab, key):
+    """CT_FLAG_OLD_CERT_SUPPLIES_SUBJECT_AND_ALT_NAME (0x8, MS-CRTD 2.28): WebServerSameKey renews with the old
+    certificate's subject and SANs whatever the request says; WebServer (no flag) takes the request's; User (names
+    from AD, no flag) takes them from the account, not from the old certificate."""
+    old, cms = _old_and_renewal(ca, lab, key, "WebServerSameKey", key)
+    renewed = cert_of(ca.submit(0x300, "", cms, who(lab, "enroller")))
+    assert renewed.subject == old.subject and sans_of(renewed) == sans_of(old)
+    old, cms = _old_and_renewal(ca, lab, key, "WebServer", T.rsa_key())
+    renewed = cert_of(ca.submit(0x300, "", cms, who(lab, "enroller")))
+    assert renewed.subject.rfc4514_string() == "CN=renamed.lab.adcs.test"
+    assert sans_of(renewed) == [x509.DNSName("renamed.lab.adcs.test")] != sans_of(old)
+    R = _requests_module()
+    user_key = T.rsa_key()
+    old = cert_of(submit(ca, lab, "enroller", "User", T.make_csr(user_key, "")))
+    csr = R.build_csr(T.rsa_key(), subject="CN=someone-else", sans=["dns:x.lab.adcs.test"], renewal_certificate=old)
+    renewed = cert_of(ca.submit(0x300, "", R.build_renewal_request(csr, old, user_key), who(lab, "enroller")))
+    assert renewed.subject == old.subject and "someone-else" not in renewed.subject.rfc4514_string()
+    assert x509.DNSName("x.lab.adcs.test") not in sans_of(renewed)
+
+
+def test_same_key_renewal_template_refuses_a_new_key(ca, lab, key):
+    """CT_FLAG_REQUIRE_SAME_KEY_RENEWAL (msPKI-Private-Key-Flag 0x80, MS-WCCE 3.2.2.6.2.1.4.5.7): a renewal with a
+    new key is denied with CERTSRV_E_RENEWAL_BAD_PUBLIC_KEY; with the old key it is issued; a new PKCS#10 request
+    with a new key is not a renewal and is issued."""
+    old, cms = _old_and_renewal(ca, lab, key, "WebServerSameKey", T.rsa_key())
+    response = ca.submit(0x300, "", cms, who(lab, "enroller"))
+    assert response.disposition == errors.CERTSRV_E_RENEWAL_BAD_PUBLIC_KEY == 0x80094816
+    assert response.disposition_message == (
+        "Denied by Policy Module  0x80094816, The key used in a renewal request does not match one of the "
+        "certificates being renewed.")
+    assert ca.get_request(response.request_id)["disposition"] == 31   # denied, kept in the database
+    old, cms = _old_and_renewal(ca, lab, key, "WebServerSameKey", key)
+    renewed = cert_of(ca.submit(0x300, "", cms, who(lab, "enroller")))
+    assert renewed.public_key().public_numbers() == old.public_key().public_numbers()
+    cert_of(submit(ca, lab, "enroller", "WebServerSameKey", T.make_csr(T.rsa_key(), "fresh.lab.adcs.test")))
+    # WebServer does not require the same key: a new key renews.
+    old, cms = _old_and_renewal(ca, lab, key, "WebServer", T.rsa_key())
+    cert_of(ca.submit(0x300, "", cms, who(lab, "enroller")))
 
 
 # -- CRLs in the CDP object ------------------------------------------------------------------------------------
@@ -454,3 +504,48 @@ def test_first_start_uses_the_seeded_directory_without_lab_json(lab, tmp_path, k
         authority.close()
     from test_policy_wire import restore_lab_cdp
     restore_lab_cdp(lab)
+
+
+# -- the CA's own security (Request Certificates) ----------------------------------------------------------------
+
+def test_ca_security_denies_request_certificates(lab, tmp_path):
+    """A principal the CA security denies Request Certificates (CA_ACCESS_ENROLL 0x200, MS-CSRA 3.1.1.7) gets
+    CERTSRV_E_ENROLL_DENIED for the call, before the policy module: no request row, whatever the template says
+    (groupmember may enroll on WebServer); the default security (seed.CA_SECURITY: Authenticated Users) admits the
+    others. The security lives in the CA configuration, as in Windows' registry."""
+    state = copy_state(lab, str(tmp_path / "ca-security"))
+    os.makedirs(os.path.join(state, "ca"), exist_ok=True)
+    with open(os.path.join(state, "ca", "config.json"), "w") as handle:
+        json.dump({"ca_security": [list(e) for e in seed.CA_SECURITY] + [["deny", "enroll", "name:groupmember"]]},
+                  handle)
+    authority = CertificationAuthority.open(state)
+    try:
+        before = len(authority.list_requests())
+        response = submit(authority, lab, "groupmember", "WebServer", T.make_csr(T.rsa_key(), "gm.lab.adcs.test"))
+        assert (response.disposition, response.call_status, response.request_id) == (0x80094011, 0x80094011, 0)
+        assert response.disposition_message == (
+            "The permissions on this certification authority do not allow the current user to enroll for "
+            "certificates. 0x80094011 (-2146877423 CERTSRV_E_ENROLL_DENIED)")
+        assert len(authority.list_requests()) == before, "refused before a request row exists"
+        cert_of(submit(authority, lab, "enroller", "WebServer", T.make_csr(T.rsa_key(), "ok.lab.adcs.test")))
+        # Kept in canonical order (deny first, as in the AD copy): a deny for a group of the token wins over an
+        # allow for the account itself.
+        authority.config["ca_security"] = [["allow", "enroll", "name:enroller"], ["deny", "enroll", "sid:S-1-5-11"]]
+        response = submit(authority, lab, "enroller", "WebServer", T.make_csr(T.rsa_key(), "x.lab.adcs.test"))
+        assert response.disposition == 0x80094011
+    finally:
+        authority.close()
+    from test_policy_wire import restore_lab_cdp
+    restore_lab_cdp(lab)
+
+
+def test_enrollment_service_carries_the_ca_security(ad, lab):
+    """The seeder mirrors the CA security into the enrollment service object (Enroll extended right for
+    Authenticated Users), as Windows keeps them in sync; clients read it there."""
+    from adcslab.ca import access
+    control = [("1.2.840.113556.1.4.801", True, bytes([0x30, 0x03, 0x02, 0x01, 0x04]))]   # SD flags: DACL
+    sd = ad._search("CN=LAB-CA," + seed.ENROLLMENT_SERVICES_DN, "(objectClass=*)", ["nTSecurityDescriptor"],
+                    scope="BASE", controls=control)
+    raw = ad._raw(sd[0], "nTSecurityDescriptor")[0]
+    assert access.check_extended_right(raw, [lab["accounts"]["enroller"]["sid"]] + access.WELL_KNOWN_TOKEN_SIDS)
+    assert not access.check_extended_right(raw, ["S-1-5-7"])   # anonymous: not in the token of a network logon

@@ -105,3 +105,37 @@ def check_extended_right(sd, token_sids, right_guid=ENROLL_GUID):
         if _names_right(ace, right_guid):
             return not ace.deny
     return False
+
+
+# -- the CA's own security descriptor (MS-CSRA 3.1.1.7, MS-WCCE 3.2.1.1.4 Config_Permissions_CA_Security) ----------
+# Windows keeps it in the CA configuration (registry), not in AD, with these access mask bits; the CA mirrors the
+# Enroll permission into the enrollment service object's nTSecurityDescriptor (the Enroll extended right), which is
+# what clients read. A caller without Enroll (Request Certificates) gets CERTSRV_E_ENROLL_DENIED 0x80094011 for the
+# call itself, before any request row exists.
+CA_ACCESS_ADMIN = 0x00000001
+CA_ACCESS_OFFICER = 0x00000002
+CA_ACCESS_READ = 0x00000100
+CA_ACCESS_ENROLL = 0x00000200
+CA_RIGHTS = {"enroll": CA_ACCESS_ENROLL, "read": CA_ACCESS_READ,
+             "full": CA_ACCESS_ADMIN | CA_ACCESS_OFFICER | CA_ACCESS_READ | CA_ACCESS_ENROLL}
+
+
+def ca_access_entries(acl, resolve):
+    """(kind, mask, SID) ACEs of the CA security from (kind, right, principal) triples (seed.CA_SECURITY form), in
+    canonical order (deny first, as the seeder writes the AD copy). ``resolve(principal)`` -> SID or None."""
+    ordered = [entry for entry in acl if entry[0] == "deny"] + [entry for entry in acl if entry[0] == "allow"]
+    result = []
+    for kind, right, principal in ordered:
+        sid = resolve(principal)
+        if sid:
+            result.append((kind, CA_RIGHTS[right], sid))
+    return result
+
+
+def ca_allows(entries, token_sids, right=CA_ACCESS_ENROLL):
+    """True when the first ACE naming a SID of the token and ``right`` allows it (MS-DTYP 2.5.3.2)."""
+    sids = {s.upper() for s in token_sids if s}
+    for kind, mask, sid in entries:
+        if mask & right and sid.upper() in sids:
+            return kind == "allow"
+    return False

@@ -27,11 +27,13 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from .. import pki as lab_pki
+from .. import seed as lab_seed
 from . import access
 from . import archival
 from . import db as dbmod
 from . import errors
 from . import extensions as ext
+from . import renewal as renewal_policy
 from . import templates as tpl
 from .directory import DirectoryAccount, DirectoryConfig, DirectoryError, LabDirectory
 from .errors import CAError
@@ -186,6 +188,7 @@ class CAResponse:
     cert_der: Optional[bytes] = None
     chain_pkcs7: Optional[bytes] = None
     full_response: Optional[bytes] = None
+    call_status: int = 0  # the HRESULT of the call itself (a refusal before the request is processed)
 
 
 def _error_message(prefix, hresult):
@@ -451,7 +454,7 @@ class CertificationAuthority:
                     return self._retrieve_by_serial(serial_number, requester, flags)
                 return CAResponse(disposition=errors.E_INVALIDARG, status_hresult=errors.E_INVALIDARG, request_id=0,
                                   disposition_message=_error_message("Error Parsing Request", errors.E_INVALIDARG))
-            return self._submit(flags, attributes or "", bytes(request), requester)
+            return self._check_ca_access(requester) or self._submit(flags, attributes or "", bytes(request), requester)
         except Exception:  # never let an exception reach the wire
             log.exception("unexpected error while processing a request")
             hresult = 0x8000FFFF  # E_UNEXPECTED
@@ -497,6 +500,7 @@ class CertificationAuthority:
             account = self._account(requester)
             self._check_enroll_right(template, account)
             self._policy_checks(parsed, template)
+            renewal_policy.check_same_key(template, parsed.csr, renewal, _PolicyError)
             # Build the subject now so that a missing directory attribute refuses the request before it pends.
             self._subject_and_sans(parsed, template, all_pairs, account, renewal)
         except CAError as error:
@@ -549,6 +553,45 @@ class CertificationAuthority:
             raise _PolicyError(errors.ERROR_NO_SUCH_USER, "The requester %s was not found in the directory."
                                % requester.display)
         return account
+
+    def _resolve_principal(self, principal, domain_sid):
+        """SID of a seed-style principal ("rid:512", "sid:S-1-5-11", "name:groupmember") or None."""
+        kind, _, value = principal.partition(":")
+        if kind == "rid":
+            return "%s-%s" % (domain_sid, value) if domain_sid else None
+        if kind == "sid":
+            return value
+        if self.ad is None:
+            return None
+        found = self.ad.account(sam=value)
+        return found.sid if found is not None else None
+
+    def _check_ca_access(self, requester):
+        """The CA's own security (config "ca_security", Windows' registry; default seed.CA_SECURITY): a requester
+        without Request Certificates gets CERTSRV_E_ENROLL_DENIED for the call, with no request row."""
+        acl = self.config.get("ca_security") or lab_seed.CA_SECURITY
+        try:
+            account = self._account(requester)
+        except CAError:
+            return None  # an unknown requester is refused by the policy module, with a request row
+        except DirectoryError as exc:
+            log.warning("directory error: %s", exc)
+            return None
+        domain_sid = account.sid.rsplit("-", 1)[0] if (account.sid or "").startswith("S-1-5-21-") else None
+        try:
+            entries = access.ca_access_entries(acl, lambda p: self._resolve_principal(p, domain_sid))
+        except DirectoryError as exc:
+            log.warning("directory error: %s", exc)
+            return None
+        token = [account.sid] + list(account.token_groups) + access.WELL_KNOWN_TOKEN_SIDS
+        if access.ca_allows(entries, token):
+            return None
+        hresult = errors.CERTSRV_E_ENROLL_DENIED
+        log.warning("%s has no Request Certificates permission on the CA: 0x%08x", requester.display, hresult)
+        return CAResponse(disposition=hresult, status_hresult=hresult, request_id=0, call_status=hresult,
+                          disposition_message="%s 0x%08x (%d %s)" % (
+                              errors.hresult_text(hresult), hresult, errors.signed32(hresult),
+                              errors.hresult_name(hresult)))
 
     def _check_enroll_right(self, template, account):
         """Enroll extended right on the template's DACL for the account SID, its tokenGroups and the well-known
@@ -695,13 +738,9 @@ class CertificationAuthority:
     def _subject_and_sans(self, parsed, template, pairs, account, renewal=None):
         csr = parsed.csr
         sans = []
-        if renewal is not None:
-            # Renewal: the new certificate keeps the renewed certificate's subject and alternative names.
-            subject = renewal.subject
-            try:
-                sans = list(renewal.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-            except x509.ExtensionNotFound:
-                sans = []
+        old_names = renewal_policy.names_from_old_certificate(template, renewal)
+        if old_names is not None:
+            subject, sans = old_names   # CT_FLAG_OLD_CERT_SUPPLIES_SUBJECT_AND_ALT_NAME only (renewal.py)
         elif template.enrollee_supplies_subject:
             subject = csr.subject
             try:

@@ -66,7 +66,8 @@ MESSAGES = {
     CERTSRV_E_ARCHIVED_KEY_REQUIRED: ("CERTSRV_E_ARCHIVED_KEY_REQUIRED",
                                       "The request is missing a required private key for archival by the server."),
     CERTSRV_E_ENROLL_DENIED: ("CERTSRV_E_ENROLL_DENIED",
-                              "The certification authority's enrollment access is denied."),
+                              "The permissions on this certification authority do not allow the current user to "
+                              "enroll for certificates."),
     CERTSRV_E_TEMPLATE_DENIED: ("CERTSRV_E_TEMPLATE_DENIED",
                                 "The permissions on the certificate template do not allow the current user "
                                 "to enroll for this type of certificate."),

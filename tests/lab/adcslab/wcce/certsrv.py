@@ -159,7 +159,8 @@ class CertService:
                                                "Denied (0x%08x)" % disposition)
         LOG.info("%s request id %d for %s: disposition 0x%x (%s)", transport, resp.request_id, who,
                  disposition, message)
-        outcome = RequestOutcome(request_id=resp.request_id, disposition=disposition,
+        outcome = RequestOutcome(status=getattr(resp, "call_status", 0) or C.S_OK,
+                                 request_id=resp.request_id, disposition=disposition,
                                  chain=resp.chain_pkcs7 or b"", cert=resp.cert_der or b"",
                                  message=message,
                                  full_response=getattr(resp, "full_response", None) or b"")

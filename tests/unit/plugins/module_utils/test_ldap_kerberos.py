@@ -26,19 +26,45 @@ def _reset():
     yield
 
 
-def test_kerberos_bind_with_keytab(monkeypatch):
+def _own_tickets(monkeypatch):
+    """Record what own_credentials asks _kerberos and _ccache for (no KDC)."""
+    calls = []
+
+    def acquire(**kwargs):
+        calls.append(('acquire', kwargs))
+        return make_credentials()
+
+    def write_ccache(creds, path, **kwargs):
+        calls.append(('write', kwargs))
+        with open(path, 'wb') as handle:
+            handle.write(b'\x05\x04')
+        return 'FILE:%s' % path
+
     monkeypatch.setattr(_ldap_kerberos, 'HAS_GSSAPI', True)
     monkeypatch.setattr(_ldap_kerberos, 'gssapi', FakeGssapi)
+    monkeypatch.setattr(k, 'acquire_credentials', acquire)
+    monkeypatch.setattr(_ccache, 'write_ccache', write_ccache)
     FakeGssapi.created = []
-    make(auth='kerberos', username='enroller', kerberos_keytab='/etc/enroller.keytab').connect()
+    return calls
+
+
+def test_kerberos_bind_with_keytab_gets_its_own_tickets(monkeypatch):
+    """A keytab needs no krb5.conf: the TGT from the keytab and the ldap/<DC> ticket come from the DC we bind to
+    (the KDC of the DCOM path), into a private ccache that gssapi binds with and that is gone afterwards."""
+    calls = _own_tickets(monkeypatch)
+    make(auth='kerberos', username='LABHOST01$', kerberos_keytab='/etc/labhost01.keytab').connect()
     fake = FakeConnection.instances[0]
-    assert fake.kwargs['authentication'] == ldap3.SASL
-    assert fake.kwargs['sasl_mechanism'] == ldap3.KERBEROS
+    assert fake.kwargs['authentication'] == ldap3.SASL and fake.kwargs['sasl_mechanism'] == ldap3.KERBEROS
     target, authz, creds = fake.sasl_credentials
-    assert target == 'dc1.lab.adcs.test' and authz is None
-    assert isinstance(creds, FakeGssapi.Credentials)
-    assert FakeGssapi.created[-1] == {'name': 'enroller@LAB.ADCS.TEST', 'usage': 'initiate',
-                                      'store': {'client_keytab': '/etc/enroller.keytab', 'ccache': 'MEMORY:adcs-enrollment'}}
+    assert target == 'dc1.lab.adcs.test' and authz is None and isinstance(creds, FakeGssapi.Credentials)
+    acquire = calls[0][1]
+    assert (acquire['keytab'], acquire['user'], acquire['realm'], acquire['ccache']) == (
+        '/etc/labhost01.keytab', 'LABHOST01$', 'LAB.ADCS.TEST', None)
+    assert acquire['kdc'] == 'dc1.lab.adcs.test' and acquire['password'] is None
+    assert calls[1][1]['spns'] == ['ldap/dc1.lab.adcs.test']
+    store = FakeGssapi.created[-1]['store']
+    assert FakeGssapi.created[-1]['name'] is None and store['ccache'].startswith('FILE:')
+    assert not os.path.exists(store['ccache'][5:]), 'the private ccache is removed after the bind'
     assert fake.calls[:2] == ['open', 'bind']
 
 
@@ -65,12 +91,17 @@ def test_kerberos_spn_host_by_reverse_dns(monkeypatch):
     assert FakeConnection.instances[0].sasl_credentials[0] == 'dc7.lab.adcs.test'
 
 
-def test_kerberos_bind_with_ccache(monkeypatch):
-    monkeypatch.setattr(_ldap_kerberos, 'HAS_GSSAPI', True)
-    monkeypatch.setattr(_ldap_kerberos, 'gssapi', FakeGssapi)
-    FakeGssapi.created = []
-    make(auth='kerberos', kerberos_ccache='/tmp/krb5cc_0').connect()
-    assert FakeGssapi.created[-1] == {'name': None, 'usage': 'initiate', 'store': {'ccache': 'FILE:/tmp/krb5cc_0'}}
+def test_kerberos_bind_with_ccache_gets_its_own_service_ticket(monkeypatch):
+    """A FILE ccache needs no krb5.conf either: its TGT gets the ldap/<DC> ticket from the DC; other cache types
+    (KEYRING:, KCM:) are left to libkrb5."""
+    calls = _own_tickets(monkeypatch)
+    make(auth='kerberos', kerberos_ccache='FILE:/tmp/krb5cc_0').connect()
+    acquire = calls[0][1]
+    assert (acquire['ccache'], acquire['keytab'], acquire['user']) == ('/tmp/krb5cc_0', None, None)
+    assert calls[1][1]['spns'] == ['ldap/dc1.lab.adcs.test']
+    make(auth='kerberos', kerberos_ccache='KEYRING:persistent:0').connect()
+    assert len(calls) == 2
+    assert FakeGssapi.created[-1] == {'name': None, 'usage': 'initiate', 'store': {'ccache': 'KEYRING:persistent:0'}}
 
 
 def test_kerberos_without_gssapi(monkeypatch):
@@ -138,11 +169,12 @@ def test_kerberos_named_ccache_and_keyring_default_skip_the_file_check(monkeypat
     monkeypatch.setenv('KRB5CCNAME', 'KEYRING:persistent:1000')
     make(auth='kerberos', username='enroller').connect()
     assert FakeGssapi.created[-1]['store'] is None      # gssapi's own default (a kernel keyring is the user's)
+    calls = _own_tickets(monkeypatch)
     cache = tmp_path / 'named'
     cache.write_bytes(b'')
     cache.chmod(0o666)                                  # named by the user: their choice, not checked
     make(auth='kerberos', username='enroller', kerberos_ccache=str(cache)).connect()
-    assert FakeGssapi.created[-1]['store'] == {'ccache': 'FILE:%s' % cache}
+    assert calls[0][1]['ccache'] == str(cache)
 
 
 def test_ldap_private_ccache_removed_when_writing_it_fails(monkeypatch):
@@ -165,7 +197,7 @@ def test_ldap_private_ccache_removed_when_writing_it_fails(monkeypatch):
     conn = _ldap.AdConnection(_ldap.LdapSettings(domain='lab.adcs.test', username='enroller', password='pw',
                                                  auth='kerberos'))
     with pytest.raises(_ldap.LdapError) as info:
-        _ldap_kerberos.credentials_from_secret(conn.settings, 'dc1.lab.adcs.test', '127.0.0.11')
+        _ldap_kerberos.own_credentials(conn.settings, 'dc1.lab.adcs.test', '127.0.0.11')
     assert 'Kerberos for LDAP failed: Getting a service ticket for ldap/dc1.lab.adcs.test failed' in str(info.value)
     assert len(made) == 1 and not os.path.exists(made[0])
     assert os.path.basename(made[0]).startswith('adcs-ldap-krb5-')

@@ -160,3 +160,30 @@ def test_refused_renewal_falls_back_with_a_warning_without_remedy():
     assert warning.startswith('The CA refused the renewal request; HRESULT 0x8009400E '
                               '(CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE)')
     assert warning.endswith('; a new request was sent instead') and 'What to do' not in warning
+
+
+def test_fallback_on_a_same_key_renewal_template_says_why():
+    """0x80094816: the template wants the old key; the warning names the flag and what made the key new."""
+    refused = EnrollmentResult(0x80094816, 9, 0x80094816, 'Denied by Policy Module  0x80094816, The key used in a '
+                               'renewal request does not match one of the certificates being renewed.', None, [])
+    assert r.falls_back(refused)
+    warning = r.fallback_warning(refused)
+    assert warning.startswith('The CA refused the renewal request; HRESULT 0x80094816 '
+                              '(CERTSRV_E_RENEWAL_BAD_PUBLIC_KEY)')
+    assert warning.endswith('; the template requires renewal with the same key (CT_FLAG_REQUIRE_SAME_KEY_RENEWAL) '
+                            'and this request has a new key (regenerate_key=true or new key parameters); a new '
+                            'request may have one, so a new request was sent instead')
+    chaining = r.fallback_warning(EnrollmentResult(0x800B010A, 10, 0x800B010A, 'Error', None, []))
+    assert chaining.endswith('; the CA cannot chain the certificate being renewed (issued by another CA or a renewed '
+                             'CA key), so a new request was sent instead')
+
+
+@pytest.mark.parametrize('hresult, why', [
+    (0x800B0109, 'the CA cannot chain the certificate being renewed to a root it trusts'),
+    (0x8009310B, 'the CA could not parse the renewal request (CMS)'),
+    (0x80092010, 'the certificate being renewed is revoked'),
+    (0x800B0101, 'the certificate being renewed expired meanwhile'),
+])
+def test_fallback_warnings_say_why(hresult, why):
+    warning = r.fallback_warning(EnrollmentResult(hresult, 11, hresult, 'Error', None, []))
+    assert warning.endswith('; %s, so a new request was sent instead' % why)

@@ -92,3 +92,74 @@ def test_rights_access_and_damaged_descriptors():
     report.evaluate_rights(conn, decoded, {'error': 'not found', 'name': 'x'}, resolve_names=False)
     assert decoded[0][0]['access'] == {'principal': 'x', 'can_enroll': None, 'reason': 'not found',
                                        'can_autoenroll': None, 'autoenroll_reason': 'not found'}
+
+
+class ServicesConn(FakeConn):
+    """FakeConn whose enrollment services carry nTSecurityDescriptors (the CA's Request Certificates)."""
+
+    def __init__(self, services, **kwargs):
+        FakeConn.__init__(self, **kwargs)
+        self.services = services
+        self.searched = []
+
+    def search(self, base, search_filter, attributes, scope='SUBTREE', sd_flags=None, **_kwargs):
+        self.searched.append((base, search_filter, scope, sd_flags))
+        if self.fail:
+            raise LdapError(self.fail)
+        return [{'dn': 'CN=%s,%s' % (name, base), 'attributes': dict({'cn': [name.encode()]},
+                                                                     **({'nTSecurityDescriptor': [sd]} if sd else {}))}
+                for name, sd in self.services]
+
+
+def test_ca_request_certificates_per_ca_and_per_publishing_ca():
+    """The enrollment service's DACL is the CA's Request Certificates permission: an allowed CA, a CA that denies
+    the principal (deny before the Authenticated Users allow), and one whose descriptor could not be read."""
+    allow_au = sd_build.build_ace(s.ACCESS_ALLOWED_OBJECT_ACE_TYPE, 'S-1-5-11', s.ADS_RIGHT_DS_CONTROL_ACCESS, s.ENROLL)
+    deny_user = sd_build.build_ace(s.ACCESS_DENIED_OBJECT_ACE_TYPE, USER, s.ADS_RIGHT_DS_CONTROL_ACCESS, s.ENROLL)
+    conn = ServicesConn([('CA-OPEN', sd_build.build_security_descriptor([allow_au])),
+                         ('CA-SHUT', sd_build.build_security_descriptor([deny_user, allow_au])),
+                         ('CA-BLIND', None)], names={USER: 'LAB\\web'})
+    cas = report.ca_acls(conn, 'CN=Configuration,DC=lab')
+    assert conn.searched == [('CN=Enrollment Services,CN=Public Key Services,CN=Services,CN=Configuration,DC=lab',
+                              '(objectClass=pKIEnrollmentService)', 'LEVEL', 0x04)]
+    services = [{'name': 'CA-OPEN'}, {'name': 'CA-SHUT'}, {'name': 'CA-BLIND'}, {'name': 'CA-GONE'}]
+    template = {'name': 'Web', 'cas': [{'name': 'CA-OPEN'}, {'name': 'CA-SHUT'}]}
+    principal = {'name': 'web', 'sid': USER, 'token_sids': [USER, 'S-1-5-11']}
+    report.evaluate_rights(conn, [(template, template_entry('Web'))], principal, services=services, cas=cas)
+    assert services[0]['access'] == {'can_request': True, 'request_reason': 'allowed: ACE #0 grants Request '
+                                     'Certificates (Enroll) to Authenticated Users (S-1-5-11) (extended right)'}
+    assert services[1]['access'] == {'can_request': False, 'request_reason': 'denied: ACE #0 denies Request '
+                                     'Certificates (Enroll) to LAB\\web (%s) (extended right)' % USER}
+    assert services[2]['access'] == {'can_request': None, 'request_reason': 'nTSecurityDescriptor of the '
+                                     'enrollment service could not be read'}
+    assert services[3]['access'] == {'can_request': None, 'request_reason': 'the enrollment service was not found'}
+    assert [ca['can_request'] for ca in template['cas']] == [True, False]
+    # a principal that could not be evaluated, and a directory that refuses the search
+    report.evaluate_ca_rights(services, [], cas, {'error': 'not found'}, {})
+    assert services[0]['access'] == {'can_request': None, 'request_reason': 'not found'}
+    failing = report.ca_acls(ServicesConn([], fail='busy'), 'CN=Configuration,DC=lab')
+    report.evaluate_ca_rights(services, [], failing, principal, {})
+    assert services[0]['access'] == {'can_request': None,
+                                     'request_reason': 'cannot read the enrollment services: busy'}
+
+
+def test_damaged_enrollment_service_descriptor_is_reported():
+    cas = report.ca_acls(ServicesConn([('CA-BAD', b'\x01')]), 'CN=Configuration,DC=lab')
+    services = [{'name': 'CA-BAD'}]
+    report.evaluate_ca_rights(services, [], cas, {'sid': USER, 'token_sids': [USER]}, {})
+    assert services[0]['access']['can_request'] is None
+    assert services[0]['access']['request_reason'].startswith(
+        'cannot parse the enrollment service nTSecurityDescriptor: ')
+
+
+def test_kerberos_bind_identity_from_the_named_ccache(monkeypatch):
+    """Samba has no WhoAmI: a Kerberos bind from a named FILE ccache is the ccache's client principal."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache
+    monkeypatch.setattr(_ccache, 'ccache_principal', lambda name: 'enroller@LAB.ADCS.TEST' if name == '/tmp/cc' else 1 / 0)
+    entry = {'dn': 'CN=enroller,DC=lab', 'attributes': {'sAMAccountName': [b'enroller'],
+                                                        'objectSid': [s.sid_to_bytes(USER)]}}
+    conn = FakeConn(accounts={'enroller@LAB.ADCS.TEST': entry})
+    found = report.resolve_principal(conn, {'auth': 'kerberos', 'kerberos_ccache': '/tmp/cc'})
+    assert found['name'] == 'enroller' and found['source'] == 'bind'
+    assert report.resolve_principal(conn, {'auth': 'kerberos', 'kerberos_ccache': '/tmp/other'})['error'] == \
+        'cannot tell which account the module binds as; set principal'
