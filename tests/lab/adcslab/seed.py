@@ -91,6 +91,26 @@ RSA_SCHANNEL_CSPS = ["1,Microsoft RSA SChannel Cryptographic Provider",
                      "2,Microsoft DH SChannel Cryptographic Provider"]
 BASE_CSPS = ["1,Microsoft Enhanced Cryptographic Provider v1.0",
              "2,Microsoft Base Cryptographic Provider v1.0"]
+# Schema v3/v4 (CNG) templates name a key storage provider; the algorithm is in msPKI-RA-Application-Policies.
+KSP_CSPS = ["1,Microsoft Software Key Storage Provider"]
+
+# msPKI-Private-Key-Flag version fields (MS-CRTD 2.27): server version in bits 16-19, client version in 24-27.
+# v3 templates: Windows Server 2008 CA / Vista clients (2, 2); v4: Server 2012 / Windows 8 (4, 4).
+PRIVATE_KEY_VERSIONS_V3 = 0x02020000
+PRIVATE_KEY_VERSIONS_V4 = 0x04040000
+
+# msPKI-Key-Usage property of a CNG template (NCRYPT_ALLOW_*_FLAG): signing only, or every usage.
+NCRYPT_ALLOW_SIGNING = 0x2
+NCRYPT_ALLOW_ALL_USAGES = 0x00FFFFFF
+
+
+def cng_properties(algorithm, hash_name, key_usage):
+    """msPKI-RA-Application-Policies of a schema v3 (or v4 non-legacy) template: Name`Type`Value` triplets
+    (MS-CRTD 2.23.2), in the order Windows writes them (sorted by name)."""
+    triplets = [("msPKI-Asymmetric-Algorithm", "PZPWSTR", algorithm), ("msPKI-Hash-Algorithm", "PZPWSTR", hash_name),
+                ("msPKI-Key-Usage", "DWORD", str(key_usage)), ("msPKI-Symmetric-Algorithm", "PZPWSTR", "3DES"),
+                ("msPKI-Symmetric-Key-Length", "DWORD", "168")]
+    return "".join("%s`%s`%s`" % triplet for triplet in triplets)
 
 
 def period(days=0, hours=0):
@@ -184,10 +204,46 @@ TEMPLATES = [
                                          ("allow", "enroll", "name:" + ENROLLERS_GROUP),
                                          ("allow", "enroll", "rid:%d" % RID_DOMAIN_COMPUTERS)],
     },
+    # CNG templates (schema v3/v4, a key storage provider): the key algorithm and the hash are the
+    # msPKI-RA-Application-Policies properties. A Windows template names one asymmetric algorithm, so P-256 and
+    # P-384 are two templates. ECDSA keys only sign: key usage digitalSignature (no keyEncipherment), key spec
+    # AT_SIGNATURE, as the Certificate Templates console writes for an ECDSA template.
+    {
+        "cn": "WebServerECC", "displayName": "Web Server (ECDSA P-256)", "schema": 3,
+        "oid_suffix": "6120447.3318209", "revision": 100, "minor": 2, "flags": 0x20241,
+        "name_flag": CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, "enrollment_flag": 0,
+        "private_key_flag": PRIVATE_KEY_VERSIONS_V3, "ekus": [EKU_SERVER_AUTH], "key_usage": KU_DIGITAL_SIGNATURE,
+        "validity_days": 730, "overlap_days": 42, "min_key": 256, "key_spec": 2, "csps": KSP_CSPS,
+        "cng": cng_properties("ECDSA_P256", "SHA256", NCRYPT_ALLOW_SIGNING),
+        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "name:enroller"),
+                                         ("allow", "enroll", "name:" + ENROLLERS_GROUP)],
+    },
+    {
+        "cn": "WebServerECC384", "displayName": "Web Server (ECDSA P-384)", "schema": 4,
+        "oid_suffix": "4471930.8802113", "revision": 100, "minor": 2, "flags": 0x20241,
+        "name_flag": CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, "enrollment_flag": 0,
+        "private_key_flag": PRIVATE_KEY_VERSIONS_V4, "ekus": [EKU_SERVER_AUTH], "key_usage": KU_DIGITAL_SIGNATURE,
+        "validity_days": 730, "overlap_days": 42, "min_key": 384, "key_spec": 2, "csps": KSP_CSPS,
+        "cng": cng_properties("ECDSA_P384", "SHA384", NCRYPT_ALLOW_SIGNING),
+        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "name:enroller"),
+                                         ("allow", "enroll", "name:" + ENROLLERS_GROUP)],
+    },
+    {
+        "cn": "WebServerKSP", "displayName": "Web Server (RSA, key storage provider)", "schema": 3,
+        "oid_suffix": "2290716.5530871", "revision": 100, "minor": 2, "flags": 0x20241,
+        "name_flag": CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, "enrollment_flag": 0,
+        "private_key_flag": PRIVATE_KEY_VERSIONS_V3, "ekus": [EKU_SERVER_AUTH],
+        "key_usage": KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT, "validity_days": 730, "overlap_days": 42,
+        "min_key": 3072, "key_spec": 1, "csps": KSP_CSPS,
+        "cng": cng_properties("RSA", "SHA256", NCRYPT_ALLOW_ALL_USAGES),
+        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "name:enroller"),
+                                         ("allow", "enroll", "name:" + ENROLLERS_GROUP)],
+    },
 ]
 
 # Templates the lab CA publishes (its enrollment service's certificateTemplates).
-PUBLISHED_TEMPLATES = ["WebServer", "Machine", "User", "EFS", "WebServerApproval", "WebServer4096", "ShortLived"]
+PUBLISHED_TEMPLATES = ["WebServer", "Machine", "User", "EFS", "WebServerApproval", "WebServer4096", "ShortLived",
+                       "WebServerECC", "WebServerECC384", "WebServerKSP"]
 
 
 def template_oid(template):
@@ -220,9 +276,10 @@ def template_attributes(template):
         "msPKI-Cert-Template-OID": template_oid(template),
     }
     if template["schema"] >= 2:
-        # Version 2 templates carry application policies and the RA application policy fields.
+        # Version 2 templates carry application policies and the RA application policy fields; version 3/4 (CNG)
+        # ones the key algorithm properties in msPKI-RA-Application-Policies (MS-CRTD 2.23.2).
         attrs["msPKI-Certificate-Application-Policy"] = list(template["ekus"])
-        attrs["msPKI-RA-Application-Policies"] = []
+        attrs["msPKI-RA-Application-Policies"] = [template["cng"]] if template.get("cng") else []
     return attrs
 
 
