@@ -145,7 +145,7 @@ def certipy(tmp_path, template, *args):
     cmd = [CERTIPY, 'req', '-dcom', '-u', 'enroller@lab.adcs.test', '-p', acct['password'], '-target-ip', ADDRESS,
            '-dc-ip', ADDRESS, '-ns', ADDRESS, '-ca', 'LAB-CA', '-timeout', '10', '-template', template] + list(args)
     done = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, check=False)
     return done.stdout + done.stderr
 
 
