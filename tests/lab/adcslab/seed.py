@@ -136,6 +136,27 @@ _ADMINS_FULL = [("allow", "full", "rid:%d" % RID_DOMAIN_ADMINS), ("allow", "full
                 ("allow", "read", "sid:" + AUTHENTICATED_USERS)]
 _DENIED = [("deny", "enroll", "name:denied")]
 
+
+
+def _cng_web_server(cn, display_name, schema, oid_suffix, algorithm, hash_name, min_key):
+    """A Web Server template on a key storage provider (schema v3/v4, CNG): the key algorithm and the hash are the
+    msPKI-RA-Application-Policies properties. ECDSA keys only sign: key usage digitalSignature (no
+    keyEncipherment), key spec AT_SIGNATURE, msPKI-Key-Usage signing, as the Certificate Templates console writes
+    for an ECDSA template; RSA keeps digitalSignature + keyEncipherment and every usage."""
+    ecdsa = algorithm.startswith("ECDSA")
+    return {
+        "cn": cn, "displayName": display_name, "schema": schema, "oid_suffix": oid_suffix, "revision": 100,
+        "minor": 2, "flags": 0x20241, "name_flag": CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, "enrollment_flag": 0,
+        "private_key_flag": PRIVATE_KEY_VERSIONS_V4 if schema == 4 else PRIVATE_KEY_VERSIONS_V3,
+        "ekus": [EKU_SERVER_AUTH], "key_usage": KU_DIGITAL_SIGNATURE | (0 if ecdsa else KU_KEY_ENCIPHERMENT),
+        "validity_days": 730, "overlap_days": 42, "min_key": min_key, "key_spec": 2 if ecdsa else 1,
+        "csps": KSP_CSPS,
+        "cng": cng_properties(algorithm, hash_name, NCRYPT_ALLOW_SIGNING if ecdsa else NCRYPT_ALLOW_ALL_USAGES),
+        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "name:enroller"),
+                                         ("allow", "enroll", "name:" + ENROLLERS_GROUP)],
+    }
+
+
 TEMPLATES = [
     {
         "cn": "WebServer", "displayName": "Web Server", "schema": 1, "oid_suffix": "1.16", "revision": 4,
@@ -204,41 +225,11 @@ TEMPLATES = [
                                          ("allow", "enroll", "name:" + ENROLLERS_GROUP),
                                          ("allow", "enroll", "rid:%d" % RID_DOMAIN_COMPUTERS)],
     },
-    # CNG templates (schema v3/v4, a key storage provider): the key algorithm and the hash are the
-    # msPKI-RA-Application-Policies properties. A Windows template names one asymmetric algorithm, so P-256 and
-    # P-384 are two templates. ECDSA keys only sign: key usage digitalSignature (no keyEncipherment), key spec
-    # AT_SIGNATURE, as the Certificate Templates console writes for an ECDSA template.
-    {
-        "cn": "WebServerECC", "displayName": "Web Server (ECDSA P-256)", "schema": 3,
-        "oid_suffix": "6120447.3318209", "revision": 100, "minor": 2, "flags": 0x20241,
-        "name_flag": CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, "enrollment_flag": 0,
-        "private_key_flag": PRIVATE_KEY_VERSIONS_V3, "ekus": [EKU_SERVER_AUTH], "key_usage": KU_DIGITAL_SIGNATURE,
-        "validity_days": 730, "overlap_days": 42, "min_key": 256, "key_spec": 2, "csps": KSP_CSPS,
-        "cng": cng_properties("ECDSA_P256", "SHA256", NCRYPT_ALLOW_SIGNING),
-        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "name:enroller"),
-                                         ("allow", "enroll", "name:" + ENROLLERS_GROUP)],
-    },
-    {
-        "cn": "WebServerECC384", "displayName": "Web Server (ECDSA P-384)", "schema": 4,
-        "oid_suffix": "4471930.8802113", "revision": 100, "minor": 2, "flags": 0x20241,
-        "name_flag": CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, "enrollment_flag": 0,
-        "private_key_flag": PRIVATE_KEY_VERSIONS_V4, "ekus": [EKU_SERVER_AUTH], "key_usage": KU_DIGITAL_SIGNATURE,
-        "validity_days": 730, "overlap_days": 42, "min_key": 384, "key_spec": 2, "csps": KSP_CSPS,
-        "cng": cng_properties("ECDSA_P384", "SHA384", NCRYPT_ALLOW_SIGNING),
-        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "name:enroller"),
-                                         ("allow", "enroll", "name:" + ENROLLERS_GROUP)],
-    },
-    {
-        "cn": "WebServerKSP", "displayName": "Web Server (RSA, key storage provider)", "schema": 3,
-        "oid_suffix": "2290716.5530871", "revision": 100, "minor": 2, "flags": 0x20241,
-        "name_flag": CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, "enrollment_flag": 0,
-        "private_key_flag": PRIVATE_KEY_VERSIONS_V3, "ekus": [EKU_SERVER_AUTH],
-        "key_usage": KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT, "validity_days": 730, "overlap_days": 42,
-        "min_key": 3072, "key_spec": 1, "csps": KSP_CSPS,
-        "cng": cng_properties("RSA", "SHA256", NCRYPT_ALLOW_ALL_USAGES),
-        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "name:enroller"),
-                                         ("allow", "enroll", "name:" + ENROLLERS_GROUP)],
-    },
+    # CNG templates: a Windows template names one asymmetric algorithm, so P-256 and P-384 are two templates.
+    _cng_web_server("WebServerECC", "Web Server (ECDSA P-256)", 3, "6120447.3318209", "ECDSA_P256", "SHA256", 256),
+    _cng_web_server("WebServerECC384", "Web Server (ECDSA P-384)", 4, "4471930.8802113", "ECDSA_P384", "SHA384", 384),
+    _cng_web_server("WebServerKSP", "Web Server (RSA, key storage provider)", 3, "2290716.5530871", "RSA", "SHA256",
+                    3072),
 ]
 
 # Templates the lab CA publishes (its enrollment service's certificateTemplates).
