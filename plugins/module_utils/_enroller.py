@@ -102,7 +102,8 @@ class Enroller(object):
             try:
                 if not self.check_mode:   # a switch of these files a killed run left half done is finished first
                     _journal.recover(output_paths(spec).values())
-                plan = plan_request(spec, now=self.now, template_renewal_days=renewal_days)
+                plan = plan_request(spec, now=self.now, template_renewal_days=renewal_days,
+                                    template_key_rule=self._key_rule)
                 results.append(self.execute(plan))
             except AdcsError as exc:
                 results.append(failure_result(spec, exc))
@@ -111,6 +112,12 @@ class Enroller(object):
                 if result.get('renew_before_source') != 'option':
                     result.setdefault('warnings', []).append(self.directory.error)
         return results
+
+    def _key_rule(self, template):
+        """The template's key rule (_templates.key_rule) from the directory, or None (no directory, not read)."""
+        lookup = getattr(self.directory, 'template_info', None)
+        info = lookup(template) if lookup is not None and template else None
+        return (info or {}).get('requirements', {}).get('key')
 
     def execute(self, plan):
         spec = plan.spec
@@ -198,7 +205,7 @@ def submit(plan, client, result):
         sans = spec.get('wanted_sans') or _x509.certificate_sans(plan.current_cert) or None
         csr = _csr.build_csr(plan.key, subject=_renewal.renewal_subject(spec.get('wanted_subject'),
                                                                         plan.current_cert),
-                             sans=sans, renewal_certificate=plan.current_cert)
+                             sans=sans, renewal_certificate=plan.current_cert, hash_name=plan.hash_name or 'sha256')
         cms = _renewal_request.build_renewal_request(csr, plan.current_cert, plan.current_key)
         enrollment = client.request(spec['template'], cms, attributes=attributes, flags=_ndr.CR_IN_PKCS7)
         if not _renewal.falls_back(enrollment):
@@ -206,7 +213,8 @@ def submit(plan, client, result):
             return enrollment
         result.setdefault('warnings', []).append(_renewal.fallback_warning(enrollment))
         plan.renewal = False
-    csr = _csr.build_csr(plan.key, subject=spec.get('wanted_subject'), sans=spec.get('wanted_sans'))
+    csr = _csr.build_csr(plan.key, subject=spec.get('wanted_subject'), sans=spec.get('wanted_sans'),
+                         hash_name=plan.hash_name or 'sha256')
     return client.request(spec['template'], csr, attributes=attributes, flags=_ndr.CR_IN_PKCS10)
 
 

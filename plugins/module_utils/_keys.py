@@ -5,6 +5,12 @@
 
 RSA 2048-8192 and ECDSA P-256/P-384/P-521; PKCS#8 (PEM or DER, optionally encrypted) on output; PEM or DER,
 PKCS#1/PKCS#8/SEC1 on input.
+
+The key a template asks for is decided here too: ``template_key_params(rule, ...)`` turns the template's key rule
+(``_templates.key_rule``: msPKI-Asymmetric-Algorithm, msPKI-Minimal-Key-Size, msPKI-Hash-Algorithm) and the
+options given into the parameters of the key to generate - the template's algorithm and minimum size when the
+options leave them open - and refuses options the template (and so the CA) would refuse; ``template_key_problem``
+says why an existing key or a CSR's key does not fit the template.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,6 +20,7 @@ __metaclass__ = type
 from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
+from ansible_collections.adcs.enrollment.plugins.module_utils._template_flags import ASYMMETRIC_ALGORITHMS
 
 if HAS_CRYPTOGRAPHY:
     from cryptography.hazmat.primitives import serialization
@@ -28,6 +35,10 @@ CURVES = {
     'secp521r1': 'SECP521R1', 'p-521': 'SECP521R1',
 }
 _CURVE_NAMES = {'SECP256R1': 'secp256r1', 'SECP384R1': 'secp384r1', 'SECP521R1': 'secp521r1'}
+
+
+_CURVE_BITS = {'secp256r1': 256, 'secp384r1': 384, 'secp521r1': 521}
+SIGNATURE_HASHES = ('sha256', 'sha384', 'sha512')
 
 
 def _require_crypto():
@@ -143,3 +154,98 @@ def public_key_info(key):
     if kind == 'rsa':
         return {'type': 'rsa', 'size': detail}
     return {'type': kind, 'curve': detail}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The key a template asks for
+# ---------------------------------------------------------------------------------------------------------------
+def _requirement(rule):
+    """Words naming what the template requires, with the attribute that says so."""
+    algorithm = rule.get('algorithm')
+    minimum = rule.get('minimum_size')
+    if algorithm:
+        key_type, _curve, words = ASYMMETRIC_ALGORITHMS.get(algorithm, (None, None, 'a %s key' % algorithm))
+        text = '%s (msPKI-Asymmetric-Algorithm %s' % (words, algorithm)
+        if key_type == 'rsa' and minimum:
+            text = 'an RSA key of at least %d bits (msPKI-Asymmetric-Algorithm RSA, msPKI-Minimal-Key-Size %d' \
+                   % (minimum, minimum)
+        return text + ')'
+    return ('a key of at least %d bits (msPKI-Minimal-Key-Size %d; a legacy CSP template compares the bit length '
+            'of any key, so an ECDSA key is refused)' % (minimum, minimum))
+
+
+def _given(key_type, key_size, curve):
+    parts = []
+    if key_type:
+        parts.append('key_type %s' % key_type)
+    if key_size:
+        parts.append('key_size %s' % key_size)
+    if curve:
+        parts.append('curve %s' % curve)
+    return ', '.join(parts) + (' was given' if len(parts) == 1 else ' were given')
+
+
+def _refuse(rule, what):
+    raise InvalidInput('template %s requires %s; %s' % (rule.get('template') or '(unnamed)', _requirement(rule),
+                                                        what),
+                       remedy='Leave key_type, key_size and curve out to get the key the template asks for, or pick '
+                              'another template (see adcs.enrollment.wcce_template_info).')
+
+
+def template_key_params(rule, key_type=None, key_size=None, curve=None):
+    """dict(key_type, key_size, curve, hash_name) of the key to generate for a template whose key rule is ``rule``
+    (``_templates.key_rule``; None: no template known - RSA 2048, or ECDSA on ``curve``). Options given win when
+    the template accepts them; InvalidInput names the template's requirement when it would not."""
+    given = _given(key_type, key_size, curve) if (key_type or key_size or curve) else None
+    if key_type is None and curve:
+        key_type = 'ecdsa'
+    if key_type is None and key_size:
+        key_type = 'rsa'
+    params = dict(hash_name=template_hash(rule))
+    if not rule:
+        params.update(key_type=key_type or 'rsa', key_size=key_size or RSA_MIN_BITS, curve=curve or 'secp256r1')
+        return params
+    minimum = rule.get('minimum_size') or 0
+    wanted_type, wanted_curve = rule.get('key_type'), rule.get('curve')
+    if rule.get('algorithm') and wanted_type is None:
+        _refuse(rule, 'this collection generates RSA and ECDSA keys only')
+    if wanted_type and key_type and key_type != wanted_type:
+        _refuse(rule, given)
+    if wanted_curve and curve and _CURVE_NAMES[normalize_curve(curve)] != wanted_curve:
+        _refuse(rule, given)
+    key_type = key_type or wanted_type or 'rsa'
+    if key_type == 'ecdsa':
+        curve = wanted_curve or (_CURVE_NAMES[normalize_curve(curve)] if curve else 'secp256r1')
+        if _CURVE_BITS[curve] < minimum:
+            _refuse(rule, given or 'its msPKI-Minimal-Key-Size %d is larger than the curve (%d bits)'
+                    % (minimum, _CURVE_BITS[curve]))
+        params.update(key_type='ecdsa', key_size=None, curve=curve)
+        return params
+    size = key_size or max(RSA_MIN_BITS, minimum)
+    if size < minimum:
+        _refuse(rule, given)
+    params.update(key_type='rsa', key_size=size, curve=None)
+    return params
+
+
+def template_hash(rule):
+    """The signature hash of a CSR for the template (msPKI-Hash-Algorithm when sha256/384/512), or None."""
+    hash_name = (rule or {}).get('hash_algorithm')
+    return hash_name if hash_name in SIGNATURE_HASHES else None
+
+
+def template_key_problem(rule, key):
+    """Why the (private or public) ``key`` does not fit the template's key ``rule``, or None when it does."""
+    if not rule:
+        return None
+    kind, detail = key_description(key)
+    bits = detail if kind == 'rsa' else _CURVE_BITS.get(detail, 0)
+    wanted_type, wanted_curve = rule.get('key_type'), rule.get('curve')
+    fits = bits >= (rule.get('minimum_size') or 0)
+    if rule.get('algorithm'):
+        fits = fits and kind == wanted_type and (wanted_curve is None or detail == wanted_curve)
+    if fits:
+        return None
+    have = 'an RSA key of %d bits' % detail if kind == 'rsa' else \
+        'an ECDSA key on %s' % detail if kind == 'ecdsa' else 'a %s key' % kind
+    return 'template %s requires %s; the key is %s' % (rule.get('template') or '(unnamed)', _requirement(rule), have)

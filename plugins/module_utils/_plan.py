@@ -64,6 +64,8 @@ class Plan(object):
         self.renew_before = None
         self.renew_before_source = None
         self.pending_key_path = None
+        self.key_rule = None           # the template's key rule (_templates.key_rule), read only to enroll
+        self.hash_name = None          # signature hash of a CSR we build (the template's msPKI-Hash-Algorithm)
         self.warnings = []
 
     @property
@@ -136,10 +138,11 @@ class _SansHolder(object):
         return self._ext
 
 
-def plan_request(spec, now=None, template_renewal_days=None):
+def plan_request(spec, now=None, template_renewal_days=None, template_key_rule=None):
     """Decide what one request needs. ``template_renewal_days(template)`` returns the template's renewal period in
-    days or None; it is only called when the certificate on disk fits otherwise. Raises InvalidInput for keys or
-    CSRs that cannot be used."""
+    days or None; it is only called when the certificate on disk fits otherwise. ``template_key_rule(template)``
+    returns the template's key rule (_templates.key_rule) or None; it is only called to enroll. Raises InvalidInput
+    for keys or CSRs that cannot be used (for the template too: before the CA is contacted)."""
     now = now or datetime.datetime.now(_UTC)
     plan = Plan(spec)
     plan.current_cert = _read_existing_cert(spec['certificate_path'], plan)
@@ -188,6 +191,12 @@ def plan_request(spec, now=None, template_renewal_days=None):
                            'replaced unless regenerate_key=true' % (key_path, reason))
     plan.action = ACTION_RETRIEVE if spec.get('request_id') else ACTION_ENROLL
     _check_refusal(plan)
+    if plan.action == ACTION_ENROLL and template_key_rule is not None:
+        plan.key_rule = template_key_rule(spec['template'])
+        plan.hash_name = _keys.template_hash(plan.key_rule)
+        if plan.csr is not None:
+            _check_template_key(plan, plan.csr.public_key(), 'The key of the CSR does not fit: %s; nothing was sent '
+                                                             'to the CA')
     if not spec['csr_mode']:
         _choose_key(plan, now)
     return plan
@@ -244,14 +253,22 @@ def _choose_key(plan, now):
             plan.key = plan.current_key
         return
     if plan.current_key is None or spec['regenerate_key']:
-        key_type = spec.get('key_type') or ('ecdsa' if spec.get('curve') else 'rsa')
-        plan.key = _keys.generate_private_key(key_type, spec.get('key_size') or 2048,
-                                              spec.get('curve') or 'secp256r1')
+        params = _keys.template_key_params(plan.key_rule, spec.get('key_type'), spec.get('key_size'),
+                                           spec.get('curve'))
+        plan.key = _keys.generate_private_key(params['key_type'], params['key_size'], params['curve'])
         plan.key_is_new = True
     else:
+        _check_template_key(plan, plan.current_key, 'The private key %s does not fit: %%s; it is never replaced '
+                                                    'unless regenerate_key=true' % spec['private_key_path'])
         plan.key = plan.current_key
     plan.renewal = _renewal.sends_renewal_request(spec['renewal_request'], plan.current_cert, plan.current_key,
                                                   plan.reason, now)
+
+
+def _check_template_key(plan, key, message):
+    problem = _keys.template_key_problem(plan.key_rule, key)
+    if problem:
+        raise InvalidInput(message % problem)
 
 
 def same_public_key(a, b):

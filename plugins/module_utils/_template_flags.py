@@ -73,6 +73,28 @@ PRIVATE_KEY_SERVER_VERSION_MASK = 0x000F0000
 PRIVATE_KEY_SERVER_VERSION_SHIFT = 16
 PRIVATE_KEY_CLIENT_VERSION_MASK = 0x0F000000
 PRIVATE_KEY_CLIENT_VERSION_SHIFT = 24
+PRIVATE_KEY_USE_LEGACY_PROVIDER = 0x00000100
+
+# msPKI-RA-Application-Policies properties of CNG templates (MS-CRTD 2.23.2, MS-WCCE 3.1.2.4.2.2.2.5).
+# msPKI-Asymmetric-Algorithm -> (key type, curve, words); DH and DS (DSA) name keys this collection cannot make.
+ASYMMETRIC_ALGORITHMS = {
+    'RSA': ('rsa', None, 'an RSA key'),
+    'ECDSA_P256': ('ecdsa', 'secp256r1', 'an ECDSA P-256 key'),
+    'ECDSA_P384': ('ecdsa', 'secp384r1', 'an ECDSA P-384 key'),
+    'ECDSA_P521': ('ecdsa', 'secp521r1', 'an ECDSA P-521 key'),
+    'ECDH_P256': ('ecdsa', 'secp256r1', 'an EC P-256 key (ECDH)'),
+    'ECDH_P384': ('ecdsa', 'secp384r1', 'an EC P-384 key (ECDH)'),
+    'ECDH_P521': ('ecdsa', 'secp521r1', 'an EC P-521 key (ECDH)'),
+    'DH': (None, None, 'a Diffie-Hellman key'),
+    'DS': (None, None, 'a DSA key'),
+}
+# msPKI-Key-Usage (NCRYPT_ALLOW_*_FLAG of the key property NCRYPT_KEY_USAGE_PROPERTY); 0x00FFFFFF = all usages.
+NCRYPT_KEY_USAGES = (
+    (0x1, 'decrypt'),
+    (0x2, 'signing'),
+    (0x4, 'key_agreement'),
+)
+NCRYPT_ALLOW_ALL_USAGES = 0x00FFFFFF
 
 # MS-CRTD 2.28 msPKI-Certificate-Name-Flag
 NAME_FLAGS = (

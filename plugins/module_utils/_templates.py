@@ -19,6 +19,7 @@ import uuid
 
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 from ansible_collections.adcs.enrollment.plugins.module_utils._template_flags import (
+    ASYMMETRIC_ALGORITHMS, NCRYPT_ALLOW_ALL_USAGES, NCRYPT_KEY_USAGES, PRIVATE_KEY_USE_LEGACY_PROVIDER,
     ENROLLMENT_FLAGS, GENERAL_FLAGS, KEY_SPECS, KEY_USAGE_BITS, NAME_FLAGS, OID_NAMES, PRIVATE_KEY_ATTEST_MASK,
     PRIVATE_KEY_CLIENT_VERSION_MASK, PRIVATE_KEY_CLIENT_VERSION_SHIFT, PRIVATE_KEY_FLAGS, PRIVATE_KEY_SERVER_VERSION_MASK,
     PRIVATE_KEY_SERVER_VERSION_SHIFT,
@@ -207,6 +208,50 @@ RA_APPLICATION_POLICY_PROPERTIES = {
 }
 
 
+def cng_template(schema_version, private_key_flag):
+    """A CNG template: schema version 3, or 4 without CT_FLAG_USE_LEGACY_PROVIDER (MS-CRTD 2.23.2); its key
+    algorithm is the msPKI-Asymmetric-Algorithm property, not the CSPs (MS-WCCE 3.1.2.4.2.2.2.2)."""
+    legacy = bool((to_uint32(private_key_flag) or 0) & PRIVATE_KEY_USE_LEGACY_PROVIDER)
+    return (schema_version or 0) >= 3 and not (schema_version == 4 and legacy)
+
+
+def decode_ncrypt_key_usage(value):
+    """msPKI-Key-Usage (NCRYPT_ALLOW_*_FLAG) -> list of usage names ('all' for NCRYPT_ALLOW_ALL_USAGES)."""
+    if value is None:
+        return None
+    value = to_uint32(value)
+    if value & NCRYPT_ALLOW_ALL_USAGES == NCRYPT_ALLOW_ALL_USAGES:
+        return ['all']
+    return [name for bit, name in NCRYPT_KEY_USAGES if value & bit] + \
+        ['0x%x' % (value & ~0x7)] * bool(value & ~0x7)
+
+
+def key_rule(decoded):
+    """The key a request for the template must have (one facts schema, ``requirements.key``): ``template``,
+    ``provider`` (cng: schema v3/v4 whose algorithm is msPKI-Asymmetric-Algorithm; legacy: the CSPs, and the CA
+    compares any key's bit length with the minimum), ``algorithm``, ``key_type`` (rsa, ecdsa or None: any / not one
+    this collection makes), ``curve``, ``minimum_size`` (msPKI-Minimal-Key-Size), ``hash_algorithm``
+    (msPKI-Hash-Algorithm, lower case), ``key_usage`` (msPKI-Key-Usage names) and ``providers`` (pKIDefaultCSPs)."""
+    props = decoded.get('ra_application_policy_properties') or {}
+    cng = cng_template(decoded.get('schema_version'), (decoded.get('private_key_flag') or {}).get('value'))
+    algorithm = props.get('asymmetric_algorithm') if cng else None
+    algorithm = str(algorithm).upper() if algorithm else None
+    key_type, curve, _words = ASYMMETRIC_ALGORITHMS.get(algorithm, (None, None, None)) if algorithm else \
+        (None, None, None)
+    hash_name = props.get('hash_algorithm') if cng else None
+    return {
+        'template': decoded.get('name'),
+        'provider': 'cng' if cng else 'legacy',
+        'algorithm': algorithm,
+        'key_type': key_type,
+        'curve': curve,
+        'minimum_size': decoded.get('minimum_key_size'),
+        'hash_algorithm': str(hash_name).lower().replace('-', '') if hash_name else None,
+        'key_usage': decode_ncrypt_key_usage(props.get('key_usage_property')) if cng else None,
+        'providers': [csp['name'] for csp in decoded.get('csps') or []],
+    }
+
+
 def decode_ra_application_policies(values, schema_version, private_key_flag):
     """msPKI-RA-Application-Policies (MS-CRTD 2.23).
 
@@ -215,9 +260,7 @@ def decode_ra_application_policies(values, schema_version, private_key_flag):
     single value is a list of ``Name`Type`Value`` triplets (2.23.2).
     """
     values = [_text(v) for v in (values or [])]
-    legacy = bool((to_uint32(private_key_flag) or 0) & 0x100)
-    triplet_syntax = (schema_version or 0) >= 3 and not (schema_version == 4 and legacy)
-    if not triplet_syntax or not any('`' in v for v in values):
+    if not cng_template(schema_version, private_key_flag) or not any('`' in v for v in values):
         return [v for v in values if v], {}
     oids = []
     properties = {}
@@ -392,8 +435,16 @@ def template_requirements(decoded):
         notes.append('the private key must be archived: send a CMC key archival request encrypted to the CA exchange certificate')
     if 'CT_FLAG_INCLUDE_SYMMETRIC_ALGORITHMS' in enrollment:
         notes.append('the request should carry the S/MIME capabilities extension')
-    if decoded.get('minimum_key_size'):
+    key = key_rule(decoded)
+    if key['algorithm']:
+        notes.append('the key must be %s (msPKI-Asymmetric-Algorithm %s)%s' % (
+            ASYMMETRIC_ALGORITHMS.get(key['algorithm'], (None, None, 'a %s key' % key['algorithm']))[2],
+            key['algorithm'], ' of at least %d bits' % key['minimum_size']
+            if key['key_type'] == 'rsa' and key['minimum_size'] else ''))
+    elif decoded.get('minimum_key_size'):
         notes.append('the key must be at least %d bits' % decoded['minimum_key_size'])
+    if key['hash_algorithm']:
+        notes.append('the request is signed with %s (msPKI-Hash-Algorithm)' % key['hash_algorithm'].upper())
     if 'CT_FLAG_MACHINE_TYPE' in general:
         notes.append('machine template: request as the computer account')
     return {
@@ -416,6 +467,7 @@ def template_requirements(decoded):
         'key_attestation': decoded['private_key_flag']['attestation'],
         'asymmetric_algorithm': props.get('asymmetric_algorithm'),
         'hash_algorithm': props.get('hash_algorithm'),
+        'key': key,
         'machine': 'CT_FLAG_MACHINE_TYPE' in general,
         'ca_certificate': 'CT_FLAG_IS_CA' in general or 'CT_FLAG_IS_CROSS_CA' in general,
         'request_attribute': 'CertificateTemplate:%s' % decoded['name'] if decoded.get('name') else None,

@@ -37,9 +37,10 @@ description:
   - A request that the CA holds for a certificate manager's approval is not a failure; the module returns
     RV(disposition=pending) and the RV(request_id) to retrieve the certificate later with O(request_id).
   - Several requests (O(requests)) are enrolled over one authenticated DCOM session.
-  - O(private_key_path) is required unless a CSR is given. A generated key is RSA with 2048 bits, or ECDSA on
-    C(secp256r1) when only O(curve) is set, unless O(key_type), O(key_size) and O(curve) say otherwise; the template's
-    minimum key size applies (the CA refuses smaller keys with C(CERTSRV_E_KEY_LENGTH)). O(private_key_mode) also
+  - O(private_key_path) is required unless a CSR is given. A generated key is what the template read from Active
+    Directory asks for (its algorithm and curve, its minimum size and hash; see O(key_type)), else RSA with 2048
+    bits, or ECDSA on C(secp256r1) when only O(curve) is set, unless O(key_type), O(key_size) and O(curve) say
+    otherwise; options the template refuses fail before the CA is contacted. O(private_key_mode) also
     applies to the PKCS#12 bundle; new keys get C(0600), an existing key keeps its mode unless it is set, and O(mode)
     applies to the certificate, chain and full chain files.
   - Templates that build the subject from Active Directory ignore O(subject); leave it out for them. When

@@ -385,6 +385,16 @@ templates:
         minimum_key_size:
           description: Minimum key size in bits.
           type: int
+        key:
+          description: The key a request must have, as adcs.enrollment.wcce_request uses it for its defaults -
+            C(provider) (C(cng) for schema 3, or 4 without the legacy-provider flag, else C(legacy)), C(algorithm)
+            (msPKI-Asymmetric-Algorithm), C(key_type) (C(rsa), C(ecdsa) or null), C(curve), C(minimum_size),
+            C(hash_algorithm) (msPKI-Hash-Algorithm, lower case), C(key_usage) (msPKI-Key-Usage names),
+            C(providers) (pKIDefaultCSPs names) and C(template).
+          type: dict
+          sample: {provider: cng, algorithm: ECDSA_P256, key_type: ecdsa, curve: secp256r1, minimum_size: 256,
+                   hash_algorithm: sha256, key_usage: [signing], providers: [Microsoft Software Key Storage Provider],
+                   template: WebServerECC}
         key_archival:
           description: The private key must be archived (CMC key archival request).
           type: bool

@@ -22,11 +22,14 @@ BINDIR = os.path.dirname(PYTHON)
 # expected outcome of the Enroll check per (account, template), from the ACLs in adcslab.seed.TEMPLATES
 ENROLL = {
     'enroller': {'WebServer': True, 'WebServerApproval': True, 'WebServer4096': True, 'ShortLived': True,
-                 'User': True, 'EFS': True, 'Machine': False},
+                 'User': True, 'EFS': True, 'Machine': False, 'WebServerECC': True, 'WebServerECC384': True,
+                 'WebServerKSP': True},
     'groupmember': {'WebServer': True, 'WebServerApproval': True, 'WebServer4096': True, 'ShortLived': True,
-                    'User': True, 'EFS': True, 'Machine': False},
+                    'User': True, 'EFS': True, 'Machine': False, 'WebServerECC': True, 'WebServerECC384': True,
+                    'WebServerKSP': True},
     'denied': {'WebServer': False, 'WebServerApproval': False, 'WebServer4096': False, 'ShortLived': False,
-               'User': False, 'EFS': False, 'Machine': False},
+               'User': False, 'EFS': False, 'Machine': False, 'WebServerECC': False, 'WebServerECC384': False,
+               'WebServerKSP': False},
 }
 
 
@@ -89,6 +92,10 @@ def test_templates_match_the_seed(lab, as_enroller):
         assert got['critical_extensions'] == [{'oid': '2.5.29.15', 'name': 'Key Usage'}]
         if spec['schema'] >= 2:
             assert [e['oid'] for e in got['application_policies']] == spec['ekus']
+        key = got['requirements']['key']
+        assert key['template'] == spec['cn'] and key['minimum_size'] == spec['min_key']
+        assert key['provider'] == ('cng' if spec.get('cng') else 'legacy')
+        assert key['providers'] == [c.split(',', 1)[1] for c in sorted(spec['csps'])]
         assert got['published'] is True
         assert [c['name'] for c in got['cas']] == [lab['ca']['name']]
         assert got['requirements']['request_attribute'] == 'CertificateTemplate:' + spec['cn']
@@ -108,6 +115,21 @@ def test_decoded_details_of_seeded_templates(as_enroller):
     assert t['WebServerApproval']['requirements']['manager_approval'] is True
     assert t['WebServerApproval']['enrollment_flag']['names'] == ['CT_FLAG_PEND_ALL_REQUESTS']
     assert t['WebServer4096']['requirements']['minimum_key_size'] == 4096
+    assert t['WebServerECC']['requirements']['key'] == {
+        'template': 'WebServerECC', 'provider': 'cng', 'algorithm': 'ECDSA_P256', 'key_type': 'ecdsa',
+        'curve': 'secp256r1', 'minimum_size': 256, 'hash_algorithm': 'sha256', 'key_usage': ['signing'],
+        'providers': ['Microsoft Software Key Storage Provider']}
+    assert t['WebServerECC']['key_usage'] == ['digital_signature'] and t['WebServerECC']['key_spec'] == 'AT_SIGNATURE'
+    assert t['WebServerECC']['ra_application_policy_properties'] == {
+        'asymmetric_algorithm': 'ECDSA_P256', 'hash_algorithm': 'SHA256', 'key_usage_property': 2,
+        'symmetric_algorithm': '3DES', 'symmetric_key_length': 168}
+    ecc384 = t['WebServerECC384']['requirements']['key']
+    assert (ecc384['algorithm'], ecc384['curve'], ecc384['hash_algorithm']) == ('ECDSA_P384', 'secp384r1', 'sha384')
+    assert t['WebServerECC384']['schema_version'] == 4
+    ksp = t['WebServerKSP']['requirements']
+    assert (ksp['key']['algorithm'], ksp['key']['key_type'], ksp['key']['minimum_size']) == ('RSA', 'rsa', 3072)
+    assert 'the key must be an RSA key (msPKI-Asymmetric-Algorithm RSA) of at least 3072 bits' in ksp['notes']
+    assert t['WebServer']['requirements']['key']['provider'] == 'legacy'
     assert t['Machine']['requirements']['subject_from_ad'] == ['dns_as_cn']
     assert t['Machine']['requirements']['subject_alt_names_from_ad'] == ['dns']
     assert t['Machine']['requirements']['machine'] is True

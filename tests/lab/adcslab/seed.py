@@ -91,6 +91,26 @@ RSA_SCHANNEL_CSPS = ["1,Microsoft RSA SChannel Cryptographic Provider",
                      "2,Microsoft DH SChannel Cryptographic Provider"]
 BASE_CSPS = ["1,Microsoft Enhanced Cryptographic Provider v1.0",
              "2,Microsoft Base Cryptographic Provider v1.0"]
+# Schema v3/v4 (CNG) templates name a key storage provider; the algorithm is in msPKI-RA-Application-Policies.
+KSP_CSPS = ["1,Microsoft Software Key Storage Provider"]
+
+# msPKI-Private-Key-Flag version fields (MS-CRTD 2.27): server version in bits 16-19, client version in 24-27.
+# v3 templates: Windows Server 2008 CA / Vista clients (2, 2); v4: Server 2012 / Windows 8 (4, 4).
+PRIVATE_KEY_VERSIONS_V3 = 0x02020000
+PRIVATE_KEY_VERSIONS_V4 = 0x04040000
+
+# msPKI-Key-Usage property of a CNG template (NCRYPT_ALLOW_*_FLAG): signing only, or every usage.
+NCRYPT_ALLOW_SIGNING = 0x2
+NCRYPT_ALLOW_ALL_USAGES = 0x00FFFFFF
+
+
+def cng_properties(algorithm, hash_name, key_usage):
+    """msPKI-RA-Application-Policies of a schema v3 (or v4 non-legacy) template: Name`Type`Value` triplets
+    (MS-CRTD 2.23.2), in the order Windows writes them (sorted by name)."""
+    triplets = [("msPKI-Asymmetric-Algorithm", "PZPWSTR", algorithm), ("msPKI-Hash-Algorithm", "PZPWSTR", hash_name),
+                ("msPKI-Key-Usage", "DWORD", str(key_usage)), ("msPKI-Symmetric-Algorithm", "PZPWSTR", "3DES"),
+                ("msPKI-Symmetric-Key-Length", "DWORD", "168")]
+    return "".join("%s`%s`%s`" % triplet for triplet in triplets)
 
 
 def period(days=0, hours=0):
@@ -115,6 +135,27 @@ _ADMINS_FULL = [("allow", "full", "rid:%d" % RID_DOMAIN_ADMINS), ("allow", "full
                 ("allow", "enroll", "rid:%d" % RID_DOMAIN_ADMINS), ("allow", "enroll", "rid:%d" % RID_ENTERPRISE_ADMINS),
                 ("allow", "read", "sid:" + AUTHENTICATED_USERS)]
 _DENIED = [("deny", "enroll", "name:denied")]
+
+
+
+def _cng_web_server(cn, display_name, schema, oid_suffix, algorithm, hash_name, min_key):
+    """A Web Server template on a key storage provider (schema v3/v4, CNG): the key algorithm and the hash are the
+    msPKI-RA-Application-Policies properties. ECDSA keys only sign: key usage digitalSignature (no
+    keyEncipherment), key spec AT_SIGNATURE, msPKI-Key-Usage signing, as the Certificate Templates console writes
+    for an ECDSA template; RSA keeps digitalSignature + keyEncipherment and every usage."""
+    ecdsa = algorithm.startswith("ECDSA")
+    return {
+        "cn": cn, "displayName": display_name, "schema": schema, "oid_suffix": oid_suffix, "revision": 100,
+        "minor": 2, "flags": 0x20241, "name_flag": CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT, "enrollment_flag": 0,
+        "private_key_flag": PRIVATE_KEY_VERSIONS_V4 if schema == 4 else PRIVATE_KEY_VERSIONS_V3,
+        "ekus": [EKU_SERVER_AUTH], "key_usage": KU_DIGITAL_SIGNATURE | (0 if ecdsa else KU_KEY_ENCIPHERMENT),
+        "validity_days": 730, "overlap_days": 42, "min_key": min_key, "key_spec": 2 if ecdsa else 1,
+        "csps": KSP_CSPS,
+        "cng": cng_properties(algorithm, hash_name, NCRYPT_ALLOW_SIGNING if ecdsa else NCRYPT_ALLOW_ALL_USAGES),
+        "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "name:enroller"),
+                                         ("allow", "enroll", "name:" + ENROLLERS_GROUP)],
+    }
+
 
 TEMPLATES = [
     {
@@ -195,6 +236,11 @@ TEMPLATES = [
         "acl": _DENIED + _ADMINS_FULL + [("allow", "enroll", "name:enroller"),
                                          ("allow", "enroll", "name:" + ENROLLERS_GROUP)],
     },
+    # CNG templates: a Windows template names one asymmetric algorithm, so P-256 and P-384 are two templates.
+    _cng_web_server("WebServerECC", "Web Server (ECDSA P-256)", 3, "6120447.3318209", "ECDSA_P256", "SHA256", 256),
+    _cng_web_server("WebServerECC384", "Web Server (ECDSA P-384)", 4, "4471930.8802113", "ECDSA_P384", "SHA384", 384),
+    _cng_web_server("WebServerKSP", "Web Server (RSA, key storage provider)", 3, "2290716.5530871", "RSA", "SHA256",
+                    3072),
 ]
 
 # The CA's own security (Request Certificates = Enroll): Windows' default after CA setup. The lab CA reads it from
@@ -204,7 +250,7 @@ CA_SECURITY = _ADMINS_FULL + [("allow", "enroll", "sid:" + AUTHENTICATED_USERS)]
 
 # Templates the lab CA publishes (its enrollment service's certificateTemplates).
 PUBLISHED_TEMPLATES = ["WebServer", "Machine", "User", "EFS", "WebServerApproval", "WebServer4096", "ShortLived",
-                       "WebServerSameKey"]
+                       "WebServerSameKey", "WebServerECC", "WebServerECC384", "WebServerKSP"]
 
 
 def template_oid(template):
@@ -237,9 +283,10 @@ def template_attributes(template):
         "msPKI-Cert-Template-OID": template_oid(template),
     }
     if template["schema"] >= 2:
-        # Version 2 templates carry application policies and the RA application policy fields.
+        # Version 2 templates carry application policies and the RA application policy fields; version 3/4 (CNG)
+        # ones the key algorithm properties in msPKI-RA-Application-Policies (MS-CRTD 2.23.2).
         attrs["msPKI-Certificate-Application-Policy"] = list(template["ekus"])
-        attrs["msPKI-RA-Application-Policies"] = []
+        attrs["msPKI-RA-Application-Policies"] = [template["cng"]] if template.get("cng") else []
     return attrs
 
 

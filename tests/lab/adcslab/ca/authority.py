@@ -37,7 +37,7 @@ from . import renewal as renewal_policy
 from . import templates as tpl
 from .directory import DirectoryAccount, DirectoryConfig, DirectoryError, LabDirectory
 from .errors import CAError
-from .reqparse import parse_request, public_key_bits
+from .reqparse import parse_request
 from .templates import (CT_FLAG_REQUIRE_PRIVATE_KEY_ARCHIVAL, BuiltinTemplateSource, LdapTemplateSource,
                         TemplateSource)
 
@@ -608,9 +608,9 @@ class CertificationAuthority:
             raise _PolicyError(errors.CERTSRV_E_TEMPLATE_DENIED)
 
     def _policy_checks(self, parsed, template):
-        bits = public_key_bits(parsed.csr.public_key())
-        if template.min_key_size and bits < template.min_key_size:
-            raise _PolicyError(errors.CERTSRV_E_KEY_LENGTH)
+        refusal = tpl.key_refusal(template, parsed.csr.public_key())
+        if refusal is not None:
+            raise _PolicyError(refusal)
         if template.private_key_flag & CT_FLAG_REQUIRE_PRIVATE_KEY_ARCHIVAL and not parsed.archived_key:
             raise _PolicyError(errors.CERTSRV_E_ARCHIVED_KEY_REQUIRED)
         if template.ra_signature > 0:

@@ -33,7 +33,7 @@ TEMPLATE_ATTRIBUTES = [
     "cn", "displayName", "flags", "revision", "pKIKeyUsage", "pKIExpirationPeriod", "pKIOverlapPeriod",
     "pKIExtendedKeyUsage", "pKICriticalExtensions", "msPKI-Cert-Template-OID", "msPKI-Template-Schema-Version",
     "msPKI-Template-Minor-Revision", "msPKI-Certificate-Name-Flag", "msPKI-Enrollment-Flag",
-    "msPKI-Private-Key-Flag", "msPKI-Minimal-Key-Size", "msPKI-RA-Signature",
+    "msPKI-Private-Key-Flag", "msPKI-Minimal-Key-Size", "msPKI-RA-Signature", "msPKI-RA-Application-Policies",
     "msPKI-Certificate-Application-Policy", "msPKI-Certificate-Policy", "nTSecurityDescriptor", "distinguishedName",
 ]
 ACCOUNT_ATTRIBUTES = ["distinguishedName", "sAMAccountName", "objectSid", "objectGUID", "userPrincipalName", "mail",

@@ -379,11 +379,5 @@ def _parse_pkidata(content):
     return parsed
 
 
-def public_key_bits(public_key):
-    if isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
-        return public_key.key_size
-    return 0
-
-
 def public_key_der(public_key):
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -23,6 +23,12 @@ LDAP-backed ``TemplateSource`` can fill the same ``Template`` from the lab direc
 | issuance_policies  | msPKI-Certificate-Policy              |
 | critical_extensions | pKICriticalExtensions                |
 | security_descriptor | nTSecurityDescriptor (DACL)          |
+| asymmetric_algorithm | msPKI-RA-Application-Policies property msPKI-Asymmetric-Algorithm (schema v3/v4 CNG) |
+| hash_algorithm     | msPKI-RA-Application-Policies property msPKI-Hash-Algorithm (schema v3/v4 CNG) |
+
+``key_refusal(template, public_key)`` is the CA's key check: the key must be of the template's algorithm (CNG
+templates) and at least ``min_key_size`` bits (every template; a legacy CSP template compares any key's bit length,
+so an EC key is refused there with CERTSRV_E_KEY_LENGTH).
 """
 
 import datetime
@@ -30,6 +36,10 @@ import logging
 import struct
 from dataclasses import dataclass, field
 from typing import List, Optional
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from . import errors
 
 log = logging.getLogger("adcslab.ca.templates")
 
@@ -58,6 +68,7 @@ CT_FLAG_NO_SECURITY_EXTENSION = 0x00080000
 # msPKI-Private-Key-Flag (MS-CRTD 2.27)
 CT_FLAG_REQUIRE_PRIVATE_KEY_ARCHIVAL = 0x00000001
 CT_FLAG_EXPORTABLE_KEY = 0x00000010
+CT_FLAG_USE_LEGACY_PROVIDER = 0x00000100
 
 # pKIKeyUsage bits (KeyUsage BIT STRING, first byte)
 KU_DIGITAL_SIGNATURE = 0x80
@@ -99,6 +110,8 @@ class Template:
     security_descriptor: Optional[bytes] = None  # nTSecurityDescriptor (self-relative); None = no access check
     dn: Optional[str] = None
     issuance_policies: List[str] = field(default_factory=list)  # msPKI-Certificate-Policy
+    asymmetric_algorithm: Optional[str] = None  # CNG templates: msPKI-Asymmetric-Algorithm (None: legacy CSP)
+    hash_algorithm: Optional[str] = None  # CNG templates: msPKI-Hash-Algorithm
 
     @property
     def validity(self):
@@ -115,6 +128,52 @@ class Template:
     @property
     def no_security_extension(self):
         return bool(self.enrollment_flag & CT_FLAG_NO_SECURITY_EXTENSION)
+
+
+# msPKI-Asymmetric-Algorithm values (MS-WCCE 3.1.2.4.2.2.2.5) -> (key class, curve name or None). ECDH keys are EC
+# keys on the same curves; DH and DSA keys are not accepted by this lab (cryptography parses no such CSR key here).
+ALGORITHM_KEYS = {
+    "RSA": ("rsa", None),
+    "ECDSA_P256": ("ec", "secp256r1"), "ECDSA_P384": ("ec", "secp384r1"), "ECDSA_P521": ("ec", "secp521r1"),
+    "ECDH_P256": ("ec", "secp256r1"), "ECDH_P384": ("ec", "secp384r1"), "ECDH_P521": ("ec", "secp521r1"),
+}
+
+
+def cng_properties(values, schema_version, private_key_flag):
+    """The Name`Type`Value` properties of msPKI-RA-Application-Policies (MS-CRTD 2.23.2) as {name: value}: only for
+    schema v3, or v4 without CT_FLAG_USE_LEGACY_PROVIDER; other templates hold OIDs there (2.23.1) -> {}."""
+    if schema_version < 3 or (schema_version == 4 and private_key_flag & CT_FLAG_USE_LEGACY_PROVIDER):
+        return {}
+    properties = {}
+    for value in values or []:
+        parts = value.split("`")
+        if parts and parts[-1] == "":
+            parts = parts[:-1]
+        for i in range(0, len(parts) - 2, 3):
+            properties[parts[i]] = parts[i + 2]
+    return properties
+
+
+def key_refusal(template, public_key):
+    """The HRESULT the CA's policy module refuses ``public_key`` with for ``template``, or None when it fits.
+
+    CNG template (asymmetric_algorithm set): a key of another algorithm or curve -> NTE_BAD_ALGID (the spec names
+    the algorithm a client must use, MS-WCCE 3.1.2.4.2.2.2.5; Windows' own code for the CA side is not published:
+    see docs/windows-fidelity.md); then, for every template, fewer bits than msPKI-Minimal-Key-Size ->
+    CERTSRV_E_KEY_LENGTH (any key's bit length: an EC key on a legacy RSA template is refused this way)."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        have, bits = ("rsa", None), public_key.key_size
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        have, bits = ("ec", public_key.curve.name), public_key.key_size
+    else:
+        have, bits = (type(public_key).__name__, None), 0
+    if template.asymmetric_algorithm:
+        wanted = ALGORITHM_KEYS.get(template.asymmetric_algorithm.upper())
+        if wanted is None or wanted != have:
+            return errors.NTE_BAD_ALGID
+    if template.min_key_size and bits < template.min_key_size:
+        return errors.CERTSRV_E_KEY_LENGTH
+    return None
 
 
 class TemplateSource:
@@ -223,17 +282,21 @@ def template_from_entry(entry):
     seconds = period_seconds((D._raw(entry, "pKIExpirationPeriod") or [b""])[0])
     sd = D._raw(entry, "nTSecurityDescriptor")
     schema = _int32(text("msPKI-Template-Schema-Version"), 1) or 1
+    private_key_flag = _int32(text("msPKI-Private-Key-Flag"))
+    cng = cng_properties(texts("msPKI-RA-Application-Policies"), schema, private_key_flag)
     return Template(
         name=text("cn"), display_name=text("displayName") or text("cn"), oid=text("msPKI-Cert-Template-OID") or "",
         schema_version=schema, major_version=_int32(text("revision")),
         minor_version=_int32(text("msPKI-Template-Minor-Revision")), ekus=texts("pKIExtendedKeyUsage"),
         key_usage=key_usage, validity_days=max(1, seconds // 86400) if seconds else 365,
         name_flag=_int32(text("msPKI-Certificate-Name-Flag")), enrollment_flag=_int32(text("msPKI-Enrollment-Flag")),
-        private_key_flag=_int32(text("msPKI-Private-Key-Flag")),
+        private_key_flag=private_key_flag,
         min_key_size=_int32(text("msPKI-Minimal-Key-Size")), ra_signature=_int32(text("msPKI-RA-Signature")),
         application_policies=texts("msPKI-Certificate-Application-Policy"), validity_seconds=seconds,
         critical_extensions=tuple(texts("pKICriticalExtensions")), security_descriptor=sd[0] if sd else b"",
-        dn=entry.get("dn"), issuance_policies=texts("msPKI-Certificate-Policy"))
+        dn=entry.get("dn"), issuance_policies=texts("msPKI-Certificate-Policy"),
+        asymmetric_algorithm=cng.get("msPKI-Asymmetric-Algorithm") or None,
+        hash_algorithm=cng.get("msPKI-Hash-Algorithm") or None)
 
 
 class LdapTemplateSource(TemplateSource):

@@ -181,3 +181,44 @@ def test_issued_check_with_a_directory_has_no_such_warning(tmp_path):
         [result] = e.run([spec(tmp_path, common_name='a.lab.adcs.test')])
     assert result['disposition'] == 'issued'
     assert NO_DIRECTORY_WARNING not in result.get('warnings', [])
+
+
+# ---- the template's key rule (CNG templates, read from the directory) ----
+ECC_RULE = {'template': 'WebServerECC', 'provider': 'cng', 'algorithm': 'ECDSA_P384', 'key_type': 'ecdsa',
+            'curve': 'secp384r1', 'minimum_size': 384, 'hash_algorithm': 'sha384'}
+
+
+class KeyRuleDirectory(FakeDirectory):
+    template_error = None
+
+    def template_info(self, template):
+        return {'name': template, 'requirements': {'key': ECC_RULE}} if template == 'WebServerECC384' else None
+
+    def account(self, principal):
+        return None
+
+
+def test_mismatch_with_the_template_is_refused_before_the_ca(tmp_path):
+    client = FakeClient({})
+    with enroller(client, directory=KeyRuleDirectory(SERVICES)) as e:
+        [result] = e.run([spec(tmp_path, template='WebServerECC384', key_type='rsa')])
+    assert result['failed'] and client.calls == [] and not e.ca_contacted
+    assert result['msg'].startswith('template WebServerECC requires an ECDSA P-384 key (msPKI-Asymmetric-Algorithm '
+                                    'ECDSA_P384); key_type rsa was given')
+    assert not os.path.exists(str(tmp_path / 'k.pem'))
+
+
+def test_csr_signed_with_the_template_hash(tmp_path):
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller, _plan
+
+    class Recorder(object):
+        def request(self, template, csr_der, attributes=None, flags=None):
+            self.csr = x509.load_der_x509_csr(csr_der)
+            return 'sent'
+
+    plan = _plan.plan_request(spec(tmp_path, template='WebServerECC384'), now=NOW,
+                              template_key_rule=lambda t: ECC_RULE)
+    client = Recorder()
+    assert _enroller.submit(plan, client, {}) == 'sent'
+    assert client.csr.signature_hash_algorithm.name == 'sha384'
+    assert client.csr.public_key().curve.name == 'secp384r1'

@@ -10,7 +10,7 @@ import os
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors, _plan
@@ -188,3 +188,73 @@ def test_a_symlinked_key_is_not_adopted_and_a_symlinked_certificate_is_replaced(
     os.symlink(str(cert_victim), str(tmp_path / 'c.pem'))
     plan = _plan.plan_request(spec(tmp_path))
     assert plan.current_cert is None and plan.action == _plan.ACTION_ENROLL
+
+
+# ---- the template's key rule (CNG templates): defaults and refusals before the CA ----
+ECC_RULE = {'template': 'WebServerECC', 'provider': 'cng', 'algorithm': 'ECDSA_P256', 'key_type': 'ecdsa',
+            'curve': 'secp256r1', 'minimum_size': 256, 'hash_algorithm': 'sha256'}
+ECC384_RULE = dict(ECC_RULE, template='WebServerECC384', algorithm='ECDSA_P384', curve='secp384r1',
+                   minimum_size=384, hash_algorithm='sha384')
+KSP_RULE = dict(ECC_RULE, template='WebServerKSP', algorithm='RSA', key_type='rsa', curve=None, minimum_size=3072)
+
+
+def test_plan_generates_the_key_the_template_asks_for(tmp_path):
+    asked = []
+
+    def rules(template):
+        asked.append(template)
+        return {'WebServerECC': ECC_RULE, 'WebServerECC384': ECC384_RULE}[template]
+
+    plan = _plan.plan_request(spec(tmp_path, template='WebServerECC'), now=NOW, template_key_rule=rules)
+    assert plan.key_is_new and plan.key.curve.name == 'secp256r1' and plan.hash_name == 'sha256'
+    plan = _plan.plan_request(spec(tmp_path, template='WebServerECC384'), now=NOW, template_key_rule=rules)
+    assert plan.key.curve.name == 'secp384r1' and plan.hash_name == 'sha384'
+    assert asked == ['WebServerECC', 'WebServerECC384']
+
+
+def test_plan_without_a_rule_keeps_the_old_defaults(tmp_path):
+    plan = _plan.plan_request(spec(tmp_path, template='WebServerECC'), now=NOW, template_key_rule=lambda t: None)
+    assert plan.key.key_size == 2048 and plan.hash_name is None
+
+
+def test_plan_refuses_options_the_template_refuses(tmp_path):
+    with pytest.raises(_errors.InvalidInput) as info:
+        _plan.plan_request(spec(tmp_path, template='WebServerECC', key_type='rsa'), now=NOW,
+                           template_key_rule=lambda t: ECC_RULE)
+    assert info.value.summary == ('template WebServerECC requires an ECDSA P-256 key (msPKI-Asymmetric-Algorithm '
+                                  'ECDSA_P256); key_type rsa was given')
+
+
+def test_plan_refuses_an_existing_key_or_csr_the_template_refuses(tmp_path):
+    key = wcce_pki.rsa_key('plan-tpl')
+    write_key(str(tmp_path / 'k.pem'), key)
+    with pytest.raises(_errors.InvalidInput) as info:
+        _plan.plan_request(spec(tmp_path, template='WebServerKSP'), now=NOW, template_key_rule=lambda t: KSP_RULE)
+    assert info.value.summary == (
+        'The private key %s does not fit: template WebServerKSP requires an RSA key of at least 3072 bits '
+        '(msPKI-Asymmetric-Algorithm RSA, msPKI-Minimal-Key-Size 3072); the key is an RSA key of 2048 bits; it is '
+        'never replaced unless regenerate_key=true' % (tmp_path / 'k.pem'))
+    plan = _plan.plan_request(spec(tmp_path, template='WebServerKSP', regenerate_key=True), now=NOW,
+                              template_key_rule=lambda t: KSP_RULE)
+    assert plan.key_is_new and plan.key.key_size == 3072
+    csr = x509.CertificateSigningRequestBuilder().subject_name(wcce_pki.name('csr')).sign(key, hashes.SHA256())
+    csr_spec = spec(tmp_path, template='WebServerECC', private_key_path=None,
+                    csr_content=csr.public_bytes(serialization.Encoding.PEM).decode())
+    with pytest.raises(_errors.InvalidInput) as info:
+        _plan.plan_request(csr_spec, now=NOW, template_key_rule=lambda t: ECC_RULE)
+    assert info.value.summary == (
+        'The key of the CSR does not fit: template WebServerECC requires an ECDSA P-256 key '
+        '(msPKI-Asymmetric-Algorithm ECDSA_P256); the key is an RSA key of 2048 bits; nothing was sent to the CA')
+
+
+def test_plan_of_a_fitting_certificate_never_reads_the_key_rule(tmp_path):
+    key = wcce_pki.rsa_key('plan-fit')
+    write_key(str(tmp_path / 'k.pem'), key)
+    write_cert(str(tmp_path / 'c.pem'), issue(key, sans=[('dns', 'host.lab.adcs.test')]))
+
+    def no_rule(template):
+        raise AssertionError('the no-op path must not read the template')
+
+    plan = _plan.plan_request(spec(tmp_path, common_name='host.lab.adcs.test',
+                                   subject_alt_name=['DNS:host.lab.adcs.test']), now=NOW, template_key_rule=no_rule)
+    assert plan.action == 'none'

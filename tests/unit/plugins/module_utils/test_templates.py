@@ -321,3 +321,64 @@ def test_raw_attributes_are_json_safe():
     assert raw['cn'] == ['WebServer']
     assert raw['pKIExpirationPeriod'] == [{'base64': 'AIByDl3C/f8='}]
     assert raw['pKIKeyUsage'] == [{'base64': 'oAA='}]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# CNG (schema v3/v4) templates: the key rule
+# ------------------------------------------------------------------------------------------------------------
+
+def cng_template(schema=3, private_key_flag=0x02020000, algorithm='ECDSA_P256', hash_name='SHA256', key_usage=2,
+                 minimum=256, name='WebServerECC'):
+    attrs = webserver_v1()
+    value = ('msPKI-Asymmetric-Algorithm`PZPWSTR`%s`msPKI-Hash-Algorithm`PZPWSTR`%s`msPKI-Key-Usage`DWORD`%d`'
+             'msPKI-Symmetric-Algorithm`PZPWSTR`3DES`msPKI-Symmetric-Key-Length`DWORD`168`'
+             % (algorithm, hash_name, key_usage))
+    attrs.update({'cn': [name.encode()], 'msPKI-Template-Schema-Version': [str(schema).encode()],
+                  'msPKI-Private-Key-Flag': [str(private_key_flag).encode()],
+                  'msPKI-Minimal-Key-Size': [str(minimum).encode()],
+                  'pKIDefaultCSPs': [b'1,Microsoft Software Key Storage Provider'],
+                  'msPKI-RA-Application-Policies': [value.encode()]})
+    return attrs
+
+
+def test_key_rule_of_a_v3_ecdsa_template():
+    d = t.decode_template(cng_template())
+    assert d['requirements']['key'] == {
+        'template': 'WebServerECC', 'provider': 'cng', 'algorithm': 'ECDSA_P256', 'key_type': 'ecdsa',
+        'curve': 'secp256r1', 'minimum_size': 256, 'hash_algorithm': 'sha256', 'key_usage': ['signing'],
+        'providers': ['Microsoft Software Key Storage Provider']}
+    assert d['requirements']['asymmetric_algorithm'] == 'ECDSA_P256'
+    notes = d['requirements']['notes']
+    assert 'the key must be an ECDSA P-256 key (msPKI-Asymmetric-Algorithm ECDSA_P256)' in notes
+    assert 'the request is signed with SHA256 (msPKI-Hash-Algorithm)' in notes
+
+
+def test_key_rule_of_v4_and_rsa_templates():
+    key = t.decode_template(cng_template(4, 0x04040000, 'ECDSA_P384', 'SHA384', minimum=384))['requirements']['key']
+    assert (key['provider'], key['curve'], key['hash_algorithm']) == ('cng', 'secp384r1', 'sha384')
+    d = t.decode_template(cng_template(algorithm='RSA', key_usage=0xFFFFFF, minimum=3072, name='WebServerKSP'))
+    key = d['requirements']['key']
+    assert (key['key_type'], key['curve'], key['minimum_size'], key['key_usage']) == ('rsa', None, 3072, ['all'])
+    assert 'the key must be an RSA key (msPKI-Asymmetric-Algorithm RSA) of at least 3072 bits' in \
+        d['requirements']['notes']
+
+
+def test_key_rule_of_legacy_templates():
+    # v4 with CT_FLAG_USE_LEGACY_PROVIDER: msPKI-RA-Application-Policies holds OIDs, the CSPs decide
+    attrs = cng_template(4, 0x04040100)
+    attrs['msPKI-RA-Application-Policies'] = [b'1.3.6.1.4.1.311.20.2.1']
+    key = t.decode_template(attrs)['requirements']['key']
+    assert (key['provider'], key['algorithm'], key['key_type'], key['hash_algorithm']) == ('legacy', None, None, None)
+    key = t.decode_template(webserver_v1())['requirements']['key']
+    assert key == {'template': 'WebServer', 'provider': 'legacy', 'algorithm': None, 'key_type': None, 'curve': None,
+                   'minimum_size': 2048, 'hash_algorithm': None, 'key_usage': None,
+                   'providers': ['Microsoft RSA SChannel Cryptographic Provider',
+                                 'Microsoft DH SChannel Cryptographic Provider']}
+
+
+def test_key_rule_unknown_algorithm_and_key_usage_bits():
+    d = t.decode_template(cng_template(algorithm='DH', key_usage=0x15))
+    key = d['requirements']['key']
+    assert (key['algorithm'], key['key_type'], key['key_usage']) == ('DH', None, ['decrypt', 'key_agreement', '0x10'])
+    assert 'the key must be a Diffie-Hellman key (msPKI-Asymmetric-Algorithm DH)' in d['requirements']['notes']
+    assert t.decode_ncrypt_key_usage(None) is None
