@@ -13,6 +13,8 @@ unchanged to other tests. Run under `flock /tmp/adcs-private-ca.lock` (one priva
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 from cryptography import x509
@@ -27,11 +29,9 @@ CA_NAME = 'LAB-CA'
 
 
 def _ca_cli(state, *args):
-    import subprocess
-    import sys
     env = dict(os.environ, PYTHONPATH=LAB_DIR + os.pathsep + os.environ.get('PYTHONPATH', ''))
     result = subprocess.run([sys.executable, '-m', 'adcslab.ca', '--state-dir', state] + list(args), env=env,
-                            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+                            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
