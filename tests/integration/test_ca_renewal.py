@@ -12,7 +12,6 @@ unchanged to other tests. Run under `flock /tmp/adcs-private-ca.lock` (one priva
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -21,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 # the private-CA process of test_wcce_request_faults (same address, same lock)
-from test_wcce_request_faults import ADDRESS, LAB_DIR, STATE_FILES, _PrivateCA, read
+from test_wcce_request_faults import ADDRESS, LAB_DIR, _PrivateCA, private_state, read
 
 pytestmark = pytest.mark.lab
 
@@ -51,10 +50,7 @@ def renewed(lab, tmp_path_factory):
     from adcslab.ca import CertificationAuthority
     from adcslab.ca import testing as T
 
-    state = str(tmp_path_factory.mktemp('renewal-state'))
-    for name in STATE_FILES:
-        shutil.copy(os.path.join(lab['state_dir'], name), os.path.join(state, name))
-    shutil.copytree(os.path.join(lab['state_dir'], 'pki'), os.path.join(state, 'pki'))
+    state = private_state(lab, tmp_path_factory, 'renewal-state')
     os.makedirs(os.path.join(state, 'ca'), mode=0o700)
     with open(os.path.join(state, 'ca', 'config.json'), 'w') as handle:
         json.dump({'publish_crls_to_directory': False}, handle)   # never the shared CDP objects

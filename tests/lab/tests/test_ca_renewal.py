@@ -215,3 +215,64 @@ def test_certipy_enrolls_from_the_renewed_ca(renewed_server, tmp_path):
         assert ca.store.issuer_of(cert).cert_index == 1
     finally:
         ca.close()
+
+
+# ---- dspublish: the directory objects of a renewed CA (a fake LDAP connection: the shared AD is never touched) ----
+class _FakeConn:
+    """The ldap3 Connection calls dspublish makes: search (BASE) and modify of cACertificate."""
+
+    def __init__(self, objects):
+        self.objects = objects  # dn -> list of DER values
+        self.response, self.result, self.modified = [], {}, []
+
+    def search(self, dn, _filter, search_scope=None, attributes=None):
+        if dn not in self.objects:
+            self.response = []
+            return False
+        self.response = [{"raw_attributes": {"cACertificate": list(self.objects[dn])}}]
+        return True
+
+    def modify(self, dn, changes):
+        from ldap3 import MODIFY_ADD
+        operation, values = changes["cACertificate"][0]
+        self.modified.append((dn, operation, len(values)))
+        if operation == MODIFY_ADD:
+            self.objects[dn].extend(values)
+        else:
+            self.objects[dn] = [v for v in self.objects[dn] if v not in values]
+        return True
+
+
+class _FakeDirectory:
+    def __init__(self, conn):
+        self.conn = conn
+        self.config = type("Config", (), {"pks_dn": "CN=Public Key Services,CN=Services,CN=Configuration,DC=lab"})
+
+    def _call(self, operation):
+        return operation(self.conn)
+
+
+def test_dspublish_adds_the_new_ca_certificate_next_to_the_old_one(state):
+    ca = _open(state)
+    ca.close()
+    _renew(state, "--new-key")
+    ca = _open(state)
+    try:
+        old, new = (e.cert for e in ca.store.entries)
+    finally:
+        ca.close()
+    der = serialization.Encoding.DER
+    pks = "CN=Public Key Services,CN=Services,CN=Configuration,DC=lab"
+    enrollment, aia, ntauth = ("CN=LAB-CA,CN=Enrollment Services," + pks, "CN=LAB-CA,CN=AIA," + pks,
+                               "CN=NTAuthCertificates," + pks)
+    conn = _FakeConn({enrollment: [old.public_bytes(der)], aia: [old.public_bytes(der)], ntauth: []})
+    directory = _FakeDirectory(conn)
+    assert castore.dspublish_targets(directory, "LAB-CA") == [enrollment, aia, ntauth]
+    assert castore.dspublish(directory, "LAB-CA", [old, new]) == {enrollment: 1, aia: 1, ntauth: 2}
+    assert conn.objects[enrollment] == [old.public_bytes(der), new.public_bytes(der)]
+    assert castore.dspublish(directory, "LAB-CA", [old, new]) == {enrollment: 0, aia: 0, ntauth: 0}  # idempotent
+    assert castore.dsunpublish(directory, "LAB-CA", [new]) == {enrollment: 1, aia: 1, ntauth: 1}
+    assert conn.objects == {enrollment: [old.public_bytes(der)], aia: [old.public_bytes(der)],
+                            ntauth: [old.public_bytes(der)]}
+    del conn.objects[aia]  # an object that does not exist is skipped
+    assert castore.dspublish(directory, "LAB-CA", [new]) == {enrollment: 1, ntauth: 1}

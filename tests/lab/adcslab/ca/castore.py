@@ -204,47 +204,37 @@ def dspublish_targets(directory, ca_name):
             "CN=NTAuthCertificates,%s" % pks]
 
 
-def dspublish(directory, ca_name, certs):
-    """Add the CA certificates ``certs`` (DER values missing there) to the cACertificate of each dspublish target
-    (objects that do not exist are skipped). Returns {dn: number of values added}."""
-    from ldap3 import BASE, MODIFY_ADD
+def _update_targets(directory, ca_name, certs, add):
+    """Add (``add``) or remove the DER values of ``certs`` in the cACertificate of each dspublish target that exists;
+    returns {dn: number of values changed}."""
+    from ldap3 import BASE, MODIFY_ADD, MODIFY_DELETE
+
+    from .directory import DirectoryError
 
     ders = [c.public_bytes(serialization.Encoding.DER) for c in certs]
-    added = {}
+    changed = {}
 
     def run(conn):
         for dn in dspublish_targets(directory, ca_name):
             if not conn.search(dn, "(objectClass=*)", search_scope=BASE, attributes=["cACertificate"]):
                 continue
             present = set(bytes(v) for v in (conn.response[0].get("raw_attributes") or {}).get("cACertificate", []))
-            missing = [der for der in ders if der not in present]
-            if missing and not conn.modify(dn, {"cACertificate": [(MODIFY_ADD, missing)]}):
-                from .directory import DirectoryError
-                raise DirectoryError("cannot publish the CA certificates to %s: %s"
-                                     % (dn, conn.result.get("description")))
-            added[dn] = len(missing)
-        return added
+            values = [der for der in ders if (der not in present) == add]
+            if values and not conn.modify(dn, {"cACertificate": [(MODIFY_ADD if add else MODIFY_DELETE, values)]}):
+                raise DirectoryError("cannot update the CA certificates of %s: %s" % (dn, conn.result.get("description")))
+            changed[dn] = len(values)
+        return changed
 
     return directory._call(run)
+
+
+def dspublish(directory, ca_name, certs):
+    """Add the CA certificates ``certs`` (DER values missing there) to the cACertificate of each dspublish target
+    (objects that do not exist are skipped). Returns {dn: number of values added}."""
+    return _update_targets(directory, ca_name, certs, True)
 
 
 def dsunpublish(directory, ca_name, certs):
     """Remove the CA certificates ``certs`` from the dspublish targets (for tests that must leave a shared
     directory as they found it). Returns {dn: number of values removed}."""
-    from ldap3 import BASE, MODIFY_DELETE
-
-    ders = [c.public_bytes(serialization.Encoding.DER) for c in certs]
-    removed = {}
-
-    def run(conn):
-        for dn in dspublish_targets(directory, ca_name):
-            if not conn.search(dn, "(objectClass=*)", search_scope=BASE, attributes=["cACertificate"]):
-                continue
-            present = set(bytes(v) for v in (conn.response[0].get("raw_attributes") or {}).get("cACertificate", []))
-            there = [der for der in ders if der in present]
-            if there:
-                conn.modify(dn, {"cACertificate": [(MODIFY_DELETE, there)]})
-            removed[dn] = len(there)
-        return removed
-
-    return directory._call(run)
+    return _update_targets(directory, ca_name, certs, False)
