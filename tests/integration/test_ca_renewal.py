@@ -64,13 +64,20 @@ def renewed(lab, tmp_path_factory):
         assert response.disposition == 3, response.disposition_message
         old_cert = x509.load_der_x509_certificate(response.cert_der)
         ca.revoke(old_cert.serial_number, 1)
+        # one more under key 0, kept (with its key) for a renewal after the CA renewal
+        keep_key = T.rsa_key(2048)
+        cn = 'renew-me.lab.adcs.test'
+        response = ca.submit(0x100, 'CertificateTemplate:WebServer', T.make_csr(keep_key, cn, dns_names=[cn]),
+                             _enroller(lab))
+        assert response.disposition == 3, response.disposition_message
+        kept = (x509.load_der_x509_certificate(response.cert_der), keep_key)
     finally:
         ca.close()
     out = json.loads(_ca_cli(state, 'renew-ca', '--new-key', '--no-dspublish'))
     assert (out['cert_index'], out['key_index'], out['crl']) == (1, 1, 'LAB-CA(1).crl')
     new_ca = x509.load_pem_x509_certificate(read(os.path.join(state, 'ca', 'lab-ca(1).pem')))
     server = _PrivateCA(state).start()
-    yield {'server': server, 'state': state, 'old_cert': old_cert, 'old_ca': old_ca, 'new_ca': new_ca}
+    yield {'server': server, 'state': state, 'old_cert': old_cert, 'old_ca': old_ca, 'new_ca': new_ca, 'kept': kept}
     rc = server.stop()
     assert rc == 0, 'private lab CA did not exit cleanly (rc %r)\n%s' % (rc, server.log())
 
@@ -153,3 +160,25 @@ def test_trust_anchors_keep_every_certificate_of_the_renewed_ca(lab, ansible, re
     assert [(c['subject'], c['ca_cert_index'], c['ca_key_index']) for c in result['intermediates']] == [
         ('CN=LAB-CA,DC=lab,DC=adcs,DC=test', None, None), ('CN=LAB-CA,DC=lab,DC=adcs,DC=test', 1, 1)]
     assert len(set(c['file'] for c in result['intermediates'])) == 2
+
+
+def test_a_certificate_from_before_the_ca_renewal_renews_and_chains_to_the_new_ca_certificate(lab, ansible, tmp_path,
+                                                                                               renewed):
+    """The end-entity certificate was issued under key 0; its renewal request (CMS signed with its key) is accepted
+    because it chains through the old CA certificate, and the renewed certificate comes from the new key."""
+    old, key = renewed['kept']
+    key_path = str(tmp_path / 'renew-me.key')
+    with open(key_path, 'wb') as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    os.chmod(key_path, 0o600)
+    args = dict(_login(lab), ca_bundle=lab['ca_bundle'], template='WebServer', common_name='renew-me.lab.adcs.test',
+                subject_alt_name=['DNS:renew-me.lab.adcs.test'], private_key_path=key_path,
+                certificate_path=_pem(str(tmp_path / 'renew-me.crt'), old), renew_before=100000)
+    rc, result = ansible.module('adcs.enrollment.wcce_request', args)
+    assert rc == 0, result
+    assert result['renewal'] is True and result['key_generated'] is False and result['disposition'] == 'issued'
+    cert = x509.load_pem_x509_certificate(read(args['certificate_path']))
+    assert cert.serial_number != old.serial_number
+    cert.verify_directly_issued_by(renewed['new_ca'])
+
