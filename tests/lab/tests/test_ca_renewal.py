@@ -77,7 +77,8 @@ def test_same_key_renewal(state):
     out.pop("not_after")
     assert out == {
         "cert_index": 1, "key_index": 0, "certificate": "ca1.lab.adcs.test_LAB-CA(1).crt", "crl": "LAB-CA.crl",
-        "subject": "CN=LAB-CA,DC=lab,DC=adcs,DC=test", "note": "restart the CA server to issue from the new certificate"}
+        "subject": "CN=LAB-CA,DC=lab,DC=adcs,DC=test",
+        "note": "restart the CA server to issue from the new certificate"}
 
     ca = _open(state)
     try:

@@ -2,8 +2,9 @@
 
 Commands: ``list [--pending]``, ``show ID``, ``approve ID``, ``deny ID``, ``revoke SERIAL [--reason N]``,
 ``publish-crl [--delta]``, ``set-editf-san on|off``, ``renew-ca [--new-key] [--no-dspublish]`` (renew the CA's own
-certificate with the same key or a new key, as ``certutil -renewCert [ReuseKeys]``; restart the CA server after). Works on the same state directory as the running server
-(SQLite in WAL mode); configuration changes take effect when the server is restarted.
+certificate with the same key or a new key, as ``certutil -renewCert [ReuseKeys]``; restart the CA server after).
+Works on the same state directory as the running server (SQLite in WAL mode); configuration changes take effect when
+the server is restarted.
 """
 
 import argparse

@@ -221,7 +221,8 @@ def _update_targets(directory, ca_name, certs, add):
             present = set(bytes(v) for v in (conn.response[0].get("raw_attributes") or {}).get("cACertificate", []))
             values = [der for der in ders if (der not in present) == add]
             if values and not conn.modify(dn, {"cACertificate": [(MODIFY_ADD if add else MODIFY_DELETE, values)]}):
-                raise DirectoryError("cannot update the CA certificates of %s: %s" % (dn, conn.result.get("description")))
+                raise DirectoryError("cannot update the CA certificates of %s: %s"
+                                     % (dn, conn.result.get("description")))
             changed[dn] = len(values)
         return changed
 
