@@ -96,7 +96,8 @@ test: system-deps venv
 clean: lab-down
 	rm -rf .build tests/output tests/lab/state
 
-# Lab CA administration and fault knobs, e.g. `make lab-ca ARGS="approve 12"`, `make lab-faults ARGS="set delay_seconds=5"`
+# Lab CA administration and fault knobs, e.g. `make lab-ca ARGS="approve 12"`, `make lab-ca ARGS="renew-ca --new-key"`,
+# `make lab-faults ARGS="set delay_seconds=5"`
 lab-ca:
 	@$(LAB) ca $(ARGS)
 

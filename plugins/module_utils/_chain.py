@@ -5,7 +5,9 @@
 
 Issuers are found by name and AKI/SKI, each link's signature is verified (RSA PKCS#1 v1.5/PSS, ECDSA), validity
 is checked at ``now``, and the path must end in a trust anchor whose self-signature verifies (``verify_chain``);
-``order_chain`` puts CA certificates in issuing order.
+``order_chain`` puts CA certificates in issuing order. A renewed CA has several certificates with one name (and,
+after a same-key renewal, one key): among the issuers that verify, the one valid at ``now`` that expires last wins
+(``rank_issuers``), so a certificate chains to the current CA certificate.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -69,13 +71,20 @@ def signature_valid(cert, issuer):
     return cert.issuer == issuer.subject
 
 
-def _is_issuer_candidate(cert, candidate):
+def is_issuer_candidate(cert, candidate):
     if cert.issuer != candidate.subject:
         return False
     aki, ski = _aki(cert), _ski(candidate)
     if aki is not None and ski is not None and aki != ski:
         return False
     return True
+
+
+def rank_issuers(candidates, now):
+    """Issuer candidates best first: valid at ``now`` before not (yet) valid, then the one that expires last."""
+    def key(cert):
+        return (not_before(cert) <= now <= not_after(cert), not_after(cert))
+    return sorted(candidates, key=key, reverse=True)
 
 
 def verify_chain(leaf, ca_certs, trust_anchors=None, now=None, check_validity=True):
@@ -104,7 +113,8 @@ def verify_chain(leaf, ca_certs, trust_anchors=None, now=None, check_validity=Tr
                 raise CertificateError('The self-signature of trust anchor "%s" does not verify'
                                        % current.subject.rfc4514_string())
             return path
-        candidates = [c for c in pool_all if _is_issuer_candidate(current, c) and cert_der(c) != cert_der(current)]
+        candidates = rank_issuers([c for c in pool_all if is_issuer_candidate(current, c)
+                                   and cert_der(c) != cert_der(current)], now)
         issuer = None
         for cand in candidates:
             if signature_valid(current, cand):
@@ -124,15 +134,16 @@ def verify_chain(leaf, ca_certs, trust_anchors=None, now=None, check_validity=Tr
     raise CertificateError('The certificate chain is too long (more than 10 certificates)')
 
 
-def order_chain(leaf, certs):
-    """Return the CA certificates in issuing order from leaf's issuer up (unrelated ones are dropped)."""
+def order_chain(leaf, certs, now=None):
+    """Return the CA certificates in issuing order from leaf's issuer up (unrelated ones are dropped). Of several
+    certificates of one CA (renewals), the one whose signature verifies, valid at ``now`` and expiring last."""
+    now = now or datetime.datetime.now(_UTC)
     out, current, pool = [], leaf, [c for c in certs if cert_der(c) != cert_der(leaf)]
     while True:
-        nxt = None
-        for c in pool:
-            if _is_issuer_candidate(current, c) and cert_der(c) not in [cert_der(o) for o in out]:
-                nxt = c
-                break
+        found = [c for c in pool if is_issuer_candidate(current, c) and cert_der(c) not in [cert_der(o) for o in out]]
+        verified = [c for c in found if signature_valid(current, c)]
+        ranked = rank_issuers(verified or found, now)
+        nxt = ranked[0] if ranked else None
         if nxt is None or cert_der(nxt) == cert_der(current):
             return out
         out.append(nxt)

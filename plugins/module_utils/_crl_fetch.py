@@ -9,8 +9,9 @@
   or CRL names is ignored: credentials only ever go to the configured (or SRV-discovered) domain controller
 - ``file`` URLs and plain paths, regular files only, and only from the module options: a URL found in a certificate or
   CRL (CDP, freshest CRL, AIA) is never read from local disk
-- the CA itself over DCOM: ``ICertRequestD2::GetCAProperty`` CR_PROP_BASECRL (0x11) / CR_PROP_DELTACRL (0x12), with
-  the CA signing certificate (CR_PROP_CASIGCERT, 0x0C) of the same key index
+- the CA itself over DCOM: ``ICertRequestD2::GetCAProperty`` CR_PROP_BASECRL (0x11) / CR_PROP_DELTACRL (0x12) of the
+  key index (CRL name ID) of the CA signing certificate (CR_PROP_CASIGCERT, 0x0C) that issued the certificate being
+  checked, or of the current one (``_ca_keys.SigningCerts``; a renewed CA has one CRL per key)
 
 Every fetch is bounded: at most ``max_size`` bytes and ``timeout`` seconds in total (``_crl_http.Deadline`` and
 ``Watchdog``). ``Retriever.first(urls, accept)`` tries URLs in order until one yields bytes that ``accept`` takes, and
@@ -31,6 +32,7 @@ except ImportError:  # pragma: no cover - Python 2 is not supported by the colle
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
 from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
+from ansible_collections.adcs.enrollment.plugins.module_utils._ca_keys import SigningCerts
 from ansible_collections.adcs.enrollment.plugins.module_utils._ca_session import CaSession
 from ansible_collections.adcs.enrollment.plugins.module_utils._crl_http import (
     MAX_BODY,
@@ -43,11 +45,8 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._crl_http import (
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 from ansible_collections.adcs.enrollment.plugins.module_utils._ndr import (
     CR_PROP_BASECRL,
-    CR_PROP_CASIGCERT,
-    CR_PROP_CASIGCERTCOUNT,
     CR_PROP_DELTACRL,
     PROPTYPE_BINARY,
-    PROPTYPE_LONG,
 )
 
 
@@ -196,7 +195,9 @@ class CaFetcher(object):
         self._client = client
         self.label = label
         self.session = session
-        self._index = None
+        self._selected = None   # (certificate index, key index, CA certificate)
+        self._target = (None, None)
+        self._signing = None
         self._opened = False
 
     @property
@@ -214,20 +215,30 @@ class CaFetcher(object):
             text = exc.to_message() if hasattr(exc, 'to_message') else str(exc)
             raise FetchError(text)
 
+    def target(self, cert=None, issuer=None):
+        """The CRL to fetch is the one for ``cert`` (the key of the CA certificate that issued it) or for the key
+        of ``issuer``; without either the current key's."""
+        self._target = (cert, issuer)
+        self._selected = None
+
+    def selected(self):
+        """(certificate index, key index, CA certificate) of the target (``_ca_keys.SigningCerts.select``)."""
+        if self._selected is None:
+            self._open()
+            self._signing = SigningCerts(self.client)
+            self._selected = self._signing.select(*self._target)
+        return self._selected
+
     def key_index(self):
-        """Index of the CA's current key: CR_PROP_CASIGCERTCOUNT - 1."""
-        if self._index is None:
-            try:
-                count = int(self.client.get_ca_property(CR_PROP_CASIGCERTCOUNT, 0, PROPTYPE_LONG))
-            except Exception:
-                count = 1
-            self._index = max(count - 1, 0)
-        return self._index
+        """The key index (CRL name ID) whose CRLs are fetched."""
+        return self.selected()[1]
 
     def _prop(self, prop_id, what):
         self._open()
         try:
             value = self.client.get_ca_property(prop_id, self.key_index(), PROPTYPE_BINARY)
+        except FetchError:
+            raise
         except Exception as exc:
             text = exc.to_message() if hasattr(exc, 'to_message') else str(exc)
             raise FetchError('GetCAProperty(%s) failed: %s' % (what, text))
@@ -242,7 +253,9 @@ class CaFetcher(object):
         return self._prop(CR_PROP_DELTACRL, 'delta CRL')
 
     def ca_certificate(self):
-        return self._prop(CR_PROP_CASIGCERT, 'CA signing certificate')
+        """DER of the CA certificate the CRLs are checked with (the selected signing certificate)."""
+        index = self.selected()[0]
+        return self._signing.der(index)
 
 
 # ---------------------------------------------------------------------------------------------------------------

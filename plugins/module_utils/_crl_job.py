@@ -287,6 +287,10 @@ class CrlJob(object):
         return _dedupe(urls)
 
     def run(self):
+        if self.ca is not None:
+            # a renewed CA has one CRL per key: the one of the key that issued the certificate (or of the given
+            # issuer's key; else the current key), checked with that CA certificate (MS-WCCE 3.2.1.4.3.2.18)
+            self.ca.target(self.cert, self.issuer_cert)
         self._ensure_issuer()
         if self.ca is not None:
             value, served = self._from_ca(False)

@@ -21,7 +21,9 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._anchors import (
     ANCHOR_REMEDY, AnchorSource, describe, fingerprint, is_ca, sha256_hex, unique,
 )
-from ansible_collections.adcs.enrollment.plugins.module_utils._ca_report import read_enrollment_services, select_services
+from ansible_collections.adcs.enrollment.plugins.module_utils._ca_report import (
+    ca_indexes, read_enrollment_services, select_services,
+)
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError, InvalidInput, WcceError
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 
@@ -71,12 +73,15 @@ def _cn(cert):
 
 
 def entry_facts(label, cert, source):
-    """What a trust-store role needs of one certificate (file name without the role's prefix)."""
+    """What a trust-store role needs of one certificate (file name without the role's prefix). Every certificate of
+    a renewed CA gets its own file (the name ends in its fingerprint) and says its ``ca_cert_index``/``ca_key_index``."""
     digest = sha256_hex(cert)
-    return {'name': label, 'file': '%s-%s.crt' % (_label(label), digest[:16]), 'subject': cert.subject.rfc4514_string(),
-            'fingerprint_sha256': fingerprint(cert), 'sha256_fingerprint': fingerprint(cert),  # deprecated name
-            'not_after': _x509.not_after(cert).strftime('%Y-%m-%dT%H:%M:%SZ'), 'source': source,
-            'pem': _x509.cert_pem(cert).decode('ascii')}
+    facts = {'name': label, 'file': '%s-%s.crt' % (_label(label), digest[:16]), 'subject': cert.subject.rfc4514_string(),
+             'fingerprint_sha256': fingerprint(cert), 'sha256_fingerprint': fingerprint(cert),  # deprecated name
+             'not_after': _x509.not_after(cert).strftime('%Y-%m-%dT%H:%M:%SZ'), 'source': source,
+             'pem': _x509.cert_pem(cert).decode('ascii')}
+    facts.update(ca_indexes(cert))
+    return facts
 
 
 def _parse_entry(entry, where):

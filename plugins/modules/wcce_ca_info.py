@@ -144,8 +144,22 @@ certificate_authorities:
           description: Self-issued and its self-signature verifies (a root CA); false for an issuing CA.
           type: bool
         current:
-          description: The current certificate of the CA (the one that expires last).
+          description:
+            - The current certificate of the CA. A renewed CA holds several certificates; the current one has the
+              highest certificate index (RV(certificate_authorities[].certificates[].ca_cert_index)), then the
+              latest expiry.
           type: bool
+        ca_cert_index:
+          description:
+            - The CA certificate index (0, 1, ... one per renewal of the CA), from the certificate's CA Version
+              extension (1.3.6.1.4.1.311.21.1); null when the certificate has none (the first certificate of an
+              AD CS CA).
+          type: int
+        ca_key_index:
+          description:
+            - The CA key index (the certificate index a renewal with a new key came with; a same-key renewal keeps
+              it), which names the CA's CRLs (C(LAB-CA(1\).crl)); null without a CA Version extension.
+          type: int
 '''
 
 from ansible.module_utils.basic import AnsibleModule

@@ -135,6 +135,14 @@ roots:
     source:
       description: C(certificates), C(host) or C(Active Directory).
       type: str
+    ca_cert_index:
+      description:
+        - For a certificate of an AD CS CA, its CA certificate index (0, 1, ... one per renewal) from the CA Version
+          extension; null without one. Every certificate of a renewed CA is listed (and installed) on its own.
+      type: int
+    ca_key_index:
+      description: The CA key index from the CA Version extension (names the CA's CRLs); null without one.
+      type: int
     pem:
       description: The certificate in PEM.
       type: str

@@ -188,6 +188,7 @@ def test_a_rogue_root_appended_to_a_host_chain_file_is_not_installed(lab, ansibl
         'name': 'web', 'file': 'web-%s.crt' % fp(rogue).replace(':', '').lower()[:16],
         'subject': 'CN=LAB Root CA', 'sha256_fingerprint': fp(rogue), 'fingerprint_sha256': fp(rogue),
         'not_after': rogue.not_valid_after_utc.strftime('%Y-%m-%dT%H:%M:%SZ'), 'source': 'host',
+        'ca_cert_index': None, 'ca_key_index': None,
         'reason': 'not among the independently verified anchors (ca_fingerprint)'}]
     sort = task(out, 'Sort the CA certificates on the controller')
     assert ('Not installed: web "CN=LAB Root CA" (SHA-256 %s): not among the independently verified anchors '

@@ -92,15 +92,20 @@ class _PrivateCA(object):
             return self.proc.wait(10)
 
 
+def private_state(lab, tmp_path_factory, name):
+    """A new private state dir with copies of the shared lab's STATE_FILES and pki/."""
+    state = str(tmp_path_factory.mktemp(name))
+    for item in STATE_FILES:
+        shutil.copy(os.path.join(lab['state_dir'], item), os.path.join(state, item))
+    shutil.copytree(os.path.join(lab['state_dir'], 'pki'), os.path.join(state, 'pki'))
+    return state
+
+
 @pytest.fixture(scope='module')
 def private_ca(lab, tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip('the lab CA listens on port 135, which needs root (the lab runs as root)')
-    state = str(tmp_path_factory.mktemp('faultint-state'))
-    for name in STATE_FILES:
-        shutil.copy(os.path.join(lab['state_dir'], name), os.path.join(state, name))
-    shutil.copytree(os.path.join(lab['state_dir'], 'pki'), os.path.join(state, 'pki'))
-    server = _PrivateCA(state).start()
+    server = _PrivateCA(private_state(lab, tmp_path_factory, 'faultint-state')).start()
     yield server
     rc = server.stop()
     _restore_lab_cdp(lab)

@@ -1,8 +1,10 @@
 """Lab CA administration: ``python -m adcslab.ca --state-dir DIR COMMAND``.
 
 Commands: ``list [--pending]``, ``show ID``, ``approve ID``, ``deny ID``, ``revoke SERIAL [--reason N]``,
-``publish-crl [--delta]``, ``set-editf-san on|off``. Works on the same state directory as the running server
-(SQLite in WAL mode); configuration changes take effect when the server is restarted.
+``publish-crl [--delta]``, ``set-editf-san on|off``, ``renew-ca [--new-key] [--no-dspublish]`` (renew the CA's own
+certificate with the same key or a new key, as ``certutil -renewCert [ReuseKeys]``; restart the CA server after).
+Works on the same state directory as the running server (SQLite in WAL mode); configuration changes take effect when
+the server is restarted.
 """
 
 import argparse
@@ -41,6 +43,10 @@ def main(argv=None):
     publish = sub.add_parser("publish-crl")
     publish.add_argument("--delta", action="store_true")
     sub.add_parser("set-editf-san").add_argument("state", choices=["on", "off"])
+    renew = sub.add_parser("renew-ca")
+    renew.add_argument("--new-key", action="store_true", help="a new key pair (default: reuse the current key)")
+    renew.add_argument("--no-dspublish", action="store_true",
+                       help="do not add the new CA certificate to the enrollment service, AIA and NTAuth objects")
     args = parser.parse_args(argv)
 
     ca = CertificationAuthority.open(args.state_dir)
@@ -67,6 +73,14 @@ def main(argv=None):
         elif args.command == "publish-crl":
             ca.publish_crls(delta_only=args.delta)
             print("published %s" % ("delta CRL" if args.delta else "base and delta CRLs"))
+        elif args.command == "renew-ca":
+            entry = ca.renew_ca(new_key=args.new_key, dspublish=not args.no_dspublish)
+            print(json.dumps({"cert_index": entry.cert_index, "key_index": entry.key_index,
+                              "certificate": ca.ca_cert_file_name(entry.cert_index),
+                              "crl": ca.crl_file_name(False, entry.key_index),
+                              "subject": entry.cert.subject.rfc4514_string(),
+                              "not_after": entry.cert.not_valid_after_utc.isoformat(),
+                              "note": "restart the CA server to issue from the new certificate"}, indent=2))
         elif args.command == "set-editf-san":
             ca.config["editf_attributesubjectaltname2"] = args.state == "on"
             ca.save_config()

@@ -30,6 +30,7 @@ from .. import pki as lab_pki
 from .. import seed as lab_seed
 from . import access
 from . import archival
+from . import castore
 from . import db as dbmod
 from . import errors
 from . import extensions as ext
@@ -280,8 +281,10 @@ class CertificationAuthority:
         self.templates: TemplateSource = self._template_source(template_source)
         self.db = dbmod.RequestDB(os.path.join(self.directory, "requests.db"))
         self._lock = threading.RLock()
-        self.ca_cert = self.pki.ca_cert
-        self.ca_key = self.pki.ca_key
+        # the CA's signing certificates by index (renew-ca adds some); the last one issues (MS-CSRA 3.1.1.11)
+        self.store = castore.CAStore(self.state_dir, self.pki)
+        self.ca_cert = self.store.current.cert
+        self.ca_key = self.store.current.key
         self.root_cert = self.pki.root_cert
         self.cert_enroll_dir = os.path.join(self.directory, "CertEnroll")
         os.makedirs(self.cert_enroll_dir, exist_ok=True)
@@ -368,40 +371,49 @@ class CertificationAuthority:
         return "CN=Configuration," + self.config["base_dn"]
 
     # -- published URLs (AD CS defaults) ------------------------------------------------------------------------
-    def crl_file_name(self, delta=False):
-        return "%s%s.crl" % (self.name, "+" if delta else "")
+    def crl_file_name(self, delta=False, key_index=None):
+        """%3%8%9.crl: the CA name, the CRL name suffix "(n)" of the key index (none for key 0), "+" for a delta."""
+        key_index = self.store.current.key_index if key_index is None else key_index
+        return "%s%s%s.crl" % (self.name, castore.suffix(key_index), "+" if delta else "")
 
-    def ca_cert_file_name(self):
-        return "%s_%s.crt" % (self.dns_name, self.name)
+    def ca_cert_file_name(self, cert_index=None):
+        """%1_%3%4.crt: the certificate name suffix "(n)" of the CA certificate index (none for index 0)."""
+        cert_index = self.store.current.cert_index if cert_index is None else cert_index
+        return "%s_%s%s.crt" % (self.dns_name, self.name, castore.suffix(cert_index))
 
     @property
     def server_short_name(self):
         return self.config["server_short_name"].upper()
 
-    def cdp_urls(self, delta=False):
+    def cdp_urls(self, delta=False, key_index=None):
         """AD CS's default CDP URLs: ldap:///CN=%7%8,CN=%2,CN=CDP,...%10 and http://%1/CertEnroll/%3%8%9.crl, where
-        %10 names certificateRevocationList for the base CRL and deltaRevocationList for the delta CRL."""
+        %8 is the CRL name suffix of the key index and %10 names certificateRevocationList for the base CRL and
+        deltaRevocationList for the delta CRL."""
+        key_index = self.store.current.key_index if key_index is None else key_index
         return [
-            "ldap:///CN=%s,CN=%s,CN=CDP,CN=Public Key Services,CN=Services,%s?%s?base?"
-            "objectClass=cRLDistributionPoint" % (self.name, self.server_short_name, self.config_dn,
+            "ldap:///CN=%s%s,CN=%s,CN=CDP,CN=Public Key Services,CN=Services,%s?%s?base?"
+            "objectClass=cRLDistributionPoint" % (self.name, castore.suffix(key_index), self.server_short_name,
+                                                  self.config_dn,
                                                   "deltaRevocationList" if delta else "certificateRevocationList"),
-            "http://%s/CertEnroll/%s" % (self.dns_name, self.crl_file_name(delta)),
+            "http://%s/CertEnroll/%s" % (self.dns_name, self.crl_file_name(delta, key_index)),
         ]
 
-    def aia_urls(self):
+    def aia_urls(self, cert_index=None):
+        """ldap:///CN=%7,CN=AIA,...%11 (one object holds every CA certificate) and http://%1/CertEnroll/%1_%3%4.crt."""
         return [
             "ldap:///CN=%s,CN=AIA,CN=Public Key Services,CN=Services,%s?cACertificate?base?"
             "objectClass=certificationAuthority" % (self.name, self.config_dn),
-            "http://%s/CertEnroll/%s" % (self.dns_name, self.ca_cert_file_name()),
+            "http://%s/CertEnroll/%s" % (self.dns_name, self.ca_cert_file_name(cert_index)),
         ]
 
     def _export_ca_cert(self):
-        path = os.path.join(self.cert_enroll_dir, self.ca_cert_file_name())
-        data = self.ca_cert.public_bytes(serialization.Encoding.DER)
-        if not os.path.exists(path) or open(path, "rb").read() != data:
-            with open(path + ".tmp", "wb") as handle:
-                handle.write(data)
-            os.replace(path + ".tmp", path)
+        for entry in self.store.entries:
+            path = os.path.join(self.cert_enroll_dir, self.ca_cert_file_name(entry.cert_index))
+            data = entry.cert.public_bytes(serialization.Encoding.DER)
+            if not os.path.exists(path) or open(path, "rb").read() != data:
+                with open(path + ".tmp", "wb") as handle:
+                    handle.write(data)
+                os.replace(path + ".tmp", path)
 
     # -- enabled templates ----------------------------------------------------------------------------------------
     def _allowed_names(self):
@@ -637,12 +649,9 @@ class CertificationAuthority:
                 serialization.Encoding.DER):
             raise CAError(errors.CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE,
                           "The renewal certificate is not the certificate that signed the request.")
-        try:
-            if old.issuer != self.ca_cert.subject:
-                raise ValueError("issuer")
-            old.verify_directly_issued_by(self.ca_cert)
-        except (ValueError, TypeError, Exception):  # noqa: BLE001 - any verification failure
-            # as Windows: the old certificate must chain (CertGetCertificateChain) before it counts
+        if self.store.issuer_of(old) is None:
+            # as Windows: the old certificate must chain (CertGetCertificateChain) before it counts; any of the CA's
+            # signing certificates will do (one issued before a CA renewal still chains)
             raise CAError(errors.CERT_E_CHAINING, "The certificate to renew does not chain to this CA.")
         row = self.db.get_by_serial("%x" % old.serial_number)
         if row is None or row["certificate"] != old.public_bytes(serialization.Encoding.DER):
@@ -1053,98 +1062,136 @@ class CertificationAuthority:
             self._ensure_xchg()
             return self._xchg_key
 
-    # -- CRLs --------------------------------------------------------------------------------------------------
+    # -- CRLs: one base and one delta CRL per CA key (CRL_Name_Id = key index, MS-CSRA 3.1.1.4.1) ------------------
+    @staticmethod
+    def _crl_kind(delta, key_index):
+        """The crls table key: "base"/"delta" for key 0 (as before renewals existed), "base(n)"/"delta(n)" else."""
+        return ("delta" if delta else "base") + castore.suffix(key_index)
+
     def _ensure_crls(self):
         with self._lock:
             now = dbmod.utcnow()
-            base = self.db.get_crl("base")
-            if base is None or datetime.datetime.fromisoformat(base["next_update"]) <= now:
-                self.publish_crls()
-                return
-            delta = self.db.get_crl("delta")
-            if delta is None or datetime.datetime.fromisoformat(delta["next_update"]) <= now:
-                self.publish_crls(delta_only=True)
+            for key_index in self.store.key_indexes():
+                base = self.db.get_crl(self._crl_kind(False, key_index))
+                if base is None or datetime.datetime.fromisoformat(base["next_update"]) <= now:
+                    self._publish_key_crls(key_index, False)
+                    continue
+                delta = self.db.get_crl(self._crl_kind(True, key_index))
+                if delta is None or datetime.datetime.fromisoformat(delta["next_update"]) <= now:
+                    self._publish_key_crls(key_index, True)
 
     def publish_crls(self, delta_only=False):
-        """Publish a new base CRL (unless ``delta_only``) and a new delta CRL; returns (base_der, delta_der)."""
+        """Publish a new base CRL (unless ``delta_only``) and a new delta CRL for every CA key (MS-CSRA 3.1.4.1.6:
+        "for each CA Signing_Private_Key"); returns (base_der, delta_der) of the current key."""
         with self._lock:
-            now = dbmod.utcnow()
-            this_update = now - CLOCK_SKEW
-            overlap = datetime.timedelta(hours=self.config["crl_overlap_hours"])
-            aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                self.ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value)
-            revoked = self.db.revoked()
-            base_row = self.db.get_crl("base")
-            if not delta_only or base_row is None:
-                number = self.db.next_counter("crl_number")
-                period = datetime.timedelta(hours=self.config["base_crl_period_hours"])
-                builder = self._crl_builder(this_update, now + period + overlap, number, aki, revoked)
-                builder = builder.add_extension(ext.next_publish_ext(now + period), critical=False)
-                builder = builder.add_extension(x509.FreshestCRL([x509.DistributionPoint(
-                    full_name=[x509.UniformResourceIdentifier(url) for url in self.cdp_urls(delta=True)],
-                    relative_name=None, reasons=None, crl_issuer=None)]), critical=False)
-                crl = builder.sign(self.ca_key, hashes.SHA256())
-                self.db.put_crl("base", number, None, this_update, now + period + overlap,
-                                crl.public_bytes(serialization.Encoding.DER))
-                self._write_crl_file(False, crl)
-                base_row = self.db.get_crl("base")
-            base_this_update = datetime.datetime.fromisoformat(base_row["this_update"])
-            since_base = [item for item in revoked
-                          if datetime.datetime.fromisoformat(item["revoked_at"]) >= base_this_update]
-            number = self.db.next_counter("crl_number")
-            period = datetime.timedelta(hours=self.config["delta_crl_period_hours"])
-            builder = self._crl_builder(this_update, now + period + overlap, number, aki, since_base)
-            builder = builder.add_extension(x509.DeltaCRLIndicator(base_row["number"]), critical=True)
-            builder = builder.add_extension(ext.next_publish_ext(now + period), critical=False)
-            crl = builder.sign(self.ca_key, hashes.SHA256())
-            self.db.put_crl("delta", number, base_row["number"], this_update, now + period + overlap,
-                            crl.public_bytes(serialization.Encoding.DER))
-            self._write_crl_file(True, crl)
-            delta_der = crl.public_bytes(serialization.Encoding.DER)
-            self._publish_to_directory(None if delta_only else base_row["crl"], delta_der)
-            return base_row["crl"], delta_der
+            result = None
+            for key_index in self.store.key_indexes():
+                pair = self._publish_key_crls(key_index, delta_only)
+                if key_index == self.store.current.key_index:
+                    result = pair
+            return result
 
-    def _publish_to_directory(self, base_der, delta_der):
-        """Write the CRLs to the CDP object in AD (CN=<CA>,CN=<server>,CN=CDP,...). Returns True when written;
-        a directory that cannot be reached is logged, not fatal (the HTTP copies are still published)."""
+    def _revoked_for_key(self, key_index):
+        """Revoked certificates issued under one CA key (their AKI is the key's SKI)."""
+        signer = self.store.for_key(key_index).cert
+        ski = signer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        out = []
+        for item in self.db.revoked():
+            try:
+                cert = x509.load_der_x509_certificate(item["certificate"])
+                aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+            except (TypeError, ValueError, x509.ExtensionNotFound):
+                aki = None
+            if aki == ski or (aki is None and key_index == self.store.current.key_index):
+                out.append(item)
+        return out
+
+    def _publish_key_crls(self, key_index, delta_only):
+        signer = self.store.for_key(key_index)
+        now = dbmod.utcnow()
+        this_update = now - CLOCK_SKEW
+        overlap = datetime.timedelta(hours=self.config["crl_overlap_hours"])
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+            signer.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value)
+        revoked = self._revoked_for_key(key_index)
+        base_kind, delta_kind = self._crl_kind(False, key_index), self._crl_kind(True, key_index)
+        base_row = self.db.get_crl(base_kind)
+        if not delta_only or base_row is None:
+            number = self.db.next_counter("crl_number")
+            period = datetime.timedelta(hours=self.config["base_crl_period_hours"])
+            builder = self._crl_builder(signer, this_update, now + period + overlap, number, aki, revoked)
+            builder = builder.add_extension(ext.next_publish_ext(now + period), critical=False)
+            builder = builder.add_extension(x509.FreshestCRL([x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(url) for url in self.cdp_urls(True, key_index)],
+                relative_name=None, reasons=None, crl_issuer=None)]), critical=False)
+            crl = builder.sign(signer.key, hashes.SHA256())
+            self.db.put_crl(base_kind, number, None, this_update, now + period + overlap,
+                            crl.public_bytes(serialization.Encoding.DER))
+            self._write_crl_file(False, crl, key_index)
+            base_row = self.db.get_crl(base_kind)
+        base_this_update = datetime.datetime.fromisoformat(base_row["this_update"])
+        since_base = [item for item in revoked
+                      if datetime.datetime.fromisoformat(item["revoked_at"]) >= base_this_update]
+        number = self.db.next_counter("crl_number")
+        period = datetime.timedelta(hours=self.config["delta_crl_period_hours"])
+        builder = self._crl_builder(signer, this_update, now + period + overlap, number, aki, since_base)
+        builder = builder.add_extension(x509.DeltaCRLIndicator(base_row["number"]), critical=True)
+        builder = builder.add_extension(ext.next_publish_ext(now + period), critical=False)
+        crl = builder.sign(signer.key, hashes.SHA256())
+        self.db.put_crl(delta_kind, number, base_row["number"], this_update, now + period + overlap,
+                        crl.public_bytes(serialization.Encoding.DER))
+        self._write_crl_file(True, crl, key_index)
+        delta_der = crl.public_bytes(serialization.Encoding.DER)
+        self._publish_to_directory(None if delta_only else base_row["crl"], delta_der, key_index)
+        return base_row["crl"], delta_der
+
+    def _cdp_object_name(self, key_index):
+        return self.name + castore.suffix(key_index)
+
+    def _publish_to_directory(self, base_der, delta_der, key_index=0):
+        """Write the CRLs to the CDP object in AD (CN=<CA><suffix>,CN=<server>,CN=CDP,...). Returns True when
+        written; a directory that cannot be reached is logged, not fatal (the HTTP copies are still published)."""
         if self.ad is None or not self.config.get("publish_crls_to_directory", True):
             return False
         try:
-            self.ad.publish_crl(self.name, self.server_short_name, base_der, delta_der)
+            self.ad.publish_crl(self._cdp_object_name(key_index), self.server_short_name, base_der, delta_der)
             return True
         except DirectoryError as exc:
             log.warning("publishing the CRLs to the directory failed: %s", exc)
             return False
 
     def _sync_cdp(self):
-        """At start: make the CDP object in AD hold the current CRLs (they may have been published while the
+        """At start: make the CDP objects in AD hold the current CRLs (they may have been published while the
         directory was unreachable, or by an older lab CA)."""
         if self.ad is None or not self.config.get("publish_crls_to_directory", True):
             return
-        try:
-            base, delta = self.db.get_crl("base")["crl"], self.db.get_crl("delta")["crl"]
-            stored = self.ad.read_cdp(self.name, self.server_short_name)
-            if stored == (base, delta):
-                return
-            # Never replace newer CRLs (another lab CA instance with the same key may have published them).
-            if stored[0] and len(stored[0]) > 1:
-                try:
-                    theirs = x509.load_der_x509_crl(stored[0]).last_update_utc
-                    if theirs > x509.load_der_x509_crl(base).last_update_utc:
-                        return
-                except ValueError:
-                    pass
-            self.ad.publish_crl(self.name, self.server_short_name, base, delta)
-        except (DirectoryError, TypeError) as exc:
-            log.warning("checking the CDP object in the directory failed: %s", exc)
+        for key_index in self.store.key_indexes():
+            name = self._cdp_object_name(key_index)
+            try:
+                base = self.db.get_crl(self._crl_kind(False, key_index))["crl"]
+                delta = self.db.get_crl(self._crl_kind(True, key_index))["crl"]
+                stored = self.ad.read_cdp(name, self.server_short_name)
+                if stored == (base, delta):
+                    continue
+                # Never replace newer CRLs (another lab CA instance with the same key may have published them).
+                if stored[0] and len(stored[0]) > 1:
+                    try:
+                        theirs = x509.load_der_x509_crl(stored[0]).last_update_utc
+                        if theirs > x509.load_der_x509_crl(base).last_update_utc:
+                            continue
+                    except ValueError:
+                        pass
+                self.ad.publish_crl(name, self.server_short_name, base, delta)
+            except (DirectoryError, TypeError) as exc:
+                log.warning("checking the CDP object in the directory failed: %s", exc)
 
-    def _crl_builder(self, this_update, next_update, number, aki, revoked):
+    def _crl_builder(self, signer, this_update, next_update, number, aki, revoked):
         builder = (x509.CertificateRevocationListBuilder()
-                   .issuer_name(self.ca_cert.subject)
+                   .issuer_name(signer.cert.subject)
                    .last_update(this_update)
                    .next_update(next_update)
                    .add_extension(aki, critical=False)
-                   .add_extension(ext.ca_version_ext(), critical=False)
+                   .add_extension(ext.ca_version_ext(signer.cert_index, signer.key_index), critical=False)
                    .add_extension(x509.CRLNumber(number), critical=False))
         for item in revoked:
             entry = (x509.RevokedCertificateBuilder()
@@ -1156,19 +1203,57 @@ class CertificationAuthority:
             builder = builder.add_revoked_certificate(entry.build())
         return builder
 
-    def _write_crl_file(self, delta, crl):
-        path = os.path.join(self.cert_enroll_dir, self.crl_file_name(delta))
+    def _write_crl_file(self, delta, crl, key_index=0):
+        path = os.path.join(self.cert_enroll_dir, self.crl_file_name(delta, key_index))
         with open(path + ".tmp", "wb") as handle:
             handle.write(crl.public_bytes(serialization.Encoding.DER))
         os.replace(path + ".tmp", path)
 
-    def base_crl(self):
-        self._ensure_crls()
-        return self.db.get_crl("base")["crl"]
+    def _crl_index(self, index):
+        """The key index (CRL_Name_Id) a CRL property's PropIndex names: its low 16 bits (the high 16 bits name a
+        CRL partition, which this CA does not enable: E_INVALIDARG); -1 = the current key."""
+        index &= 0xFFFFFFFF
+        if index == 0xFFFFFFFF:
+            return self.store.current.key_index
+        if index >> 16:
+            raise CAError(errors.E_INVALIDARG, "CRL partitions are not enabled on this CA.")
+        if index >= self.store.count:
+            raise CAError(errors.E_INVALIDARG, "Index %d out of range for the CA's CRLs." % index)
+        if index not in self.store.key_indexes():
+            # a same-key renewal certificate index names no CRL of its own (CR_PROP_CRLSTATE says CA_DISP_ERROR)
+            raise CAError(errors.CERTSRV_E_PROPERTY_EMPTY, "No CRL has the CRL name ID %d." % index)
+        return index
 
-    def delta_crl(self):
+    def base_crl(self, key_index=None):
         self._ensure_crls()
-        return self.db.get_crl("delta")["crl"]
+        key_index = self.store.current.key_index if key_index is None else key_index
+        return self.db.get_crl(self._crl_kind(False, key_index))["crl"]
+
+    def delta_crl(self, key_index=None):
+        self._ensure_crls()
+        key_index = self.store.current.key_index if key_index is None else key_index
+        return self.db.get_crl(self._crl_kind(True, key_index))["crl"]
+
+    # -- CA renewal (renew-ca) -------------------------------------------------------------------------------------
+    def renew_ca(self, new_key=False, dspublish=True):
+        """Renew the CA certificate with the same key or a new one (castore.CAStore.renew), then do what AD CS does
+        on restart after a renewal: issue from the new certificate, a new exchange certificate, CRLs for every
+        key, the certificate files in CertEnroll and (``dspublish``) the directory objects. Returns the new
+        castore.SigningCert."""
+        with self._lock:
+            entry = self.store.renew(new_key=new_key)
+            self.ca_cert, self.ca_key = entry.cert, entry.key
+            for name in ("xchg.pem", "xchg.key"):
+                path = os.path.join(self.directory, name)
+                if os.path.exists(path):
+                    os.remove(path)
+            self._xchg_cert = self._xchg_key = None
+            self._ensure_xchg()
+            self._export_ca_cert()
+            self.publish_crls()
+            if dspublish and self.ad is not None:
+                castore.dspublish(self.ad, self.name, [e.cert for e in self.store.entries])
+            return entry
 
     # -- GetCACert ---------------------------------------------------------------------------------------------
     def get_ca_cert(self, fchain):
@@ -1177,10 +1262,10 @@ class CertificationAuthority:
         chain = bool(fchain & GETCERT_CHAIN)
         crls = bool(fchain & GETCERT_CRLS)
         base = fchain & ~(GETCERT_CHAIN | GETCERT_CRLS) & 0xFFFFFFFF
-        if base == GETCERT_CASIGCERT:
+        if base == GETCERT_CASIGCERT:  # the current signing certificate (index -1)
             if crls:
-                return self._value(CR_PROP_CASIGCERTCRLCHAIN, 0)
-            return self._value(CR_PROP_CASIGCERTCHAIN if chain else CR_PROP_CASIGCERT, 0)
+                return self._value(CR_PROP_CASIGCERTCRLCHAIN, -1)
+            return self._value(CR_PROP_CASIGCERTCHAIN if chain else CR_PROP_CASIGCERT, -1)
         if base == GETCERT_CAXCHGCERT:
             if crls:
                 return self._value(CR_PROP_CAXCHGCERTCRLCHAIN, 0)
@@ -1204,7 +1289,7 @@ class CertificationAuthority:
         if base == GETCERT_CAINFO:
             return self._cainfo()
         if base == GETCERT_CURRENTCRL:
-            return self._value(CR_PROP_BASECRL, 0)
+            return self._value(CR_PROP_BASECRL, -1)
         if high == GETCERT_CACERTBYINDEX:
             return self._value(CR_PROP_CASIGCERT, index)
         if high == GETCERT_CRLBYINDEX:
@@ -1221,7 +1306,7 @@ class CertificationAuthority:
 
     def _cainfo(self):
         """CAINFO (MS-WCCE 2.2.2.4): ten 32-bit little-endian fields."""
-        fields = [40, ENUM_ENTERPRISE_SUBCA, 1, 1, 1, max(_PROPERTIES), 0, 0, 0, 1]
+        fields = [40, ENUM_ENTERPRISE_SUBCA, self.store.count, 1, 1, max(_PROPERTIES), 0, 0, 0, 1]
         return struct.pack("<Ii8I", *fields)
 
     # -- GetCAProperty -----------------------------------------------------------------------------------------
@@ -1243,10 +1328,54 @@ class CertificationAuthority:
                           % (prop_id, declared, int(prop_type)))
         return declared, self._value(prop_id, int(prop_index))
 
+    def _signing_cert(self, index, prop_id):
+        """The signing certificate a PropIndex names (a CA certificate index; -1 = the current one)."""
+        entry = self.store.by_index(index & 0xFFFFFFFF)
+        if entry is None:
+            raise CAError(errors.E_INVALIDARG, "Index %d out of range for CA property 0x%x." % (index, prop_id))
+        return entry
+
     def _value(self, prop_id, index):
+        if prop_id in _CERT_INDEXED:
+            return self._cert_value(prop_id, self._signing_cert(index, prop_id))
+        if prop_id in _CRL_INDEXED:
+            return self._crl_value(prop_id, self._crl_index(index))
         indexed = _PROPERTIES[prop_id][1]
         if indexed and index not in (0, -1, 0xFFFFFFFF):
             raise CAError(errors.E_INVALIDARG, "Index %d out of range for CA property 0x%x." % (index, prop_id))
+        return self._plain_value(prop_id)
+
+    def _cert_value(self, prop_id, entry):
+        """Properties indexed by CA certificate index (MS-WCCE 3.2.1.4.3.2.12, .13, .32, .34, .39, .41, .42)."""
+        der = serialization.Encoding.DER
+        if prop_id == CR_PROP_CASIGCERT:
+            return entry.cert.public_bytes(der)
+        if prop_id == CR_PROP_CASIGCERTCHAIN:
+            return pkcs7.serialize_certificates([entry.cert, self.root_cert], der)
+        if prop_id == CR_PROP_CASIGCERTCRLCHAIN:
+            return _pkcs7_with_crls([entry.cert, self.root_cert],
+                                    [self.base_crl(entry.key_index), self.delta_crl(entry.key_index)])
+        if prop_id == CR_PROP_CACERTVERSION:
+            return entry.version
+        if prop_id == CR_PROP_CACERTSTATUSCODE:
+            return 0
+        if prop_id == CR_PROP_CERTCDPURLS:
+            return "\n".join(self.cdp_urls(key_index=entry.key_index)) + "\n"
+        if prop_id == CR_PROP_CERTAIAURLS:
+            return "\n".join(self.aia_urls(entry.cert_index)) + "\n"
+        raise CAError(errors.CERTSRV_E_PROPERTY_EMPTY)  # CR_PROP_CERTAIAOCSPURLS: no OCSP URL configured
+
+    def _crl_value(self, prop_id, key_index):
+        """Properties indexed by CRL name ID, i.e. key index (MS-WCCE 3.2.1.4.3.2.18, .19 partitioned, .31)."""
+        if prop_id == CR_PROP_BASECRL:
+            return self.base_crl(key_index)
+        if prop_id == CR_PROP_DELTACRL:
+            return self.delta_crl(key_index)
+        if prop_id == CR_PROP_BASECRLPUBLISHSTATUS:
+            return CPF_BASE | CPF_COMPLETE
+        return CPF_DELTA | CPF_COMPLETE
+
+    def _plain_value(self, prop_id):
         der = serialization.Encoding.DER
         if prop_id == CR_PROP_FILEVERSION:
             return FILE_VERSION
@@ -1260,29 +1389,24 @@ class CertificationAuthority:
             return POLICY_DESCRIPTION
         if prop_id in (CR_PROP_CANAME, CR_PROP_SANITIZEDCANAME, CR_PROP_SANITIZEDCASHORTNAME):
             return self.name
-        if prop_id in (CR_PROP_SHAREDFOLDER, CR_PROP_PARENTCA, CR_PROP_CERTAIAOCSPURLS):
+        if prop_id in (CR_PROP_SHAREDFOLDER, CR_PROP_PARENTCA):
             raise CAError(errors.CERTSRV_E_PROPERTY_EMPTY)
         if prop_id == CR_PROP_CATYPE:
             return ENUM_ENTERPRISE_SUBCA
-        if prop_id in (CR_PROP_CASIGCERTCOUNT, CR_PROP_CAXCHGCERTCOUNT):
+        if prop_id == CR_PROP_CASIGCERTCOUNT:
+            return self.store.count
+        if prop_id == CR_PROP_CAXCHGCERTCOUNT:
             return 1
-        if prop_id == CR_PROP_CASIGCERT:
-            return self.ca_cert.public_bytes(der)
-        if prop_id == CR_PROP_CASIGCERTCHAIN:
-            return pkcs7.serialize_certificates([self.ca_cert, self.root_cert], der)
         if prop_id == CR_PROP_CAXCHGCERT:
             return self.xchg_cert.public_bytes(der)
         if prop_id == CR_PROP_CAXCHGCERTCHAIN:
             return pkcs7.serialize_certificates([self.xchg_cert, self.ca_cert, self.root_cert], der)
-        if prop_id in (CR_PROP_CASIGCERTCRLCHAIN, CR_PROP_CAXCHGCERTCRLCHAIN):
-            first = [self.ca_cert] if prop_id == CR_PROP_CASIGCERTCRLCHAIN else [self.xchg_cert, self.ca_cert]
-            return _pkcs7_with_crls(first + [self.root_cert], [self.base_crl(), self.delta_crl()])
-        if prop_id == CR_PROP_BASECRL:
-            return self.base_crl()
-        if prop_id == CR_PROP_DELTACRL:
-            return self.delta_crl()
-        if prop_id in (CR_PROP_CACERTSTATE, CR_PROP_CRLSTATE):
-            return bytes([CA_DISP_VALID])
+        if prop_id == CR_PROP_CAXCHGCERTCRLCHAIN:
+            return _pkcs7_with_crls([self.xchg_cert, self.ca_cert, self.root_cert], [self.base_crl(), self.delta_crl()])
+        if prop_id == CR_PROP_CACERTSTATE:
+            return self.store.cert_states(dbmod.utcnow())
+        if prop_id == CR_PROP_CRLSTATE:
+            return self.store.crl_states(dbmod.utcnow())
         if prop_id == CR_PROP_CAPROPIDMAX:
             return max(_PROPERTIES)
         if prop_id == CR_PROP_DNSNAME:
@@ -1298,16 +1422,6 @@ class CertificationAuthority:
                 return "".join("%s\n%s\n" % (t.name, t.oid) for t in self.enabled_templates())
             except DirectoryError as exc:
                 raise CAError(errors.ERROR_DS_SERVER_DOWN, "The lab directory could not be read: %s" % exc)
-        if prop_id == CR_PROP_BASECRLPUBLISHSTATUS:
-            return CPF_BASE | CPF_COMPLETE
-        if prop_id == CR_PROP_DELTACRLPUBLISHSTATUS:
-            return CPF_DELTA | CPF_COMPLETE
-        if prop_id in (CR_PROP_CACERTSTATUSCODE, CR_PROP_CACERTVERSION):
-            return 0
-        if prop_id == CR_PROP_CERTCDPURLS:
-            return "\n".join(self.cdp_urls()) + "\n"
-        if prop_id == CR_PROP_CERTAIAURLS:
-            return "\n".join(self.aia_urls()) + "\n"
         raise CAError(errors.E_INVALIDARG)
 
 
@@ -1353,6 +1467,12 @@ _PROPERTIES = {
     CR_PROP_CERTAIAURLS: (PROPTYPE_STRING, True, "Certificate AIA URLs"),
     CR_PROP_CERTAIAOCSPURLS: (PROPTYPE_STRING, True, "Certificate AIA OCSP URLs"),
 }
+
+
+# properties whose PropIndex is a CA certificate index, and those whose PropIndex is a CRL name ID (key index)
+_CERT_INDEXED = (CR_PROP_CASIGCERT, CR_PROP_CASIGCERTCHAIN, CR_PROP_CASIGCERTCRLCHAIN, CR_PROP_CACERTVERSION,
+                 CR_PROP_CACERTSTATUSCODE, CR_PROP_CERTCDPURLS, CR_PROP_CERTAIAURLS, CR_PROP_CERTAIAOCSPURLS)
+_CRL_INDEXED = (CR_PROP_BASECRL, CR_PROP_DELTACRL, CR_PROP_BASECRLPUBLISHSTATUS, CR_PROP_DELTACRLPUBLISHSTATUS)
 
 
 class _PolicyError(CAError):

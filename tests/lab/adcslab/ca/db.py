@@ -136,7 +136,7 @@ class RequestDB:
     def revoked(self):
         with self.lock:
             rows = self._conn.execute(
-                "SELECT serial, revoked_at, revocation_reason FROM requests WHERE disposition = ? "
+                "SELECT serial, revoked_at, revocation_reason, certificate FROM requests WHERE disposition = ? "
                 "ORDER BY request_id", (DB_DISP_REVOKED,)).fetchall()
         return [dict(row) for row in rows]
 

@@ -69,3 +69,27 @@ def test_certificate_classification_and_report(conn):
     entry = _ca_report.certificate_entry(pki.ca)
     assert entry['pem'] == pki.ca.public_bytes(serialization.Encoding.PEM).decode('ascii')
     assert entry['current'] is False and entry['subject'] == 'CN=LAB-CA'
+
+
+def test_renewed_ca_reports_each_certificate_with_its_index():
+    """A renewed CA holds several certificates in cACertificate: each is reported with its certificate and key
+    index (CA Version extension); the current one is the highest index, even when an older one expires later."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from ansible_collections.adcs.enrollment.tests.unit.plugins.support.crl_pki import ca_version_ext
+
+    pki = wcce_pki.pki()
+    base = wcce_pki.make_cert('LAB-CA', pki.ca_key, issuer=pki.root, issuer_key=pki.root_key, ca=True, serial=40,
+                              days=5000)
+    renewed = (x509.CertificateBuilder().subject_name(base.subject).issuer_name(base.issuer)
+               .public_key(wcce_pki.ec_key('renewed-ca').public_key()).serial_number(41)
+               .not_valid_before(wcce_pki.NOW).not_valid_after(wcce_pki.NOW + datetime.timedelta(days=3000))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .add_extension(ca_version_ext(1, 1), critical=False)
+               .sign(pki.root_key, hashes.SHA256()))
+    report = _ca_report.ca_report(FakeConn([service('LAB-CA', 'ca1.lab', base, renewed)]), {'include_pem': False})
+    certs = report['certificate_authorities'][0]['certificates']
+    assert [(c['ca_cert_index'], c['ca_key_index'], c['current']) for c in certs] == [(None, None, False),
+                                                                                      (1, 1, True)]
+    assert _ca_report.current_certificate([]) is None

@@ -59,3 +59,31 @@ def test_verify_chain_expired(pki):
 def test_order_chain(pki):
     assert _chain.order_chain(pki.leaf, [pki.root, pki.leaf, pki.ca]) == [pki.ca, pki.root]
     assert _chain.order_chain(pki.leaf, [pki.root]) == []
+
+
+# ---------------------------------------------------------------- a renewed CA: several certificates of one CA
+def _renewal(pki, key, serial, not_before, days):
+    return wcce_pki.make_cert('LAB-CA', key, issuer=pki.root, issuer_key=pki.root_key, ca=True, serial=serial,
+                              days=days, not_before=not_before)
+
+
+def test_same_key_renewal_chains_to_the_current_ca_certificate(pki):
+    """Two CA certificates with one key: a certificate renewed after the CA renewal chains to the certificate that is
+    valid now and expires last, also when the expired one comes first in the pool."""
+    expired = _renewal(pki, pki.ca_key, 30, NOW - datetime.timedelta(days=400), 380)
+    newer = _renewal(pki, pki.ca_key, 31, NOW - datetime.timedelta(days=1), 3000)
+    for pool in ([expired, pki.ca, newer, pki.root], [newer, pki.ca, expired, pki.root]):
+        assert _chain.verify_chain(pki.leaf, pool, now=NOW)[1] == newer
+        assert _chain.order_chain(pki.leaf, pool, now=NOW) == [newer, pki.root]
+    assert _chain.rank_issuers([expired, pki.ca, newer], NOW) == [newer, pki.ca, expired]
+
+
+def test_new_key_renewal_chains_by_key(pki):
+    """After a new-key renewal a certificate chains to the CA certificate of the key that signed it."""
+    new_key = wcce_pki.ec_key('renewed-ca')
+    renewed = _renewal(pki, new_key, 32, NOW - datetime.timedelta(days=1), 3000)
+    leaf = wcce_pki.make_cert('new.lab.adcs.test', pki.leaf_key, issuer=renewed, issuer_key=new_key, serial=77)
+    pool = [pki.ca, renewed, pki.root]
+    assert _chain.verify_chain(leaf, pool, now=NOW)[1] == renewed
+    assert _chain.verify_chain(pki.leaf, pool, now=NOW)[1] == pki.ca
+    assert _chain.order_chain(leaf, pool, now=NOW) == [renewed, pki.root]

@@ -205,19 +205,56 @@ def test_ldap_url_from_a_certificate_reads_only_pki_attributes():
 
 
 def test_ca_fetcher_uses_current_key_index():
-    client_ = FakeCaClient({0x0B: 2, 0x11: b'BASE', 0x12: b'DELTA', 0x0C: b'CERT'})
+    renewed = P.renewed(CA, 1, 1, key_name='renewed')
+    client_ = FakeCaClient({0x0B: 2, 0x0C: {1: renewed.der}, 0x27: {1: 0x00010001}, 0x11: b'BASE', 0x12: b'DELTA'})
     ca = _crl_fetch.CaFetcher(client_, 'dcom://ca/LAB-CA')
-    assert (ca.base_crl(), ca.delta_crl(), ca.ca_certificate()) == (b'BASE', b'DELTA', b'CERT')
-    assert client_.calls == [(0x0B, 0, 1), (0x11, 1, 3), (0x12, 1, 3), (0x0C, 1, 3)]
+    assert (ca.base_crl(), ca.delta_crl(), ca.ca_certificate()) == (b'BASE', b'DELTA', renewed.der)
+    assert client_.calls == [(0x0B, 0, 1), (0x0C, 1, 3), (0x27, 1, 1), (0x11, 1, 3), (0x12, 1, 3)]
+
+
+def test_ca_fetcher_same_key_renewal_keeps_the_key_index():
+    """Certificate 1 of a same-key renewal: its CRLs are still those of key 0 (CRL name ID 0)."""
+    renewed = P.renewed(CA, 1, 0)
+    client_ = FakeCaClient({0x0B: 2, 0x0C: {1: renewed.der}, 0x27: {1: 0x00000001}, 0x11: {0: b'BASE0'}})
+    ca = _crl_fetch.CaFetcher(client_, 'dcom://ca/LAB-CA')
+    assert ca.base_crl() == b'BASE0' and ca.selected()[:2] == (1, 0)
+
+
+def test_ca_fetcher_picks_the_key_that_issued_the_certificate():
+    """After a new-key renewal, a certificate issued by the old key is checked against key 0's CRL and CA
+    certificate; one issued by the new key against key 1's."""
+    renewed = P.renewed(CA, 1, 1, key_name='renewed')
+    props = {0x0B: 2, 0x0C: {0: CA.der, 1: renewed.der}, 0x11: {0: b'BASE0', 1: b'BASE1'}}
+    ca = _crl_fetch.CaFetcher(FakeCaClient(dict(props)), 'dcom://ca/LAB-CA')
+    ca.target(CA.leaf())
+    assert (ca.base_crl(), ca.ca_certificate()) == (b'BASE0', CA.der)
+    ca.target(renewed.leaf())   # no CR_PROP_CACERTVERSION: the key index comes from the CA Version extension
+    assert (ca.base_crl(), ca.ca_certificate(), ca.selected()[:2]) == (b'BASE1', renewed.der, (1, 1))
+    ca.target(None, issuer=renewed.cert)
+    assert ca.selected()[:2] == (1, 1)
+    ca.target(P.Ca('OTHER-CA', key_name='other').leaf())
+    with pytest.raises(_crl_http.FetchError, match=r'none of the 2 CA signing certificates of the CA has the issuer '
+                                                   r'of "CN=host.test,DC=test"'):
+        ca.base_crl()
+    ca.target(None, issuer=P.Ca('OTHER-CA', key_name='other').cert)
+    with pytest.raises(_crl_http.FetchError, match='has the key of "CN=OTHER-CA,DC=test"'):
+        ca.base_crl()
 
 
 def test_ca_fetcher_errors():
-    client = FakeCaClient({0x0B: ValueError('x'), 0x11: b'', 0x12: RuntimeError('PROPERTY_EMPTY')})
+    client = FakeCaClient({0x0B: ValueError('x'), 0x0C: CA.der, 0x11: b'', 0x12: RuntimeError('PROPERTY_EMPTY')})
     ca = _crl_fetch.CaFetcher(client, 'ca')
     with pytest.raises(_crl_http.FetchError, match='returned no base CRL'):
         ca.base_crl()
     with pytest.raises(_crl_http.FetchError, match='PROPERTY_EMPTY'):
         ca.delta_crl()
+    for value, message in ((b'', 'the CA returned no CA signing certificate 0'),
+                           (RuntimeError('E_INVALIDARG'), r'GetCAProperty\(CA signing certificate 0\) failed: '
+                                                          r'E_INVALIDARG'),
+                           (b'junk', 'CA signing certificate 0 is not a certificate')):
+        ca = _crl_fetch.CaFetcher(FakeCaClient({0x0B: 1, 0x0C: value}), 'ca')
+        with pytest.raises(_crl_http.FetchError, match=message):
+            ca.base_crl()
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -142,6 +142,28 @@ def test_job_from_ca():
     assert job.delta is None and job.tried[-1]['kind'] == 'delta' and not job.tried[-1]['ok']
 
 
+def test_job_from_a_renewed_ca_checks_the_crl_of_the_key_that_issued_the_certificate():
+    """After a new-key renewal: a certificate issued by key 0 is checked against key 0's CRL (CRL name ID 0) and the
+    CA certificate of key 0; one issued by key 1 against key 1's (MS-WCCE 3.2.1.4.3.2.18)."""
+    renewed = P.renewed(CA, 1, 1, key_name='renewed')
+    old_leaf, new_leaf = CA.leaf(serial=0x55), renewed.leaf(serial=0x66)
+    props = {0x0B: 2, 0x0C: {0: CA.der, 1: renewed.der}, 0x27: {0: 0, 1: 0x00010001},
+             0x11: {0: P.der(CA.crl(number=5, revoked=[(0x55, None, None)])), 1: P.der(renewed.crl(number=6))},
+             0x12: {0: RuntimeError('CERTSRV_E_PROPERTY_EMPTY'), 1: RuntimeError('CERTSRV_E_PROPERTY_EMPTY')}}
+    job = _crl_job.CrlJob(MapRetriever({}), ca=_crl_fetch.CaFetcher(FakeCaClient(dict(props)), 'dcom://ca/T'),
+                          cert=old_leaf, now=NOW).run()
+    assert job.issuer_cert == CA.cert and job.base.extensions.get_extension_for_class(x509.CRLNumber).value \
+        .crl_number == 5
+    assert job.status()['revoked'] is True
+    job = _crl_job.CrlJob(MapRetriever({}), ca=_crl_fetch.CaFetcher(FakeCaClient(dict(props)), 'dcom://ca/T'),
+                          cert=new_leaf, now=NOW).run()
+    assert job.issuer_cert == renewed.cert and job.status()['revoked'] is False
+    # the current key's CRL is checked with the current CA certificate when no certificate is given
+    job = _crl_job.CrlJob(MapRetriever({}), ca=_crl_fetch.CaFetcher(FakeCaClient(dict(props)), 'dcom://ca/T'),
+                          now=NOW).run()
+    assert job.issuer_cert == renewed.cert and job.base_served_by == 'dcom://ca/T (base CRL)'
+
+
 def test_ca_fetcher_reports_a_refused_session_first():
     class Refused(Exception):
         def to_message(self):

@@ -63,6 +63,7 @@ def test_host_files_only_with_independent_anchors():
         'subject': 'CN=LAB Root CA', 'sha256_fingerprint': _anchors.fingerprint(rogue_root),
         'fingerprint_sha256': _anchors.fingerprint(rogue_root),
         'not_after': rogue_root.not_valid_after_utc.strftime('%Y-%m-%dT%H:%M:%SZ'), 'source': 'host',
+        'ca_cert_index': None, 'ca_key_index': None,
         'reason': 'not among the independently verified anchors (ca_fingerprint)'}]
     assert out.warnings == ['Not installed: web "CN=LAB Root CA" (SHA-256 %s): not among the independently '
                             'verified anchors (ca_fingerprint)' % _anchors.fingerprint(rogue_root)]

@@ -123,3 +123,26 @@ def der(crl):
 
 def pem(crl):
     return crl.public_bytes(serialization.Encoding.PEM)
+
+
+def ca_version_ext(cert_index, key_index):
+    """The CA Version extension (1.3.6.1.4.1.311.21.1): DER INTEGER key index << 16 | certificate index."""
+    value = (key_index << 16) | cert_index
+    body = value.to_bytes(max(1, (value.bit_length() + 8) // 8), 'big')
+    return x509.UnrecognizedExtension(x509.ObjectIdentifier('1.3.6.1.4.1.311.21.1'), b'\x02' + bytes([len(body)]) + body)
+
+
+def renewed(ca, cert_index, key_index, key_name=None, not_before=None, not_after=None):
+    """A renewal of ``ca`` (same name): the same key, or the key ``key_name``; with the CA Version extension."""
+    new = Ca.__new__(Ca)
+    new.name = ca.name
+    new.key = key(key_name) if key_name else ca.key
+    builder = (x509.CertificateBuilder().subject_name(ca.name).issuer_name(ca.name)
+               .public_key(new.key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(not_before or NOW - datetime.timedelta(days=1))
+               .not_valid_after(not_after or NOW + datetime.timedelta(days=7300))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(new.key.public_key()), critical=False)
+               .add_extension(ca_version_ext(cert_index, key_index), critical=False))
+    new.cert = builder.sign(new.key, hashes.SHA256())
+    return new

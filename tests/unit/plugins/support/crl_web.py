@@ -136,6 +136,8 @@ class FakeCaClient(object):
     def get_ca_property(self, prop_id, index=0, prop_type=None):
         self.calls.append((prop_id, index, prop_type))
         value = self.props[prop_id]
+        if isinstance(value, dict):  # an indexed property: {PropIndex: value}
+            value = value[index]
         if isinstance(value, Exception):
             raise value
         return value
