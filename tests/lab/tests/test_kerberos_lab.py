@@ -23,6 +23,10 @@ from adcslab import seed
 LAB_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATE = os.environ.get("ADCS_LAB_STATE") or os.path.join(LAB_DIR, "state")
 CA_DNS = seed.CA_HOST
+# impacket picks the object exporter's string binding by finding the target's host label in the announced NetBIOS
+# name (impacket #602): a truncated NetBIOS name (pki-issuing-ca01 -> PKI-ISSUING-CA0) matches none, as with a
+# Windows CA of a long name; Certipy 5.1 and the collection's client take the port only and are not affected
+IMPACKET_FINDS_BINDING = seed.CA_HOST_SHORT.upper() in seed.CA_NETBIOS
 DC = "127.0.0.11"
 
 pytestmark = pytest.mark.lab
@@ -187,7 +191,11 @@ def test_impacket_dcomconnection_with_kerberos(lab, ca):
         clsid = bytes.fromhex("746e9ed988fcd011b49800a0c90312f3")
         iid = bytes.fromhex("706e9ed988fcd011b49800a0c90312f3")
         iface = dcom.CoCreateInstanceEx(clsid, iid)
-        iface.RemRelease()
+        if IMPACKET_FINDS_BINDING:
+            iface.RemRelease()
+        else:
+            with pytest.raises(Exception, match="Can't find a valid stringBinding to connect"):
+                iface.RemRelease()
     finally:
         dcom.disconnect()
     assert "groupmember@LAB.ADCS.TEST authenticated" in ca.log()

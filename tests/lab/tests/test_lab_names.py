@@ -228,3 +228,72 @@ def test_a_state_made_for_another_ca_host_is_refused(tmp_path):
             "the lab state in %s was made for the CA host old-ca.lab.adcs.test, this checkout names it %s: run "
             "`make clean` (stops the lab, removes the state) and `make lab-up`" % (tmp_path, seed.CA_HOST))
     assert not (tmp_path / "log").exists() and not (tmp_path / "pki").exists()   # refused before touching anything
+
+
+# ---- over the wire: a lab CA process under the long name --------------------------------------------------------
+WIRE_ADDRESS = "127.0.0.98"
+
+
+@pytest.fixture(scope="module")
+def long_named_ca(tmp_path_factory):
+    import wcce_helpers as H
+
+    if os.geteuid() != 0:
+        pytest.skip("the lab CA listens on port 135, which needs root (the lab runs as root)")
+    assert H.address_free(WIRE_ADDRESS), "port 135 on %s is already in use" % WIRE_ADDRESS
+    state = str(tmp_path_factory.mktemp("long-name-ca"))
+    H.write_accounts(state, {"enroller": "Enr0ll-me!"})
+    old = os.environ.get("ADCS_LAB_CA_HOST")
+    os.environ["ADCS_LAB_CA_HOST"] = LONG           # the CA process derives every name from it
+    try:
+        proc = H.ServerProcess(state, WIRE_ADDRESS).start()
+    finally:
+        if old is None:
+            del os.environ["ADCS_LAB_CA_HOST"]
+        else:
+            os.environ["ADCS_LAB_CA_HOST"] = old
+    yield proc
+    assert proc.stop() == 0, proc.log()
+
+
+def test_long_named_ca_announces_the_truncated_netbios_name_and_addresses(long_named_ca):
+    from impacket.dcerpc.v5 import dcomrt, transport
+    from impacket.dcerpc.v5.rpcrt import RPC_C_AUTHN_LEVEL_PKT_PRIVACY
+
+    fqdn = LONG + ".lab.adcs.test"
+    dcom = dcomrt.DCOMConnection(fqdn, "enroller", "Enr0ll-me!", "LAB", remoteHost=WIRE_ADDRESS,
+                                 authLevel=RPC_C_AUTHN_LEVEL_PKT_PRIVACY, oxidResolver=False)
+    try:
+        iface = dcom.CoCreateInstanceEx(bytes.fromhex("746e9ed988fcd011b49800a0c90312f3"),
+                                        bytes.fromhex("706e9ed988fcd011b49800a0c90312f3"))
+        port = long_named_ca.endpoints["object_exporter_port"]
+        bindings = [b["aNetworkAddr"].rstrip("\x00") for b in iface.get_cinstance().get_string_bindings()
+                    if b["wTowerId"] == 7]
+        assert bindings[0] == "PKI-ISSUING-CA0[%d]" % port and bindings[-1] == "%s[%d]" % (WIRE_ADDRESS, port)
+        assert not any(LONG.upper() in b.upper() or "LAB.ADCS.TEST" in b.upper() for b in bindings)
+        # impacket looks for the target's host label among the bindings (impacket #602) and finds none
+        with pytest.raises(Exception, match="Can't find a valid stringBinding to connect"):
+            iface.RemRelease()
+    finally:
+        dcom.disconnect()
+    dce = transport.DCERPCTransportFactory("ncacn_ip_tcp:%s[135]" % WIRE_ADDRESS).get_dce_rpc()
+    dce.connect()
+    try:
+        alive = [b["aNetworkAddr"].rstrip("\x00") for b in dcomrt.IObjectExporter(dce).ServerAlive2()]
+    finally:
+        dce.disconnect()
+    assert alive[0] == "PKI-ISSUING-CA0" and WIRE_ADDRESS in alive
+
+
+def test_certipy_enrolls_from_a_long_named_ca_over_dcom(long_named_ca, tmp_path):
+    """Certipy 5.1 takes the object exporter's port, not a binding matched by name: it keeps enrolling."""
+    import wcce_helpers as H
+
+    if not os.path.exists(H.CERTIPY):
+        pytest.skip("no .venv-certipy")
+    proc = subprocess.run([H.CERTIPY, "req", "-u", "enroller@lab.adcs.test", "-p", "Enr0ll-me!", "-target",
+                           LONG + ".lab.adcs.test", "-target-ip", WIRE_ADDRESS, "-ca", "LAB-CA", "-template", "User",
+                           "-dcom", "-out", str(tmp_path / "out")], capture_output=True, text=True, timeout=180,
+                          cwd=str(tmp_path))
+    out = proc.stdout + proc.stderr
+    assert "Successfully requested certificate" in out, out
