@@ -138,8 +138,8 @@ class Lab:
         with open(self.lab_json) as handle:
             made_for = (json.load(handle).get("ca") or {}).get("hostname")
         if made_for and made_for.lower() != seed.CA_HOST.lower():
-            raise LabError("the lab state in %s was made for the CA host %s, this checkout names it %s: run "
-                           "`make clean` (stops the lab, removes the state) and `make lab-up`"
+            raise LabError("the lab state in %s was made for the CA host %s, this checkout names it %s: stop the "
+                           "lab (`make lab-down`), remove that directory and run `make lab-up`"
                            % (self.state_dir, made_for, seed.CA_HOST))
 
     def seed_templates(self):

@@ -225,8 +225,8 @@ def test_a_state_made_for_another_ca_host_is_refused(tmp_path):
         with pytest.raises(LabError) as err:
             action()
         assert str(err.value) == (
-            "the lab state in %s was made for the CA host old-ca.lab.adcs.test, this checkout names it %s: run "
-            "`make clean` (stops the lab, removes the state) and `make lab-up`" % (tmp_path, seed.CA_HOST))
+            "the lab state in %s was made for the CA host old-ca.lab.adcs.test, this checkout names it %s: stop the "
+            "lab (`make lab-down`), remove that directory and run `make lab-up`" % (tmp_path, seed.CA_HOST))
     assert not (tmp_path / "log").exists() and not (tmp_path / "pki").exists()   # refused before touching anything
 
 
