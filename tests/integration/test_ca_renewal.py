@@ -151,8 +151,8 @@ def test_crl_from_the_ca_is_the_crl_of_the_key_that_issued_the_certificate(lab, 
 def test_trust_anchors_keep_every_certificate_of_the_renewed_ca(lab, ansible, renewed):
     enroll = os.path.join(renewed['state'], 'ca', 'CertEnroll')
     content = ''.join(x509.load_der_x509_certificate(read(os.path.join(enroll, name))).public_bytes(
-        serialization.Encoding.PEM).decode() for name in ('ca1.lab.adcs.test_LAB-CA.crt',
-                                                          'ca1.lab.adcs.test_LAB-CA(1).crt'))
+        serialization.Encoding.PEM).decode() for name in (lab['ca']['hostname'] + '_LAB-CA.crt',
+                                                          lab['ca']['hostname'] + '_LAB-CA(1).crt'))
     rc, result = ansible.module('adcs.enrollment.wcce_trust_anchors', {
         'ca_bundle': lab['ca_bundle'], 'host_certificates': [{'name': 'lab-ca', 'content': content}]})
     assert rc == 0, result

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""adcs.enrollment.wcce_request with auth=kerberos against the lab (KDC 127.0.0.11, lab CA ca1.lab.adcs.test).
+"""adcs.enrollment.wcce_request with auth=kerberos against the lab (KDC 127.0.0.11, the lab CA lab['ca']['hostname']).
 
-The lab CA accepts Kerberos with its machine account's keytab (state/ca1.keytab); the module names the CA by its
+The lab CA accepts Kerberos with its machine account's keytab (lab['ca']['keytab']); the module names the CA by its
 DNS name for the service ticket and connects to the address the DC's DNS gives for it.
 """
 

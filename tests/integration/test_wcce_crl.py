@@ -157,7 +157,7 @@ def test_revoked_certificate_found_with_reason(lab, ansible, ca, issued):
     rc, result = run(ansible, args)
     assert rc == 0, result
     assert result['revoked'] is False
-    assert result['issuer_certificate_source'] == lab_url(lab, 'ca1.lab.adcs.test_LAB-CA.crt')
+    assert result['issuer_certificate_source'] == lab_url(lab, lab['ca']['aia_file'])
 
     ca.revoke('%x' % cert.serial_number, 1)        # keyCompromise; the lab CA publishes a delta CRL
     rc, result = run(ansible, args)
@@ -190,7 +190,7 @@ def test_several_crls_over_one_connection(lab, ansible, issued):
     assert rc == 0, result
     stats = lab_stats(lab)       # this request came over a connection of its own
     by_path = stats['by_path']
-    assert by_path.get('/CertEnroll/ca1.lab.adcs.test_LAB-CA.crt') == 1
+    assert by_path.get('/CertEnroll/' + lab['ca']['aia_file']) == 1
     assert by_path.get('/CertEnroll/LAB-CA.crl') == 1 and by_path.get('/CertEnroll/LAB-CA+.crl') == 1
     assert stats['requests'] == 4
     assert stats['connections'] == 2, stats     # the module's one connection + ours
@@ -204,7 +204,7 @@ def test_https_with_lab_tls_certificate(lab, ansible):
     assert result['served_by'] == url
     rc, result = run(ansible, args)                # system trust store: the lab CA is unknown
     assert rc != 0
-    assert 'TLS certificate of ca1.lab.adcs.test could not be verified' in result['msg']
+    assert 'TLS certificate of %s could not be verified' % lab['ca']['hostname'] in result['msg']
     rc, result = run(ansible, dict(args, validate_certs=False))
     assert rc == 0, result
     # the host name is verified too: another name mapped to the same server is refused
@@ -305,7 +305,7 @@ def test_dest_written_only_when_the_crl_number_changes(lab, ansible, ca, tmp_pat
 # LDAP and DCOM
 # ------------------------------------------------------------------------------------------------------------
 def _cdp_dn(lab):
-    return 'CN=LAB-CA,CN=CA1,CN=CDP,CN=Public Key Services,CN=Services,%s' % lab['config_dn']
+    return 'CN=LAB-CA,%s' % lab['ca']['cdp_container']
 
 
 def _publish_to_ldap_if_missing(lab):
@@ -857,4 +857,4 @@ def test_planted_certificate_with_fake_aia_and_crl_is_not_good(lab, ansible, iss
     rc, result = run(ansible, dict(names(lab), certificate_path=real_path, check_certificate=True,
                                    ca_bundle=lab['ca_bundle']))
     assert rc == 0 and result['revoked'] is False, result
-    assert result['issuer_certificate_source'] == lab_url(lab, 'ca1.lab.adcs.test_LAB-CA.crt')
+    assert result['issuer_certificate_source'] == lab_url(lab, lab['ca']['aia_file'])

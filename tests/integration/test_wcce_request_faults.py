@@ -3,7 +3,7 @@
 """adcs.enrollment.wcce_request against each fault knob of the lab CA (adcslab.faults), run by the real `ansible`.
 
 The knobs are never set on the shared lab CA: the module starts its own lab CA process on 127.0.0.91 with a private
-state dir holding copies of the shared lab's accounts.json, lab.json, seed-version, ca1.keytab and pki/ (so it reads
+state dir holding copies of the shared lab's accounts.json, lab.json, seed-version, CA keytab and pki/ (so it reads
 templates and enrollment rights from the shared lab AD, like the real one). Timeouts are asserted by the module's
 message, never by measuring time. ADCS_PYTHON selects the virtualenv (ansible-core 2.21 or 2.16)."""
 
@@ -26,7 +26,7 @@ ADDRESS = '127.0.0.91'
 CA_NAME = 'LAB-CA'
 TIMEOUT = 4
 LAB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'lab')
-STATE_FILES = ('accounts.json', 'lab.json', 'seed-version', 'ca1.keytab')
+STATE_FILES = ('accounts.json', 'lab.json', 'seed-version')
 
 
 def _restore_lab_cdp(lab):
@@ -40,7 +40,7 @@ def _restore_lab_cdp(lab):
     crls = [read(path) for path in paths]
     directory = LabDirectory(DirectoryConfig.discover(lab['state_dir']))
     try:
-        directory.publish_crl('LAB-CA', 'CA1', crls[0], crls[1])
+        directory.publish_crl('LAB-CA', lab['ca']['netbios_name'], crls[0], crls[1])
     finally:
         directory.close()
 
@@ -95,7 +95,7 @@ class _PrivateCA(object):
 def private_state(lab, tmp_path_factory, name):
     """A new private state dir with copies of the shared lab's STATE_FILES and pki/."""
     state = str(tmp_path_factory.mktemp(name))
-    for item in STATE_FILES:
+    for item in STATE_FILES + (os.path.basename(lab['ca']['keytab']),):
         shutil.copy(os.path.join(lab['state_dir'], item), os.path.join(state, item))
     shutil.copytree(os.path.join(lab['state_dir'], 'pki'), os.path.join(state, 'pki'))
     return state

@@ -105,6 +105,7 @@ class Lab:
 
     # -- whole lab -------------------------------------------------------------------------------------------
     def up(self, with_ca=True):
+        self._check_ca_host()
         os.makedirs(self.log_dir, exist_ok=True)
         pki = ensure_pki(self.state_dir)
         dc = SambaDC(self.state_dir, pki)
@@ -129,9 +130,22 @@ class Lab:
         os.replace(tmp, self.lab_json)
         return {"dc_started": started, "seeded": seeded, "ca_started": ca_started, "lab_json": self.lab_json}
 
+    def _check_ca_host(self):
+        """A state dir made for another lab CA host name (its TLS certificate, computer account, keytab, DNS record and
+        CDP container carry the old name) is not reused: the lab must be made afresh."""
+        if not os.path.exists(self.lab_json):
+            return
+        with open(self.lab_json) as handle:
+            made_for = (json.load(handle).get("ca") or {}).get("hostname")
+        if made_for and made_for.lower() != seed.CA_HOST.lower():
+            raise LabError("the lab state in %s was made for the CA host %s, this checkout names it %s: stop the "
+                           "lab (`make lab-down`), remove that directory and run `make lab-up`"
+                           % (self.state_dir, made_for, seed.CA_HOST))
+
     def seed_templates(self):
         """Load this checkout's templates into the running lab DC (see Seeder.templates_only) and list them in
         lab.json. For worktrees that share one running lab."""
+        self._check_ca_host()
         pki = ensure_pki(self.state_dir)
         dc = SambaDC(self.state_dir, pki)
         if not dc.healthy():
@@ -188,8 +202,12 @@ class Lab:
                    "running": bool(endpoints) and self.ca_healthy(),
                    "log": os.path.join(self.state_dir, "labca.log"),
                    "cert": pki.ca_cert_path, "root_cert": pki.root_cert_path,
-                   "computer_account": by_name["ca1$"]["sam"], "keytab": by_name["ca1$"]["keytab"],
-                   "service_principal": "HOST/%s" % seed.CA_HOST},
+                   "computer_account": by_name[seed.CA_ACCOUNT.lower()]["sam"],
+                   "keytab": by_name[seed.CA_ACCOUNT.lower()]["keytab"],
+                   "service_principal": "HOST/%s" % seed.CA_HOST, "netbios_name": seed.CA_NETBIOS,
+                   "service_principals": ["%s/%s" % (service, host) for service in ("HOST", "RPCSS")
+                                          for host in (seed.CA_HOST, seed.CA_NETBIOS)],
+                   "cdp_container": seed.CA_CDP_CONTAINER, "aia_file": seed.CA_AIA_FILE},
             "ca_bundle": pki.bundle_path,
             "templates": [t["cn"] for t in seed.TEMPLATES],
             "published_templates": list(seed.PUBLISHED_TEMPLATES),

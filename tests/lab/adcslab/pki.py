@@ -20,7 +20,7 @@ CA_NAME = "LAB-CA"
 DOMAIN_DN_PARTS = ("test", "adcs", "lab")  # DC=lab,DC=adcs,DC=test, most significant last in RDN order below
 DC_HOST = "dc1.lab.adcs.test"
 DC_ADDRESS = "127.0.0.11"
-CA_HOST = "ca1.lab.adcs.test"
+CA_HOST = seed.CA_HOST
 CA_ADDRESS = "127.0.0.12"
 
 
@@ -129,8 +129,8 @@ def ensure_pki(state_dir):
         "bundle": os.path.join(directory, "ca-bundle.pem"),
         "dc_cert": os.path.join(directory, "dc1-tls.pem"),
         "dc_key": os.path.join(directory, "dc1-tls.key"),
-        "catls_cert": os.path.join(directory, "ca1-tls.pem"),
-        "catls_key": os.path.join(directory, "ca1-tls.key"),
+        "catls_cert": os.path.join(directory, "%s-tls.pem" % seed.CA_HOST_SHORT),
+        "catls_key": os.path.join(directory, "%s-tls.key" % seed.CA_HOST_SHORT),
     }
     if not os.path.exists(paths["bundle"]):
         root_key = rsa.generate_private_key(public_exponent=65537, key_size=3072)

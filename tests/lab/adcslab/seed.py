@@ -5,6 +5,8 @@ Attribute values follow what a Windows Server 2022 Enterprise CA writes for the 
 """
 
 import hashlib
+import os
+import re
 import struct
 
 REALM = "LAB.ADCS.TEST"
@@ -22,7 +24,27 @@ CDP_DN = "CN=CDP," + PKS_DN
 NTAUTH_DN = "CN=NTAuthCertificates," + PKS_DN
 
 CA_NAME = "LAB-CA"
-CA_HOST = "ca1." + DNS_DOMAIN
+# The lab CA's host: every name below derives from this DNS label (ADCS_LAB_CA_HOST overrides it, for a test run of
+# the whole lab under another name). Windows derives the NetBIOS computer name from the host label: upper case, the
+# first 15 characters (MAX_COMPUTERNAME_LENGTH; GetComputerNameEx/DnsHostnameToComputerName truncate longer labels).
+CA_HOST_SHORT = os.environ.get("ADCS_LAB_CA_HOST") or "ca1"
+if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", CA_HOST_SHORT):
+    raise ValueError("the lab CA host name must be one DNS label (letters, digits, inner hyphens), not %r"
+                     % CA_HOST_SHORT)
+
+
+def netbios_name(host_label):
+    """The NetBIOS computer name Windows derives from a DNS host label: upper case, at most 15 characters."""
+    return host_label.split(".")[0].upper()[:15]
+
+
+CA_NETBIOS = netbios_name(CA_HOST_SHORT)
+CA_HOST = CA_HOST_SHORT + "." + DNS_DOMAIN
+CA_ACCOUNT = CA_NETBIOS + "$"  # sAMAccountName of the CA's computer account (CN = the NetBIOS name)
+CA_KEYTAB = CA_HOST_SHORT + ".keytab"  # in the state dir, as the seeder exports it
+CA_CDP_CONTAINER = "CN=%s,%s" % (CA_NETBIOS, CDP_DN)  # AD CS's CN=%2 (ServerShortName: the NetBIOS name)
+CA_AIA_FILE = "%s_%s.crt" % (CA_HOST, CA_NAME)  # AD CS's %1_%3%4.crt under CertEnroll/
+CA_DNS_RECORD = "DC=%s" % CA_HOST_SHORT  # the CA host's dnsNode in the domain's DNS zone
 CA_ADDRESS = "127.0.0.12"
 DC_HOST = "dc1." + DNS_DOMAIN
 DC_ADDRESS = "127.0.0.11"
@@ -60,7 +82,7 @@ ACCOUNTS = [
      "groups": [], "description": "computer account for Machine template and Kerberos tests"},
     # The lab CA's own machine account: its service principal names are what Kerberos clients ask tickets for,
     # and its keytab is what the lab CA accepts them with. AD CS machines are members of Cert Publishers.
-    {"sam": "CA1$", "password": "Ca1!MachineAccountPass", "kind": "computer", "host": "ca1",
+    {"sam": CA_ACCOUNT, "password": "Ca1!MachineAccountPass", "kind": "computer", "host": CA_HOST_SHORT,
      "groups": ["Cert Publishers"], "spn_services": ["HOST", "RPCSS"],
      "description": "the lab CA's computer account"},
 ]

@@ -207,7 +207,7 @@ class Seeder:
                          "sAMAccountName": account["sam"], "userAccountControl": "4096", "dNSHostName": fqdn,
                          "servicePrincipalName": [spn for service in account.get("spn_services", ["HOST"])
                                                   for spn in ("%s/%s" % (service, fqdn),
-                                                              "%s/%s" % (service, host.upper()))],
+                                                              "%s/%s" % (service, seed.netbios_name(host)))],
                          "description": account["description"]}
             else:
                 attrs = {"objectClass": ["top", "person", "organizationalPerson", "user"],
@@ -274,7 +274,7 @@ class Seeder:
         self._upsert(seed.NTAUTH_DN, {
             "objectClass": ["top", "certificationAuthority"], "cACertificate": ca_der,
             "authorityRevocationList": b"\x00", "certificateRevocationList": b"\x00"})
-        self._upsert("CN=CA1,%s" % seed.CDP_DN, {"objectClass": ["top", "container"]})
+        self._upsert(seed.CA_CDP_CONTAINER, {"objectClass": ["top", "container"]})
 
     def seed_ca_security(self, acl=None):
         """The enrollment service object's nTSecurityDescriptor: the CA security (seed.CA_SECURITY, or ``acl``)
@@ -287,8 +287,8 @@ class Seeder:
 
     def seed_dns(self):
         zone = "DC=%s,CN=MicrosoftDNS,DC=DomainDnsZones,%s" % (seed.DNS_DOMAIN, seed.BASE_DN)
-        self._upsert("DC=ca1,%s" % zone, {"objectClass": ["top", "dnsNode"],
-                                          "dnsRecord": [dns_a_record(seed.CA_ADDRESS)]})
+        self._upsert("%s,%s" % (seed.CA_DNS_RECORD, zone), {"objectClass": ["top", "dnsNode"],
+                                                            "dnsRecord": [dns_a_record(seed.CA_ADDRESS)]})
 
     def account_records(self):
         records = []

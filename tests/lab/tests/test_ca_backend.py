@@ -18,6 +18,7 @@ from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.type import char
 from pyasn1_modules import rfc5652, rfc6402
 
+from adcslab import seed
 from adcslab.ca import CAError, CertificationAuthority, Requester, parse_attributes
 from adcslab.ca import errors
 from adcslab.ca import extensions as ext
@@ -65,7 +66,8 @@ def _ext(cert, oid):
 
 def test_ca_identity(ca):
     assert ca.name == "LAB-CA"
-    assert ca.dns_name == "ca1.lab.adcs.test"
+    assert ca.dns_name == seed.CA_HOST
+    assert ca.server_short_name == seed.CA_NETBIOS  # the CDP container's CN=%2: the NetBIOS name
 
 
 def test_pkcs10_issues_ad_cs_shaped_certificate(ca, key):
@@ -98,11 +100,11 @@ def test_pkcs10_issues_ad_cs_shaped_certificate(ca, key):
         x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest
     cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     urls = [name.value for point in cdp for name in point.full_name]
-    assert "http://ca1.lab.adcs.test/CertEnroll/LAB-CA.crl" in urls
-    assert any(url.startswith("ldap:///CN=LAB-CA,") for url in urls)
+    assert "http://%s/CertEnroll/LAB-CA.crl" % seed.CA_HOST in urls
+    assert any(url.startswith("ldap:///CN=LAB-CA,%s?" % seed.CA_CDP_CONTAINER) for url in urls)
     aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     aia_urls = [item.access_location.value for item in aia]
-    assert "http://ca1.lab.adcs.test/CertEnroll/ca1.lab.adcs.test_LAB-CA.crt" in aia_urls
+    assert "http://%s/CertEnroll/%s" % (seed.CA_HOST, seed.CA_AIA_FILE) in aia_urls
     assert cert.not_valid_after_utc <= ca.ca_cert.not_valid_after_utc
     assert 700 <= (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 731
 
@@ -425,7 +427,7 @@ def test_crls_parse_verify_and_track_revocation(ca, key, tmp_path):
     assert delta.extensions.get_extension_for_class(x509.DeltaCRLIndicator).value.crl_number == base_number
     assert delta.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number > base_number
     freshest = base.extensions.get_extension_for_class(x509.FreshestCRL).value
-    assert "http://ca1.lab.adcs.test/CertEnroll/LAB-CA+.crl" in [n.value for p in freshest for n in p.full_name]
+    assert "http://%s/CertEnroll/LAB-CA+.crl" % seed.CA_HOST in [n.value for p in freshest for n in p.full_name]
 
     issued = ca.submit(0, "CertificateTemplate:WebServer", T.make_csr(key, "revokeme"), ENROLLER)
     cert = _cert(issued)
@@ -481,7 +483,7 @@ def test_property_values(ca):
     chain = pkcs7.load_der_pkcs7_certificates(ca.get_property(0xD, 0, 3)[1])
     assert ca.ca_cert in chain and ca.root_cert in chain
     assert ca.get_property(0x13, 0, 1) == (1, b"\x03")  # CA_DISP_VALID
-    assert ca.get_property(0x16, 0, 4) == (4, "ca1.lab.adcs.test")
+    assert ca.get_property(0x16, 0, 4) == (4, seed.CA_HOST)
     templates = ca.get_property(0x1D, 0, 4)[1].split("\n")
     assert templates[-1] == ""
     pairs = dict(zip(templates[0:-1:2], templates[1:-1:2]))

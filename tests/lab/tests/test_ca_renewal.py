@@ -16,6 +16,7 @@ from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.type import univ
 
 import wcce_helpers as H
+from adcslab.seed import CA_HOST
 from adcslab.ca import CAError, CertificationAuthority, Requester
 from adcslab.ca import authority as A
 from adcslab.ca import castore
@@ -76,7 +77,7 @@ def test_same_key_renewal(state):
     out = _renew(state)
     out.pop("not_after")
     assert out == {
-        "cert_index": 1, "key_index": 0, "certificate": "ca1.lab.adcs.test_LAB-CA(1).crt", "crl": "LAB-CA.crl",
+        "cert_index": 1, "key_index": 0, "certificate": CA_HOST + "_LAB-CA(1).crt", "crl": "LAB-CA.crl",
         "subject": "CN=LAB-CA,DC=lab,DC=adcs,DC=test",
         "note": "restart the CA server to issue from the new certificate"}
 
@@ -99,12 +100,12 @@ def test_same_key_renewal(state):
             _prop(ca, A.CR_PROP_BASECRL, 1)
         assert info.value.hresult == errors.CERTSRV_E_PROPERTY_EMPTY
         assert sorted(os.listdir(ca.cert_enroll_dir)) == [
-            "LAB-CA+.crl", "LAB-CA.crl", "ca1.lab.adcs.test_LAB-CA(1).crt", "ca1.lab.adcs.test_LAB-CA.crt"]
+            "LAB-CA+.crl", "LAB-CA.crl", CA_HOST + "_LAB-CA(1).crt", CA_HOST + "_LAB-CA.crt"]
         # new certificates come from the current CA certificate; one issued before still renews (it chains)
         issued = _issue(ca)
         issued.verify_directly_issued_by(certs[1])
         assert issued.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value[1] \
-            .access_location.value == "http://ca1.lab.adcs.test/CertEnroll/ca1.lab.adcs.test_LAB-CA(1).crt"
+            .access_location.value == "http://%s/CertEnroll/%s_LAB-CA(1).crt" % (CA_HOST, CA_HOST)
         assert ca.store.issuer_of(issued_before).cert_index == 1  # same key: the newest certificate of it
     finally:
         ca.close()
@@ -142,8 +143,8 @@ def test_new_key_renewal(state):
         assert x509.load_der_x509_crl(ca.get_ca_cert(A.GETCERT_CURRENTCRL)) == crl1
         assert x509.load_der_x509_crl(ca.get_ca_cert((A.GETCERT_CRLBYINDEX << 16) | 0)) == crl0
         assert sorted(os.listdir(ca.cert_enroll_dir)) == [
-            "LAB-CA(1)+.crl", "LAB-CA(1).crl", "LAB-CA+.crl", "LAB-CA.crl", "ca1.lab.adcs.test_LAB-CA(1).crt",
-            "ca1.lab.adcs.test_LAB-CA.crt"]
+            "LAB-CA(1)+.crl", "LAB-CA(1).crl", "LAB-CA+.crl", "LAB-CA.crl", CA_HOST + "_LAB-CA(1).crt",
+            CA_HOST + "_LAB-CA.crt"]
         # the issued certificate names the new key's CDP and its AIA the new certificate's file
         issued = _issue(ca)
         issued.verify_directly_issued_by(new_cert)

@@ -138,14 +138,13 @@ def test_webserver_enrollee_supplies_subject(ca, lab, key):
     assert 730 <= (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 731
     cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value[0].full_name
     assert [n.value for n in cdp] == [
-        "ldap:///CN=LAB-CA,CN=CA1,CN=CDP,CN=Public Key Services,CN=Services,CN=Configuration,DC=lab,DC=adcs,"
-        "DC=test?certificateRevocationList?base?objectClass=cRLDistributionPoint",
-        "http://ca1.lab.adcs.test/CertEnroll/LAB-CA.crl"]
+        "ldap:///CN=LAB-CA,%s?certificateRevocationList?base?objectClass=cRLDistributionPoint" % seed.CA_CDP_CONTAINER,
+        "http://%s/CertEnroll/LAB-CA.crl" % seed.CA_HOST]
     aia = [d.access_location.value for d in cert.extensions.get_extension_for_class(
         x509.AuthorityInformationAccess).value]
     assert aia == ["ldap:///CN=LAB-CA,CN=AIA,CN=Public Key Services,CN=Services,CN=Configuration,DC=lab,DC=adcs,"
                    "DC=test?cACertificate?base?objectClass=certificationAuthority",
-                   "http://ca1.lab.adcs.test/CertEnroll/ca1.lab.adcs.test_LAB-CA.crt"]
+                   "http://%s/CertEnroll/%s" % (seed.CA_HOST, seed.CA_AIA_FILE)]
     serial = cert.serial_number.to_bytes(19, "big")[::-1]
     request_id = int.from_bytes(serial[0:4], "little")
     assert request_id == int.from_bytes(serial[14:18], "little") and request_id > 0
@@ -401,12 +400,12 @@ def test_same_key_renewal_template_refuses_a_new_key(ca, lab, key):
 def test_crls_published_to_cdp_object(ca, lab, ad, key, tmp_path):
     cert = cert_of(submit(ca, lab, "enroller", "WebServer", T.make_csr(key, "crl.lab.adcs.test")))
     ca.revoke(cert.serial_number, 1)
-    base_der, delta_der = ad.read_cdp("LAB-CA", "CA1")
+    base_der, delta_der = ad.read_cdp("LAB-CA", seed.CA_NETBIOS)
     assert delta_der == ca.delta_crl()
     delta = x509.load_der_x509_crl(delta_der)
     assert delta.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
     ca.publish_crls()
-    base_der, delta_der = ad.read_cdp("LAB-CA", "CA1")
+    base_der, delta_der = ad.read_cdp("LAB-CA", seed.CA_NETBIOS)
     assert base_der == ca.base_crl() and delta_der == ca.delta_crl()
     base = x509.load_der_x509_crl(base_der)
     assert base.get_revoked_certificate_by_serial_number(cert.serial_number) is not None

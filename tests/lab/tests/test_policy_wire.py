@@ -20,6 +20,7 @@ from impacket.dcerpc.v5.rpcrt import RPC_C_AUTHN_LEVEL_PKT_PRIVACY
 from impacket.uuid import uuidtup_to_bin
 
 import wcce_helpers as H
+from adcslab import seed
 from adcslab.ca import errors
 from adcslab.ca import extensions as ext
 from adcslab.ca.directory import DirectoryConfig, LabDirectory
@@ -59,7 +60,7 @@ def restore_lab_cdp(lab):
             crls.append(handle.read())
     directory = LabDirectory(DirectoryConfig.discover(lab["state_dir"]))
     try:
-        directory.publish_crl("LAB-CA", "CA1", crls[0], crls[1])
+        directory.publish_crl("LAB-CA", seed.CA_NETBIOS, crls[0], crls[1])
     finally:
         directory.close()
 
@@ -288,7 +289,7 @@ def test_revoked_certificate_in_next_crl(server, lab, tmp_path):
     # The same CRL is in the CDP object of the lab AD.
     directory = LabDirectory(DirectoryConfig.discover(server.state_dir))
     try:
-        base_der, _ = directory.read_cdp("LAB-CA", "CA1")
+        base_der, _ = directory.read_cdp("LAB-CA", seed.CA_NETBIOS)
     finally:
         directory.close()
     with open(os.path.join(enroll, "LAB-CA.crl"), "rb") as handle:

@@ -1,6 +1,6 @@
 """Kerberos (16) / SPNEGO (9) acceptors of the lab RPC engine, without a KDC.
 
-Tickets are minted here with a random service key (what the KDC would do with CA1$'s key), the client side is
+Tickets are minted here with a random service key (what the KDC would do with the CA account's key), the client side is
 impacket's own Kerberos/GSS code (getKerberosType1/Type3, GSSAPI_AES*), and a TCP round trip goes through
 impacket's DCE/RPC client at packet privacy.
 """
@@ -27,6 +27,7 @@ from impacket.uuid import uuidtup_to_bin  # noqa: E402
 from pyasn1.codec.der import encoder  # noqa: E402
 from pyasn1.type.univ import noValue  # noqa: E402
 
+from adcslab import seed  # noqa: E402
 from adcslab.rpc import AccountStore, Interface, RpcFault, RpcServer, ServerIdentity  # noqa: E402
 from adcslab.rpc import constants as C  # noqa: E402
 from adcslab.rpc.accounts import Account  # noqa: E402
@@ -53,16 +54,16 @@ def identity(accounts=None):
             Account("disabled", "LAB", b"\x00" * 16, sid="S-1-5-21-1-2-3-1107", enabled=False),
         ])
     accounts.add_domain_alias("lab.adcs.test", "LAB")
-    return ServerIdentity("LAB", "lab.adcs.test", "CA1", "ca1.lab.adcs.test", accounts)
+    return ServerIdentity("LAB", "lab.adcs.test", seed.CA_NETBIOS, seed.CA_HOST, accounts)
 
 
 def provider(clock=None, cls=SpnegoProvider):
-    keys = ServiceKeys({18: [(2, SERVICE_KEY.contents)]}, "CA1$", REALM)
+    keys = ServiceKeys({18: [(2, SERVICE_KEY.contents)]}, seed.CA_ACCOUNT, REALM)
     krb = KerberosProvider(identity(), keys=keys, clock=clock)
     return krb if cls is KerberosProvider else SpnegoProvider(krb.identity, kerberos=krb)
 
 
-def mint(client="enroller", sname="HOST/ca1.lab.adcs.test", key=SERVICE_KEY, start=None, end=None,
+def mint(client="enroller", sname="HOST/" + seed.CA_HOST, key=SERVICE_KEY, start=None, end=None,
          realm=REALM, session_etype=18):
     """A service ticket as the KDC would issue it, as impacket's TGS dict."""
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -194,7 +195,7 @@ def test_not_yet_valid_ticket_refused():
 
 def test_ticket_for_another_service_key_refused():
     """A ticket for another service is encrypted with that service's key: KRB_AP_ERR_MODIFIED, like Windows."""
-    tgs = mint(sname="HOST/ca1.lab.adcs.test", key=OTHER_KEY)
+    tgs = mint(sname="HOST/" + seed.CA_HOST, key=OTHER_KEY)
     assert refused_code(provider(), ap_req_token(tgs)[2])[0] == KRB_AP_ERR_MODIFIED
 
 
@@ -204,7 +205,7 @@ def test_ticket_for_another_service_name_refused():
 
 
 def test_rpcss_and_netbios_spns_accepted():
-    for sname in ("RPCSS/ca1.lab.adcs.test", "HOST/CA1", "RPCSS/CA1"):
+    for sname in ("RPCSS/" + seed.CA_HOST, "HOST/" + seed.CA_NETBIOS, "RPCSS/" + seed.CA_NETBIOS):
         ctx, _c, _s = handshake(provider(), tgs=mint(sname=sname))
         assert ctx.sname == sname
 
@@ -334,7 +335,7 @@ def _ntlm_spnego_provider(disable_kerberos=False):
     store = AccountStore([Account("enroller", "LAB", __import__("impacket.ntlm", fromlist=["compute_nthash"])
                                   .compute_nthash("Passw0rd!"), sid="S-1-5-21-1-2-3-1103")])
     ident = identity(store)
-    keys = ServiceKeys({18: [(2, SERVICE_KEY.contents)]}, "CA1$", REALM)
+    keys = ServiceKeys({18: [(2, SERVICE_KEY.contents)]}, seed.CA_ACCOUNT, REALM)
     krb = None if disable_kerberos else KerberosProvider(ident, keys=keys)
     return SpnegoProvider(ident, kerberos=krb, ntlm=NtlmProvider(ident))
 
@@ -534,8 +535,8 @@ def test_default_providers_keytab_and_ntlm_switch(tmp_path, monkeypatch):
     assert keytab_path_for(store) is None
     assert set(default_providers(store)) == {9, 10}          # Negotiate with NTLM inside
     assert set(default_providers(store, disable_ntlm=True)) == set()
-    (tmp_path / "ca1.keytab").write_bytes(b"\x05\x02")
-    assert keytab_path_for(store) == str(tmp_path / "ca1.keytab")
+    (tmp_path / seed.CA_KEYTAB).write_bytes(b"\x05\x02")
+    assert keytab_path_for(store) == str(tmp_path / seed.CA_KEYTAB)
     assert set(default_providers(store)) == {9, 10, 16}
     monkeypatch.setenv("ADCS_LAB_DISABLE_NTLM", "1")
     assert set(default_providers(store)) == {9, 16}
@@ -544,10 +545,10 @@ def test_default_providers_keytab_and_ntlm_switch(tmp_path, monkeypatch):
 
 def test_service_keys_from_keytab(tmp_path):
     path = tmp_path / "svc.keytab"
-    path.write_bytes(make_keytab("CA1$", REALM, [(2, 18, SERVICE_KEY.contents), (1, 18, OTHER_KEY.contents),
-                                                 (2, 23, b"r" * 16)]))
+    path.write_bytes(make_keytab(seed.CA_ACCOUNT, REALM, [(2, 18, SERVICE_KEY.contents),
+                                                          (1, 18, OTHER_KEY.contents), (2, 23, b"r" * 16)]))
     keys = ServiceKeys.from_keytab(str(path))
-    assert keys.principal == "CA1$" and keys.realm == REALM
+    assert keys.principal == seed.CA_ACCOUNT and keys.realm == REALM
     assert [k.contents for k in keys.candidates(18, 2)] == [SERVICE_KEY.contents]
     assert [k.contents for k in keys.candidates(18, None)] == [SERVICE_KEY.contents, OTHER_KEY.contents]
     assert keys.candidates(17, None) == []
@@ -579,8 +580,8 @@ def _echo(ctx, stub):
 
 def _server(disable_ntlm=False, clock=None):
     ident_accounts = identity().accounts
-    krb = KerberosProvider(identity(ident_accounts), keys=ServiceKeys({18: [(2, SERVICE_KEY.contents)]}, "CA1$",
-                                                                      REALM), clock=clock)
+    krb = KerberosProvider(identity(ident_accounts), keys=ServiceKeys({18: [(2, SERVICE_KEY.contents)]},
+                                                                      seed.CA_ACCOUNT, REALM), clock=clock)
     providers = {9: SpnegoProvider(krb.identity, kerberos=krb), 16: krb}
     if not disable_ntlm:
         from adcslab.rpc import NtlmProvider
@@ -676,7 +677,7 @@ def test_rc4_ticket_gets_an_aes_acceptor_subkey():
 
 def test_replay_cache_shared_by_kerberos_and_negotiate(tmp_path, monkeypatch):
     monkeypatch.delenv("ADCS_LAB_KERBEROS_KEYTAB", raising=False)
-    (tmp_path / "ca1.keytab").write_bytes(make_keytab("CA1$", REALM, [(2, 18, SERVICE_KEY.contents)]))
+    (tmp_path / seed.CA_KEYTAB).write_bytes(make_keytab(seed.CA_ACCOUNT, REALM, [(2, 18, SERVICE_KEY.contents)]))
     (tmp_path / "accounts.json").write_text("[]")
     store = AccountStore.from_file(str(tmp_path / "accounts.json"))
     srv = RpcServer(ADDRESS, 0, [], store)

@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 
 from impacket import ntlm  # noqa: E402
 
+from adcslab import seed  # noqa: E402
 from adcslab.rpc import constants as C  # noqa: E402
 from adcslab.rpc.client import (NDR20, BindNakError, ClientError, FaultError, SignatureError,  # noqa: E402
                                 StrictClient, _NtlmState, authenticate_with_mic)
@@ -143,9 +144,9 @@ def test_challenge_carries_target_info(make_server):
         ack = c.bind([(0, TOY, (1, 0))], auth=("enroller", PASSWORD, "LAB"), level=6)
         chal = ntlm.NTLMAuthChallenge(ack["challenge"])
         av = ntlm.AV_PAIRS(chal["TargetInfoFields"])
-        assert av[ntlm.NTLMSSP_AV_DNS_HOSTNAME][1].decode("utf-16le") == "ca1.lab.adcs.test"
+        assert av[ntlm.NTLMSSP_AV_DNS_HOSTNAME][1].decode("utf-16le") == seed.CA_HOST
         assert av[ntlm.NTLMSSP_AV_DNS_DOMAINNAME][1].decode("utf-16le") == "lab.adcs.test"
-        assert av[ntlm.NTLMSSP_AV_HOSTNAME][1].decode("utf-16le") == "CA1"
+        assert av[ntlm.NTLMSSP_AV_HOSTNAME][1].decode("utf-16le") == seed.CA_NETBIOS
         assert av[ntlm.NTLMSSP_AV_DOMAINNAME][1].decode("utf-16le") == "LAB"
         assert av[ntlm.NTLMSSP_AV_TIME] is not None
         assert chal["flags"] & ntlm.NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY
@@ -162,7 +163,7 @@ def test_ntlm_mic_verified(make_server):
     from adcslab.rpc.security import AuthError
     from adcslab.rpc.accounts import Account
     acc = AccountStore([Account("enroller", "LAB", ntlm.compute_nthash(PASSWORD), "S-1-5-21-9")])
-    prov = NtlmProvider(ServerIdentity("LAB", "lab.adcs.test", "CA1", "ca1.lab.adcs.test", acc))
+    prov = NtlmProvider(ServerIdentity("LAB", "lab.adcs.test", seed.CA_NETBIOS, seed.CA_HOST, acc))
 
     def run(good_mic):
         ctx = prov.new_context()

@@ -10,6 +10,7 @@ from impacket.dcerpc.v5 import dcomrt
 from impacket.uuid import bin_to_string, string_to_bin, uuidtup_to_bin
 
 import wcce_helpers as H
+from adcslab import seed
 from adcslab.wcce import constants as C
 from adcslab.wcce import dcom
 from adcslab.wcce.certsrv import CertService, decode_attributes_blob, encode_property_info
@@ -30,7 +31,8 @@ def fake_requester(ctx, transport):
 
 class World:
     def __init__(self, address="127.0.0.31"):
-        self.exp = dcom.ObjectExporter(dns_name="ca1.lab.adcs.test", netbios_name="CA1", principal="LAB\\CA1$")
+        self.exp = dcom.ObjectExporter(dns_name=seed.CA_HOST, netbios_name=seed.CA_NETBIOS,
+                                       principal="LAB\\" + seed.CA_ACCOUNT)
         self.exp.port = 49777
         self.exp.register_class(dcom.ComClass(C.CLSID_CCERTREQUESTD, [C.IID_ICERTREQUESTD, C.IID_ICERTREQUESTD2]))
         self.ca = H.FakeCA()
@@ -109,7 +111,7 @@ def test_activation_returns_objref_and_bindings_with_connected_address():
     bindings = [b["aNetworkAddr"].rstrip("\x00") for b in iface.get_cinstance().get_string_bindings()]
     # as Windows: the NetBIOS name first, then the IP addresses (one the client cannot use, the one it reached);
     # never the DNS name
-    assert bindings == ["CA1[49777]", "192.0.2.12[49777]", "127.0.0.33[49777]"]
+    assert bindings == [seed.CA_NETBIOS + "[49777]", "192.0.2.12[49777]", "127.0.0.33[49777]"]
     assert not any("lab.adcs.test" in b for b in bindings)
     assert iface.get_oxid() == w.exp.oxid
     assert bin_to_string(iface.get_ipidRemUnknown()).lower() == w.exp.ipid_rem_unknown
@@ -161,9 +163,9 @@ def test_oxid_resolver_calls():
     iface = activate(w)
     exporter = dcomrt.IObjectExporter(FakeDce(w))
     alive = [b["aNetworkAddr"].rstrip("\x00") for b in exporter.ServerAlive2()]
-    assert alive == ["CA1", "192.0.2.12", "127.0.0.34"]
+    assert alive == [seed.CA_NETBIOS, "192.0.2.12", "127.0.0.34"]
     resolved = [b["aNetworkAddr"].rstrip("\x00") for b in exporter.ResolveOxid2(w.exp.oxid, [7])]
-    assert resolved[-1] == "127.0.0.34[49777]" and resolved[0] == "CA1[49777]"
+    assert resolved[-1] == "127.0.0.34[49777]" and resolved[0] == seed.CA_NETBIOS + "[49777]"
     resp = exporter.ResolveOxid(w.exp.oxid, [7])
     assert resp[-1]["aNetworkAddr"].rstrip("\x00") == "127.0.0.34[49777]"
     with pytest.raises(dcomrt.DCERPCSessionError) as exc:
@@ -558,7 +560,7 @@ def test_legacy_remote_activation():
     iface = dcomrt.IActivation(FakeDce(w)).RemoteActivation(string_to_bin(C.CLSID_CCERTREQUESTD),
                                                             uuidtup_to_bin((C.IID_ICERTREQUESTD, "0.0")))
     bindings = [b["aNetworkAddr"].rstrip("\x00") for b in iface.get_cinstance().get_string_bindings()]
-    assert bindings[-1] == "127.0.0.37[49777]" and bindings[0] == "CA1[49777]"
+    assert bindings[-1] == "127.0.0.37[49777]" and bindings[0] == seed.CA_NETBIOS + "[49777]"
     entry, obj = w.exp.lookup(ipid_of(iface))
     assert entry.iid == C.IID_ICERTREQUESTD and obj.oid == iface.get_oid() and iface.get_oxid() == w.exp.oxid
     with pytest.raises(dcomrt.DCERPCSessionError) as exc:

@@ -19,6 +19,7 @@ from impacket.dcerpc.v5.rpcrt import (DCERPCException, RPC_C_AUTHN_LEVEL_CONNECT
 from impacket.uuid import string_to_bin, uuidtup_to_bin
 
 import wcce_helpers as H
+from adcslab import seed
 from adcslab.wcce import constants as C
 
 ADDRESS = "127.0.0.32"
@@ -135,7 +136,7 @@ def test_dcom_query_interface_d2_properties_and_release(server, dcom_conn):
         return H.blob_bytes(resp["pctbPropertyValue"])
 
     assert prop(6, C.PROPTYPE_STRING).decode("utf-16-le") == "LAB-CA\x00"
-    assert prop(0x16, C.PROPTYPE_STRING).decode("utf-16-le").rstrip("\x00").lower() == "ca1.lab.adcs.test"
+    assert prop(0x16, C.PROPTYPE_STRING).decode("utf-16-le").rstrip("\x00").lower() == seed.CA_HOST
     count = struct.unpack("<i", prop(0xB, C.PROPTYPE_LONG))[0]
     assert count >= 1
     signing = x509.load_der_x509_certificate(prop(0xC, C.PROPTYPE_BINARY, count - 1))
@@ -233,7 +234,8 @@ def test_server_alive2_resolve_oxid2_and_ping(server, dcom_conn):
     try:
         exporter = dcomrt.IObjectExporter(dce)
         bindings = [b["aNetworkAddr"].rstrip("\x00") for b in exporter.ServerAlive2()]
-        assert ADDRESS in bindings and bindings[0] != ADDRESS and "." not in bindings[0]   # NetBIOS name first
+        assert bindings[0] == seed.CA_NETBIOS and ADDRESS in bindings   # NetBIOS name first, then addresses
+        assert not any(seed.DNS_DOMAIN in b for b in bindings)          # never the DNS name
         resolved = [b["aNetworkAddr"].rstrip("\x00") for b in exporter.ResolveOxid2(unk.get_oxid(), [7])]
         assert resolved[-1] == "%s[%d]" % (ADDRESS, server.endpoints["object_exporter_port"])
         setid = exporter.ComplexPing(0, 0, [unk.get_oid()], [])["pSetId"]

@@ -14,6 +14,8 @@ from impacket.dcerpc.v5.dtypes import DWORD, LONG, LPWSTR, NULL, PBYTE, ULONG
 from impacket.dcerpc.v5.ndr import NDRCALL, NDRSTRUCT
 from impacket.dcerpc.v5.rpcrt import DCERPCException
 
+from adcslab import seed
+
 LAB_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 REPO_ROOT = os.path.abspath(os.path.join(LAB_DIR, "..", ".."))
 CERTIPY = os.path.join(REPO_ROOT, ".venv-certipy", "bin", "certipy")
@@ -147,7 +149,7 @@ class FakeCAError(Exception):
 class FakeCA:
     """Records calls; issues a fixed blob for any request, pends when attributes ask for it."""
     name = "LAB-CA"
-    dns_name = "ca1.lab.adcs.test"
+    dns_name = seed.CA_HOST
 
     def __init__(self):
         self.calls = []

@@ -150,7 +150,7 @@ CLOCK_SKEW = datetime.timedelta(minutes=10)
 DEFAULT_CONFIG = {
     "ca_name": lab_pki.CA_NAME,
     "dns_name": lab_pki.CA_HOST,
-    "server_short_name": lab_pki.CA_HOST.split(".")[0],
+    "server_short_name": lab_pki.seed.CA_NETBIOS,
     "dns_domain": "lab.adcs.test",
     "base_dn": "DC=lab,DC=adcs,DC=test",
     "editf_attributesubjectaltname2": False,

@@ -3,7 +3,7 @@
 What a Windows server does for DCE/RPC (MS-KILE 3.4.5, MS-RPCE 3.3.1.5.2, RFC 4120/4121):
 
 * bind: the client's AP-REQ (GSS framed, or raw) is verified with the service account's long-term keys from a
-  keytab (the lab CA's computer account CA1$): ticket decrypted (key usage 2), authenticator decrypted (11) and
+  keytab (the CA's computer account seed.CA_ACCOUNT): ticket decrypted (key usage 2), authenticator decrypted (11) and
   matched with the ticket's client, clock skew (5 minutes), ticket validity, replay; the 0x8003 checksum's GSS
   flags say whether the client wants DCE style.
 * DCE style (GSS_C_DCE_STYLE, always used by DCE/RPC): the bind_ack carries a raw AP-REP (mutual
@@ -24,7 +24,7 @@ realm); when the account is not in the store, a minimal account is built from th
 group SIDs), so the CA policy can look the caller up by SID.
 
 The keytab: ``KerberosProvider(identity, keytab=PATH)``; ``keytab_path_for(accounts)`` finds
-``$ADCS_LAB_KERBEROS_KEYTAB`` or ``ca1.keytab`` next to the accounts file (see ``default_providers``).
+``$ADCS_LAB_KERBEROS_KEYTAB`` or ``seed.CA_KEYTAB`` next to the accounts file (see ``default_providers``).
 """
 
 import datetime
@@ -47,6 +47,7 @@ from impacket.krb5.types import KerberosTime
 from pyasn1.codec.der import decoder, encoder
 from pyasn1.type.univ import noValue
 
+from .. import seed
 from . import constants as C
 from .accounts import Account
 from .security import AcceptResult, AuthError, IntegrityError, SecurityContext, SecurityProvider
@@ -214,13 +215,13 @@ class ServiceKeys:
 
 
 def keytab_path_for(accounts=None, explicit: Optional[str] = None) -> Optional[str]:
-    """The CA service keytab: explicit, $ADCS_LAB_KERBEROS_KEYTAB, or ca1.keytab next to the accounts file."""
+    """The CA service keytab: explicit, $ADCS_LAB_KERBEROS_KEYTAB, or seed.CA_KEYTAB next to the accounts file."""
     for cand in (explicit, os.environ.get(KEYTAB_ENV)):
         if cand:
             return cand
     src = getattr(accounts, "source_path", None)
     if src:
-        path = os.path.join(os.path.dirname(os.path.abspath(src)), "ca1.keytab")
+        path = os.path.join(os.path.dirname(os.path.abspath(src)), seed.CA_KEYTAB)
         if os.path.exists(path):
             return path
     return None
@@ -681,8 +682,8 @@ class KerberosProvider(SecurityProvider):
         if keys is None:
             path = keytab_path_for(getattr(identity, "accounts", None), keytab)
             if not path:
-                raise ValueError("no keytab for the Kerberos provider (set %s or put ca1.keytab next to the "
-                                 "accounts file)" % KEYTAB_ENV)
+                raise ValueError("no keytab for the Kerberos provider (set %s or put %s next to the "
+                                 "accounts file)" % (KEYTAB_ENV, seed.CA_KEYTAB))
             keys = ServiceKeys.from_keytab(path)
         self.keys = keys
         self.realm = (keys.realm or getattr(identity, "dns_domain", "")).upper()

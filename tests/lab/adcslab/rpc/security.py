@@ -101,8 +101,8 @@ def default_providers(accounts=None, kerberos_keytab=None, disable_ntlm=None):
     """Providers of a server built without ``security_providers``.
 
     NTLM (10) unless ``disable_ntlm`` (default: env ``ADCS_LAB_DISABLE_NTLM`` set to 1/true/yes); Kerberos (16)
-    when a service keytab is found: ``kerberos_keytab``, env ``ADCS_LAB_KERBEROS_KEYTAB``, or ``ca1.keytab`` next to
-    the accounts file the AccountStore was read from; SPNEGO (9) with whichever of the two is available.
+    when a service keytab is found: ``kerberos_keytab``, env ``ADCS_LAB_KERBEROS_KEYTAB``, or ``seed.CA_KEYTAB``
+    next to the accounts file the AccountStore was read from; SPNEGO (9) with whichever of the two is available.
     """
     import os
     from .ntlmssp import NtlmProvider

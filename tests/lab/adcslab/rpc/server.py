@@ -17,6 +17,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
+from .. import seed
 from . import constants as C
 from . import vtrailer
 from .pdu import (COMMON_HEADER_LEN, RESPONSE_HEADER_LEN, SEC_TRAILER_LEN, BindBody, ContextResult, Header, Pdu,
@@ -648,8 +649,8 @@ class RpcServer:
     """Threaded ncacn_ip_tcp server. ``port=0`` picks a free port (see ``.port`` after ``start()``)."""
 
     def __init__(self, address: str, port: int, interfaces: List[Interface], accounts, security_providers=None,
-                 netbios_domain="LAB", dns_domain="lab.adcs.test", netbios_computer="CA1",
-                 dns_computer="ca1.lab.adcs.test", logger=None, max_frag: int = C.DEFAULT_MAX_FRAG,
+                 netbios_domain="LAB", dns_domain="lab.adcs.test", netbios_computer=seed.CA_NETBIOS,
+                 dns_computer=seed.CA_HOST, logger=None, max_frag: int = C.DEFAULT_MAX_FRAG,
                  idle_timeout: float = 300.0, max_call_size: int = 16 * 1024 * 1024,
                  max_security_contexts: int = 64, max_connections: int = 256, kerberos_keytab=None,
                  disable_ntlm=None):

@@ -97,7 +97,8 @@ class LabCaService:
         self.exporter_port = exporter_port
         self.icpr_port = icpr_port
         dns_name = getattr(ca, "dns_name", "") or ""
-        host = dns_name.split(".")[0].upper() if dns_name else ""
+        # the NetBIOS computer name (the CDP container's %2 is the same name): at most 15 characters, as Windows
+        host = (getattr(ca, "server_short_name", "") or dns_name.split(".")[0]).upper()[:15] if dns_name else ""
         domain = dns_name.split(".", 1)[1] if "." in dns_name else ""
         netbios_domain = domain.split(".")[0].upper() if domain else ""
         principal = ("%s\\%s$" % (netbios_domain, host)) if host and domain else ""
