@@ -50,6 +50,14 @@ def _parse_commands(data: bytes) -> Optional[List[Command]]:
     return None
 
 
+class TrailedStub(bytes):
+    """The stub before a verification trailer: it may end with up to 3 zero octets of stub padding that align the
+    trailer (MS-RPCE 2.2.2.13: clients MAY send stub padding octets; Windows and Samba clients align the trailer to
+    4 bytes). The NDR reader accepts those octets after the last parameter (``NdrReader.done``)."""
+
+    vt_padded = True
+
+
 def split(stub: bytes) -> Tuple[bytes, Optional[List[Command]]]:
     """(stub without the trailer, its commands) or (stub, None) when there is no verification trailer."""
     pos = stub.rfind(SIGNATURE)
@@ -57,7 +65,7 @@ def split(stub: bytes) -> Tuple[bytes, Optional[List[Command]]]:
         if pos % 4 == 0:
             commands = _parse_commands(stub[pos + len(SIGNATURE):])
             if commands is not None:
-                return stub[:pos], commands
+                return TrailedStub(stub[:pos]), commands
         pos = stub.rfind(SIGNATURE, 0, pos)
     return stub, None
 
