@@ -81,14 +81,18 @@ def parse_bind_ack(pdu):
             'auth': pdu[frag_len - auth_len:frag_len] if auth_len else b''}
 
 
-def verification_trailer(call_id, ctx_id, opnum, abstract, header_sign):
-    """rpc_sec_verification_trailer (MS-RPCE 2.2.2.13) as Windows sends it: bitmask (when header signing is in
-    force), pcontext, header2; each command must-process, the last with SEC_VT_COMMAND_END."""
+def verification_trailer(call_id, ctx_id, opnum, abstract, bitmask=None, pcontext=True, header2=True):
+    """rpc_sec_verification_trailer (MS-RPCE 2.2.2.13) with the commands asked for: bitmask_1 (``bitmask`` = its
+    value), pcontext, header2; each must-process, the last with SEC_VT_COMMAND_END; b'' when none is asked for."""
     commands = []
-    if header_sign:
-        commands.append((VT_BITMASK, struct.pack('<L', VT_CLIENT_SUPPORT_HEADER_SIGNING)))
-    commands.append((VT_PCONTEXT, abstract + NDR20))
-    commands.append((VT_HEADER2, struct.pack('<BBH4sLHH', PTYPE['request'], 0, 0, DREP, call_id, ctx_id, opnum)))
+    if bitmask is not None:
+        commands.append((VT_BITMASK, struct.pack('<L', bitmask)))
+    if pcontext:
+        commands.append((VT_PCONTEXT, abstract + NDR20))
+    if header2:
+        commands.append((VT_HEADER2, struct.pack('<BBH4sLHH', PTYPE['request'], 0, 0, DREP, call_id, ctx_id, opnum)))
+    if not commands:
+        return b''
     out = VT_SIGNATURE
     for i, (kind, data) in enumerate(commands):
         kind |= VT_MUST_PROCESS | (VT_END if i == len(commands) - 1 else 0)
@@ -117,7 +121,7 @@ class RpcConnection(object):
         self.contexts = {}              # abstract syntax (20 bytes) -> presentation context id
         self.current = None             # abstract syntax the next request() goes to
         self.failure = None
-        self._answer = None
+        self.verified = set()           # 'bitmask' and the abstract syntaxes a verification trailer was accepted for
 
     # -- the part of impacket's DCERPC_v5 / transport API that dcomrt uses --------------------------------------------
     def get_rpc_transport(self):
@@ -289,9 +293,9 @@ class RpcConnection(object):
         """Send one request (fragmented as needed) on the current context; return the verified reply stub."""
         ctx_id = self.contexts[self.current]
         call_id = self._next_call()
-        if self.trailer and self.security is not None:
-            stub += b'\x00' * ((4 - len(stub) % 4) % 4)
-            stub += verification_trailer(call_id, ctx_id, opnum, self.current, self.header_sign)
+        trailer = self._trailer(call_id, ctx_id, opnum)
+        if trailer:
+            stub += b'\x00' * ((4 - len(stub) % 4) % 4) + trailer     # 4-byte aligned after the NDR data
         extra_len = 8 + (16 if object_uuid else 0)
         verifier_len = self.security.verifier_size(self.level) if self.security else 0
         room = max(16, (self.max_xmit - 16 - extra_len - 8 - verifier_len) // 16 * 16)
@@ -306,7 +310,22 @@ class RpcConnection(object):
             self._send(self._protect(flags, call_id, extra, chunk))
             off += len(chunk)
             if last:
-                return self._read_reply(call_id)
+                reply = self._read_reply(call_id)
+                if trailer:
+                    self.verified.update(('bitmask', self.current))
+                return reply
+
+    def _trailer(self, call_id, ctx_id, opnum):
+        """The verification trailer this request needs, as Samba's client builds it: bitmask_1 until one request of
+        the connection carried it, pcontext until one request of the presentation context carried it, header2 on
+        every request while the header is not signed (MS-RPCE 2.2.2.13: for what the verifier does not protect)."""
+        if not self.trailer or self.security is None:
+            return b''
+        bitmask = None
+        if 'bitmask' not in self.verified:
+            bitmask = VT_CLIENT_SUPPORT_HEADER_SIGNING if self.header_sign else 0
+        return verification_trailer(call_id, ctx_id, opnum, self.current, bitmask,
+                                    self.current not in self.verified, not self.header_sign)
 
     def _protect(self, flags, call_id, extra, chunk):
         if self.security is None:
