@@ -102,6 +102,10 @@ def translate_exception(exc, action, host=None, timeout=None, during_auth=False)
     """Map any exception raised by impacket/sockets to a WcceError subclass (already-translated ones pass)."""
     if isinstance(exc, WcceError):
         return exc
+    if isinstance(exc, _rpc_auth.Unsupported):
+        return TransportError('%s failed: %s is not supported by this client%s' % (action, exc, where),
+                              remedy='Enable AES Kerberos encryption types for the CA\'s computer account (Windows '
+                                     'default since Server 2008), or use NTLM.')
     if _kdc.is_krb_error(exc):
         return _kdc.failure_from_krb_error(exc, action, target=host)
     where = (' (%s)' % host) if host else ''
@@ -210,6 +214,22 @@ def exporter_port(string_bindings, address):
     return ports[0]
 
 
+PACKAGE_NEEDS = {'negotiate': None, 'ntlm': (('password', 'nt_hash'), 'auth=password or auth=ntlm'),
+                 'kerberos': (('kerberos',), 'auth=kerberos')}
+
+
+def check_package(package, kind):
+    """InvalidInput unless ``package`` (rpc_auth_package) is known and fits the authentication kind."""
+    if package not in PACKAGE_NEEDS:
+        raise _errors.InvalidInput('rpc_auth_package must be one of %s, not %r' % (', '.join(sorted(PACKAGE_NEEDS)),
+                                                                                   package))
+    needs = PACKAGE_NEEDS[package]
+    if needs and kind not in needs[0]:
+        raise _errors.InvalidInput('rpc_auth_package=%s needs %s' % (package, needs[1]),
+                                   remedy='Leave rpc_auth_package at negotiate (the default: SPNEGO chooses Kerberos '
+                                          'or NTLM from the credentials), or choose the one that fits auth.')
+
+
 class InterfaceRef(object):
     """A DCOM interface pointer held by a session: impacket INTERFACE plus the IID it was obtained for."""
 
@@ -255,6 +275,7 @@ class DcomSession(object):
         self.timeout = timeout
         self.remote_host = remote_host
         self.package = getattr(auth, 'rpc_package', None) or DEFAULT_PACKAGE
+        check_package(self.package, getattr(auth, 'kind', None))
         self._dcom = None
         self.base = None
         self._refs = []

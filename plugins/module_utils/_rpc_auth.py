@@ -405,8 +405,11 @@ class KerberosContext(object):
         data_len = len(sealed) - 16 - 12 - 16 - ec
         if data_len < 0:
             raise BadVerifier('Kerberos wrap token too short')
-        data, tail = aes_unseal(self.profile, self.key, KG_ACCEPTOR_SEAL, prefix if header_sign else b'', sealed,
-                                suffix if header_sign else b'', data_len)
+        try:
+            data, tail = aes_unseal(self.profile, self.key, KG_ACCEPTOR_SEAL, prefix if header_sign else b'', sealed,
+                                    suffix if header_sign else b'', data_len)
+        except BadVerifier as exc:
+            raise BadVerifier('%s, sequence %d' % (exc, seq))
         copy = tail[ec:]
         if copy[:6] != verifier[:6] or copy[8:16] != verifier[8:16]:
             raise BadVerifier('Kerberos wrap token header does not match its encrypted copy')
