@@ -61,8 +61,9 @@ def header(ptype, flags, frag_len, auth_len, call_id):
     return struct.pack(HEADER, 5, 0, PTYPE[ptype], flags, DREP, frag_len, auth_len, call_id)
 
 
-def bind_body(contexts, max_frag=MAX_FRAG, assoc_group=0):
-    """contexts: [(context id, 20-byte abstract syntax)], each with NDR 2.0."""
+def bind_body(contexts, max_frag=None, assoc_group=0):
+    """contexts: [(context id, 20-byte abstract syntax)], each with NDR 2.0; fragments up to MAX_FRAG both ways."""
+    max_frag = max_frag or MAX_FRAG
     body = struct.pack(BIND_BODY, max_frag, max_frag, assoc_group, len(contexts))
     for ctx_id, abstract in contexts:
         body += struct.pack(CTX_ITEM, ctx_id, 1) + abstract + NDR20
@@ -222,7 +223,7 @@ class RpcConnection(object):
 
     def _recv_pdu(self):
         if self.failure is not None:
-            raise _rpc_verify.verification_error(self.remote_name, 'an earlier reply on this connection failed: %s'
+            raise _rpc_verify.verification_error(self.address, 'an earlier reply on this connection failed: %s'
                                                  % self.failure)
         head = self._recv_exact(16)
         vers, minor, _ptype, _flags, drep, frag_len, _auth, _call = struct.unpack(HEADER, head)
@@ -237,7 +238,7 @@ class RpcConnection(object):
 
     def _fail(self, cause):
         self.failure = cause
-        raise _rpc_verify.verification_error(self.remote_name, cause)
+        raise _rpc_verify.verification_error(self.address, cause)
 
     def _exchange(self, ptype, contexts, token=None, call_id=None):
         """Send a bind/alter_context (with ``token`` under our sec_trailer) and return the parsed answer."""
@@ -409,7 +410,7 @@ class RpcConnection(object):
             resp = getattr(module, type(request).__name__ + 'Response')(answer, isNDR64=False)
         except Exception as exc:
             self.failure = 'a reply that could not be decoded'
-            raise _rpc_verify.decode_error(self.remote_name, type(request).__name__, exc)
+            raise _rpc_verify.decode_error(self.address, type(request).__name__, exc)
         if checkError and answer[-4:] != b'\x00\x00\x00\x00':
             code = struct.unpack('<L', answer[-4:])[0]
             if code in rpcrt.rpc_status_codes:
