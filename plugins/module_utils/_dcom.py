@@ -102,13 +102,13 @@ def translate_exception(exc, action, host=None, timeout=None, during_auth=False)
     """Map any exception raised by impacket/sockets to a WcceError subclass (already-translated ones pass)."""
     if isinstance(exc, WcceError):
         return exc
+    if _kdc.is_krb_error(exc):
+        return _kdc.failure_from_krb_error(exc, action, target=host)
+    where = (' (%s)' % host) if host else ''
     if isinstance(exc, _rpc_auth.Unsupported):
         return TransportError('%s failed: %s is not supported by this client%s' % (action, exc, where),
                               remedy='Enable AES Kerberos encryption types for the CA\'s computer account (Windows '
                                      'default since Server 2008), or use NTLM.')
-    if _kdc.is_krb_error(exc):
-        return _kdc.failure_from_krb_error(exc, action, target=host)
-    where = (' (%s)' % host) if host else ''
     if isinstance(exc, socket.timeout):
         return CaUnavailable('%s timed out after %s s%s' % (action, timeout, where),
                              remedy='Check that the CA host is reachable on TCP 135 and the dynamic RPC ports, '
