@@ -56,7 +56,7 @@ else:
 
 DEFAULT_TIMEOUT = 30
 DEFAULT_PACKAGE = 'negotiate'
-PING_PERIOD = 120           # MS-DCOM 3.2.6: a client pings its objects every 120 s; they die after 3 missed pings
+PING_PERIOD = 120           # MS-DCOM 3.2.4.2: a client pings its objects every 120 s; they die after 3 missed pings
 E_NOINTERFACE = 0x80004002
 
 _FAULT_HEX = re.compile(r'fault status code: ([0-9a-fA-F]{8})')
