@@ -139,9 +139,9 @@ def _csr(name):
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import NameOID
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    return x509.CertificateSigningRequestBuilder().subject_name(subject).add_extension(
-        x509.SubjectAlternativeName([x509.DNSName(name)]), False).sign(rsa.generate_private_key(65537, 2048),
-                                                                        hashes.SHA256())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
+    return builder.sign(rsa.generate_private_key(65537, 2048), hashes.SHA256())
 
 
 # ---- the transport itself, in process: a replay inside one security context, and Kerberos ----

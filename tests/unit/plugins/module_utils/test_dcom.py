@@ -138,3 +138,22 @@ def test_idle_session_reopens_and_renews_held_pointers(monkeypatch):
     assert events == ['open', 'disconnect', 'open']
     assert session.base is held and held.interface.tag == 'base3' and other.interface.tag == 'queried-ICertRequestD'
     assert session._refs == [held, other]
+
+
+# ---------------------------------------------------------------- the object exporter's port
+def _binding(tower, addr):
+    return {'wTowerId': tower, 'aNetworkAddr': addr + '\x00'}
+
+
+def test_exporter_port_takes_only_the_port():
+    bindings = [_binding(7, 'CA1[49672]'), _binding(7, '10.0.0.5[49672]'), _binding(15, 'x')]
+    assert d.exporter_port(bindings, '127.0.0.100') == 49672
+    assert d.exporter_port([_binding(7, 'CA1[1]'), _binding(7, '10.0.0.5[2]')], '10.0.0.5') == 2
+    assert d.exporter_port([_binding(7, 'CA1[1]'), _binding(7, 'fd00::5[3]')], 'FD00::5') == 3
+
+
+def test_exporter_port_missing():
+    with pytest.raises(e.TransportError) as info:
+        d.exporter_port([_binding(7, 'CA1'), _binding(7, 'CA1[99999]'), _binding(15, 'x[5]')], '10.0.0.5')
+    assert info.value.to_message() == ('The CA announced no TCP port for its DCOM object exporter. What to do: '
+                                       'Check that the host is an AD CS enterprise CA reachable over TCP.')

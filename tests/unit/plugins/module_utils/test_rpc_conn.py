@@ -186,3 +186,28 @@ def test_connect_refused():
     srv.close()
     with pytest.raises(ConnectionRefusedError):
         c.RpcConnection('127.0.0.1', port, {}, timeout=3).connect()
+
+
+def test_reply_bounds_and_truncation(monkeypatch):
+    first = _response(1, b'A' * 16, flags=1)
+    conn = _connected(first + _response(1, b'B' * 16, flags=0) + _response(1, b'C' * 16, flags=0))
+    monkeypatch.setattr(c._rpc_verify, 'MAX_FRAGMENTS', 2)
+    with pytest.raises(_errors.ReplyVerificationError, match='the reply exceeds 2 fragments'):
+        conn.call(3, b'\x00' * 4)
+    monkeypatch.setattr(c._rpc_verify, 'MAX_FRAGMENTS', 16384)
+    monkeypatch.setattr(c._rpc_verify, 'MAX_REPLY_BYTES', 100)
+    with pytest.raises(_errors.ReplyVerificationError, match='exceeds 16384 fragments or 100 bytes'):
+        _connected(first + _response(1, b'B' * 16, flags=0)).call(3, b'\x00' * 4)
+    monkeypatch.setattr(c._rpc_verify, 'MAX_REPLY_BYTES', 1 << 20)
+    short = _response(1, b'A' * 16)
+    short = short[:16] + struct.pack('<L', 200) + short[20:]         # alloc_hint announces 200 bytes
+    with pytest.raises(_errors.ReplyVerificationError, match='the reply ended after 16 of the 200 bytes'):
+        _connected(short).call(3, b'\x00' * 4)
+    with pytest.raises(_errors.ReplyVerificationError, match='an authentication pad of 17 bytes'):
+        _connected(_padded(17)).call(3, b'\x00' * 4)
+
+
+def _padded(pad):
+    pdu = _response(1, b'A' * 32)
+    at = len(pdu) - 16 - 8
+    return pdu[:at + 2] + bytes([pad]) + pdu[at + 3:]
