@@ -230,6 +230,47 @@ def check_package(package, kind):
                                           'or NTLM from the credentials), or choose the one that fits auth.')
 
 
+def _orpc_request(call, base):
+    req = call()
+    req['ORPCthis'] = base.get_cinstance().get_ORPCthis()
+    req['ORPCthis']['flags'] = 0
+    return req
+
+
+def rem_query_interface(base, iid, name):
+    """IRemUnknown::RemQueryInterface for one IID on the object of ``base``; the new impacket INTERFACE, or the
+    per-interface HRESULT raised (E_NOINTERFACE as TransportError)."""
+    req = _orpc_request(dcomrt.RemQueryInterface, base)
+    req['ripid'] = base.get_iPid()
+    req['cRefs'] = 1
+    req['cIids'] = 1
+    _iid = dcomrt.IID()
+    _iid['Data'] = iid
+    req['iids'].append(_iid)
+    resp = IRemUnknown2(base).request(req, IID_IRemUnknown, base.get_ipidRemUnknown())
+    result = resp['ppQIResults']
+    hresult = result['hResult'] & 0xFFFFFFFF if result['hResult'] is not None else 0
+    if hresult != 0:
+        raise _errors.exception_for_hresult(hresult, summary='QueryInterface for %s failed' % name,
+                                            default_class=TransportError)
+    std = result['std']
+    return INTERFACE(base.get_cinstance(), None, base.get_ipidRemUnknown(), std['ipid'], oxid=std['oxid'],
+                     oid=std['oid'], target=base.get_target())
+
+
+def rem_release(base, ipids):
+    """IRemUnknown::RemRelease of one public reference of each IPID, in one call."""
+    req = _orpc_request(dcomrt.RemRelease, base)
+    req['cInterfaceRefs'] = len(ipids)
+    for ipid in ipids:
+        entry = dcomrt.REMINTERFACEREF()
+        entry['ipid'] = ipid
+        entry['cPublicRefs'] = 1
+        entry['cPrivateRefs'] = 0
+        req['InterfaceRefs'].append(entry)
+    IRemUnknown2(base).request(req, IID_IRemUnknown, base.get_ipidRemUnknown())
+
+
 class InterfaceRef(object):
     """A DCOM interface pointer held by a session: impacket INTERFACE plus the IID it was obtained for."""
 
@@ -366,29 +407,13 @@ class DcomSession(object):
         return ref
 
     def _query(self, iid, name):
-        base = self.base.interface
         try:
-            req = dcomrt.RemQueryInterface()
-            req['ORPCthis'] = base.get_cinstance().get_ORPCthis()
-            req['ORPCthis']['flags'] = 0
-            req['ripid'] = base.get_iPid()
-            req['cRefs'] = 1
-            req['cIids'] = 1
-            _iid = dcomrt.IID()
-            _iid['Data'] = iid
-            req['iids'].append(_iid)
-            self._ensure_exporter(base, IID_IRemUnknown)
-            resp = IRemUnknown2(base).request(req, IID_IRemUnknown, base.get_ipidRemUnknown())
+            self._ensure_exporter(self.base.interface, IID_IRemUnknown)     # our verified connection, not impacket's
+            return rem_query_interface(self.base.interface, iid, name)
+        except WcceError:
+            raise
         except Exception as exc:
             raise translate_exception(exc, 'QueryInterface for %s' % name, self.host, self.timeout)
-        result = resp['ppQIResults']
-        hresult = result['hResult'] & 0xFFFFFFFF if result['hResult'] is not None else 0
-        if hresult != 0:
-            raise _errors.exception_for_hresult(hresult, summary='QueryInterface for %s failed' % name,
-                                                default_class=TransportError)
-        std = result['std']
-        return INTERFACE(base.get_cinstance(), None, base.get_ipidRemUnknown(), std['ipid'], oxid=std['oxid'],
-                         oid=std['oid'], target=base.get_target())
 
     def _revive_if_idle(self):
         """Reopen a session idle for PING_PERIOD or more and renew the pointers callers hold (see the class)."""
@@ -430,20 +455,9 @@ class DcomSession(object):
             return
         for ref in refs:
             ref.released = True
-        base = refs[0].interface
         try:
-            req = dcomrt.RemRelease()
-            req['ORPCthis'] = base.get_cinstance().get_ORPCthis()
-            req['ORPCthis']['flags'] = 0
-            req['cInterfaceRefs'] = len(refs)
-            for ref in refs:
-                entry = dcomrt.REMINTERFACEREF()
-                entry['ipid'] = ref.ipid
-                entry['cPublicRefs'] = 1
-                entry['cPrivateRefs'] = 0
-                req['InterfaceRefs'].append(entry)
-            self._ensure_exporter(base, IID_IRemUnknown)
-            IRemUnknown2(base).request(req, IID_IRemUnknown, base.get_ipidRemUnknown())
+            self._ensure_exporter(refs[0].interface, IID_IRemUnknown)
+            rem_release(refs[0].interface, [ref.ipid for ref in refs])
         except Exception:
             pass
 

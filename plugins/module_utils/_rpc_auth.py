@@ -123,6 +123,22 @@ def parse_neg_token_resp(token):
     return state, values[0], values[1]
 
 
+def inner_token(server_token, spnego, what):
+    """The mechanism token of the CA's answer (inside its NegTokenResp with SPNEGO); BadVerifier when absent."""
+    token = parse_neg_token_resp(server_token)[1] if spnego else server_token
+    if not token:
+        raise BadVerifier('the CA sent no %s' % what)
+    return token
+
+
+def server_mic(server_token):
+    """The CA's mechListMIC from the last NegTokenResp; BadVerifier when absent."""
+    mic = parse_neg_token_resp(server_token)[2]
+    if mic is None:
+        raise BadVerifier('the CA sent no SPNEGO mechListMIC')
+    return mic
+
+
 # -- NTLM -----------------------------------------------------------------------------------------------------------
 class NtlmContext(object):
     """NTLMv2 initiator (raw or inside SPNEGO)."""
@@ -152,11 +168,7 @@ class NtlmContext(object):
 
     def step(self, server_token):
         """The answer to the bind_ack's token: (token, 'auth3' | 'alter')."""
-        challenge = server_token
-        if self.spnego:
-            challenge = parse_neg_token_resp(server_token)[1]
-        if not challenge:
-            raise BadVerifier('the CA sent no NTLM challenge')
+        challenge = inner_token(server_token, self.spnego, 'NTLM challenge')
         authenticate = self._authenticate(challenge)
         if not self.spnego:
             self.complete = True
@@ -167,10 +179,7 @@ class NtlmContext(object):
 
     def finish(self, server_token):
         """The alter_context_resp of the SPNEGO exchange: the server's mechListMIC must verify."""
-        _state, _resp, mic = parse_neg_token_resp(server_token)
-        if mic is None:
-            raise BadVerifier('the CA sent no SPNEGO mechListMIC')
-        self.verify_raw(self.mech_list, mic)
+        self.verify_raw(self.mech_list, server_mic(server_token))
         self._in_rc4 = ARC4.new(self._s_seal)
         self.complete = True
 
@@ -301,11 +310,7 @@ class KerberosContext(object):
         from impacket.krb5.crypto import Key, _enctype_table, _checksum_table
         from impacket.krb5.types import KerberosTime
         from pyasn1.codec.der import decoder, encoder
-        rep_token = server_token
-        if self.spnego:
-            rep_token = parse_neg_token_resp(server_token)[1]
-        if not rep_token:
-            raise BadVerifier('the CA sent no Kerberos AP-REP')
+        rep_token = inner_token(server_token, self.spnego, 'Kerberos AP-REP')
         if rep_token[:1] == b'\x60':     # GSS framed: [APPLICATION 0] OID + 2-byte token id
             inner = der_items(rep_token)[0][1]
             rep_token = inner[len(OID_KRB5) + 2:]
@@ -345,10 +350,7 @@ class KerberosContext(object):
         return neg_token_resp(ours, self.get_mic(self.mech_list)), 'alter'
 
     def finish(self, server_token):
-        _state, _resp, mic = parse_neg_token_resp(server_token)
-        if mic is None:
-            raise BadVerifier('the CA sent no SPNEGO mechListMIC')
-        self.verify_mic(self.mech_list, mic)
+        self.verify_mic(self.mech_list, server_mic(server_token))
         self.complete = True
 
     def _next_out(self):

@@ -106,25 +106,9 @@ def raise_fault(pdu):
     raise rpcrt.DCERPCException(error_code=status)
 
 
-class RpcConnection(object):
-    """One authenticated DCE/RPC connection (see the module docstring)."""
+class _ImpacketFace(object):
+    """The part of impacket's ``DCERPC_v5`` / transport API that ``dcomrt`` uses, over an RpcConnection."""
 
-    def __init__(self, address, port, creds, package='negotiate', level=_rpc_auth.LEVEL_PRIVACY, timeout=30,
-                 remote_name=None, header_sign=True, trailer=True):
-        self.address, self.port, self.creds, self.package = address, port, creds, package
-        self.level, self.timeout, self.offer_header_sign, self.trailer = level, timeout, header_sign, trailer
-        self.remote_name = remote_name or address
-        self.sock = None
-        self.security = None
-        self.header_sign = False
-        self.call_id = 1
-        self.max_xmit = MAX_FRAG
-        self.contexts = {}              # abstract syntax (20 bytes) -> presentation context id
-        self.current = None             # abstract syntax the next request() goes to
-        self.failure = None
-        self.verified = set()           # 'bitmask' and the abstract syntaxes a verification trailer was accepted for
-
-    # -- the part of impacket's DCERPC_v5 / transport API that dcomrt uses --------------------------------------------
     def get_rpc_transport(self):
         return self
 
@@ -148,6 +132,46 @@ class RpcConnection(object):
 
     def set_auth_type(self, _auth_type):
         pass                        # the package was chosen at construction
+
+    def bind(self, iface, alter=0, **_kwargs):
+        """Add presentation context ``iface`` (20-byte abstract syntax); the first bind establishes security."""
+        return self.alter_ctx(iface)
+
+    def request(self, request, uuid=None, checkError=True):
+        """impacket's ``DCERPC_v5.request`` for an NDRCALL: the verified reply is decoded before its last four bytes
+        are read as a status (a reply cut or extended through unprotected fields fails as a ReplyVerificationError)."""
+        answer = self.call(request.opnum, request.getData(), uuid)
+        module = sys.modules[request.__module__]
+        try:
+            resp = getattr(module, type(request).__name__ + 'Response')(answer, isNDR64=False)
+        except Exception as exc:
+            self.failure = 'a reply that could not be decoded'
+            raise _rpc_verify.decode_error(self.address, type(request).__name__, exc)
+        if checkError and answer[-4:] != b'\x00\x00\x00\x00':
+            code = struct.unpack('<L', answer[-4:])[0]
+            if code in rpcrt.rpc_status_codes:
+                raise rpcrt.DCERPCException(error_code=code)
+            raise getattr(module, 'DCERPCSessionError')(packet=resp, error_code=code)
+        return resp
+
+
+class RpcConnection(_ImpacketFace):
+    """One authenticated DCE/RPC connection (see the module docstring)."""
+
+    def __init__(self, address, port, creds, package='negotiate', level=_rpc_auth.LEVEL_PRIVACY, timeout=30,
+                 remote_name=None, header_sign=True, trailer=True):
+        self.address, self.port, self.creds, self.package = address, port, creds, package
+        self.level, self.timeout, self.offer_header_sign, self.trailer = level, timeout, header_sign, trailer
+        self.remote_name = remote_name or address
+        self.sock = None
+        self.security = None
+        self.header_sign = False
+        self.call_id = 1
+        self.max_xmit = MAX_FRAG
+        self.contexts = {}              # abstract syntax (20 bytes) -> presentation context id
+        self.current = None             # abstract syntax the next request() goes to
+        self.failure = None
+        self.verified = set()           # 'bitmask' and the abstract syntaxes a verification trailer was accepted for
 
     def connect(self):
         if self.sock is not None:
@@ -179,10 +203,6 @@ class RpcConnection(object):
 
     close = disconnect
 
-    def bind(self, iface, alter=0, **_kwargs):
-        """Add presentation context ``iface`` (20-byte abstract syntax); the first bind establishes security."""
-        return self.alter_ctx(iface)
-
     def alter_ctx(self, iface):
         if not isinstance(iface, bytes):
             iface = bytes(iface)
@@ -193,7 +213,7 @@ class RpcConnection(object):
                 self._bind_with_security(ctx_id, iface)
             else:
                 ack = self._exchange('alter', [(ctx_id, iface)])
-                self._accept_result(ack, iface)
+                check_result(ack)
             self.contexts[iface] = ctx_id
         self.current = iface
         return self
@@ -268,15 +288,11 @@ class RpcConnection(object):
             self.max_xmit = min(ack['max_recv'], MAX_FRAG)
         return ack
 
-    def _accept_result(self, ack, iface):
-        if not ack['results'] or ack['results'][0][0] != 0:
-            raise rpcrt.DCERPCException(error_code=0x1C010003)    # nca_s_unk_if: the interface is not offered
-
     def _bind_with_security(self, ctx_id, iface):
         self.security = _rpc_auth.security_context(self.package, self.creds, self.remote_name)
         WIRE_STATS.add('handshakes')
         ack = self._exchange('bind', [(ctx_id, iface)], self.security.first_token())
-        self._accept_result(ack, iface)
+        check_result(ack)
         try:
             token, how = self.security.step(ack['auth'])
             if how == 'auth3':
@@ -311,7 +327,7 @@ class RpcConnection(object):
             self._send(self._protect(flags, call_id, extra, chunk))
             off += len(chunk)
             if last:
-                reply = self._read_reply(call_id)
+                reply = read_reply(self, call_id)
                 if trailer:
                     self.verified.update(('bitmask', self.current))
                 return reply
@@ -339,81 +355,74 @@ class RpcConnection(object):
         body, verifier = self.security.protect(prefix, data, trailer, self.level, self.header_sign)
         return prefix + body + trailer + verifier
 
-    def _read_reply(self, call_id):
-        parts, count, total, announced = [], 0, 0, 0
-        while True:
-            pdu = self._recv_pdu()
-            _v, _m, kind, flags, _d, frag_len, auth_len, reply_call = struct.unpack(HEADER, pdu[:16])
-            if kind == PTYPE['fault']:
-                raise_fault(pdu)
-            if kind != PTYPE['response']:
-                self._fail('PDU type %d where a response was expected' % kind)
-            if reply_call != call_id:
-                self._fail('a reply to call %d while call %d is outstanding: out of sequence or replayed'
-                           % (reply_call, call_id))
-            if bool(flags & PFC_FIRST) != (count == 0):
-                self._fail('fragment %d of the reply %s the first-fragment flag: fragments out of order'
-                           % (count + 1, 'lacks' if count == 0 else 'carries'))
-            if frag_len < 24:
-                self._fail('a PDU shorter than its header (frag_len %d)' % frag_len)
-            count += 1
-            total += frag_len
-            if count > _rpc_verify.MAX_FRAGMENTS or total > _rpc_verify.MAX_REPLY_BYTES:
-                self._fail('the reply exceeds %d fragments or %d bytes'
-                           % (_rpc_verify.MAX_FRAGMENTS, _rpc_verify.MAX_REPLY_BYTES))
-            if count == 1:
-                announced = struct.unpack_from('<L', pdu, 16)[0]
-            parts.append(self._unprotect(pdu, frag_len, auth_len))
-            if flags & PFC_LAST:
-                reply = b''.join(parts)
-                if announced > len(reply) + 15 * count:
-                    self._fail('the reply ended after %d of the %d bytes its first fragment announced (a '
-                               'truncated reply)' % (len(reply), announced))
-                return reply
 
-    def _unprotect(self, pdu, frag_len, auth_len):
-        if self.security is None:
-            return pdu[24:frag_len]
-        names = _rpc_verify.LEVEL_NAMES
-        if not auth_len:
-            self._fail('the reply carries no authentication trailer (a plaintext reply in a %s session)'
-                       % names[self.level])
-        at = frag_len - auth_len - 8
-        if at < 24:
-            self._fail('an authentication trailer longer than the PDU')
-        a_type, a_level, pad, _r, a_ctx = struct.unpack_from(SEC_TRAILER, pdu, at)
-        if a_type != self.security.auth_type:
-            self._fail('authentication type %d instead of %d' % (a_type, self.security.auth_type))
-        if a_level != self.level:
-            self._fail('protection level %s instead of %s' % (names.get(a_level, a_level), names[self.level]))
-        if a_ctx != AUTH_CONTEXT_ID:
-            self._fail('a reply of security context %d where %d was expected: replayed or misdirected'
-                       % (a_ctx, AUTH_CONTEXT_ID))
-        body = pdu[24:at]
-        if pad > 15 or pad > len(body):
-            self._fail('an authentication pad of %d bytes' % pad)
-        if len(body) % 16:
-            self._fail('stub and authentication pad of %d bytes, not a multiple of 16' % len(body))
-        try:
-            plain = self.security.unprotect(pdu[:24], body, pdu[at:at + 8], pdu[at + 8:frag_len], self.level,
-                                            self.header_sign)
-        except _rpc_auth.BadVerifier as exc:
-            self._fail(str(exc))
-        return plain[:len(plain) - pad]
+def check_result(ack):
+    """The presentation context was accepted, else nca_s_unk_if (the interface is not offered)."""
+    if not ack['results'] or ack['results'][0][0] != 0:
+        raise rpcrt.DCERPCException(error_code=0x1C010003)    # nca_s_unk_if: the interface is not offered
 
-    def request(self, request, uuid=None, checkError=True):
-        """impacket's ``DCERPC_v5.request`` for an NDRCALL: the verified reply is decoded before its last four bytes
-        are read as a status (a reply cut or extended through unprotected fields fails as a ReplyVerificationError)."""
-        answer = self.call(request.opnum, request.getData(), uuid)
-        module = sys.modules[request.__module__]
-        try:
-            resp = getattr(module, type(request).__name__ + 'Response')(answer, isNDR64=False)
-        except Exception as exc:
-            self.failure = 'a reply that could not be decoded'
-            raise _rpc_verify.decode_error(self.address, type(request).__name__, exc)
-        if checkError and answer[-4:] != b'\x00\x00\x00\x00':
-            code = struct.unpack('<L', answer[-4:])[0]
-            if code in rpcrt.rpc_status_codes:
-                raise rpcrt.DCERPCException(error_code=code)
-            raise getattr(module, 'DCERPCSessionError')(packet=resp, error_code=code)
-        return resp
+
+def read_reply(conn, call_id):
+    """The verified, reassembled stub of the reply to ``call_id`` on ``conn`` (see the module docstring)."""
+    parts, count, total, announced = [], 0, 0, 0
+    while True:
+        pdu = conn._recv_pdu()
+        _v, _m, kind, flags, _d, frag_len, auth_len, reply_call = struct.unpack(HEADER, pdu[:16])
+        if kind == PTYPE['fault']:
+            raise_fault(pdu)
+        if kind != PTYPE['response']:
+            conn._fail('PDU type %d where a response was expected' % kind)
+        if reply_call != call_id:
+            conn._fail('a reply to call %d while call %d is outstanding: out of sequence or replayed'
+                       % (reply_call, call_id))
+        if bool(flags & PFC_FIRST) != (count == 0):
+            conn._fail('fragment %d of the reply %s the first-fragment flag: fragments out of order'
+                       % (count + 1, 'lacks' if count == 0 else 'carries'))
+        if frag_len < 24:
+            conn._fail('a PDU shorter than its header (frag_len %d)' % frag_len)
+        count += 1
+        total += frag_len
+        if count > _rpc_verify.MAX_FRAGMENTS or total > _rpc_verify.MAX_REPLY_BYTES:
+            conn._fail('the reply exceeds %d fragments or %d bytes'
+                       % (_rpc_verify.MAX_FRAGMENTS, _rpc_verify.MAX_REPLY_BYTES))
+        if count == 1:
+            announced = struct.unpack_from('<L', pdu, 16)[0]
+        parts.append(unprotected_stub(conn, pdu, frag_len, auth_len))
+        if flags & PFC_LAST:
+            reply = b''.join(parts)
+            if announced > len(reply) + 15 * count:
+                conn._fail('the reply ended after %d of the %d bytes its first fragment announced (a '
+                           'truncated reply)' % (len(reply), announced))
+            return reply
+
+
+def unprotected_stub(conn, pdu, frag_len, auth_len):
+    """The plain stub of one response fragment after its sec_trailer and verifier check (``conn._fail`` else)."""
+    if conn.security is None:
+        return pdu[24:frag_len]
+    names = _rpc_verify.LEVEL_NAMES
+    if not auth_len:
+        conn._fail('the reply carries no authentication trailer (a plaintext reply in a %s session)'
+                   % names[conn.level])
+    at = frag_len - auth_len - 8
+    if at < 24:
+        conn._fail('an authentication trailer longer than the PDU')
+    a_type, a_level, pad, _r, a_ctx = struct.unpack_from(SEC_TRAILER, pdu, at)
+    if a_type != conn.security.auth_type:
+        conn._fail('authentication type %d instead of %d' % (a_type, conn.security.auth_type))
+    if a_level != conn.level:
+        conn._fail('protection level %s instead of %s' % (names.get(a_level, a_level), names[conn.level]))
+    if a_ctx != AUTH_CONTEXT_ID:
+        conn._fail('a reply of security context %d where %d was expected: replayed or misdirected'
+                   % (a_ctx, AUTH_CONTEXT_ID))
+    body = pdu[24:at]
+    if pad > 15 or pad > len(body):
+        conn._fail('an authentication pad of %d bytes' % pad)
+    if len(body) % 16:
+        conn._fail('stub and authentication pad of %d bytes, not a multiple of 16' % len(body))
+    try:
+        plain = conn.security.unprotect(pdu[:24], body, pdu[at:at + 8], pdu[at + 8:frag_len], conn.level,
+                                        conn.header_sign)
+    except _rpc_auth.BadVerifier as exc:
+        conn._fail(str(exc))
+    return plain[:len(plain) - pad]
