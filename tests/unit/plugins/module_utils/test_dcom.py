@@ -157,3 +157,32 @@ def test_exporter_port_missing():
         d.exporter_port([_binding(7, 'CA1'), _binding(7, 'CA1[99999]'), _binding(15, 'x[5]')], '10.0.0.5')
     assert info.value.to_message() == ('The CA announced no TCP port for its DCOM object exporter. What to do: '
                                        'Check that the host is an AD CS enterprise CA reachable over TCP.')
+
+
+def test_activation_asks_for_d2_then_d_only_when_d2_is_missing():
+    asked = []
+
+    class _Dcom(object):
+        def __init__(self, missing):
+            self.missing = missing
+
+        def CoCreateInstanceEx(self, clsid, iid):
+            asked.append(iid)
+            if iid in self.missing:
+                raise DCERPCException(error_code=d.E_NOINTERFACE)
+            return 'iface-%d' % len(asked)
+
+    session = d.DcomSession('ca1', a.PasswordAuth('u', 'D', 'pw'))
+    session._dcom = _Dcom(())
+    ref = session._activate()
+    assert (ref.iid, ref.name, asked) == (_ndr.IID_ICertRequestD2, 'ICertRequestD2', [_ndr.IID_ICertRequestD2])
+    session.base, session._refs = ref, [ref]
+    assert session.query_interface(_ndr.IID_ICertRequestD2, 'ICertRequestD2') is ref      # held: no round trip
+    del asked[:]
+    session._dcom = _Dcom((_ndr.IID_ICertRequestD2,))
+    ref = session._activate()
+    assert (ref.iid, ref.name) == (_ndr.IID_ICertRequestD, 'ICertRequestD')
+    assert asked == [_ndr.IID_ICertRequestD2, _ndr.IID_ICertRequestD]
+    session._dcom = _Dcom((_ndr.IID_ICertRequestD2, _ndr.IID_ICertRequestD))
+    with pytest.raises(DCERPCException):
+        session._activate()
