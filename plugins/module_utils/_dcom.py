@@ -43,7 +43,6 @@ if HAS_IMPACKET:
     from threading import current_thread
     from impacket.dcerpc.v5.rpcrt import (
         DCERPCException,
-        RPC_C_AUTHN_GSS_NEGOTIATE,
         RPC_C_AUTHN_LEVEL_PKT_PRIVACY,
         rpc_status_codes,
     )

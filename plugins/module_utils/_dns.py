@@ -164,14 +164,3 @@ def resolve_host(host, dns_server=None, timeout=5):
             except Exception:  # the DC does not serve DNS, or no such name: the connect attempt reports it
                 continue
     return host
-    try:
-        return socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
-    except (OSError, socket.error, IndexError):
-        pass
-    if dns_server and HAS_DNSPYTHON:
-        try:
-            for rr in make_resolver(dns_server, timeout).resolve(host, 'A'):
-                return str(rr)
-        except Exception:  # the DC does not serve DNS, or no such name: the connect attempt reports it
-            pass
-    return host

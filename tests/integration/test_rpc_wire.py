@@ -79,7 +79,7 @@ def test_ping_first_then_more_calls_on_one_security_context(lab, faults, package
     from ansible_collections.adcs.enrollment.plugins.module_utils._rpc_stats import WIRE_STATS
     WIRE_STATS.reset()
     with _session(lab, package, kerberos) as session:
-        for _ in range(3):
+        for _attempt in range(3):
             assert _ping(session)['ErrorCode'] == 0
         dce = session.base.interface.get_dce_rpc()
         assert dce.security.auth_type == auth_type and dce.security.kerberos is kerberos and dce.header_sign
