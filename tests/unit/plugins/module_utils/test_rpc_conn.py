@@ -211,3 +211,19 @@ def _padded(pad):
     pdu = _response(1, b'A' * 32)
     at = len(pdu) - 16 - 8
     return pdu[:at + 2] + bytes([pad]) + pdu[at + 3:]
+
+
+def test_a_silent_peer_times_out_after_the_task_timeout():
+    """The reads use the caller's timeout (impacket's fixed one is gone); _dcom names it in the message."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _dcom
+    srv = _listener(socket.AF_INET, '127.0.0.1')
+    try:
+        conn = c.RpcConnection('127.0.0.1', srv.getsockname()[1], {'username': 'u', 'password': 'p', 'domain': 'D'},
+                               timeout=1)
+        with pytest.raises(socket.timeout) as info:
+            conn.alter_ctx(IFACE)
+        conn.disconnect()
+    finally:
+        srv.close()
+    err = _dcom.translate_exception(info.value, 'Activating CCertRequestD on the CA', '127.0.0.1', 1)
+    assert err.to_message().startswith('Activating CCertRequestD on the CA timed out after 1 s (127.0.0.1)')
