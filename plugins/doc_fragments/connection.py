@@ -127,6 +127,18 @@ options:
       - Network timeout in seconds for connecting and for each reply.
     type: int
     default: 30
+  rpc_auth_package:
+    description:
+      - The DCE/RPC authentication package of the DCOM connections to the CA.
+      - V(negotiate) is SPNEGO (RPC_C_AUTHN_GSS_NEGOTIATE), as Windows clients use it (MS-WCCE 2.1) - Kerberos
+        inside SPNEGO with O(auth=kerberos), NTLM inside SPNEGO otherwise - with header signing and the MS-RPCE
+        verification trailer.
+      - V(ntlm) (RPC_C_AUTHN_WINNT) and V(kerberos) (RPC_C_AUTHN_GSS_KERBEROS) are the raw packages, fallbacks for
+        CAs or middleboxes that refuse SPNEGO. V(ntlm) needs O(auth=password) or O(auth=ntlm), V(kerberos) needs
+        O(auth=kerberos).
+    type: str
+    choices: [negotiate, ntlm, kerberos]
+    default: negotiate
 requirements:
   - ldap3 >= 2.9 (Python library)
   - dnspython (only to find domain controllers in DNS; installed with impacket)

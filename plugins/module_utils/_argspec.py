@@ -30,7 +30,7 @@ CONNECTION_OPTION_NAMES = (
     'domain', 'domain_controller', 'ldap_port', 'ldap_scheme', 'validate_certs', 'ca_bundle', 'ca_fingerprint',
     'auth', 'username',
     'password', 'nt_hash', 'kerberos_ccache', 'kerberos_keytab', 'ca_host', 'ca_name', 'timeout',
-    'ldap_allow_plaintext',
+    'ldap_allow_plaintext', 'rpc_auth_package',
 )
 
 
@@ -54,6 +54,7 @@ def connection_argument_spec():
         ca_host=dict(type='str'),
         ca_name=dict(type='str'),
         timeout=dict(type='int', default=30),
+        rpc_auth_package=dict(type='str', default='negotiate', choices=['negotiate', 'ntlm', 'kerberos']),
     )
 
 

@@ -152,6 +152,12 @@ class KerberosAuth(AuthMethod):
 def dcom_auth(params):
     """The AuthMethod for DCOM from the connection options (see the module docstring); InvalidInput when the
     options name no identity."""
+    method = _dcom_auth(params)
+    method.rpc_package = params.get('rpc_auth_package') or 'negotiate'   # _dcom: the RPC auth package
+    return method
+
+
+def _dcom_auth(params):
     username = params.get('username')
     domain = params.get('domain')
     if (params.get('auth') or 'password') == 'kerberos':

@@ -28,6 +28,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     CaUnavailable,
     InvalidInput,
     ProtocolError,
+    ReplyVerificationError,
     TransportError,
     WcceError,
 )
@@ -90,6 +91,8 @@ class CaSession(object):
             try:
                 data = self.client.get_ca_cert(_ndr.GETCERT_CASIGCERT | _ndr.GETCERT_CHAIN)
                 certs = _x509.load_certificates(data) if data else []
+            except ReplyVerificationError:
+                raise       # a tampered reply is no reason to ask again: stop (the connection is poisoned)
             except WcceError:
                 certs = []
             if not certs:

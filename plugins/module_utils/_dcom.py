@@ -19,12 +19,16 @@ __metaclass__ = type
 import re
 import socket
 import struct
+import time
 
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _kdc
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
+from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_auth
+from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_conn
 from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_verify
+from ansible_collections.adcs.enrollment.plugins.module_utils._rpc_stats import WIRE_STATS
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     AuthenticationError,
     CaUnavailable,
@@ -34,12 +38,11 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
 
 if HAS_IMPACKET:
     from impacket import hresult_errors as _imp_hresults
-    from impacket.dcerpc.v5 import dcomrt, transport
+    from impacket.dcerpc.v5 import dcomrt
     from impacket.dcerpc.v5.dcomrt import DCOMConnection, IRemUnknown2, INTERFACE, IID_IRemUnknown
     from threading import current_thread
     from impacket.dcerpc.v5.rpcrt import (
         DCERPCException,
-        RPC_C_AUTHN_GSS_NEGOTIATE,
         RPC_C_AUTHN_LEVEL_PKT_PRIVACY,
         rpc_status_codes,
     )
@@ -51,6 +54,9 @@ else:
     RPC_C_AUTHN_LEVEL_PKT_PRIVACY = 6
 
 DEFAULT_TIMEOUT = 30
+DEFAULT_PACKAGE = 'negotiate'
+PING_PERIOD = 120           # MS-DCOM 3.2.4.2: a client pings its objects every 120 s; they die after 3 missed pings
+E_NOINTERFACE = 0x80004002
 
 _FAULT_HEX = re.compile(r'fault status code: ([0-9a-fA-F]{8})')
 
@@ -98,6 +104,10 @@ def translate_exception(exc, action, host=None, timeout=None, during_auth=False)
     if _kdc.is_krb_error(exc):
         return _kdc.failure_from_krb_error(exc, action, target=host)
     where = (' (%s)' % host) if host else ''
+    if isinstance(exc, _rpc_auth.Unsupported):
+        return TransportError('%s failed: %s is not supported by this client%s' % (action, exc, where),
+                              remedy='Enable AES Kerberos encryption types for the CA\'s computer account (Windows '
+                                     'default since Server 2008), or use NTLM.')
     if isinstance(exc, socket.timeout):
         return CaUnavailable('%s timed out after %s s%s' % (action, timeout, where),
                              remedy='Check that the CA host is reachable on TCP 135 and the dynamic RPC ports, '
@@ -159,30 +169,20 @@ def translate_exception(exc, action, host=None, timeout=None, during_auth=False)
 
 if HAS_IMPACKET:
     class _TimedDCOMConnection(DCOMConnection):
-        """DCOMConnection whose resolver connection uses our connect/read timeout."""
+        """DCOMConnection whose resolver connection (port 135) is our ``_rpc_conn.RpcConnection``: the caller's
+        timeout, IPv4/IPv6, the chosen RPC authentication package, every reply verified."""
 
         def __init__(self, *args, **kwargs):
             self._adcs_timeout = kwargs.pop('timeout', DEFAULT_TIMEOUT)
+            self._adcs_package = kwargs.pop('package', DEFAULT_PACKAGE)
+            self._adcs_creds = dict(kwargs)
             DCOMConnection.__init__(self, *args, **kwargs)
 
         def initConnection(self):
             target = self._DCOMConnection__target
-            string_binding = r'ncacn_ip_tcp:%s' % target
-            rpctransport = transport.DCERPCTransportFactory(string_binding)
-            rpctransport.set_connect_timeout(self._adcs_timeout)
-            remote_host = self._DCOMConnection__remoteHost
-            if remote_host:
-                rpctransport.setRemoteHost(remote_host)
-                rpctransport.setRemoteName(target)
-            rpctransport.set_credentials(self._DCOMConnection__userName, self._DCOMConnection__password,
-                                         self._DCOMConnection__domain, self._DCOMConnection__lmhash,
-                                         self._DCOMConnection__nthash, self._DCOMConnection__aesKey,
-                                         self._DCOMConnection__TGT, self._DCOMConnection__TGS)
-            rpctransport.set_kerberos(self._DCOMConnection__doKerberos, self._DCOMConnection__kdcHost)
-            portmap = _rpc_verify.VerifyingDCERPC_v5(rpctransport)
-            portmap.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
-            if self._DCOMConnection__doKerberos:
-                portmap.set_auth_type(RPC_C_AUTHN_GSS_NEGOTIATE)
+            address = self._DCOMConnection__remoteHost or target
+            portmap = _rpc_conn.RpcConnection(address, 135, self._adcs_creds, self._adcs_package,
+                                              timeout=self._adcs_timeout, remote_name=target)
             portmap.connect()
             self._DCOMConnection__portmap = portmap
             DCOMConnection.PORTMAPS[target] = portmap
@@ -213,6 +213,63 @@ def exporter_port(string_bindings, address):
     return ports[0]
 
 
+PACKAGE_NEEDS = {'negotiate': None, 'ntlm': (('password', 'nt_hash'), 'auth=password or auth=ntlm'),
+                 'kerberos': (('kerberos',), 'auth=kerberos')}
+
+
+def check_package(package, kind):
+    """InvalidInput unless ``package`` (rpc_auth_package) is known and fits the authentication kind."""
+    if package not in PACKAGE_NEEDS:
+        raise _errors.InvalidInput('rpc_auth_package must be one of %s, not %r' % (', '.join(sorted(PACKAGE_NEEDS)),
+                                                                                   package))
+    needs = PACKAGE_NEEDS[package]
+    if needs and kind not in needs[0]:
+        raise _errors.InvalidInput('rpc_auth_package=%s needs %s' % (package, needs[1]),
+                                   remedy='Leave rpc_auth_package at negotiate (the default: SPNEGO chooses Kerberos '
+                                          'or NTLM from the credentials), or choose the one that fits auth.')
+
+
+def _orpc_request(call, base):
+    req = call()
+    req['ORPCthis'] = base.get_cinstance().get_ORPCthis()
+    req['ORPCthis']['flags'] = 0
+    return req
+
+
+def rem_query_interface(base, iid, name):
+    """IRemUnknown::RemQueryInterface for one IID on the object of ``base``; the new impacket INTERFACE, or the
+    per-interface HRESULT raised (E_NOINTERFACE as TransportError)."""
+    req = _orpc_request(dcomrt.RemQueryInterface, base)
+    req['ripid'] = base.get_iPid()
+    req['cRefs'] = 1
+    req['cIids'] = 1
+    _iid = dcomrt.IID()
+    _iid['Data'] = iid
+    req['iids'].append(_iid)
+    resp = IRemUnknown2(base).request(req, IID_IRemUnknown, base.get_ipidRemUnknown())
+    result = resp['ppQIResults']
+    hresult = result['hResult'] & 0xFFFFFFFF if result['hResult'] is not None else 0
+    if hresult != 0:
+        raise _errors.exception_for_hresult(hresult, summary='QueryInterface for %s failed' % name,
+                                            default_class=TransportError)
+    std = result['std']
+    return INTERFACE(base.get_cinstance(), None, base.get_ipidRemUnknown(), std['ipid'], oxid=std['oxid'],
+                     oid=std['oid'], target=base.get_target())
+
+
+def rem_release(base, ipids):
+    """IRemUnknown::RemRelease of one public reference of each IPID, in one call."""
+    req = _orpc_request(dcomrt.RemRelease, base)
+    req['cInterfaceRefs'] = len(ipids)
+    for ipid in ipids:
+        entry = dcomrt.REMINTERFACEREF()
+        entry['ipid'] = ipid
+        entry['cPublicRefs'] = 1
+        entry['cPrivateRefs'] = 0
+        req['InterfaceRefs'].append(entry)
+    IRemUnknown2(base).request(req, IID_IRemUnknown, base.get_ipidRemUnknown())
+
+
 class InterfaceRef(object):
     """A DCOM interface pointer held by a session: impacket INTERFACE plus the IID it was obtained for."""
 
@@ -233,14 +290,21 @@ class InterfaceRef(object):
 class DcomSession(object):
     """An authenticated DCOM session to one CA host.
 
-    ``DcomSession(host, auth, timeout=30, remote_host=None)``; ``open()`` connects and activates CCertRequestD
-    (``self.base`` is the ICertRequestD pointer); ``query_interface(iid, name)`` returns another InterfaceRef or
-    raises (E_NOINTERFACE as TransportError with that HRESULT); ``call(ref, request)`` sends one call and returns
-    the decoded reply; ``close()`` releases and disconnects (idempotent). Use ``with DcomSession(...) as s:``.
+    ``DcomSession(host, auth, timeout=30, remote_host=None)``; ``open()`` connects and activates CCertRequestD for
+    ICertRequestD2 (ICertRequestD only when the CA lacks D2; ``self.base`` is the activated pointer, D2 derives
+    from D); ``query_interface(iid, name)`` returns the held pointer or another InterfaceRef, or raises
+    (E_NOINTERFACE as TransportError with that HRESULT); ``call(ref, request)`` sends one call and returns the
+    decoded reply; ``close()`` releases every pointer in one RemRelease and disconnects (idempotent).
+
+    The RPC authentication package is ``auth.rpc_package`` (negotiate|ntlm|kerberos, default negotiate). Idle
+    sessions (MS-DCOM ping): this client does not ping; a session idle for ``PING_PERIOD`` seconds or more is
+    reopened before its next call (the CA may have released its objects after three missed pings), and the
+    pointers held by callers are renewed in place.
     """
 
     clsid = _ndr.CLSID_CCertRequestD
     base_iid = _ndr.IID_ICertRequestD
+    clock = staticmethod(time.monotonic)
 
     def __init__(self, host, auth, timeout=DEFAULT_TIMEOUT, remote_host=None):
         if not HAS_IMPACKET:
@@ -250,9 +314,13 @@ class DcomSession(object):
         self.auth = auth
         self.timeout = timeout
         self.remote_host = remote_host
+        self.package = getattr(auth, 'rpc_package', None) or DEFAULT_PACKAGE
+        check_package(self.package, getattr(auth, 'kind', None))
         self._dcom = None
         self.base = None
         self._refs = []
+        self._exporters = []
+        self._last_used = None
 
     def __repr__(self):
         return 'DcomSession(host=%r, auth=%r, open=%s)' % (self.host, self.auth, self._dcom is not None)
@@ -277,99 +345,88 @@ class DcomSession(object):
         try:
             self._dcom = _TimedDCOMConnection(self.host, timeout=self.timeout, remoteHost=self.remote_host,
                                               authLevel=RPC_C_AUTHN_LEVEL_PKT_PRIVACY, oxidResolver=False,
-                                              **self.auth.transport_kwargs())
+                                              package=self.package, **self.auth.transport_kwargs())
         except Exception as exc:
             self._dcom = None
             raise translate_exception(exc, 'Connecting to the CA endpoint mapper (port 135)', self.host,
                                       self.timeout, during_auth=True)
         try:
-            iface = self._dcom.CoCreateInstanceEx(self.clsid, self.base_iid)
-            # The SCM's authnHint may ask for less; the CA requires packet privacy, so always use it.
-            iface.get_cinstance().set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
-            self.base = InterfaceRef(iface, self.base_iid, 'ICertRequestD')
+            self.base = self._activate()
             self._refs.append(self.base)
         except Exception as exc:
             err = translate_exception(exc, 'Activating CCertRequestD on the CA', self.host, self.timeout,
                                       during_auth=True)
             self.close()
             raise err
+        self._last_used = self.clock()
         return self
+
+    def _activate(self):
+        """CCertRequestD for ICertRequestD2; for ICertRequestD only when the CA has no D2 (MS-WCCE 3.1.1.4)."""
+        try:
+            iface = self._dcom.CoCreateInstanceEx(self.clsid, _ndr.IID_ICertRequestD2)
+            return InterfaceRef(iface, _ndr.IID_ICertRequestD2, 'ICertRequestD2')
+        except Exception as exc:
+            if code_from_exception(exc) != E_NOINTERFACE:
+                raise
+        iface = self._dcom.CoCreateInstanceEx(self.clsid, self.base_iid)
+        return InterfaceRef(iface, self.base_iid, 'ICertRequestD')
 
     def _ensure_exporter(self, iface, iid):
         """Open the object exporter connection for iface's OXID (once): to the address used for port 135, at the
-        port the CA announced, with every reply verified (``_rpc_verify``). impacket's ``INTERFACE.connect`` then
-        finds it in its connection table (and alters the context for other IIDs on the same, verified, class)."""
+        port the CA announced, same package and timeout, every reply verified (``_rpc_conn``). impacket's
+        ``INTERFACE.connect`` then finds it in its connection table and alters the context for other IIDs on it
+        (under the same security context: no new handshake)."""
         target = iface.get_target()
         oxid = iface.get_oxid()
         table = INTERFACE.CONNECTIONS.setdefault(target, {}).setdefault(current_thread().name, {})
         if oxid in table:
             return
         portmap = DCOMConnection.PORTMAPS[target]
-        port_transport = portmap.get_rpc_transport()
-        address = port_transport.getRemoteHost() or target
-        port = exporter_port(iface.get_cinstance().get_string_bindings(), address)
-        rpctransport = transport.DCERPCTransportFactory('ncacn_ip_tcp:%s[%d]' % (address, port))
-        rpctransport.set_connect_timeout(self.timeout)
-        rpctransport.setRemoteHost(address)
-        rpctransport.setRemoteName(port_transport.getRemoteName())   # Kerberos: the SPN names the CA's DNS name
-        rpctransport.set_credentials(*portmap.get_credentials())
-        rpctransport.set_kerberos(port_transport.get_kerberos(), port_transport.get_kdcHost())
-        dce = _rpc_verify.VerifyingDCERPC_v5(rpctransport)
-        dce.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
-        dce.set_auth_type(iface.get_cinstance().get_auth_type())
-        dce.connect()
-        try:
-            dce.bind(iid)
-        except Exception:
-            try:
-                dce.disconnect()
-            except Exception:
-                pass
-            raise
-        table[oxid] = {'dce': dce, 'currentBinding': iid}
+        port = exporter_port(iface.get_cinstance().get_string_bindings(), portmap.address)
+        conn = _rpc_conn.RpcConnection(portmap.address, port, portmap.creds, portmap.package, timeout=self.timeout,
+                                       remote_name=portmap.remote_name)
+        self._exporters.append(conn)
+        conn.bind(iid)
+        table[oxid] = {'dce': conn, 'currentBinding': iid}
 
     def _connect_interface(self, ref):
-        """Open (or alter) the object connection for ref and apply the timeout to its socket."""
         self._ensure_exporter(ref.interface, ref.iid)
         ref.interface.connect(ref.iid)
-        try:
-            sock = ref.interface.get_dce_rpc().get_rpc_transport().get_socket()
-            if sock:
-                sock.settimeout(self.timeout)
-        except Exception:
-            pass
 
     def query_interface(self, iid, name):
-        """RemQueryInterface on the base object's IRemUnknown; returns a new InterfaceRef."""
+        """The held pointer for ``iid``, else RemQueryInterface on the base object's IRemUnknown."""
         if self.base is None:
             self.open()
-        base = self.base.interface
-        try:
-            req = dcomrt.RemQueryInterface()
-            req['ORPCthis'] = base.get_cinstance().get_ORPCthis()
-            req['ORPCthis']['flags'] = 0
-            req['ripid'] = base.get_iPid()
-            req['cRefs'] = 1
-            req['cIids'] = 1
-            _iid = dcomrt.IID()
-            _iid['Data'] = iid
-            req['iids'].append(_iid)
-            self._ensure_exporter(base, IID_IRemUnknown)
-            remunk = IRemUnknown2(base)
-            resp = remunk.request(req, IID_IRemUnknown, base.get_ipidRemUnknown())
-        except Exception as exc:
-            raise translate_exception(exc, 'QueryInterface for %s' % name, self.host, self.timeout)
-        result = resp['ppQIResults']
-        hresult = result['hResult'] & 0xFFFFFFFF if result['hResult'] is not None else 0
-        if hresult != 0:
-            raise _errors.exception_for_hresult(hresult, summary='QueryInterface for %s failed' % name,
-                                                default_class=TransportError)
-        std = result['std']
-        new = INTERFACE(base.get_cinstance(), None, base.get_ipidRemUnknown(), std['ipid'], oxid=std['oxid'],
-                        oid=std['oid'], target=base.get_target())
-        ref = InterfaceRef(new, iid, name)
+        for ref in self._refs:
+            if ref.iid == iid and not ref.released:
+                return ref
+        ref = InterfaceRef(self._query(iid, name), iid, name)
         self._refs.append(ref)
         return ref
+
+    def _query(self, iid, name):
+        try:
+            self._ensure_exporter(self.base.interface, IID_IRemUnknown)     # our verified connection, not impacket's
+            return rem_query_interface(self.base.interface, iid, name)
+        except WcceError:
+            raise
+        except Exception as exc:
+            raise translate_exception(exc, 'QueryInterface for %s' % name, self.host, self.timeout)
+
+    def _revive_if_idle(self):
+        """Reopen a session idle for PING_PERIOD or more and renew the pointers callers hold (see the class)."""
+        if self._last_used is None or self.clock() - self._last_used < PING_PERIOD:
+            return
+        refs = [ref for ref in self._refs if not ref.released]
+        self._disconnect()
+        WIRE_STATS.add('reconnects')
+        self.open()
+        fresh = self.base
+        for ref in refs:
+            ref.interface = fresh.interface if ref.iid == fresh.iid else self._query(ref.iid, ref.name)
+        if refs:
+            self._refs, self.base = refs, refs[0]
 
     def call(self, ref, request, action=None):
         """Send ``request`` (an _ndr call object) on interface ``ref``; return the decoded reply.
@@ -378,24 +435,32 @@ class DcomSession(object):
         """
         action = action or '%s.%s' % (ref.name, type(request).__name__)
         try:
+            self._revive_if_idle()
             self._connect_interface(ref)
-            return ref.interface.request(request, iid=ref.iid, uuid=ref.ipid)
+            resp = ref.interface.request(request, iid=ref.iid, uuid=ref.ipid)
         except Exception as exc:
             raise translate_exception(exc, action, self.host, self.timeout)
+        self._last_used = self.clock()
+        return resp
 
     def release(self, ref):
-        if ref.released:
-            return
-        ref.released = True
-        try:
-            IRemUnknown2(ref.interface).RemRelease()
-        except Exception:
-            pass  # best effort: the object is dropped when the connection closes anyway
+        self.release_all([ref])
 
-    def close(self):
-        for ref in reversed(self._refs):
-            if self._dcom is not None:
-                self.release(ref)
+    def release_all(self, refs=None):
+        """RemRelease of the given (default: all held) pointers in one call (best effort: the CA drops them when
+        the connection closes anyway)."""
+        refs = [ref for ref in (self._refs if refs is None else refs) if not ref.released]
+        if not refs or self._dcom is None:
+            return
+        for ref in refs:
+            ref.released = True
+        try:
+            self._ensure_exporter(refs[0].interface, IID_IRemUnknown)
+            rem_release(refs[0].interface, [ref.ipid for ref in refs])
+        except Exception:
+            pass
+
+    def _disconnect(self):
         seen = set()
         for ref in self._refs:
             try:
@@ -406,6 +471,9 @@ class DcomSession(object):
                 ref.interface.disconnect()
             except Exception:
                 pass
+        for conn in self._exporters:
+            conn.disconnect()
+        self._exporters = []
         self._refs = []
         self.base = None
         if self._dcom is not None:
@@ -414,3 +482,7 @@ class DcomSession(object):
             except Exception:
                 pass
             self._dcom = None
+
+    def close(self):
+        self.release_all()
+        self._disconnect()

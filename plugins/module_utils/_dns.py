@@ -6,9 +6,9 @@
 - ``find_domain_controllers(domain)``: ``_ldap._tcp.dc._msdcs.<domain>``, targets inside the domain only (DNS is
   not authenticated and the target is the name the DC's TLS certificate is verified for); raises DnsError.
 - ``find_kdcs(realm)``: ``_kerberos._tcp.<realm>`` then ``_kerberos._udp``; raises KerberosFailure.
-- ``resolve_host(host, dns_server)``: the system resolver first, then an A query to ``dns_server`` (AD-integrated
-  DNS on the domain controller knows the CA host when the system resolver does not); the host unchanged when
-  nothing resolves (the connection attempt reports it).
+- ``resolve_host(host, dns_server)``: the system resolver first (IPv4, then IPv6), then A/AAAA queries to
+  ``dns_server`` (AD-integrated DNS on the domain controller knows the CA host when the system resolver does not);
+  the host unchanged when nothing resolves (the connection attempt reports it).
 
 A given DNS server may be ``host``, ``host:port`` or ``[v6]:port``; dnspython is optional (``_deps``).
 """
@@ -146,18 +146,21 @@ def find_kdcs(realm, dns_server=None, timeout=DEFAULT_TIMEOUT, resolver=None):
 
 
 def resolve_host(host, dns_server=None, timeout=5):
-    """An IPv4 address for ``host``: unchanged if it is an address, else the system resolver, else an A query to
-    ``dns_server``; ``host`` unchanged when nothing resolves (the connection attempt then reports it)."""
+    """An address for ``host``: unchanged if it is an address (IPv4 or IPv6), else the system resolver (IPv4 first,
+    then IPv6), else an A then AAAA query to ``dns_server``; ``host`` unchanged when nothing resolves (the connection
+    attempt then reports it)."""
     if not host or is_address(host):
         return host
-    try:
-        return socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
-    except (OSError, socket.error, IndexError):
-        pass
-    if dns_server and HAS_DNSPYTHON:
+    for family in (socket.AF_INET, socket.AF_INET6):
         try:
-            for rr in make_resolver(dns_server, timeout).resolve(host, 'A'):
-                return str(rr)
-        except Exception:  # the DC does not serve DNS, or no such name: the connect attempt reports it
-            pass
+            return socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)[0][4][0]
+        except (OSError, socket.error, IndexError):
+            continue
+    if dns_server and HAS_DNSPYTHON:
+        for rdtype in ('A', 'AAAA'):
+            try:
+                for rr in make_resolver(dns_server, timeout).resolve(host, rdtype):
+                    return str(rr)
+            except Exception:  # the DC does not serve DNS, or no such name: the connect attempt reports it
+                continue
     return host

@@ -79,18 +79,19 @@ def test_pass_through_enrolls(lab, ansible, tmp_path, proxy, endpoints):
 
 
 def test_flipped_byte_in_sealed_stub(lab, ansible, tmp_path, proxy, endpoints):
-    rc, result = run(ansible, lab, tmp_path, proxy, 'flip_stub', endpoints['object_exporter_port'], 2)
-    assert_clean_failure(rc, result, tmp_path, proxy, 'flip_stub', 'NTLM signature mismatch, sequence 0')
+    """The Request2 reply (the first on the object exporter; SPNEGO's mechListMIC took the CA's sequence 0)."""
+    rc, result = run(ansible, lab, tmp_path, proxy, 'flip_stub', endpoints['object_exporter_port'], 1)
+    assert_clean_failure(rc, result, tmp_path, proxy, 'flip_stub', 'NTLM signature mismatch, sequence 1')
 
 
 def test_flipped_byte_in_signature(lab, ansible, tmp_path, proxy, endpoints):
-    rc, result = run(ansible, lab, tmp_path, proxy, 'flip_sig', endpoints['object_exporter_port'], 3)
-    assert_clean_failure(rc, result, tmp_path, proxy, 'flip_sig', 'NTLM signature mismatch, sequence 1')
+    rc, result = run(ansible, lab, tmp_path, proxy, 'flip_sig', endpoints['object_exporter_port'], 2)
+    assert_clean_failure(rc, result, tmp_path, proxy, 'flip_sig', 'NTLM signature mismatch, sequence 2')
 
 
 def test_flipped_byte_in_activation_reply_on_port_135(lab, ansible, tmp_path, proxy):
     rc, result = run(ansible, lab, tmp_path, proxy, 'flip_stub', 135, 1)
-    assert_clean_failure(rc, result, tmp_path, proxy, 'flip_stub', 'NTLM signature mismatch, sequence 0')
+    assert_clean_failure(rc, result, tmp_path, proxy, 'flip_stub', 'NTLM signature mismatch, sequence 1')
 
 
 def test_stripped_auth_trailer(lab, ansible, tmp_path, proxy):
@@ -101,7 +102,7 @@ def test_stripped_auth_trailer(lab, ansible, tmp_path, proxy):
 
 
 def test_plaintext_reply_swapped_in(lab, ansible, tmp_path, proxy, endpoints):
-    """The QueryInterface reply for ICertRequestD2 replaced: no silent fallback to ICertRequestD."""
+    """The Request2 reply replaced by a plaintext one: refused, nothing written."""
     rc, result = run(ansible, lab, tmp_path, proxy, 'plaintext', endpoints['object_exporter_port'], 1)
     assert_clean_failure(rc, result, tmp_path, proxy, 'plaintext',
                          'the reply carries no authentication trailer (a plaintext reply in a packet privacy '
@@ -109,16 +110,38 @@ def test_plaintext_reply_swapped_in(lab, ansible, tmp_path, proxy, endpoints):
 
 
 def test_replayed_earlier_reply(lab, ansible, tmp_path, proxy, endpoints):
-    """The QueryInterface reply replayed (call_id rewritten) as the answer to the next call."""
+    """The Request2 reply replayed (call_id rewritten) as the answer to the next call: one security context for
+    every interface of the connection, so the NTLM sequence number gives it away."""
     rc, result = run(ansible, lab, tmp_path, proxy, 'replay', endpoints['object_exporter_port'], 2)
     assert_clean_failure(rc, result, tmp_path, proxy, 'replay',
-                         'a reply of security context 79231 where 79232 was expected: replayed or misdirected')
+                         'NTLM sequence 1, expected 2: out of sequence or replayed')
 
 
-def test_reordered_fragments(lab, ansible, tmp_path, proxy, endpoints):
-    rc, result = run(ansible, lab, tmp_path, proxy, 'reorder', endpoints['object_exporter_port'], 2)
-    assert_clean_failure(rc, result, tmp_path, proxy, 'reorder',
-                         'fragment 1 of the reply lacks the first-fragment flag: fragments out of order')
+def test_reordered_fragments(lab, proxy, endpoints, monkeypatch):
+    """Fragments of the Request2 reply swapped: the client offers 5840-byte fragments as Windows does, so it asks
+    for 2048 here to make the CA fragment the reply."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _errors, _rpc_conn, _wcce
+    from cryptography.hazmat.primitives.serialization import Encoding
+    monkeypatch.setattr(_rpc_conn, 'MAX_FRAG', 2048)
+    proxy.attack('reorder', endpoints['object_exporter_port'], 1)
+    with _session(lab, _ntlm(lab)) as session:
+        client = _wcce.CertRequestClient(session, lab['ca']['name'])
+        with pytest.raises(_errors.ReplyVerificationError) as info:
+            client.request('WebServer', _csr('reorder.lab.adcs.test').public_bytes(Encoding.DER))
+    cause = 'fragment 1 of the reply lacks the first-fragment flag: fragments out of order'
+    assert info.value.to_message() == PREFIX + cause + SUFFIX
+    assert proxy.applied == [(endpoints['object_exporter_port'], 'reordered')], proxy.log
+
+
+def _csr(name):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
+    return builder.sign(rsa.generate_private_key(65537, 2048), hashes.SHA256())
 
 
 # ---- the transport itself, in process: a replay inside one security context, and Kerberos ----
@@ -150,21 +173,21 @@ def _kerberos(lab):
 
 
 @pytest.mark.parametrize('make_auth, cause', [
-    (_ntlm, 'NTLM sequence 0, expected 1: out of sequence or replayed'),
-    (_kerberos, 'Kerberos sequence %d, expected %d: out of sequence or replayed'),
+    (_ntlm, 'NTLM sequence {first}, expected {next}: out of sequence or replayed'),
+    # header signing: the Kerberos wrap token covers the PDU header, so the rewritten call_id breaks its checksum
+    (_kerberos, 'Kerberos wrap token checksum mismatch, sequence {first}'),
 ])
 def test_replay_within_one_security_context(lab, proxy, endpoints, make_auth, cause):
-    """Two Pings on ICertRequestD: the second answered with the first's reply (call_id rewritten)."""
+    """Two Pings on ICertRequestD2: the second answered with the first's reply (call_id rewritten)."""
     from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
     proxy.attack('replay', endpoints['object_exporter_port'], 2)
     with _session(lab, make_auth(lab)) as session:
         _ping(session, lab)
         dce = session.base.interface.get_dce_rpc()
-        first_seq = dce._adcs_in_seq - 1
+        first_seq = dce.security.in_seq - 1
         with pytest.raises(_errors.ReplyVerificationError) as info:
             _ping(session, lab)
-    if '%d' in cause:
-        cause = cause % (first_seq, first_seq + 1)
+    cause = cause.format(first=first_seq, next=first_seq + 1)
     assert info.value.to_message() == PREFIX + cause + SUFFIX
     assert proxy.applied == [(endpoints['object_exporter_port'], 'replay')], proxy.log
 
@@ -183,12 +206,12 @@ def test_kerberos_replies_verified(lab, proxy, endpoints, mode, nth, cause):
             _ping(session, lab)
             _ping(session, lab)
             dce = session.base.interface.get_dce_rpc()
-            assert dce._adcs_in_seq is not None and dce._p('auth_type') == 9
+            assert dce.security.auth_type == 9 and dce.security.kerberos and dce.header_sign
             assert proxy.applied == []
             return
         with pytest.raises(_errors.ReplyVerificationError) as info:
             _ping(session, lab)
-        seq = session.base.interface.get_dce_rpc()._adcs_in_seq
+        seq = session.base.interface.get_dce_rpc().security.in_seq
     if '%d' in cause:
         cause = cause % seq
     assert info.value.to_message() == PREFIX + cause + SUFFIX

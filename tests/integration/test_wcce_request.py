@@ -439,7 +439,8 @@ def test_existing_key_of_other_size_is_never_replaced_silently(lab, ansible, tmp
 def test_ca_unreachable(lab, ansible, tmp_path):
     args = web_args(lab, tmp_path, 'down', ca_host=UNREACHABLE, timeout=5)
     rc, result = ansible.module(MODULE, args)
-    assert_failed(rc, result, 'Connecting to the CA endpoint mapper (port 135) failed (%s)' % UNREACHABLE,
+    assert_failed(rc, result,
+                  'Connecting to the CA endpoint mapper (port 135) failed: connection refused (%s)' % UNREACHABLE,
                   'HRESULT 0x800706BA (RPC_S_SERVER_UNAVAILABLE)', 'What to do: Check the CA host name/address')
     assert not os.path.exists(args['private_key_path'])
 

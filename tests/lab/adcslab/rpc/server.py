@@ -154,6 +154,7 @@ class Connection:
         self.assoc_group_id = 0
         self.features = 0
         self.header_signing = False      # client offered PFC_SUPPORT_HEADER_SIGN in its bind (MS-RPCE 2.2.2.3)
+        self.trailers_checked = 0        # requests whose MS-RPCE 2.2.2.13 verification trailer was checked
         self.contexts: Dict[int, _PresContext] = {}
         self.sec_contexts: Dict[int, _SecEntry] = {}
         self.pending: Dict[int, _PendingCall] = {}
@@ -403,9 +404,10 @@ class Connection:
         return None
 
     def _log_authenticated(self, entry: _SecEntry):
-        self.log.info("%r: authenticated %s\\%s (type %d, level %s, auth_context_id %d)", self, entry.ctx.domain,
-                      entry.ctx.user, entry.auth_type, C.AUTHN_LEVEL_NAMES.get(entry.auth_level, entry.auth_level),
-                      entry.auth_context_id)
+        self.log.info("%r: authenticated %s\\%s (type %d, level %s, auth_context_id %d, header signing %s)", self,
+                      entry.ctx.domain, entry.ctx.user, entry.auth_type,
+                      C.AUTHN_LEVEL_NAMES.get(entry.auth_level, entry.auth_level), entry.auth_context_id,
+                      "on" if self.header_signing else "off")
 
     def _on_auth3(self, pdu: Pdu) -> bool:
         if pdu.trailer is None:
@@ -561,6 +563,10 @@ class Connection:
                 self.log.warning("%r: call %d refused: verification trailer: %s", self, call.call_id, exc)
                 self._send(build_fault(call.call_id, C.RPC_S_ACCESS_DENIED, call.context_id, did_not_execute=True))
                 return True
+            self.trailers_checked += 1
+            if self.trailers_checked == 1:
+                self.log.info("%r: verification trailer checked (%s)", self,
+                              ", ".join(vtrailer.COMMAND_NAMES.get(cmd.kind, hex(cmd.kind)) for cmd in commands))
         handler = iface.handlers.get(call.opnum)
         if handler is None:
             self.log.info("%r: %s opnum %d not implemented", self, iface.name or iface.uuid, call.opnum)

@@ -20,6 +20,7 @@ SEC_VT_COMMAND_HEADER2 = 0x0003
 SEC_VT_COMMAND_END = 0x4000
 SEC_VT_MUST_PROCESS_COMMAND = 0x8000
 CLIENT_SUPPORT_HEADER_SIGNING = 0x00000001
+COMMAND_NAMES = {SEC_VT_COMMAND_BITMASK_1: "bitmask", SEC_VT_COMMAND_PCONTEXT: "pcontext", SEC_VT_COMMAND_HEADER2: "header2"}
 COMMAND_LENGTHS = {SEC_VT_COMMAND_BITMASK_1: 4, SEC_VT_COMMAND_PCONTEXT: 40, SEC_VT_COMMAND_HEADER2: 16}
 
 
@@ -50,6 +51,14 @@ def _parse_commands(data: bytes) -> Optional[List[Command]]:
     return None
 
 
+class TrailedStub(bytes):
+    """The stub before a verification trailer: it may end with up to 3 zero octets of stub padding that align the
+    trailer (MS-RPCE 2.2.2.13: clients MAY send stub padding octets; Windows and Samba clients align the trailer to
+    4 bytes). The NDR reader accepts those octets after the last parameter (``NdrReader.done``)."""
+
+    vt_padded = True
+
+
 def split(stub: bytes) -> Tuple[bytes, Optional[List[Command]]]:
     """(stub without the trailer, its commands) or (stub, None) when there is no verification trailer."""
     pos = stub.rfind(SIGNATURE)
@@ -57,7 +66,7 @@ def split(stub: bytes) -> Tuple[bytes, Optional[List[Command]]]:
         if pos % 4 == 0:
             commands = _parse_commands(stub[pos + len(SIGNATURE):])
             if commands is not None:
-                return stub[:pos], commands
+                return TrailedStub(stub[:pos]), commands
         pos = stub.rfind(SIGNATURE, 0, pos)
     return stub, None
 

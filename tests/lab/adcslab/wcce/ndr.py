@@ -32,6 +32,7 @@ class NdrReader:
     def __init__(self, data):
         self.data = bytes(data)
         self.pos = 0
+        self.vt_padded = getattr(data, "vt_padded", False)   # a verification trailer followed (rpc/vtrailer.py)
 
     def align(self, n):
         self.pos = (self.pos + n - 1) & ~(n - 1)
@@ -155,6 +156,8 @@ class NdrReader:
         Being strict here is what turns a mis-typed client call (e.g. a CERTTRANSBLOB sent where a string
         pointer belongs) into a clean bad-stub fault instead of a silently misread request."""
         rest = len(self.data) - self.pos
+        if rest and self.vt_padded and rest < 4 and not any(self.data[self.pos:]):
+            return      # MS-RPCE 2.2.2.13: stub padding octets up to the 4-byte aligned verification trailer
         if rest:
             raise NdrError("%d unexpected trailing bytes in stub" % rest)
 

@@ -80,3 +80,109 @@ def test_session_repr_has_no_secret():
     s = d.DcomSession('ca1.lab.adcs.test', a.NtHashAuth('u', 'LAB', NT))
     assert NT not in repr(s) and 'open=False' in repr(s)
     s.close()   # closing a never-opened session is harmless
+
+
+# ---------------------------------------------------------------- RPC authentication package
+def test_package_checked_against_the_credentials_before_any_network():
+    auth = a.PasswordAuth('enroller', 'LAB', 'pw')
+    auth.rpc_package = 'kerberos'
+    with pytest.raises(e.InvalidInput) as info:
+        d.DcomSession('ca1', auth)
+    assert info.value.to_message().startswith('rpc_auth_package=kerberos needs auth=kerberos')
+    with pytest.raises(e.InvalidInput, match=r'rpc_auth_package=ntlm needs auth=password or auth=ntlm'):
+        d.check_package('ntlm', 'kerberos')
+    with pytest.raises(e.InvalidInput, match="must be one of kerberos, negotiate, ntlm, not 'schannel'"):
+        d.check_package('schannel', 'password')
+    assert d.DcomSession('ca1', a.NtHashAuth('u', 'D', NT)).package == 'negotiate'
+    d.check_package('ntlm', 'nt_hash')
+
+
+def test_unsupported_security_translated():
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_auth
+    exc = d.translate_exception(_rpc_auth.Unsupported('Kerberos per-message tokens with encryption type 23'),
+                                'Activating CCertRequestD on the CA', 'ca1')
+    assert isinstance(exc, e.TransportError)
+    assert exc.to_message().startswith('Activating CCertRequestD on the CA failed: Kerberos per-message tokens with '
+                                       'encryption type 23 is not supported by this client (ca1)')
+    assert 'Enable AES Kerberos encryption types' in exc.to_message()
+
+
+def test_idle_session_reopens_and_renews_held_pointers(monkeypatch):
+    now = [0.0]
+    session = d.DcomSession('ca1', a.PasswordAuth('u', 'D', 'pw'))
+    monkeypatch.setattr(session, 'clock', lambda: now[0])
+    events = []
+
+    class _Iface(object):
+        def __init__(self, tag):
+            self.tag = tag
+
+    def fake_open():
+        events.append('open')
+        session._dcom = object()
+        session.base = d.InterfaceRef(_Iface('base%d' % len(events)), _ndr.IID_ICertRequestD2, 'ICertRequestD2')
+        session._refs = [session.base]
+        session._last_used = now[0]
+    monkeypatch.setattr(session, 'open', fake_open)
+    monkeypatch.setattr(session, '_disconnect', lambda: events.append('disconnect'))
+    monkeypatch.setattr(session, '_query', lambda iid, name: _Iface('queried-' + name))
+    fake_open()
+    held = session.base
+    other = d.InterfaceRef(_Iface('old'), _ndr.IID_ICertRequestD, 'ICertRequestD')
+    session._refs.append(other)
+    now[0] = d.PING_PERIOD - 1
+    session._revive_if_idle()
+    assert events == ['open']
+    now[0] = d.PING_PERIOD + 5
+    session._revive_if_idle()
+    assert events == ['open', 'disconnect', 'open']
+    assert session.base is held and held.interface.tag == 'base3' and other.interface.tag == 'queried-ICertRequestD'
+    assert session._refs == [held, other]
+
+
+# ---------------------------------------------------------------- the object exporter's port
+def _binding(tower, addr):
+    return {'wTowerId': tower, 'aNetworkAddr': addr + '\x00'}
+
+
+def test_exporter_port_takes_only_the_port():
+    bindings = [_binding(7, 'CA1[49672]'), _binding(7, '10.0.0.5[49672]'), _binding(15, 'x')]
+    assert d.exporter_port(bindings, '127.0.0.100') == 49672
+    assert d.exporter_port([_binding(7, 'CA1[1]'), _binding(7, '10.0.0.5[2]')], '10.0.0.5') == 2
+    assert d.exporter_port([_binding(7, 'CA1[1]'), _binding(7, 'fd00::5[3]')], 'FD00::5') == 3
+
+
+def test_exporter_port_missing():
+    with pytest.raises(e.TransportError) as info:
+        d.exporter_port([_binding(7, 'CA1'), _binding(7, 'CA1[99999]'), _binding(15, 'x[5]')], '10.0.0.5')
+    assert info.value.to_message() == ('The CA announced no TCP port for its DCOM object exporter. What to do: '
+                                       'Check that the host is an AD CS enterprise CA reachable over TCP.')
+
+
+def test_activation_asks_for_d2_then_d_only_when_d2_is_missing():
+    asked = []
+
+    class _Dcom(object):
+        def __init__(self, missing):
+            self.missing = missing
+
+        def CoCreateInstanceEx(self, clsid, iid):
+            asked.append(iid)
+            if iid in self.missing:
+                raise DCERPCException(error_code=d.E_NOINTERFACE)
+            return 'iface-%d' % len(asked)
+
+    session = d.DcomSession('ca1', a.PasswordAuth('u', 'D', 'pw'))
+    session._dcom = _Dcom(())
+    ref = session._activate()
+    assert (ref.iid, ref.name, asked) == (_ndr.IID_ICertRequestD2, 'ICertRequestD2', [_ndr.IID_ICertRequestD2])
+    session.base, session._refs = ref, [ref]
+    assert session.query_interface(_ndr.IID_ICertRequestD2, 'ICertRequestD2') is ref      # held: no round trip
+    del asked[:]
+    session._dcom = _Dcom((_ndr.IID_ICertRequestD2,))
+    ref = session._activate()
+    assert (ref.iid, ref.name) == (_ndr.IID_ICertRequestD, 'ICertRequestD')
+    assert asked == [_ndr.IID_ICertRequestD2, _ndr.IID_ICertRequestD]
+    session._dcom = _Dcom((_ndr.IID_ICertRequestD2, _ndr.IID_ICertRequestD))
+    with pytest.raises(DCERPCException):
+        session._activate()

@@ -128,6 +128,32 @@ def test_resolve_host_asks_the_dns_server_then_gives_up(monkeypatch):
     assert _dns.resolve_host('ca.lab.adcs.test', dns_server='192.0.2.1') == 'ca.lab.adcs.test'
 
 
+def test_resolve_host_ipv6_only_names(monkeypatch):
+    """A name with only an IPv6 address resolves (system resolver, then an AAAA query to the DC)."""
+    def v6_only(host, port, family=0, *_a, **_k):
+        if family == socket.AF_INET6:
+            return [(socket.AF_INET6, 1, 6, '', ('2001:db8::12', 0, 0, 0))]
+        raise socket.gaierror(-5, 'No address associated with hostname')
+    monkeypatch.setattr(socket, 'getaddrinfo', v6_only)
+    assert _dns.resolve_host('ca.lab.adcs.test') == '2001:db8::12'
+
+    def nothing(*_a, **_k):
+        raise socket.gaierror(-2, 'Name or service not known')
+    monkeypatch.setattr(socket, 'getaddrinfo', nothing)
+    asked = []
+
+    class _AAAA(object):
+        def resolve(self, name, rdtype):
+            asked.append(rdtype)
+            if rdtype == 'A':
+                raise RuntimeError('NoAnswer')
+            return ['2001:db8::13']
+    monkeypatch.setattr(_dns, 'make_resolver', lambda server, timeout: _AAAA())
+    monkeypatch.setattr(_dns, 'HAS_DNSPYTHON', True)
+    assert _dns.resolve_host('ca.lab.adcs.test', dns_server='192.0.2.1') == '2001:db8::13'
+    assert asked == ['A', 'AAAA']
+
+
 @pytest.mark.skipif(not _dns.HAS_DNSPYTHON, reason='dnspython not installed')
 def test_make_resolver_uses_only_the_given_server():
     resolver = _dns.make_resolver('127.0.0.53:5353', timeout=3)

@@ -1,0 +1,184 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""_rpc_auth: SPNEGO tokens, NTLM and Kerberos per-message protection (both directions built here, the acceptor's
+side from the RFC 3961/4121 formulas), header signing coverage, and what each tampering is reported as."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import struct
+
+import pytest
+from Cryptodome.Cipher import ARC4
+from impacket import ntlm
+from impacket.krb5.crypto import Key, _checksum_table, _enctype_table
+from impacket.spnego import SPNEGO_NegTokenInit
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_auth as r
+
+HEADER = b'\x05\x00\x02\x03\x10\x00\x00\x00' + b'\x00' * 16
+TRAILER = struct.pack('<BBBBL', 9, 6, 0, 0, 0)
+
+
+# ---------------------------------------------------------------- SPNEGO
+def test_neg_token_init_parses_and_names_its_mech_list():
+    token, mech_list = r.neg_token_init([r.OID_MS_KRB5, r.OID_KRB5, r.OID_NTLM], b'\x01' * 300)
+    init = SPNEGO_NegTokenInit(token)
+    assert init['MechToken'] == b'\x01' * 300
+    assert len(init['MechTypes']) == 3
+    assert mech_list == r.der(0x30, r.OID_MS_KRB5 + r.OID_KRB5 + r.OID_NTLM) and mech_list in token
+
+
+def test_neg_token_resp_roundtrip_and_reject():
+    token = r.neg_token_resp(b'\x02' * 200, b'\x03' * 16)
+    assert r.parse_neg_token_resp(token) == (None, b'\x02' * 200, b'\x03' * 16)
+    reject = r.der(0xA1, r.der(0x30, r.der(0xA0, b'\x0a\x01\x02')))
+    with pytest.raises(r.BadVerifier, match='rejected the SPNEGO negotiation'):
+        r.parse_neg_token_resp(reject)
+    with pytest.raises(r.BadVerifier, match='no SPNEGO NegTokenResp'):
+        r.parse_neg_token_resp(r.der(0xA0, r.der(0x30, b'')))
+    with pytest.raises(r.BadVerifier, match='truncated SPNEGO token'):
+        r.parse_neg_token_resp(token[:-5])
+
+
+# ---------------------------------------------------------------- NTLM
+def _ntlm_pair(flags=ntlm.NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY | ntlm.NTLMSSP_NEGOTIATE_KEY_EXCH |
+               ntlm.NTLMSSP_NEGOTIATE_128):
+    """(client, server-as-seen-from-the-client): the second one's 'server' keys are the first one's client keys."""
+    key = os.urandom(16)
+    pair = []
+    for mine, theirs in (('Client', 'Server'), ('Server', 'Client')):
+        ctx = r.NtlmContext('u', 'p', 'D')
+        ctx.flags = flags
+        ctx._c_sign, ctx._s_sign = ntlm.SIGNKEY(flags, key, mine), ntlm.SIGNKEY(flags, key, theirs)
+        ctx._c_seal, ctx._s_seal = ntlm.SEALKEY(flags, key, mine), ntlm.SEALKEY(flags, key, theirs)
+        ctx._out_rc4, ctx._in_rc4 = ARC4.new(ctx._c_seal), ARC4.new(ctx._s_seal)
+        pair.append(ctx)
+    return pair
+
+
+def test_ntlm_seal_and_verify_both_ways():
+    client, server = _ntlm_pair()
+    for i in range(3):
+        data = os.urandom(32)
+        body, verifier = client.protect(HEADER, data, TRAILER, 6, True)
+        assert body != data and struct.unpack('<I', verifier[12:])[0] == i
+        assert server.unprotect(HEADER, body, TRAILER, verifier, 6, True) == data
+
+
+def test_ntlm_tampering_reported():
+    client, server = _ntlm_pair()
+    body, verifier = client.protect(HEADER, b'A' * 16, TRAILER, 6, True)
+    with pytest.raises(r.BadVerifier, match='^NTLM signature mismatch, sequence 0$'):
+        server.unprotect(HEADER[:-1] + b'\x01', body, TRAILER, verifier, 6, True)     # the header is covered
+    client, server = _ntlm_pair()
+    client.protect(HEADER, b'A' * 16, TRAILER, 6, True)
+    body, verifier = client.protect(HEADER, b'B' * 16, TRAILER, 6, True)
+    with pytest.raises(r.BadVerifier, match='^NTLM sequence 1, expected 0: out of sequence or replayed$'):
+        server.unprotect(HEADER, body, TRAILER, verifier, 6, True)
+    with pytest.raises(r.BadVerifier, match='an NTLM verifier of 15 bytes'):
+        server.verify_raw(b'x', verifier[:15])
+
+
+def test_ntlm_spnego_mech_list_mic_restarts_rc4():
+    client, server = _ntlm_pair()
+    client.spnego = server.spnego = True
+    client.mech_list = server.mech_list = r.der(0x30, r.OID_NTLM)
+    mic = client.sign_raw(client.mech_list)
+    client._out_rc4 = ARC4.new(client._c_seal)
+    server.finish(r.neg_token_resp(None, mic))          # the "server" verifies our MIC the way we verify its
+    assert server.complete and server.in_seq == 1
+    body, verifier = client.protect(HEADER, b'C' * 16, TRAILER, 6, True)
+    assert server.unprotect(HEADER, body, TRAILER, verifier, 6, True) == b'C' * 16
+    with pytest.raises(r.BadVerifier, match='no SPNEGO mechListMIC'):
+        server.finish(r.neg_token_resp(b'x'))
+
+
+# ---------------------------------------------------------------- Kerberos
+def _krb(etype=18):
+    ctx = r.KerberosContext({}, 'ca1.lab.adcs.test')
+    ctx.profile = _enctype_table[etype]
+    ctx.checksum = _checksum_table[16 if etype == 18 else 15]
+    ctx.key = Key(etype, os.urandom(32 if etype == 18 else 16))
+    ctx.in_seq = 77
+    return ctx
+
+
+def _acceptor_wrap(ctx, seq, data, prefix=b'', suffix=b'', flags=0x07, ec=16, rrc=28, copy_seq=None):
+    """An RFC 4121 DCE-style wrap token as the CA builds it (acceptor seal usage 22)."""
+    head = struct.pack('>HBBHHQ', 0x0504, flags, 0xFF, ec, 0, seq)
+    copy = struct.pack('>HBBHHQ', 0x0504, flags, 0xFF, ec, 0, seq if copy_seq is None else copy_seq)
+    sealed = r.aes_seal(ctx.profile, ctx.key, 22, prefix, data, suffix, b'\xff' * ec + copy)
+    rotated = r._rotate(sealed, len(sealed) - (rrc + ec))
+    cut = 16 + rrc + ec
+    return rotated[cut:], head[:6] + struct.pack('>H', rrc) + head[8:] + rotated[:cut]
+
+
+@pytest.mark.parametrize('etype', [17, 18])
+@pytest.mark.parametrize('header_sign', [False, True])
+def test_kerberos_unwrap_checks_header_signing_and_sequence(etype, header_sign):
+    ctx = _krb(etype)
+    data = os.urandom(48)
+    prefix, suffix = (HEADER, TRAILER) if header_sign else (b'', b'')
+    body, verifier = _acceptor_wrap(ctx, 77, data, prefix, suffix)
+    assert ctx.unprotect(HEADER, body, TRAILER, verifier, 6, header_sign) == data and ctx.in_seq == 78
+    body, verifier = _acceptor_wrap(ctx, 78, data, prefix, suffix)
+    other = HEADER[:-1] + b'\x09'
+    if header_sign:                         # the PDU header is a SIGN_ONLY buffer of the token
+        with pytest.raises(r.BadVerifier, match='^Kerberos wrap token checksum mismatch, sequence 78$'):
+            ctx.unprotect(other, body, TRAILER, verifier, 6, True)
+    else:
+        assert ctx.unprotect(other, body, TRAILER, verifier, 6, False) == data
+
+
+def test_kerberos_unwrap_refusals():
+    ctx = _krb()
+    body, verifier = _acceptor_wrap(ctx, 5, b'D' * 16)
+    with pytest.raises(r.BadVerifier, match='^Kerberos sequence 5, expected 77: out of sequence or replayed$'):
+        ctx.unprotect(HEADER, body, TRAILER, verifier, 6, False)
+    body, verifier = _acceptor_wrap(ctx, 77, b'D' * 16, copy_seq=76)
+    with pytest.raises(r.BadVerifier, match='header does not match its encrypted copy'):
+        ctx.unprotect(HEADER, body, TRAILER, verifier, 6, False)
+    body, verifier = _acceptor_wrap(ctx, 77, b'D' * 16, flags=0x06)
+    with pytest.raises(r.BadVerifier, match='acceptor flag unset'):
+        ctx.unprotect(HEADER, body, TRAILER, verifier, 6, False)
+    body, verifier = _acceptor_wrap(ctx, 77, b'D' * 16, flags=0x05)
+    with pytest.raises(r.BadVerifier, match='not sealed in a packet-privacy session'):
+        ctx.unprotect(HEADER, body, TRAILER, verifier, 6, False)
+    with pytest.raises(r.BadVerifier, match='not a Kerberos wrap token'):
+        ctx.unprotect(HEADER, body, TRAILER, b'\x04\x04' + verifier[2:], 6, False)
+
+
+def test_kerberos_client_wrap_and_mic_tokens():
+    ctx = _krb()
+    body, verifier = ctx.protect(HEADER, b'E' * 32, TRAILER, 6, True)
+    assert len(verifier) == ctx.verifier_size(6) == 76 and len(body) == 32
+    tok, flags, filler, ec, rrc, seq = struct.unpack('>HBBHHQ', verifier[:16])
+    assert (tok, flags, filler, ec, rrc, seq) == (0x0504, 0x06, 0xFF, 16, 28, 0)
+    sealed = r._rotate(verifier[16:] + body, rrc + ec)
+    data, tail = r.aes_unseal(ctx.profile, ctx.key, 24, HEADER, sealed, TRAILER, 32)
+    assert data == b'E' * 32 and tail[16:] == verifier[:6] + b'\x00\x00' + verifier[8:16]
+    mic = ctx.get_mic(b'mechlist')
+    assert mic[:3] == b'\x04\x04\x04' and struct.unpack('>Q', mic[8:16])[0] == 1
+    head = struct.pack('>HB5sQ', 0x0404, 0x05, b'\xff' * 5, 77)
+    ctx.verify_mic(b'mechlist', head + ctx.checksum.checksum(ctx.key, 23, b'mechlist' + head))
+    with pytest.raises(r.BadVerifier, match='Kerberos MIC checksum mismatch, sequence 78'):
+        head = struct.pack('>HB5sQ', 0x0404, 0x05, b'\xff' * 5, 78)
+        ctx.verify_mic(b'other', head + ctx.checksum.checksum(ctx.key, 23, b'mechlist' + head))
+
+
+def test_security_context_choice():
+    ntlm_creds = {'username': 'u', 'password': 'p', 'domain': 'D', 'nthash': '', 'doKerberos': False}
+    assert r.security_context('negotiate', ntlm_creds, 'ca').auth_type == 9
+    assert r.security_context('ntlm', ntlm_creds, 'ca').auth_type == 10
+    krb = dict(ntlm_creds, doKerberos=True)
+    assert r.security_context('negotiate', krb, 'ca').kerberos
+    assert r.security_context('kerberos', krb, 'ca').auth_type == 16
+    with pytest.raises(r.Unsupported):
+        r.security_context('kerberos', ntlm_creds, 'ca')
+    with pytest.raises(r.Unsupported):
+        r.security_context('ntlm', krb, 'ca')
+    with pytest.raises(r.Unsupported):
+        r.security_context('schannel', krb, 'ca')
+    assert r.security_context('ntlm', dict(ntlm_creds, nthash='00' * 16), 'ca').nthash == b'\x00' * 16
