@@ -65,9 +65,7 @@ class CaSession(object):
         self.timeout = timeout
         self._session_factory = session_factory
         self._client_factory = client_factory
-        self.session = None
-        self.client = None
-        self._ca_certs = None
+        self.session = self.client = self._ca_certs = None   # opened by open()
 
     @classmethod
     def for_target(cls, target, auth=None, timeout=30, session_factory=None, client_factory=None):

@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import re
 import socket
 import struct
@@ -274,9 +275,7 @@ class InterfaceRef(object):
     """A DCOM interface pointer held by a session: impacket INTERFACE plus the IID it was obtained for."""
 
     def __init__(self, interface, iid, name):
-        self.interface = interface
-        self.iid = iid
-        self.name = name
+        self.interface, self.iid, self.name = interface, iid, name
         self.released = False
 
     @property
@@ -477,10 +476,8 @@ class DcomSession(object):
         self._refs = []
         self.base = None
         if self._dcom is not None:
-            try:
+            with contextlib.suppress(Exception):   # best effort: the session is being torn down
                 self._dcom.disconnect()
-            except Exception:
-                pass
             self._dcom = None
 
     def close(self):

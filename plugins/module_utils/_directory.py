@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import binascii
+import contextlib
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
 from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
@@ -221,10 +222,8 @@ class Directory(object):
 
     def close(self):
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):   # best effort: closing after use or after a failure
                 self._conn.close()
-            except Exception:
-                pass
             self._conn = None
 
     def services(self):

@@ -175,9 +175,7 @@ class KerberosTicketAuth(object):
         self.use_keytab = use_keytab
         self.spn = spn
         self.timeout = timeout
-        self.credentials = None
-        self.service_ticket = None
-        self.service_principal = None
+        self.credentials = self.service_ticket = self.service_principal = None   # set by acquire()
 
     @property
     def domain(self):

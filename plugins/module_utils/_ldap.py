@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import hashlib
 import shutil
 import socket
@@ -398,10 +399,8 @@ class AdConnection(LdapReader):
 
     def close(self):
         if self.conn is not None:
-            try:
+            with contextlib.suppress(Exception):   # best effort: the connection may already be gone
                 self.conn.unbind()
-            except Exception:
-                pass
         self.conn = None
 
     def __enter__(self):

@@ -131,6 +131,14 @@ def _abs(path):
     return os.path.abspath(os.path.expanduser(path)) if path else path
 
 
+def _to_number(spec, key, convert, what, where):
+    """spec[key] converted in place (int or float); InvalidInput naming the option otherwise."""
+    try:
+        spec[key] = convert(spec[key])
+    except (TypeError, ValueError):
+        raise InvalidInput(where + '%s must be %s, got %r' % (key, what, spec[key]))
+
+
 def check_request(spec, index=0):
     """Validate and normalize one request's options (no file or network access)."""
     spec = dict(spec)
@@ -176,17 +184,11 @@ def check_request(spec, index=0):
     if spec.get('key_size') and key_type == 'ecdsa':
         raise InvalidInput(where + 'key_size applies to RSA keys; use curve with key_type=ecdsa')
     if spec.get('renew_before') is not None:
-        try:
-            spec['renew_before'] = float(spec['renew_before'])
-        except (TypeError, ValueError):
-            raise InvalidInput(where + 'renew_before must be a number of days, got %r' % spec['renew_before'])
+        _to_number(spec, 'renew_before', float, 'a number of days', where)
         if spec['renew_before'] < 0:
             raise InvalidInput(where + 'renew_before must not be negative')
     if spec.get('request_id') is not None:
-        try:
-            spec['request_id'] = int(spec['request_id'])
-        except (TypeError, ValueError):
-            raise InvalidInput(where + 'request_id must be a number, got %r' % spec['request_id'])
+        _to_number(spec, 'request_id', int, 'a number', where)
         if spec['request_id'] <= 0:
             raise InvalidInput(where + 'request_id must be a positive number')
     subject = spec.get('subject')

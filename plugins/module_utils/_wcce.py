@@ -155,8 +155,7 @@ class CertRequestClient(object):
         self.session = session
         self.authority = authority
         self.prefer_request2 = prefer_request2
-        self._d2 = None
-        self._d2_checked = False
+        self._d2, self._d2_checked = None, False     # ICertRequestD2, queried once
         self._request2_ok = True
         self.fallback_reason = None
 
