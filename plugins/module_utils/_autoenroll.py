@@ -18,6 +18,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
+import binascii
 import datetime
 import fnmatch
 import os
@@ -117,20 +119,26 @@ def existing_from_directory(directory, warnings):
     return found
 
 
+def _decoded(text, origin):
+    try:
+        return base64.b64decode(text or '', validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise AutoenrollError('The content of %s in existing is not base64 (as ansible.builtin.slurp returns it)'
+                              % origin)
+
+
 def existing_from_contents(contents, warnings):
-    """The same from ``contents``: {file name under certs/: text} read on the managed host (controller mode)."""
+    """The same from ``contents``: {path under certs/: base64 content} read on the managed host (controller mode,
+    ansible.builtin.slurp)."""
+    by_name = dict((os.path.basename(path), path) for path in contents or {})
     found = {}
-    for entry in sorted(contents or {}):
-        base = os.path.basename(entry)
+    for base in sorted(by_name):
         if not base.endswith(STATE_SUFFIX) or base == STATE_SUFFIX:
             continue
         name = base[:-len(STATE_SUFFIX)]
-        state = _state.State.from_content(contents[entry], origin=entry)
-        cert_text = None
-        for key in contents:
-            if os.path.basename(key) == name + '.crt':
-                cert_text = contents[key]
-        data = cert_text.encode('utf-8') if isinstance(cert_text, str) else cert_text
+        state = _state.State.from_content(_decoded(contents[by_name[base]], base), origin=by_name[base])
+        cert_path = by_name.get(name + '.crt')
+        data = _decoded(contents[cert_path], cert_path) if cert_path else None
         record = _record(name, state, data, warnings)
         found[record['template'].lower()] = record
     return found
@@ -216,14 +224,28 @@ def _entry(name, template, action, code, reason, directory, **extra):
 def _request(entry, template, options):
     """The certificate role's entry for a template to request."""
     req = template.get('requirements') or {}
-    settings = dict((options.get('settings') or {}).get(entry['name']) or {})
+    settings = template_settings(entry['name'], options.get('settings'))
     reuse = settings.pop('reuse_key', options.get('reuse_key', True))
     if req.get('same_key_renewal'):
         reuse = True        # CT_FLAG_REQUIRE_SAME_KEY_RENEWAL: a new key would be refused (0x80094816)
     request = {'name': entry['name'], 'template': entry['name'], 'key_type': 'rsa',
                'key_size': max(MIN_RSA_BITS, req.get('minimum_key_size') or 0), 'reuse_key': bool(reuse)}
-    request.update(dict((k, v) for k, v in settings.items() if v is not None))
+    request.update(dict((k, v) for k, v in settings.items() if v is not None and k not in ('name', 'template')))
     return request
+
+
+def template_settings(name, settings):
+    """The settings of template ``name``: the entries of ``settings`` whose key (a shell pattern, case-insensitive)
+    matches it, merged in key order with the exact name last."""
+    merged = {}
+    keys = sorted(settings or {}, key=lambda k: (k.lower() == name.lower(), k))
+    for key in keys:
+        if fnmatch.fnmatchcase(name.lower(), key.lower()):
+            value = settings[key]
+            if not isinstance(value, dict):
+                raise AutoenrollError('The settings of %s must be a dict, not %s' % (key, type(value).__name__))
+            merged.update(value)
+    return merged
 
 
 def _supersessions(wanted):
@@ -280,8 +302,8 @@ def plan(templates, existing, options, now=None, machine=True, same_requester=Tr
     return {
         'templates': ordered,
         'certificate_requests': [_request(e, wanted[e['name']], options) for e in ordered if e['request']],
-        'remove_paths': [{'template': e['name'], 'path': p} for e in ordered if e['action'] == REMOVE
-                         for p in sorted(set(e['paths'].values()))],
+        'remove_paths': [{'template': e['name'], 'superseded_by': e['superseded_by'], 'path': p}
+                         for e in ordered if e['action'] == REMOVE for p in sorted(set(e['paths'].values()))],
     }
 
 

@@ -47,8 +47,9 @@ options:
     required: true
   existing:
     description:
-      - The contents of the files under C(<directory>/certs) (file name to text), read on the managed host when
-        this module runs elsewhere (enrollment from the controller); O(directory) is then not read.
+      - The files under C(<directory>/certs) (path to base64 content, as ansible.builtin.slurp returns it), read on
+        the managed host when this module runs elsewhere (enrollment from the controller); O(directory) is then not
+        read.
     type: dict
   principal:
     description:
@@ -78,8 +79,10 @@ options:
     default: true
   settings:
     description:
-      - Per template name, keys added to its RV(certificate_requests) entry (the keys of the certificate role's
-        C(certificate_requests), for example C(run_after), C(notify), C(owner), C(group), C(mode), C(reuse_key)).
+      - Keys added to the RV(certificate_requests) entry of each template whose name matches the key (a template
+        name or a shell pattern such as C(*), case-insensitive; matching entries are merged in key order, the exact
+        name last) - the keys of the certificate role's C(certificate_requests), for example C(run_after),
+        C(notify), C(owner), C(group), C(mode), C(key_mode), C(reuse_key).
     type: dict
     default: {}
 notes:

@@ -1,0 +1,269 @@
+"""The autoenroll role with `ansible-playbook` against the lab, as the lab computer LABHOST01$ with its keytab.
+
+The lab's templates for it (tests/lab/adcslab/seed.py AUTOENROLL_TEMPLATES): AutoLinuxServer superseded by
+AutoLinuxServerV2, AutoApproval (CA manager approval), AutoRASigned (one RA signature), AutoDenied (AutoEnroll denied
+to LABHOST01$) and AutoGrant (Enroll only; the grant test adds AutoEnroll and takes it back); Machine is
+autoenrollable for Domain Computers as AD CS ships it. Only these templates are included, so templates other
+checkouts add to the shared lab do not change the results. The ACL changes are made and undone here, on AutoGrant
+only.
+"""
+
+import json
+import os
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+pytestmark = pytest.mark.lab
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SITE = os.path.join(ROOT, "tests", "integration", "playbooks", "autoenroll-site.yml")
+PLAYBOOK = os.path.join(ROOT, "playbooks", "autoenroll.yml")
+INCLUDE = ["Machine", "Auto*"]
+OURS = ("AutoLinuxServer", "AutoLinuxServerV2", "AutoApproval", "AutoRASigned", "AutoDenied", "AutoGrant")
+
+
+@pytest.fixture
+def ca_admin(lab):
+    from adcslab.ca import CertificationAuthority
+    ca = CertificationAuthority.open(lab["state_dir"])
+    yield ca
+    close = getattr(ca, "close", None)
+    if close:
+        close()
+
+
+class Host(object):
+    """One inventory host (LABHOST01, local connection) with its autoenrollment directory under tmp_path."""
+
+    def __init__(self, lab, ansible, tmp_path):
+        self.lab, self.ansible, self.tmp = lab, ansible, tmp_path
+        self.dir = str(tmp_path / "pki")
+        self.inventory = str(tmp_path / "inventory.json")
+        self.write()
+
+    def write(self, **extra):
+        comp = self.lab["accounts"]["computer"]
+        host_vars = {"ansible_connection": "local", "ansible_python_interpreter": self.ansible.python,
+                     "adcs_test_root": str(self.tmp), "autoenroll_directory": self.dir,
+                     "autoenroll_include": INCLUDE,
+                     "autoenroll_templates": {"*": {"notify": ["autoenroll changed"],
+                                                    "run_after": "echo after >> %s/run_after.log" % self.tmp}},
+                     "autoenroll_connection": {"auth": "kerberos", "username": comp["username"],
+                                               "kerberos_keytab": comp["keytab"], "domain": self.lab["domain"],
+                                               "domain_controller": self.lab["dc"]["address"],
+                                               "ca_bundle": self.lab["ca_bundle"]}}
+        host_vars.update(extra)
+        with open(self.inventory, "w") as handle:
+            json.dump({"all": {"hosts": {"labhost01": host_vars}}}, handle)
+
+    def run(self, playbook=SITE, check=False):
+        return self.ansible.playbook(playbook, inventory=self.inventory, check=check,
+                                     extra_env={"KRB5_CONFIG": self.lab["dc"]["krb5_conf"]})
+
+    def path(self, name, kind=".crt"):
+        return os.path.join(self.dir, "private" if kind == ".key" else "certs", name + kind)
+
+    def log(self, name):
+        try:
+            with open(os.path.join(str(self.tmp), name)) as handle:
+                return handle.read().split()
+        except FileNotFoundError:
+            return []
+
+
+def results(out):
+    for task in reversed(out["plays"][0]["tasks"]):
+        if task["task"]["name"] == "Publish the results":
+            return {r["name"]: r for r in task["hosts"]["labhost01"]["autoenroll_results"]}
+    raise AssertionError("the results were not published: %s" % json.dumps(out)[:3000])
+
+
+def changed(out):
+    return out["stats"]["labhost01"]["changed"]
+
+
+def requests_of(ca_admin, templates):
+    """The lab CA's requests for ``templates`` (every requester: the tests are the only users of ours)."""
+    return [row for row in ca_admin.list_requests() if row["template"] in templates]
+
+
+def load_cert(path):
+    with open(path, "rb") as handle:
+        return x509.load_pem_x509_certificate(handle.read())
+
+
+def test_first_run_enrolls_second_run_changes_nothing(lab, ansible, tmp_path, ca_admin):
+    host = Host(lab, ansible, tmp_path)
+    comp = lab["accounts"]["computer"]
+    before = len(requests_of(ca_admin, OURS + ("Machine",)))
+
+    rc, out = host.run(check=True)
+    assert rc == 0, out
+    r = results(out)
+    assert (r["Machine"]["action"], r["Machine"]["status"]) == ("enroll", "would_enroll"), r["Machine"]
+    assert r["AutoLinuxServerV2"]["status"] == "would_enroll"
+    assert not os.path.exists(host.path("Machine"))
+    assert len(requests_of(ca_admin, OURS + ("Machine",))) == before
+
+    rc, out = host.run()
+    assert rc == 0, out
+    r = results(out)
+    assert r["Machine"]["status"] == "issued" and r["Machine"]["action"] == "enroll", r["Machine"]
+    assert r["AutoLinuxServerV2"]["status"] == "issued", r["AutoLinuxServerV2"]
+    assert (r["AutoLinuxServer"]["action"], r["AutoLinuxServer"]["reason_code"]) == ("skip", "superseded")
+    assert r["AutoLinuxServer"]["superseded_by"] == "AutoLinuxServerV2"
+    assert r["AutoApproval"]["status"] == "pending" and r["AutoApproval"]["manager_approval"] is True
+    pending_id = r["AutoApproval"]["request_id"]
+    assert isinstance(pending_id, int) and pending_id > 0
+    assert (r["AutoRASigned"]["status"], r["AutoRASigned"]["reason_code"]) == ("skipped", "ra_signatures")
+    assert "enrollment agent signature" in r["AutoRASigned"]["reason"]
+    assert (r["AutoDenied"]["status"], r["AutoDenied"]["reason_code"]) == ("skipped", "no_autoenroll_right")
+    assert r["AutoDenied"]["reason"].startswith("denied: ACE #")
+    assert r["AutoGrant"]["reason_code"] == "no_autoenroll_right"
+    # the CA built the names from the computer object
+    for name in ("Machine", "AutoLinuxServerV2"):
+        cert = load_cert(host.path(name))
+        cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        assert cn.lower() == comp["dns_host_name"].lower()
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert comp["dns_host_name"].lower() in [n.lower() for n in sans.get_values_for_type(x509.DNSName)]
+        assert oct(os.stat(host.path(name, ".key")).st_mode & 0o777) == "0o600"
+    assert host.log("run_after.log") == ["after", "after"]       # once per new certificate
+    assert host.log("handler.log") == ["labhost01"]
+    after_first = requests_of(ca_admin, OURS + ("Machine",))
+    assert len(after_first) == before + 3
+    assert not requests_of(ca_admin, ("AutoDenied", "AutoRASigned", "AutoLinuxServer", "AutoGrant"))
+
+    # the second run: nothing changes, no request reaches the CA (the pending one is only looked up)
+    rc, out = host.run()
+    assert rc == 0, out
+    assert changed(out) == 0, out["stats"]
+    r = results(out)
+    assert (r["Machine"]["action"], r["Machine"]["status"]) == ("keep", "unchanged")
+    assert r["AutoLinuxServerV2"]["status"] == "unchanged"
+    assert (r["AutoApproval"]["action"], r["AutoApproval"]["status"]) == ("pending", "pending")
+    assert r["AutoApproval"]["request_id"] == pending_id
+    assert len(requests_of(ca_admin, OURS + ("Machine",))) == len(after_first)
+    assert host.log("run_after.log") == ["after", "after"]
+
+    # approved: the next run retrieves it
+    ca_admin.approve(pending_id)
+    rc, out = host.run()
+    assert rc == 0, out
+    assert results(out)["AutoApproval"]["status"] == "issued"
+    assert load_cert(host.path("AutoApproval"))
+
+
+def test_superseding_template_replaces_the_superseded_certificate(lab, ansible, tmp_path):
+    host = Host(lab, ansible, tmp_path)
+    host.write(autoenroll_include=["AutoLinuxServer*"], autoenroll_exclude=["AutoLinuxServerV2"])
+    rc, out = host.run()
+    assert rc == 0, out
+    assert results(out)["AutoLinuxServer"]["status"] == "issued"
+    old = load_cert(host.path("AutoLinuxServer"))
+
+    # V2 comes into scope: it is enrolled; the superseded certificate is kept without prune
+    host.write(autoenroll_include=["AutoLinuxServer*"])
+    rc, out = host.run()
+    assert rc == 0, out
+    r = results(out)
+    assert r["AutoLinuxServerV2"]["status"] == "issued"
+    assert (r["AutoLinuxServer"]["action"], r["AutoLinuxServer"]["status"]) == ("keep", "kept")
+    assert "superseded by AutoLinuxServerV2" in r["AutoLinuxServer"]["reason"]
+    assert load_cert(host.path("AutoLinuxServer")).serial_number == old.serial_number
+
+    # with prune: check mode says it, then the superseded certificate and its key go
+    host.write(autoenroll_include=["AutoLinuxServer*"], autoenroll_prune=True)
+    rc, out = host.run(check=True)
+    assert rc == 0, out
+    assert results(out)["AutoLinuxServer"]["status"] == "would_remove"
+    assert os.path.exists(host.path("AutoLinuxServer"))
+    rc, out = host.run()
+    assert rc == 0, out
+    r = results(out)
+    assert (r["AutoLinuxServer"]["action"], r["AutoLinuxServer"]["status"]) == ("remove", "removed")
+    for kind in (".crt", ".key", ".crt.adcs.json", "-chain.crt", "-fullchain.crt"):
+        assert not os.path.exists(host.path("AutoLinuxServer", kind)), kind
+    assert r["AutoLinuxServerV2"]["status"] == "unchanged"
+    rc, out = host.run()
+    assert rc == 0 and changed(out) == 0, out["stats"]
+    assert "AutoLinuxServer" not in results(out) or results(out)["AutoLinuxServer"]["status"] == "skipped"
+
+
+def _template_acl(lab, grant_sid=None):
+    """The AutoGrant security descriptor of the seed, with AutoEnroll granted to ``grant_sid`` when given."""
+    from adcslab import seed, seeder
+    template = [t for t in seed.TEMPLATES if t["cn"] == "AutoGrant"][0]
+    domain_sid = lab["accounts"]["computer"]["sid"].rsplit("-", 1)[0]
+    acl = list(template["acl"]) + ([("allow", "autoenroll", "sid:" + grant_sid)] if grant_sid else [])
+
+    def resolve(principal):
+        kind, _, value = principal.partition(":")
+        return "%s-%s" % (domain_sid, value) if kind == "rid" else value
+    return seeder.security_descriptor(acl, resolve, resolve("rid:%d" % seed.RID_ENTERPRISE_ADMINS))
+
+
+def _set_acl(lab, sd):
+    import ssl
+    import ldap3
+    from adcslab import seed, seeder
+    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=lab["ca_bundle"], valid_names=[lab["dc"]["hostname"]])
+    server = ldap3.Server(lab["dc"]["address"], port=636, use_ssl=True, tls=tls, connect_timeout=5)
+    admin = lab["accounts"]["admin"]
+    conn = ldap3.Connection(server, user=admin["upn"], password=admin["password"], auto_bind=True,
+                            raise_exceptions=True, receive_timeout=30)
+    try:
+        conn.modify("CN=AutoGrant,%s" % seed.TEMPLATES_DN,
+                    {"nTSecurityDescriptor": [(ldap3.MODIFY_REPLACE, [sd])]}, controls=seeder._sd_control())
+    finally:
+        conn.unbind()
+
+
+def test_granting_autoenroll_enrolls_and_revoking_it_with_prune_removes(lab, ansible, tmp_path, ca_admin):
+    host = Host(lab, ansible, tmp_path)
+    host.write(autoenroll_include=["AutoGrant"], autoenroll_prune=True)
+    rc, out = host.run()
+    assert rc == 0, out
+    assert results(out)["AutoGrant"]["status"] == "skipped"
+    assert not os.path.exists(host.path("AutoGrant"))
+    try:
+        _set_acl(lab, _template_acl(lab, grant_sid=lab["accounts"]["computer"]["sid"]))
+        rc, out = host.run()
+        assert rc == 0, out
+        r = results(out)["AutoGrant"]
+        assert (r["action"], r["status"]) == ("enroll", "issued"), r
+        assert load_cert(host.path("AutoGrant"))
+    finally:
+        _set_acl(lab, _template_acl(lab))
+    rc, out = host.run(check=True)
+    assert rc == 0, out
+    assert results(out)["AutoGrant"]["status"] == "would_remove"
+    assert os.path.exists(host.path("AutoGrant"))
+    rc, out = host.run()
+    assert rc == 0, out
+    r = results(out)["AutoGrant"]
+    assert (r["action"], r["status"], r["reason_code"]) == ("remove", "removed", "no_autoenroll_right"), r
+    assert not os.path.exists(host.path("AutoGrant")) and not os.path.exists(host.path("AutoGrant", ".key"))
+
+
+def test_collection_playbook_runs_the_role(lab, ansible, tmp_path):
+    """playbooks/autoenroll.yml (adcs.enrollment.autoenroll) for an inventory; adcs_hosts selects the hosts."""
+    host = Host(lab, ansible, tmp_path)
+    host.write(autoenroll_include=["Machine"])
+    rc, out = host.ansible.playbook(PLAYBOOK, inventory=host.inventory, extra_vars={"adcs_hosts": "labhost01"},
+                                    extra_env={"KRB5_CONFIG": lab["dc"]["krb5_conf"]})
+    assert rc == 0, out
+    assert load_cert(host.path("Machine"))
+    rc, out = host.ansible.playbook(PLAYBOOK, inventory=host.inventory, extra_env={"KRB5_CONFIG": lab["dc"]["krb5_conf"]})
+    assert rc == 0 and changed(out) == 0, out["stats"]
+
+
+def test_bad_settings_fail_clearly(lab, ansible, tmp_path):
+    host = Host(lab, ansible, tmp_path)
+    host.write(autoenroll_templates={"Machine": "not a dict"})
+    rc, out = host.run()
+    assert rc != 0
+    text = json.dumps(out)
+    assert "The settings of Machine must be a dict, not str" in text and "Traceback" not in text
