@@ -34,6 +34,39 @@ def ca_admin(lab):
         close()
 
 
+def _admin_ldap(lab):
+    import ssl
+    import ldap3
+    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=lab["ca_bundle"], valid_names=[lab["dc"]["hostname"]])
+    server = ldap3.Server(lab["dc"]["address"], port=636, use_ssl=True, tls=tls, connect_timeout=5)
+    admin = lab["accounts"]["admin"]
+    return ldap3.Connection(server, user=admin["upn"], password=admin["password"], auto_bind=True,
+                            raise_exceptions=True, receive_timeout=30)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def autoenroll_templates(lab):
+    """The lab's autoenrollment templates are in AD and published (what `adcslab seed-templates` does, for these
+    templates only: a shared lab DC may have been seeded from a checkout without them)."""
+    from adcslab import seed, seeder
+    conn = _admin_ldap(lab)
+    try:
+        loader = seeder.Seeder(None, None)
+        loader.conn = conn
+        loader.domain_sid = lab["accounts"]["computer"]["sid"].rsplit("-", 1)[0]
+        loader.sids = {"labhost01$": lab["accounts"]["computer"]["sid"]}
+        owner = loader.resolve("rid:%d" % seed.RID_ENTERPRISE_ADMINS)
+        for template in [t for t in seed.TEMPLATES if t["cn"] in OURS]:
+            attrs = seed.template_attributes(template)
+            attrs["nTSecurityDescriptor"] = seeder.security_descriptor(template["acl"], loader.resolve, owner)
+            loader._upsert("CN=%s,%s" % (template["cn"], seed.TEMPLATES_DN), attrs, controls=seeder._sd_control())
+            oid = seed.oid_object(template)
+            loader._upsert("CN=%s,%s" % (oid["cn"], seed.OID_DN), oid["attrs"])
+        loader._publish_more(list(OURS))
+    finally:
+        conn.unbind()
+
+
 class Host(object):
     """One inventory host (LABHOST01, local connection) with its autoenrollment directory under tmp_path."""
 
@@ -206,14 +239,9 @@ def _template_acl(lab, grant_sid=None):
 
 
 def _set_acl(lab, sd):
-    import ssl
     import ldap3
     from adcslab import seed, seeder
-    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=lab["ca_bundle"], valid_names=[lab["dc"]["hostname"]])
-    server = ldap3.Server(lab["dc"]["address"], port=636, use_ssl=True, tls=tls, connect_timeout=5)
-    admin = lab["accounts"]["admin"]
-    conn = ldap3.Connection(server, user=admin["upn"], password=admin["password"], auto_bind=True,
-                            raise_exceptions=True, receive_timeout=30)
+    conn = _admin_ldap(lab)
     try:
         conn.modify("CN=AutoGrant,%s" % seed.TEMPLATES_DN,
                     {"nTSecurityDescriptor": [(ldap3.MODIFY_REPLACE, [sd])]}, controls=seeder._sd_control())
@@ -251,7 +279,7 @@ def test_granting_autoenroll_enrolls_and_revoking_it_with_prune_removes(lab, ans
 def test_collection_playbook_runs_the_role(lab, ansible, tmp_path):
     """playbooks/autoenroll.yml (adcs.enrollment.autoenroll) for an inventory; adcs_hosts selects the hosts."""
     host = Host(lab, ansible, tmp_path)
-    host.write(autoenroll_include=["Machine"])
+    host.write(autoenroll_include=["Machine"], autoenroll_templates={})
     rc, out = host.ansible.playbook(PLAYBOOK, inventory=host.inventory, extra_vars={"adcs_hosts": "labhost01"},
                                     extra_env={"KRB5_CONFIG": lab["dc"]["krb5_conf"]})
     assert rc == 0, out
