@@ -295,3 +295,58 @@ def test_bad_settings_fail_clearly(lab, ansible, tmp_path):
     assert rc != 0
     text = json.dumps(out)
     assert "The settings of Machine must be a dict, not str" in text and "Traceback" not in text
+
+
+def test_controller_mode(lab, ansible, tmp_path):
+    """autoenroll_enroll_on=controller: the plan and the enrollment run on the controller (here with the host's
+    own keytab, so the CA builds the names of LABHOST01); the key stays on the host; a second run changes nothing."""
+    host = Host(lab, ansible, tmp_path)
+    host.write(autoenroll_include=["Machine"], autoenroll_enroll_on="controller", autoenroll_principal="LABHOST01$")
+    rc, out = host.run()
+    assert rc == 0, out
+    assert results(out)["Machine"]["status"] == "issued"
+    cert = load_cert(host.path("Machine"))
+    cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert cn.lower() == lab["accounts"]["computer"]["dns_host_name"].lower()
+    rc, out = host.run()
+    assert rc == 0 and changed(out) == 0, out["stats"]
+    assert results(out)["Machine"]["status"] == "unchanged"
+
+
+def test_controller_with_another_account_skips_templates_named_from_ad(lab, ansible, tmp_path):
+    """A service account on the controller would get the CA to build the names of the service account: skipped."""
+    host = Host(lab, ansible, tmp_path)
+    enroller = lab["accounts"]["enroller"]
+    host.write(autoenroll_include=["Machine"], autoenroll_enroll_on="controller",
+               autoenroll_connection={"domain": lab["domain"], "domain_controller": lab["dc"]["address"],
+                                      "ca_bundle": lab["ca_bundle"], "username": enroller["upn"],
+                                      "password": enroller["password"]})
+    rc, out = host.run()
+    assert rc == 0, out
+    r = results(out)["Machine"]
+    assert (r["status"], r["reason_code"]) == ("skipped", "names_of_requester"), r
+    assert "authenticates as another account" in r["reason"]
+    assert not os.path.exists(host.path("Machine"))
+
+
+def test_argument_specs_refuse_bad_values(lab, ansible, tmp_path):
+    host = Host(lab, ansible, tmp_path)
+    host.write(autoenroll_enroll_on="cloud", autoenroll_prune="sometimes")
+    rc, out = host.run()
+    assert rc != 0
+    text = json.dumps(out)
+    assert "autoenroll_enroll_on" in text and "host, controller" in text
+    assert "autoenroll_prune" in text
+
+
+def test_defaults_are_documented_in_the_argument_specs():
+    import yaml
+    role = os.path.join(ROOT, "roles", "autoenroll")
+    with open(os.path.join(role, "defaults", "main.yml")) as handle:
+        defaults = yaml.safe_load(handle)
+    with open(os.path.join(role, "meta", "argument_specs.yml")) as handle:
+        options = yaml.safe_load(handle)["argument_specs"]["main"]["options"]
+    assert sorted(defaults) == sorted(options)
+    for name, value in defaults.items():
+        if value is not None:
+            assert options[name]["default"] == value, name
