@@ -164,6 +164,12 @@ def eligibility(template, machine=True, same_requester=True):
     access = template.get('access') or {}
     if not access.get('can_autoenroll'):
         return 'no_autoenroll_right', access.get('autoenroll_reason') or 'the account may not autoenroll'
+    enrollment = set(((template.get('enrollment_flag') or {}).get('names')) or [])
+    if 'CT_FLAG_AUTO_ENROLLMENT' not in enrollment:
+        return 'not_autoenrollment_template', ('the template does not ask clients to autoenroll '
+                                               '(no CT_FLAG_AUTO_ENROLLMENT in msPKI-Enrollment-Flag)')
+    if 'CT_FLAG_USER_INTERACTION_REQUIRED' in enrollment:
+        return 'user_interaction', 'the template requires user interaction (CT_FLAG_USER_INTERACTION_REQUIRED)'
     if req.get('machine') and not machine:
         return 'machine_template', 'a machine template (CT_FLAG_MACHINE_TYPE); this account is a user'
     if not req.get('machine') and machine:

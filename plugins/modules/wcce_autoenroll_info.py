@@ -20,7 +20,8 @@ description:
     expired), V(keep) (valid, or no longer autoenrollable and kept without O(prune)), V(pending) (a request held for
     a CA manager is retrieved), V(remove) (superseded or no longer autoenrollable, with O(prune)) or V(skip) with a
     reason.
-  - Skips templates the account cannot autoenroll (no AutoEnroll or Enroll right, or a deny), user templates for a
+  - Skips templates the account cannot autoenroll (no AutoEnroll or Enroll right, or a deny), templates without
+    C(CT_FLAG_AUTO_ENROLLMENT) or with C(CT_FLAG_USER_INTERACTION_REQUIRED) (MS-CRTD 2.26), user templates for a
     computer account (and machine templates for a user), templates that require enrollment agent signatures
     (C(msPKI-RA-Signature)), private key archival, a subject supplied in the request, and CA templates.
   - Follows C(msPKI-Supersede-Templates) among the templates to request - a superseded template is not requested,
@@ -117,10 +118,11 @@ templates:
       description: V(enroll), V(renew), V(keep), V(pending), V(remove) or V(skip).
       type: str
     reason_code:
-      description: Machine-readable reason (C(no_certificate), C(renew_window), C(expired), C(up_to_date), C(pending),
-        C(no_autoenroll_right), C(user_template), C(machine_template), C(ra_signatures), C(key_archival),
-        C(enrollee_supplies_subject), C(names_of_requester), C(ca_template), C(superseded), C(filtered),
-        C(not_published), C(unreadable)).
+      description:
+        - Machine-readable reason - C(no_certificate), C(renew_window), C(expired), C(up_to_date), C(pending),
+          C(no_autoenroll_right), C(not_autoenrollment_template), C(user_interaction), C(user_template),
+          C(machine_template), C(ra_signatures), C(key_archival), C(enrollee_supplies_subject),
+          C(names_of_requester), C(ca_template), C(superseded), C(filtered), C(not_published) or C(unreadable).
       type: str
     reason:
       description: The reason in words.

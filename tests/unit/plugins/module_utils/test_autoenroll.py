@@ -29,8 +29,10 @@ def template(name, machine=True, autoenroll=True, reason=None, published=True, r
                     'enrollee_supplies_subject': False, 'ra_signatures': 0, 'key_archival': False,
                     'manager_approval': False, 'minimum_key_size': 2048, 'same_key_renewal': False}
     superseded = req.pop('superseded_templates', [])
+    flags = req.pop('enrollment_flags', ['CT_FLAG_AUTO_ENROLLMENT'])
     requirements.update(req)
     return {'name': name, 'display_name': name + ' display', 'published': published, 'requirements': requirements,
+            'enrollment_flag': {'names': flags},
             'superseded_templates': superseded, 'renewal_period': {'seconds': renewal_days * 86400},
             'access': {'can_autoenroll': autoenroll,
                        'autoenroll_reason': reason or ('allowed: ACE #1' if autoenroll else 'no ACE grants AutoEnroll')}}
@@ -132,6 +134,9 @@ def test_filters_are_case_insensitive_shell_patterns():
 @pytest.mark.parametrize('kwargs, code, text', [
     (dict(autoenroll=False, reason='denied: ACE #0 denies AutoEnroll to WEB01$'), 'no_autoenroll_right',
      'denied: ACE #0 denies AutoEnroll to WEB01$'),
+    (dict(enrollment_flags=[]), 'not_autoenrollment_template', 'no CT_FLAG_AUTO_ENROLLMENT'),
+    (dict(enrollment_flags=['CT_FLAG_AUTO_ENROLLMENT', 'CT_FLAG_USER_INTERACTION_REQUIRED']), 'user_interaction',
+     'requires user interaction'),
     (dict(machine=False), 'user_template', 'a user template (no CT_FLAG_MACHINE_TYPE)'),
     (dict(ra_signatures=1), 'ra_signatures', 'requires 1 enrollment agent signature(s)'),
     (dict(key_archival=True), 'key_archival', 'CT_FLAG_REQUIRE_PRIVATE_KEY_ARCHIVAL'),
