@@ -284,7 +284,8 @@ def test_collection_playbook_runs_the_role(lab, ansible, tmp_path):
                                     extra_env={"KRB5_CONFIG": lab["dc"]["krb5_conf"]})
     assert rc == 0, out
     assert load_cert(host.path("Machine"))
-    rc, out = host.ansible.playbook(PLAYBOOK, inventory=host.inventory, extra_env={"KRB5_CONFIG": lab["dc"]["krb5_conf"]})
+    rc, out = host.ansible.playbook(PLAYBOOK, inventory=host.inventory,
+                                    extra_env={"KRB5_CONFIG": lab["dc"]["krb5_conf"]})
     assert rc == 0 and changed(out) == 0, out["stats"]
 
 

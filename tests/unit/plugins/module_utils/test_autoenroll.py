@@ -35,7 +35,8 @@ def template(name, machine=True, autoenroll=True, reason=None, published=True, r
             'enrollment_flag': {'names': flags},
             'superseded_templates': superseded, 'renewal_period': {'seconds': renewal_days * 86400},
             'access': {'can_autoenroll': autoenroll,
-                       'autoenroll_reason': reason or ('allowed: ACE #1' if autoenroll else 'no ACE grants AutoEnroll')}}
+                       'autoenroll_reason': reason or ('allowed: ACE #1' if autoenroll
+                                                       else 'no ACE grants AutoEnroll')}}
 
 
 def certificate(days_left, lifetime=365, name='host.example.com'):
