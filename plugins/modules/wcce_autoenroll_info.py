@@ -74,7 +74,7 @@ options:
     default: false
   reuse_key:
     description:
-      - Keep the key on renewal (RV(certificate_requests[].reuse_key)); templates with
+      - Keep the key on renewal (C(reuse_key) of the RV(certificate_requests) entries); templates with
         C(CT_FLAG_REQUIRE_SAME_KEY_RENEWAL) always keep it.
     type: bool
     default: true

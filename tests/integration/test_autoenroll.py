@@ -233,7 +233,7 @@ def _template_acl(lab, grant_sid=None):
     acl = list(template["acl"]) + ([("allow", "autoenroll", "sid:" + grant_sid)] if grant_sid else [])
 
     def resolve(principal):
-        kind, _, value = principal.partition(":")
+        kind, value = principal.split(":", 1)
         return "%s-%s" % (domain_sid, value) if kind == "rid" else value
     return seeder.security_descriptor(acl, resolve, resolve("rid:%d" % seed.RID_ENTERPRISE_ADMINS))
 
