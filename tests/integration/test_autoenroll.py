@@ -25,13 +25,14 @@ OURS = ("AutoLinuxServer", "AutoLinuxServerV2", "AutoApproval", "AutoRASigned", 
 
 
 @pytest.fixture
-def ca_admin(lab):
+def lab_ca(lab):
+    """The lab CA's request database, to count and approve requests."""
     from adcslab.ca import CertificationAuthority
-    ca = CertificationAuthority.open(lab["state_dir"])
-    yield ca
-    close = getattr(ca, "close", None)
-    if close:
-        close()
+    authority = CertificationAuthority.open(lab["state_dir"])
+    try:
+        yield authority
+    finally:
+        authority.close()
 
 
 def _admin_ldap(lab):
@@ -99,27 +100,40 @@ class Host(object):
         return os.path.join(self.dir, "private" if kind == ".key" else "certs", name + kind)
 
     def log(self, name):
-        try:
-            with open(os.path.join(str(self.tmp), name)) as handle:
-                return handle.read().split()
-        except FileNotFoundError:
-            return []
+        """The words the handler or run_after wrote into ``name`` (none when they never ran)."""
+        path = self.tmp / name
+        return path.read_text().split() if path.exists() else []
 
 
 def results(out):
-    for task in reversed(out["plays"][0]["tasks"]):
-        if task["task"]["name"] == "Publish the results":
-            return {r["name"]: r for r in task["hosts"]["labhost01"]["autoenroll_results"]}
-    raise AssertionError("the results were not published: %s" % json.dumps(out)[:3000])
+    """autoenroll_results by template name, from the site playbook's "Publish the results"."""
+    published = [t["hosts"]["labhost01"] for t in out["plays"][0]["tasks"]
+                 if t["task"]["name"] == "Publish the results"]
+    assert published, "the results were not published: %s" % json.dumps(out)[:3000]
+    return dict((r["name"], r) for r in published[-1]["autoenroll_results"])
 
 
 def changed(out):
     return out["stats"]["labhost01"]["changed"]
 
 
-def requests_of(ca_admin, templates):
+def requests_of(lab_ca, templates):
     """The lab CA's requests for ``templates`` (every requester: the tests are the only users of ours)."""
-    return [row for row in ca_admin.list_requests() if row["template"] in templates]
+    return [row for row in lab_ca.list_requests() if row["template"] in templates]
+
+
+def pruned(host, name):
+    """Runs with prune: check mode says the certificate of ``name`` would go and leaves it, the run removes it;
+    returns the results of the run."""
+    rc, out = host.run(check=True)
+    assert rc == 0, out
+    assert results(out)[name]["status"] == "would_remove"
+    assert os.path.exists(host.path(name))
+    rc, out = host.run()
+    assert rc == 0, out
+    r = results(out)
+    assert (r[name]["action"], r[name]["status"]) == ("remove", "removed"), r[name]
+    return r
 
 
 def load_cert(path):
@@ -127,10 +141,10 @@ def load_cert(path):
         return x509.load_pem_x509_certificate(handle.read())
 
 
-def test_first_run_enrolls_second_run_changes_nothing(lab, ansible, tmp_path, ca_admin):
+def test_first_run_enrolls_second_run_changes_nothing(lab, ansible, tmp_path, lab_ca):
     host = Host(lab, ansible, tmp_path)
     comp = lab["accounts"]["computer"]
-    before = len(requests_of(ca_admin, OURS))
+    before = len(requests_of(lab_ca, OURS))
 
     rc, out = host.run(check=True)
     assert rc == 0, out
@@ -138,7 +152,7 @@ def test_first_run_enrolls_second_run_changes_nothing(lab, ansible, tmp_path, ca
     assert (r["Machine"]["action"], r["Machine"]["status"]) == ("enroll", "would_enroll"), r["Machine"]
     assert r["AutoLinuxServerV2"]["status"] == "would_enroll"
     assert not os.path.exists(host.path("Machine"))
-    assert len(requests_of(ca_admin, OURS)) == before
+    assert len(requests_of(lab_ca, OURS)) == before
 
     rc, out = host.run()
     assert rc == 0, out
@@ -165,9 +179,9 @@ def test_first_run_enrolls_second_run_changes_nothing(lab, ansible, tmp_path, ca
         assert oct(os.stat(host.path(name, ".key")).st_mode & 0o777) == "0o600"
     assert host.log("run_after.log") == ["after", "after"]       # once per new certificate
     assert host.log("handler.log") == ["labhost01"]
-    after_first = requests_of(ca_admin, OURS)       # Machine is shared with other tests: counted by its result
+    after_first = requests_of(lab_ca, OURS)       # Machine is shared with other tests: counted by its result
     assert len(after_first) == before + 2
-    assert not requests_of(ca_admin, ("AutoDenied", "AutoRASigned"))     # never requested, by any run
+    assert not requests_of(lab_ca, ("AutoDenied", "AutoRASigned"))     # never requested, by any run
 
     # the second run: nothing changes, no request reaches the CA (the pending one is only looked up)
     rc, out = host.run()
@@ -179,11 +193,11 @@ def test_first_run_enrolls_second_run_changes_nothing(lab, ansible, tmp_path, ca
     assert r["AutoLinuxServerV2"]["status"] == "unchanged"
     assert (r["AutoApproval"]["action"], r["AutoApproval"]["status"]) == ("pending", "pending")
     assert r["AutoApproval"]["request_id"] == pending_id
-    assert len(requests_of(ca_admin, OURS)) == len(after_first)
+    assert len(requests_of(lab_ca, OURS)) == len(after_first)
     assert host.log("run_after.log") == ["after", "after"]
 
     # approved: the next run retrieves it
-    ca_admin.approve(pending_id)
+    lab_ca.approve(pending_id)
     rc, out = host.run()
     assert rc == 0, out
     assert results(out)["AutoApproval"]["status"] == "issued"
@@ -210,14 +224,8 @@ def test_superseding_template_replaces_the_superseded_certificate(lab, ansible, 
 
     # with prune: check mode says it, then the superseded certificate and its key go
     host.write(autoenroll_include=["AutoLinuxServer*"], autoenroll_prune=True)
-    rc, out = host.run(check=True)
-    assert rc == 0, out
-    assert results(out)["AutoLinuxServer"]["status"] == "would_remove"
-    assert os.path.exists(host.path("AutoLinuxServer"))
-    rc, out = host.run()
-    assert rc == 0, out
-    r = results(out)
-    assert (r["AutoLinuxServer"]["action"], r["AutoLinuxServer"]["status"]) == ("remove", "removed")
+    r = pruned(host, "AutoLinuxServer")
+    assert r["AutoLinuxServer"]["reason_code"] == "superseded"
     for kind in (".crt", ".key", ".crt.adcs.json", "-chain.crt", "-fullchain.crt"):
         assert not os.path.exists(host.path("AutoLinuxServer", kind)), kind
     assert r["AutoLinuxServerV2"]["status"] == "unchanged"
@@ -250,7 +258,7 @@ def _set_acl(lab, sd):
         conn.unbind()
 
 
-def test_granting_autoenroll_enrolls_and_revoking_it_with_prune_removes(lab, ansible, tmp_path, ca_admin):
+def test_granting_autoenroll_enrolls_and_revoking_it_with_prune_removes(lab, ansible, tmp_path, lab_ca):
     host = Host(lab, ansible, tmp_path)
     host.write(autoenroll_include=["AutoGrant"], autoenroll_prune=True)
     rc, out = host.run()
@@ -266,14 +274,7 @@ def test_granting_autoenroll_enrolls_and_revoking_it_with_prune_removes(lab, ans
         assert load_cert(host.path("AutoGrant"))
     finally:
         _set_acl(lab, _template_acl(lab))
-    rc, out = host.run(check=True)
-    assert rc == 0, out
-    assert results(out)["AutoGrant"]["status"] == "would_remove"
-    assert os.path.exists(host.path("AutoGrant"))
-    rc, out = host.run()
-    assert rc == 0, out
-    r = results(out)["AutoGrant"]
-    assert (r["action"], r["status"], r["reason_code"]) == ("remove", "removed", "no_autoenroll_right"), r
+    assert pruned(host, "AutoGrant")["AutoGrant"]["reason_code"] == "no_autoenroll_right"
     assert not os.path.exists(host.path("AutoGrant")) and not os.path.exists(host.path("AutoGrant", ".key"))
 
 
