@@ -197,9 +197,10 @@ def _renewal_days(template):
     return seconds / 86400.0 if isinstance(seconds, (int, float)) else None
 
 
-def classify(record, template, now):
+def classify(record, template, now, renew_before=None):
     """(action, code, reason) of a template to request: pending, enroll, renew or keep (wcce_request decides the
-    details: the key, the subject, the exact window)."""
+    details: the key, the subject, the exact window). ``renew_before``: the window in days asked in the settings,
+    else the template's renewal period."""
     state = (record or {}).get('state') or {}
     if state.get('status') == _state.PENDING:
         return PENDING, 'pending', 'request %s is pending (since %s); it is retrieved' % (
@@ -208,7 +209,9 @@ def classify(record, template, now):
     if cert is None:
         return ENROLL, 'no_certificate', 'no certificate of this template yet'
     end = _x509.not_after(cert)
-    days, _source = _renewal.default_renew_before(cert, _renewal_days(template))
+    days = renew_before
+    if days is None:
+        days, _source = _renewal.default_renew_before(cert, _renewal_days(template))
     stamp = end.strftime('%Y-%m-%d %H:%M:%SZ')
     if now >= end:
         return RENEW, 'expired', 'the certificate expired on %s' % stamp
@@ -289,7 +292,8 @@ def plan(templates, existing, options, now=None, machine=True, same_requester=Tr
             refused[name.lower()] = (template, 'superseded', 'superseded by %s (msPKI-Supersede-Templates)'
                                      % superseded[name.lower()], True)
     for name, template in wanted.items():
-        action, code, reason = classify(existing.get(name.lower()), template, now)
+        action, code, reason = classify(existing.get(name.lower()), template, now,
+                                        template_settings(name, options.get('settings')).get('renew_before'))
         entries[name.lower()] = _entry(name, template, action, code, reason, directory)
     for low, (template, code, reason, in_scope) in refused.items():
         record = existing.get(low)

@@ -204,6 +204,33 @@ def test_first_run_enrolls_second_run_changes_nothing(lab, ansible, tmp_path, la
     assert load_cert(host.path("AutoApproval"))
 
 
+def test_renewal_keeps_the_key_unless_a_new_key_is_asked(lab, ansible, tmp_path):
+    """A renewal window longer than the certificate's life (renew_before in autoenroll_templates) renews at once."""
+    host = Host(lab, ansible, tmp_path)
+    host.write(autoenroll_include=["AutoLinuxServerV2"], autoenroll_templates={})
+    rc, out = host.run()
+    assert rc == 0 and results(out)["AutoLinuxServerV2"]["status"] == "issued", out
+    first = load_cert(host.path("AutoLinuxServerV2"))
+    host.write(autoenroll_include=["AutoLinuxServerV2"],
+               autoenroll_templates={"AutoLinuxServerV2": {"renew_before": 400}})
+    rc, out = host.run()
+    r = results(out)["AutoLinuxServerV2"]
+    assert rc == 0 and (r["action"], r["reason_code"], r["status"]) == ("renew", "renew_window", "renewed"), r
+    second = load_cert(host.path("AutoLinuxServerV2"))
+    assert second.serial_number != first.serial_number and public(second) == public(first)   # the same key
+    host.write(autoenroll_include=["AutoLinuxServerV2"], autoenroll_reuse_key=False,
+               autoenroll_templates={"AutoLinuxServerV2": {"renew_before": 400}})
+    rc, out = host.run()
+    assert rc == 0 and results(out)["AutoLinuxServerV2"]["status"] == "renewed", out
+    third = load_cert(host.path("AutoLinuxServerV2"))
+    assert public(third) != public(second)                                                    # a new key
+
+
+def public(cert):
+    from cryptography.hazmat.primitives import serialization
+    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def test_superseding_template_replaces_the_superseded_certificate(lab, ansible, tmp_path):
     host = Host(lab, ansible, tmp_path)
     host.write(autoenroll_include=["AutoLinuxServer*"], autoenroll_exclude=["AutoLinuxServerV2"])

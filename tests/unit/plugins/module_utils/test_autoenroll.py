@@ -164,6 +164,9 @@ def test_classify_enroll_renew_keep_pending():
     action, code, reason = a.classify(record('Machine', certificate(30)), t, NOW)
     assert (action, code) == ('renew', 'renew_window') and 'renewal period of 42 days' in reason
     assert a.classify(record('Machine', certificate(-1)), t, NOW)[:2] == ('renew', 'expired')
+    assert a.classify(record('Machine', certificate(100)), t, NOW, renew_before=120)[:2] == ('renew', 'renew_window')
+    out, by = plan([t], {'Machine': record('Machine', certificate(100))}, settings={'mach*': {'renew_before': 120}})
+    assert by['Machine']['action'] == 'renew' and out['certificate_requests'][0]['renew_before'] == 120
     action, code, reason = a.classify(record('Machine', None, status='pending', request_id=12, since='x'), t, NOW)
     assert (action, code) == ('pending', 'pending') and reason.startswith('request 12 is pending')
 
