@@ -265,6 +265,36 @@ TEMPLATES = [
                     3072),
 ]
 
+# Autoenrollment (roles/autoenroll, tests/integration/test_autoenroll.py): schema 2 machine templates, names built
+# by the CA from the computer object (CN = dNSHostName, SAN dNSName) as the Machine template does.
+def _auto_machine(cn, display, suffix, acl, enrollment_flag=CT_FLAG_AUTO_ENROLLMENT, **extra):
+    return dict({"cn": cn, "displayName": display, "schema": 2, "oid_suffix": suffix, "revision": 100, "minor": 2,
+                 "flags": 0x20261, "name_flag": CT_FLAG_SUBJECT_ALT_REQUIRE_DNS | CT_FLAG_SUBJECT_REQUIRE_DNS_AS_CN,
+                 "enrollment_flag": enrollment_flag, "private_key_flag": 0,
+                 "ekus": [EKU_CLIENT_AUTH, EKU_SERVER_AUTH], "key_usage": KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT,
+                 "validity_days": 365, "overlap_days": 42, "min_key": 2048, "key_spec": 1, "csps": RSA_SCHANNEL_CSPS,
+                 "acl": _ADMINS_FULL + acl}, **extra)
+
+
+_COMPUTERS_AUTO = [("allow", "enroll", "rid:%d" % RID_DOMAIN_COMPUTERS),
+                   ("allow", "autoenroll", "rid:%d" % RID_DOMAIN_COMPUTERS)]
+TEMPLATES += [
+    _auto_machine("AutoLinuxServer", "Linux Server (autoenrollment)", "6602113.1", _COMPUTERS_AUTO),
+    _auto_machine("AutoLinuxServerV2", "Linux Server v2 (supersedes Linux Server)", "6602113.2", _COMPUTERS_AUTO,
+                  extra_attrs={"msPKI-Supersede-Templates": ["AutoLinuxServer"]}),
+    _auto_machine("AutoApproval", "Linux Server (CA manager approval)", "6602113.3", _COMPUTERS_AUTO,
+                  enrollment_flag=CT_FLAG_AUTO_ENROLLMENT | CT_FLAG_PEND_ALL_REQUESTS),
+    _auto_machine("AutoRASigned", "Linux Server (one enrollment agent signature)", "6602113.4", _COMPUTERS_AUTO,
+                  extra_attrs={"msPKI-RA-Signature": "1"}),
+    _auto_machine("AutoDenied", "Linux Server (AutoEnroll denied to LABHOST01)", "6602113.5",
+                  [("deny", "autoenroll", "name:LABHOST01$")] + _COMPUTERS_AUTO),
+    # Enroll only: the autoenrollment tests grant AutoEnroll on it (and take it back) themselves.
+    _auto_machine("AutoGrant", "Linux Server (AutoEnroll granted by the tests)", "6602113.6",
+                  [("allow", "enroll", "rid:%d" % RID_DOMAIN_COMPUTERS)]),
+]
+AUTOENROLL_TEMPLATES = ["AutoLinuxServer", "AutoLinuxServerV2", "AutoApproval", "AutoRASigned", "AutoDenied",
+                        "AutoGrant"]
+
 # The CA's own security (Request Certificates = Enroll): Windows' default after CA setup. The lab CA reads it from
 # its config.json "ca_security" (the registry on Windows; default this list); the seeder writes the same list into
 # the enrollment service object's nTSecurityDescriptor (Enroll extended right), as a Windows CA keeps it in sync.
@@ -273,6 +303,7 @@ CA_SECURITY = _ADMINS_FULL + [("allow", "enroll", "sid:" + AUTHENTICATED_USERS)]
 # Templates the lab CA publishes (its enrollment service's certificateTemplates).
 PUBLISHED_TEMPLATES = ["WebServer", "Machine", "User", "EFS", "WebServerApproval", "WebServer4096", "ShortLived",
                        "WebServerSameKey", "WebServerECC", "WebServerECC384", "WebServerKSP"]
+PUBLISHED_TEMPLATES += AUTOENROLL_TEMPLATES
 
 
 def template_oid(template):
@@ -309,6 +340,7 @@ def template_attributes(template):
         # ones the key algorithm properties in msPKI-RA-Application-Policies (MS-CRTD 2.23.2).
         attrs["msPKI-Certificate-Application-Policy"] = list(template["ekus"])
         attrs["msPKI-RA-Application-Policies"] = [template["cng"]] if template.get("cng") else []
+    attrs.update(template.get("extra_attrs", {}))  # attributes only some templates set (msPKI-Supersede-Templates, RA)
     return attrs
 
 
