@@ -20,6 +20,7 @@ import functools
 import os
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _keygen
 from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
 from ansible_collections.adcs.enrollment.plugins.module_utils import _match
 from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
@@ -58,13 +59,25 @@ class Plan(object):
         self.current_key_bytes = None
         self.csr = None                # x509.CertificateSigningRequest in CSR mode
         self.csr_der = None
-        self.key = None                # the key the new certificate is for (None in CSR mode without key)
+        self._key = None               # the key the new certificate is for (None in CSR mode without key)
         self.key_is_new = False
         self.renewal = False
         self.renew_before = None
         self.renew_before_source = None
         self.pending_key_path = None
         self.warnings = []
+
+    @property
+    def key(self):
+        """The key the new certificate is for; a new key made in the background (``_keygen``) is waited for
+        here."""
+        if isinstance(self._key, _keygen.PendingKey):
+            self._key = self._key.result()
+        return self._key
+
+    @key.setter
+    def key(self, value):
+        self._key = value
 
     @property
     def request_public_key(self):
@@ -136,10 +149,12 @@ class _SansHolder(object):
         return self._ext
 
 
-def plan_request(spec, now=None, template_renewal_days=None):
+def plan_request(spec, now=None, template_renewal_days=None, keygen=None, check_key=True):
     """Decide what one request needs. ``template_renewal_days(template)`` returns the template's renewal period in
-    days or None; it is only called when the certificate on disk fits otherwise. Raises InvalidInput for keys or
-    CSRs that cannot be used."""
+    days or None; it is only called when the certificate on disk fits otherwise. ``keygen``: a
+    ``_keygen.KeyMaker`` that makes a new key in the background (default: at once). ``check_key=False`` skips the
+    RSA consistency check of the key on disk (for a plan whose key signs nothing: the no-op path). Raises
+    InvalidInput for keys or CSRs that cannot be used."""
     now = now or datetime.datetime.now(_UTC)
     plan = Plan(spec)
     plan.current_cert = _read_existing_cert(spec['certificate_path'], plan)
@@ -149,7 +164,7 @@ def plan_request(spec, now=None, template_renewal_days=None):
         if data is not None:
             plan.current_key_bytes = data
             try:
-                plan.current_key = _keys.load_private_key(data, spec.get('private_key_passphrase'))
+                plan.current_key = _keys.load_private_key(data, spec.get('private_key_passphrase'), check_key)
             except InvalidInput as exc:
                 raise InvalidInput('Cannot load the private key %s (wrong private_key_passphrase, or not a key); '
                                    'it was left untouched' % key_path, detail=exc.detail)
@@ -189,7 +204,7 @@ def plan_request(spec, now=None, template_renewal_days=None):
     plan.action = ACTION_RETRIEVE if spec.get('request_id') else ACTION_ENROLL
     _check_refusal(plan)
     if not spec['csr_mode']:
-        _choose_key(plan, now)
+        _choose_key(plan, now, keygen or _keygen.KeyMaker(background=False))
     return plan
 
 
@@ -230,7 +245,7 @@ def _check_refusal(plan):
                'the request).')
 
 
-def _choose_key(plan, now):
+def _choose_key(plan, now, keygen):
     spec = plan.spec
     if plan.action == ACTION_RETRIEVE:
         # The certificate is for the key of the original request: the pending key or the current one.
@@ -245,8 +260,7 @@ def _choose_key(plan, now):
         return
     if plan.current_key is None or spec['regenerate_key']:
         key_type = spec.get('key_type') or ('ecdsa' if spec.get('curve') else 'rsa')
-        plan.key = _keys.generate_private_key(key_type, spec.get('key_size') or 2048,
-                                              spec.get('curve') or 'secp256r1')
+        plan.key = keygen(key_type, spec.get('key_size') or 2048, spec.get('curve') or 'secp256r1')
         plan.key_is_new = True
     else:
         plan.key = plan.current_key
