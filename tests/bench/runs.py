@@ -27,7 +27,7 @@ proc = subprocess.run(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=subprocess.
 wall = time.perf_counter() - start
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({'rc': proc.returncode, 'wall': wall, 'maxrss_kib': usage.ru_maxrss,
-                  'output': proc.stdout.decode('utf-8', 'replace')[-20000:]}))
+                  'output': proc.stdout.decode('utf-8', 'replace')[-4000000:]}))
 '''
 
 

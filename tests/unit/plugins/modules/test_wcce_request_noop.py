@@ -14,9 +14,8 @@ import sys
 
 import pytest
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ca_session
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_request
-from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import FakeClient, FakeSession
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import install_fake_ca
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
 
@@ -45,11 +44,7 @@ runpy.run_path(module, run_name='__main__')
 
 @pytest.fixture
 def fake_ca(monkeypatch):
-    client = FakeClient({})
-    FakeSession.opened = []
-    monkeypatch.setattr(_ca_session, 'dcom_session', lambda target, auth, timeout: FakeSession(target))
-    monkeypatch.setattr(_ca_session, 'cert_request_client', client)
-    return client
+    return install_fake_ca(monkeypatch)
 
 
 def module_args(tmp_path, **kw):
