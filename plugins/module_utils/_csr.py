@@ -40,8 +40,6 @@ if HAS_CRYPTOGRAPHY:
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-
-
 OID_RENEWAL_CERTIFICATE = '1.3.6.1.4.1.311.13.1'     # szOID_RENEWAL_CERTIFICATE
 
 HASH_OIDS = {
