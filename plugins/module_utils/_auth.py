@@ -25,11 +25,10 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache
 from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
-from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
 from ansible_collections.adcs.enrollment.plugins.module_utils import _principals
+# _ccache, _kerberos and _ldap (impacket's Kerberos, ldap3, gssapi, dnspython) are imported where they are used:
+# a password or NT hash session to a given CA needs none of them.
 from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import connection_params
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
 
@@ -139,6 +138,7 @@ class KerberosAuth(AuthMethod):
             return {'username': self.user, 'password': self._password, 'domain': self.domain, 'lmhash': '',
                     'nthash': self._nt_hash, 'aesKey': self._aes_key, 'doKerberos': True, 'kdcHost': self.kdc_host}
         if self._tickets is None:
+            from ansible_collections.adcs.enrollment.plugins.module_utils import _kerberos
             self._tickets = _kerberos.KerberosTicketAuth(self.ca_host, self.domain, self.user, self._password,
                                                          self._nt_hash, self.keytab, self.ccache, self.kdc_host,
                                                          self.dns_server, aes_key=self._aes_key)
@@ -165,6 +165,7 @@ def _dcom_auth(params):
         if not username and params.get('kerberos_keytab'):
             username = _principals.machine_account()
         elif not username and not params.get('password') and not params.get('nt_hash'):
+            from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache
             username = _ccache.ccache_principal(params.get('kerberos_ccache'))
         user, realm = _principals.split_user(username, domain) if username else (None, domain)
         return KerberosAuth(user, realm or '', password=params.get('password'), nt_hash=params.get('nt_hash'),
@@ -188,6 +189,7 @@ def ldap_settings(params, domain_controller=None):
     options = connection_params(params)
     if domain_controller:
         options['domain_controller'] = domain_controller
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
     return _ldap.LdapSettings.from_params(options)
 
 
@@ -195,6 +197,7 @@ def ldap_connect(params, domain_controller=None):
     """A connected (bound) ``_ldap.AdConnection``; the caller closes it. Raises MissingLibrary without ldap3 and
     LdapError (both AdcsError) when the directory cannot be reached or refuses the bind."""
     _deps.require('ldap3')
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
     return _ldap.AdConnection(ldap_settings(params, domain_controller)).connect()
 
 

@@ -28,7 +28,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _journal
 from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
 from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
-from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY, HAS_PYASN1
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
 from ansible_collections.adcs.enrollment.plugins.module_utils._x509 import (
     OID_CERTIFICATE_TEMPLATE, OID_ENROLL_CERTTYPE, OID_UPN, normalize_sans,
@@ -39,13 +39,6 @@ if HAS_CRYPTOGRAPHY:
     from cryptography.x509.oid import NameOID, ObjectIdentifier
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-
-if HAS_PYASN1:
-    from pyasn1.codec.der import decoder as der_decoder
-    from pyasn1.codec.der import encoder as der_encoder
-    from pyasn1.type import univ
-    from pyasn1_modules import rfc2986
-
 
 OID_RENEWAL_CERTIFICATE = '1.3.6.1.4.1.311.13.1'     # szOID_RENEWAL_CERTIFICATE
 
@@ -349,6 +342,9 @@ def sign(key, data, hash_name):
 def add_csr_attribute(csr_der, key, attr_oid, value_der, hash_name='sha256'):
     """Append an attribute (one DER value) to a PKCS#10 and re-sign it with ``key``."""
     require_pyasn1()
+    from pyasn1.codec.der import decoder as der_decoder, encoder as der_encoder   # only when needed (no-op path)
+    from pyasn1.type import univ
+    from pyasn1_modules import rfc2986
     req, rest = der_decoder.decode(csr_der, asn1Spec=rfc2986.CertificationRequest())
     if rest:
         raise InvalidInput('Trailing data after the PKCS#10 request')
@@ -366,6 +362,8 @@ def add_csr_attribute(csr_der, key, attr_oid, value_der, hash_name='sha256'):
 def csr_attributes(csr_der):
     """Return {oid: [value DER, ...]} of a PKCS#10's attributes (for checks and tests)."""
     require_pyasn1()
+    from pyasn1.codec.der import decoder as der_decoder
+    from pyasn1_modules import rfc2986
     req, _rest = der_decoder.decode(csr_der, asn1Spec=rfc2986.CertificationRequest())
     out = {}
     for attr in req['certificationRequestInfo']['attributes']:

@@ -10,6 +10,9 @@ try/except preamble. Modules report a missing library with ``check(module, 'ldap
 ``MissingLibrary`` (an ``AdcsError``) or asks ``missing('gssapi', reason)`` for the text.
 
 Only the standard library and ``_errors`` are imported unconditionally: this file imports on any controller.
+A library is probed the first time something asks about it (``HAS_<LIB>``/``<LIB>_IMPORT_ERROR`` are computed on
+first access, PEP 562), so a run that never touches the protocol stack (the no-op of ``wcce_request``) never
+imports impacket, pyasn1, ldap3, dnspython or gssapi.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -45,26 +48,32 @@ LIBRARIES = {
     'gssapi': ('gssapi', ('gssapi',)),
 }
 
-HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR = _probe(*LIBRARIES['cryptography'][1])
-HAS_IMPACKET, IMPACKET_IMPORT_ERROR = _probe(*LIBRARIES['impacket'][1])
-HAS_PYASN1, PYASN1_IMPORT_ERROR = _probe(*LIBRARIES['pyasn1'][1])
-HAS_LDAP3, LDAP3_IMPORT_ERROR = _probe(*LIBRARIES['ldap3'][1])
-HAS_DNSPYTHON, DNSPYTHON_IMPORT_ERROR = _probe(*LIBRARIES['dnspython'][1])
-HAS_GSSAPI, GSSAPI_IMPORT_ERROR = _probe(*LIBRARIES['gssapi'][1])
 
-_STATUS = {
-    'cryptography': (HAS_CRYPTOGRAPHY, CRYPTOGRAPHY_IMPORT_ERROR),
-    'impacket': (HAS_IMPACKET, IMPACKET_IMPORT_ERROR),
-    'pyasn1': (HAS_PYASN1, PYASN1_IMPORT_ERROR),
-    'ldap3': (HAS_LDAP3, LDAP3_IMPORT_ERROR),
-    'dnspython': (HAS_DNSPYTHON, DNSPYTHON_IMPORT_ERROR),
-    'gssapi': (HAS_GSSAPI, GSSAPI_IMPORT_ERROR),
-}
+class _Status(dict):
+    """name -> (imports, traceback), probed on first lookup (tests may set an entry to fake a missing library)."""
+
+    def __missing__(self, name):
+        if name not in LIBRARIES:
+            raise KeyError('unknown optional library %r (one of %s)' % (name, ', '.join(sorted(LIBRARIES))))
+        self[name] = _probe(*LIBRARIES[name][1])
+        return self[name]
+
+
+_STATUS = _Status()
+# HAS_<LIB> / <LIB>_IMPORT_ERROR module attribute -> library name
+_ATTRIBUTES = dict([('HAS_' + n.upper(), (n, 0)) for n in LIBRARIES] +
+                   [(n.upper() + '_IMPORT_ERROR', (n, 1)) for n in LIBRARIES])
+
+
+def __getattr__(attribute):
+    """``HAS_IMPACKET``, ``IMPACKET_IMPORT_ERROR``, ...: the library is probed when a file first asks."""
+    if attribute not in _ATTRIBUTES:
+        raise AttributeError('module %r has no attribute %r' % (__name__, attribute))
+    name, index = _ATTRIBUTES[attribute]
+    return _STATUS[name][index]
 
 
 def _known(name):
-    if name not in _STATUS:
-        raise KeyError('unknown optional library %r (one of %s)' % (name, ', '.join(sorted(_STATUS))))
     return _STATUS[name]
 
 

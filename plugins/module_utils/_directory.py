@@ -31,10 +31,10 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     CaUnavailable,
     CertificateError,
     InvalidInput,
+    LdapError,
     MissingLibrary,
     WcceError,
 )
-from ansible_collections.adcs.enrollment.plugins.module_utils._ldap import LdapError
 from ansible_collections.adcs.enrollment.plugins.module_utils._templates import TEMPLATE_ATTRIBUTES
 
 PKS_RDN = 'CN=Public Key Services,CN=Services'

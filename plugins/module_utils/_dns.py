@@ -19,11 +19,17 @@ __metaclass__ = type
 
 import socket
 
-from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_DNSPYTHON
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import DnsError, KerberosFailure
 
-if HAS_DNSPYTHON:
-    import dns.resolver
+
+def __getattr__(name):
+    """``HAS_DNSPYTHON``: dnspython is imported when a lookup needs it, not with this file (the DCOM client imports
+    it for Kerberos, which a password session never uses)."""
+    if name == 'HAS_DNSPYTHON':
+        return _deps.available('dnspython')
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))
+
 
 DEFAULT_TIMEOUT = 10
 DNS_PORT = 53
@@ -69,6 +75,7 @@ def server_address(host):
 
 def make_resolver(dns_server=None, timeout=DEFAULT_TIMEOUT):
     """A dnspython resolver: the system configuration, or only ``dns_server`` (host[:port]) when given."""
+    import dns.resolver
     resolver = dns.resolver.Resolver(configure=not dns_server)
     if dns_server:
         host, port = parse_host_port(dns_server, DNS_PORT)
@@ -92,9 +99,10 @@ def _srv_targets(answer):
 def find_domain_controllers(domain, resolver=None, timeout=DEFAULT_TIMEOUT):
     """Host names of the domain's DCs from the SRV record _ldap._tcp.dc._msdcs.<domain>, best first."""
     if resolver is None:
-        if not HAS_DNSPYTHON:
+        if not _deps.available('dnspython'):
             raise DnsError('dnspython is required to find a domain controller through DNS; set domain_controller '
                            'instead')
+        import dns.resolver
         resolver = dns.resolver.Resolver()
         resolver.lifetime = timeout
     name = '_ldap._tcp.dc._msdcs.%s' % domain.strip('.')
@@ -120,7 +128,7 @@ def find_domain_controllers(domain, resolver=None, timeout=DEFAULT_TIMEOUT):
 def find_kdcs(realm, dns_server=None, timeout=DEFAULT_TIMEOUT, resolver=None):
     """KDCs of ``realm`` from DNS SRV records, as [(host, port)] ordered by priority then weight (descending)."""
     if resolver is None:
-        if not HAS_DNSPYTHON:
+        if not _deps.available('dnspython'):
             raise KerberosFailure('Cannot look up the KDC in DNS: the Python library "dnspython" is missing',
                                   remedy='Install dnspython or give the KDC (domain_controller).')
         resolver = make_resolver(dns_server, timeout)
@@ -156,7 +164,7 @@ def resolve_host(host, dns_server=None, timeout=5):
             return socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)[0][4][0]
         except (OSError, socket.error, IndexError):
             continue
-    if dns_server and HAS_DNSPYTHON:
+    if dns_server and _deps.available('dnspython'):
         for rdtype in ('A', 'AAAA'):
             try:
                 for rr in make_resolver(dns_server, timeout).resolve(host, rdtype):

@@ -24,16 +24,13 @@ import functools
 import os
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _csr
-from ansible_collections.adcs.enrollment.plugins.module_utils import _directory
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _journal
+from ansible_collections.adcs.enrollment.plugins.module_utils import _keygen
 from ansible_collections.adcs.enrollment.plugins.module_utils import _match
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
-from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal_request
 from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
-from ansible_collections.adcs.enrollment.plugins.module_utils._ca_session import CaPool, name_the_ca
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, CertificateError, WcceError
 from ansible_collections.adcs.enrollment.plugins.module_utils._outputs import Outputs
 from ansible_collections.adcs.enrollment.plugins.module_utils._plan import (
@@ -68,20 +65,32 @@ class Enroller(object):
         self.check_mode = check_mode
         self.outputs = Outputs(writer, check_mode)
         self.now = now
-        select = functools.partial(_directory.select_cas, ca_host=ca_host, ca_name=ca_name, directory=directory,
-                                   dns_server=dns_server)
-        self.pool = CaPool(auth, select, timeout, session_factory, client_factory, auth_error)
+        self._pool_args = (auth, dict(ca_host=ca_host, ca_name=ca_name, directory=directory, dns_server=dns_server),
+                           timeout, session_factory, client_factory, auth_error)
+        self._pool = None
+
+    @property
+    def pool(self):
+        """The CA session pool (``_ca_session.CaPool``), made (and the protocol stack imported) on first use."""
+        if self._pool is None:
+            from ansible_collections.adcs.enrollment.plugins.module_utils import _directory
+            from ansible_collections.adcs.enrollment.plugins.module_utils._ca_session import CaPool
+            auth, where, timeout, session_factory, client_factory, auth_error = self._pool_args
+            select = functools.partial(_directory.select_cas, **where)
+            self._pool = CaPool(auth, select, timeout, session_factory, client_factory, auth_error)
+        return self._pool
 
     @property
     def sessions_opened(self):
-        return self.pool.sessions_opened
+        return self._pool.sessions_opened if self._pool is not None else 0
 
     @property
     def ca_contacted(self):
-        return self.pool.ca_contacted
+        return self._pool.ca_contacted if self._pool is not None else False
 
     def close(self):
-        self.pool.close()
+        if self._pool is not None:
+            self._pool.close()
         if self.directory is not None:
             self.directory.close()
 
@@ -96,17 +105,25 @@ class Enroller(object):
     def run(self, specs):
         """Plan and execute every request; returns a list of result dicts (``failed`` + ``msg`` on errors; the
         other requests still run)."""
-        results = []
         renewal_days = self.directory.template_renewal_days if self.directory is not None else None
-        for spec in specs:
-            try:
-                if not self.check_mode:   # a switch of these files a killed run left half done is finished first
-                    _journal.recover(output_paths(spec).values())
-                plan = plan_request(spec, now=self.now, template_renewal_days=renewal_days,
-                                    template_key_rule=self._key_rule)
-                results.append(self.execute(plan))
-            except AdcsError as exc:
-                results.append(failure_result(spec, exc))
+        # Every request is planned first; the new keys are generated in background threads (_keygen) while the
+        # CA is contacted for the requests before them.
+        with _keygen.KeyMaker(background=not self.check_mode) as keys:
+            plans = []
+            for spec in specs:
+                try:
+                    if not self.check_mode:   # a switch of these files a killed run left half done is finished first
+                        _journal.recover(output_paths(spec).values())
+                    plans.append(plan_request(spec, now=self.now, template_renewal_days=renewal_days,
+                                              template_key_rule=self._key_rule, keygen=keys))
+                except AdcsError as exc:
+                    plans.append(failure_result(spec, exc))
+            results = []
+            for spec, plan in zip(specs, plans):
+                try:
+                    results.append(plan if isinstance(plan, dict) else self.execute(plan))
+                except AdcsError as exc:
+                    results.append(failure_result(spec, exc))
         if self.directory is not None and self.directory.error:
             for result in results:
                 if result.get('renew_before_source') != 'option':
@@ -145,6 +162,7 @@ class Enroller(object):
         try:
             enrollment = submit(plan, ca.client, result)
         except WcceError as exc:
+            from ansible_collections.adcs.enrollment.plugins.module_utils._ca_session import name_the_ca
             raise name_the_ca(exc, ca.target)
         result['request_id'] = enrollment.request_id
         result['disposition_message'] = enrollment.message
@@ -195,6 +213,7 @@ class Enroller(object):
 def submit(plan, client, result):
     """Send the request of ``plan`` to the CA (``client``: a _wcce.CertRequestClient): a retrieval, the CSR, a
     renewal request (a refused one is retried as a new request, with a warning) or a new request."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
     spec = plan.spec
     if plan.action == ACTION_RETRIEVE:
         return client.retrieve(spec['request_id'])
@@ -202,6 +221,7 @@ def submit(plan, client, result):
     if plan.csr is not None:
         return client.request(spec['template'], plan.csr_der, attributes=attributes, flags=_ndr.CR_IN_PKCS10)
     if plan.renewal:
+        from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal_request
         sans = spec.get('wanted_sans') or _x509.certificate_sans(plan.current_cert) or None
         csr = _csr.build_csr(plan.key, subject=_renewal.renewal_subject(spec.get('wanted_subject'),
                                                                         plan.current_cert),

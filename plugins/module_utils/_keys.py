@@ -113,8 +113,9 @@ def validate_private_key(key, key_type=None, key_size=None, curve=None, min_size
     return None
 
 
-def load_private_key(data, passphrase=None):
-    """Load a PEM or DER private key (optionally encrypted)."""
+def load_private_key(data, passphrase=None, validate=True):
+    """Load a PEM or DER private key (optionally encrypted). ``validate=False`` skips the RSA consistency check
+    (tens of milliseconds): only for a key that signs nothing (the no-op path compares its public key)."""
     _require_crypto()
     if isinstance(passphrase, str):
         passphrase = passphrase.encode('utf-8')
@@ -122,8 +123,10 @@ def load_private_key(data, passphrase=None):
         data = data.encode('ascii')
     try:
         if data.lstrip().startswith(b'-----'):
-            return serialization.load_pem_private_key(data, password=passphrase)
-        return serialization.load_der_private_key(data, password=passphrase)
+            return serialization.load_pem_private_key(data, password=passphrase,
+                                                      unsafe_skip_rsa_key_validation=not validate)
+        return serialization.load_der_private_key(data, password=passphrase,
+                                                  unsafe_skip_rsa_key_validation=not validate)
     except (ValueError, TypeError) as exc:
         raise InvalidInput('Cannot load the private key (wrong passphrase or not a key)', detail=str(exc))
 

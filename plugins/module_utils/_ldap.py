@@ -28,11 +28,6 @@ import socket
 import ssl
 
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_LDAP3
-# Until the modules check through _deps.check() and bind through _auth: the names they read from _ldap today.
-from ansible_collections.adcs.enrollment.plugins.module_utils._deps import (  # pylint: disable=unused-import
-    DNSPYTHON_IMPORT_ERROR, GSSAPI_IMPORT_ERROR, HAS_DNSPYTHON, HAS_GSSAPI, LDAP3_IMPORT_ERROR,
-)
-from ansible_collections.adcs.enrollment.plugins.module_utils._ldap_kerberos import gssapi  # pylint: disable=unused-import
 from ansible_collections.adcs.enrollment.plugins.module_utils._ldap_search import (  # pylint: disable=unused-import
     first_text,
 )
@@ -51,7 +46,7 @@ except ImportError:  # pragma: no cover - outside Ansible
     get_warning_messages = None
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap_kerberos
+# _ldap_kerberos (gssapi, impacket's Kerberos) is imported by the Kerberos binds only
 from ansible_collections.adcs.enrollment.plugins.module_utils import _principals
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import DnsError, LdapError
 from ansible_collections.adcs.enrollment.plugins.module_utils._ldap_search import LdapReader, ldap3_error_text
@@ -284,6 +279,7 @@ class AdConnection(LdapReader):
             kwargs.update(user=user, password=secret, authentication=ldap3.NTLM)
         else:
             # sasl_credentials are set once connected, when the DC's DNS name (for the SPN) is known
+            from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap_kerberos
             if not _ldap_kerberos.own_tickets(s):
                 _ldap_kerberos.gssapi_credentials(s)  # fail early, before any network traffic
             kwargs.update(authentication=ldap3.SASL, sasl_mechanism=ldap3.KERBEROS)
@@ -345,6 +341,8 @@ class AdConnection(LdapReader):
                     self._drop()
                     raise
             ccache_dir = None
+            if s.auth == 'kerberos':
+                from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap_kerberos
             if s.auth == 'kerberos' and _ldap_kerberos.own_tickets(s):
                 spn_host = self.spn_host(conn, host)
                 ccache_dir, creds = _ldap_kerberos.own_credentials(s, spn_host, host)

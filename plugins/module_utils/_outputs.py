@@ -135,7 +135,8 @@ class Outputs(object):
             # Last check on the bytes about to be renamed into place: the certificate belongs to the key.
             staged_cert = _x509.load_certificates(_files.read_file(staged[cert_path]))[0]
             if key_path and key_path in staged and key is not None:
-                staged_key = _keys.load_private_key(_files.read_file(staged[key_path]), passphrase)
+                # only its public half is compared: no RSA consistency check (tens of ms per key)
+                staged_key = _keys.load_private_key(_files.read_file(staged[key_path]), passphrase, validate=False)
                 if not _x509.key_matches_certificate(staged_key, staged_cert):
                     raise CertificateError('The staged certificate does not match the staged private key; nothing '
                                            'was written', request_id=request_id)

@@ -20,6 +20,7 @@ import functools
 import os
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _keygen
 from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
 from ansible_collections.adcs.enrollment.plugins.module_utils import _match
 from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
@@ -58,7 +59,7 @@ class Plan(object):
         self.current_key_bytes = None
         self.csr = None                # x509.CertificateSigningRequest in CSR mode
         self.csr_der = None
-        self.key = None                # the key the new certificate is for (None in CSR mode without key)
+        self._key = None               # the key the new certificate is for (None in CSR mode without key)
         self.key_is_new = False
         self.renewal = False
         self.renew_before = None
@@ -67,6 +68,18 @@ class Plan(object):
         self.key_rule = None           # the template's key rule (_templates.key_rule), read only to enroll
         self.hash_name = None          # signature hash of a CSR we build (the template's msPKI-Hash-Algorithm)
         self.warnings = []
+
+    @property
+    def key(self):
+        """The key the new certificate is for; a new key made in the background (``_keygen``) is waited for
+        here."""
+        if isinstance(self._key, _keygen.PendingKey):
+            self._key = self._key.result()
+        return self._key
+
+    @key.setter
+    def key(self, value):
+        self._key = value
 
     @property
     def request_public_key(self):
@@ -138,11 +151,13 @@ class _SansHolder(object):
         return self._ext
 
 
-def plan_request(spec, now=None, template_renewal_days=None, template_key_rule=None):
+def plan_request(spec, now=None, template_renewal_days=None, template_key_rule=None, keygen=None, check_key=True):
     """Decide what one request needs. ``template_renewal_days(template)`` returns the template's renewal period in
     days or None; it is only called when the certificate on disk fits otherwise. ``template_key_rule(template)``
-    returns the template's key rule (_templates.key_rule) or None; it is only called to enroll. Raises InvalidInput
-    for keys or CSRs that cannot be used (for the template too: before the CA is contacted)."""
+    returns the template's key rule (_templates.key_rule) or None; it is only called to enroll. ``keygen``: a
+    ``_keygen.KeyMaker`` that makes a new key in the background (default: at once). ``check_key=False`` skips the
+    RSA consistency check of the key on disk (for a plan whose key signs nothing: the no-op path). Raises
+    InvalidInput for keys or CSRs that cannot be used (for the template too: before the CA is contacted)."""
     now = now or datetime.datetime.now(_UTC)
     plan = Plan(spec)
     plan.current_cert = _read_existing_cert(spec['certificate_path'], plan)
@@ -152,7 +167,7 @@ def plan_request(spec, now=None, template_renewal_days=None, template_key_rule=N
         if data is not None:
             plan.current_key_bytes = data
             try:
-                plan.current_key = _keys.load_private_key(data, spec.get('private_key_passphrase'))
+                plan.current_key = _keys.load_private_key(data, spec.get('private_key_passphrase'), check_key)
             except InvalidInput as exc:
                 raise InvalidInput('Cannot load the private key %s (wrong private_key_passphrase, or not a key); '
                                    'it was left untouched' % key_path, detail=exc.detail)
@@ -198,7 +213,7 @@ def plan_request(spec, now=None, template_renewal_days=None, template_key_rule=N
             _check_template_key(plan, plan.csr.public_key(), 'The key of the CSR does not fit: %s; nothing was sent '
                                                              'to the CA')
     if not spec['csr_mode']:
-        _choose_key(plan, now)
+        _choose_key(plan, now, keygen or _keygen.KeyMaker(background=False))
     return plan
 
 
@@ -239,7 +254,7 @@ def _check_refusal(plan):
                'the request).')
 
 
-def _choose_key(plan, now):
+def _choose_key(plan, now, keygen):
     spec = plan.spec
     if plan.action == ACTION_RETRIEVE:
         # The certificate is for the key of the original request: the pending key or the current one.
@@ -255,7 +270,7 @@ def _choose_key(plan, now):
     if plan.current_key is None or spec['regenerate_key']:
         params = _keys.template_key_params(plan.key_rule, spec.get('key_type'), spec.get('key_size'),
                                            spec.get('curve'))
-        plan.key = _keys.generate_private_key(params['key_type'], params['key_size'], params['curve'])
+        plan.key = keygen(params['key_type'], params['key_size'] or 2048, params['curve'] or 'secp256r1')
         plan.key_is_new = True
     else:
         _check_template_key(plan, plan.current_key, 'The private key %s does not fit: %%s; it is never replaced '

@@ -281,14 +281,19 @@ class Keeper(object):
         """Whether the certificate (or pending request) of ``spec`` is for a new key staged on the host."""
         return self._resumed.get(spec['index'], given)
 
-    def directory(self, directory):
-        """``directory`` answering the renewal periods the states learned without asking Active Directory."""
+    def renewal_days(self):
+        """{template (lower case): days}: the renewal periods the states learned from Active Directory."""
         known = {}
         for state in self._states.values():
             renewal = (state.data or {}).get('renewal') or {}
             days = state.renewal_days(renewal.get('template'))
             if days is not None:
                 known[renewal['template'].lower()] = days
+        return known
+
+    def directory(self, directory):
+        """``directory`` answering the renewal periods the states learned without asking Active Directory."""
+        known = self.renewal_days()
         return _KnownRenewal(directory, known) if directory is not None and known else directory
 
     def record(self, specs, results, writer, directory=None, new_key=False):

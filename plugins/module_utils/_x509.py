@@ -28,7 +28,7 @@ import re
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
-from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY, HAS_PYASN1
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import CertificateError, InvalidInput
 
 if HAS_CRYPTOGRAPHY:
@@ -37,11 +37,6 @@ if HAS_CRYPTOGRAPHY:
     from cryptography.hazmat.primitives.serialization import pkcs7 as _pkcs7
     from cryptography.hazmat.primitives.serialization import pkcs12
     from cryptography.x509.oid import ExtensionOID
-
-if HAS_PYASN1:
-    from pyasn1.codec.der import decoder as der_decoder
-    from pyasn1.codec.der import encoder as der_encoder
-    from pyasn1_modules import rfc2315
 
 OID_UPN = '1.3.6.1.4.1.311.20.2.3'
 OID_ENROLL_CERTTYPE = '1.3.6.1.4.1.311.20.2'         # szOID_ENROLL_CERTTYPE_EXTENSION (BMPString name)
@@ -90,30 +85,29 @@ def parse_pkcs7_certificates(data):
             return list(_pkcs7.load_pem_pkcs7_certificates(data))
         except ValueError as exc:
             raise CertificateError('Cannot parse the PKCS#7 certificate chain', detail=str(exc))
-    if HAS_PYASN1:
-        # pyasn1 keeps the order and copes with a SignedData that has no certificates at all.
-        try:
-            ci, _rest = der_decoder.decode(data, asn1Spec=rfc2315.ContentInfo())
-            if str(ci['contentType']) != '1.2.840.113549.1.7.2':
-                raise CertificateError('The PKCS#7 blob is not SignedData (content type %s)' % ci['contentType'])
-            sd, _rest = der_decoder.decode(bytes(ci['content']), asn1Spec=rfc2315.SignedData())
-            certs = []
-            if sd['certificates'].isValue:
-                for choice in sd['certificates']:
-                    name = choice.getName()
-                    if name == 'certificate':
-                        certs.append(x509.load_der_x509_certificate(der_encoder.encode(choice['certificate'])))
-            return certs
-        except CertificateError:
-            raise
-        except Exception as exc:  # pyasn1 raises many types; fall through to cryptography for a second opinion
-            pyasn1_error = exc
-    else:
-        pyasn1_error = None
-    try:
+    try:   # cryptography keeps the stored order; it refuses a SignedData without certificates
         return list(_pkcs7.load_der_pkcs7_certificates(data))
     except ValueError as exc:
-        raise CertificateError('Cannot parse the PKCS#7 certificate chain', detail=str(pyasn1_error or exc))
+        crypto_error = exc
+    if not _deps.available('pyasn1'):
+        raise CertificateError('Cannot parse the PKCS#7 certificate chain', detail=str(crypto_error))
+    from pyasn1.codec.der import decoder as der_decoder, encoder as der_encoder   # imported only for these
+    from pyasn1_modules import rfc2315
+    try:
+        ci, _rest = der_decoder.decode(data, asn1Spec=rfc2315.ContentInfo())
+        if str(ci['contentType']) != '1.2.840.113549.1.7.2':
+            raise CertificateError('The PKCS#7 blob is not SignedData (content type %s)' % ci['contentType'])
+        sd, _rest = der_decoder.decode(bytes(ci['content']), asn1Spec=rfc2315.SignedData())
+        certs = []
+        if sd['certificates'].isValue:
+            for choice in sd['certificates']:
+                if choice.getName() == 'certificate':
+                    certs.append(x509.load_der_x509_certificate(der_encoder.encode(choice['certificate'])))
+        return certs
+    except CertificateError:
+        raise
+    except Exception as exc:  # pyasn1 raises many types
+        raise CertificateError('Cannot parse the PKCS#7 certificate chain', detail='%s; %s' % (crypto_error, exc))
 
 
 def load_certificates(data, base64_der=False):
@@ -375,6 +369,7 @@ def certificate_template(cert):
 def _parse_template_oid_ext(raw):
     out = {}
     try:
+        from pyasn1.codec.der import decoder as der_decoder
         from pyasn1.type import univ, namedtype
 
         class _Tmpl(univ.Sequence):

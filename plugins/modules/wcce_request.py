@@ -652,11 +652,9 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors
-from ansible_collections.adcs.enrollment.plugins.module_utils import _auth
 from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
-from ansible_collections.adcs.enrollment.plugins.module_utils import _directory
 from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
+from ansible_collections.adcs.enrollment.plugins.module_utils import _noop
 from ansible_collections.adcs.enrollment.plugins.module_utils import _pipe
 from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
 from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
@@ -664,9 +662,35 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _state
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 
 
+def enroll(module, params, specs, keeper, writer):
+    """The results of a run that needs the CA or Active Directory (the protocol stack is imported only here)."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _auth, _directory
+    _deps.check(module, 'impacket')
+    auth, auth_error = None, None
+    try:
+        auth = _auth.dcom_auth(params)
+    except AdcsError as exc:
+        auth_error = exc
+    directory = keeper.directory(_directory.from_params(params))
+    try:
+        anchors = _anchors.AnchorSource.from_params(
+            params, connect_directory=(lambda: directory.conn) if directory is not None else None)
+    except AdcsError as exc:
+        module.fail_json(msg=exc.to_message())
+    enroller = _enroller.Enroller(
+        auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
+        dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
+        writer=writer, check_mode=module.check_mode, auth_error=auth_error, anchors=anchors)
+    with enroller:
+        results = _pipe.new_key_result(
+            params, specs[0], check_mode=module.check_mode,
+            template_renewal_days=directory.template_renewal_days if directory is not None else None)
+        return keeper.record(specs, results or enroller.run(specs), writer, directory, new_key=params['new_key'])
+
+
 def main():
     module = AnsibleModule(argument_spec=_request_spec.argument_spec(), **_request_spec.module_kwargs())
-    _deps.check(module, 'impacket', 'cryptography')
+    _deps.check(module, 'cryptography')
     params = module.params
     many = bool(params.get('requests'))
     try:
@@ -681,29 +705,15 @@ def main():
             keeper = _state.Keeper(specs, module.check_mode, params.get('state_content'), pipe=pipe.active)
         except AdcsError as exc:
             module.fail_json(msg=exc.to_message())
-        auth, auth_error = None, None
-        try:
-            auth = _auth.dcom_auth(params)
-        except AdcsError as exc:
-            auth_error = exc
-        directory = keeper.directory(_directory.from_params(params))
-        try:
-            anchors = _anchors.AnchorSource.from_params(
-                params, connect_directory=(lambda: directory.conn) if directory is not None else None)
-        except AdcsError as exc:
-            module.fail_json(msg=exc.to_message())
         writer = _staged.ModuleFileWriter(module)
-        enroller = _enroller.Enroller(
-            auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
-            dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
-            writer=writer, check_mode=module.check_mode, auth_error=auth_error, anchors=anchors)
         try:
-            with enroller:
-                results = _pipe.new_key_result(
-                    params, specs[0], check_mode=module.check_mode,
-                    template_renewal_days=directory.template_renewal_days if directory is not None else None)
-                results = keeper.record(specs, results or enroller.run(specs), writer, directory,
-                                        new_key=params['new_key'])
+            # every certificate fits: answered from the files and their states, no network, no protocol imports
+            results = _noop.results(specs, keeper, writer, check_mode=module.check_mode,
+                                    directory_given=bool(params.get('domain') or params.get('domain_controller')))
+            if results is not None:
+                results = keeper.record(specs, results, writer, new_key=params['new_key'])
+            else:
+                results = enroll(module, params, specs, keeper, writer)
         except AdcsError as exc:
             module.fail_json(msg=exc.to_message(), error=exc.to_dict())
         except Exception as exc:  # never a bare traceback to the user

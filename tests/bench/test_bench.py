@@ -1,156 +1,176 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""`make bench`: enrollment throughput and cost against the lab CA, compared with Certipy `req -dcom`.
+"""`make bench`: what one certificate, a no-op, a batch and a fleet cost against the lab, next to Certipy 5.1.
 
-Prints one table: certificates per second for N requests over one DCOM session (the collection's core) versus N
-Certipy runs (Certipy opens one session per run), and wall time and peak memory (ru_maxrss of the child process
-tree) of one `wcce_request` task run by `ansible` versus one `certipy req -dcom`, with the ratios. Run with
-`tests/tools/pytest.sh .venv tests/bench -s`. Nothing here asserts on time: the figures are reported, the
-enrollments themselves are checked.
+One run prints one table and writes it as JSON to tests/output/bench/bench-<UTC time>.json (and latest.json):
+
+- one new certificate as a module process (`python plugins/modules/wcce_request.py args.json`, the way Ansible
+  runs it; the CA found in Active Directory, RSA 2048) against Certipy `req -dcom -key-size 2048`: paired runs
+  (ours, then Certipy's, RUNS times), medians and their ratio;
+- the no-op (the certificate on disk fits): module process wall time, median;
+- peak RSS (ru_maxrss) of the module processes;
+- batches over one session (`requests` in one module process): fresh RSA 2048 keys on WebServer and ECDSA P-256
+  keys on WebServerECC, certificates per second, and the same with CSRs built beforehand (the session alone);
+- the wire: packets and time of one enrollment (the wire helper's _rpc_stats counters, when present);
+- the lab CA's own cost per request (in-process, no RPC);
+- the fleet: the certificate role over FLEET hosts (local connection, forks 10): first run, second run (nothing to
+  do), and `ansible -m ping` over the same hosts.
+
+Nothing here asserts on time: figures are reported; only the enrollments themselves are checked. The load average
+is printed with the figures (other work on the machine slows every figure alike; the paired runs keep the ratio).
+Environment: ADCS_BENCH_RUNS (5), ADCS_BENCH_BATCH (30 RSA), ADCS_BENCH_ECC (100), ADCS_BENCH_FLEET (50 hosts; 0
+skips the fleet).
 """
 
+import datetime
 import json
 import os
-import subprocess
-import sys
-import time
+import shutil
 
 import pytest
 
+import runs
+
 pytestmark = pytest.mark.lab
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTIONS = os.path.join(ROOT, '.build', 'collections')
-CERTIPY = os.path.join(ROOT, '.venv-certipy', 'bin', 'certipy')
-PYTHON = os.environ.get('ADCS_PYTHON', sys.executable)
-N = int(os.environ.get('ADCS_BENCH_N', '20'))
-RUNS = int(os.environ.get('ADCS_BENCH_RUNS', '3'))
-
-# Runs argv as a child, waits, and prints the wall time and the peak RSS (KiB) of the child process tree.
-_MEASURE = r'''
-import json, resource, subprocess, sys, time
-start = time.perf_counter()
-proc = subprocess.run(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                      cwd=sys.argv[1])
-wall = time.perf_counter() - start
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({'rc': proc.returncode, 'wall': wall, 'maxrss_kib': usage.ru_maxrss,
-                  'output': proc.stdout.decode('utf-8', 'replace')[-4000:]}))
-'''
+RUNS = int(os.environ.get('ADCS_BENCH_RUNS', '5'))
+BATCH = int(os.environ.get('ADCS_BENCH_BATCH', '30'))
+ECC = int(os.environ.get('ADCS_BENCH_ECC', '100'))
+FLEET = int(os.environ.get('ADCS_BENCH_FLEET', '50'))
+FORKS = 10
+ECC_TEMPLATE = 'WebServerECC'
+OUTPUT = os.path.join(runs.ROOT, 'tests', 'output', 'bench')
 
 
-def measure(argv, cwd, env=None):
-    out = subprocess.run([sys.executable, '-c', _MEASURE, cwd] + list(argv), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=env, check=True, timeout=600)
-    return json.loads(out.stdout.decode())
+def _fresh(tmp, name):
+    path = os.path.join(tmp, name)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
 
 
-def ansible_env():
-    env = dict(os.environ)
-    env.update({'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS, 'ANSIBLE_PYTHON_INTERPRETER': PYTHON,
-                'ANSIBLE_LOCALHOST_WARNING': '0', 'ANSIBLE_NOCOLOR': '1'})
-    return env
+def one_certificate(lab, tmp):
+    ours, theirs, rss = [], [], []
+    for index in range(RUNS):
+        work = _fresh(tmp, 'one%d' % index)
+        run = runs.run_module(runs.certificate_args(lab, work, 'one%d' % index), work)
+        assert run['result'].get('status') == 'issued', run['result']
+        ours.append(run['wall'])
+        rss.append(run['maxrss_kib'])
+        certipy = runs.certipy_run(lab, work, 'certipy%d' % index)
+        assert certipy['ok'], certipy['output']
+        theirs.append(certipy['wall'])
+    noop = []
+    for _index in range(RUNS):
+        run = runs.run_module(runs.certificate_args(lab, work, 'one%d' % (RUNS - 1)), work)
+        assert run['result'].get('status') == 'unchanged', run['result']
+        noop.append(run['wall'])
+        rss.append(run['maxrss_kib'])
+    return {'ours_s': runs.median(ours), 'certipy_s': runs.median(theirs),
+            'ratio': runs.median(ours) / runs.median(theirs),
+            'paired_ratios': [a / b for a, b in zip(ours, theirs)], 'noop_s': runs.median(noop),
+            'noop_runs_s': noop, 'peak_rss_mib': max(rss) / 1024.0, 'enroll_rss_mib': max(rss[:RUNS]) / 1024.0,
+            'noop_rss_mib': max(rss[RUNS:]) / 1024.0}
 
 
-def median(values):
-    values = sorted(values)
-    return values[len(values) // 2]
+def batch(lab, tmp, count, key_type, template):
+    work = _fresh(tmp, 'batch-%s' % key_type)
+    run = runs.run_module(runs.batch_args(lab, work, count, key_type, template), work)
+    results = run['result'].get('results') or []
+    issued = sum(1 for r in results if r.get('status') == 'issued')
+    return {'requests': count, 'issued': issued, 'wall_s': run['wall'], 'per_s': issued / run['wall'],
+            'rss_mib': run['maxrss_kib'] / 1024.0, 'msg': None if issued == count else run['result'].get('msg')}
 
 
-def core_throughput(lab, n):
-    """N PKCS#10 requests (RSA 2048, CSRs built beforehand) over one authenticated DCOM session."""
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _auth, _csr, _dcom, _keys, _wcce
-    acct = lab['accounts']['enroller']
-    csrs = []
-    for i in range(n):
-        key = _keys.generate_private_key('rsa', 2048)
-        csrs.append(_csr.build_csr(key, subject={'CN': 'bench%d.lab.adcs.test' % i},
-                                   sans=['DNS:bench%d.lab.adcs.test' % i]))
-    auth = _auth.PasswordAuth(acct['username'], lab['domain'], acct['password'])
-    start = time.perf_counter()
-    issued = 0
-    with _dcom.DcomSession(lab['ca']['address'], auth, timeout=30) as session:
-        client = _wcce.CertRequestClient(session, lab['ca']['name'])
-        for csr in csrs:
-            result = client.request('WebServer', csr)
-            issued += 1 if result.issued else 0
-    wall = time.perf_counter() - start
-    return issued, wall
+def core(lab, count, key_type, template):
+    issued, wall, figures = runs.core_throughput(lab, count, key_type, template)
+    return {'requests': count, 'issued': issued, 'wall_s': wall, 'per_s': issued / wall if wall else 0.0,
+            'wire': figures}
 
 
-def module_task(lab, tmp, index):
-    acct = lab['accounts']['enroller']
-    args = {'ca_host': lab['ca']['address'], 'ca_name': lab['ca']['name'], 'ca_bundle': lab['ca_bundle'],
-            'username': '%s@%s' % (acct['username'], lab['domain']), 'password': acct['password'],
-            'template': 'WebServer', 'common_name': 'bench-task%d.lab.adcs.test' % index,
-            'private_key_path': os.path.join(tmp, 'task%d.key' % index),
-            'certificate_path': os.path.join(tmp, 'task%d.crt' % index)}
-    argv = [os.path.join(os.path.dirname(PYTHON), 'ansible'), 'localhost', '-i', 'localhost,', '-c', 'local',
-            '-m', 'adcs.enrollment.wcce_request', '-a', json.dumps(args)]
-    result = measure(argv, tmp, ansible_env())
-    assert result['rc'] == 0, result['output']
-    assert os.path.exists(args['certificate_path'])
-    return result
+def fleet(lab, tmp):
+    work = _fresh(tmp, 'fleet')
+    inventory = runs.write_fleet(lab, work, FLEET)
+    first = runs.fleet_run(inventory, work, FORKS)
+    second = runs.fleet_run(inventory, work, FORKS)
+    ping = runs.fleet_ping(inventory, work, FORKS)
+    issued = sum(1 for host in range(FLEET)
+                 if os.path.exists(os.path.join(work, 'bench%02d' % (host + 1), 'certs', 'web.crt')))
+    return {'hosts': FLEET, 'forks': FORKS, 'first_s': first['wall'], 'second_s': second['wall'],
+            'ping_s': ping['wall'], 'second_vs_ping': second['wall'] / ping['wall'], 'certificates': issued,
+            'first_recap': runs.recap_counts(first['output']), 'second_recap': runs.recap_counts(second['output']),
+            'rc': [first['rc'], second['rc'], ping['rc']]}
 
 
-def ansible_ping(tmp):
-    argv = [os.path.join(os.path.dirname(PYTHON), 'ansible'), 'localhost', '-i', 'localhost,', '-c', 'local',
-            '-m', 'ansible.builtin.ping']
-    result = measure(argv, tmp, ansible_env())
-    assert result['rc'] == 0, result['output']
-    return result
+def table(figures):
+    one, lines = figures['one'], []
 
+    def row(name, ours, theirs='', ratio=''):
+        lines.append('| %s | %s | %s | %s |' % (name, ours, theirs, ratio))
 
-def certipy_run(lab, tmp, index):
-    acct = lab['accounts']['enroller']
-    out = 'certipy%d' % index
-    argv = [CERTIPY, 'req', '-u', '%s@%s' % (acct['username'], lab['domain']), '-p', acct['password'],
-            '-target-ip', lab['ca']['address'], '-ca', lab['ca']['name'], '-template', 'WebServer', '-dcom',
-            '-out', out]
-    result = measure(argv, tmp)
-    assert result['rc'] == 0 and os.path.exists(os.path.join(tmp, out + '.pfx')), result['output']
-    return result
+    lines.append('| measure | adcs.enrollment | Certipy 5.1 `req -dcom` | ratio (ours/Certipy) |')
+    lines.append('| --- | --- | --- | --- |')
+    row('one new certificate, module process, AD discovery, RSA 2048 (median of %d paired runs)' % RUNS,
+        '%.2f s' % one['ours_s'], '%.2f s' % one['certipy_s'], '%.2f' % one['ratio'])
+    row('no-op (certificate fits), module process (median)', '%.3f s' % one['noop_s'], '', '')
+    row('peak RSS of one module process (enroll / no-op)',
+        '%.1f / %.1f MiB' % (one['enroll_rss_mib'], one['noop_rss_mib']), '', '')
+    for key, label in (('batch_rsa', 'batch, fresh RSA 2048 keys, WebServer, one module process'),
+                       ('batch_ecc', 'batch, ECDSA P-256 keys, %s, one module process' % ECC_TEMPLATE),
+                       ('core_rsa', 'session alone (CSRs built before), RSA 2048, WebServer'),
+                       ('core_ecc', 'session alone (CSRs built before), ECDSA P-256, %s' % ECC_TEMPLATE)):
+        b = figures.get(key)
+        if b is None:
+            continue
+        text = '%.1f certificates/s (%d/%d issued)' % (b['per_s'], b['issued'], b['requests'])
+        if key == 'batch_rsa':
+            row(label, text, '%.1f certificates/s (one run per certificate)' % (1.0 / one['certipy_s']),
+                '%.1f' % (b['per_s'] * one['certipy_s']))
+        else:
+            row(label, text)
+    wire = figures.get('wire')
+    row('wire, one enrollment on a new session',
+        ('%(pdus_sent)s PDUs sent, %(pdus_received)s received, %(handshakes)s handshakes, %(connections)s '
+         'connections, %(seconds).3f s' % wire) if wire else 'n/a (no _rpc_stats in this checkout)')
+    ca = figures.get('ca')
+    if ca:
+        row('lab CA work per request (in-process, no RPC)', '%.1f ms (directory cache %s hits / %s misses)'
+            % (ca['ms_per_request'], ca['cache_hits'], ca['cache_misses']))
+    fl = figures.get('fleet')
+    if fl:
+        row('fleet: certificate role, %d hosts, forks %d: first run / second run (no-op)' % (fl['hosts'], fl['forks']),
+            '%.1f s (%d certificates) / %.1f s' % (fl['first_s'], fl['certificates'], fl['second_s']))
+        row('fleet: `ansible -m ping` over the same hosts; second run / ping', '%.1f s' % fl['ping_s'], '',
+            '%.2f' % fl['second_vs_ping'])
+    lines.append('')
+    lines.append('load average (1 min) at start / end: %.2f / %.2f on %d CPUs' % (
+        figures['load_start'], figures['load_end'], os.cpu_count() or 0))
+    return '\n'.join(lines)
 
 
 def test_bench(lab, tmp_path):
-    if not os.path.exists(CERTIPY):
-        pytest.fail('Certipy is not installed at %s (make venv creates .venv-certipy)' % CERTIPY)
+    if not os.path.exists(runs.CERTIPY):
+        pytest.fail('Certipy is not installed at %s (make venv creates .venv-certipy)' % runs.CERTIPY)
     tmp = str(tmp_path)
-    issued, core_wall = core_throughput(lab, N)
-    assert issued == N
-
-    certipy_start = time.perf_counter()
-    certipy_runs = [certipy_run(lab, tmp, i) for i in range(N)]
-    certipy_total = time.perf_counter() - certipy_start
-
-    tasks = [module_task(lab, tmp, i) for i in range(RUNS)]
-    pings = [ansible_ping(tmp) for _i in range(RUNS)]
-    certipy_one = certipy_runs[:RUNS]
-
-    core_rate = N / core_wall
-    certipy_rate = N / certipy_total
-    task_wall = median([t['wall'] for t in tasks])
-    task_rss = max(t['maxrss_kib'] for t in tasks) / 1024.0
-    cp_wall = median([c['wall'] for c in certipy_one])
-    cp_rss = max(c['maxrss_kib'] for c in certipy_one) / 1024.0
-
-    rows = [
-        ('certificates/s, %d requests' % N, 'one session: %.1f' % core_rate,
-         '%d runs: %.1f' % (N, certipy_rate), core_rate / certipy_rate),
-        ('wall time of one enrollment (s, median of %d)' % RUNS, '%.2f (ansible task)' % task_wall,
-         '%.2f' % cp_wall, task_wall / cp_wall),
-        ('peak memory of one enrollment (MiB)', '%.1f (ansible task)' % task_rss, '%.1f' % cp_rss,
-         task_rss / cp_rss),
-    ]
-    width = max(len(r[0]) for r in rows)
-    lines = ['', 'adcs.enrollment vs Certipy req -dcom against the lab CA (%s, RSA 2048, template WebServer)'
-             % lab['ca']['address'],
-             '%-*s  %-24s  %-14s  %s' % (width, 'measure', 'adcs.enrollment', 'certipy', 'ratio (ours/certipy)')]
-    for name, ours, theirs, ratio in rows:
-        lines.append('%-*s  %-24s  %-14s  %.2f' % (width, name, ours, theirs, ratio))
-    lines.append('baseline: `ansible -m ping` takes %.2f s and %.1f MiB on this machine (ansible-core start-up '
-                 'and module transfer, included in the task figures)'
-                 % (median([p['wall'] for p in pings]), max(p['maxrss_kib'] for p in pings) / 1024.0))
-    lines.append('(peak memory = ru_maxrss of the child process tree: for the ansible task the largest of the '
-                 'controller and module processes)')
-    print('\n'.join(lines))
+    figures = {'when': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
+               'load_start': runs.load_average(), 'ca': None}
+    figures['one'] = one_certificate(lab, tmp)
+    figures['batch_rsa'] = batch(lab, tmp, BATCH, 'rsa', 'WebServer')
+    figures['core_rsa'] = core(lab, BATCH, 'rsa', 'WebServer')
+    # the ECC template comes with the s4-ecc seed; without it the row says how many were issued (none)
+    figures['batch_ecc'] = batch(lab, tmp, ECC, 'ecdsa', ECC_TEMPLATE)
+    figures['core_ecc'] = core(lab, ECC, 'ecdsa', ECC_TEMPLATE)
+    figures['wire'] = runs.one_enrollment_wire(lab)
+    figures['ca'] = runs.ca_cost(lab, tmp, 30)
+    if FLEET:
+        figures['fleet'] = fleet(lab, tmp)
+    figures['load_end'] = runs.load_average()
+    text = table(figures)
+    figures['table'] = text
+    os.makedirs(OUTPUT, exist_ok=True)
+    for name in ('bench-%s.json' % figures['when'].replace(':', ''), 'latest.json'):
+        with open(os.path.join(OUTPUT, name), 'w') as handle:
+            json.dump(figures, handle, indent=2, sort_keys=True, default=str)
+    print('\n' + text)
+    assert figures['batch_rsa']['issued'] == BATCH, figures['batch_rsa']
+    assert figures['core_rsa']['issued'] == BATCH

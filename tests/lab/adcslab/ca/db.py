@@ -80,6 +80,7 @@ class RequestDB:
         self._conn.row_factory = sqlite3.Row
         with self.lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")   # WAL: commits survive a CA crash; no fsync each
             self._conn.executescript(_SCHEMA)
             columns = {row["name"] for row in self._conn.execute("PRAGMA table_info(requests)")}
             if "archived_key" not in columns:  # databases from before key archival

@@ -3,15 +3,23 @@ LDAPS (ldap3) from the lab DC at request time, as an AD CS Enterprise CA's polic
 
 ``DirectoryConfig.discover(state_dir)`` finds the connection details (``<state>/lab.json``, else the lab's fixed
 addresses plus the Administrator password from ``<state>/accounts.json`` once the lab AD has been seeded).
-``LabDirectory`` holds one LDAP connection (re-bound when it breaks) guarded by a lock. Nothing is cached: a
-template changed in AD takes effect on the next request.
+``LabDirectory`` holds one LDAP connection (re-bound when it breaks) guarded by a lock.
+
+Reads are cached as a Windows CA caches templates and their rights (``DirectoryCache``): the enrollment service,
+the templates (with their security descriptors) and the requester accounts (with tokenGroups) are kept for at
+most ``ADCSLAB_DIRECTORY_CACHE_SECONDS`` (default 30 s; 0 turns the cache off) and only while the DC's
+``highestCommittedUSN`` (rootDSE: it grows with every write to any partition) is the one they were read at. So a
+template or ACL changed over LDAP still takes effect on the next request (tests change templates at runtime), at
+the cost of one rootDSE read per request instead of four searches; ``invalidate()`` drops everything at once.
 """
 
+import copy
 import json
 import logging
 import os
 import struct
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -40,8 +48,56 @@ ACCOUNT_ATTRIBUTES = ["distinguishedName", "sAMAccountName", "objectSid", "objec
                       "dNSHostName", "cn", "objectClass", "servicePrincipalName"]
 
 
+CACHE_SECONDS_ENV = "ADCSLAB_DIRECTORY_CACHE_SECONDS"
+DEFAULT_CACHE_SECONDS = 30.0
+
+
 class DirectoryError(Exception):
     """The lab AD could not be reached or answered something unusable."""
+
+
+def cache_seconds_from_env(default=DEFAULT_CACHE_SECONDS):
+    try:
+        return max(0.0, float(os.environ.get(CACHE_SECONDS_ENV, default)))
+    except ValueError:
+        return default
+
+
+class DirectoryCache:
+    """Read results by key, valid for ``seconds`` and while the directory's change number (USN) is unchanged.
+
+    ``usn()`` reads the change number; it is asked at most once per ``get`` (a request's reads share none: every
+    read checks, so a change made just before a request is always seen)."""
+
+    def __init__(self, seconds, usn, clock=time.monotonic):
+        self.seconds = seconds
+        self._usn = usn
+        self._clock = clock
+        self._entries = {}
+        self._at_usn = None
+        self.hits = 0
+        self.misses = 0
+
+    def invalidate(self):
+        self._entries.clear()
+        self._at_usn = None
+
+    def get(self, key, load):
+        if self.seconds <= 0:
+            return load()
+        usn = self._usn()
+        if usn != self._at_usn:   # something changed in AD (or first use): nothing cached is trusted
+            self._entries.clear()
+            self._at_usn = usn
+        now = self._clock()
+        entry = self._entries.get(key)
+        if entry is not None and now - entry[0] < self.seconds:
+            self.hits += 1
+            return copy.deepcopy(entry[1])
+        self.misses += 1
+        value = load()
+        self._entries[key] = (now, copy.deepcopy(value))
+        return value
 
 
 def sid_to_str(data):
@@ -145,11 +201,31 @@ class DirectoryAccount:
 class LabDirectory:
     """LDAPS access to the lab AD. Thread-safe (one connection, one lock, re-bound on failure)."""
 
-    def __init__(self, config: DirectoryConfig, timeout=10):
+    def __init__(self, config: DirectoryConfig, timeout=10, cache_seconds=None):
         self.config = config
         self.timeout = timeout
         self._lock = threading.RLock()
         self._conn = None
+        self.cache = DirectoryCache(cache_seconds_from_env() if cache_seconds is None else cache_seconds,
+                                    self._highest_usn)
+
+    def invalidate(self):
+        """Forget every cached read (the next request reads AD again)."""
+        with self._lock:
+            self.cache.invalidate()
+
+    def _highest_usn(self):
+        def run(conn):
+            if not conn.search("", "(objectClass=*)", search_scope="BASE", attributes=["highestCommittedUSN"]):
+                from ldap3.core.exceptions import LDAPException
+                raise LDAPException(conn.result.get("description"))
+            return self._text(conn.response[0], "highestCommittedUSN")
+
+        return self._call(run)
+
+    def _cached(self, key, load):
+        with self._lock:
+            return self.cache.get(key, load)
 
     # -- connection ------------------------------------------------------------------------------------------
     def _connect(self):
@@ -231,13 +307,17 @@ class LabDirectory:
         from ldap3.utils.dn import escape_rdn
 
         dn = "CN=%s,CN=Enrollment Services,%s" % (escape_rdn(ca_name), self.config.pks_dn)
-        entries = self._search(dn, "(objectClass=pKIEnrollmentService)",
-                               ["certificateTemplates", "dNSHostName", "flags", "cn"], scope="BASE")
-        if not entries:
-            return None
-        entry = entries[0]
-        return {"dn": dn, "templates": self._texts(entry, "certificateTemplates"),
-                "dns_host_name": self._text(entry, "dNSHostName"), "flags": int(self._text(entry, "flags") or 0)}
+
+        def load():
+            entries = self._search(dn, "(objectClass=pKIEnrollmentService)",
+                                   ["certificateTemplates", "dNSHostName", "flags", "cn"], scope="BASE")
+            if not entries:
+                return None
+            entry = entries[0]
+            return {"dn": dn, "templates": self._texts(entry, "certificateTemplates"),
+                    "dns_host_name": self._text(entry, "dNSHostName"), "flags": int(self._text(entry, "flags") or 0)}
+
+        return self._cached(("service", ca_name.lower()), load)
 
     def template_entries(self, name_or_oid=None):
         """Raw pKICertificateTemplate entries (with the DACL), all or the one named by cn or OID."""
@@ -251,10 +331,14 @@ class LabDirectory:
             flt = "(objectClass=pKICertificateTemplate)"
         control = (SD_FLAGS_OID, True, bytes([0x30, 0x03, 0x02, 0x01, DACL_SECURITY_INFORMATION
                                               | OWNER_SECURITY_INFORMATION | GROUP_SECURITY_INFORMATION]))
-        return self._search(base, flt, TEMPLATE_ATTRIBUTES, controls=[control])
+        return self._cached(("templates", (name_or_oid or "").strip().lower()),
+                            lambda: self._search(base, flt, TEMPLATE_ATTRIBUTES, controls=[control]))
 
     def account(self, sam=None, sid=None):
         """The account by sAMAccountName (else objectSid), with its tokenGroups, or None."""
+        return self._cached(("account", (sam or "").lower(), sid), lambda: self._read_account(sam, sid))
+
+    def _read_account(self, sam, sid):
         from ldap3.utils.conv import escape_filter_chars
 
         entries = []

@@ -15,21 +15,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _ca_session, _request_spec, _state  # noqa: E402
+from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec, _state  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.modules import wcce_request  # noqa: E402
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module  # noqa: E402
 
-from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import FakeClient, FakeSession  # noqa: E402
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import FakeSession, install_fake_ca  # noqa: E402
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki  # noqa: E402
 
 
 @pytest.fixture
 def fake_ca(monkeypatch):
-    client = FakeClient({})
-    FakeSession.opened = []
-    monkeypatch.setattr(_ca_session, 'dcom_session', lambda target, auth, timeout: FakeSession(target))
-    monkeypatch.setattr(_ca_session, 'cert_request_client', client)
-    return client
+    return install_fake_ca(monkeypatch)
 
 
 def run(args, check_mode=False, diff=False):

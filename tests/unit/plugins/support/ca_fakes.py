@@ -202,3 +202,13 @@ SERVICES = [
     {'name': 'CA-TWO', 'dns_host_name': '10.9.9.2', 'templates': ['WebServer']},
     {'name': 'CA-THREE', 'dns_host_name': '10.9.9.3', 'templates': ['Machine']},
 ]
+
+
+def install_fake_ca(monkeypatch):
+    """The module's CA sessions and clients replaced by FakeSession/FakeClient (returned: its ``calls``)."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _ca_session
+    client = FakeClient({})
+    FakeSession.opened = []
+    monkeypatch.setattr(_ca_session, 'dcom_session', lambda target, auth, timeout: FakeSession(target))
+    monkeypatch.setattr(_ca_session, 'cert_request_client', client)
+    return client

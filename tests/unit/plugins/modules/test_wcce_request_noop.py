@@ -1,0 +1,109 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""wcce_request's no-op (the certificate on disk fits) as a module process, the way Ansible runs it: no socket is
+opened and none of the protocol libraries (impacket, pyasn1, ldap3, dnspython, gssapi) is imported; the template's
+renewal period comes from the state file next to the certificate. A behaviour test, not a timing one."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.adcs.enrollment.plugins.modules import wcce_request
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import install_fake_ca
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.module_harness import run_module
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
+
+from cryptography.hazmat.primitives import hashes
+
+PROTOCOL_PACKAGES = ('impacket', 'pyasn1', 'pyasn1_modules', 'ldap3', 'dns', 'gssapi', 'Cryptodome')
+
+# Runs the module file as __main__ with a socket guard; prints (to fd 3's file) what was imported and connected.
+_GUARD = r'''
+import atexit, json, runpy, socket, sys
+report, module = sys.argv.pop(1), sys.argv.pop(1)
+attempts = []
+def refuse(self, address, *args):
+    attempts.append(repr(address))
+    raise OSError('the no-op test refuses every connection')
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+def write():
+    with open(report, 'w') as handle:
+        json.dump({'modules': sorted(set(m.split('.')[0] for m in sys.modules)), 'connects': attempts}, handle)
+atexit.register(write)
+sys.argv[0] = module
+runpy.run_path(module, run_name='__main__')
+'''
+
+
+@pytest.fixture
+def fake_ca(monkeypatch):
+    return install_fake_ca(monkeypatch)
+
+
+def module_args(tmp_path, **kw):
+    args = {'ca_host': 'ca1.lab.adcs.test', 'ca_name': 'LAB-CA', 'username': 'enroller@lab.adcs.test',
+            'password': 'S3cret-pw', 'ca_fingerprint': [wcce_pki.pki().root.fingerprint(hashes.SHA256()).hex()],
+            'template': 'WebServer', 'common_name': 'web.lab.adcs.test',
+            'private_key_path': str(tmp_path / 'web.key'), 'certificate_path': str(tmp_path / 'web.crt'),
+            'state_path': str(tmp_path / 'web.crt.adcs.json')}
+    args.update(kw)
+    return args
+
+
+def run_process(tmp_path, args):
+    """The module as its own process; returns (result, imported top-level packages, connect attempts)."""
+    args_file, report = tmp_path / 'args.json', tmp_path / 'report.json'
+    args_file.write_text(json.dumps({'ANSIBLE_MODULE_ARGS': dict(args, _ansible_remote_tmp=str(tmp_path),
+                                                                 _ansible_tmpdir=str(tmp_path))}))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.run([sys.executable, '-c', _GUARD, str(report), wcce_request.__file__, str(args_file)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=120, check=False)
+    out = proc.stdout.decode('utf-8', 'replace')
+    result = json.loads(out[out.index('{'):])
+    seen = json.loads(report.read_text())
+    return result, [m for m in seen['modules'] if m in PROTOCOL_PACKAGES], seen['connects']
+
+
+def enroll_first(tmp_path):
+    exit_ = run_module(wcce_request.main, module_args(tmp_path))
+    assert not exit_.failed and exit_.result['status'] == 'issued', exit_.result
+
+
+def test_noop_process_imports_no_protocol_library_and_opens_no_socket(tmp_path, fake_ca):
+    enroll_first(tmp_path)
+    result, imported, connects = run_process(tmp_path, module_args(tmp_path))
+    assert result['action'] == 'none' and result['changed'] is False and result['status'] == 'unchanged', result
+    assert imported == [] and connects == []
+
+
+def test_noop_with_a_directory_takes_the_renewal_period_from_the_state(tmp_path, fake_ca):
+    enroll_first(tmp_path)
+    state_path = tmp_path / 'web.crt.adcs.json'
+    state = json.loads(state_path.read_text())
+    state['renewal'] = {'days': 42.0, 'source': 'template', 'template': 'WebServer'}
+    state_path.write_text(json.dumps(state))
+    directory = {'domain': 'lab.adcs.test', 'domain_controller': '127.0.0.1'}
+    result, imported, connects = run_process(tmp_path, module_args(tmp_path, **directory))
+    assert result['action'] == 'none' and result['renew_before'] == 42.0, result
+    assert result['renew_before_source'] == 'template'
+    assert imported == [] and connects == []
+    # Without the period in the state, the run must ask Active Directory: the guard sees it (the control).
+    del state['renewal']
+    state_path.write_text(json.dumps(state))
+    result, imported, connects = run_process(tmp_path, module_args(tmp_path, **directory))
+    assert 'ldap3' in imported and connects, (result, imported, connects)
+
+
+def test_a_run_with_work_imports_the_stack_and_contacts_the_ca(tmp_path, fake_ca):
+    # nothing on disk: the module must plan an enrollment and reach for the CA (refused by the guard)
+    result, imported, connects = run_process(tmp_path, module_args(tmp_path, ca_host='127.0.0.1'))
+    assert result.get('failed') and 'refuses every connection' in result['msg'], result
+    assert 'impacket' in imported and connects, (result, imported, connects)
+    assert not os.path.exists(str(tmp_path / 'web.key'))   # a failed run leaves no key behind
