@@ -63,8 +63,7 @@ class CaSession(object):
         self.target = CaTarget(name, host, address, source)
         self.auth = auth
         self.timeout = timeout
-        self._session_factory = session_factory
-        self._client_factory = client_factory
+        self._session_factory, self._client_factory = session_factory, client_factory
         self.session = self.client = self._ca_certs = None   # opened by open()
 
     @classmethod
@@ -132,8 +131,7 @@ class CaPool(object):
         self.auth_error = auth_error
         self.select = select
         self.timeout = timeout
-        self._session_factory = session_factory
-        self._client_factory = client_factory
+        self._session_factory, self._client_factory = session_factory, client_factory
         self._sessions = {}
         self._down = {}
         self.sessions_opened = 0

@@ -312,10 +312,9 @@ class Retriever(object):
         return None, None
 
     def close(self):
-        if self.http is not None:
-            self.http.close()
-        if self.ldap is not None:
-            self.ldap.close()
+        for source in (self.http, self.ldap):
+            if source is not None:
+                source.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -89,10 +89,9 @@ class Enroller(object):
         return self._pool.ca_contacted if self._pool is not None else False
 
     def close(self):
-        if self._pool is not None:
-            self._pool.close()
-        if self.directory is not None:
-            self.directory.close()
+        for held in (self._pool, self.directory):
+            if held is not None:
+                held.close()
 
     def __enter__(self):
         return self

@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import struct
 import uuid
 
@@ -151,17 +152,13 @@ def well_known_name(sid, domain_sid=None):
 # Parsing
 # ---------------------------------------------------------------------------------------------------------
 
-class Ace(object):
-    __slots__ = ('index', 'ace_type', 'flags', 'mask', 'sid', 'object_type', 'inherited_object_type')
+_AceFields = collections.namedtuple('_AceFields', 'index ace_type flags mask sid object_type inherited_object_type')
+_AceFields.__new__.__defaults__ = (None, None)     # object_type, inherited_object_type
 
-    def __init__(self, index, ace_type, flags, mask, sid, object_type=None, inherited_object_type=None):
-        self.index = index
-        self.ace_type = ace_type
-        self.flags = flags
-        self.mask = mask
-        self.sid = sid
-        self.object_type = object_type
-        self.inherited_object_type = inherited_object_type
+
+class Ace(_AceFields):
+    """One ACE of a DACL, as parsed (immutable)."""
+    __slots__ = ()
 
     @property
     def type_name(self):

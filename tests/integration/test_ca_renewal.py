@@ -162,8 +162,8 @@ def test_trust_anchors_keep_every_certificate_of_the_renewed_ca(lab, ansible, re
     assert len(set(c['file'] for c in result['intermediates'])) == 2
 
 
-def test_a_certificate_from_before_the_ca_renewal_renews_and_chains_to_the_new_ca_certificate(lab, ansible, tmp_path,
-                                                                                               renewed):
+def test_a_certificate_from_before_the_ca_renewal_renews_and_chains_to_the_new_ca_certificate(
+        lab, ansible, tmp_path, renewed):
     """The end-entity certificate was issued under key 0; its renewal request (CMS signed with its key) is accepted
     because it chains through the old CA certificate, and the renewed certificate comes from the new key."""
     old, key = renewed['kept']
@@ -181,4 +181,3 @@ def test_a_certificate_from_before_the_ca_renewal_renews_and_chains_to_the_new_c
     cert = x509.load_pem_x509_certificate(read(args['certificate_path']))
     assert cert.serial_number != old.serial_number
     cert.verify_directly_issued_by(renewed['new_ca'])
-
