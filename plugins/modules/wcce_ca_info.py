@@ -21,7 +21,7 @@ description:
   - For each CA returns its name, DNS host, the templates it publishes and every CA certificate it holds in
     C(cACertificate) (several after a CA certificate renewal), each with its facts, its classification (CA
     certificate, self-signed, current) and optionally its PEM; the facts have the schema of the other modules'
-    certificate facts (RV(certificate_authorities[].certificates[].fingerprint_sha256), ...).
+    certificate facts (C(fingerprint_sha256), ...).
   - This is the list of CAs; M(adcs.enrollment.wcce_template_info) describes templates and enrollment rights.
   - Changes nothing.
 extends_documentation_fragment:
