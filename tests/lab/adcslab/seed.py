@@ -27,7 +27,7 @@ CA_NAME = "LAB-CA"
 # The lab CA's host: every name below derives from this DNS label (ADCS_LAB_CA_HOST overrides it, for a test run of
 # the whole lab under another name). Windows derives the NetBIOS computer name from the host label: upper case, the
 # first 15 characters (MAX_COMPUTERNAME_LENGTH; GetComputerNameEx/DnsHostnameToComputerName truncate longer labels).
-CA_HOST_SHORT = os.environ.get("ADCS_LAB_CA_HOST") or "ca1"
+CA_HOST_SHORT = os.environ.get("ADCS_LAB_CA_HOST") or "pki-issuing-ca01"
 if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", CA_HOST_SHORT):
     raise ValueError("the lab CA host name must be one DNS label (letters, digits, inner hyphens), not %r"
                      % CA_HOST_SHORT)
