@@ -237,8 +237,12 @@ def _request(entry, template, options):
     reuse = settings.pop('reuse_key', options.get('reuse_key', True))
     if req.get('same_key_renewal'):
         reuse = True        # CT_FLAG_REQUIRE_SAME_KEY_RENEWAL: a new key would be refused (0x80094816)
-    request = {'name': entry['name'], 'template': entry['name'], 'key_type': 'rsa',
-               'key_size': max(MIN_RSA_BITS, req.get('minimum_key_size') or 0), 'reuse_key': bool(reuse)}
+    request = {'name': entry['name'], 'template': entry['name'], 'reuse_key': bool(reuse)}
+    rule = req.get('key') or {}
+    if rule.get('key_type') == 'ecdsa' and rule.get('curve'):     # a CNG template naming an ECDSA curve
+        request.update(key_type='ecdsa', curve=rule['curve'])
+    else:
+        request.update(key_type='rsa', key_size=max(MIN_RSA_BITS, req.get('minimum_key_size') or 0))
     request.update(dict((k, v) for k, v in settings.items() if v is not None and k not in ('name', 'template')))
     return request
 

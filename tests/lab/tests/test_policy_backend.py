@@ -526,6 +526,9 @@ def test_ca_security_denies_request_certificates(lab, tmp_path):
             "The permissions on this certification authority do not allow the current user to enroll for "
             "certificates. 0x80094011 (-2146877423 CERTSRV_E_ENROLL_DENIED)")
         assert len(authority.list_requests()) == before, "refused before a request row exists"
+        # the CA's read calls (GetCACert, GetCAProperty, GetCAPropertyInfo) check the same permission
+        assert authority.ca_access_status(who(lab, "groupmember")) == 0x80094011
+        assert authority.ca_access_status(who(lab, "enroller")) == 0
         cert_of(submit(authority, lab, "enroller", "WebServer", T.make_csr(T.rsa_key(), "ok.lab.adcs.test")))
         # Kept in canonical order (deny first, as in the AD copy): a deny for a group of the token wins over an
         # allow for the account itself.

@@ -578,6 +578,12 @@ class CertificationAuthority:
         found = self.ad.account(sam=value)
         return found.sid if found is not None else None
 
+    def ca_access_status(self, requester):
+        """0 when ``requester`` holds Request Certificates on the CA, else CERTSRV_E_ENROLL_DENIED: the status of
+        GetCACert/GetCAProperty/GetCAPropertyInfo calls, which a Windows CA checks as it checks Request."""
+        refused = self._check_ca_access(requester)
+        return refused.call_status if refused is not None else 0
+
     def _check_ca_access(self, requester):
         """The CA's own security (config "ca_security", Windows' registry; default seed.CA_SECURITY): a requester
         without Request Certificates gets CERTSRV_E_ENROLL_DENIED for the call, with no request row."""

@@ -120,6 +120,21 @@ class CertService:
     def _requester(self, ctx, transport):
         return self.requester_factory(ctx, transport)
 
+    def _read_status(self, ctx, authority, call):
+        """The status of a read call (GetCACert, GetCAProperty, GetCAPropertyInfo): E_INVALIDARG for another CA,
+        CERTSRV_E_ENROLL_DENIED without Request Certificates on the CA (a Windows CA checks its security here too)."""
+        if not self._authority_ok(authority):
+            return C.E_INVALIDARG
+        check = getattr(self.ca, "ca_access_status", None)
+        try:
+            status = check(self._requester(ctx, "dcom")) if check is not None else 0
+        except Exception as exc:  # no requester to check (an unknown account): the CA's data stays readable
+            LOG.info("%s by %s: CA security not evaluated (%s)", call, _who(ctx), _message_of(exc))
+            status = 0
+        if status:
+            LOG.warning("%s by %s refused: no Request Certificates on the CA (0x%08x)", call, _who(ctx), status)
+        return status or C.S_OK
+
     def do_request(self, ctx, transport, flags, authority, request_id, attributes, request_blob, serial="",
                    method="Request"):
         who = _who(ctx)
@@ -243,10 +258,8 @@ class CertService:
         fchain = r.u32()
         authority = r.unique_wstring()
         r.done()
-        status, data = C.S_OK, b""
-        if not self._authority_ok(authority):
-            status = C.E_INVALIDARG
-        else:
+        status, data = self._read_status(ctx, authority, "GetCACert"), b""
+        if status == C.S_OK:
             try:
                 data = self.ca.get_ca_cert(fchain)
             except Exception as exc:
@@ -278,10 +291,8 @@ class CertService:
         prop_index = r.i32()
         prop_type = r.i32()
         r.done()
-        status, data = C.S_OK, b""
-        if not self._authority_ok(authority):
-            status = C.E_INVALIDARG
-        else:
+        status, data = self._read_status(ctx, authority, "GetCAProperty"), b""
+        if status == C.S_OK:
             try:
                 got_type, value = self.ca.get_property(prop_id, prop_index, prop_type)
                 data = encode_property_value(got_type, value)
@@ -301,10 +312,8 @@ class CertService:
         r.orpcthis()
         authority = r.unique_wstring()
         r.done()
-        status, count, data = C.S_OK, 0, b""
-        if not self._authority_ok(authority):
-            status = C.E_INVALIDARG
-        else:
+        status, count, data = self._read_status(ctx, authority, "GetCAPropertyInfo"), 0, b""
+        if status == C.S_OK:
             try:
                 entries = list(self.ca.property_info())
                 count, data = len(entries), encode_property_info(entries)

@@ -185,6 +185,18 @@ def test_first_plan_enrolls_the_autoenrollable_machine_templates():
     assert out['remove_paths'] == []
 
 
+def test_a_cng_template_naming_an_ecdsa_curve_gets_that_key():
+    ecc = template('MachineECC', minimum_key_size=384,
+                   key={'provider': 'cng', 'key_type': 'ecdsa', 'curve': 'secp384r1', 'minimum_size': 384})
+    rsa = template('MachineKSP', minimum_key_size=3072,
+                   key={'provider': 'cng', 'key_type': 'rsa', 'curve': None, 'minimum_size': 3072})
+    out, _by = plan([ecc, rsa])
+    assert out['certificate_requests'] == [
+        {'name': 'MachineECC', 'template': 'MachineECC', 'key_type': 'ecdsa', 'curve': 'secp384r1',
+         'reuse_key': True},
+        {'name': 'MachineKSP', 'template': 'MachineKSP', 'key_type': 'rsa', 'key_size': 3072, 'reuse_key': True}]
+
+
 def test_supersession_replaces_and_prune_removes_once_superseded():
     templates = [template('Old'), template('New', superseded_templates=['Old'])]
     existing = {'Old': record('Old', certificate(200))}
