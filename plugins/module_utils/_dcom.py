@@ -105,6 +105,9 @@ def translate_exception(exc, action, host=None, timeout=None, during_auth=False)
     if _kdc.is_krb_error(exc):
         return _kdc.failure_from_krb_error(exc, action, target=host)
     where = (' (%s)' % host) if host else ''
+    if isinstance(exc, _rpc_auth.Rejected):
+        return AuthenticationError('%s failed: the CA refused the authentication%s (%s)' % (action, where, exc),
+                                   remedy='Check the account and its password or keys, and rpc_auth_package.')
     if isinstance(exc, _rpc_auth.Unsupported):
         return TransportError('%s failed: %s is not supported by this client%s' % (action, exc, where),
                               remedy='Enable AES Kerberos encryption types for the CA\'s computer account (Windows '

@@ -60,6 +60,10 @@ class Unsupported(Exception):
     """A security setting this client does not implement (e.g. an RC4 Kerberos session key)."""
 
 
+class Rejected(Exception):
+    """The server refused the authentication (SPNEGO negState reject without a mechanism error to say why)."""
+
+
 # -- DER / SPNEGO ---------------------------------------------------------------------------------------------------
 def der(tag, content):
     n = len(content)
@@ -118,8 +122,9 @@ def parse_neg_token_resp(token):
     values = []
     for key in (0xA2, 0xA3):
         values.append(der_items(fields[key])[0][1] if key in fields else None)
-    if state == 2:
-        raise BadVerifier('the CA rejected the SPNEGO negotiation (negState reject)')
+    if state == 2 and not values[0]:
+        raise Rejected('the CA rejected the SPNEGO negotiation (negState reject)')
+    # a reject with a responseToken carries the mechanism's error (a KRB-ERROR): the mechanism raises it
     return state, values[0], values[1]
 
 

@@ -16,7 +16,7 @@ from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.type import univ
 
 import wcce_helpers as H
-from adcslab.seed import CA_HOST
+from adcslab.seed import CA_HOST, CA_NETBIOS
 from adcslab.ca import CAError, CertificationAuthority, Requester
 from adcslab.ca import authority as A
 from adcslab.ca import castore
@@ -150,7 +150,8 @@ def test_new_key_renewal(state):
         issued.verify_directly_issued_by(new_cert)
         cdp = [n.value for n in issued.extensions.get_extension_for_class(x509.CRLDistributionPoints).value[0]
                .full_name]
-        assert cdp[0].startswith("ldap:///CN=LAB-CA(1),CN=CA1,CN=CDP,") and cdp[1].endswith("/LAB-CA(1).crl")
+        assert cdp[0].startswith("ldap:///CN=LAB-CA(1),CN=%s,CN=CDP," % CA_NETBIOS)
+        assert cdp[1].endswith("/LAB-CA(1).crl")
         urls = _prop(ca, A.CR_PROP_CERTCDPURLS, 0, A.PROPTYPE_STRING)
         assert "/CertEnroll/LAB-CA.crl\n" in urls
         with pytest.raises(CAError) as info:

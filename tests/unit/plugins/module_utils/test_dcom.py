@@ -107,6 +107,17 @@ def test_unsupported_security_translated():
     assert 'Enable AES Kerberos encryption types' in exc.to_message()
 
 
+def test_a_rejected_negotiation_is_an_authentication_error():
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_auth
+    exc = d.translate_exception(_rpc_auth.Rejected('the CA rejected the SPNEGO negotiation (negState reject)'),
+                                'Connecting to the CA endpoint mapper (port 135)', 'ca1')
+    assert isinstance(exc, e.AuthenticationError)
+    assert exc.to_message().startswith('Connecting to the CA endpoint mapper (port 135) failed: the CA refused the '
+                                       'authentication (ca1) (the CA rejected the SPNEGO negotiation (negState '
+                                       'reject))')
+    assert 'Check the account and its password or keys, and rpc_auth_package.' in exc.to_message()
+
+
 def test_idle_session_reopens_and_renews_held_pointers(monkeypatch):
     now = [0.0]
     session = d.DcomSession('ca1', a.PasswordAuth('u', 'D', 'pw'))

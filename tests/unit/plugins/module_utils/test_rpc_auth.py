@@ -34,8 +34,12 @@ def test_neg_token_resp_roundtrip_and_reject():
     token = r.neg_token_resp(b'\x02' * 200, b'\x03' * 16)
     assert r.parse_neg_token_resp(token) == (None, b'\x02' * 200, b'\x03' * 16)
     reject = r.der(0xA1, r.der(0x30, r.der(0xA0, b'\x0a\x01\x02')))
-    with pytest.raises(r.BadVerifier, match='rejected the SPNEGO negotiation'):
+    with pytest.raises(r.Rejected, match='rejected the SPNEGO negotiation'):
         r.parse_neg_token_resp(reject)
+    # a reject that carries the mechanism's answer (a KRB-ERROR) hands it to the mechanism, which raises it
+    krb_error = b'\x7e\x03\x02\x01\x25'
+    reject_with_error = r.der(0xA1, r.der(0x30, r.der(0xA0, b'\x0a\x01\x02') + r.der(0xA2, r.der(0x04, krb_error))))
+    assert r.parse_neg_token_resp(reject_with_error) == (2, krb_error, None)
     with pytest.raises(r.BadVerifier, match='no SPNEGO NegTokenResp'):
         r.parse_neg_token_resp(r.der(0xA0, r.der(0x30, b'')))
     with pytest.raises(r.BadVerifier, match='truncated SPNEGO token'):
