@@ -322,9 +322,13 @@ class KerberosContext(object):
         try:
             ap_rep = decoder.decode(rep_token, asn1Spec=AP_REP())[0]
         except Exception:
-            from impacket.krb5.kerberosv5 import getKerberosType3
-            getKerberosType3(self._cipher, self._session_key, neg_token_resp(rep_token))  # raises the KRB-ERROR
-            raise BadVerifier('the CA answered the AP-REQ with neither an AP-REP nor a Kerberos error')
+            from impacket.krb5.asn1 import KRB_ERROR
+            from impacket.krb5.kerberosv5 import KerberosError
+            try:
+                krb_error = decoder.decode(rep_token, asn1Spec=KRB_ERROR())[0]
+            except Exception:
+                raise BadVerifier('the CA answered the AP-REQ with neither an AP-REP nor a Kerberos error')
+            raise KerberosError(packet=krb_error)     # e.g. KRB_AP_ERR_SKEW: reported as the KDC's errors are
         try:
             plain = self._cipher.decrypt(self._session_key, 12, ap_rep['enc-part']['cipher'].asOctets())
         except Exception:
