@@ -19,7 +19,9 @@ def test_demo_playbook_by_collection_name(lab, ansible):
     shown = tasks[1]["hosts"]["localhost"]["msg"]
     assert "Enrollment services: ['LAB-CA']" in shown
     assert any(line.startswith("enroller may enroll for:") and "'WebServer'" in line for line in shown)
-    assert "enroller may not enroll for: ['Machine']" in shown
+    # the machine templates (Machine and the autoenrollment ones) are for Domain Computers only
+    assert ("enroller may not enroll for: ['AutoApproval', 'AutoDenied', 'AutoGrant', 'AutoLinuxServer', "
+            "'AutoLinuxServerV2', 'AutoRASigned', 'Machine']") in shown
     assert out["stats"]["localhost"]["failures"] == 0
 
     # the second play issues a certificate for this machine with the certificate role
