@@ -8,7 +8,8 @@ a private key's mode is refused when its group may write or others may access it
 directory by someone else is distrusted: reads (``read_file``) never follow symlinks, never open FIFOs and are
 bounded; owner, group and mode are set on open file descriptors, never through a symlink. Backups
 (``path.<pid>.<time>~``, like Ansible's ``backup_local``) are 0600 from their first instant.
-``check_output_paths`` tells before the CA is contacted whether the outputs can be written.
+``check_output_paths`` tells before the CA is contacted whether the outputs can be written;
+``create_parent_directories`` creates missing parent directories of the outputs (option ``create_directories``).
 
 Writing several files as one crash-safe unit is ``_staged`` (with its journal and locks in ``_journal``).
 """
@@ -379,6 +380,81 @@ def check_output_paths(paths, probe=True):
                                   'from the CA' % (directory, option, path, _user_name()),
                                   remedy='Run the task as a user who may write there (become), or choose another '
                                          'path.')
+
+
+KEY_DIR_MODE = 0o700
+DIR_MODE = 0o755
+# options whose files go into a 0700 directory; every other output into a 0755 one
+_SECRET_DIR_OPTIONS = ('private_key_path',)
+DIRECTORY_OPTIONS = ('private_key_path', 'certificate_path', 'chain_path', 'fullchain_path', 'pkcs12_path',
+                     'state_path')
+
+
+def planned_directories(specs):
+    """[(directory, mode, uid, gid)] of the missing parent directories of the files ``specs`` write, parents first,
+    each once (the key's 0700 wins when a directory holds both a key and other files)."""
+    wanted = {}
+    order = []
+    for spec in specs:
+        uid, gid = resolve_uid(spec.get('owner')), resolve_gid(spec.get('group'))
+        for option in DIRECTORY_OPTIONS:
+            path = spec.get(option)
+            if not path:
+                continue
+            mode = KEY_DIR_MODE if option in _SECRET_DIR_OPTIONS else DIR_MODE
+            directory = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
+            missing = []
+            while directory and not os.path.lexists(directory):
+                missing.append(directory)
+                parent = os.path.dirname(directory)
+                if parent == directory:
+                    break
+                directory = parent
+            for index, item in enumerate(reversed(missing)):
+                # only the file's own directory gets the key mode; its missing parents are 0755
+                item_mode = mode if index == len(missing) - 1 else DIR_MODE
+                if item in wanted:
+                    wanted[item] = (min(wanted[item][0], item_mode), uid, gid)
+                else:
+                    wanted[item] = (item_mode, uid, gid)
+                    order.append(item)
+    order.sort(key=lambda d: d.count(os.sep))
+    return [(d,) + wanted[d] for d in order]
+
+
+def create_parent_directories(specs, check_mode=False):
+    """Creates the missing parent directories of the files of ``specs`` (0700 for a private key's, 0755 otherwise,
+    owner/group of the request when given), never changing an existing directory. Returns the directories created
+    (in check mode: that would be created, nothing is). Raises FileOutputError naming the directory."""
+    created = []
+    for directory, mode, uid, gid in planned_directories(specs):
+        if check_mode:
+            created.append(directory)
+            continue
+        try:
+            os.mkdir(directory, mode)
+        except OSError as exc:
+            if exc.errno == errno.EEXIST and os.path.isdir(directory):
+                continue   # created meanwhile: left as it is
+            raise FileOutputError('The directory %s cannot be created by user %s: %s; nothing was requested from '
+                                  'the CA' % (directory, _user_name(), exc.strerror or exc),
+                                  detail=str(exc),
+                                  remedy='Create it first, run the task as a user who may (become), or choose '
+                                         'another path.')
+        created.append(directory)
+        try:
+            fd = os.open(directory, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0) | getattr(os, 'O_NOFOLLOW', 0))
+            try:
+                os.fchmod(fd, mode)   # not narrowed by the umask
+                if uid != -1 or gid != -1:
+                    os.fchown(fd, uid, gid)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise FileOutputError('The directory %s was created but its owner, group or mode %04o cannot be set by '
+                                  'user %s: %s' % (directory, mode, _user_name(), exc.strerror or exc),
+                                  detail=str(exc))
+    return created
 
 
 def _user_name():

@@ -64,6 +64,7 @@ def argument_spec():
     spec = connection_argument_spec()
     spec.update(request_options())
     spec['requests'] = dict(type='list', elements='dict', options=request_options(top_level=False))
+    spec['create_directories'] = dict(type='bool', default=False)
     spec.update(_pipe.argument_spec())
     return spec
 

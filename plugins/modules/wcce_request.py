@@ -227,6 +227,17 @@ options:
         RV(new_key_needed) asked for it); the certificate is requested for it.
     type: bool
     default: false
+  create_directories:
+    description:
+      - Create the missing parent directories of the files written, before anything is written: the directory of
+        O(private_key_path) with mode V(0700), those of O(certificate_path), O(chain_path), O(fullchain_path),
+        O(pkcs12_path) and O(state_path) (and missing parents) with mode V(0755), owned by O(owner) and O(group)
+        when given.
+      - Existing directories are never changed. In check mode nothing is created; the directories that would be
+        are returned in RV(created_directories).
+      - A directory that cannot be created fails the task before the CA is contacted.
+    type: bool
+    default: false
   requests:
     description:
       - Several requests in one task, all sent over one authenticated DCOM session.
@@ -642,6 +653,11 @@ results:
   returned: when O(requests) is used
   type: list
   elements: dict
+created_directories:
+  description: The directories created by O(create_directories) (in check mode, that would be created).
+  returned: when O(create_directories) created a directory
+  type: list
+  elements: str
 error:
   description: Details of a failure (C(hresult), C(error_name), C(meaning), C(request_id), C(remedy)).
   returned: on failure
@@ -654,6 +670,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
+from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _noop
 from ansible_collections.adcs.enrollment.plugins.module_utils import _pipe
 from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
@@ -706,7 +723,10 @@ def main():
         except AdcsError as exc:
             module.fail_json(msg=exc.to_message())
         writer = _staged.ModuleFileWriter(module)
+        created = []
         try:
+            if params.get('create_directories'):
+                created = _files.create_parent_directories(specs, check_mode=module.check_mode)
             # every certificate fits: answered from the files and their states, no network, no protocol imports
             results = _noop.results(specs, keeper, writer, check_mode=module.check_mode,
                                     directory_given=bool(params.get('domain') or params.get('domain_controller')))
@@ -719,6 +739,10 @@ def main():
         except Exception as exc:  # never a bare traceback to the user
             module.fail_json(msg='Unexpected error during enrollment: %s: %s' % (type(exc).__name__, exc),
                              exception=traceback.format_exc())
+        if created:
+            for result in results:
+                result['created_directories'] = created
+                result['changed'] = True
         pipe.contents(results)
     _enroller.finish(module, results, many)
 

@@ -170,3 +170,85 @@ def test_an_integer_secret_mode_is_checked(tmp_path):
                                  'accessible to other users; use 0600, or 0640 for a group that only reads it')
     assert _staged.FileSpec(str(tmp_path / 'k'), b'K', mode=0o640, secret=True).mode == 0o640
     assert _staged.FileSpec(str(tmp_path / 'c'), b'C', mode=0o644).mode == 0o644
+
+
+def _dir_mode(path):
+    return os.stat(str(path)).st_mode & 0o7777
+
+
+def test_create_parent_directories_modes(tmp_path):
+    # the key's directory 0700, every other output's (and missing parents) 0755, whatever the umask
+    spec = dict(private_key_path=str(tmp_path / 'keys' / 'k.pem'),
+                certificate_path=str(tmp_path / 'a' / 'certs' / 'c.pem'),
+                chain_path=str(tmp_path / 'a' / 'chain' / 'ch.pem'),
+                state_path=str(tmp_path / 'a' / 'certs' / 'c.pem.adcs.json'))
+    old = os.umask(0o077)
+    try:
+        created = _files.create_parent_directories([spec])
+    finally:
+        os.umask(old)
+    assert created == [str(tmp_path / 'keys'), str(tmp_path / 'a'), str(tmp_path / 'a' / 'certs'),
+                       str(tmp_path / 'a' / 'chain')]
+    assert _dir_mode(tmp_path / 'keys') == 0o700
+    assert _dir_mode(tmp_path / 'a') == 0o755
+    assert _dir_mode(tmp_path / 'a' / 'certs') == 0o755
+    assert _dir_mode(tmp_path / 'a' / 'chain') == 0o755
+    # a second run creates nothing
+    assert _files.create_parent_directories([spec]) == []
+
+
+def test_create_parent_directories_keeps_existing(tmp_path):
+    (tmp_path / 'keys').mkdir()
+    os.chmod(str(tmp_path / 'keys'), 0o750)
+    spec = dict(private_key_path=str(tmp_path / 'keys' / 'k.pem'), certificate_path=str(tmp_path / 'c.pem'))
+    assert _files.create_parent_directories([spec]) == []
+    assert _dir_mode(tmp_path / 'keys') == 0o750
+
+
+def test_create_parent_directories_shared_directory_is_the_keys(tmp_path):
+    spec = dict(private_key_path=str(tmp_path / 'd' / 'k.pem'), certificate_path=str(tmp_path / 'd' / 'c.pem'))
+    assert _files.create_parent_directories([spec]) == [str(tmp_path / 'd')]
+    assert _dir_mode(tmp_path / 'd') == 0o700
+
+
+def test_create_parent_directories_check_mode(tmp_path):
+    spec = dict(private_key_path=str(tmp_path / 'keys' / 'k.pem'), certificate_path=str(tmp_path / 'certs' / 'c.pem'))
+    assert _files.create_parent_directories([spec], check_mode=True) == [str(tmp_path / 'keys'),
+                                                                       str(tmp_path / 'certs')]
+    assert not (tmp_path / 'keys').exists() and not (tmp_path / 'certs').exists()
+
+
+def test_create_parent_directories_owner_group(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(_files.os, 'fchown', lambda fd, uid, gid: calls.append((uid, gid)))
+    spec = dict(private_key_path=str(tmp_path / 'k' / 'k.pem'), owner='1234', group='4321')
+    assert _files.create_parent_directories([spec]) == [str(tmp_path / 'k')]
+    assert calls == [(1234, 4321)]
+
+
+def test_create_parent_directories_cannot_create(tmp_path):
+    parent = tmp_path / 'ro'
+    parent.mkdir()
+    os.chmod(str(parent), 0o500)
+    try:
+        if os.access(str(parent), os.W_OK):
+            pytest.skip('running as a user who may write anywhere')
+        spec = dict(certificate_path=str(parent / 'certs' / 'c.pem'))
+        with pytest.raises(FileOutputError) as exc:
+            _files.create_parent_directories([spec])
+        message = exc.value.to_message()
+        assert 'The directory %s cannot be created by user' % (parent / 'certs') in message
+        assert 'nothing was requested from the CA' in message
+        assert 'Traceback' not in message
+    finally:
+        os.chmod(str(parent), 0o700)
+
+
+def test_create_parent_directories_under_a_file(tmp_path):
+    (tmp_path / 'f').write_text(u'x')
+    spec = dict(certificate_path=str(tmp_path / 'f' / 'd' / 'c.pem'))
+    with pytest.raises(FileOutputError) as exc:
+        _files.create_parent_directories([spec])
+    message = exc.value.to_message()
+    assert 'The directory %s cannot be created by user' % (tmp_path / 'f' / 'd') in message
+    assert 'Traceback' not in message
