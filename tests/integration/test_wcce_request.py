@@ -183,6 +183,47 @@ def test_check_mode(lab, ansible, tmp_path):
     assert read(args['certificate_path']) == before
 
 
+def test_create_directories(lab, ansible, tmp_path):
+    key_dir, cert_dir = tmp_path / 'private' / 'keys', tmp_path / 'certs'
+    args = web_args(lab, tmp_path, 'dirs', private_key_path=str(key_dir / 'dirs.key'),
+                    certificate_path=str(cert_dir / 'dirs.crt'), chain_path=str(cert_dir / 'chain' / 'ca.pem'),
+                    state_path=str(cert_dir / 'dirs.crt.adcs.json'), create_directories=True)
+    # without the option a missing directory fails before the CA is contacted (unchanged behaviour)
+    rc, result = ansible.module(MODULE, dict(args, create_directories=False))
+    assert_failed(rc, result, 'does not exist')
+    # check mode: tells, creates nothing
+    rc, result = ansible.module(MODULE, args, check=True)
+    assert rc == 0 and result['changed'] is True, result
+    assert result['created_directories'] == [str(tmp_path / 'private'), str(cert_dir), str(key_dir),
+                                             str(cert_dir / 'chain')]   # parents first
+    assert not (tmp_path / 'private').exists() and not cert_dir.exists()
+    rc, result = ansible.module(MODULE, args)
+    assert rc == 0 and result['disposition'] == 'issued', result
+    assert result['created_directories'] == [str(tmp_path / 'private'), str(cert_dir), str(key_dir),
+                                             str(cert_dir / 'chain')]   # parents first
+    assert stat.S_IMODE(os.stat(str(key_dir)).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(str(tmp_path / 'private')).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(str(cert_dir)).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(str(cert_dir / 'chain')).st_mode) == 0o755
+    assert os.path.exists(args['state_path'])
+    # the no-op run: nothing created, nothing changed, no CA contact; existing directories keep their mode
+    os.chmod(str(cert_dir), 0o750)
+    rc, again = ansible.module(MODULE, dict(args, ca_host=UNREACHABLE))
+    assert rc == 0 and again['changed'] is False and 'created_directories' not in again, again
+    assert stat.S_IMODE(os.stat(str(cert_dir)).st_mode) == 0o750
+
+
+def test_create_directories_that_cannot_be_created(lab, ansible, tmp_path):
+    (tmp_path / 'file').write_text(u'not a directory')
+    args = web_args(lab, tmp_path, 'nodir', certificate_path=str(tmp_path / 'file' / 'certs' / 'nodir.crt'),
+                    create_directories=True)
+    rc, result = ansible.module(MODULE, args)
+    assert_failed(rc, result, 'The directory %s cannot be created by user' % (tmp_path / 'file' / 'certs'),
+                  'nothing was requested from the CA')
+    assert 'Traceback' not in json.dumps(result.get('msg'))
+    assert not os.path.exists(args['private_key_path'])
+
+
 def test_diff_mode_shows_old_and_new_certificate(lab, ansible, tmp_path):
     args = web_args(lab, tmp_path, 'diff')
     rc, first = ansible.module(MODULE, args)
@@ -524,7 +565,6 @@ def test_requests_list_uses_one_session(lab, ansible, tmp_path):
         {'common_name': 'm%d.lab.adcs.test' % i, 'private_key_path': str(tmp_path / ('m%d.key' % i)),
          'certificate_path': str(tmp_path / ('m%d.crt' % i))} for i in range(3)])
     args['requests'][2]['key_size'] = 3072
-    offset = ca_log_size(lab)
     rc, result = ansible.module(MODULE, args)
     assert rc == 0, result
     assert result['changed'] is True and len(result['results']) == 3
