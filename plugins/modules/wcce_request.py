@@ -229,9 +229,9 @@ options:
     default: false
   create_directories:
     description:
-      - Create the missing parent directories of the files written, before anything is written: the directory of
-        O(private_key_path) with mode V(0700), those of O(certificate_path), O(chain_path), O(fullchain_path),
-        O(pkcs12_path) and O(state_path) (and missing parents) with mode V(0755), owned by O(owner) and O(group)
+      - Create the missing parent directories of the files written, before anything is written. The directory of
+        O(private_key_path) gets mode V(0700), those of O(certificate_path), O(chain_path), O(fullchain_path),
+        O(pkcs12_path) and O(state_path) (and missing parents) mode V(0755); they are owned by O(owner) and O(group)
         when given.
       - Existing directories are never changed. In check mode nothing is created; the directories that would be
         are returned in RV(created_directories).

@@ -187,6 +187,9 @@ def test_first_run_issues_second_run_unchanged(lab, ansible, tmp_path):
         assert cert_public(cert) == key_public(fleet.path(host, kind="key"))
         assert stat.S_IMODE(os.stat(fleet.path(host, kind="key")).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(fleet.path(host)).st_mode) == 0o644
+        # the directories: created by wcce_request (host) or ansible.builtin.file (controller), same modes
+        assert stat.S_IMODE(os.stat(os.path.dirname(fleet.path(host, kind="key"))).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(os.path.dirname(fleet.path(host))).st_mode) == 0o755
         chain = open(fleet.path(host, kind="-chain.crt")).read()
         assert chain.count("BEGIN CERTIFICATE") == 2
         full = open(fleet.path(host, kind="-fullchain.crt")).read()

@@ -565,6 +565,7 @@ def test_requests_list_uses_one_session(lab, ansible, tmp_path):
         {'common_name': 'm%d.lab.adcs.test' % i, 'private_key_path': str(tmp_path / ('m%d.key' % i)),
          'certificate_path': str(tmp_path / ('m%d.crt' % i))} for i in range(3)])
     args['requests'][2]['key_size'] = 3072
+    offset = ca_log_size(lab)
     rc, result = ansible.module(MODULE, args)
     assert rc == 0, result
     assert result['changed'] is True and len(result['results']) == 3

@@ -213,8 +213,8 @@ def test_create_parent_directories_shared_directory_is_the_keys(tmp_path):
 
 def test_create_parent_directories_check_mode(tmp_path):
     spec = dict(private_key_path=str(tmp_path / 'keys' / 'k.pem'), certificate_path=str(tmp_path / 'certs' / 'c.pem'))
-    assert _files.create_parent_directories([spec], check_mode=True) == [str(tmp_path / 'keys'),
-                                                                       str(tmp_path / 'certs')]
+    expected = [str(tmp_path / 'keys'), str(tmp_path / 'certs')]
+    assert _files.create_parent_directories([spec], check_mode=True) == expected
     assert not (tmp_path / 'keys').exists() and not (tmp_path / 'certs').exists()
 
 
