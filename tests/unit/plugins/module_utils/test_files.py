@@ -226,22 +226,17 @@ def test_create_parent_directories_owner_group(tmp_path, monkeypatch):
     assert calls == [(1234, 4321)]
 
 
-def test_create_parent_directories_cannot_create(tmp_path):
-    parent = tmp_path / 'ro'
-    parent.mkdir()
-    os.chmod(str(parent), 0o500)
-    try:
-        if os.access(str(parent), os.W_OK):
-            pytest.skip('running as a user who may write anywhere')
-        spec = dict(certificate_path=str(parent / 'certs' / 'c.pem'))
-        with pytest.raises(FileOutputError) as exc:
-            _files.create_parent_directories([spec])
-        message = exc.value.to_message()
-        assert 'The directory %s cannot be created by user' % (parent / 'certs') in message
-        assert 'nothing was requested from the CA' in message
-        assert 'Traceback' not in message
-    finally:
-        os.chmod(str(parent), 0o700)
+def test_create_parent_directories_cannot_create(tmp_path, monkeypatch):
+    def refused(path, mode=0o777):
+        raise PermissionError(13, 'Permission denied', path)
+    monkeypatch.setattr(_files.os, 'mkdir', refused)        # a parent the effective user may not write (root may)
+    spec = dict(certificate_path=str(tmp_path / 'ro' / 'certs' / 'c.pem'))
+    with pytest.raises(FileOutputError) as exc:
+        _files.create_parent_directories([spec])
+    message = exc.value.to_message()
+    assert 'The directory %s cannot be created by user' % (tmp_path / 'ro') in message
+    assert 'Permission denied' in message and 'nothing was requested from the CA' in message
+    assert 'Traceback' not in message
 
 
 def test_create_parent_directories_under_a_file(tmp_path):
