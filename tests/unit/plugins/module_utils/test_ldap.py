@@ -6,6 +6,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import socket
+
 import pytest
 
 ldap3 = pytest.importorskip('ldap3')
@@ -119,6 +121,13 @@ def test_stronger_auth_required_hint():
     with pytest.raises(_ldap.LdapError) as exc:
         conn.connect()
     assert 'use ldap_scheme=ldaps or starttls' in str(exc.value)
+
+
+@pytest.mark.parametrize('scheme', ['ldaps', 'starttls', 'ldap'])
+def test_socket_has_no_delay(scheme):
+    # ldap3 writes a bind in several sends: with Nagle on, each exchange waits for the server's delayed ACK
+    make(username='enroller', password='pw', ldap_scheme=scheme, ldap_allow_plaintext=True).connect()
+    assert FakeConnection.instances[0].socket.options == {(socket.IPPROTO_TCP, socket.TCP_NODELAY): 1}
 
 
 def test_starttls_and_plain_transport():

@@ -55,6 +55,10 @@ class FakeTlsSocket(object):
 
     def __init__(self, der):
         self.der = der
+        self.options = {}
+
+    def setsockopt(self, level, name, value):
+        self.options[(level, name)] = value
 
     def getpeercert(self, binary_form=False):
         assert binary_form
