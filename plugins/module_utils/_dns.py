@@ -7,10 +7,12 @@
   not authenticated and the target is the name the DC's TLS certificate is verified for); raises DnsError.
 - ``find_kdcs(realm)``: ``_kerberos._tcp.<realm>`` then ``_kerberos._udp``; raises KerberosFailure.
 - ``resolve_host(host, dns_server)``: the system resolver first (IPv4, then IPv6), then A/AAAA queries to
-  ``dns_server`` (AD-integrated DNS on the domain controller knows the CA host when the system resolver does not);
-  the host unchanged when nothing resolves (the connection attempt reports it).
+  ``dns_server`` (AD-integrated DNS on the domain controller knows the CA host when the system resolver does not;
+  ``_dns_wire``, without dnspython: it is on the path of every enrollment); the host unchanged when nothing
+  resolves (the connection attempt reports it).
 
-A given DNS server may be ``host``, ``host:port`` or ``[v6]:port``; dnspython is optional (``_deps``).
+A given DNS server may be ``host``, ``host:port`` or ``[v6]:port``; dnspython is optional (``_deps``) and needed
+for SRV lookups only.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -164,11 +166,15 @@ def resolve_host(host, dns_server=None, timeout=5):
             return socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)[0][4][0]
         except (OSError, socket.error, IndexError):
             continue
-    if dns_server and _deps.available('dnspython'):
+    if dns_server:
+        from ansible_collections.adcs.enrollment.plugins.module_utils import _dns_wire
+        server, port = parse_host_port(dns_server, DNS_PORT)
+        try:
+            server = server_address(server)
+        except (OSError, socket.error, IndexError):
+            return host
         for rdtype in ('A', 'AAAA'):
-            try:
-                for rr in make_resolver(dns_server, timeout).resolve(host, rdtype):
-                    return str(rr)
-            except Exception:  # the DC does not serve DNS, or no such name: the connect attempt reports it
-                continue
+            address = _dns_wire.query_address(host, server, port, rdtype, timeout)
+            if address:     # else the DC does not serve DNS, or no such name: the connect attempt reports it
+                return address
     return host

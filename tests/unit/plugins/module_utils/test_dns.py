@@ -4,11 +4,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
+from ansible_collections.adcs.enrollment.plugins.module_utils import _dns, _dns_wire
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import DnsError, KerberosFailure
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.dns import SRV, FakeResolver, ResolverByName
 
@@ -111,21 +114,17 @@ def test_resolve_host_asks_the_dns_server_then_gives_up(monkeypatch):
     monkeypatch.setattr(socket, 'getaddrinfo', nothing)
     asked = []
 
-    class _A(object):
-        def resolve(self, name, rdtype):
-            asked.append((name, rdtype))
-            return ['192.0.2.9']
-    monkeypatch.setattr(_dns, 'make_resolver', lambda server, timeout: _A())
-    monkeypatch.setattr(_dns, 'HAS_DNSPYTHON', True)
-    assert _dns.resolve_host('ca.lab.adcs.test', dns_server='192.0.2.1') == '192.0.2.9'
-    assert asked == [('ca.lab.adcs.test', 'A')]
+    def answer(name, server, port, rdtype, timeout):
+        asked.append((name, server, port, rdtype, timeout))
+        return '192.0.2.9'
+    monkeypatch.setattr(_dns_wire, 'query_address', answer)
+    assert _dns.resolve_host('ca.lab.adcs.test', dns_server='192.0.2.1:5353', timeout=3) == '192.0.2.9'
+    assert asked == [('ca.lab.adcs.test', '192.0.2.1', 5353, 'A', 3)]
     assert _dns.resolve_host('ca.lab.adcs.test') == 'ca.lab.adcs.test'    # no DNS server: unchanged
-
-    class _Broken(object):
-        def resolve(self, name, rdtype):
-            raise RuntimeError('REFUSED')
-    monkeypatch.setattr(_dns, 'make_resolver', lambda server, timeout: _Broken())
+    monkeypatch.setattr(_dns_wire, 'query_address', lambda *a: None)
     assert _dns.resolve_host('ca.lab.adcs.test', dns_server='192.0.2.1') == 'ca.lab.adcs.test'
+    # a DNS server given by a name the system resolver does not know: nothing to ask
+    assert _dns.resolve_host('ca.lab.adcs.test', dns_server='dc1.lab.adcs.test') == 'ca.lab.adcs.test'
 
 
 def test_resolve_host_ipv6_only_names(monkeypatch):
@@ -142,16 +141,23 @@ def test_resolve_host_ipv6_only_names(monkeypatch):
     monkeypatch.setattr(socket, 'getaddrinfo', nothing)
     asked = []
 
-    class _AAAA(object):
-        def resolve(self, name, rdtype):
-            asked.append(rdtype)
-            if rdtype == 'A':
-                raise RuntimeError('NoAnswer')
-            return ['2001:db8::13']
-    monkeypatch.setattr(_dns, 'make_resolver', lambda server, timeout: _AAAA())
-    monkeypatch.setattr(_dns, 'HAS_DNSPYTHON', True)
+    def answer(name, server, port, rdtype, timeout):
+        asked.append(rdtype)
+        return '2001:db8::13' if rdtype == 'AAAA' else None
+    monkeypatch.setattr(_dns_wire, 'query_address', answer)
     assert _dns.resolve_host('ca.lab.adcs.test', dns_server='192.0.2.1') == '2001:db8::13'
     assert asked == ['A', 'AAAA']
+
+
+def test_resolve_host_does_not_import_dnspython():
+    code = ('import sys, socket\n'
+            'from ansible_collections.adcs.enrollment.plugins.module_utils import _dns\n'
+            'socket.getaddrinfo = lambda *a, **k: (_ for _ in ()).throw(socket.gaierror(-2, "no"))\n'
+            'assert _dns.resolve_host("ca.lab.adcs.test", dns_server="127.0.0.1:9", timeout=0.2) == "ca.lab.adcs.test"\n'
+            'print(sorted(m for m in sys.modules if m == "dns" or m.startswith("dns.")))\n')
+    out = subprocess.run([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), check=False)
+    assert out.stdout.decode().strip().splitlines()[-1] == '[]', out.stdout.decode()
 
 
 @pytest.mark.skipif(not _dns.HAS_DNSPYTHON, reason='dnspython not installed')
