@@ -100,6 +100,24 @@ def certipy_run(lab, workdir, name, key_type='rsa'):
     return out
 
 
+def certipy_wire(lab, workdir, name='certipy-wire'):
+    """Certipy `req -dcom` (RSA 2048) with its DCE/RPC traffic counted (certipy_wire.py wraps impacket's TCP
+    transport): connections, PDUs each way, bytes, handshakes and the time from the first connect to the last PDU."""
+    ident = enroller_identity(lab)
+    out = os.path.join(workdir, name + '.json')
+    argv = [os.path.join(os.path.dirname(CERTIPY), 'python'), os.path.join(os.path.dirname(FLEET_PLAYBOOK),
+                                                                           'certipy_wire.py'), out,
+            'req', '-u', ident['username'], '-p', ident['password'], '-target-ip', lab['ca']['address'],
+            '-ca', lab['ca']['name'], '-template', 'WebServer', '-dcom', '-out', name, '-key-size', '2048']
+    run = measure(argv, workdir)
+    if run['rc'] != 0 or not os.path.exists(out):
+        return {'ok': False, 'output': run['output'][-2000:]}
+    with open(out) as handle:
+        figures = json.load(handle)
+    figures['ok'] = os.path.exists(os.path.join(workdir, name + '.pfx'))
+    return figures
+
+
 def batch_args(lab, workdir, count, key_type, template):
     requests = []
     for index in range(count):
@@ -149,14 +167,22 @@ def wire_figures():
 
 
 def one_enrollment_wire(lab):
-    """Packets and time of one enrollment on a new session (the wire helper's counters), or None."""
+    """Packets and time of one enrollment on a new session (the wire helper's counters), or None: the CSR (RSA
+    2048) is built first; the time runs from opening the session (both connections, activation) through the
+    request to the release of the references and the close."""
     stats = wire_stats()
     if stats is None:
         return None
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _auth, _csr, _dcom, _keys, _wcce
+    key = _keys.generate_private_key('rsa', 2048, None)
+    csr = _csr.build_csr(key, subject={'CN': 'wire.lab.adcs.test'}, sans=['DNS:wire.lab.adcs.test'])
+    ident = lab['accounts']['enroller']
+    auth = _auth.PasswordAuth(ident['username'], lab['domain'], ident['password'])
+    stats.reset()
     start = time.perf_counter()
-    issued, _wall, figures = core_throughput(lab, 1)
-    figures = dict(figures or {}, seconds=time.perf_counter() - start, issued=issued)
-    return figures
+    with _dcom.DcomSession(lab['ca']['address'], auth, timeout=30) as session:
+        issued = _wcce.CertRequestClient(session, lab['ca']['name']).request('WebServer', csr).issued
+    return dict(wire_figures(), seconds=time.perf_counter() - start, issued=1 if issued else 0)
 
 
 # ---- the fleet: the certificate role over local hosts -------------------------------------------------------
