@@ -7,7 +7,6 @@ remote_host=<address>)``.
 """
 
 import datetime
-import json
 import os
 import shutil
 import subprocess
@@ -187,6 +186,7 @@ def test_impacket_dcomconnection_with_kerberos(lab, ca):
     """impacket's own DCOM client (activation + a sealed IRemUnknown call) with our service ticket."""
     from impacket.dcerpc.v5.dcomrt import DCOMConnection
     from impacket.dcerpc.v5.rpcrt import RPC_C_AUTHN_LEVEL_PKT_PRIVACY
+    import wcce_helpers as H
     user = account(lab, "groupmember")
     auth = _kerberos.KerberosTicketAuth(CA_DNS, realm=lab["realm"], user=user["username"], password=user["password"],
                                         kdc=DC)
@@ -203,10 +203,7 @@ def test_impacket_dcomconnection_with_kerberos(lab, ca):
             with pytest.raises(Exception, match="Can't find a valid stringBinding to connect"):
                 iface.RemRelease()
     finally:
-        try:
-            dcom.disconnect()
-        except KeyError:   # impacket: disconnect after an exporter connection that never opened (no entry)
-            pass
+        H.disconnect_dcom(dcom)
     assert "groupmember@LAB.ADCS.TEST authenticated" in ca.log()
 
 

@@ -259,6 +259,7 @@ def long_named_ca(tmp_path_factory):
 def test_long_named_ca_announces_the_truncated_netbios_name_and_addresses(long_named_ca):
     from impacket.dcerpc.v5 import dcomrt, transport
     from impacket.dcerpc.v5.rpcrt import RPC_C_AUTHN_LEVEL_PKT_PRIVACY
+    import wcce_helpers as H
 
     fqdn = LONG + ".lab.adcs.test"
     dcom = dcomrt.DCOMConnection(fqdn, "enroller", "Enr0ll-me!", "LAB", remoteHost=WIRE_ADDRESS,
@@ -275,10 +276,7 @@ def test_long_named_ca_announces_the_truncated_netbios_name_and_addresses(long_n
         with pytest.raises(Exception, match="Can't find a valid stringBinding to connect"):
             iface.RemRelease()
     finally:
-        try:
-            dcom.disconnect()
-        except KeyError:   # impacket: disconnect after an exporter connection that never opened (no entry)
-            pass
+        H.disconnect_dcom(dcom)
     dce = transport.DCERPCTransportFactory("ncacn_ip_tcp:%s[135]" % WIRE_ADDRESS).get_dce_rpc()
     dce.connect()
     try:
