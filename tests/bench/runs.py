@@ -7,6 +7,7 @@ CA's own cost per request (in-process, on a private copy of the lab state)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -63,8 +64,12 @@ def direct_connection(lab):
 
 
 def module_env():
+    """The module's environment: the collection importable, and no bytecode written for it (run_module drops what
+    an earlier run left), as under Ansible: AnsiballZ runs the module and its module_utils from a zip of sources,
+    compiled on every run."""
     env = dict(os.environ)
     env['PYTHONPATH'] = COLLECTIONS
+    env['PYTHONDONTWRITEBYTECODE'] = '1'
     return env
 
 
@@ -73,6 +78,9 @@ def run_module(args, workdir):
     path = os.path.join(workdir, 'args-%d.json' % int(time.monotonic() * 1e6))
     with open(path, 'w') as handle:
         json.dump({'ANSIBLE_MODULE_ARGS': dict(args, _ansible_tmpdir=workdir, _ansible_remote_tmp=workdir)}, handle)
+    for top, dirs, _files in os.walk(os.path.join(ROOT, 'plugins')):
+        if '__pycache__' in dirs:
+            shutil.rmtree(os.path.join(top, '__pycache__'), ignore_errors=True)
     out = measure([PYTHON, MODULE, path], workdir, module_env())
     text = out['output']
     out['result'] = json.loads(text[text.index('{'):]) if '{' in text else {'failed': True, 'msg': text}
@@ -238,7 +246,6 @@ def recap_counts(output):
 def ca_cost(lab, workdir, count, template='WebServer', key_type='rsa'):
     """The lab CA's work per request, without RPC: ``count`` submissions to a CertificationAuthority opened on a
     private copy of the lab state (same AD, same key); returns (ms per request, directory cache hits/misses)."""
-    import shutil
     sys.path.insert(0, os.path.join(ROOT, 'tests', 'lab'))
     sys.path.insert(0, os.path.join(ROOT, 'tests', 'lab', 'tests'))
     from cryptography.hazmat.primitives.asymmetric import ec

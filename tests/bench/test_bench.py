@@ -5,7 +5,8 @@
 One run prints one table and writes it as JSON to tests/output/bench/bench-<UTC time>.json (and latest.json):
 
 - one new certificate as a module process (`python plugins/modules/wcce_request.py args.json`, the way Ansible
-  runs it; the CA found in Active Directory, RSA 2048) against Certipy `req -dcom -key-size 2048`: paired runs
+  runs it: the collection's own files compiled on every run, as from AnsiballZ's zip; the CA found in Active
+  Directory, RSA 2048) against Certipy `req -dcom -key-size 2048`: paired runs
   (ours, then Certipy's, RUNS times), medians and their ratio;
 - the no-op (the certificate on disk fits): module process wall time, median;
 - peak RSS (ru_maxrss) of the module processes;
