@@ -24,8 +24,11 @@ def av_pairs(pairs, eol=True):
     return b''.join(struct.pack('<HH', k, len(v)) + v for k, v in pairs) + (b'\x00' * 4 if eol else b'')
 
 
+def u16(text):
+    return text.encode('utf-16le')
+
+
 def lab_pairs(timestamp=True):
-    u16 = lambda s: s.encode('utf-16le')  # noqa: E731
     pairs = [(2, u16('LAB')), (1, u16('CA1')), (4, u16('lab.adcs.test')), (3, u16('ca1.lab.adcs.test')),
              (5, u16('lab.adcs.test'))]
     if timestamp:
