@@ -10,12 +10,14 @@ Kerberos or NTLM inside and a mechListMIC as Windows sends it; ``ntlm`` = RPC_C_
 * NTLM: bind(NEGOTIATE) -> bind_ack(CHALLENGE) -> auth3(AUTHENTICATE); in SPNEGO the AUTHENTICATE goes in an
   alter_context with the mechListMIC and the alter_context_resp carries the server's, which is checked (the RC4
   streams restart after each mechListMIC, MS-SPNG 3.3.5.1). The AUTHENTICATE carries an NTLM MIC (MsvAvFlags 0x2)
-  as Windows builds it. NTLMv2 with extended session security, key exchange, 128-bit sealing.
+  as Windows builds it. NTLMv2 with extended session security, key exchange, 128-bit sealing: the messages and
+  keys are ``_ntlm``'s (standard library and cryptography; impacket is never imported on the NTLM path).
 * Kerberos: bind(AP-REQ, GSS_C_DCE_STYLE) -> bind_ack(AP-REP with the acceptor subkey and sequence number) ->
   auth3 (raw) or alter_context (SPNEGO, with the mechListMIC, a MIC token that takes sequence number 0) carrying
-  our AP-REP. Per-message tokens are RFC 4121 AES tokens with the acceptor subkey (RC4 session keys raise
-  ``Unsupported``). With header signing the PDU header and sec_trailer are SIGN_ONLY buffers of the wrap token
-  (HMAC over confounder | header | stub | sec_trailer | filler | token header, MS-KILE 3.4.5.4.1).
+  our AP-REP (impacket's Kerberos code, imported when a Kerberos context starts). Per-message tokens are RFC 4121
+  AES tokens with the acceptor subkey (RC4 session keys raise ``Unsupported``). With header signing the PDU header
+  and sec_trailer are SIGN_ONLY buffers of the wrap token (HMAC over confounder | header | stub | sec_trailer |
+  filler | token header, MS-KILE 3.4.5.4.1).
 
 Every protect/verify method takes the PDU parts (``prefix`` = header, ``data`` = stub + auth pad, ``suffix`` =
 sec_trailer) and whether header signing is in force; verify methods raise ``BadVerifier(cause)``.
@@ -31,11 +33,7 @@ import hmac
 import os
 import struct
 
-from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
-
-if HAS_IMPACKET:
-    from Cryptodome.Cipher import ARC4
-    from impacket import ntlm
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ntlm
 
 AUTHN_NEGOTIATE, AUTHN_WINNT, AUTHN_KERBEROS = 9, 10, 16
 PACKAGES = {'negotiate': AUTHN_NEGOTIATE, 'ntlm': AUTHN_WINNT, 'kerberos': AUTHN_KERBEROS}
@@ -45,7 +43,6 @@ OID_SPNEGO = b'\x06\x06\x2b\x06\x01\x05\x05\x02'
 OID_MS_KRB5 = b'\x06\x09\x2a\x86\x48\x82\xf7\x12\x01\x02\x02'
 OID_KRB5 = b'\x06\x09\x2a\x86\x48\x86\xf7\x12\x01\x02\x02'
 OID_NTLM = b'\x06\x0a\x2b\x06\x01\x04\x01\x82\x37\x02\x02\x0a'
-WINDOWS_VERSION = b'\x0a\x00\x7c\x4f\x00\x00\x00\x0f'     # 10.0.20348 (Windows Server 2022), NTLM revision 15
 
 KG_ACCEPTOR_SEAL, KG_ACCEPTOR_SIGN, KG_INITIATOR_SEAL, KG_INITIATOR_SIGN = 22, 23, 24, 25
 FLAG_SENT_BY_ACCEPTOR, FLAG_SEALED, FLAG_ACCEPTOR_SUBKEY = 0x01, 0x02, 0x04
@@ -146,104 +143,78 @@ def server_mic(server_token):
 
 # -- NTLM -----------------------------------------------------------------------------------------------------------
 class NtlmContext(object):
-    """NTLMv2 initiator (raw or inside SPNEGO)."""
+    """NTLMv2 initiator (raw or inside SPNEGO) over ``_ntlm``'s client; its failures become BadVerifier/Unsupported."""
 
     kerberos = False
 
-    def __init__(self, user, password, domain, nthash='', spnego=True):
-        self.user, self.password, self.domain, self.nthash = user, password or '', domain or '', nthash or ''
+    def __init__(self, user, password, domain, nthash=b'', spnego=True, target_name=None):
+        # an empty NT hash ('' or b'') means the password's: impacket once took b'' for a hash (the nthash=b'' pitfall)
+        self.nthash = nthash or b''
+        self.client = _ntlm.NtlmClient(user, domain, password or '', self.nthash or None,
+                                       target_name='HOST/%s' % target_name if target_name else None)
         self.auth_type = AUTHN_NEGOTIATE if spnego else AUTHN_WINNT
         self.spnego = spnego
         self.mech_list = b''
-        self.out_seq = self.in_seq = 0
         self.complete = False
-        self._negotiate = None
-        self.flags = 0
+        self.session = None
+
+    @property
+    def in_seq(self):
+        return self.session.in_seq
+
+    @property
+    def out_seq(self):
+        return self.session.out_seq
 
     def first_token(self):
-        type1 = ntlm.getNTLMSSPType1('', '', signingRequired=True, use_ntlmv2=True)
-        type1['flags'] |= ntlm.NTLMSSP_NEGOTIATE_VERSION
-        type1['os_version'] = WINDOWS_VERSION
-        self._type1 = type1
-        self._negotiate = type1.getData()
+        negotiate = self.client.negotiate()
         if not self.spnego:
-            return self._negotiate
-        token, self.mech_list = neg_token_init([OID_NTLM], self._negotiate)
+            return negotiate
+        token, self.mech_list = neg_token_init([OID_NTLM], negotiate)
         return token
 
     def step(self, server_token):
         """The answer to the bind_ack's token: (token, 'auth3' | 'alter')."""
         challenge = inner_token(server_token, self.spnego, 'NTLM challenge')
-        authenticate = self._authenticate(challenge)
+        try:
+            authenticate = self.client.authenticate(challenge)
+        except _ntlm.NtlmUnsupported as exc:
+            raise Unsupported(str(exc))
+        except _ntlm.NtlmError as exc:
+            raise BadVerifier(str(exc))
+        self.session = self.client.session
         if not self.spnego:
             self.complete = True
             return authenticate, 'auth3'
         mic = self.sign_raw(self.mech_list)
-        self._out_rc4 = ARC4.new(self._c_seal)          # MS-SPNG 3.3.5.1: RC4 restarts after the mechListMIC
+        self.session.restart_outbound()          # MS-SPNG 3.3.5.1: RC4 restarts after the mechListMIC
         return neg_token_resp(authenticate, mic), 'alter'
 
     def finish(self, server_token):
         """The alter_context_resp of the SPNEGO exchange: the server's mechListMIC must verify."""
         self.verify_raw(self.mech_list, server_mic(server_token))
-        self._in_rc4 = ARC4.new(self._s_seal)
+        self.session.restart_inbound()
         self.complete = True
 
-    def _authenticate(self, challenge):
-        chal = ntlm.NTLMAuthChallenge(challenge)
-        pairs = ntlm.AV_PAIRS(chal['TargetInfoFields'])
-        pairs[ntlm.NTLMSSP_AV_FLAGS] = struct.pack('<I', 2)           # MIC present (MS-NLMP 2.2.2.1)
-        chal['TargetInfoFields'] = pairs.getData()
-        chal['TargetInfoFields_len'] = chal['TargetInfoFields_max_len'] = len(chal['TargetInfoFields'])
-        type3, key = ntlm.getNTLMSSPType3(self._type1, chal.getData(), self.user, self.password, self.domain,
-                                          nthash=self.nthash, use_ntlmv2=True)
-        type3['Version'] = WINDOWS_VERSION
-        type3['MIC'] = b'\x00' * 16
-        raw = type3.getData()
-        mic = ntlm.hmac_md5(key, self._negotiate + challenge + raw)
-        self.flags = type3['flags']
-        if not self.flags & ntlm.NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY:
-            raise Unsupported('NTLM without extended session security')
-        self._c_sign = ntlm.SIGNKEY(self.flags, key, 'Client')
-        self._s_sign = ntlm.SIGNKEY(self.flags, key, 'Server')
-        self._c_seal = ntlm.SEALKEY(self.flags, key, 'Client')
-        self._s_seal = ntlm.SEALKEY(self.flags, key, 'Server')
-        self._out_rc4 = ARC4.new(self._c_seal)
-        self._in_rc4 = ARC4.new(self._s_seal)
-        return raw[:72] + mic + raw[88:]
-
-    def _mac(self, key, rc4, seq, message):
-        checksum = hmac.new(key, struct.pack('<I', seq) + message, hashlib.md5).digest()[:8]
-        if self.flags & ntlm.NTLMSSP_NEGOTIATE_KEY_EXCH:
-            checksum = rc4.encrypt(checksum)
-        return struct.pack('<I', 1) + checksum + struct.pack('<I', seq)
-
     def sign_raw(self, message):
-        sig = self._mac(self._c_sign, self._out_rc4, self.out_seq, message)
-        self.out_seq = (self.out_seq + 1) & 0xFFFFFFFF
-        return sig
+        return self.session.sign(message)
 
     def verify_raw(self, message, verifier):
-        seq = self.in_seq
-        if len(verifier) != 16:
-            raise BadVerifier('an NTLM verifier of %d bytes' % len(verifier))
-        claimed = struct.unpack('<I', verifier[12:16])[0]
-        expected = self._mac(self._s_sign, self._in_rc4, seq, message)
-        if claimed != seq:
-            raise BadVerifier('NTLM sequence %d, expected %d: out of sequence or replayed' % (claimed, seq))
-        if not hmac.compare_digest(expected, verifier):
-            raise BadVerifier('NTLM signature mismatch, sequence %d' % seq)
-        self.in_seq = (seq + 1) & 0xFFFFFFFF
+        try:
+            self.session.verify(message, verifier)
+        except _ntlm.NtlmError as exc:
+            raise BadVerifier(str(exc))
 
     def verifier_size(self, level):
         return 16
 
     def protect(self, prefix, data, suffix, level, header_sign):
         """(stub to send, verifier). NTLM always signs header + stub + sec_trailer."""
-        body = self._out_rc4.encrypt(data) if level == LEVEL_PRIVACY else data
+        body = self.session.seal(data) if level == LEVEL_PRIVACY else data
         return body, self.sign_raw(prefix + data + suffix)
 
     def unprotect(self, prefix, body, suffix, verifier, level, header_sign):
-        plain = self._in_rc4.decrypt(body) if level == LEVEL_PRIVACY else body
+        plain = self.session.unseal(body) if level == LEVEL_PRIVACY else body
         self.verify_raw(prefix + plain + suffix, verifier)
         return plain
 
@@ -442,4 +413,4 @@ def security_context(package, creds, target_name):
     if nthash and not isinstance(nthash, bytes):
         nthash = bytes.fromhex(nthash)
     return NtlmContext(creds.get('username'), creds.get('password'), creds.get('domain'), nthash,
-                       spnego=package == 'negotiate')
+                       spnego=package == 'negotiate', target_name=target_name)

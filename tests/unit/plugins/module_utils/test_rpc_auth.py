@@ -6,16 +6,20 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 import struct
+import subprocess
+import sys
 
 import pytest
-from Cryptodome.Cipher import ARC4
-from impacket import ntlm
+from impacket import ntlm as imp_ntlm
 from impacket.krb5.crypto import Key, _checksum_table, _enctype_table
 from impacket.spnego import SPNEGO_NegTokenInit
 
+from ansible_collections.adcs.enrollment.plugins.module_utils import _ntlm
 from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_auth as r
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support import ntlm as ntlm_acceptor
 
 HEADER = b'\x05\x00\x02\x03\x10\x00\x00\x00' + b'\x00' * 16
 TRAILER = struct.pack('<BBBBL', 9, 6, 0, 0, 0)
@@ -47,17 +51,13 @@ def test_neg_token_resp_roundtrip_and_reject():
 
 
 # ---------------------------------------------------------------- NTLM
-def _ntlm_pair(flags=ntlm.NTLMSSP_NEGOTIATE_EXTENDED_SESSIONSECURITY | ntlm.NTLMSSP_NEGOTIATE_KEY_EXCH |
-               ntlm.NTLMSSP_NEGOTIATE_128):
-    """(client, server-as-seen-from-the-client): the second one's 'server' keys are the first one's client keys."""
+def _ntlm_pair(flags=_ntlm.NEGOTIATE_EXTENDED_SESSIONSECURITY | _ntlm.NEGOTIATE_KEY_EXCH | _ntlm.NEGOTIATE_128):
+    """(client, server-as-seen-from-the-client): the second one's session is the acceptor's view of the same key."""
     key = os.urandom(16)
     pair = []
-    for mine, theirs in (('Client', 'Server'), ('Server', 'Client')):
+    for initiator in (True, False):
         ctx = r.NtlmContext('u', 'p', 'D')
-        ctx.flags = flags
-        ctx._c_sign, ctx._s_sign = ntlm.SIGNKEY(flags, key, mine), ntlm.SIGNKEY(flags, key, theirs)
-        ctx._c_seal, ctx._s_seal = ntlm.SEALKEY(flags, key, mine), ntlm.SEALKEY(flags, key, theirs)
-        ctx._out_rc4, ctx._in_rc4 = ARC4.new(ctx._c_seal), ARC4.new(ctx._s_seal)
+        ctx.session = _ntlm.NtlmSession(key, flags, initiator=initiator)
         pair.append(ctx)
     return pair
 
@@ -69,6 +69,7 @@ def test_ntlm_seal_and_verify_both_ways():
         body, verifier = client.protect(HEADER, data, TRAILER, 6, True)
         assert body != data and struct.unpack('<I', verifier[12:])[0] == i
         assert server.unprotect(HEADER, body, TRAILER, verifier, 6, True) == data
+    assert client.out_seq == server.in_seq == 3
 
 
 def test_ntlm_tampering_reported():
@@ -90,13 +91,97 @@ def test_ntlm_spnego_mech_list_mic_restarts_rc4():
     client.spnego = server.spnego = True
     client.mech_list = server.mech_list = r.der(0x30, r.OID_NTLM)
     mic = client.sign_raw(client.mech_list)
-    client._out_rc4 = ARC4.new(client._c_seal)
+    client.session.restart_outbound()
     server.finish(r.neg_token_resp(None, mic))          # the "server" verifies our MIC the way we verify its
     assert server.complete and server.in_seq == 1
     body, verifier = client.protect(HEADER, b'C' * 16, TRAILER, 6, True)
     assert server.unprotect(HEADER, body, TRAILER, verifier, 6, True) == b'C' * 16
     with pytest.raises(r.BadVerifier, match='no SPNEGO mechListMIC'):
         server.finish(r.neg_token_resp(b'x'))
+
+
+@pytest.mark.parametrize('spnego', [True, False])
+def test_ntlm_handshake_against_an_independent_acceptor(spnego):
+    """first_token/step/finish as _rpc_conn drives them; the acceptor (impacket primitives) checks NTProofStr, the
+    key, the MIC, the mechListMIC; then a sealed request and a sealed, verified reply."""
+    server = ntlm_acceptor.Acceptor(imp_ntlm.compute_nthash('S3cret-pw'))
+    ctx = r.security_context('negotiate' if spnego else 'ntlm', {'username': 'enroller', 'password': 'S3cret-pw',
+                             'domain': 'LAB', 'nthash': '', 'doKerberos': False}, 'ca1.lab.adcs.test')
+    first = ctx.first_token()
+    negotiate = SPNEGO_NegTokenInit(first)['MechToken'] if spnego else first
+    challenge = server.challenge_for(negotiate)
+    token, how = ctx.step(r.neg_token_resp(challenge) if spnego else challenge)
+    assert how == ('alter' if spnego else 'auth3')
+    if spnego:
+        _state, auth, mic = r.parse_neg_token_resp(token)
+        seen = server.accept(auth)
+        server.check(ctx.mech_list, mic)
+        server.restart(inbound=True)
+        assert not ctx.complete
+        ctx.finish(r.neg_token_resp(None, server.sign(ctx.mech_list)))
+        server.restart(inbound=False)
+    else:
+        seen = server.accept(token)
+    assert ctx.complete and seen['user'] == 'enroller' and seen['domain'] == 'LAB'
+    assert seen['pairs'][_ntlm.AV_TARGET_NAME][1] == 'HOST/ca1.lab.adcs.test'.encode('utf-16le')
+    body, verifier = ctx.protect(HEADER, b'request!' * 4, TRAILER, 6, True)
+    plain = server.unseal(body)
+    server.check(HEADER + plain + TRAILER, verifier)
+    assert plain == b'request!' * 4
+    body, verifier = server.seal(HEADER + b'reply...' * 2 + TRAILER, b'reply...' * 2)
+    assert ctx.unprotect(HEADER, body, TRAILER, verifier, 6, True) == b'reply...' * 2
+
+
+def test_ntlm_empty_nt_hash_means_the_password():
+    """The nthash=b'' pitfall: impacket took b'' for a hash; an empty hash of either type means the password's."""
+    server = ntlm_acceptor.Acceptor(imp_ntlm.compute_nthash('S3cret-pw'))
+    for nthash in (b'', '', None):
+        ctx = r.NtlmContext('enroller', 'S3cret-pw', 'LAB', nthash, spnego=False)
+        token, _how = ctx.step(server.challenge_for(ctx.first_token()))
+        assert server.accept(token)['user'] == 'enroller'
+    ctx = r.NtlmContext('enroller', 'not-the-password', 'LAB', imp_ntlm.compute_nthash('S3cret-pw'), spnego=False)
+    server.accept(ctx.step(server.challenge_for(ctx.first_token()))[0])
+
+
+def test_ntlm_bad_challenge_is_a_bad_verifier_and_weak_choices_unsupported():
+    ctx = r.NtlmContext('enroller', 'pw', 'LAB', spnego=False)
+    ctx.first_token()
+    with pytest.raises(r.BadVerifier, match='^the NTLM target info from the CA lacks MsvAvNbComputerName$'):
+        ctx.step(ntlm_acceptor.challenge_message(ntlm_acceptor.av_pairs([(2, 'LAB'.encode('utf-16le'))])))
+    weak = ntlm_acceptor.challenge_message(ntlm_acceptor.av_pairs(ntlm_acceptor.lab_pairs()),
+                                           flags=ntlm_acceptor.FLAGS & ~_ntlm.NEGOTIATE_EXTENDED_SESSIONSECURITY)
+    with pytest.raises(r.Unsupported, match='^NTLM without extended session security$'):
+        ctx.step(weak)
+    spnego = r.NtlmContext('enroller', 'pw', 'LAB')
+    spnego.first_token()
+    with pytest.raises(r.BadVerifier, match='the CA sent no NTLM challenge'):
+        spnego.step(r.neg_token_resp(None, b'mic'))
+
+
+_IMPORTS = r'''
+import json, sys
+from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_auth
+ctx = _rpc_auth.security_context('negotiate', {'username': 'u', 'password': 'p', 'domain': 'D', 'doKerberos': False},
+                                 'ca')
+ctx.first_token()
+ctx.client.authenticate(bytes.fromhex(sys.argv[1]))
+ctx.session = ctx.client.session
+ctx.protect(b'h', b'data', b't', 6, True)
+print(json.dumps(sorted(sys.modules)))
+'''
+
+
+def test_ntlm_path_imports_neither_impacket_nor_cryptodome():
+    """A process that imports _rpc_auth and runs an NTLM handshake and a sealed PDU: no impacket (ntlm, krb5...), no
+    Cryptodome, cffi or pycparser (20 ms of imports on every run before)."""
+    challenge = ntlm_acceptor.challenge_message(ntlm_acceptor.av_pairs(ntlm_acceptor.lab_pairs()))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.run([sys.executable, '-c', _IMPORTS, challenge.hex()], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    modules = json.loads(proc.stdout.decode())
+    assert 'ansible_collections.adcs.enrollment.plugins.module_utils._ntlm' in modules
+    assert [m for m in modules if m.split('.')[0] in ('impacket', 'Cryptodome', 'cffi', 'pycparser')] == []
 
 
 # ---------------------------------------------------------------- Kerberos
