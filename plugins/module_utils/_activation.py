@@ -108,7 +108,7 @@ def remote_create_instance(clsid, iid, cid):
 
 
 # ---- reply ----------------------------------------------------------------------------------------------------
-def _serialized_body(data, what):
+def serialized_body(data, what):
     """The body of one type-serialized property (its header checked)."""
     r = Reader(data, what)
     version, endian, length, _f, size, _f2 = r.unpack('BBHLLL')
@@ -117,12 +117,12 @@ def _serialized_body(data, what):
     return Reader(r.take(size), what)
 
 
-def _properties(data):
+def properties(data):
     """{property CLSID: bytes} of an ACTIVATION_BLOB."""
     r = Reader(data, 'ACTIVATION_BLOB')
     total, _reserved = r.unpack('LL')
     blob = r.take(total)
-    h = _serialized_body(blob, 'activation CustomHeader')
+    h = serialized_body(blob, 'activation CustomHeader')
     _total, header_size, _reserved, _dest, count = h.unpack('LLLLL')
     h.take(16)
     p_clsids, p_sizes, p_reserved = h.unpack('LLL')
@@ -139,15 +139,12 @@ def _properties(data):
             raise MalformedReply('activation property of %d bytes beyond the %d-byte blob' % (size, len(blob)))
         out[clsid] = blob[offset:offset + size]
         offset += size
-    for needed, name in ((CLSID_PropsOutInfo, 'PropsOutInfo'), (CLSID_ScmReplyInfo, 'ScmReplyInfo')):
-        if needed not in out:
-            raise MalformedReply('ActivationPropertiesOut without %s' % name)
     return out
 
 
 def _props_out(data):
     """(HRESULT, OBJREF bytes or None) of the one interface asked for (PropsOutInfo, 2.2.22.2.9)."""
-    r = _serialized_body(data, 'PropsOutInfo')
+    r = serialized_body(data, 'PropsOutInfo')
     count, p_iids, p_results, p_data = r.unpack('LLLL')
     if count != 1 or not (p_iids and p_results and p_data):
         raise MalformedReply('PropsOutInfo: %d interfaces where 1 was asked for' % count)
@@ -166,7 +163,7 @@ def _props_out(data):
 
 def _scm_reply(data):
     """(OXID, IPID of IRemUnknown, authnHint, string bindings) of ScmReplyInfo (2.2.22.2.8)."""
-    r = _serialized_body(data, 'ScmReplyInfo')
+    r = serialized_body(data, 'ScmReplyInfo')
     p_reserved, p_reply = r.unpack('LL')
     if not p_reply:
         raise MalformedReply('ScmReplyInfo without remoteReply')
@@ -193,7 +190,10 @@ def parse_properties_out(data):
     ref = _orpc.parse_objref(data)
     if ref.flags != _orpc.FLAGS_OBJREF_CUSTOM or ref.clsid != CLSID_ActivationPropertiesOut:
         raise MalformedReply('the activation reply is not an ActivationPropertiesOut OBJREF_CUSTOM')
-    props = _properties(ref.data)
+    props = properties(ref.data)
+    for needed, name in ((CLSID_PropsOutInfo, 'PropsOutInfo'), (CLSID_ScmReplyInfo, 'ScmReplyInfo')):
+        if needed not in props:
+            raise MalformedReply('ActivationPropertiesOut without %s' % name)
     hresult, objref = _props_out(props[CLSID_PropsOutInfo])
     oxid, ipid_rem_unknown, authn_hint, strings = _scm_reply(props[CLSID_ScmReplyInfo])
     std = None
