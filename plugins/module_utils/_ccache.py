@@ -17,12 +17,12 @@ import datetime
 import os
 import stat
 
-from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET_KERBEROS
 from ansible_collections.adcs.enrollment.plugins.module_utils import _kdc
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import KerberosFailure
 from ansible_collections.adcs.enrollment.plugins.module_utils._kdc import DEFAULT_TIMEOUT
 
-if HAS_IMPACKET:
+if HAS_IMPACKET_KERBEROS:
     from impacket.krb5 import crypto as krb_crypto
     from impacket.krb5.asn1 import AS_REP, TGS_REP, EncASRepPart, EncTGSRepPart
     from impacket.krb5.asn1 import Ticket as TicketAsn1

@@ -39,8 +39,12 @@ def _probe(*modules):
 LIBRARIES = {
     'cryptography': ('cryptography', ('cryptography.x509', 'cryptography.hazmat.primitives.serialization',
                                       'cryptography.hazmat.primitives.asymmetric.rsa')),
-    'impacket': ('impacket', ('impacket.dcerpc.v5.dcomrt', 'impacket.dcerpc.v5.rpcrt', 'impacket.krb5.ccache',
-                              'impacket.krb5.kerberosv5', 'Cryptodome.Cipher.ARC4')),
+    # NDR structures only: probing the RPC runtime or Kerberos would import impacket's whole stack (~100 ms) on
+    # every enrollment; Kerberos is probed on its own, when Kerberos is used
+    'impacket': ('impacket', ('impacket.structure', 'impacket.uuid', 'impacket.dcerpc.v5.ndr',
+                              'impacket.dcerpc.v5.dtypes')),
+    'impacket_kerberos': ('impacket', ('impacket.krb5.kerberosv5', 'impacket.krb5.ccache', 'impacket.krb5.keytab',
+                                       'Cryptodome.Cipher.ARC4')),
     'pyasn1': ('pyasn1', ('pyasn1.codec.der.decoder', 'pyasn1.codec.der.encoder', 'pyasn1_modules.rfc5280',
                           'pyasn1_modules.rfc2986', 'pyasn1_modules.rfc5652', 'pyasn1_modules.rfc2315')),
     'ldap3': ('ldap3', ('ldap3', 'ldap3.core.exceptions', 'ldap3.protocol.microsoft', 'ldap3.utils.conv')),

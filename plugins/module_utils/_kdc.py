@@ -20,11 +20,11 @@ import re
 import socket
 import struct
 
-from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET_KERBEROS
 from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput, KerberosFailure
 
-if HAS_IMPACKET:
+if HAS_IMPACKET_KERBEROS:
     from impacket.krb5 import constants as krb_constants
     from impacket.krb5 import crypto as krb_crypto
     from impacket.krb5.asn1 import (
@@ -82,7 +82,7 @@ KRB_ERROR_TEXT = {
 
 
 def require_impacket():
-    if not HAS_IMPACKET:
+    if not HAS_IMPACKET_KERBEROS:
         raise KerberosFailure('The Python library "impacket" is required for Kerberos',
                               remedy='Install impacket (>= 0.12) on the node that runs the module.')
 

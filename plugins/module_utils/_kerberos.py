@@ -26,7 +26,7 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
+from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET_KERBEROS
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ccache
 from ansible_collections.adcs.enrollment.plugins.module_utils import _dns
 from ansible_collections.adcs.enrollment.plugins.module_utils import _kdc
@@ -38,7 +38,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._kdc import (
 
 DEFAULT_KEYTAB = '/etc/krb5.keytab'
 
-if HAS_IMPACKET:
+if HAS_IMPACKET_KERBEROS:
     from impacket.krb5.keytab import Keytab
 
 

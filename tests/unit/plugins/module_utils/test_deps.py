@@ -4,6 +4,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
@@ -25,6 +29,20 @@ def test_the_test_environment_has_every_library():
         assert _deps.import_error(name) is None
     assert _deps.HAS_CRYPTOGRAPHY and _deps.HAS_IMPACKET and _deps.HAS_PYASN1 and _deps.HAS_LDAP3
     assert _deps.HAS_DNSPYTHON and _deps.HAS_GSSAPI
+
+
+def test_impacket_probe_leaves_the_rpc_runtime_and_kerberos_alone():
+    """Probing impacket (every enrollment asks) imports its NDR structures only; Kerberos is probed on its own."""
+    code = ('import sys\n'
+            'from ansible_collections.adcs.enrollment.plugins.module_utils import _deps\n'
+            'assert _deps.HAS_IMPACKET\n'
+            'print(sorted(m for m in sys.modules if m.startswith(("impacket.krb5", "impacket.dcerpc.v5.rpcrt", '
+            '"impacket.dcerpc.v5.dcomrt", "impacket.ntlm", "Cryptodome"))))\n'
+            'assert _deps.HAS_IMPACKET_KERBEROS\n'
+            'print("impacket.krb5.kerberosv5" in sys.modules)\n')
+    out = subprocess.run([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), check=False)
+    assert out.stdout.decode().split() == ['[]', 'True'], out.stdout.decode()
 
 
 def test_probe_records_the_traceback():
