@@ -128,8 +128,8 @@ def properties(data):
     p_clsids, p_sizes, p_reserved = h.unpack('LLL')
     if count > MAX_PROPERTIES or not p_clsids or not p_sizes:
         raise MalformedReply('activation CustomHeader: %d properties' % count)
-    clsids = [h.take(16) for _ in range(h.count(MAX_PROPERTIES))]
-    sizes = [h.u32() for _ in range(h.count(MAX_PROPERTIES))]
+    clsids = [h.take(16) for dummy in range(h.count(MAX_PROPERTIES))]
+    sizes = [h.u32() for dummy in range(h.count(MAX_PROPERTIES))]
     if len(clsids) != count or len(sizes) != count:
         raise MalformedReply('activation CustomHeader: %d properties with %d CLSIDs and %d sizes'
                              % (count, len(clsids), len(sizes)))
@@ -149,8 +149,8 @@ def _props_out(data):
     if count != 1 or not (p_iids and p_results and p_data):
         raise MalformedReply('PropsOutInfo: %d interfaces where 1 was asked for' % count)
     r.take(16 * r.count(1))
-    results = [r.u32() for _ in range(r.count(1))]
-    pointers = [r.u32() for _ in range(r.count(1))]
+    results = [r.u32() for dummy in range(r.count(1))]
+    pointers = [r.u32() for dummy in range(r.count(1))]
     if len(results) != 1 or len(pointers) != 1:
         raise MalformedReply('PropsOutInfo: arrays that disagree with its count')
     if not pointers[0]:

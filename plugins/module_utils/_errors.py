@@ -56,8 +56,8 @@ class RpcFault(AdcsError):
     def __init__(self, error_code, packet=None):
         self.error_code = normalize(error_code)
         self.packet = packet        # the decoded reply, when a reply's status was nonzero
-        super(RpcFault, self).__init__('DCE/RPC fault %s (%s)' % (describe_hresult(self.error_code).name,
-                                                                 format_hresult(self.error_code)))
+        name = describe_hresult(self.error_code).name
+        super(RpcFault, self).__init__('DCE/RPC fault %s (%s)' % (name, format_hresult(self.error_code)))
 
     def get_error_code(self):
         return self.error_code

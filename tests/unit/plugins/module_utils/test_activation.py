@@ -119,8 +119,8 @@ def _cut(data, at):
     (_blob(props_out=s.ts1(struct.pack('<LLLLL', 1, 1, 1, 1, 1) + b'I' * 16 + struct.pack('<LLLLLL', 1, 0, 1, 1, 8, 9)
                            + b'x' * 8)),
      'PropsOutInfo: an MInterfacePointer whose size disagrees with its array'),
-    (_blob(props_out=s.props_out_info(_ndr.IID_ICertRequestD2, 0, _orpc.pack_objref_custom(b'A' * 16, b'B' * 16,
-                                                                                          b''))),
+    (_blob(props_out=s.props_out_info(_ndr.IID_ICertRequestD2, 0,
+                                      _orpc.pack_objref_custom(b'A' * 16, b'B' * 16, b''))),
      'PropsOutInfo: a custom-marshaled interface pointer'),
     (_blob(scm=s.ts1(struct.pack('<LL', 0, 0))), 'ScmReplyInfo without remoteReply'),
     (_blob(scm=s.ts1(s.scm_reply_info(BINDINGS)[16:60] + struct.pack('<LHH', 99, 98, 3))),

@@ -168,8 +168,6 @@ def test_idle_session_reopens_and_renews_held_pointers(monkeypatch):
     assert session._refs == [held, other]
 
 
-
-
 # ---------------------------------------------------------------- the session against a scripted CA
 HOST = '127.0.0.5'
 BINDINGS = [(7, 'EVIL.example[1]'), (7, '127.0.0.99[49672]'), (7, '127.0.0.5[49999]')]

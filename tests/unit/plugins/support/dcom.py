@@ -39,12 +39,12 @@ def scm_reply_info(bindings, oxid=OXID, ipid_rem_unknown=IPID_REM_UNKNOWN, authn
 
 def activation_blob(parts):
     head = struct.pack('<LLL', 0, 2, len(parts)) + b'\x00' * 16 + struct.pack('<LLL', 0x20018, 0x2001C, 0)
-    head += struct.pack('<L', len(parts)) + b''.join(c for c, _ in parts)
-    head += struct.pack('<L%dL' % len(parts), len(parts), *[len(p) for _, p in parts])
+    clsids, bodies = [clsid for clsid, body in parts], [body for clsid, body in parts]
+    head += struct.pack('<L', len(parts)) + b''.join(clsids)
+    head += struct.pack('<L%dL' % len(parts), len(parts), *[len(body) for body in bodies])
     header_size = len(ts1(b'\x00' * 8 + head))
-    total = header_size + sum(len(p) for _, p in parts)
-    return struct.pack('<LL', total, 0) + ts1(struct.pack('<LL', total, header_size) + head) + \
-        b''.join(p for _, p in parts)
+    total = header_size + sum(len(body) for body in bodies)
+    return struct.pack('<LL', total, 0) + ts1(struct.pack('<LL', total, header_size) + head) + b''.join(bodies)
 
 
 def std(ipid, oxid=OXID, oid=OID):
