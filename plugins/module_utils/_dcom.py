@@ -95,7 +95,7 @@ def translate_exception(exc, action, host=None, timeout=None, during_auth=False)
     if isinstance(exc, ConnectionResetError):
         # a TCP reset (RST), as from a CA that refuses connections or a firewall; an orderly close is below
         return CaUnavailable('%s failed: the CA reset the connection%s' % (action, where), hresult=0x800706BA)
-    if 'Connection closed by remote host' in text or isinstance(exc, BrokenPipeError):
+    if isinstance(exc, (_rpc_conn.ConnectionClosed, BrokenPipeError)):
         if during_auth:
             return TransportError('%s failed: the CA closed the connection%s' % (action, where),
                                   remedy='Packet privacy or the authentication may have been refused; check the '

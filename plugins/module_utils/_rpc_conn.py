@@ -32,7 +32,7 @@ import uuid as _uuid
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_auth
 from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_verify
-from ansible_collections.adcs.enrollment.plugins.module_utils._errors import RpcFault
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, RpcFault
 from ansible_collections.adcs.enrollment.plugins.module_utils._rpc_stats import WIRE_STATS
 
 HEADER = '<BBBB4sHHL'                 # rpcconn_common_hdr_t
@@ -101,6 +101,10 @@ def verification_trailer(call_id, ctx_id, opnum, abstract, bitmask=None, pcontex
 def raise_fault(pdu):
     status = struct.unpack_from('<L', pdu, 24)[0] if len(pdu) >= 28 else 0
     raise RpcFault(status)
+
+
+class ConnectionClosed(AdcsError):
+    """The peer closed the TCP connection (an orderly FIN) before the PDU we wait for was complete."""
 
 
 class _NdrCalls(object):
@@ -210,7 +214,7 @@ class RpcConnection(_NdrCalls):
         while len(data) < count:
             chunk = self.sock.recv(count - len(data))
             if not chunk:
-                raise OSError('Connection closed by remote host')
+                raise ConnectionClosed('Connection closed by remote host')
             data += chunk
         return data
 

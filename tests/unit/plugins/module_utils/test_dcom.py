@@ -30,8 +30,11 @@ def test_translate_socket_errors():
     assert isinstance(exc, e.CaUnavailable) and exc.hresult == 0x800706BA
     exc = d.translate_exception(ConnectionResetError(104, 'reset'), 'X', 'ca1')
     assert isinstance(exc, e.CaUnavailable) and 'RPC_S_SERVER_UNAVAILABLE' in str(exc) and 'reset' in str(exc)
-    exc = d.translate_exception(OSError('Connection closed by remote host'), 'X', 'ca1')
+    exc = d.translate_exception(d._rpc_conn.ConnectionClosed('Connection closed by remote host'), 'X', 'ca1')
     assert exc.__class__ is e.TransportError and 'closed the connection' in str(exc)
+    assert 'A request may have been processed' in exc.to_message()
+    exc = d.translate_exception(BrokenPipeError(32, 'pipe'), 'X', 'ca1', during_auth=True)
+    assert exc.__class__ is e.TransportError and 'Packet privacy or the authentication may' in exc.to_message()
     exc = d.translate_exception(OSError('Network is unreachable'), 'X', 'ca1')
     assert exc.__class__ is e.CaUnavailable and 'Network is unreachable' in exc.to_message()
 

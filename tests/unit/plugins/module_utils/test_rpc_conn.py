@@ -151,6 +151,12 @@ def test_fault_bind_nak_and_refused_context_raise_rpc_faults_with_the_status():
     assert info.value.error_code == 0x1C010003
 
 
+def test_a_peer_that_closes_midway():
+    conn = _connected(_response(1, b'A' * 16)[:30])
+    with pytest.raises(c.ConnectionClosed, match='Connection closed by remote host'):
+        conn.call(3, b'\x00' * 4)
+
+
 def test_a_nonzero_reply_status_raises_with_the_decoded_reply():
     from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr, _orpc
     reply = b'\x00' * 8 + struct.pack('<L', 0x80094012)        # ORPCTHAT, ErrorCode
