@@ -3,29 +3,32 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """DCOM transport: one job, an authenticated DCOM session to a CA's CCertRequestD object.
 
-Over impacket's ``DCOMConnection``: connect to port 135 with a timeout, activate CLSID CCertRequestD
-(D99E6E74-FC88-11D0-B498-00A0C90312F3) for ICertRequestD, force RPC_C_AUTHN_LEVEL_PKT_PRIVACY on every
-connection (the CA refuses less: IF_ENFORCEENCRYPTICERTREQUEST, KB5004442), QueryInterface (RemQueryInterface)
-for further IIDs with the per-interface HRESULT checked, and release everything (RemRelease of each interface
-pointer, then disconnect of the object and resolver connections) from ``close()`` / the context manager. One
-session serves many calls. Every impacket/socket exception is turned into an ``_errors`` exception with an
-actionable message (``translate_exception``).
+Over our own DCE/RPC connections (``_rpc_conn``: the caller's timeout, IPv4/IPv6, the chosen RPC authentication
+package at RPC_C_AUTHN_LEVEL_PKT_PRIVACY, which the CA demands (IF_ENFORCEENCRYPTICERTREQUEST, KB5004442), every
+reply verified): connect to port 135, activate CLSID CCertRequestD (D99E6E74-FC88-11D0-B498-00A0C90312F3) for
+ICertRequestD2 (ICertRequestD when the CA lacks D2) with IRemoteSCMActivator::RemoteCreateInstance
+(``_activation``), open the object exporter connection at the port the CA announced but at the address used for
+port 135, QueryInterface (IRemUnknown::RemQueryInterface, ``_orpc``) for further IIDs with the per-interface
+HRESULT checked, and release everything (one RemRelease of every interface pointer, then both connections closed)
+from ``close()`` / the context manager. One session serves many calls: two connections, two handshakes. Every
+socket/RPC exception is turned into an ``_errors`` exception with an actionable message (``translate_exception``).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import contextlib
-import re
+import os
 import socket
 import struct
+import sys
 import time
 
-from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
+from ansible_collections.adcs.enrollment.plugins.module_utils import _activation
+from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
-from ansible_collections.adcs.enrollment.plugins.module_utils import _kdc
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
+from ansible_collections.adcs.enrollment.plugins.module_utils import _orpc
 from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_auth
 from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_conn
 from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_verify
@@ -37,73 +40,40 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     WcceError,
 )
 
-if HAS_IMPACKET:
-    from impacket import hresult_errors as _imp_hresults
-    from impacket.dcerpc.v5 import dcomrt
-    from impacket.dcerpc.v5.dcomrt import DCOMConnection, IRemUnknown2, INTERFACE, IID_IRemUnknown
-    from threading import current_thread
-    from impacket.dcerpc.v5.rpcrt import (
-        DCERPCException,
-        RPC_C_AUTHN_LEVEL_PKT_PRIVACY,
-        rpc_status_codes,
-    )
-else:
-    DCOMConnection = object
-    DCERPCException = _ndr.DCERPCException
-    rpc_status_codes = {}
-    _imp_hresults = None
-    RPC_C_AUTHN_LEVEL_PKT_PRIVACY = 6
-
 DEFAULT_TIMEOUT = 30
 DEFAULT_PACKAGE = 'negotiate'
 PING_PERIOD = 120           # MS-DCOM 3.2.4.2: a client pings its objects every 120 s; they die after 3 missed pings
 E_NOINTERFACE = 0x80004002
-
-_FAULT_HEX = re.compile(r'fault status code: ([0-9a-fA-F]{8})')
-
-
-def _status_name_map():
-    out = {}
-    for code, name in rpc_status_codes.items():
-        out.setdefault(str(name), code)
-    return out
+RESOLVER_PORT = 135
 
 
 def code_from_exception(exc):
-    """Best effort: the numeric status/HRESULT an impacket exception carries (in its fields or only its text)."""
-    code = None
-    getter = getattr(exc, 'get_error_code', None) or getattr(exc, 'getErrorCode', None)
-    if getter is not None:
+    """The numeric status/HRESULT an exception carries (``_errors.RpcFault`` and the like), else None."""
+    code = getattr(exc, 'error_code', None)
+    if code is None:
+        getter = getattr(exc, 'get_error_code', None) or getattr(exc, 'getErrorCode', None)
         try:
-            code = getter()
+            code = getter() if getter is not None else None
         except Exception:
             code = None
-    if code is None:
-        code = getattr(exc, 'error_code', None)
-    if code is not None:
-        return int(code) & 0xFFFFFFFF
-    text = str(getattr(exc, 'error_string', None) or exc)
-    match = _FAULT_HEX.search(text)
-    if match:
-        return int(match.group(1), 16)
-    names = _status_name_map()
-    token = text.strip().split(' ', 1)[0] if text.strip() else ''
-    if token in names:
-        return names[token]
-    if _imp_hresults is not None:
-        short = text.split(' - ', 1)[0].strip()
-        for hcode, (hname, _msg) in _imp_hresults.ERROR_MESSAGES.items():
-            if hname == short:
-                return hcode
-    return None
+    return None if code is None else int(code) & 0xFFFFFFFF
+
+
+def _kerberos_failure(exc, action, host):
+    """The KerberosFailure for impacket's KerberosError (only possible once impacket's Kerberos was imported)."""
+    if 'impacket.krb5.kerberosv5' not in sys.modules:
+        return None
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _kdc
+    return _kdc.failure_from_krb_error(exc, action, target=host) if _kdc.is_krb_error(exc) else None
 
 
 def translate_exception(exc, action, host=None, timeout=None, during_auth=False):
-    """Map any exception raised by impacket/sockets to a WcceError subclass (already-translated ones pass)."""
+    """Map any exception raised by the RPC layer/sockets to a WcceError subclass (already-translated ones pass)."""
     if isinstance(exc, WcceError):
         return exc
-    if _kdc.is_krb_error(exc):
-        return _kdc.failure_from_krb_error(exc, action, target=host)
+    kerberos = _kerberos_failure(exc, action, host)
+    if kerberos is not None:
+        return kerberos
     where = (' (%s)' % host) if host else ''
     if isinstance(exc, _rpc_auth.Rejected):
         return AuthenticationError('%s failed: the CA refused the authentication%s (%s)' % (action, where, exc),
@@ -122,19 +92,10 @@ def translate_exception(exc, action, host=None, timeout=None, during_auth=False)
     if isinstance(exc, ConnectionRefusedError):
         return CaUnavailable('%s failed: connection refused%s' % (action, where), hresult=0x800706BA)
     text = str(exc)
-    if 'Could not connect' in text:
-        if 'timed out' in text:
-            return CaUnavailable('%s timed out after %s s%s' % (action, timeout, where), hresult=0x800706BA)
-        return CaUnavailable('%s failed%s' % (action, where), hresult=0x800706BA, detail=text)
-    if "Can't find a valid stringBinding" in text:
-        return TransportError('%s failed: the CA announced no binding reachable at the address used%s'
-                              % (action, where),
-                              remedy='Connect to the CA by the name or address it announces in its DCOM '
-                                     'bindings (set the CA host accordingly).')
-    if isinstance(exc, ConnectionResetError) or 'Connection reset by peer' in text:
+    if isinstance(exc, ConnectionResetError):
         # a TCP reset (RST), as from a CA that refuses connections or a firewall; an orderly close is below
         return CaUnavailable('%s failed: the CA reset the connection%s' % (action, where), hresult=0x800706BA)
-    if 'Connection closed by remote host' in text or isinstance(exc, BrokenPipeError):
+    if isinstance(exc, (_rpc_conn.ConnectionClosed, BrokenPipeError)):
         if during_auth:
             return TransportError('%s failed: the CA closed the connection%s' % (action, where),
                                   remedy='Packet privacy or the authentication may have been refused; check the '
@@ -142,13 +103,14 @@ def translate_exception(exc, action, host=None, timeout=None, during_auth=False)
         return TransportError('%s failed: the CA closed the connection%s' % (action, where),
                               remedy='The connection was lost during the call: run the task again. A request may '
                                      'have been processed (check the CA log and issued requests).')
-    if isinstance(exc, OSError) and not isinstance(exc, DCERPCException):
+    if isinstance(exc, OSError):
         return CaUnavailable('%s failed%s' % (action, where), detail=text)
-    if isinstance(exc, (struct.error, IndexError)):
-        # impacket decoding a verified reply (e.g. the activation properties) that is malformed or truncated
+    if isinstance(exc, (struct.error, IndexError, _orpc.MalformedReply)):
+        # a verified reply (e.g. the activation properties) that is malformed or truncated
         return _errors.ProtocolError('%s failed: the reply from the CA%s could not be decoded; nothing was written'
-                                     % (action, where), detail=_rpc_verify.exception_name(exc),
-                                     remedy=_rpc_verify.REMEDY)
+                                     % (action, where), remedy=_rpc_verify.REMEDY,
+                                     detail=text if isinstance(exc, _orpc.MalformedReply)
+                                     else _rpc_verify.exception_name(exc))
     code = code_from_exception(exc)
     if code is not None:
         if during_auth and code in (5, 0x80070005, 0x721, 0x80070721, 0x8009030C, 0x1C010003):
@@ -164,57 +126,9 @@ def translate_exception(exc, action, host=None, timeout=None, during_auth=False)
             return AuthenticationError('%s failed%s' % (action, where), hresult=code)
         return _errors.exception_for_hresult(code, summary='%s failed%s' % (action, where),
                                              default_class=TransportError)
-    if 'Bind context rejected' in text:
-        return TransportError('%s failed: bind rejected%s' % (action, where), detail=text)
     if 'SessionError' in type(exc).__name__ or 'Kerberos' in type(exc).__name__:
         return AuthenticationError('%s failed%s' % (action, where), detail=text)
     return TransportError('%s failed%s' % (action, where), detail='%s: %s' % (type(exc).__name__, text))
-
-
-if HAS_IMPACKET:
-    class _TimedDCOMConnection(DCOMConnection):
-        """DCOMConnection whose resolver connection (port 135) is our ``_rpc_conn.RpcConnection``: the caller's
-        timeout, IPv4/IPv6, the chosen RPC authentication package, every reply verified."""
-
-        def __init__(self, *args, **kwargs):
-            self._adcs_timeout = kwargs.pop('timeout', DEFAULT_TIMEOUT)
-            self._adcs_package = kwargs.pop('package', DEFAULT_PACKAGE)
-            self._adcs_creds = dict(kwargs)
-            DCOMConnection.__init__(self, *args, **kwargs)
-
-        def initConnection(self):
-            target = self._DCOMConnection__target
-            address = self._DCOMConnection__remoteHost or target
-            portmap = _rpc_conn.RpcConnection(address, 135, self._adcs_creds, self._adcs_package,
-                                              timeout=self._adcs_timeout, remote_name=target)
-            portmap.connect()
-            self._DCOMConnection__portmap = portmap
-            DCOMConnection.PORTMAPS[target] = portmap
-else:  # pragma: no cover
-    _TimedDCOMConnection = None
-
-
-def exporter_port(string_bindings, address):
-    """The TCP port of the object exporter from the DUALSTRINGARRAY bindings (tower 7, ``addr[port]``).
-
-    Windows announces its NetBIOS name and IP addresses (never the FQDN), so the client connects to the address it
-    used for port 135 and takes only the port: the one of the binding naming that address, else the first one.
-    """
-    ports = []
-    for binding in string_bindings:
-        if binding['wTowerId'] != 7:
-            continue
-        addr, sep, rest = str(binding['aNetworkAddr']).rstrip('\x00').partition('[')
-        port = rest.rstrip(']')
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-            continue
-        if address and addr.upper() == str(address).upper():
-            return int(port)
-        ports.append(int(port))
-    if not ports:
-        raise TransportError('The CA announced no TCP port for its DCOM object exporter',
-                             remedy='Check that the host is an AD CS enterprise CA reachable over TCP.')
-    return ports[0]
 
 
 PACKAGE_NEEDS = {'negotiate': None, 'ntlm': (('password', 'nt_hash'), 'auth=password or auth=ntlm'),
@@ -233,57 +147,20 @@ def check_package(package, kind):
                                           'or NTLM from the credentials), or choose the one that fits auth.')
 
 
-def _orpc_request(call, base):
-    req = call()
-    req['ORPCthis'] = base.get_cinstance().get_ORPCthis()
-    req['ORPCthis']['flags'] = 0
-    return req
-
-
-def rem_query_interface(base, iid, name):
-    """IRemUnknown::RemQueryInterface for one IID on the object of ``base``; the new impacket INTERFACE, or the
-    per-interface HRESULT raised (E_NOINTERFACE as TransportError)."""
-    req = _orpc_request(dcomrt.RemQueryInterface, base)
-    req['ripid'] = base.get_iPid()
-    req['cRefs'] = 1
-    req['cIids'] = 1
-    _iid = dcomrt.IID()
-    _iid['Data'] = iid
-    req['iids'].append(_iid)
-    resp = IRemUnknown2(base).request(req, IID_IRemUnknown, base.get_ipidRemUnknown())
-    result = resp['ppQIResults']
-    hresult = result['hResult'] & 0xFFFFFFFF if result['hResult'] is not None else 0
-    if hresult != 0:
-        raise _errors.exception_for_hresult(hresult, summary='QueryInterface for %s failed' % name,
-                                            default_class=TransportError)
-    std = result['std']
-    return INTERFACE(base.get_cinstance(), None, base.get_ipidRemUnknown(), std['ipid'], oxid=std['oxid'],
-                     oid=std['oid'], target=base.get_target())
-
-
-def rem_release(base, ipids):
-    """IRemUnknown::RemRelease of one public reference of each IPID, in one call."""
-    req = _orpc_request(dcomrt.RemRelease, base)
-    req['cInterfaceRefs'] = len(ipids)
-    for ipid in ipids:
-        entry = dcomrt.REMINTERFACEREF()
-        entry['ipid'] = ipid
-        entry['cPublicRefs'] = 1
-        entry['cPrivateRefs'] = 0
-        req['InterfaceRefs'].append(entry)
-    IRemUnknown2(base).request(req, IID_IRemUnknown, base.get_ipidRemUnknown())
-
-
 class InterfaceRef(object):
-    """A DCOM interface pointer held by a session: impacket INTERFACE plus the IID it was obtained for."""
+    """A DCOM interface pointer held by a session: the IID it was obtained for and its STDOBJREF (``_orpc``)."""
 
-    def __init__(self, interface, iid, name):
-        self.interface, self.iid, self.name = interface, iid, name
+    def __init__(self, iid, name, std):
+        self.iid, self.name, self.std = iid, name, std
         self.released = False
 
     @property
     def ipid(self):
-        return self.interface.get_iPid()
+        return self.std.ipid
+
+    @property
+    def oxid(self):
+        return self.std.oxid
 
     def __repr__(self):
         return 'InterfaceRef(%s)' % self.name
@@ -309,7 +186,7 @@ class DcomSession(object):
     clock = staticmethod(time.monotonic)
 
     def __init__(self, host, auth, timeout=DEFAULT_TIMEOUT, remote_host=None):
-        if not HAS_IMPACKET:
+        if not _deps.HAS_IMPACKET:
             raise TransportError('The Python library "impacket" is required',
                                  remedy='Install impacket (>= 0.12) on the node that runs the module.')
         self.host = host
@@ -318,14 +195,16 @@ class DcomSession(object):
         self.remote_host = remote_host
         self.package = getattr(auth, 'rpc_package', None) or DEFAULT_PACKAGE
         check_package(self.package, getattr(auth, 'kind', None))
-        self._dcom = None
+        self._resolver = None           # the port 135 connection (IRemoteSCMActivator)
+        self._exporters = {}            # OXID -> connection to the object exporter
+        self._cid = self._ipid_rem_unknown = None
+        self._bindings = []
         self.base = None
         self._refs = []
-        self._exporters = []
         self._last_used = None
 
     def __repr__(self):
-        return 'DcomSession(host=%r, auth=%r, open=%s)' % (self.host, self.auth, self._dcom is not None)
+        return 'DcomSession(host=%r, auth=%r, open=%s)' % (self.host, self.auth, self.is_open)
 
     def __enter__(self):
         self.open()
@@ -337,21 +216,22 @@ class DcomSession(object):
 
     @property
     def is_open(self):
-        return self._dcom is not None
+        return self._resolver is not None
 
     def open(self):
-        if self._dcom is not None:
+        if self._resolver is not None:
             return self
         if hasattr(self.auth, 'set_ca_host'):
             self.auth.set_ca_host(self.host)    # Kerberos: the service ticket is for HOST/<this name>
         try:
-            self._dcom = _TimedDCOMConnection(self.host, timeout=self.timeout, remoteHost=self.remote_host,
-                                              authLevel=RPC_C_AUTHN_LEVEL_PKT_PRIVACY, oxidResolver=False,
-                                              package=self.package, **self.auth.transport_kwargs())
+            resolver = _rpc_conn.RpcConnection(self.remote_host or self.host, RESOLVER_PORT,
+                                               self.auth.transport_kwargs(), self.package, timeout=self.timeout,
+                                               remote_name=self.host)
+            resolver.connect()
         except Exception as exc:
-            self._dcom = None
             raise translate_exception(exc, 'Connecting to the CA endpoint mapper (port 135)', self.host,
                                       self.timeout, during_auth=True)
+        self._resolver = resolver
         try:
             self.base = self._activate()
             self._refs.append(self.base)
@@ -365,36 +245,51 @@ class DcomSession(object):
 
     def _activate(self):
         """CCertRequestD for ICertRequestD2; for ICertRequestD only when the CA has no D2 (MS-WCCE 3.1.1.4)."""
+        d2 = _ndr.IID_ICertRequestD2
         try:
-            iface = self._dcom.CoCreateInstanceEx(self.clsid, _ndr.IID_ICertRequestD2)
-            return InterfaceRef(iface, _ndr.IID_ICertRequestD2, 'ICertRequestD2')
+            return InterfaceRef(d2, 'ICertRequestD2', self._create_instance(d2))
         except Exception as exc:
             if code_from_exception(exc) != E_NOINTERFACE:
                 raise
-        iface = self._dcom.CoCreateInstanceEx(self.clsid, self.base_iid)
-        return InterfaceRef(iface, self.base_iid, 'ICertRequestD')
+        return InterfaceRef(self.base_iid, 'ICertRequestD', self._create_instance(self.base_iid))
 
-    def _ensure_exporter(self, iface, iid):
-        """Open the object exporter connection for iface's OXID (once): to the address used for port 135, at the
-        port the CA announced, same package and timeout, every reply verified (``_rpc_conn``). impacket's
-        ``INTERFACE.connect`` then finds it in its connection table and alters the context for other IIDs on it
-        (under the same security context: no new handshake)."""
-        target = iface.get_target()
-        oxid = iface.get_oxid()
-        table = INTERFACE.CONNECTIONS.setdefault(target, {}).setdefault(current_thread().name, {})
-        if oxid in table:
-            return
-        portmap = DCOMConnection.PORTMAPS[target]
-        port = exporter_port(iface.get_cinstance().get_string_bindings(), portmap.address)
-        conn = _rpc_conn.RpcConnection(portmap.address, port, portmap.creds, portmap.package, timeout=self.timeout,
-                                       remote_name=portmap.remote_name)
-        self._exporters.append(conn)
-        conn.bind(iid)
-        table[oxid] = {'dce': conn, 'currentBinding': iid}
+    def _create_instance(self, iid):
+        """RemoteCreateInstance on the port 135 connection (bound to IRemoteSCMActivator once, with the
+        handshake); keeps the causality ID and the exporter's bindings for the later calls; the STDOBJREF."""
+        cid = os.urandom(16)
+        self._resolver.alter_ctx(_activation.IID_IRemoteSCMActivator)
+        resp = self._resolver.request(_activation.remote_create_instance(self.clsid, iid, cid))
+        activated = _activation.parse_properties_out(_activation.pointer_data(resp))
+        if activated.hresult:
+            raise _errors.RpcFault(activated.hresult)
+        self._cid, self._ipid_rem_unknown = cid, activated.ipid_rem_unknown
+        self._bindings = activated.string_bindings
+        return activated.std
 
-    def _connect_interface(self, ref):
-        self._ensure_exporter(ref.interface, ref.iid)
-        ref.interface.connect(ref.iid)
+    def connection(self, ref, iid=None):
+        """The object exporter connection of ``ref``'s OXID, opened once (first bound to ``iid``, default the
+        ref's): to the address used for port 135 at the port the CA announced, same package and timeout; further
+        interfaces are added with an alter_context under the same security context (no new handshake)."""
+        conn = self._exporters.get(ref.oxid)
+        if conn is None:
+            port = _activation.exporter_port(self._bindings, self._resolver.address)
+            conn = _rpc_conn.RpcConnection(self._resolver.address, port, self._resolver.creds, self.package,
+                                           timeout=self.timeout, remote_name=self._resolver.remote_name)
+            try:
+                conn.bind(iid or ref.iid)
+            except Exception:
+                conn.disconnect()
+                raise
+            self._exporters[ref.oxid] = conn
+        return conn
+
+    def _send(self, ref, request, iid, ipid):
+        """``request`` on ``ref``'s exporter connection, context ``iid``, object ``ipid``, with the session's
+        ORPCTHIS (the activation's causality ID, as impacket's client sends it)."""
+        conn = self.connection(ref, iid)
+        conn.alter_ctx(iid)
+        request['ORPCthis'] = _orpc.new_orpcthis(self._cid)
+        return conn.request(request, uuid=ipid)
 
     def query_interface(self, iid, name):
         """The held pointer for ``iid``, else RemQueryInterface on the base object's IRemUnknown."""
@@ -403,18 +298,21 @@ class DcomSession(object):
         for ref in self._refs:
             if ref.iid == iid and not ref.released:
                 return ref
-        ref = InterfaceRef(self._query(iid, name), iid, name)
+        ref = InterfaceRef(iid, name, self._query(iid, name))
         self._refs.append(ref)
         return ref
 
     def _query(self, iid, name):
         try:
-            self._ensure_exporter(self.base.interface, IID_IRemUnknown)     # our verified connection, not impacket's
-            return rem_query_interface(self.base.interface, iid, name)
-        except WcceError:
-            raise
+            req = _orpc.rem_query_interface(None, self.base.ipid, iid)
+            resp = self._send(self.base, req, _orpc.IID_IRemUnknown, self._ipid_rem_unknown)
         except Exception as exc:
             raise translate_exception(exc, 'QueryInterface for %s' % name, self.host, self.timeout)
+        hresult, std = _orpc.qi_result(resp)
+        if hresult:
+            raise _errors.exception_for_hresult(hresult, summary='QueryInterface for %s failed' % name,
+                                                default_class=TransportError)
+        return std
 
     def _revive_if_idle(self):
         """Reopen a session idle for PING_PERIOD or more and renew the pointers callers hold (see the class)."""
@@ -426,7 +324,7 @@ class DcomSession(object):
         self.open()
         fresh = self.base
         for ref in refs:
-            ref.interface = fresh.interface if ref.iid == fresh.iid else self._query(ref.iid, ref.name)
+            ref.std = fresh.std if ref.iid == fresh.iid else self._query(ref.iid, ref.name)
         if refs:
             self._refs, self.base = refs, refs[0]
 
@@ -438,8 +336,7 @@ class DcomSession(object):
         action = action or '%s.%s' % (ref.name, type(request).__name__)
         try:
             self._revive_if_idle()
-            self._connect_interface(ref)
-            resp = ref.interface.request(request, iid=ref.iid, uuid=ref.ipid)
+            resp = self._send(ref, request, ref.iid, ref.ipid)
         except Exception as exc:
             raise translate_exception(exc, action, self.host, self.timeout)
         self._last_used = self.clock()
@@ -452,36 +349,25 @@ class DcomSession(object):
         """RemRelease of the given (default: all held) pointers in one call (best effort: the CA drops them when
         the connection closes anyway)."""
         refs = [ref for ref in (self._refs if refs is None else refs) if not ref.released]
-        if not refs or self._dcom is None:
+        if not refs or self._resolver is None:
             return
         for ref in refs:
             ref.released = True
         try:
-            self._ensure_exporter(refs[0].interface, IID_IRemUnknown)
-            rem_release(refs[0].interface, [ref.ipid for ref in refs])
+            req = _orpc.rem_release(None, [ref.ipid for ref in refs])
+            self._send(refs[0], req, _orpc.IID_IRemUnknown, self._ipid_rem_unknown)
         except Exception:
             pass
 
     def _disconnect(self):
-        seen = set()
-        for ref in self._refs:
+        for conn in list(self._exporters.values()) + ([self._resolver] if self._resolver is not None else []):
             try:
-                oxid = ref.interface.get_oxid()
-                if oxid in seen:
-                    continue
-                seen.add(oxid)
-                ref.interface.disconnect()
-            except Exception:
-                pass
-        for conn in self._exporters:
-            conn.disconnect()
-        self._exporters = []
+                conn.disconnect()
+            except OSError:
+                pass        # best effort: the session is being torn down
+        self._exporters = {}
         self._refs = []
-        self.base = None
-        if self._dcom is not None:
-            with contextlib.suppress(Exception):   # best effort: the session is being torn down
-                self._dcom.disconnect()
-            self._dcom = None
+        self.base = self._resolver = None
 
     def close(self):
         self.release_all()

@@ -48,6 +48,21 @@ class MissingLibrary(AdcsError):
         self.import_error = import_error
 
 
+class RpcFault(AdcsError):
+    """A DCE/RPC fault PDU, a refused bind or a nonzero status/HRESULT ending a reply (``_rpc_conn``): ``error_code``
+    is the number (NCA status, Win32 code or HRESULT); ``_dcom.translate_exception`` makes the user's message from
+    it, never from this text."""
+
+    def __init__(self, error_code, packet=None):
+        self.error_code = normalize(error_code)
+        self.packet = packet        # the decoded reply, when a reply's status was nonzero
+        name = describe_hresult(self.error_code).name
+        super(RpcFault, self).__init__('DCE/RPC fault %s (%s)' % (name, format_hresult(self.error_code)))
+
+    def get_error_code(self):
+        return self.error_code
+
+
 class LdapError(AdcsError):
     """Any failure talking to the directory; the message is meant for the user."""
 

@@ -3,10 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """MS-WCCE wire structures: one job, declaring the ICertRequestD / ICertRequestD2 calls as NDR data.
 
-impacket ``dcerpc/v5`` style: each call is an NDRCALL (DCOMCALL, so it starts with ORPCTHIS) with ``opnum`` and
-``structure``; each reply is the same name + ``Response`` (DCOMANSWER: ORPCTHAT first, HRESULT ``ErrorCode``
-last). impacket's ``DCERPC.request()`` finds the reply class and ``DCERPCSessionError`` by those names in this
-module, so keep them. Also: CERTTRANSBLOB, blob/string helpers, and decoders for the CATRANSPROP array
+impacket ``dcerpc/v5`` style: each call is an NDRCALL (``_orpc.DCOMCALL``, so it starts with ORPCTHIS) with ``opnum``
+and ``structure``; each reply is the same name + ``Response`` (``_orpc.DCOMANSWER``: ORPCTHAT first, HRESULT
+``ErrorCode`` last). ``_rpc_conn.RpcConnection.request`` finds the reply class by that name in this module, so keep
+the names. Also: CERTTRANSBLOB, blob/string helpers, and decoders for the CATRANSPROP array
 (GetCAPropertyInfo) and the template list property (CR_PROP_TEMPLATES).
 
 Method parameter lists follow MS-WCCE 3.2.1.4.2 (ICertRequestD) and 3.2.1.4.3 (ICertRequestD2).
@@ -19,31 +19,17 @@ __metaclass__ = type
 import struct
 
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
+from ansible_collections.adcs.enrollment.plugins.module_utils._orpc import DCOMANSWER, DCOMCALL
 
 if HAS_IMPACKET:
-    from impacket.dcerpc.v5.dcomrt import DCOMANSWER, DCOMCALL
     from impacket.dcerpc.v5.dtypes import DWORD, LONG, LPWSTR, NULL, PBYTE, ULONG
     from impacket.dcerpc.v5.ndr import NDRSTRUCT
-    from impacket.dcerpc.v5.rpcrt import DCERPCException
-    from impacket.dcerpc.v5.dcomrt import error_status_t
     from impacket.uuid import string_to_bin, uuidtup_to_bin
+    error_status_t = ULONG
 else:
     # Placeholders so the class statements below still evaluate (the module is unusable without impacket).
     class NDRSTRUCT(object):  # type: ignore
         pass
-
-    class DCOMCALL(object):  # type: ignore
-        pass
-
-    class DCOMANSWER(object):  # type: ignore
-        pass
-
-    class DCERPCException(Exception):  # type: ignore
-        def __init__(self, error_string=None, error_code=None, packet=None):
-            Exception.__init__(self)
-            self.error_string = error_string
-            self.error_code = error_code
-            self.packet = packet
 
     DWORD = LONG = LPWSTR = PBYTE = ULONG = error_status_t = None
     NULL = None
@@ -131,14 +117,6 @@ class CERTTRANSBLOB(NDRSTRUCT):
         ('cb', ULONG),
         ('pb', PBYTE),
     )
-
-
-class DCERPCSessionError(DCERPCException):
-    """Raised by impacket's DCERPC.request() when a reply's HRESULT is nonzero (looked up by name)."""
-
-    def __str__(self):
-        code = (self.error_code or 0) & 0xFFFFFFFF
-        return 'ICertRequestD call failed with HRESULT 0x%08X' % code
 
 
 # ---- ICertRequestD (MS-WCCE 3.2.1.4.2) ----

@@ -16,9 +16,9 @@ Windows client does, with every reply verified.
   verifier that checks (sequence numbers per direction), bounded reassembly; a failure poisons the connection;
 * TCP_NODELAY and the caller's timeout on the socket, IPv4 or IPv6 (getaddrinfo).
 
-``RpcConnection`` also answers the part of impacket's ``DCERPC_v5`` API that impacket's DCOM helpers use
-(``connect``, ``bind``, ``alter_ctx``, ``request``, ``get_rpc_transport``, ``get_auth_type``, ``disconnect``), so
-``dcomrt`` NDR structures and activation code run over it. Structures are ``struct`` formats below.
+``RpcConnection.request`` sends a call declared as NDR data (``_orpc``, ``_activation``, ``_ndr``) and decodes its
+reply; faults, refused binds and nonzero reply statuses raise ``_errors.RpcFault`` with the status code. PDU
+structures are ``struct`` formats below.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -32,11 +32,8 @@ import uuid as _uuid
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_auth
 from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_verify
-from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_IMPACKET
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, RpcFault
 from ansible_collections.adcs.enrollment.plugins.module_utils._rpc_stats import WIRE_STATS
-
-if HAS_IMPACKET:
-    from impacket.dcerpc.v5 import rpcrt
 
 HEADER = '<BBBB4sHHL'                 # rpcconn_common_hdr_t
 DREP = b'\x10\x00\x00\x00'            # little-endian, ASCII, IEEE
@@ -103,43 +100,26 @@ def verification_trailer(call_id, ctx_id, opnum, abstract, bitmask=None, pcontex
 
 def raise_fault(pdu):
     status = struct.unpack_from('<L', pdu, 24)[0] if len(pdu) >= 28 else 0
-    raise rpcrt.DCERPCException(error_code=status)
+    raise RpcFault(status)
 
 
-class _ImpacketFace(object):
-    """The part of impacket's ``DCERPC_v5`` / transport API that ``dcomrt`` uses, over an RpcConnection."""
+class ConnectionClosed(AdcsError):
+    """The peer closed the TCP connection (an orderly FIN) before the PDU we wait for was complete."""
 
-    def get_rpc_transport(self):
-        return self
 
-    def getRemoteName(self):
-        return self.remote_name
+class _NdrCalls(object):
+    """Calls as NDR objects (impacket ``ndr`` style: ``opnum``, ``getData()``; the reply class is the call's name +
+    ``Response`` in the call's module) over ``RpcConnection.call``."""
 
-    def getRemoteHost(self):
-        return self.address
-
-    def get_socket(self):
-        return self.sock
-
-    def get_auth_type(self):
-        return _rpc_auth.PACKAGES.get(self.package)
-
-    def get_auth_level(self):
-        return self.level
-
-    def set_auth_level(self, level):
-        self.level = level
-
-    def set_auth_type(self, _auth_type):
-        pass                        # the package was chosen at construction
-
-    def bind(self, iface, alter=0, **_kwargs):
+    def bind(self, iface):
         """Add presentation context ``iface`` (20-byte abstract syntax); the first bind establishes security."""
         return self.alter_ctx(iface)
 
-    def request(self, request, uuid=None, checkError=True):
-        """impacket's ``DCERPC_v5.request`` for an NDRCALL: the verified reply is decoded before its last four bytes
-        are read as a status (a reply cut or extended through unprotected fields fails as a ReplyVerificationError)."""
+    def request(self, request, uuid=None, check_status=True):
+        """The decoded, verified reply to ``request`` on the current context (object UUID ``uuid``, e.g. an IPID).
+
+        The reply is decoded before its last four bytes are read as a status (a reply cut or extended through
+        unprotected fields fails as a ReplyVerificationError); a nonzero status raises RpcFault with the reply."""
         answer = self.call(request.opnum, request.getData(), uuid)
         module = sys.modules[request.__module__]
         try:
@@ -147,15 +127,12 @@ class _ImpacketFace(object):
         except Exception as exc:
             self.failure = 'a reply that could not be decoded'
             raise _rpc_verify.decode_error(self.address, type(request).__name__, exc)
-        if checkError and answer[-4:] != b'\x00\x00\x00\x00':
-            code = struct.unpack('<L', answer[-4:])[0]
-            if code in rpcrt.rpc_status_codes:
-                raise rpcrt.DCERPCException(error_code=code)
-            raise getattr(module, 'DCERPCSessionError')(packet=resp, error_code=code)
+        if check_status and answer[-4:] != b'\x00\x00\x00\x00':
+            raise RpcFault(struct.unpack('<L', answer[-4:])[0], packet=resp)
         return resp
 
 
-class RpcConnection(_ImpacketFace):
+class RpcConnection(_NdrCalls):
     """One authenticated DCE/RPC connection (see the module docstring)."""
 
     def __init__(self, address, port, creds, package='negotiate', level=_rpc_auth.LEVEL_PRIVACY, timeout=30,
@@ -237,7 +214,7 @@ class RpcConnection(_ImpacketFace):
         while len(data) < count:
             chunk = self.sock.recv(count - len(data))
             if not chunk:
-                raise OSError('Connection closed by remote host')
+                raise ConnectionClosed('Connection closed by remote host')
             data += chunk
         return data
 
@@ -275,7 +252,7 @@ class RpcConnection(_ImpacketFace):
         if kind == PTYPE['bind_nak']:
             reason = struct.unpack_from('<H', pdu, 16)[0] if len(pdu) >= 18 else 0
             # 9 = invalid checksum (authentication refused), 2/8 = authentication type/level not supported
-            raise rpcrt.DCERPCException(error_code=5 if reason in (2, 8, 9) else 0x1C010003)
+            raise RpcFault(5 if reason in (2, 8, 9) else 0x1C010003)
         if kind == PTYPE['fault']:
             raise_fault(pdu)
         expected = PTYPE['bind_ack'] if ptype == 'bind' else PTYPE['alter_resp']
@@ -359,7 +336,7 @@ class RpcConnection(_ImpacketFace):
 def check_result(ack):
     """The presentation context was accepted, else nca_s_unk_if (the interface is not offered)."""
     if not ack['results'] or ack['results'][0][0] != 0:
-        raise rpcrt.DCERPCException(error_code=0x1C010003)    # nca_s_unk_if: the interface is not offered
+        raise RpcFault(0x1C010003)    # nca_s_unk_if: the interface is not offered
 
 
 def read_reply(conn, call_id):

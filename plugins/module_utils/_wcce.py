@@ -23,6 +23,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_I
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _hresults
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
+from ansible_collections.adcs.enrollment.plugins.module_utils import _orpc
 from ansible_collections.adcs.enrollment.plugins.module_utils._hresults import (
     CR_DISP_DENIED,
     CR_DISP_ISSUED,
@@ -35,11 +36,6 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     TransportError,
     WcceError,
 )
-
-if HAS_IMPACKET:
-    from impacket.dcerpc.v5.dcomrt import ORPCTHIS
-    from impacket.dcerpc.v5.dtypes import NULL
-    from impacket.uuid import generate
 
 _EnrollmentResultBase = collections.namedtuple(
     'EnrollmentResult',
@@ -135,12 +131,7 @@ def decode_request_response(resp, chain_field='pctbCertChain'):
     return EnrollmentResult(disposition, request_id, hresult, message, cert, chain)
 
 
-def new_orpcthis():
-    orpc = ORPCTHIS()
-    orpc['cid'] = generate()
-    orpc['extensions'] = NULL
-    orpc['flags'] = 0
-    return orpc
+new_orpcthis = _orpc.new_orpcthis
 
 
 class CertRequestClient(object):
@@ -200,7 +191,7 @@ class CertRequestClient(object):
         req = _ndr.Request2()
         req['pwszAuthority'] = _ndr.wstr(self.authority)
         req['dwFlags'] = flags
-        req['pwszSerialNumber'] = _ndr.wstr(serial_number) if serial_number else NULL
+        req['pwszSerialNumber'] = _ndr.wstr(serial_number) if serial_number else _ndr.NULL
         req['pdwRequestId'] = request_id
         req['pwszAttributes'] = _ndr.wstr(attributes)
         req['pctbRequest'] = _ndr.make_blob(csr)

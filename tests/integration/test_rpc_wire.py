@@ -81,7 +81,7 @@ def test_ping_first_then_more_calls_on_one_security_context(lab, faults, package
     with _session(lab, package, kerberos) as session:
         for _attempt in range(3):
             assert _ping(session)['ErrorCode'] == 0
-        dce = session.base.interface.get_dce_rpc()
+        dce = session.connection(session.base)
         assert dce.security.auth_type == auth_type and dce.security.kerberos is kerberos and dce.header_sign
     figures = WIRE_STATS.as_dict()
     assert figures['handshakes'] == 2 and figures['connections'] == 2, figures

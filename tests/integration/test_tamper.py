@@ -183,7 +183,7 @@ def test_replay_within_one_security_context(lab, proxy, endpoints, make_auth, ca
     proxy.attack('replay', endpoints['object_exporter_port'], 2)
     with _session(lab, make_auth(lab)) as session:
         _ping(session, lab)
-        dce = session.base.interface.get_dce_rpc()
+        dce = session.connection(session.base)
         first_seq = dce.security.in_seq - 1
         with pytest.raises(_errors.ReplyVerificationError) as info:
             _ping(session, lab)
@@ -205,13 +205,13 @@ def test_kerberos_replies_verified(lab, proxy, endpoints, mode, nth, cause):
         if mode is None:
             _ping(session, lab)
             _ping(session, lab)
-            dce = session.base.interface.get_dce_rpc()
+            dce = session.connection(session.base)
             assert dce.security.auth_type == 9 and dce.security.kerberos and dce.header_sign
             assert proxy.applied == []
             return
         with pytest.raises(_errors.ReplyVerificationError) as info:
             _ping(session, lab)
-        seq = session.base.interface.get_dce_rpc().security.in_seq
+        seq = session.connection(session.base).security.in_seq
     if '%d' in cause:
         cause = cause % seq
     assert info.value.to_message() == PREFIX + cause + SUFFIX

@@ -15,10 +15,9 @@ import pytest
 sys.path.insert(0, os.path.abspath(os.path.dirname(__file__)))
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from impacket.dcerpc.v5 import rpcrt  # noqa: E402
 from impacket.uuid import uuidtup_to_bin  # noqa: E402
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_conn  # noqa: E402
+from ansible_collections.adcs.enrollment.plugins.module_utils import _errors, _rpc_conn  # noqa: E402
 from ansible_collections.adcs.enrollment.plugins.module_utils._rpc_stats import WIRE_STATS, wire_figures  # noqa
 from test_rpc_engine import PASSWORD, PRIV, TOY, accounts_file, make_server  # noqa: E402,F401
 
@@ -107,7 +106,7 @@ def test_wrong_password_refused(make_server, package):
     srv = make_server("127.0.0.27")
     conn = connection(srv, package, password="wrong")
     try:
-        with pytest.raises(rpcrt.DCERPCException) as info:
+        with pytest.raises(_errors.RpcFault) as info:
             conn.bind(TOY_IF)
             conn.call(0, b"abcd")       # raw NTLM: the AUTH3 has no answer, the first call is refused
         assert info.value.get_error_code() == 5

@@ -10,7 +10,6 @@ import socket
 import struct
 
 import pytest
-from impacket.dcerpc.v5 import rpcrt
 from impacket.uuid import uuidtup_to_bin
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
@@ -134,16 +133,40 @@ def test_reply_checks_poison_the_connection(reply, cause):
         conn._recv_pdu()
 
 
-def test_fault_and_bind_nak_raise_dcerpc_exceptions():
-    fault = c.header('fault', 3, 32, 0, 1) + struct.pack('<LHBxL4x', 0, 0, 0, 5)
+def test_fault_bind_nak_and_refused_context_raise_rpc_faults_with_the_status():
+    fault = c.header('fault', 3, 32, 0, 1) + struct.pack('<LHBxL4x', 0, 0, 0, 0x1C010002)
     conn = _connected(fault)
-    with pytest.raises(rpcrt.DCERPCException) as info:
+    with pytest.raises(_errors.RpcFault) as info:
         conn.call(3, b'\x00' * 4)
-    assert info.value.get_error_code() == 5
-    conn = _connected(c.header('bind_nak', 3, 18, 0, 1) + struct.pack('<H', 9))
-    with pytest.raises(rpcrt.DCERPCException) as info:
-        conn._exchange('alter', [(1, IFACE)])
-    assert info.value.get_error_code() == 5
+    assert info.value.get_error_code() == info.value.error_code == 0x1C010002
+    assert str(info.value) == 'DCE/RPC fault NCA_S_OP_RNG_ERROR (0x1C010002)'
+    assert isinstance(info.value, _errors.AdcsError)
+    for reason, status in ((9, 5), (2, 5), (8, 5), (4, 0x1C010003)):
+        conn = _connected(c.header('bind_nak', 3, 18, 0, 1) + struct.pack('<H', reason))
+        with pytest.raises(_errors.RpcFault) as info:
+            conn._exchange('alter', [(1, IFACE)])
+        assert info.value.error_code == status
+    with pytest.raises(_errors.RpcFault) as info:
+        c.check_result({'results': [(2, 1)]})
+    assert info.value.error_code == 0x1C010003
+
+
+def test_a_peer_that_closes_midway():
+    conn = _connected(_response(1, b'A' * 16)[:30])
+    with pytest.raises(c.ConnectionClosed, match='Connection closed by remote host'):
+        conn.call(3, b'\x00' * 4)
+
+
+def test_a_nonzero_reply_status_raises_with_the_decoded_reply():
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr, _orpc
+    reply = b'\x00' * 8 + struct.pack('<L', 0x80094012)        # ORPCTHAT, ErrorCode
+    conn = _connected(_response(1, reply, pad=4))
+    req = _ndr.Ping()
+    req['ORPCthis'] = _orpc.new_orpcthis()
+    req['pwszAuthority'] = _ndr.wstr('LAB-CA')
+    with pytest.raises(_errors.RpcFault) as info:
+        conn.request(req, check_status=True)
+    assert info.value.error_code == 0x80094012 and info.value.packet['ErrorCode'] == 0x80094012
 
 
 def test_undecodable_reply_is_a_verification_error():

@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from impacket.dcerpc.v5.dcomrt import ORPCTHAT
 from impacket.dcerpc.v5.dtypes import NULL
-from impacket.dcerpc.v5.rpcrt import DCERPCException
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _csr, _dcom, _errors, _hresults, _ndr
 from ansible_collections.adcs.enrollment.plugins.module_utils._wcce import CertRequestClient, EnrollmentResult
@@ -55,7 +54,7 @@ class FakeCaSession(object):
         if opnum >= 6 and ref.name != 'ICertRequestD2':
             raise AssertionError('opnum %d sent on %s' % (opnum, ref.name))
         if opnum == 6 and not self.has_request2:
-            raise _dcom.translate_exception(DCERPCException('Unknown DCE RPC fault status code: 1c010002'),
+            raise _dcom.translate_exception(_errors.RpcFault(0x1C010002),
                                             'ICertRequestD2.Request2', 'ca1')
         reply_cls = _ndr.OPNUMS[opnum][1]
         reply = reply_cls()
