@@ -14,8 +14,9 @@ by both transports):
 - ``ldap_settings(params)``, ``ldap_connect(params)``, ``ldap_connector(params)``: the directory with the same
   options (``_ldap.LdapSettings``/``AdConnection``); ``has_directory(params)``.
 
-The DCOM methods are one class each behind one interface (``AuthMethod``): ``transport_kwargs()`` gives the keyword
-arguments impacket's ``DCOMConnection`` takes, ``describe()`` a secret-free text for logs and results. ``repr()``
+The DCOM methods are one class each behind one interface (``AuthMethod``): ``transport_kwargs()`` gives the
+credentials ``_rpc_auth.security_context`` takes (for ``_dcom.DcomSession``), ``describe()`` a secret-free text for
+logs and results. ``repr()``
 never shows a password, hash or key. User names are parsed by ``_principals``.
 """
 
@@ -51,7 +52,7 @@ class AuthMethod(object):
         return '%s\\%s' % (self.domain, self.user) if self.domain else self.user
 
     def transport_kwargs(self):
-        """Keyword arguments for impacket DCOMConnection (username, password, domain, lmhash, nthash, ...)."""
+        """The credentials for ``_rpc_auth.security_context`` (username, password, domain, lmhash, nthash, ...)."""
         raise NotImplementedError
 
     def describe(self):
