@@ -11,7 +11,7 @@ wins:
   sssd/realmd/adcli create it): the AES/RC4 key of the newest kvno, then the same AS exchange;
 - a credential cache (``_ccache``: a path, ``FILE:path`` or ``KRB5CCNAME``): its TGT, or a ready service ticket.
 
-``KerberosTicketAuth`` gives our DCE/RPC client (``_rpc_auth``) what RPC_C_AUTHN_GSS_NEGOTIATE (9) at packet privacy needs:
+``KerberosTicketAuth`` gives our RPC client (``_rpc_auth``) what RPC_C_AUTHN_GSS_NEGOTIATE (9) at packet privacy needs:
 the TGT and a service ticket for the CA (``_kdc.ca_service_ticket``: ``HOST/<fqdn>``, then ``RPCSS/<fqdn>``, as
 Windows asks for DCOM), as the ``TGT=``/``TGS=`` dictionaries ``{'KDC_REP', 'cipher', 'sessionKey'}`` (impacket's
 shapes). The CA must be named by its DNS name; its address can be given separately.
