@@ -4,14 +4,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, MissingLibrary
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.subproc import run_python
 
 
 class FakeModule(object):
@@ -40,9 +37,8 @@ def test_impacket_probe_leaves_the_rpc_runtime_and_kerberos_alone():
             '"impacket.dcerpc.v5.dcomrt", "impacket.ntlm", "Cryptodome"))))\n'
             'assert _deps.HAS_IMPACKET_KERBEROS\n'
             'print("impacket.krb5.kerberosv5" in sys.modules)\n')
-    out = subprocess.run([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), check=False)
-    assert out.stdout.decode().split() == ['[]', 'True'], out.stdout.decode()
+    out = run_python(code)
+    assert out.split() == ['[]', 'True'], out
 
 
 def test_probe_records_the_traceback():

@@ -4,15 +4,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
 import socket
-import subprocess
-import sys
 
 import pytest
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _dns, _dns_wire
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import DnsError, KerberosFailure
+from ansible_collections.adcs.enrollment.tests.unit.plugins.support.subproc import run_python
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support.dns import SRV, FakeResolver, ResolverByName
 
 REALM = 'LAB.ADCS.TEST'
@@ -155,9 +153,8 @@ def test_resolve_host_does_not_import_dnspython():
             'socket.getaddrinfo = lambda *a, **k: (_ for _ in ()).throw(socket.gaierror(-2, "no"))\n'
             'assert _dns.resolve_host("ca.lab.adcs.test", dns_server="127.0.0.1:9", timeout=0.2) == "ca.lab.adcs.test"\n'
             'print(sorted(m for m in sys.modules if m == "dns" or m.startswith("dns.")))\n')
-    out = subprocess.run([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), check=False)
-    assert out.stdout.decode().strip().splitlines()[-1] == '[]', out.stdout.decode()
+    out = run_python(code)
+    assert out.strip().splitlines()[-1] == '[]', out
 
 
 @pytest.mark.skipif(not _dns.HAS_DNSPYTHON, reason='dnspython not installed')
