@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import functools
 import os
 
@@ -118,16 +119,26 @@ class Enroller(object):
                 except AdcsError as exc:
                     plans.append(failure_result(spec, exc))
             results = []
-            for spec, plan in zip(specs, plans):
-                try:
-                    results.append(plan if isinstance(plan, dict) else self.execute(plan))
-                except AdcsError as exc:
-                    results.append(failure_result(spec, exc))
+            with self._write_group(specs, plans):
+                for spec, plan in zip(specs, plans):
+                    try:
+                        results.append(plan if isinstance(plan, dict) else self.execute(plan))
+                    except AdcsError as exc:
+                        results.append(failure_result(spec, exc))
+            results = [_committed(spec, result) for spec, result in zip(specs, results)]
         if self.directory is not None and self.directory.error:
             for result in results:
                 if result.get('renew_before_source') != 'option':
                     result.setdefault('warnings', []).append(self.directory.error)
         return results
+
+    def _write_group(self, specs, plans):
+        """The run's new files are switched together at its end (``_write_group``), when the writer can and more
+        than nothing is to be written."""
+        group = getattr(self.outputs.writer, 'group', None)
+        if group is None or self.check_mode or all(isinstance(p, dict) or p.action == ACTION_NONE for p in plans):
+            return contextlib.nullcontext()
+        return group([path for spec in specs for path in output_paths(spec).values()])
 
     def _key_rule(self, template):
         """The template's key rule (_templates.key_rule) from the directory, or None (no directory, not read)."""
@@ -339,6 +350,16 @@ def base_result(plan):
     if plan.warnings:
         out['warnings'] = list(plan.warnings)
     return out
+
+
+def _committed(spec, result):
+    """The result of a request whose new files were switched with the group: a failure when the switch failed."""
+    commit = result.pop('_commit', None)
+    if commit is None or commit.error is None:
+        return result
+    failed = failure_result(spec, commit.error)
+    failed['request_id'] = result.get('request_id')
+    return failed
 
 
 def failure_result(spec, exc):
