@@ -69,6 +69,7 @@ class Enroller(object):
         self._pool_args = (auth, dict(ca_host=ca_host, ca_name=ca_name, directory=directory, dns_server=dns_server),
                            timeout, session_factory, client_factory, auth_error)
         self._pool = None
+        self._probed = set()   # output directories a probe file showed writable in this run
 
     @property
     def pool(self):
@@ -159,7 +160,7 @@ class Enroller(object):
             result['diff'] = plan_diff(plan)
             return result
         # every output can be written: found out now, not after the CA issued
-        _files.check_output_paths(output_paths(spec), probe=not self.check_mode)
+        _files.check_output_paths(output_paths(spec), probe=not self.check_mode, probed=self._probed)
         self._trust()  # no independent anchor: fail before the CA is contacted
         ca = self.pool.session_for(spec.get('template'))
         result['ca'] = ca.target.to_dict()
