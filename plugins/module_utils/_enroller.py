@@ -195,7 +195,7 @@ class Enroller(object):
         result.update(self.outputs.write(plan, cert, chain, enrollment.request_id))
         result['changed'] = True
         result['certificate'] = _x509.certificate_facts(cert)
-        result['diff'] = plan_diff(plan, cert)
+        result['diff'] = plan_diff(plan, cert, result['certificate'])
         return result
 
     def _trust(self):
@@ -379,21 +379,21 @@ def failure_result(spec, exc):
     }
 
 
-def _cert_view(cert):
+def _cert_view(cert, facts=None):
     if cert is None:
         return {'state': 'absent'}
-    facts = _x509.certificate_facts(cert)
+    facts = facts or _x509.certificate_facts(cert)
     return dict((k, facts[k]) for k in ('subject', 'subject_alt_names', 'issuer', 'serial_number', 'not_before',
                                         'not_after', 'fingerprint_sha256'))
 
 
-def plan_diff(plan, new_cert=None):
+def plan_diff(plan, new_cert=None, new_facts=None):
     """before/after of the certificate for --diff (what is known of the new one in check mode)."""
     before = _cert_view(plan.current_cert)
     if plan.action == ACTION_NONE:
         return {'before': before, 'after': before}
     if new_cert is not None:
-        after = _cert_view(new_cert)
+        after = _cert_view(new_cert, new_facts)
     else:
         after = {'state': 'pending' if plan.action != ACTION_REFRESH else 'outputs refreshed',
                  'template': plan.spec.get('template'), 'reason': str(plan.reason)}
