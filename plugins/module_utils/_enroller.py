@@ -111,10 +111,11 @@ class Enroller(object):
         # CA is contacted for the requests before them.
         with _keygen.KeyMaker(background=not self.check_mode) as keys:
             plans = []
+            listings = {}   # each output directory listed once for the leftovers of killed runs
             for spec in specs:
                 try:
                     if not self.check_mode:   # a switch of these files a killed run left half done is finished first
-                        _journal.recover(output_paths(spec).values())
+                        _journal.recover(output_paths(spec).values(), listings)
                     plans.append(plan_request(spec, now=self.now, template_renewal_days=renewal_days,
                                               template_key_rule=self._key_rule, keygen=keys))
                 except AdcsError as exc:

@@ -121,8 +121,9 @@ class StagedWrite(object):
     rename).
     """
 
-    def __init__(self, specs, validator=None, locks=None, durable=True):
+    def __init__(self, specs, validator=None, locks=None, durable=True, listings=None):
         self.specs = list(specs)
+        self._listings = listings   # directory listings of the run under the group's locks (_journal._ours)
         self.validator = validator
         self.durable = durable
         self._shared_locks = locks
@@ -158,7 +159,7 @@ class StagedWrite(object):
         if self._locks is None:
             self._locks = self._shared_locks or DirLocks([s.path for s in self.specs]).acquire()
         try:
-            self.recovered = _recover([s.path for s in self.specs])
+            self.recovered = _recover([s.path for s in self.specs], self._listings)
         except Exception:
             self.cleanup()
             raise
@@ -356,9 +357,11 @@ class ModuleFileWriter(object):
             return result
         group = self._group
         if group is not None and group.can_defer(specs):
-            return group.defer(StagedWrite(specs, validator=validator, locks=group.locks, durable=False))
+            return group.defer(StagedWrite(specs, validator=validator, locks=group.locks, durable=False,
+                                           listings=group.listings))
         shared = group.locks if group is not None and group.holds(specs) else None
-        with StagedWrite(specs, validator=validator, locks=shared) as sw:
+        with StagedWrite(specs, validator=validator, locks=shared,
+                         listings=group.listings if shared is not None else None) as sw:
             sw.commit()
         return self.finish(specs, sw)
 

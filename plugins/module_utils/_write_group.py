@@ -119,6 +119,7 @@ class WriteGroup(object):
         self.flush_every = flush_every
         self.syncfs = syncfs
         self.locks = None
+        self.listings = {}   # directory listings taken under the group's locks (_journal._ours)
         self._pending = []
         self.flushes = 0
 
