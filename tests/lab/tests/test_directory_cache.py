@@ -86,39 +86,35 @@ def test_lab_reads_are_cached_and_a_write_is_seen(lab):
 
 
 def test_the_reads_of_one_request_share_one_change_number_check():
-    reads = []
     cache, state, clock, load = _cache()
-    cache._usn = lambda: reads.append(1) or state["usn"]
     with cache.request():
         cache.get("t", load)
         with cache.request():   # nested: joins the outer request
             cache.get("u", load)
         cache.get("t", load)
-    assert len(reads) == 1 and cache.usn_reads == 1
+    assert cache.usn_reads == 1
     state["usn"] = 2             # a change between two requests is seen by the next one
     with cache.request():
         assert cache.get("t", load) == {"value": 3}
         state["usn"] = 3         # a change during a request: seen by the next request, not by this one
         assert cache.get("t", load) == {"value": 3}
-    assert len(reads) == 2
+    assert cache.usn_reads == 2
     cache.get("t", load)         # outside a request every read checks
     cache.get("t", load)
-    assert len(reads) == 4 and cache.get("t", load) == {"value": 4}
+    assert cache.usn_reads == 4 and cache.get("t", load) == {"value": 4}
 
 
 def test_request_scopes_are_per_thread():
     import threading
 
-    reads = []
-    cache, state, clock, load = _cache()
-    cache._usn = lambda: reads.append(1) or state["usn"]
+    cache, _state, _clock, load = _cache()
     with cache.request():
         cache.get("t", load)
         worker = threading.Thread(target=lambda: [cache.get("t", load), cache.get("t", load)])
         worker.start()
         worker.join()
         cache.get("t", load)
-    assert len(reads) == 3   # this request once, the other thread (outside a request) twice
+    assert cache.usn_reads == 3   # this request once, the other thread (outside a request) twice
 
 
 def _directory_with(entries, state):
