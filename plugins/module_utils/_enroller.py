@@ -23,10 +23,12 @@ __metaclass__ = type
 import contextlib
 import functools
 import os
+import threading
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _csr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _finisher
 from ansible_collections.adcs.enrollment.plugins.module_utils import _journal
 from ansible_collections.adcs.enrollment.plugins.module_utils import _keygen
 from ansible_collections.adcs.enrollment.plugins.module_utils import _match
@@ -70,6 +72,7 @@ class Enroller(object):
                            timeout, session_factory, client_factory, auth_error)
         self._pool = None
         self._probed = set()   # output directories a probe file showed writable in this run
+        self._directory_lock = threading.RLock()
 
     @property
     def pool(self):
@@ -120,14 +123,14 @@ class Enroller(object):
                                               template_key_rule=self._key_rule, keygen=keys))
                 except AdcsError as exc:
                     plans.append(failure_result(spec, exc))
-            results = []
-            with self._write_group(specs, plans):
+            with self._write_group(specs, plans), \
+                    _finisher.Finisher(background=len(specs) > 1 and not self.check_mode) as finisher:
                 for spec, plan in zip(specs, plans):
                     try:
-                        results.append(plan if isinstance(plan, dict) else self.execute(plan))
+                        finisher.add(spec, plan if isinstance(plan, dict) else self.execute(plan))
                     except AdcsError as exc:
-                        results.append(failure_result(spec, exc))
-            results = [_committed(spec, result) for spec, result in zip(specs, results)]
+                        finisher.add(spec, failure_result(spec, exc))
+            results = [_committed(spec, result) for spec, result in zip(specs, finisher.results(failure_result))]
         if self.directory is not None and self.directory.error:
             for result in results:
                 if result.get('renew_before_source') != 'option':
@@ -149,12 +152,16 @@ class Enroller(object):
         return (info or {}).get('requirements', {}).get('key')
 
     def execute(self, plan):
+        """The result of ``plan``, or a function that finishes it (verify, compare, write: no CA contact), which
+        ``run`` calls in order in its finisher thread while the next request is at the CA."""
         spec = plan.spec
         result = base_result(plan)
         if plan.action == ACTION_NONE:
-            result.update(self.outputs.write_unchanged(plan))
-            result['diff'] = plan_diff(plan, plan.current_cert)
-            return result
+            def unchanged():
+                result.update(self.outputs.write_unchanged(plan))
+                result['diff'] = plan_diff(plan, plan.current_cert)
+                return result
+            return unchanged
         if self.check_mode:
             result['changed'] = True
             result['disposition'] = None
@@ -163,14 +170,19 @@ class Enroller(object):
         # every output can be written: found out now, not after the CA issued
         _files.check_output_paths(output_paths(spec), probe=not self.check_mode, probed=self._probed)
         self._trust()  # no independent anchor: fail before the CA is contacted
-        ca = self.pool.session_for(spec.get('template'))
+        with self._directory_lock:   # the finisher thread may read the directory (IssuedCheck)
+            ca = self.pool.session_for(spec.get('template'))
         result['ca'] = ca.target.to_dict()
         if plan.action == ACTION_REFRESH:
-            chain = self._verified_chain(plan.current_cert, ca.ca_certificates(), [], None)
-            result.update(self.outputs.write(plan, plan.current_cert, chain, None))
-            result['certificate'] = _x509.certificate_facts(plan.current_cert)
-            result['diff'] = plan_diff(plan, plan.current_cert)
-            return result
+            ca_certs = ca.ca_certificates()   # GetCACert on the session: in this thread
+
+            def refreshed():
+                chain = self._verified_chain(plan.current_cert, ca_certs, [], None)
+                result.update(self.outputs.write(plan, plan.current_cert, chain, None))
+                result['certificate'] = _x509.certificate_facts(plan.current_cert)
+                result['diff'] = plan_diff(plan, plan.current_cert)
+                return result
+            return refreshed
         try:
             enrollment = submit(plan, ca.client, result)
         except WcceError as exc:
@@ -179,19 +191,26 @@ class Enroller(object):
         result['request_id'] = enrollment.request_id
         result['disposition_message'] = enrollment.message
         if enrollment.pending:
-            result.update(self._handle_pending(plan, enrollment))
-            result['diff'] = plan_diff(plan)
-            return result
+            def pending():
+                result.update(self._handle_pending(plan, enrollment))
+                result['diff'] = plan_diff(plan)
+                return result
+            return pending
         if not enrollment.issued:
             summary = 'Retrieving request %s failed' % spec['request_id'] if plan.action == ACTION_RETRIEVE else \
                 'The CA %s did not issue a certificate from template %s' % (ca.target.name, spec.get('template'))
             raise enrollment.error(summary)
+        ca_certs = ca.ca_certificates()   # GetCACert on the session (once): in this thread
+        return lambda: self._finish_issued(plan, enrollment, ca_certs, result)
+
+    def _finish_issued(self, plan, enrollment, ca_certs, result):
         cert = _x509.load_certificate(enrollment.certificate_der)
         # The chain first: only a certificate that verifies as the CA's can be recorded as refused (a forged reply
         # must not block later runs).
-        chain = self._verified_chain(cert, ca.ca_certificates(), enrollment.chain_der_list, enrollment.request_id)
-        IssuedCheck(self.directory, self.auth, self.outputs, self.now).check(plan, cert, enrollment.request_id,
-                                                                             result)
+        chain = self._verified_chain(cert, ca_certs, enrollment.chain_der_list, enrollment.request_id)
+        with self._directory_lock:
+            IssuedCheck(self.directory, self.auth, self.outputs, self.now).check(plan, cert, enrollment.request_id,
+                                                                                 result)
         result['disposition'] = 'issued'
         result.update(self.outputs.write(plan, cert, chain, enrollment.request_id))
         result['changed'] = True

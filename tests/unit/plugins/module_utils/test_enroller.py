@@ -262,3 +262,28 @@ def test_a_failed_switch_of_the_group_fails_its_requests_with_their_request_ids(
     assert 'Input/output error' in results[0]['msg']
     assert [r['request_id'] for r in results] == [101, 102]
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_a_run_of_several_requests_writes_in_the_finisher_thread(tmp_path, monkeypatch):
+    import threading
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _outputs
+    writers = []
+    real = _outputs.Outputs.write
+
+    def write(self, *args, **kwargs):
+        writers.append(threading.current_thread().name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(_outputs.Outputs, 'write', write)
+    client = FakeClient({})
+    with enroller(client) as e:
+        results = e.run(_batch(tmp_path, 2))
+    assert [r['disposition'] for r in results] == ['issued'] * 2 and [r['request_id'] for r in results] == [101, 102]
+    assert len(writers) == 2 and all(name.startswith('adcs-finish') for name in writers)
+    # the session is used by the calling thread only: both requests, then GetCACert once (after the first issued)
+    assert [c[0] for c in client.calls] == ['request', 'GetCACert', 'request']
+    del writers[:]
+    (tmp_path / 'one').mkdir()
+    with enroller(FakeClient({})) as e:
+        e.run([spec(tmp_path / 'one')])
+    assert writers == [threading.current_thread().name]   # one request: no thread
