@@ -9,7 +9,10 @@ Per request (``Enroller.run``): finish a file switch a killed run left half done
 per CA, CAs from the options or the directory, the next one when a CA is unavailable), submit a new, renewal
 (with fallback to a new request, ``_renewal``) or retrieval request, verify the issued certificate (public key,
 ``IssuedCheck`` against what was asked, the path to an independent anchor of ``_anchors``, never one from the CA)
-and write the outputs all-or-nothing (``_outputs``). Pending requests return their request ID.
+and write the outputs all-or-nothing (``_outputs``). Pending requests return their request ID. In a run of
+several requests the CA is talked to in the calling thread while the previous request is finished (verified,
+compared, written) in a background thread (``_finisher``), and new files are switched together at the end of the
+run (``_write_group``).
 
 Results: ``base_result``/``failure_result``/``plan_diff`` (the result dict of one request, --diff), ``summary``
 and ``finish`` (the module's exit). Failures raise ``_errors.AdcsError`` subclasses (``WcceError`` for the CA)
