@@ -113,6 +113,19 @@ def test_a_target_that_appeared_after_staging_is_replaced_the_careful_way(out):
     assert _content(out) == {'a.key': b'NEW key a', 'a.crt': b'NEW crt a'} and leftovers(out) == []
 
 
+def test_two_sets_sharing_a_new_file_both_switch(out):
+    """Requests of one run that share an output (one chain file for all): the second set finds the first one's
+    file staged, not in place; both switch, the shared file once new and then replaced by the same content."""
+    writer, syncs = PlainWriter(), _Syncs()
+    with _group(writer, out, ['a', 'b'], syncs) as group:
+        writer._group = group
+        results = [writer.write(_set(out, n) + [_staged.FileSpec(str(out / 'chain.crt'), b'CHAIN')])
+                   for n in ('a', 'b')]
+    assert [r['commit'].error for r in results] == [None, None]
+    assert _content(out)['chain.crt'] == b'CHAIN' and _content(out)['b.key'] == b'NEW key b'
+    assert leftovers(out) == []
+
+
 def test_a_failed_rename_fails_only_its_set_and_writes_nothing_of_it(out, monkeypatch):
     writer, syncs = PlainWriter(), _Syncs()
     real_rename = os.rename
