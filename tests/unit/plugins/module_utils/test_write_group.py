@@ -60,7 +60,6 @@ def _group(writer, directory, names, syncs, flush_every=64):
 def test_new_sets_are_staged_at_once_and_switched_together_with_one_sync(out):
     writer, syncs, ran = PlainWriter(), _Syncs(), []
     with _group(writer, out, ['a', 'b', 'c'], syncs) as group:
-        writer._group = group   # what ModuleFileWriter.group() sets up
         results = [writer.write(_set(out, n)) for n in ('a', 'b', 'c')]
         results[0]['commit'].then(lambda: ran.append('a'))
         assert _content(out) == {} and len(leftovers(out)) == 6   # staged, nothing in place yet
@@ -81,7 +80,6 @@ def test_new_sets_are_staged_at_once_and_switched_together_with_one_sync(out):
 def test_a_group_flushes_every_flush_every_sets(out):
     writer, syncs = PlainWriter(), _Syncs()
     with _group(writer, out, ['a', 'b', 'c'], syncs, flush_every=2) as group:
-        writer._group = group
         first = writer.write(_set(out, 'a'))
         second = writer.write(_set(out, 'b'))
         assert first['commit'].done and second['commit'].done and (out / 'b.crt').exists()
@@ -95,7 +93,6 @@ def test_a_replacement_is_switched_at_once_under_the_group_locks(out):
     (out / 'a.crt').write_bytes(b'OLD crt')
     writer, syncs = PlainWriter(), _Syncs()
     with _group(writer, out, ['a', 'b'], syncs) as group:
-        writer._group = group
         replaced = writer.write(_set(out, 'a'))
         assert 'commit' not in replaced and replaced['changed']
         assert (out / 'a.crt').read_bytes() == b'NEW crt a'   # in place before the group ends
@@ -106,7 +103,6 @@ def test_a_replacement_is_switched_at_once_under_the_group_locks(out):
 def test_a_target_that_appeared_after_staging_is_replaced_the_careful_way(out):
     writer, syncs = PlainWriter(), _Syncs()
     with _group(writer, out, ['a'], syncs) as group:
-        writer._group = group
         result = writer.write(_set(out, 'a'))
         (out / 'a.crt').write_bytes(b'someone else')
     assert result['commit'].error is None
@@ -118,7 +114,6 @@ def test_two_sets_sharing_a_new_file_both_switch(out):
     file staged, not in place; both switch, the shared file once new and then replaced by the same content."""
     writer, syncs = PlainWriter(), _Syncs()
     with _group(writer, out, ['a', 'b'], syncs) as group:
-        writer._group = group
         results = [writer.write(_set(out, n) + [_staged.FileSpec(str(out / 'chain.crt'), b'CHAIN')])
                    for n in ('a', 'b')]
     assert [r['commit'].error for r in results] == [None, None]
@@ -136,7 +131,6 @@ def test_a_failed_rename_fails_only_its_set_and_writes_nothing_of_it(out, monkey
         return real_rename(src, dst)
 
     with _group(writer, out, ['a', 'b'], syncs) as group:
-        writer._group = group
         a, b = writer.write(_set(out, 'a')), writer.write(_set(out, 'b'))
         monkeypatch.setattr(_write_group.os, 'rename', rename)
     assert a['commit'].error is None
@@ -150,7 +144,6 @@ def test_a_failed_rename_fails_only_its_set_and_writes_nothing_of_it(out, monkey
 def test_a_failed_sync_fails_every_set_of_the_flush(out):
     writer, syncs = PlainWriter(), _Syncs(fail='Input/output error')
     with _group(writer, out, ['a', 'b'], syncs) as group:
-        writer._group = group
         results = [writer.write(_set(out, n)) for n in ('a', 'b')]
     assert all(isinstance(r['commit'].error, FileOutputError) for r in results)
     assert 'Input/output error' in results[0]['commit'].error.to_message()
@@ -164,7 +157,6 @@ def test_a_failing_validator_fails_at_once_and_leaves_nothing(out):
         raise FileOutputError('The staged certificate does not match the staged private key; nothing was written')
 
     with _group(writer, out, ['a'], syncs) as group:
-        writer._group = group
         with pytest.raises(FileOutputError, match='does not match'):
             writer.write(_set(out, 'a'), validator=refuse)
     assert syncs.calls == 0 and _content(out) == {} and leftovers(out) == []
