@@ -27,6 +27,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import binascii
+import datetime
 import hashlib
 import re
 
@@ -173,6 +174,7 @@ class TrustAnchors(object):
         self.anchors = unique(anchors)
         self.intermediates = unique(intermediates)
         self.sources = list(sources)
+        self._paths = {}   # verified CA paths of this run: see _known_path
 
     def anchors_among(self, certs):
         """The anchors, plus certificates of ``certs`` that a pinned fingerprint authenticates."""
@@ -195,6 +197,11 @@ class TrustAnchors(object):
                                    request_id=request_id, detail='%s gave no usable CA certificate'
                                    % (', '.join(self.sources) or 'no source'), remedy=ANCHOR_REMEDY)
         pool = [c for c in unique(anchors + known) if is_ca(c)]
+        key = (cert.issuer.public_bytes(), frozenset(_x509.cert_der(c) for c in pool),
+               frozenset(_x509.cert_der(a) for a in anchors), check_validity)
+        known_path = self._known_path(key, cert, now, check_validity)
+        if known_path is not None:
+            return known_path
         try:
             path = _chain.verify_chain(cert, pool, trust_anchors=anchors, now=now, check_validity=check_validity)
         except CertificateError as exc:
@@ -212,7 +219,29 @@ class TrustAnchors(object):
                                    'written', request_id=request_id, detail=exc.summary,
                                    remedy='Check the CA certificate and its chain, and the trust anchors (%s).'
                                           % ', '.join(self.sources))
+        if len(path) > 1:
+            self._paths[key] = (path[1:], max(_x509.not_before(c) for c in path[1:]),
+                                min(_x509.not_after(c) for c in path[1:]))
         return path[1:]
+
+    def _known_path(self, key, cert, now, check_validity):
+        """The CA path verified earlier in this run for the same issuer name, CA certificates and anchors, when
+        ``cert`` extends it: signed by its first certificate (and valid at ``now``, which is inside the path's
+        validity). The CA certificates' signatures up to the anchor are not checked again (a batch of one CA)."""
+        known = self._paths.get(key)
+        if known is None:
+            return None
+        ca_path, valid_from, valid_until = known
+        issuer = ca_path[0]
+        if _x509.cert_der(cert) in key[2] or not _chain.is_issuer_candidate(cert, issuer):
+            return None
+        if check_validity:
+            now = now or datetime.datetime.now(datetime.timezone.utc)
+            if not (valid_from <= now <= valid_until and _x509.not_before(cert) <= now <= _x509.not_after(cert)):
+                return None
+        if not _chain.signature_valid(cert, issuer):
+            return None
+        return list(ca_path)
 
 
 class AnchorSource(object):

@@ -9,7 +9,10 @@ Per request (``Enroller.run``): finish a file switch a killed run left half done
 per CA, CAs from the options or the directory, the next one when a CA is unavailable), submit a new, renewal
 (with fallback to a new request, ``_renewal``) or retrieval request, verify the issued certificate (public key,
 ``IssuedCheck`` against what was asked, the path to an independent anchor of ``_anchors``, never one from the CA)
-and write the outputs all-or-nothing (``_outputs``). Pending requests return their request ID.
+and write the outputs all-or-nothing (``_outputs``). Pending requests return their request ID. In a run of
+several requests the CA is talked to in the calling thread while the previous request is finished (verified,
+compared, written) in a background thread (``_finisher``), and new files are switched together at the end of the
+run (``_write_group``).
 
 Results: ``base_result``/``failure_result``/``plan_diff`` (the result dict of one request, --diff), ``summary``
 and ``finish`` (the module's exit). Failures raise ``_errors.AdcsError`` subclasses (``WcceError`` for the CA)
@@ -20,12 +23,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import functools
 import os
+import threading
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _csr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _finisher
 from ansible_collections.adcs.enrollment.plugins.module_utils import _journal
 from ansible_collections.adcs.enrollment.plugins.module_utils import _keygen
 from ansible_collections.adcs.enrollment.plugins.module_utils import _match
@@ -68,6 +74,8 @@ class Enroller(object):
         self._pool_args = (auth, dict(ca_host=ca_host, ca_name=ca_name, directory=directory, dns_server=dns_server),
                            timeout, session_factory, client_factory, auth_error)
         self._pool = None
+        self._probed = set()   # output directories a probe file showed writable in this run
+        self._directory_lock = threading.RLock()
 
     @property
     def pool(self):
@@ -109,25 +117,36 @@ class Enroller(object):
         # CA is contacted for the requests before them.
         with _keygen.KeyMaker(background=not self.check_mode) as keys:
             plans = []
+            listings = {}   # each output directory listed once for the leftovers of killed runs
             for spec in specs:
                 try:
                     if not self.check_mode:   # a switch of these files a killed run left half done is finished first
-                        _journal.recover(output_paths(spec).values())
+                        _journal.recover(output_paths(spec).values(), listings)
                     plans.append(plan_request(spec, now=self.now, template_renewal_days=renewal_days,
                                               template_key_rule=self._key_rule, keygen=keys))
                 except AdcsError as exc:
                     plans.append(failure_result(spec, exc))
-            results = []
-            for spec, plan in zip(specs, plans):
-                try:
-                    results.append(plan if isinstance(plan, dict) else self.execute(plan))
-                except AdcsError as exc:
-                    results.append(failure_result(spec, exc))
+            with self._write_group(specs, plans), \
+                    _finisher.Finisher(background=len(specs) > 1 and not self.check_mode) as finisher:
+                for spec, plan in zip(specs, plans):
+                    try:
+                        finisher.add(spec, plan if isinstance(plan, dict) else self.execute(plan))
+                    except AdcsError as exc:
+                        finisher.add(spec, failure_result(spec, exc))
+            results = [_committed(spec, result) for spec, result in zip(specs, finisher.results(failure_result))]
         if self.directory is not None and self.directory.error:
             for result in results:
                 if result.get('renew_before_source') != 'option':
                     result.setdefault('warnings', []).append(self.directory.error)
         return results
+
+    def _write_group(self, specs, plans):
+        """The run's new files are switched together at its end (``_write_group``), when the writer can and more
+        than nothing is to be written."""
+        group = getattr(self.outputs.writer, 'group', None)
+        if group is None or self.check_mode or all(isinstance(p, dict) or p.action == ACTION_NONE for p in plans):
+            return contextlib.nullcontext()
+        return group([path for spec in specs for path in output_paths(spec).values()])
 
     def _key_rule(self, template):
         """The template's key rule (_templates.key_rule) from the directory, or None (no directory, not read)."""
@@ -136,28 +155,37 @@ class Enroller(object):
         return (info or {}).get('requirements', {}).get('key')
 
     def execute(self, plan):
+        """The result of ``plan``, or a function that finishes it (verify, compare, write: no CA contact), which
+        ``run`` calls in order in its finisher thread while the next request is at the CA."""
         spec = plan.spec
         result = base_result(plan)
         if plan.action == ACTION_NONE:
-            result.update(self.outputs.write_unchanged(plan))
-            result['diff'] = plan_diff(plan, plan.current_cert)
-            return result
+            def unchanged():
+                result.update(self.outputs.write_unchanged(plan))
+                result['diff'] = plan_diff(plan, plan.current_cert)
+                return result
+            return unchanged
         if self.check_mode:
             result['changed'] = True
             result['disposition'] = None
             result['diff'] = plan_diff(plan)
             return result
         # every output can be written: found out now, not after the CA issued
-        _files.check_output_paths(output_paths(spec), probe=not self.check_mode)
+        _files.check_output_paths(output_paths(spec), probe=not self.check_mode, probed=self._probed)
         self._trust()  # no independent anchor: fail before the CA is contacted
-        ca = self.pool.session_for(spec.get('template'))
+        with self._directory_lock:   # the finisher thread may read the directory (IssuedCheck)
+            ca = self.pool.session_for(spec.get('template'))
         result['ca'] = ca.target.to_dict()
         if plan.action == ACTION_REFRESH:
-            chain = self._verified_chain(plan.current_cert, ca.ca_certificates(), [], None)
-            result.update(self.outputs.write(plan, plan.current_cert, chain, None))
-            result['certificate'] = _x509.certificate_facts(plan.current_cert)
-            result['diff'] = plan_diff(plan, plan.current_cert)
-            return result
+            ca_certs = ca.ca_certificates()   # GetCACert on the session: in this thread
+
+            def refreshed():
+                chain = self._verified_chain(plan.current_cert, ca_certs, [], None)
+                result.update(self.outputs.write(plan, plan.current_cert, chain, None))
+                result['certificate'] = _x509.certificate_facts(plan.current_cert)
+                result['diff'] = plan_diff(plan, plan.current_cert)
+                return result
+            return refreshed
         try:
             enrollment = submit(plan, ca.client, result)
         except WcceError as exc:
@@ -166,24 +194,31 @@ class Enroller(object):
         result['request_id'] = enrollment.request_id
         result['disposition_message'] = enrollment.message
         if enrollment.pending:
-            result.update(self._handle_pending(plan, enrollment))
-            result['diff'] = plan_diff(plan)
-            return result
+            def pending():
+                result.update(self._handle_pending(plan, enrollment))
+                result['diff'] = plan_diff(plan)
+                return result
+            return pending
         if not enrollment.issued:
             summary = 'Retrieving request %s failed' % spec['request_id'] if plan.action == ACTION_RETRIEVE else \
                 'The CA %s did not issue a certificate from template %s' % (ca.target.name, spec.get('template'))
             raise enrollment.error(summary)
+        ca_certs = ca.ca_certificates()   # GetCACert on the session (once): in this thread
+        return lambda: self._finish_issued(plan, enrollment, ca_certs, result)
+
+    def _finish_issued(self, plan, enrollment, ca_certs, result):
         cert = _x509.load_certificate(enrollment.certificate_der)
         # The chain first: only a certificate that verifies as the CA's can be recorded as refused (a forged reply
         # must not block later runs).
-        chain = self._verified_chain(cert, ca.ca_certificates(), enrollment.chain_der_list, enrollment.request_id)
-        IssuedCheck(self.directory, self.auth, self.outputs, self.now).check(plan, cert, enrollment.request_id,
-                                                                             result)
+        chain = self._verified_chain(cert, ca_certs, enrollment.chain_der_list, enrollment.request_id)
+        with self._directory_lock:
+            IssuedCheck(self.directory, self.auth, self.outputs, self.now).check(plan, cert, enrollment.request_id,
+                                                                                 result)
         result['disposition'] = 'issued'
         result.update(self.outputs.write(plan, cert, chain, enrollment.request_id))
         result['changed'] = True
         result['certificate'] = _x509.certificate_facts(cert)
-        result['diff'] = plan_diff(plan, cert)
+        result['diff'] = plan_diff(plan, cert, result['certificate'])
         return result
 
     def _trust(self):
@@ -341,6 +376,16 @@ def base_result(plan):
     return out
 
 
+def _committed(spec, result):
+    """The result of a request whose new files were switched with the group: a failure when the switch failed."""
+    commit = result.pop('_commit', None)
+    if commit is None or commit.error is None:
+        return result
+    failed = failure_result(spec, commit.error)
+    failed['request_id'] = result.get('request_id')
+    return failed
+
+
 def failure_result(spec, exc):
     """The result of a request that failed with ``exc`` (an AdcsError; WcceErrors add request ID and detail)."""
     request_id, detail = getattr(exc, 'request_id', None), getattr(exc, 'detail', None)
@@ -357,21 +402,21 @@ def failure_result(spec, exc):
     }
 
 
-def _cert_view(cert):
+def _cert_view(cert, facts=None):
     if cert is None:
         return {'state': 'absent'}
-    facts = _x509.certificate_facts(cert)
+    facts = facts or _x509.certificate_facts(cert)
     return dict((k, facts[k]) for k in ('subject', 'subject_alt_names', 'issuer', 'serial_number', 'not_before',
                                         'not_after', 'fingerprint_sha256'))
 
 
-def plan_diff(plan, new_cert=None):
+def plan_diff(plan, new_cert=None, new_facts=None):
     """before/after of the certificate for --diff (what is known of the new one in check mode)."""
     before = _cert_view(plan.current_cert)
     if plan.action == ACTION_NONE:
         return {'before': before, 'after': before}
     if new_cert is not None:
-        after = _cert_view(new_cert)
+        after = _cert_view(new_cert, new_facts)
     else:
         after = {'state': 'pending' if plan.action != ACTION_REFRESH else 'outputs refreshed',
                  'template': plan.spec.get('template'), 'reason': str(plan.reason)}

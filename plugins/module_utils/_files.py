@@ -351,9 +351,11 @@ def _can_write_dir(directory):
     return True
 
 
-def check_output_paths(paths, probe=True):
+def check_output_paths(paths, probe=True, probed=None):
     """Before the CA is contacted: every output path's directory exists and is writable by the effective user,
-    and no output path is a directory. ``paths``: {option name: path}. Raises FileOutputError naming the path."""
+    and no output path is a directory. ``paths``: {option name: path}. Raises FileOutputError naming the path.
+    ``probed``: a set of the directories a probe file already showed writable in this run (updated here; their
+    access() check still runs, not the probe file)."""
     for option, path in paths.items():
         if not path:
             continue
@@ -373,8 +375,12 @@ def check_output_paths(paths, probe=True):
                                   remedy='Create it first (the certificate role does with create_directories).')
         if os.path.isdir(path) and not os.path.islink(path):
             raise FileOutputError('%s (%s) is a directory; nothing was requested from the CA' % (option, path))
-        writable = _can_write_dir(directory) if probe else \
-            os.access(directory, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids)
+        if probe and (probed is None or directory not in probed):
+            writable = _can_write_dir(directory)
+            if writable and probed is not None:
+                probed.add(directory)
+        else:
+            writable = os.access(directory, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids)
         if not writable:
             raise FileOutputError('The directory %s of %s (%s) is not writable by user %s; nothing was requested '
                                   'from the CA' % (directory, option, path, _user_name()),

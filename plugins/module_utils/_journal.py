@@ -43,15 +43,21 @@ def _journal_path(path):
     return os.path.join(os.path.dirname(path), '.%s%s' % (os.path.basename(path), _JOURNAL_SUFFIX))
 
 
-def _ours(path):
-    """Our own leftovers next to path: new contents, links to old files, legacy temp and rollback files."""
+def _ours(path, listings=None):
+    """Our own leftovers next to path: new contents, links to old files, legacy temp and rollback files.
+    ``listings``: {directory: names} of this run under our locks, filled on first use (a directory with many
+    outputs is listed once, not once per output; a name listed and removed since is simply gone)."""
     directory, base = os.path.dirname(path), os.path.basename(path)
     pattern = re.compile(r'^\.%s\.[a-z0-9_]+(%s)$' % (
         re.escape(base), '|'.join(re.escape(s) for s in (_NEW_SUFFIX, _OLD_SUFFIX) + _LEGACY_SUFFIXES)))
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
+    names = listings.get(directory) if listings is not None else None
+    if names is None:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return []
+        if listings is not None:
+            listings[directory] = names
     return [os.path.join(directory, name) for name in names if pattern.match(name)]
 
 
@@ -224,18 +230,19 @@ class DirLocks(object):
         self.fds = []
 
 
-def recover(paths):
+def recover(paths, listings=None):
     """Finish or undo a switch that a killed process left half done for any of ``paths``, then remove our stray
-    temporary files next to them. Returns {journal: 'rolled forward'|'rolled back'}."""
+    temporary files next to them. Returns {journal: 'rolled forward'|'rolled back'}. ``listings``: see _ours (the
+    recoveries of one run share the listing of a directory)."""
     paths = [os.path.abspath(os.path.expanduser(p)) for p in paths if p]
     locks = DirLocks(paths).acquire()
     try:
-        return _recover(paths)
+        return _recover(paths, listings)
     finally:
         locks.release()
 
 
-def _recover(paths):
+def _recover(paths, listings=None):
     done, journals = {}, []
     for path in paths:   # every journal is checked before any is acted on
         jpath = _journal_path(path)
@@ -247,6 +254,6 @@ def _recover(paths):
         except OSError as exc:
             raise FileOutputError('Cannot complete the interrupted write recorded in %s' % jpath, detail=str(exc))
     for path in paths:
-        for name in _ours(path):
+        for name in _ours(path, listings if not journals else None):   # a roll forward renamed: list again
             _unlink(name)
     return done

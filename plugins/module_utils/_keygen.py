@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
+from ansible_collections.adcs.enrollment.plugins.module_utils._finisher import Workers
 
 WORKERS = 2
 
@@ -34,34 +35,18 @@ class PendingKey(object):
         return self._key
 
 
-class KeyMaker(object):
+class KeyMaker(Workers):
     """``maker(key_type, key_size, curve)`` -> PendingKey. ``background=False`` generates every key at once (check
     mode: the plan must say at once whether the parameters are usable). Use as a context manager: leaving it
     drops the keys not started yet and waits for those being generated."""
 
     def __init__(self, background=True, workers=WORKERS):
+        Workers.__init__(self, workers, 'adcs-keygen', cancel=True)
         self.background = background
-        self.workers = workers
-        self._executor = None
 
     def __call__(self, key_type='rsa', key_size=2048, curve='secp256r1'):
         key_type = (key_type or 'rsa').lower()
         if not self.background or key_type != 'rsa':
             return PendingKey(key=_keys.generate_private_key(key_type, key_size, curve))
         size = _keys.validate_rsa_size(key_size)
-        if self._executor is None:
-            from concurrent.futures import ThreadPoolExecutor   # only runs that make keys pay for the import
-            self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix='adcs-keygen')
-        return PendingKey(future=self._executor.submit(_keys.generate_private_key, 'rsa', size, curve))
-
-    def close(self):
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
+        return PendingKey(future=self.submit(_keys.generate_private_key, 'rsa', size, curve))

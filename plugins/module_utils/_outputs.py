@@ -55,6 +55,8 @@ class Outputs(object):
         written = self.writer.write([self.key_spec(plan, target)])
         out['paths'] = {'private_key': target}
         out['backup_files'] = written.get('backup_files') or {}
+        if written.get('commit') is not None:
+            out['_commit'] = written['commit']
         return out
 
     def record_refusal(self, plan, request_id, diffs, now):
@@ -142,15 +144,24 @@ class Outputs(object):
                                            'was written', request_id=request_id)
 
         written = self.writer.write(specs, validator=validator)
-        if not self.check_mode:
+        out = {'changed': bool(written.get('changed')), 'paths': kinds,
+               'backup_files': written.get('backup_files') or {}}
+
+        def remove_leftovers():
             for leftover in (plan.pending_key_path, _match.refusal_path(plan.spec['certificate_path'])):
                 try:
                     if leftover:
                         os.unlink(leftover)
                 except OSError:
                     pass
-        return {'changed': bool(written.get('changed')), 'paths': kinds,
-                'backup_files': written.get('backup_files') or {}}
+
+        commit = written.get('commit')
+        if commit is not None:   # switched with the other new files of the run (_write_group): ``_commit`` tells
+            out['_commit'] = commit
+            commit.then(remove_leftovers)
+        elif not self.check_mode:
+            remove_leftovers()
+        return out
 
     def write_unchanged(self, plan):
         """Nothing to enroll: only owner/group/mode of the existing files may need fixing."""

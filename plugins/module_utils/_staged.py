@@ -11,7 +11,8 @@ commit point, and a process killed at any step leaves the old set or the new set
 (``recover``). A symlink at a target is replaced, not followed. Backups are made on request, after validation.
 
 ``ModuleFileWriter`` plugs in AnsibleModule's ``set_fs_attributes_if_different`` (SELinux context, attributes) and
-check mode.
+check mode; inside ``ModuleFileWriter.group()`` the sets of NEW files of a run are switched together at its end
+(``_write_group``: one sync instead of several fsyncs per set).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -114,11 +115,18 @@ class StagedWrite(object):
     block without commit() removes the temporary files.
 
     Result after commit: ``self.changed`` (bool), ``self.changed_paths``, ``self.backups`` {path: backup}.
+
+    ``locks``: directory locks already held by the caller (``_write_group``; never released here); ``durable=False``:
+    ``stage()`` leaves the fsyncs of the temporary files to the caller (``_write_group`` syncs them before any
+    rename).
     """
 
-    def __init__(self, specs, validator=None):
+    def __init__(self, specs, validator=None, locks=None, durable=True, listings=None):
         self.specs = list(specs)
+        self._listings = listings   # directory listings of the run under the group's locks (_journal._ours)
         self.validator = validator
+        self.durable = durable
+        self._shared_locks = locks
         self.staged = {}      # path -> temp path
         self.changed_paths = []
         self.backups = {}
@@ -140,18 +148,18 @@ class StagedWrite(object):
         for tmp in self.staged.values():
             _unlink(tmp)
         self.staged = {}
-        if self._locks is not None:
+        if self._locks is not None and self._locks is not self._shared_locks:
             self._locks.release()
-            self._locks = None
+        self._locks = None
 
     def _needs_write(self, spec):
         return _read_target(spec.path) != spec.content
 
     def stage(self):
         if self._locks is None:
-            self._locks = DirLocks([s.path for s in self.specs]).acquire()
+            self._locks = self._shared_locks or DirLocks([s.path for s in self.specs]).acquire()
         try:
-            self.recovered = _recover([s.path for s in self.specs])
+            self.recovered = _recover([s.path for s in self.specs], self._listings)
         except Exception:
             self.cleanup()
             raise
@@ -177,7 +185,8 @@ class StagedWrite(object):
                 while view:
                     written = os.write(fd, view)
                     view = view[written:]
-                os.fsync(fd)
+                if self.durable:
+                    os.fsync(fd)
             except (IOError, OSError) as exc:
                 self.cleanup()
                 raise FileOutputError('Cannot write a temporary file for %s' % spec.path, detail=str(exc))
@@ -185,36 +194,24 @@ class StagedWrite(object):
                 if fd is not None:
                     os.close(fd)
             _step('staged %s' % spec.path)
-        for directory in set(os.path.dirname(p) for p in self.staged):
-            _fsync_dir(directory)
+        if self.durable:
+            for directory in set(os.path.dirname(p) for p in self.staged):
+                _fsync_dir(directory)
         self._staged_once = True
         return self.staged
 
     def _write_journal(self, entries):
-        anchor = next((s.path for s in self.specs if s.path in self.staged and not s.secret),
-                      entries[0]['path'])
+        anchor = journal_anchor(self.specs, self.staged)
         jpath = _journal_path(anchor)
         directory = os.path.dirname(jpath)
-        fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(anchor), suffix=_NEW_SUFFIX, dir=directory)
-        try:
-            os.fchmod(fd, KEY_MODE)
-            data = json.dumps({'version': 1, 'entries': entries}, indent=1, sort_keys=True).encode('utf-8')
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        tmp = write_journal_file(anchor, entries, durable=True)
         os.rename(tmp, jpath)
         _fsync_dir(directory)
         _step('journal %s' % jpath)
         return jpath
 
-    def commit(self):
-        if self._done:
-            return self
-        if not self.staged and not self._staged_once:
-            self.stage()
+    def validate(self):
+        """The validator on the staged paths (the temporary files removed when it raises)."""
         if self.validator is not None and self.staged:
             paths = dict((s.path, self.staged.get(s.path, s.path)) for s in self.specs)
             try:
@@ -222,6 +219,14 @@ class StagedWrite(object):
             except Exception:
                 self.cleanup()
                 raise
+            self.validator = None   # once
+
+    def commit(self):
+        if self._done:
+            return self
+        if not self.staged and not self._staged_once:
+            self.stage()
+        self.validate()
         todo = [s for s in self.specs if s.path in self.staged]
         entries = []
         done = []
@@ -298,13 +303,50 @@ class StagedWrite(object):
         return False
 
 
+def write_journal_file(anchor, entries, durable=True):
+    """A journal's content in a new temporary file next to ``anchor`` (0600; fsync'ed when ``durable``); returns its
+    name (one of our own temporary names of ``anchor``, so a stray one is removed by ``_journal.recover``)."""
+    directory = os.path.dirname(anchor)
+    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(anchor), suffix=_NEW_SUFFIX, dir=directory)
+    try:
+        os.fchmod(fd, KEY_MODE)
+        data = json.dumps({'version': 1, 'entries': entries}, indent=1, sort_keys=True).encode('utf-8')
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def journal_anchor(specs, staged):
+    """The target next to which the journal of a set lives: its first staged non-secret target."""
+    return next((s.path for s in specs if s.path in staged and not s.secret),
+                next(s.path for s in specs if s.path in staged))
+
+
 class ModuleFileWriter(object):
     """Adapter for modules: honours check mode and applies set_fs_attributes_if_different (SELinux context,
     attributes) after the switch. Backups are StagedWrite's (``backup_local``'s names, made after validation,
-    0600 for secrets)."""
+    0600 for secrets).
+
+    ``group(paths)``: a context in which sets of new files are staged and validated at once but switched together
+    when it ends (``_write_group.WriteGroup``); their ``write()`` result holds ``commit`` (a
+    ``_write_group.Deferred``: its ``error`` tells, after the group, whether the switch failed). Every write in the
+    group, deferred or not, works under the group's directory locks."""
 
     def __init__(self, module):
         self.module = module
+        self._group = None
+
+    def group(self, paths):
+        from ansible_collections.adcs.enrollment.plugins.module_utils._write_group import WriteGroup
+        return WriteGroup(self, paths)
 
     def write(self, specs, validator=None):
         specs = list(specs)
@@ -313,8 +355,18 @@ class ModuleFileWriter(object):
             sw = StagedWrite(specs)
             result['changed'] = sw.would_change()
             return result
-        with StagedWrite(specs, validator=validator) as sw:
+        group = self._group
+        if group is not None and group.can_defer(specs):
+            return group.defer(StagedWrite(specs, validator=validator, locks=group.locks, durable=False,
+                                           listings=group.listings))
+        shared = group.locks if group is not None and group.holds(specs) else None
+        with StagedWrite(specs, validator=validator, locks=shared,
+                         listings=group.listings if shared is not None else None) as sw:
             sw.commit()
+        return self.finish(specs, sw)
+
+    def finish(self, specs, sw):
+        """The result of a completed switch, after Ansible's pass for the SELinux context and attributes."""
         changed = sw.changed
         for spec in specs:
             file_args = self.module.load_file_common_arguments(self.module.params, path=spec.path)
@@ -322,7 +374,5 @@ class ModuleFileWriter(object):
             # context and attributes
             file_args['mode'] = file_args['owner'] = file_args['group'] = None
             changed = self.module.set_fs_attributes_if_different(file_args, changed)
-        result['changed'] = changed
-        result['changed_paths'] = sw.changed_paths
-        result['backup_files'] = dict((k, v) for k, v in sw.backups.items() if k in sw.changed_paths)
-        return result
+        return {'changed': changed, 'changed_paths': sw.changed_paths,
+                'backup_files': dict((k, v) for k, v in sw.backups.items() if k in sw.changed_paths)}

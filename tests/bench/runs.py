@@ -270,7 +270,8 @@ def ca_cost(lab, workdir, count, template='WebServer', key_type='rsa'):
         issued = sum(1 for a in answers if a.disposition == 3)
         cache = getattr(getattr(ca, 'ad', None), 'cache', None)
         return {'ms_per_request': 1000.0 * wall / count, 'issued': issued, 'requests': count,
-                'cache_hits': getattr(cache, 'hits', None), 'cache_misses': getattr(cache, 'misses', None)}
+                'cache_hits': getattr(cache, 'hits', None), 'cache_misses': getattr(cache, 'misses', None),
+                'usn_reads': getattr(cache, 'usn_reads', None)}
     finally:
         ca.close()
         restore_lab_cdp(lab)

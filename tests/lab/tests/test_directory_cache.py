@@ -83,3 +83,73 @@ def test_lab_reads_are_cached_and_a_write_is_seen(lab):
         set_min("4096")
         directory.close()
         writer.close()
+
+
+def test_the_reads_of_one_request_share_one_change_number_check():
+    cache, state, clock, load = _cache()
+    with cache.request():
+        cache.get("t", load)
+        with cache.request():   # nested: joins the outer request
+            cache.get("u", load)
+        cache.get("t", load)
+    assert cache.usn_reads == 1
+    state["usn"] = 2             # a change between two requests is seen by the next one
+    with cache.request():
+        assert cache.get("t", load) == {"value": 3}
+        state["usn"] = 3         # a change during a request: seen by the next request, not by this one
+        assert cache.get("t", load) == {"value": 3}
+    assert cache.usn_reads == 2
+    cache.get("t", load)         # outside a request every read checks
+    cache.get("t", load)
+    assert cache.usn_reads == 4 and cache.get("t", load) == {"value": 4}
+
+
+def test_request_scopes_are_per_thread():
+    import threading
+
+    cache, _state, _clock, load = _cache()
+    with cache.request():
+        cache.get("t", load)
+        worker = threading.Thread(target=lambda: [cache.get("t", load), cache.get("t", load)])
+        worker.start()
+        worker.join()
+        cache.get("t", load)
+    assert cache.usn_reads == 3   # this request once, the other thread (outside a request) twice
+
+
+def _directory_with(entries, state):
+    """A LabDirectory whose reads come from ``entries`` (counting them) and whose USN is state["usn"]."""
+    directory = LabDirectory(config=None, cache_seconds=30)
+    directory.cache = DirectoryCache(30, lambda: state["usn"])
+    calls = []
+
+    def template_entries(name=None):
+        return directory._cached(("templates", name.lower()), lambda: calls.append(name) or entries[name.lower()])
+
+    directory.template_entries = template_entries
+    return directory, calls
+
+
+def _entry(name, minimal):
+    return {"dn": "CN=%s,CN=Certificate Templates" % name,
+            "raw_attributes": {"cn": [name.encode()], "msPKI-Cert-Template-OID": [b"1.2.3.4"],
+                               "msPKI-Minimal-Key-Size": [str(minimal).encode()], "flags": [b"0"]}}
+
+
+def test_parsed_templates_are_kept_with_their_read_and_dropped_with_it():
+    from adcslab.ca.templates import LdapTemplateSource
+
+    state = {"usn": 1}
+    entries = {"t1": [_entry("T1", 2048)]}
+    directory, calls = _directory_with(entries, state)
+    source = LdapTemplateSource(directory)
+    with directory.request():
+        first = source.get("T1")
+        again = source.get("t1 ")
+    assert first.min_key_size == 2048 and again == first and calls == ["T1"]
+    entries["t1"] = [_entry("T1", 4096)]   # AD changes: the next request reads and parses again
+    state["usn"] = 2
+    with directory.request():
+        assert source.get("T1").min_key_size == 4096 and len(calls) == 2
+    entries["missing"] = []
+    assert source.get("missing") is None

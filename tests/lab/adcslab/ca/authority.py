@@ -8,6 +8,7 @@ Processing follows MS-WCCE 3.2.1.4.2.1 (request processing), 3.2.1.4.2.1.4.6 (se
 (GetCACert) and 3.2.1.4.3.2 (GetCAProperty).
 """
 
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -442,6 +443,11 @@ class CertificationAuthority:
             return template
         return None
 
+    def _directory_request(self):
+        """One request's directory reads share one check of AD's change number (directory.DirectoryCache)."""
+        scope = getattr(self.ad, "request", None)   # a custom template source's directory may have none
+        return scope() if scope is not None else contextlib.nullcontext()
+
     # -- serial numbers (MS-WCCE 3.2.1.4.2.1.4.6.2, Config_High_Serial_Number) ------------------------------------
     def _serial_number(self, request_id):
         random_part = secrets.token_bytes(8)
@@ -466,7 +472,9 @@ class CertificationAuthority:
                     return self._retrieve_by_serial(serial_number, requester, flags)
                 return CAResponse(disposition=errors.E_INVALIDARG, status_hresult=errors.E_INVALIDARG, request_id=0,
                                   disposition_message=_error_message("Error Parsing Request", errors.E_INVALIDARG))
-            return self._check_ca_access(requester) or self._submit(flags, attributes or "", bytes(request), requester)
+            with self._directory_request():
+                return self._check_ca_access(requester) or self._submit(flags, attributes or "", bytes(request),
+                                                                        requester)
         except Exception:  # never let an exception reach the wire
             log.exception("unexpected error while processing a request")
             hresult = 0x8000FFFF  # E_UNEXPECTED

@@ -10,9 +10,12 @@ the templates (with their security descriptors) and the requester accounts (with
 most ``ADCSLAB_DIRECTORY_CACHE_SECONDS`` (default 30 s; 0 turns the cache off) and only while the DC's
 ``highestCommittedUSN`` (rootDSE: it grows with every write to any partition) is the one they were read at. So a
 template or ACL changed over LDAP still takes effect on the next request (tests change templates at runtime), at
-the cost of one rootDSE read per request instead of four searches; ``invalidate()`` drops everything at once.
+the cost of one rootDSE read per request instead of four searches: the reads of one request
+(``LabDirectory.request()``) share one USN check; a read outside a request checks on its own. Values derived from
+the reads (parsed templates: ``cached``) are kept under the same rules. ``invalidate()`` drops everything at once.
 """
 
+import contextlib
 import copy
 import json
 import logging
@@ -66,8 +69,10 @@ def cache_seconds_from_env(default=DEFAULT_CACHE_SECONDS):
 class DirectoryCache:
     """Read results by key, valid for ``seconds`` and while the directory's change number (USN) is unchanged.
 
-    ``usn()`` reads the change number; it is asked at most once per ``get`` (a request's reads share none: every
-    read checks, so a change made just before a request is always seen)."""
+    ``usn()`` reads the change number: once per ``get`` outside a request, once per request inside ``request()``
+    (the first read of a request checks; its later reads trust that check, so a change made just before a request
+    is always seen, and one made during a request is seen by the next). The scope is per thread: each connection of
+    the lab CA server handles its requests in its own thread."""
 
     def __init__(self, seconds, usn, clock=time.monotonic):
         self.seconds = seconds
@@ -75,20 +80,44 @@ class DirectoryCache:
         self._clock = clock
         self._entries = {}
         self._at_usn = None
+        self._scope = threading.local()
         self.hits = 0
         self.misses = 0
+        self.usn_reads = 0
 
     def invalidate(self):
         self._entries.clear()
         self._at_usn = None
 
-    def get(self, key, load):
-        if self.seconds <= 0:
-            return load()
+    @contextlib.contextmanager
+    def request(self):
+        """The reads inside share one USN check (nested scopes join the outer one)."""
+        depth = getattr(self._scope, "depth", 0)
+        if depth == 0:
+            self._scope.checked = False
+        self._scope.depth = depth + 1
+        try:
+            yield self
+        finally:
+            self._scope.depth = depth
+            if depth == 0:
+                self._scope.checked = False
+
+    def _check_usn(self):
+        if getattr(self._scope, "depth", 0) and self._scope.checked:
+            return
+        self.usn_reads += 1
         usn = self._usn()
         if usn != self._at_usn:   # something changed in AD (or first use): nothing cached is trusted
             self._entries.clear()
             self._at_usn = usn
+        if getattr(self._scope, "depth", 0):
+            self._scope.checked = True
+
+    def get(self, key, load):
+        if self.seconds <= 0:
+            return load()
+        self._check_usn()
         now = self._clock()
         entry = self._entries.get(key)
         if entry is not None and now - entry[0] < self.seconds:
@@ -226,6 +255,16 @@ class LabDirectory:
     def _cached(self, key, load):
         with self._lock:
             return self.cache.get(key, load)
+
+    def cached(self, key, load):
+        """A value derived from directory reads (``load`` reads through this directory), kept under the cache's
+        rules (its lifetime, dropped when AD changes); ``key`` must not collide with the read keys (a tuple whose
+        first item names the kind: "template", ...)."""
+        return self._cached(("derived",) + tuple(key), load)
+
+    def request(self):
+        """Context of one request: its directory reads share one check of AD's change number."""
+        return self.cache.request()
 
     # -- connection ------------------------------------------------------------------------------------------
     def _connect(self):

@@ -1,5 +1,9 @@
-"""DER encoders for the Microsoft-specific extensions and CMS/CMC structures the lab CA emits."""
+"""DER encoders for the Microsoft-specific extensions and CMS/CMC structures the lab CA emits.
 
+The extensions depend only on their arguments (a template's name, OID, versions, policies; an account's SID) and
+are immutable, so each is encoded once per distinct argument (``functools.lru_cache``) instead of per request."""
+
+import functools
 import hashlib
 
 from cryptography import x509
@@ -28,10 +32,12 @@ def _der(value):
     return der_encoder.encode(value)
 
 
+@functools.lru_cache(maxsize=256)
 def template_name_ext(name):
     return x509.UnrecognizedExtension(x509.ObjectIdentifier(OID_TEMPLATE_NAME), _der(char.BMPString(name)))
 
 
+@functools.lru_cache(maxsize=256)
 def template_info_ext(oid, major, minor):
     seq = univ.Sequence(componentType=namedtype.NamedTypes(
         namedtype.NamedType("templateID", univ.ObjectIdentifier()),
@@ -44,6 +50,11 @@ def template_info_ext(oid, major, minor):
 
 
 def application_policies_ext(oids):
+    return _application_policies_ext(tuple(oids))
+
+
+@functools.lru_cache(maxsize=256)
+def _application_policies_ext(oids):
     # Same syntax as certificatePolicies: SEQUENCE OF SEQUENCE { policyIdentifier }
     outer = univ.SequenceOf(componentType=univ.Sequence())
     for index, oid in enumerate(oids):
@@ -54,6 +65,7 @@ def application_policies_ext(oids):
     return x509.UnrecognizedExtension(x509.ObjectIdentifier(OID_APPLICATION_POLICIES), _der(outer))
 
 
+@functools.lru_cache(maxsize=256)
 def ntds_security_ext(sid):
     """szOID_NTDS_CA_SECURITY_EXT: SEQUENCE { [0] otherName { 1.3.6.1.4.1.311.25.2.1, [0] OCTET STRING sid } }
     (the layout AD CS emits since KB5014754)."""

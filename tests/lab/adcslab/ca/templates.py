@@ -300,8 +300,8 @@ def template_from_entry(entry):
 
 
 class LdapTemplateSource(TemplateSource):
-    """Templates and the CA's enrollment service read from the lab AD at every call (no cache), so a template
-    changed over LDAP takes effect on the next request."""
+    """Templates and the CA's enrollment service read from the lab AD through its cache (``LabDirectory``: a
+    template changed over LDAP takes effect on the next request); a template is parsed once per read."""
 
     kind = "ldap"
 
@@ -311,6 +311,13 @@ class LdapTemplateSource(TemplateSource):
     def get(self, name):
         if not name:
             return None
+        cached = getattr(self.directory, "cached", None)
+        if cached is None:
+            return self._read(name)
+        # parsed once per directory read (kept and dropped with it: LabDirectory.cached)
+        return cached(("template", name.strip().lower()), lambda: self._read(name))
+
+    def _read(self, name):
         entries = self.directory.template_entries(name)
         for entry in entries:
             template = template_from_entry(entry)

@@ -228,3 +228,54 @@ def test_enroller_refresh_rebuilds_the_chain_from_anchors_only(tmp_path):
         'The issued certificate chains to the root CA "CN=LAB Root CA" (SHA-256 %s), which is not a trusted anchor'
         % _anchors.fingerprint(pki.root))
     assert not os.path.exists(s['chain_path'])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the CA path verified once per run
+# ------------------------------------------------------------------------------------------------------------
+def _counting_signatures(monkeypatch):
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _chain
+    checked = []
+    real = _chain.signature_valid
+
+    def counted(cert, issuer):
+        checked.append(cert.subject.rfc4514_string())
+        return real(cert, issuer)
+
+    monkeypatch.setattr(_chain, 'signature_valid', counted)
+    return checked
+
+
+def test_the_ca_path_is_verified_once_and_each_leaf_against_it(monkeypatch):
+    import datetime
+    pki = wcce_pki.pki()
+    trust = _anchors.TrustAnchors([pki.root], sources=['test'])
+    checked = _counting_signatures(monkeypatch)
+    first = pki.issue('one.lab.adcs.test', wcce_pki.ec_key('one'))
+    assert trust.verify(first, [pki.ca, pki.root], now=NOW) == [pki.ca, pki.root]
+    assert checked == ['CN=one.lab.adcs.test', 'CN=LAB-CA', 'CN=LAB Root CA']
+    del checked[:]
+    second = pki.issue('two.lab.adcs.test', wcce_pki.ec_key('two'), serial=77)
+    assert trust.verify(second, [pki.ca, pki.root], now=NOW) == [pki.ca, pki.root]
+    assert checked == ['CN=two.lab.adcs.test']   # only the new leaf's signature
+    # a leaf the issuing CA's key did not sign is refused as before (the full path check runs and fails)
+    forged = wcce_pki.make_cert('forged.lab.adcs.test', wcce_pki.ec_key('forged'), issuer=pki.ca,
+                                issuer_key=wcce_pki.ec_key('not-the-ca'))
+    with pytest.raises(_errors.CertificateError, match='does not chain to a trusted CA certificate'):
+        trust.verify(forged, [pki.ca, pki.root], now=NOW)
+    # other CA certificates offered, or a time outside the path's validity: the whole path is checked again
+    del checked[:]
+    trust.verify(second, [pki.ca, pki.root, rogue_pki()[1]], now=NOW)
+    assert 'CN=LAB Root CA' in checked
+    with pytest.raises(_errors.CertificateError, match='is not valid at'):
+        trust.verify(second, [pki.ca, pki.root], now=NOW + datetime.timedelta(days=2000))
+
+
+def test_a_leaf_that_is_no_longer_valid_is_refused_with_a_known_path(monkeypatch):
+    import datetime
+    pki = wcce_pki.pki()
+    trust = _anchors.TrustAnchors([pki.root], sources=['test'])
+    trust.verify(pki.issue('one.lab.adcs.test', wcce_pki.ec_key('one')), [pki.ca], now=NOW)
+    short = pki.issue('short.lab.adcs.test', wcce_pki.ec_key('short'), days=1, serial=78)
+    with pytest.raises(_errors.CertificateError, match='"CN=short.lab.adcs.test" is not valid at'):
+        trust.verify(short, [pki.ca], now=NOW + datetime.timedelta(days=3))

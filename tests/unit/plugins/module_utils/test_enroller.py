@@ -222,3 +222,68 @@ def test_csr_signed_with_the_template_hash(tmp_path):
     assert _enroller.submit(plan, client, {}) == 'sent'
     assert client.csr.signature_hash_algorithm.name == 'sha384'
     assert client.csr.public_key().curve.name == 'secp384r1'
+
+
+def _batch(tmp_path, count):
+    return [spec(tmp_path, private_key_path=str(tmp_path / ('k%d.pem' % i)),
+                 certificate_path=str(tmp_path / ('c%d.pem' % i)), common_name='b%d.lab.adcs.test' % i)
+            for i in range(count)]
+
+
+def test_the_new_files_of_a_run_are_switched_together(tmp_path, monkeypatch):
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _write_group
+    synced = []
+    real = _write_group.sync_files
+    monkeypatch.setattr(_write_group, 'sync_files', lambda paths, syncfs=None: synced.append(len(paths)) or
+                        real(paths, syncfs))
+    specs = _batch(tmp_path, 3)
+    with enroller(FakeClient({})) as e:
+        results = e.run(specs)
+    assert [r['disposition'] for r in results] == ['issued'] * 3 and not any('_commit' in r for r in results)
+    assert synced == [9]   # one sync for the 3 keys, 3 certificates and the 3 journals of the sets
+    for s in specs:
+        key = serialization.load_pem_private_key(open(s['private_key_path'], 'rb').read(), None)
+        assert spki(x509.load_pem_x509_certificate(open(s['certificate_path'], 'rb').read())) == spki(key)
+    assert sorted(n for n in os.listdir(str(tmp_path)) if n.startswith('.')) == []
+
+
+def test_a_failed_switch_of_the_group_fails_its_requests_with_their_request_ids(tmp_path, monkeypatch):
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _write_group
+
+    def broken(paths, syncfs=None):
+        raise OSError(5, 'Input/output error')
+
+    monkeypatch.setattr(_write_group, 'sync_files', broken)
+    specs = _batch(tmp_path, 2)
+    with enroller(FakeClient({})) as e:
+        results = e.run(specs)
+    assert [r['failed'] for r in results] == [True, True]
+    assert results[0]['msg'].startswith('Writing the output files failed; none of c0.pem, k0.pem was written')
+    assert 'Input/output error' in results[0]['msg']
+    assert [r['request_id'] for r in results] == [101, 102]
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_a_run_of_several_requests_writes_in_the_finisher_thread(tmp_path, monkeypatch):
+    import threading
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _outputs
+    writers = []
+    real = _outputs.Outputs.write
+
+    def write(self, *args, **kwargs):
+        writers.append(threading.current_thread().name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(_outputs.Outputs, 'write', write)
+    client = FakeClient({})
+    with enroller(client) as e:
+        results = e.run(_batch(tmp_path, 2))
+    assert [r['disposition'] for r in results] == ['issued'] * 2 and [r['request_id'] for r in results] == [101, 102]
+    assert len(writers) == 2 and all(name.startswith('adcs-finish') for name in writers)
+    # the session is used by the calling thread only: both requests, then GetCACert once (after the first issued)
+    assert [c[0] for c in client.calls] == ['request', 'GetCACert', 'request']
+    del writers[:]
+    (tmp_path / 'one').mkdir()
+    with enroller(FakeClient({})) as e:
+        e.run([spec(tmp_path / 'one')])
+    assert writers == [threading.current_thread().name]   # one request: no thread

@@ -90,6 +90,19 @@ def test_check_output_paths_missing_directory(tmp_path):
     assert sorted(os.listdir(str(tmp_path))) == ['h.crt']        # the probe left nothing
 
 
+def test_check_output_paths_probes_a_directory_once_per_run(tmp_path, monkeypatch):
+    probes = []
+    real = _files._can_write_dir
+    monkeypatch.setattr(_files, '_can_write_dir', lambda d: probes.append(d) or real(d))
+    probed = set()
+    for name in ('a', 'b'):
+        _files.check_output_paths({'certificate_path': str(tmp_path / (name + '.crt')),
+                                   'private_key_path': str(tmp_path / (name + '.key'))}, probed=probed)
+    assert probes == [str(tmp_path)] and probed == {str(tmp_path)}
+    with pytest.raises(FileOutputError, match='does not exist'):   # the other checks still run for it
+        _files.check_output_paths({'certificate_path': str(tmp_path / 'gone' / 'c.crt')}, probed=probed)
+
+
 def _as_nobody(check):
     """Exit code of check() run in a child that dropped root for nobody (as a become_user would)."""
     pid = os.fork()

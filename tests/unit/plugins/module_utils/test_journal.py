@@ -360,3 +360,17 @@ def test_a_lock_directory_of_someone_else_is_refused(tmp_path, monkeypatch):
         assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.geteuid()
     finally:
         os.close(lock)
+
+
+def test_the_recoveries_of_one_run_list_a_directory_once(tmp_path, monkeypatch):
+    directory = tmp_path / 'out'
+    directory.mkdir()
+    for name in ('.a.crt.x1y2.adcs-new', '.b.crt.q9w8.adcs-old', '.b.key.zz11.adcs-new', 'keep.txt'):
+        (directory / name).write_bytes(b'left over')
+    listed = []
+    real = os.listdir
+    monkeypatch.setattr(_journal.os, 'listdir', lambda d: listed.append(d) or real(d))
+    listings = {}
+    for name in ('a', 'b'):
+        _journal.recover([str(directory / (name + '.crt')), str(directory / (name + '.key'))], listings)
+    assert listed == [str(directory)] and sorted(real(str(directory))) == ['keep.txt']
