@@ -266,9 +266,11 @@ def make_blob(data):
 
 
 def blob_bytes(blob):
-    """Bytes of a decoded CERTTRANSBLOB (b'' for NULL), cut to cb."""
+    """Bytes of a decoded CERTTRANSBLOB (b'' for NULL), cut to cb; bytes (``_wcce_ndr``'s blobs) as they are."""
     if blob is None:
         return b''
+    if isinstance(blob, bytes):
+        return blob
     try:
         pb = blob['pb']
     except (KeyError, TypeError):
