@@ -3,11 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """MS-WCCE client: one job, the enrollment calls of ICertRequestD / ICertRequestD2 over a DCOM session.
 
-``CertRequestClient(session, authority)`` builds the call objects (``_wcce_ndr`` for Request/Request2, ``_ndr``
-for the others), sends them through the session (``session.call(ref, request)``; ``session.base`` is the
-ICertRequestD pointer, ``session.query_interface()`` gives ICertRequestD2) and decodes the replies into ``EnrollmentResult`` / Python values. Per MS-WCCE 3.1.1.4 it
-asks for ICertRequestD2 first and falls back to ICertRequestD when QueryInterface fails; with D2 it submits via
-Request2 (opnum 6) and falls back to Request (opnum 3) when the CA does not implement Request2.
+``CertRequestClient(session, authority)`` builds the call objects (``_wcce_ndr`` for Request/Request2, ``_ndr`` for
+the others), sends them through the session (``session.call(ref, request)``; ``session.base`` is the ICertRequestD
+pointer, ``session.query_interface()`` gives ICertRequestD2) and decodes the replies into ``EnrollmentResult`` /
+Python values. Per MS-WCCE 3.1.1.4 it asks for ICertRequestD2 first and falls back to ICertRequestD when
+QueryInterface fails; with D2 it submits via Request2 (opnum 6) and falls back to Request (opnum 3) when the CA does
+not implement Request2.
 
 The session is anything with ``base``, ``query_interface(iid, name)`` and ``call(ref, request)``: the real one is
 ``_dcom.DcomSession``; unit tests use an in-memory one that round-trips every call through NDR bytes.
