@@ -74,7 +74,8 @@ class Call(object):
     def __init__(self, **values):
         self.fields = {'ORPCthis': None}
         self.fields.update((name, None) for name, _kind in self.PARAMS)
-        self.fields.update(values)
+        for name, value in values.items():
+            self[name] = value
 
     def __setitem__(self, key, value):
         if key not in self.fields:

@@ -87,6 +87,8 @@ def test_an_impacket_orpcthis_is_coded_as_impacket_codes_it():
     assert len(w.orpcthis()) == 32 and w.orpcthis()[12:28] != w.orpcthis()[12:28]     # a new causality ID
     with pytest.raises(KeyError):
         fast['pwszSerialNumer'] = 'typo'
+    with pytest.raises(KeyError):
+        w.Request(pwszSerialNumber='1a')          # a Request2 parameter
 
 
 def _reference(name, data, params):
