@@ -3,11 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """MS-WCCE wire structures: one job, declaring the ICertRequestD / ICertRequestD2 calls as NDR data.
 
-impacket ``dcerpc/v5`` style: each call is an NDRCALL (``_orpc.DCOMCALL``, so it starts with ORPCTHIS) with ``opnum``
-and ``structure``; each reply is the same name + ``Response`` (``_orpc.DCOMANSWER``: ORPCTHAT first, HRESULT
-``ErrorCode`` last). ``_rpc_conn.RpcConnection.request`` finds the reply class by that name in this module, so keep
-the names. Also: CERTTRANSBLOB, blob/string helpers, and decoders for the CATRANSPROP array
-(GetCAPropertyInfo) and the template list property (CR_PROP_TEMPLATES).
+impacket ``dcerpc/v5`` style: each call is an NDRCALL (``_orpc.DCOMCALL``, so it starts with ORPCTHIS) with
+``opnum`` and ``structure``; each reply is the same name + ``Response`` (``_orpc.DCOMANSWER``: ORPCTHAT first,
+HRESULT ``ErrorCode`` last). ``_rpc_conn.RpcConnection.request`` finds the reply class by that name in this module,
+so keep the names. The client sends the hot Request/Request2 with ``_wcce_ndr`` (struct-coded, byte-identical);
+their classes here are the reference its tests compare with. Also: CERTTRANSBLOB, blob/string helpers, and decoders
+for the CATRANSPROP array (GetCAPropertyInfo) and the template list property (CR_PROP_TEMPLATES).
 
 Method parameter lists follow MS-WCCE 3.2.1.4.2 (ICertRequestD) and 3.2.1.4.3 (ICertRequestD2).
 """
@@ -266,9 +267,11 @@ def make_blob(data):
 
 
 def blob_bytes(blob):
-    """Bytes of a decoded CERTTRANSBLOB (b'' for NULL), cut to cb."""
+    """Bytes of a decoded CERTTRANSBLOB (b'' for NULL), cut to cb; bytes (``_wcce_ndr``'s blobs) as they are."""
     if blob is None:
         return b''
+    if isinstance(blob, bytes):
+        return blob
     try:
         pb = blob['pb']
     except (KeyError, TypeError):

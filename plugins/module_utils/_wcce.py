@@ -3,11 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """MS-WCCE client: one job, the enrollment calls of ICertRequestD / ICertRequestD2 over a DCOM session.
 
-``CertRequestClient(session, authority)`` builds the _ndr call objects, sends them through the session
-(``session.call(ref, request)``; ``session.base`` is the ICertRequestD pointer, ``session.query_interface()``
-gives ICertRequestD2) and decodes the replies into ``EnrollmentResult`` / Python values. Per MS-WCCE 3.1.1.4 it
-asks for ICertRequestD2 first and falls back to ICertRequestD when QueryInterface fails; with D2 it submits via
-Request2 (opnum 6) and falls back to Request (opnum 3) when the CA does not implement Request2.
+``CertRequestClient(session, authority)`` builds the call objects (``_wcce_ndr`` for Request/Request2, ``_ndr`` for
+the others), sends them through the session (``session.call(ref, request)``; ``session.base`` is the ICertRequestD
+pointer, ``session.query_interface()`` gives ICertRequestD2) and decodes the replies into ``EnrollmentResult`` /
+Python values. Per MS-WCCE 3.1.1.4 it asks for ICertRequestD2 first and falls back to ICertRequestD when
+QueryInterface fails; with D2 it submits via Request2 (opnum 6) and falls back to Request (opnum 3) when the CA does
+not implement Request2.
 
 The session is anything with ``base``, ``query_interface(iid, name)`` and ``call(ref, request)``: the real one is
 ``_dcom.DcomSession``; unit tests use an in-memory one that round-trips every call through NDR bytes.
@@ -24,6 +25,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _errors
 from ansible_collections.adcs.enrollment.plugins.module_utils import _hresults
 from ansible_collections.adcs.enrollment.plugins.module_utils import _ndr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _orpc
+from ansible_collections.adcs.enrollment.plugins.module_utils import _wcce_ndr
 from ansible_collections.adcs.enrollment.plugins.module_utils._hresults import (
     CR_DISP_DENIED,
     CR_DISP_ISSUED,
@@ -174,28 +176,20 @@ class CertRequestClient(object):
         return self.session.base
 
     def _call(self, ref, request):
-        request['ORPCthis'] = new_orpcthis()
+        # the struct-coded calls take their ORPCTHIS as bytes (no impacket object to build)
+        request['ORPCthis'] = _wcce_ndr.orpcthis() if isinstance(request, _wcce_ndr.Call) else new_orpcthis()
         return self.session.call(ref, request)
 
     # ---- calls ----
     def build_request(self, csr, attributes=None, flags=_ndr.CR_IN_PKCS10, request_id=0):
-        req = _ndr.Request()
-        req['dwFlags'] = flags
-        req['pwszAuthority'] = _ndr.wstr(self.authority)
-        req['pdwRequestId'] = request_id
-        req['pwszAttributes'] = _ndr.wstr(attributes)      # None: NULL (a retrieval, MS-WCCE 3.1.1.4.3.7)
-        req['pctbRequest'] = _ndr.make_blob(csr)
-        return req
+        """ICertRequestD::Request (``_wcce_ndr``: struct-coded); attributes None: NULL (a retrieval, MS-WCCE
+        3.1.1.4.3.7)."""
+        return _wcce_ndr.Request(dwFlags=flags, pwszAuthority=self.authority, pdwRequestId=request_id,
+                                 pwszAttributes=attributes, pctbRequest=csr)
 
     def build_request2(self, csr, attributes=None, flags=_ndr.CR_IN_PKCS10, request_id=0, serial_number=None):
-        req = _ndr.Request2()
-        req['pwszAuthority'] = _ndr.wstr(self.authority)
-        req['dwFlags'] = flags
-        req['pwszSerialNumber'] = _ndr.wstr(serial_number) if serial_number else _ndr.NULL
-        req['pdwRequestId'] = request_id
-        req['pwszAttributes'] = _ndr.wstr(attributes)
-        req['pctbRequest'] = _ndr.make_blob(csr)
-        return req
+        return _wcce_ndr.Request2(pwszAuthority=self.authority, dwFlags=flags, pwszSerialNumber=serial_number or None,
+                                  pdwRequestId=request_id, pwszAttributes=attributes, pctbRequest=csr)
 
     def request(self, template=None, csr_der=None, attributes=None, flags=None, request_id=0):
         """Submit a request (PKCS#10 by default; pass flags=CR_IN_PKCS7 for a renewal CMS).

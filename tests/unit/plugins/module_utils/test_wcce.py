@@ -12,6 +12,7 @@ from impacket.dcerpc.v5.dcomrt import ORPCTHAT
 from impacket.dcerpc.v5.dtypes import NULL
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _csr, _dcom, _errors, _hresults, _ndr
+from ansible_collections.adcs.enrollment.plugins.module_utils import _wcce_ndr
 from ansible_collections.adcs.enrollment.plugins.module_utils._wcce import CertRequestClient, EnrollmentResult
 
 from ansible_collections.adcs.enrollment.tests.unit.plugins.support import wcce_pki
@@ -25,8 +26,9 @@ class Ref(object):
 
 
 class FakeCaSession(object):
-    """Stands in for DcomSession. Requests are serialized, re-parsed from bytes, answered by handler methods with
-    the reply class, serialized again and parsed from bytes like impacket does."""
+    """Stands in for DcomSession. Requests are serialized, re-parsed from bytes by impacket's classes (_ndr),
+    answered by handler methods with impacket's reply class, serialized again and parsed from bytes by the
+    client's decoder (_wcce_ndr for Request/Request2, impacket's class else)."""
 
     def __init__(self, has_d2=True, has_request2=True):
         self.base = Ref('ICertRequestD', _ndr.IID_ICertRequestD)
@@ -48,7 +50,7 @@ class FakeCaSession(object):
 
     def call(self, ref, request):
         raw = request.getData()
-        parsed = type(request)(raw)
+        parsed = _ndr.OPNUMS[request.opnum][0](raw)
         opnum = request.opnum
         self.calls.append((ref.name, opnum, parsed))
         if opnum >= 6 and ref.name != 'ICertRequestD2':
@@ -65,7 +67,7 @@ class FakeCaSession(object):
         reply['ErrorCode'] = 0
         getattr(self, 'op%d' % opnum)(parsed, reply)
         reply_bytes = reply.getData()
-        decoded = reply_cls(reply_bytes)
+        decoded = getattr(_wcce_ndr, reply_cls.__name__, reply_cls)(reply_bytes)
         if decoded['ErrorCode']:
             raise _errors.exception_for_hresult(decoded['ErrorCode'], summary='%s failed' % type(request).__name__)
         return decoded
