@@ -32,6 +32,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _orpc
 from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_auth
 from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_conn
 from ansible_collections.adcs.enrollment.plugins.module_utils import _rpc_verify
+from ansible_collections.adcs.enrollment.plugins.module_utils import _wcce_ndr
 from ansible_collections.adcs.enrollment.plugins.module_utils._rpc_stats import WIRE_STATS
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     AuthenticationError,
@@ -288,7 +289,9 @@ class DcomSession(object):
         ORPCTHIS (the activation's causality ID, as impacket's client sends it)."""
         conn = self.connection(ref, iid)
         conn.alter_ctx(iid)
-        request['ORPCthis'] = _orpc.new_orpcthis(self._cid)
+        # the hot calls (_wcce_ndr: Request, Request2) take the header as packed bytes
+        request['ORPCthis'] = _wcce_ndr.orpcthis(self._cid) if isinstance(request, _wcce_ndr.Call) else \
+            _orpc.new_orpcthis(self._cid)
         return conn.request(request, uuid=ipid)
 
     def query_interface(self, iid, name):
