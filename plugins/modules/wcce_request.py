@@ -674,6 +674,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _noop
 from ansible_collections.adcs.enrollment.plugins.module_utils import _pipe
 from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
+from ansible_collections.adcs.enrollment.plugins.module_utils import _role_entries
 from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils import _state
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
@@ -682,18 +683,15 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import Adc
 def enroll(module, params, specs, keeper, writer):
     """The results of a run that needs the CA or Active Directory (the protocol stack is imported only here)."""
     from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _auth, _directory
-    _deps.check(module, 'impacket')
+    _deps.require('impacket')
     auth, auth_error = None, None
     try:
         auth = _auth.dcom_auth(params)
     except AdcsError as exc:
         auth_error = exc
     directory = keeper.directory(_directory.from_params(params))
-    try:
-        anchors = _anchors.AnchorSource.from_params(
-            params, connect_directory=(lambda: directory.conn) if directory is not None else None)
-    except AdcsError as exc:
-        module.fail_json(msg=exc.to_message())
+    anchors = _anchors.AnchorSource.from_params(
+        params, connect_directory=(lambda: directory.conn) if directory is not None else None)
     enroller = _enroller.Enroller(
         auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
         dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
@@ -705,46 +703,56 @@ def enroll(module, params, specs, keeper, writer):
         return keeper.record(specs, results or enroller.run(specs), writer, directory, new_key=params['new_key'])
 
 
+def request_results(module, params):
+    """The results of the requests of ``params`` (one connection); raises AdcsError."""
+    with _pipe.Pipe(params) as pipe:
+        specs = _request_spec.normalize_requests(pipe.params())
+        keeper = _state.Keeper(specs, module.check_mode, params.get('state_content'), pipe=pipe.active)
+        writer = _staged.ModuleFileWriter(module)
+        created = []
+        if params.get('create_directories'):
+            created = _files.create_parent_directories(specs, check_mode=module.check_mode)
+        # every certificate fits: answered from the files and their states, no network, no protocol imports
+        results = _noop.results(specs, keeper, writer, check_mode=module.check_mode,
+                                directory_given=bool(params.get('domain') or params.get('domain_controller')))
+        if results is not None:
+            results = keeper.record(specs, results, writer, new_key=params['new_key'])
+        else:
+            results = enroll(module, params, specs, keeper, writer)
+        for result in results if created else []:
+            result.update(created_directories=created, changed=True)
+        pipe.contents(results)
+    return results
+
+
+def unexpected(exc):
+    return AdcsError('Unexpected error during enrollment: %s: %s' % (type(exc).__name__, exc))
+
+
 def main():
     module = AnsibleModule(argument_spec=_request_spec.argument_spec(), **_request_spec.module_kwargs())
     _deps.check(module, 'cryptography')
     params = module.params
-    many = bool(params.get('requests'))
     try:
         _pipe.check(params, module.check_mode)
+        if params['pipe'] and not params.get('csr_content'):
+            _enroller.finish(module, [_pipe.no_csr_result()], False)
+        if params.get('certificates'):   # the certificate role's entries: an error fails its certificates only
+            def group_results(group):
+                try:
+                    return request_results(module, group)
+                except AdcsError:
+                    raise
+                except Exception as exc:  # never a bare traceback to the user
+                    raise unexpected(exc)
+            out = _role_entries.run(params, module.check_mode, group_results)
+            _enroller.finish(module, out.pop('results'), True, **out)
+        results = request_results(module, params)
     except AdcsError as exc:
-        module.fail_json(msg=exc.to_message())
-    if params['pipe'] and not params.get('csr_content'):
-        _enroller.finish(module, [_pipe.no_csr_result()], False)
-    with _pipe.Pipe(params) as pipe:
-        try:
-            specs = _request_spec.normalize_requests(pipe.params())
-            keeper = _state.Keeper(specs, module.check_mode, params.get('state_content'), pipe=pipe.active)
-        except AdcsError as exc:
-            module.fail_json(msg=exc.to_message())
-        writer = _staged.ModuleFileWriter(module)
-        created = []
-        try:
-            if params.get('create_directories'):
-                created = _files.create_parent_directories(specs, check_mode=module.check_mode)
-            # every certificate fits: answered from the files and their states, no network, no protocol imports
-            results = _noop.results(specs, keeper, writer, check_mode=module.check_mode,
-                                    directory_given=bool(params.get('domain') or params.get('domain_controller')))
-            if results is not None:
-                results = keeper.record(specs, results, writer, new_key=params['new_key'])
-            else:
-                results = enroll(module, params, specs, keeper, writer)
-        except AdcsError as exc:
-            module.fail_json(msg=exc.to_message(), error=exc.to_dict())
-        except Exception as exc:  # never a bare traceback to the user
-            module.fail_json(msg='Unexpected error during enrollment: %s: %s' % (type(exc).__name__, exc),
-                             exception=traceback.format_exc())
-        if created:
-            for result in results:
-                result['created_directories'] = created
-                result['changed'] = True
-        pipe.contents(results)
-    _enroller.finish(module, results, many)
+        module.fail_json(msg=exc.to_message(), error=exc.to_dict())
+    except Exception as exc:  # never a bare traceback to the user
+        module.fail_json(msg=unexpected(exc).to_message(), exception=traceback.format_exc())
+    _enroller.finish(module, results, bool(params.get('requests')))
 
 
 if __name__ == '__main__':
