@@ -10,7 +10,8 @@ of ``_request_spec`` (default paths from ``directory`` and ``name``, SANs from `
 ``reuse_key``, ``key_path``, ``key_mode``) and its connection overrides (``connection``, ``ca_name``, ``ca_host``,
 ``domain``); ``run(params, check_mode, results_for)`` enrolls them, one ``results_for(params)`` call per distinct
 connection, and returns the module's results: ``results``, ``certificate_results`` (one entry per certificate,
-with its one-line ``summary``), ``certificate_failures`` and ``followups`` (what the role does after the call:
+with its one-line ``summary``), ``certificate_summaries``, ``certificate_failures`` (the summaries of those
+denied or failed) and ``followups`` (what the role does after the call:
 ``run_before``, ``run_after``, ``notify``, ``crl``, ``trust``; only the kinds that apply).
 """
 
@@ -144,12 +145,13 @@ def entries(params, base):
 
 
 def _before_failures(params):
-    """{name: message} of the certificates whose run_before command failed (O(run_before_results))."""
+    """{(name, command): message} of the certificates whose run_before command failed (``run_before_results``:
+    the registered results of the role's loop over ``followups.run_before``)."""
     out = {}
     for result in params.get('run_before_results') or []:
         item = result.get('item') if isinstance(result, dict) else None
         if isinstance(item, dict) and result.get('failed'):
-            out[item.get('name')] = 'run_before failed (rc=%s): %s' % (
+            out[(item.get('name'), item.get('command'))] = 'run_before failed (rc=%s): %s' % (
                 result.get('rc'), result.get('stderr') or result.get('msg') or 'no message')
     return out
 
@@ -167,8 +169,9 @@ def run(params, check_mode, results_for):
     before = _before_failures(params)
     groups = {}
     for item in todo:
-        if item.error is None and item.name in before:
-            item.error = AdcsError(before[item.name])
+        failed = before.get((item.name, item.entry.get('run_before')))
+        if item.error is None and failed is not None:
+            item.error = AdcsError(failed)
         if item.error is not None:
             raw[item.index] = _failure(item.error)
         else:

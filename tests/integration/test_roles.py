@@ -365,7 +365,7 @@ def test_denied_account_is_reported_and_fails(lab, ansible, tmp_path):
     text = json.dumps(out)
     assert "CERTSRV_E_TEMPLATE_DENIED" in text
     fails = [t["hosts"][h] for t in out["plays"][0]["tasks"] for h in t["hosts"]
-             if t["task"]["name"].endswith("Fail when a certificate could not be issued") and t["hosts"][h].get("failed")]
+             if t["task"]["name"].endswith("fail when a certificate could not be issued") and t["hosts"][h].get("failed")]
     assert len(fails) == 2 and all("web: denied:" in f["msg"] for f in fails), fails
 
 
