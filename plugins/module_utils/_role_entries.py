@@ -189,6 +189,9 @@ def run(params, check_mode, results_for):
     return outcome(todo, raw, check_mode)
 
 
+REPLACED = ('issued', 'renewed', 'would_enroll')
+
+
 def _text(result, facts, status):
     if facts and status in ('issued', 'renewed', 'unchanged'):
         return '%s, issued by %s, valid until %s (%s)' % (facts.get('subject'), facts.get('issuer'),
@@ -204,8 +207,7 @@ def certificate_result(item, result):
     files = item.files
     return {
         'name': item.name, 'status': status,
-        'changed': status in ('issued', 'renewed', 'would_enroll') or (status == 'pending' and
-                                                                       bool(result.get('changed'))),
+        'changed': status in REPLACED or (status == 'pending' and bool(result.get('changed'))),
         'reason': result.get('reason'), 'reason_code': result.get('reason_code'),
         'request_id': result.get('request_id') or (error or {}).get('request_id') or None,
         'message': result.get('msg') if status in ('denied', 'failed') else None, 'error': error,
@@ -237,7 +239,7 @@ def outcome(todo, raw, check_mode):
         entry, present = item.entry, isinstance(result.get('certificate'), dict)
         if entry.get('run_before') and not result.get('failed') and result.get('action') in ('enroll', 'retrieve'):
             follow['run_before'].append({'name': item.name, 'command': entry['run_before']})
-        if cert['changed']:
+        if cert['status'] in REPLACED:   # a pending request that changed replaced nothing yet
             if entry.get('run_after') and not check_mode:
                 follow['run_after'].append({'name': item.name, 'command': entry['run_after']})
             names = [n for n in _notify(entry) if n not in follow['notify']]

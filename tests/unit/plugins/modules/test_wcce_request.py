@@ -400,3 +400,13 @@ def test_certificates_refuses_duplicate_names_and_pipe(tmp_path, fake_ca):
     assert 'certificates cannot be used with pipe=true' in exit_.result['msg']
     exit_ = run(role_args(tmp_path, entries[:1], requests=[{'certificate_path': '/x'}]))
     assert exit_.failed and 'mutually exclusive' in exit_.result['msg']
+
+
+def test_certificates_pending_notifies_nothing(tmp_path, fake_ca):
+    entries = [{'name': 'm', 'template': 'Manual', 'common_name': 'm.lab.adcs.test', 'run_after': 'echo x',
+                'notify': 'h'}]
+    r = run(role_args(tmp_path, entries)).result
+    cert = r['certificate_results'][0]
+    assert cert['status'] == 'pending' and cert['changed'] is True and cert['request_id']
+    assert 'waits for a certificate manager' in cert['summary']
+    assert r['followups'] == {}   # nothing was replaced: no run_after, no handlers
