@@ -111,7 +111,10 @@ def subject_argument_spec():
 def role_entry_argument_spec():
     """argument_spec of one entry of wcce_request's ``certificates``: the keys of the certificate role's
     ``certificate_requests`` (roles/certificate/meta/argument_specs.yml)."""
-    spec = dict(name=dict(type='str', required=True), connection=dict(type='dict', no_log=True),
+    overrides = connection_argument_spec()   # no defaults: what an entry does not set comes from the module's
+    for option in overrides.values():
+        option.pop('default', None)
+    spec = dict(name=dict(type='str', required=True), connection=dict(type='dict', options=overrides),
                 pkcs12_passphrase=dict(type='str', no_log=True), key_type=dict(type='str', choices=KEY_TYPES),
                 curve=dict(type='str', choices=CURVES), key_size=dict(type='int'), renew_before=dict(type='float'),
                 subject=dict(type='raw'), mode=dict(type='raw'), key_mode=dict(type='raw'), notify=dict(type='raw'))

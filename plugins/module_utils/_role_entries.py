@@ -22,13 +22,7 @@ __metaclass__ = type
 import json
 import os
 
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-
-from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
-    CONNECTION_OPTION_NAMES,
-    connection_argument_spec,
-    role_defaults_argument_spec,
-)
+from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import role_defaults_argument_spec
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, InvalidInput
 from ansible_collections.adcs.enrollment.plugins.module_utils._request_spec import check_request
 
@@ -86,22 +80,12 @@ def request(entry, defaults):
 
 def connection(entry):
     """The connection options an entry sets over the module's (``connection``, ``ca_name``, ``ca_host``,
-    ``domain``); InvalidInput for an unknown one."""
-    out = dict(entry.get('connection') or {})
-    unknown = sorted(set(out) - set(CONNECTION_OPTION_NAMES))
-    if unknown:
-        raise InvalidInput('certificate %s: connection has unknown options: %s (allowed: %s)'
-                           % (entry['name'], ', '.join(unknown), ', '.join(sorted(CONNECTION_OPTION_NAMES))))
+    ``domain``; the module's argument spec checked ``connection``)."""
+    out = dict((k, v) for k, v in (entry.get('connection') or {}).items() if v is not None)
     for key in ('ca_name', 'ca_host', 'domain'):
         if _given(entry.get(key)):
             out[key] = entry[key]
-    spec = dict((k, v) for k, v in connection_argument_spec().items() if k in out)
-    for option in spec.values():
-        option.pop('default', None)
-    checked = ArgumentSpecValidator(spec).validate(out)
-    if checked.error_messages:
-        raise InvalidInput('certificate %s: connection: %s' % (entry['name'], '; '.join(checked.error_messages)))
-    return dict((k, checked.validated_parameters[k]) for k in out)
+    return out
 
 
 class Entry(object):

@@ -257,28 +257,70 @@ options:
         required: true
       connection:
         description:
-          - Connection options for this certificate, over the module's (the names of the connection options above);
-            never logged.
+          - Connection options for this certificate, over the module's (those not set come from the module's options).
         type: dict
-        no_log: true
-      pkcs12_passphrase:
-        description: See O(pkcs12_passphrase).
-        type: str
-        no_log: true
-      key_type:
-        description: See O(key_type) (default O(certificate_defaults.key_type)).
-        type: str
-        choices: [rsa, ecdsa]
-      curve:
-        description: ECDSA curve (default O(certificate_defaults.curve); only with key type C(ecdsa)).
-        type: str
-        choices: [secp256r1, secp384r1, secp521r1]
-      key_size:
-        description: RSA key size (default O(certificate_defaults.key_size); only with key type C(rsa)).
-        type: int
-      renew_before:
-        description: See O(renew_before).
-        type: float
+        suboptions:
+          domain:
+            description: See O(domain).
+            type: str
+          domain_controller:
+            description: See O(domain_controller).
+            type: str
+            aliases: [dc]
+          ldap_port:
+            description: See O(ldap_port).
+            type: int
+          ldap_scheme:
+            description: See O(ldap_scheme).
+            type: str
+            choices: [ldaps, starttls, ldap]
+          ldap_allow_plaintext:
+            description: See O(ldap_allow_plaintext).
+            type: bool
+          validate_certs:
+            description: See O(validate_certs).
+            type: bool
+          ca_bundle:
+            description: See O(ca_bundle).
+            type: path
+          ca_fingerprint:
+            description: See O(ca_fingerprint).
+            type: list
+            elements: str
+          auth:
+            description: See O(auth).
+            type: str
+            choices: [password, ntlm, kerberos]
+          username:
+            description: See O(username).
+            type: str
+          password:
+            description: See O(password).
+            type: str
+            no_log: true
+          nt_hash:
+            description: See O(nt_hash).
+            type: str
+            no_log: true
+          kerberos_ccache:
+            description: See O(kerberos_ccache).
+            type: path
+          kerberos_keytab:
+            description: See O(kerberos_keytab).
+            type: path
+          ca_host:
+            description: See O(ca_host).
+            type: str
+          ca_name:
+            description: See O(ca_name).
+            type: str
+          timeout:
+            description: See O(timeout).
+            type: int
+          rpc_auth_package:
+            description: See O(rpc_auth_package).
+            type: str
+            choices: [negotiate, ntlm, kerberos]
       subject:
         description: See O(subject).
         type: raw
