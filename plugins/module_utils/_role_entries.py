@@ -145,19 +145,37 @@ def _failure(exc):
 
 
 def run(params, check_mode, results_for):
-    """Enroll the entries of ``params['certificates']``: ``results_for(group_params)`` returns the wcce_request
-    results of ``group_params['requests']`` (or raises AdcsError, which fails that group's certificates)."""
+    """Enroll the entries of ``params['certificates']``: ``results_for(group_params, check_mode)`` returns the
+    wcce_request results of ``group_params['requests']`` (or raises AdcsError, which fails that group's
+    certificates).
+
+    When an entry has ``run_before`` and ``run_before_results`` is not given, the entries are planned first (check
+    mode): if one with ``run_before`` is about to be replaced, nothing is enrolled and the plan is returned
+    (``planned`` true, ``followups.run_before`` listing the commands to run before the call is made again with
+    their ``run_before_results``); otherwise they are enrolled at once."""
     base = dict((k, params.get(k)) for k in ('force', 'backup', 'format', 'renewal_request'))
     todo = entries(params, base)
+    if not check_mode and params.get('run_before_results') is None and \
+            any(item.entry.get('run_before') for item in todo):
+        raw = _enroll(todo, params, True, results_for)
+        plan = outcome(todo, raw, True, plan=True)
+        if plan['followups'].get('run_before'):
+            for result in raw:
+                result['changed'] = False   # nothing was done
+            return dict(plan, planned=True)
+    return dict(outcome(todo, _enroll(todo, params, check_mode, results_for), check_mode), planned=False)
+
+
+def _enroll(todo, params, check_mode, results_for):
+    """The wcce_request result of each entry, in their order (one results_for() call per connection)."""
     raw = [None] * len(todo)
     before = _before_failures(params)
     groups = {}
     for item in todo:
         failed = before.get((item.name, item.entry.get('run_before')))
-        if item.error is None and failed is not None:
-            item.error = AdcsError(failed)
-        if item.error is not None:
-            raw[item.index] = _failure(item.error)
+        error = item.error or (AdcsError(failed) if failed is not None else None)
+        if error is not None:
+            raw[item.index] = _failure(error)
         else:
             groups.setdefault(item.group_key(), []).append(item)
     for members in groups.values():
@@ -165,12 +183,12 @@ def run(params, check_mode, results_for):
         group.update(members[0].overrides)
         group['requests'] = [m.request for m in members]
         try:
-            results = results_for(group)
+            results = results_for(group, check_mode)
         except AdcsError as exc:
             results = [_failure(exc) for _m in members]
         for member, result in zip(members, results):
             raw[member.index] = result
-    return outcome(todo, raw, check_mode)
+    return raw
 
 
 REPLACED = ('issued', 'renewed', 'would_enroll')
@@ -215,14 +233,17 @@ def _notify(entry):
     return [names] if isinstance(names, str) else [str(name) for name in names]
 
 
-def outcome(todo, raw, check_mode):
-    """The module's results of the certificates: results, certificate_results, certificate_failures, followups."""
+def outcome(todo, raw, check_mode, plan=False):
+    """The module's results of the certificates: results, certificate_results, certificate_summaries,
+    certificate_failures, followups (``plan``: the plan pass, which lists only the run_before commands)."""
     certs = [certificate_result(item, result) for item, result in zip(todo, raw)]
     follow = dict(run_before=[], run_after=[], notify=[], changed=[], crl=[], trust=[])
     for item, result, cert in zip(todo, raw, certs):
         entry, present = item.entry, isinstance(result.get('certificate'), dict)
-        if entry.get('run_before') and not result.get('failed') and result.get('action') in ('enroll', 'retrieve'):
-            follow['run_before'].append({'name': item.name, 'command': entry['run_before']})
+        if plan:
+            if entry.get('run_before') and not result.get('failed') and result.get('action') in ('enroll', 'retrieve'):
+                follow['run_before'].append({'name': item.name, 'command': entry['run_before']})
+            continue
         if cert['status'] in REPLACED:   # a pending request that changed replaced nothing yet
             if entry.get('run_after') and not check_mode:
                 follow['run_after'].append({'name': item.name, 'command': entry['run_after']})

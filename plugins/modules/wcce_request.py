@@ -356,7 +356,9 @@ options:
         description: See O(group).
         type: str
       run_before:
-        description: Listed in RV(followups.run_before) when the certificate is about to be replaced (check mode).
+        description:
+          - Listed in RV(followups.run_before) when the certificate is about to be replaced (see
+            O(run_before_results)).
         type: str
       run_after:
         description: Listed in RV(followups.run_after) when the certificate changed (not in check mode).
@@ -494,6 +496,9 @@ options:
       - With O(certificates), the registered results of the C(run_before) commands that RV(followups.run_before)
         listed (an C(ansible.builtin.shell) loop over it, C(item) being the listed entry). A certificate whose command
         failed is not enrolled and fails with the command's return code and error output.
+      - Without it (and not in check mode), when an entry has C(run_before), the entries are planned first; when one
+        with C(run_before) is about to be replaced, nothing is enrolled, RV(planned) is true and
+        RV(followups.run_before) lists the commands to run before the task is repeated with their results.
     type: list
     elements: raw
   requests:
@@ -982,6 +987,12 @@ certificate_failures:
   returned: when O(certificates) is used
   type: list
   elements: str
+planned:
+  description:
+    - With O(certificates), true when nothing was enrolled because C(run_before) commands must run first (see
+      O(run_before_results)); RV(certificate_results) is then the plan.
+  returned: when O(certificates) is used
+  type: bool
 followups:
   description:
     - With O(certificates), what the certificate role does after this task, only the kinds that apply (an empty
@@ -990,7 +1001,9 @@ followups:
   type: dict
   contains:
     run_before:
-      description: C(name) and C(command) of each certificate with C(run_before) that is about to be replaced.
+      description:
+        - C(name) and C(command) of each certificate with C(run_before) that is about to be replaced (when
+          RV(planned)).
       type: list
       elements: dict
     run_after:
@@ -1091,14 +1104,18 @@ def unexpected(exc):
     return AdcsError('Unexpected error during enrollment: %s: %s' % (type(exc).__name__, exc))
 
 
-def group_results(module, params):
-    """request_results() for one connection of the certificate role's entries: any error fails that group."""
+def group_results(module, params, check_mode):
+    """request_results() for one connection of the certificate role's entries (``check_mode``: also the plan pass
+    before run_before commands); any error fails that group."""
+    saved, module.check_mode = module.check_mode, check_mode
     try:
         return request_results(module, params)
     except AdcsError:
         raise
     except Exception as exc:  # never a bare traceback to the user
         raise unexpected(exc)
+    finally:
+        module.check_mode = saved
 
 
 def main():
@@ -1111,7 +1128,8 @@ def main():
         if params['pipe'] and not params.get('csr_content'):
             results = [_pipe.no_csr_result()]
         elif params.get('certificates'):   # the certificate role's entries: an error fails its certificates only
-            extra = _role_entries.run(params, module.check_mode, lambda group: group_results(module, group))
+            extra = _role_entries.run(params, module.check_mode,
+                                      lambda group, check: group_results(module, group, check))
             results = extra.pop('results')
         else:
             results = request_results(module, params)

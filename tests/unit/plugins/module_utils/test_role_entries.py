@@ -62,7 +62,8 @@ def test_invalid_entry_names_the_certificate():
 def test_run_groups_by_connection_and_keeps_the_order():
     calls = []
 
-    def results_for(group):
+    def results_for(group, check_mode):
+        assert check_mode is False
         calls.append((group.get('ca_host'), [r['certificate_path'] for r in group['requests']]))
         if group.get('ca_host') == 'down':
             raise AdcsError('The CA down does not answer')
@@ -77,7 +78,7 @@ def test_run_groups_by_connection_and_keeps_the_order():
     assert out['certificate_results'][1]['message'] == 'The CA down does not answer'
     assert out['certificate_failures'] == [out['certificate_results'][1]['summary'],
                                            out['certificate_results'][3]['summary']]
-    assert out['followups'] == {}
+    assert out['followups'] == {} and out['planned'] is False
     with pytest.raises(InvalidInput):
         _role_entries.run(dict(params, certificates=[entry(), entry()]), False, results_for)
 

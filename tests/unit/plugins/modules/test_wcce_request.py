@@ -373,15 +373,29 @@ def test_certificates_per_entry_connection_groups(tmp_path, fake_ca):
     assert 'Other-pw' not in json.dumps(r)
 
 
-def test_certificates_check_mode_plans_run_before(tmp_path, fake_ca):
+def test_certificates_plan_first_when_run_before_applies(tmp_path, fake_ca):
     entries = [{'name': 'web', 'common_name': 'web.lab.adcs.test', 'run_before': 'systemctl stop web',
                 'run_after': 'systemctl start web', 'notify': 'h'},
                {'name': 'quiet', 'common_name': 'q.lab.adcs.test'}]
-    r = run(role_args(tmp_path, entries), check_mode=True).result
+    r = run(role_args(tmp_path, entries), check_mode=True).result   # check mode: a plan, no commands to run
     assert [c['status'] for c in r['certificate_results']] == ['would_enroll', 'would_enroll']
-    assert r['followups']['run_before'] == [{'name': 'web', 'command': 'systemctl stop web'}]
-    assert 'run_after' not in r['followups'] and r['followups']['notify'] == ['h']
+    assert r['planned'] is False and r['followups'] == {'notify': ['h'], 'changed': r['followups']['changed']}
     assert fake_ca.calls == [] and os.listdir(str(tmp_path)) == []
+
+    exit_ = run(role_args(tmp_path, entries))   # web is about to be replaced: nothing is done, the command is listed
+    r = exit_.result
+    assert r['planned'] is True and r['changed'] is False and not exit_.failed
+    assert r['followups'] == {'run_before': [{'name': 'web', 'command': 'systemctl stop web'}]}
+    assert fake_ca.calls == [] and os.listdir(str(tmp_path)) == []
+
+    done = [{'item': {'name': 'web', 'command': 'systemctl stop web'}, 'changed': True, 'rc': 0}]
+    r = run(role_args(tmp_path, entries, run_before_results=done)).result
+    assert r['planned'] is False and [c['status'] for c in r['certificate_results']] == ['issued', 'issued']
+    assert r['followups']['run_after'] == [{'name': 'web', 'command': 'systemctl start web'}]
+
+    r = run(role_args(tmp_path, entries)).result   # nothing to replace: enrolled (no-op) in one call
+    assert r['planned'] is False and r['followups'] == {} and r['changed'] is False
+    assert [c['status'] for c in r['certificate_results']] == ['unchanged', 'unchanged']
 
 
 def test_certificates_refuses_duplicate_names_and_pipe(tmp_path, fake_ca):
