@@ -134,7 +134,8 @@ def _before_failures(params):
     out = {}
     for result in params.get('run_before_results') or []:
         item = result.get('item') if isinstance(result, dict) else None
-        if isinstance(item, dict) and result.get('failed'):
+        # the role registers them with failed_when false: a non-zero return code is the failure
+        if isinstance(item, dict) and (result.get('failed') or result.get('rc') not in (None, 0)):
             out[(item.get('name'), item.get('command'))] = 'run_before failed (rc=%s): %s' % (
                 result.get('rc'), result.get('stderr') or result.get('msg') or 'no message')
     return out

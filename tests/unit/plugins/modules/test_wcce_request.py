@@ -348,7 +348,7 @@ def test_certificates_entry_errors_fail_that_certificate_only(tmp_path, fake_ca)
                {'name': 'small', 'common_name': 'd.lab.adcs.test', 'key_size': 512},
                {'name': 'before', 'common_name': 'e.lab.adcs.test', 'run_before': 'false'},
                {'name': 'stale', 'common_name': 'f.lab.adcs.test', 'run_before': 'new command'}]
-    before = [{'item': {'name': 'before', 'command': 'false'}, 'failed': True, 'rc': 1, 'stderr': 'boom'},
+    before = [{'item': {'name': 'before', 'command': 'false'}, 'failed': False, 'rc': 1, 'stderr': 'boom'},
               {'item': {'name': 'stale', 'command': 'old command'}, 'failed': True, 'rc': 1, 'stderr': 'old'},
               {'item': {'name': 'web', 'command': 'x'}, 'skipped': True}]
     r = run(role_args(tmp_path, entries, run_before_results=before)).result
