@@ -26,6 +26,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import ro
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, InvalidInput
 from ansible_collections.adcs.enrollment.plugins.module_utils._request_spec import check_request
 
+
 def _given(value):
     return value not in (None, '')
 
