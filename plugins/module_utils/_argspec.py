@@ -117,7 +117,8 @@ def role_entry_argument_spec():
     spec = dict(name=dict(type='str', required=True), connection=dict(type='dict', options=overrides),
                 pkcs12_passphrase=dict(type='str', no_log=True), key_type=dict(type='str', choices=KEY_TYPES),
                 curve=dict(type='str', choices=CURVES), key_size=dict(type='int'), renew_before=dict(type='float'),
-                subject=dict(type='raw'), mode=dict(type='raw'), key_mode=dict(type='raw'), notify=dict(type='raw'))
+                subject=dict(type='raw'), mode=dict(type='raw'), key_mode=dict(type='raw', no_log=False),
+                notify=dict(type='raw'))
     for kind, names in (('str', 'template ca_name ca_host domain common_name owner group run_before run_after'),
                         ('bool', 'reuse_key chain fullchain install_ca_trust create_directories'),
                         ('path', 'directory key_path certificate_path chain_path fullchain_path pkcs12_path '
@@ -135,7 +136,7 @@ def role_defaults_argument_spec():
         key_type=dict(type='str', choices=KEY_TYPES, default='rsa'), key_size=dict(type='int', default=2048),
         curve=dict(type='str', choices=CURVES, default='secp256r1'), reuse_key=dict(type='bool', default=True),
         renew_before=dict(type='raw'), owner=dict(type='str'), group=dict(type='str'),
-        mode=dict(type='raw', default='0644'), key_mode=dict(type='raw', default='0600'),
+        mode=dict(type='raw', default='0644'), key_mode=dict(type='raw', default='0600', no_log=False),
         chain=dict(type='bool', default=True), fullchain=dict(type='bool', default=True),
         install_ca_trust=dict(type='bool', default=False),
     )

@@ -198,8 +198,8 @@ REPLACED = ('issued', 'renewed', 'would_enroll')
 
 def _text(result, facts, status):
     if facts and status in ('issued', 'renewed', 'unchanged'):
-        return '%s, issued by %s, valid until %s (%s)' % (facts.get('subject'), facts.get('issuer'),
-                                                         facts.get('not_after'), result.get('reason') or '')
+        return '%s, issued by %s, valid until %s (%s)' % (
+            facts.get('subject'), facts.get('issuer'), facts.get('not_after'), result.get('reason') or '')
     return result.get('msg') or 'unknown error'
 
 

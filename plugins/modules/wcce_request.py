@@ -297,11 +297,9 @@ options:
           password:
             description: See O(password).
             type: str
-            no_log: true
           nt_hash:
             description: See O(nt_hash).
             type: str
-            no_log: true
           kerberos_ccache:
             description: See O(kerberos_ccache).
             type: path
@@ -321,6 +319,23 @@ options:
             description: See O(rpc_auth_package).
             type: str
             choices: [negotiate, ntlm, kerberos]
+      pkcs12_passphrase:
+        description: See O(pkcs12_passphrase).
+        type: str
+      key_type:
+        description: See O(key_type) (default O(certificate_defaults.key_type)).
+        type: str
+        choices: [rsa, ecdsa]
+      curve:
+        description: ECDSA curve (default O(certificate_defaults.curve); only with key type C(ecdsa)).
+        type: str
+        choices: [secp256r1, secp384r1, secp521r1]
+      key_size:
+        description: RSA key size (default O(certificate_defaults.key_size); only with key type C(rsa)).
+        type: int
+      renew_before:
+        description: See O(renew_before).
+        type: float
       subject:
         description: See O(subject).
         type: raw
