@@ -106,3 +106,37 @@ def subject_argument_spec():
         common_name=dict(type='str'),
         subject_alt_name=dict(type='list', elements='str'),
     )
+
+
+def role_entry_argument_spec():
+    """argument_spec of one entry of wcce_request's ``certificates``: the keys of the certificate role's
+    ``certificate_requests`` (roles/certificate/meta/argument_specs.yml)."""
+    overrides = connection_argument_spec()   # no defaults: what an entry does not set comes from the module's
+    for option in overrides.values():
+        option.pop('default', None)
+    spec = dict(name=dict(type='str', required=True), connection=dict(type='dict', options=overrides),
+                pkcs12_passphrase=dict(type='str', no_log=True), key_type=dict(type='str', choices=KEY_TYPES),
+                curve=dict(type='str', choices=CURVES), key_size=dict(type='int'), renew_before=dict(type='float'),
+                subject=dict(type='raw'), mode=dict(type='raw'), key_mode=dict(type='raw', no_log=False),
+                notify=dict(type='raw'))
+    for kind, names in (('str', 'template ca_name ca_host domain common_name owner group run_before run_after'),
+                        ('bool', 'reuse_key chain fullchain install_ca_trust create_directories'),
+                        ('path', 'directory key_path certificate_path chain_path fullchain_path pkcs12_path '
+                                 'csr_path state_path crl_path')):
+        spec.update((name, dict(type=kind)) for name in names.split())
+    spec.update((name, dict(type='list', elements='str')) for name in ('dns', 'ip', 'upn', 'email', 'subject_alt_name'))
+    return spec
+
+
+def role_defaults_argument_spec():
+    """argument_spec of wcce_request's ``certificate_defaults``: the certificate role's defaults of the entries'
+    keys (roles/certificate/defaults/main.yml)."""
+    return dict(
+        directory=dict(type='path', default='/etc/pki/adcs'), template=dict(type='str', default='WebServer'),
+        key_type=dict(type='str', choices=KEY_TYPES, default='rsa'), key_size=dict(type='int', default=2048),
+        curve=dict(type='str', choices=CURVES, default='secp256r1'), reuse_key=dict(type='bool', default=True),
+        renew_before=dict(type='raw'), owner=dict(type='str'), group=dict(type='str'),
+        mode=dict(type='raw', default='0644'), key_mode=dict(type='raw', default='0600', no_log=False),
+        chain=dict(type='bool', default=True), fullchain=dict(type='bool', default=True),
+        install_ca_trust=dict(type='bool', default=False),
+    )

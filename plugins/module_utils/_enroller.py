@@ -448,8 +448,9 @@ def summary(result):
     return 'A certificate would be requested: %s' % result.get('reason')
 
 
-def finish(module, results, many):
-    """Exit the module with the results: one request's result as the module result, or ``results`` (``many``)."""
+def finish(module, results, many, **extra):
+    """Exit the module with the results: one request's result as the module result, or ``results`` (``many``,
+    with the ``extra`` return values)."""
     diff_wanted = module._diff
     for result in results:
         for warning in result.pop('warnings', []) or []:
@@ -468,7 +469,7 @@ def finish(module, results, many):
             module.fail_json(**result)
         module.exit_json(**result)
     diffs = [r.pop('_diff') for r in results if '_diff' in r]
-    out = {'changed': any(r.get('changed') for r in results), 'results': results}
+    out = dict(extra, changed=any(r.get('changed') for r in results), results=results)
     if diffs:
         out['diff'] = diffs
     failed = [(i, r) for i, r in enumerate(results) if r.get('failed')]

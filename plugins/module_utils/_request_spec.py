@@ -24,6 +24,8 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import Inv
 from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
     connection_argument_spec,
     key_argument_spec,
+    role_defaults_argument_spec,
+    role_entry_argument_spec,
     subject_argument_spec,
 )
 
@@ -66,13 +68,17 @@ def argument_spec():
     spec['requests'] = dict(type='list', elements='dict', options=request_options(top_level=False))
     spec['create_directories'] = dict(type='bool', default=False)
     spec.update(_pipe.argument_spec())
+    spec.update(certificates=dict(type='list', elements='dict', options=role_entry_argument_spec()),
+                certificate_defaults=dict(type='dict', options=role_defaults_argument_spec()),
+                run_before_results=dict(type='list', elements='raw'))
     return spec
 
 
 def module_kwargs():
     """AnsibleModule() keyword arguments of wcce_request besides the argument spec."""
     return dict(supports_check_mode=True, add_file_common_args=True,
-                mutually_exclusive=[['password', 'nt_hash'], ['csr_path', 'csr_content']],
+                mutually_exclusive=[['password', 'nt_hash'], ['csr_path', 'csr_content'],
+                                    ['certificates', 'requests']],
                 required_if=[['auth', 'ntlm', ['password', 'nt_hash'], True]])
 
 

@@ -238,6 +238,284 @@ options:
       - A directory that cannot be created fails the task before the CA is contacted.
     type: bool
     default: false
+  certificates:
+    description:
+      - The entries of the certificate role's C(certificate_requests) (roles/certificate), enrolled in this one task
+        over one authenticated DCOM session per distinct connection. Each entry is mapped onto the request options
+        above with O(certificate_defaults) for what it does not set; options given at the top level (O(force),
+        O(backup), O(format)) apply to every entry.
+      - An entry that is invalid, or whose O(run_before_results) failed, fails alone; the others are enrolled. The
+        task fails when a certificate failed (as with O(requests)) and returns RV(certificate_results),
+        RV(certificate_summaries), RV(certificate_failures) and RV(followups) either way.
+      - Cannot be used with O(requests) or O(pipe).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Name of the certificate, unique among O(certificates); the default file names derive from it.
+        type: str
+        required: true
+      connection:
+        description:
+          - Connection options for this certificate, over the module's (those not set come from the module's options).
+        type: dict
+        suboptions:
+          domain:
+            description: See O(domain).
+            type: str
+          domain_controller:
+            description: See O(domain_controller).
+            type: str
+            aliases: [dc]
+          ldap_port:
+            description: See O(ldap_port).
+            type: int
+          ldap_scheme:
+            description: See O(ldap_scheme).
+            type: str
+            choices: [ldaps, starttls, ldap]
+          ldap_allow_plaintext:
+            description: See O(ldap_allow_plaintext).
+            type: bool
+          validate_certs:
+            description: See O(validate_certs).
+            type: bool
+          ca_bundle:
+            description: See O(ca_bundle).
+            type: path
+          ca_fingerprint:
+            description: See O(ca_fingerprint).
+            type: list
+            elements: str
+          auth:
+            description: See O(auth).
+            type: str
+            choices: [password, ntlm, kerberos]
+          username:
+            description: See O(username).
+            type: str
+          password:
+            description: See O(password).
+            type: str
+          nt_hash:
+            description: See O(nt_hash).
+            type: str
+          kerberos_ccache:
+            description: See O(kerberos_ccache).
+            type: path
+          kerberos_keytab:
+            description: See O(kerberos_keytab).
+            type: path
+          ca_host:
+            description: See O(ca_host).
+            type: str
+          ca_name:
+            description: See O(ca_name).
+            type: str
+          timeout:
+            description: See O(timeout).
+            type: int
+          rpc_auth_package:
+            description: See O(rpc_auth_package).
+            type: str
+            choices: [negotiate, ntlm, kerberos]
+      pkcs12_passphrase:
+        description: See O(pkcs12_passphrase).
+        type: str
+      key_type:
+        description: See O(key_type) (default O(certificate_defaults.key_type)).
+        type: str
+        choices: [rsa, ecdsa]
+      curve:
+        description: ECDSA curve (default O(certificate_defaults.curve); only with key type C(ecdsa)).
+        type: str
+        choices: [secp256r1, secp384r1, secp521r1]
+      key_size:
+        description: RSA key size (default O(certificate_defaults.key_size); only with key type C(rsa)).
+        type: int
+      renew_before:
+        description: See O(renew_before).
+        type: float
+      subject:
+        description: See O(subject).
+        type: raw
+      mode:
+        description: See O(mode) (default O(certificate_defaults.mode)).
+        type: raw
+      key_mode:
+        description: See O(private_key_mode) (default O(certificate_defaults.key_mode)).
+        type: raw
+      notify:
+        description:
+          - Handler names (a string or a list) listed in RV(followups.notify) when the certificate changed.
+        type: raw
+      template:
+        description: Certificate template (default O(certificate_defaults.template)).
+        type: str
+      ca_name:
+        description: CA name for this certificate (over O(ca_name)).
+        type: str
+      ca_host:
+        description: CA host for this certificate (over O(ca_host)).
+        type: str
+      domain:
+        description: AD domain for this certificate (over O(domain)).
+        type: str
+      common_name:
+        description: See O(common_name).
+        type: str
+      owner:
+        description: See O(owner).
+        type: str
+      group:
+        description: See O(group).
+        type: str
+      run_before:
+        description:
+          - Listed in RV(followups.run_before) when the certificate is about to be replaced (see
+            O(run_before_results)).
+        type: str
+      run_after:
+        description: Listed in RV(followups.run_after) when the certificate changed (not in check mode).
+        type: str
+      reuse_key:
+        description: Keep the key on renewal (C(false) is O(regenerate_key=true)).
+        type: bool
+      chain:
+        description: Write the chain file (default O(certificate_defaults.chain)).
+        type: bool
+      fullchain:
+        description: Write the full chain file (default O(certificate_defaults.fullchain)).
+        type: bool
+      install_ca_trust:
+        description:
+          - A present certificate with it (and a chain file) is listed in RV(followups.trust) with the chain (default
+            O(certificate_defaults.install_ca_trust)).
+        type: bool
+      create_directories:
+        description: See O(create_directories) (default V(true)).
+        type: bool
+      directory:
+        description: Base directory of the default file layout (default O(certificate_defaults.directory)).
+        type: path
+      key_path:
+        description: Private key (default C(<directory>/private/<name>.key)).
+        type: path
+      certificate_path:
+        description: Certificate (default C(<directory>/certs/<name>.crt)).
+        type: path
+      chain_path:
+        description: Chain file (default C(<directory>/certs/<name>-chain.crt)).
+        type: path
+      fullchain_path:
+        description: Full chain file (default C(<directory>/certs/<name>-fullchain.crt)).
+        type: path
+      pkcs12_path:
+        description: See O(pkcs12_path).
+        type: path
+      csr_path:
+        description:
+          - Not used here (the certificate role's controller mode); accepted so that role entries pass unchanged.
+        type: path
+      state_path:
+        description: State file (default C(<certificate_path>.adcs.json)).
+        type: path
+      crl_path:
+        description: Where the role writes the CRL; a present certificate with it is listed in RV(followups.crl).
+        type: path
+      dns:
+        description: DNS names (subject alternative names C(DNS:x)).
+        type: list
+        elements: str
+      ip:
+        description: IP addresses (subject alternative names C(IP:x)).
+        type: list
+        elements: str
+      upn:
+        description: User principal names (subject alternative names C(UPN:x)).
+        type: list
+        elements: str
+      email:
+        description: E-mail addresses (subject alternative names C(email:x)).
+        type: list
+        elements: str
+      subject_alt_name:
+        description:
+          - Further SANs, see O(subject_alt_name); the names of O(certificates[].dns), O(certificates[].ip),
+            O(certificates[].upn) and O(certificates[].email) follow them.
+        type: list
+        elements: str
+  certificate_defaults:
+    description:
+      - The certificate role's defaults of the keys of O(certificates) entries (C(certificate_directory),
+        C(certificate_template), ...).
+    type: dict
+    suboptions:
+      directory:
+        description: Base directory of the default file layout.
+        type: path
+        default: /etc/pki/adcs
+      template:
+        description: Template.
+        type: str
+        default: WebServer
+      key_type:
+        description: Key type.
+        type: str
+        choices: [rsa, ecdsa]
+        default: rsa
+      key_size:
+        description: RSA key size.
+        type: int
+        default: 2048
+      curve:
+        description: ECDSA curve.
+        type: str
+        choices: [secp256r1, secp384r1, secp521r1]
+        default: secp256r1
+      reuse_key:
+        description: Keep the key on renewal.
+        type: bool
+        default: true
+      renew_before:
+        description: Renewal window in days (null or an empty string - the template's renewal period).
+        type: raw
+      owner:
+        description: Owner of the files.
+        type: str
+      group:
+        description: Group of the files.
+        type: str
+      mode:
+        description: Mode of the certificate files.
+        type: raw
+        default: "0644"
+      key_mode:
+        description: Mode of the private key.
+        type: raw
+        default: "0600"
+      chain:
+        description: Write chain files.
+        type: bool
+        default: true
+      fullchain:
+        description: Write full chain files.
+        type: bool
+        default: true
+      install_ca_trust:
+        description: List the chains in RV(followups.trust).
+        type: bool
+        default: false
+  run_before_results:
+    description:
+      - With O(certificates), the registered results of the C(run_before) commands that RV(followups.run_before)
+        listed (an C(ansible.builtin.shell) loop over it, C(item) being the listed entry). A certificate whose command
+        failed is not enrolled and fails with the command's return code and error output.
+      - Without it (and not in check mode), when an entry has C(run_before), the entries are planned first; when one
+        with C(run_before) is about to be replaced, nothing is enrolled, RV(planned) is true and
+        RV(followups.run_before) lists the commands to run before the task is repeated with their results.
+    type: list
+    elements: raw
   requests:
     description:
       - Several requests in one task, all sent over one authenticated DCOM session.
@@ -538,7 +816,8 @@ reason:
   type: str
   sample: the certificate expires on 2026-12-01 10:00:00Z (in 2 days), within the renewal window of 30 days
 reason_code:
-  description: Machine-readable RV(reason) (C(no_certificate), C(renew_window), C(expired), C(force), C(subject_changed), ...).
+  description:
+    - Machine-readable RV(reason) (C(no_certificate), C(renew_window), C(expired), C(force), C(subject_changed), ...).
   returned: always
   type: str
   sample: renew_window
@@ -649,10 +928,121 @@ pending_private_key_path:
   returned: when a request with a regenerated key is pending
   type: str
 results:
-  description: One result per entry of O(requests), each with the keys above (and C(failed)/C(msg)/C(error) on failure).
-  returned: when O(requests) is used
+  description:
+    - One result per entry of O(requests) or O(certificates), each with the keys above (and C(failed)/C(msg)/C(error)
+      on failure).
+  returned: when O(requests) or O(certificates) is used
   type: list
   elements: dict
+certificate_results:
+  description:
+    - With O(certificates), one entry per certificate, in their order, for the certificate role's fact of that name.
+  returned: when O(certificates) is used
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The entry's name.
+      type: str
+    status:
+      description: As RV(status) (C(failed) for an entry that failed before the CA was asked).
+      type: str
+    changed:
+      description: Whether the certificate was (or in check mode would be) replaced, or a pending request changed.
+      type: bool
+    reason:
+      description: Why the certificate was or was not requested.
+      type: str
+    reason_code:
+      description: The machine-readable reason.
+      type: str
+    request_id:
+      description: The CA's request ID, when there is one.
+      type: int
+    message:
+      description: The error message of a denied or failed certificate.
+      type: str
+    error:
+      description: As RV(error), on failure.
+      type: dict
+    subject:
+      description: Subject of the certificate (RFC 4514).
+      type: str
+    issuer:
+      description: Issuer of the certificate (RFC 4514).
+      type: str
+    not_after:
+      description: End of the certificate's validity.
+      type: str
+    serial_number:
+      description: Serial number of the certificate.
+      type: str
+    template:
+      description: The template asked for.
+      type: str
+    enroll_on:
+      description: Always C(host).
+      type: str
+    paths:
+      description:
+        - The files of the certificate (C(private_key), C(certificate), C(chain), C(fullchain), C(pkcs12), C(crl));
+          null when not written.
+      type: dict
+    summary:
+      description:
+        - One line - the name, the status and the certificate (subject, issuer, validity, reason) or the message.
+      type: str
+certificate_summaries:
+  description: With O(certificates), the C(summary) of each certificate.
+  returned: when O(certificates) is used
+  type: list
+  elements: str
+certificate_failures:
+  description: With O(certificates), the C(summary) of each denied or failed certificate.
+  returned: when O(certificates) is used
+  type: list
+  elements: str
+planned:
+  description:
+    - With O(certificates), true when nothing was enrolled because C(run_before) commands must run first (see
+      O(run_before_results)); RV(certificate_results) is then the plan.
+  returned: when O(certificates) is used
+  type: bool
+followups:
+  description:
+    - With O(certificates), what the certificate role does after this task, only the kinds that apply (an empty
+      dict when nothing does).
+  returned: when O(certificates) is used
+  type: dict
+  contains:
+    run_before:
+      description:
+        - C(name) and C(command) of each certificate with C(run_before) that is about to be replaced (when
+          RV(planned)).
+      type: list
+      elements: dict
+    run_after:
+      description: C(name) and C(command) of each changed certificate with C(run_after) (not in check mode).
+      type: list
+      elements: dict
+    notify:
+      description: The handler names of the changed certificates (each once).
+      type: list
+      elements: str
+    changed:
+      description: One line per changed certificate with handlers to notify.
+      type: list
+      elements: str
+    crl:
+      description: C(index) (in O(certificates)) and C(name) of each present certificate with C(crl_path).
+      type: list
+      elements: dict
+    trust:
+      description:
+        - C(name), C(content) (the chain file, PEM) and C(verify=true) of each present certificate with
+          C(install_ca_trust), for the trust role's C(trust_certificates).
+      type: list
+      elements: dict
 created_directories:
   description: The directories created by O(create_directories) (in check mode, that would be created).
   returned: when O(create_directories) created a directory
@@ -674,6 +1064,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils import _noop
 from ansible_collections.adcs.enrollment.plugins.module_utils import _pipe
 from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
+from ansible_collections.adcs.enrollment.plugins.module_utils import _role_entries
 from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils import _state
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
@@ -682,18 +1073,15 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import Adc
 def enroll(module, params, specs, keeper, writer):
     """The results of a run that needs the CA or Active Directory (the protocol stack is imported only here)."""
     from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _auth, _directory
-    _deps.check(module, 'impacket')
+    _deps.require('impacket')
     auth, auth_error = None, None
     try:
         auth = _auth.dcom_auth(params)
     except AdcsError as exc:
         auth_error = exc
     directory = keeper.directory(_directory.from_params(params))
-    try:
-        anchors = _anchors.AnchorSource.from_params(
-            params, connect_directory=(lambda: directory.conn) if directory is not None else None)
-    except AdcsError as exc:
-        module.fail_json(msg=exc.to_message())
+    anchors = _anchors.AnchorSource.from_params(
+        params, connect_directory=(lambda: directory.conn) if directory is not None else None)
     enroller = _enroller.Enroller(
         auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
         dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
@@ -705,46 +1093,66 @@ def enroll(module, params, specs, keeper, writer):
         return keeper.record(specs, results or enroller.run(specs), writer, directory, new_key=params['new_key'])
 
 
+def request_results(module, params):
+    """The results of the requests of ``params`` (one connection); raises AdcsError."""
+    with _pipe.Pipe(params) as pipe:
+        specs = _request_spec.normalize_requests(pipe.params())
+        keeper = _state.Keeper(specs, module.check_mode, params.get('state_content'), pipe=pipe.active)
+        writer = _staged.ModuleFileWriter(module)
+        created = []
+        if params.get('create_directories'):
+            created = _files.create_parent_directories(specs, check_mode=module.check_mode)
+        # every certificate fits: answered from the files and their states, no network, no protocol imports
+        results = _noop.results(specs, keeper, writer, check_mode=module.check_mode,
+                                directory_given=bool(params.get('domain') or params.get('domain_controller')))
+        if results is not None:
+            results = keeper.record(specs, results, writer, new_key=params['new_key'])
+        else:
+            results = enroll(module, params, specs, keeper, writer)
+        for result in results if created else []:
+            result.update(created_directories=created, changed=True)
+        pipe.contents(results)
+    return results
+
+
+def unexpected(exc):
+    return AdcsError('Unexpected error during enrollment: %s: %s' % (type(exc).__name__, exc))
+
+
+def group_results(module, params, check_mode):
+    """request_results() for one connection of the certificate role's entries (``check_mode``: also the plan pass
+    before run_before commands); any error fails that group."""
+    saved, module.check_mode = module.check_mode, check_mode
+    try:
+        return request_results(module, params)
+    except AdcsError:
+        raise
+    except Exception as exc:  # never a bare traceback to the user
+        raise unexpected(exc)
+    finally:
+        module.check_mode = saved
+
+
 def main():
     module = AnsibleModule(argument_spec=_request_spec.argument_spec(), **_request_spec.module_kwargs())
     _deps.check(module, 'cryptography')
     params = module.params
-    many = bool(params.get('requests'))
+    extra = {}
     try:
         _pipe.check(params, module.check_mode)
+        if params['pipe'] and not params.get('csr_content'):
+            results = [_pipe.no_csr_result()]
+        elif params.get('certificates'):   # the certificate role's entries: an error fails its certificates only
+            extra = _role_entries.run(params, module.check_mode,
+                                      lambda group, check: group_results(module, group, check))
+            results = extra.pop('results')
+        else:
+            results = request_results(module, params)
     except AdcsError as exc:
-        module.fail_json(msg=exc.to_message())
-    if params['pipe'] and not params.get('csr_content'):
-        _enroller.finish(module, [_pipe.no_csr_result()], False)
-    with _pipe.Pipe(params) as pipe:
-        try:
-            specs = _request_spec.normalize_requests(pipe.params())
-            keeper = _state.Keeper(specs, module.check_mode, params.get('state_content'), pipe=pipe.active)
-        except AdcsError as exc:
-            module.fail_json(msg=exc.to_message())
-        writer = _staged.ModuleFileWriter(module)
-        created = []
-        try:
-            if params.get('create_directories'):
-                created = _files.create_parent_directories(specs, check_mode=module.check_mode)
-            # every certificate fits: answered from the files and their states, no network, no protocol imports
-            results = _noop.results(specs, keeper, writer, check_mode=module.check_mode,
-                                    directory_given=bool(params.get('domain') or params.get('domain_controller')))
-            if results is not None:
-                results = keeper.record(specs, results, writer, new_key=params['new_key'])
-            else:
-                results = enroll(module, params, specs, keeper, writer)
-        except AdcsError as exc:
-            module.fail_json(msg=exc.to_message(), error=exc.to_dict())
-        except Exception as exc:  # never a bare traceback to the user
-            module.fail_json(msg='Unexpected error during enrollment: %s: %s' % (type(exc).__name__, exc),
-                             exception=traceback.format_exc())
-        if created:
-            for result in results:
-                result['created_directories'] = created
-                result['changed'] = True
-        pipe.contents(results)
-    _enroller.finish(module, results, many)
+        module.fail_json(msg=exc.to_message(), error=exc.to_dict())
+    except Exception as exc:  # never a bare traceback to the user
+        module.fail_json(msg=unexpected(exc).to_message(), exception=traceback.format_exc())
+    _enroller.finish(module, results, bool(params.get('requests') or params.get('certificates')), **extra)
 
 
 if __name__ == '__main__':

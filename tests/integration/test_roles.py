@@ -365,7 +365,7 @@ def test_denied_account_is_reported_and_fails(lab, ansible, tmp_path):
     text = json.dumps(out)
     assert "CERTSRV_E_TEMPLATE_DENIED" in text
     fails = [t["hosts"][h] for t in out["plays"][0]["tasks"] for h in t["hosts"]
-             if t["task"]["name"].endswith("Fail when a certificate could not be issued") and t["hosts"][h].get("failed")]
+             if t["task"]["name"].endswith("fail when a certificate could not be issued") and t["hosts"][h].get("failed")]
     assert len(fails) == 2 and all("web: denied:" in f["msg"] for f in fails), fails
 
 
@@ -532,3 +532,29 @@ def test_machine_identity_with_kerberos_keytab(lab, ansible, tmp_path):
         assert sans.get_values_for_type(x509.DNSName) == [computer["dns_host_name"]]
     rc, out = fleet.run()
     assert rc == 0 and not any(changed(out).values()), changed(out)
+
+
+def test_run_before_only_when_replaced_and_a_failing_command_fails_its_certificate(lab, ansible, tmp_path):
+    fleet = Fleet(lab, ansible, tmp_path)
+    before = "echo before >> {{ adcs_test_root }}/run_before.log"
+    fleet.write([web_request(run_before=before), web_request(name="other", run_after=None, notify=[])])
+    rc, out = fleet.run()
+    assert rc == 0, out
+    for host in HOSTS:
+        assert {r["status"] for r in results(out)[host].values()} == {"issued"}, results(out)[host]
+        assert open(os.path.join(fleet.root(host), "run_before.log")).read().split() == ["before"]
+    rc, out = fleet.run()   # nothing to replace: the command does not run
+    assert rc == 0 and changed(out) == {"host1": 0, "host2": 0}, out["stats"]
+    for host in HOSTS:
+        assert open(os.path.join(fleet.root(host), "run_before.log")).read().split() == ["before"]
+    snap = {host: snapshot(fleet, host) for host in HOSTS}
+    fleet.write([web_request(run_before="exit 3", renew_before=10000), web_request(name="other", run_after=None,
+                                                                                   notify=[])])
+    rc, out = fleet.run()
+    assert rc == 0, out   # certificate_fail_on_error=false in these inventories
+    for host in HOSTS:
+        r = results(out)[host]
+        assert r["web"]["status"] == "failed" and r["other"]["status"] == "unchanged", r
+        assert snapshot(fleet, host) == snap[host]
+        assert fleet.handler_runs(host) == [host]
+    assert "run_before failed (rc=3)" in results(out)["host1"]["web"]["message"]

@@ -287,3 +287,148 @@ def test_pipe_check_mode_without_csr(fake_ca):
     r = run(args, check_mode=True).result
     assert r['status'] == 'would_enroll' and r['changed'] is True and fake_ca.calls == []
     assert run(args).failed
+
+
+# ---- certificates: the certificate role's entries in one task (_role_entries) -----------------------------------------
+def role_args(tmp_path, entries, **kw):
+    out = dict(CONN, certificates=entries, certificate_defaults={'directory': str(tmp_path)})
+    out.update(kw)
+    return out
+
+
+def test_certificates_one_task_for_the_role(tmp_path, fake_ca):
+    entries = [{'name': 'web', 'common_name': 'web.lab.adcs.test', 'dns': ['web.lab.adcs.test'], 'ip': ['192.0.2.1'],
+                'run_after': 'echo after', 'notify': 'reload web', 'install_ca_trust': True,
+                'crl_path': str(tmp_path / 'web.crl')},
+               {'name': 'api', 'common_name': 'api.lab.adcs.test', 'notify': ['reload web', 'reload api'],
+                'chain': False, 'pkcs12_path': str(tmp_path / 'api.p12'), 'pkcs12_passphrase': 'p12-pw'},
+               {'name': 'no', 'template': 'Denied', 'common_name': 'no.lab.adcs.test'}]
+    exit_ = run(role_args(tmp_path, entries))
+    assert exit_.failed   # as with requests: the task fails, the role decides with certificate_fail_on_error
+    r = exit_.result
+    certs = dict((c['name'], c) for c in r['certificate_results'])
+    assert [c['status'] for c in r['certificate_results']] == ['issued', 'issued', 'denied']
+    web = certs['web']
+    assert web['changed'] is True and web['enroll_on'] == 'host' and web['template'] == 'WebServer'
+    assert web['paths'] == {'private_key': str(tmp_path / 'private' / 'web.key'),
+                            'certificate': str(tmp_path / 'certs' / 'web.crt'),
+                            'chain': str(tmp_path / 'certs' / 'web-chain.crt'),
+                            'fullchain': str(tmp_path / 'certs' / 'web-fullchain.crt'),
+                            'pkcs12': None, 'crl': str(tmp_path / 'web.crl')}
+    assert web['summary'].startswith('web: issued: CN=web.lab.adcs.test, issued by ')
+    assert os.stat(str(tmp_path / 'private')).st_mode & 0o777 == 0o700   # create_directories by default
+    cert = x509.load_pem_x509_certificate(open(web['paths']['certificate'], 'rb').read())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ['web.lab.adcs.test']
+    assert certs['api']['paths']['chain'] is None and not os.path.exists(str(tmp_path / 'certs' / 'api-chain.crt'))
+    assert os.path.exists(str(tmp_path / 'api.p12'))
+    assert certs['no']['message'] and certs['no']['summary'].startswith('no: denied: ')
+    assert r['certificate_failures'] == [certs['no']['summary']]
+    assert r['certificate_summaries'] == [c['summary'] for c in r['certificate_results']]
+    follow = r['followups']
+    assert follow['run_after'] == [{'name': 'web', 'command': 'echo after'}]
+    assert follow['notify'] == ['reload web', 'reload api'] and len(follow['changed']) == 2
+    assert follow['crl'] == [{'index': 0, 'name': 'web'}]
+    assert [t['name'] for t in follow['trust']] == ['web'] and follow['trust'][0]['verify'] is True
+    assert follow['trust'][0]['content'] == open(web['paths']['chain']).read()
+    assert 'run_before' not in follow
+    assert FakeSession.opened == ['ca1.lab.adcs.test']   # one session for the three
+    text = json.dumps(r)
+    assert 'S3cret-pw' not in text and 'p12-pw' not in text
+
+    again = run(role_args(tmp_path, entries[:2])).result
+    assert [c['status'] for c in again['certificate_results']] == ['unchanged', 'unchanged'], again
+    assert again['changed'] is False and again['certificate_failures'] == []
+    assert set(again['followups']) == {'crl', 'trust'}   # done on every run where they apply
+    assert again['certificate_results'][0]['summary'].endswith('and matches the request)')
+
+
+def test_certificates_entry_errors_fail_that_certificate_only(tmp_path, fake_ca):
+    entries = [{'name': 'web', 'common_name': 'web.lab.adcs.test'},
+               {'name': 'small', 'common_name': 'd.lab.adcs.test', 'key_size': 512},
+               {'name': 'before', 'common_name': 'e.lab.adcs.test', 'run_before': 'false'},
+               {'name': 'stale', 'common_name': 'f.lab.adcs.test', 'run_before': 'new command'}]
+    before = [{'item': {'name': 'before', 'command': 'false'}, 'failed': False, 'rc': 1, 'stderr': 'boom'},
+              {'item': {'name': 'stale', 'command': 'old command'}, 'failed': True, 'rc': 1, 'stderr': 'old'},
+              {'item': {'name': 'web', 'command': 'x'}, 'skipped': True}]
+    r = run(role_args(tmp_path, entries, run_before_results=before)).result
+    status = dict((c['name'], (c['status'], c['message'])) for c in r['certificate_results'])
+    assert status['web'] == ('issued', None) and status['stale'] == ('issued', None)
+    assert status['small'][0] == 'failed' and status['small'][1].startswith('certificate small: ')
+    assert status['before'] == ('failed', 'run_before failed (rc=1): boom')
+    assert not os.path.exists(str(tmp_path / 'certs' / 'before.crt'))
+
+
+def test_certificates_per_entry_connection_groups(tmp_path, fake_ca):
+    entries = [{'name': 'a', 'common_name': 'a.lab.adcs.test'},
+               {'name': 'b', 'common_name': 'b.lab.adcs.test', 'ca_host': 'ca2.lab.adcs.test',
+                'connection': {'password': 'Other-pw'}},
+               {'name': 'c', 'common_name': 'c.lab.adcs.test', 'create_directories': False}]
+    r = run(role_args(tmp_path, entries)).result
+    status = dict((c['name'], c['status']) for c in r['certificate_results'])
+    assert status['a'] == 'issued' and status['b'] == 'issued', r
+    # one session per connection (and per create_directories); c uses the directories the first group made
+    assert sorted(FakeSession.opened) == ['ca1.lab.adcs.test', 'ca1.lab.adcs.test', 'ca2.lab.adcs.test']
+    assert status['c'] == 'issued'
+    assert 'Other-pw' not in json.dumps(r)
+
+
+def test_certificates_plan_first_when_run_before_applies(tmp_path, fake_ca):
+    entries = [{'name': 'web', 'common_name': 'web.lab.adcs.test', 'run_before': 'systemctl stop web',
+                'run_after': 'systemctl start web', 'notify': 'h'},
+               {'name': 'quiet', 'common_name': 'q.lab.adcs.test'}]
+    r = run(role_args(tmp_path, entries), check_mode=True).result   # check mode: a plan, no commands to run
+    assert [c['status'] for c in r['certificate_results']] == ['would_enroll', 'would_enroll']
+    assert r['planned'] is False and r['followups'] == {'notify': ['h'], 'changed': r['followups']['changed']}
+    assert fake_ca.calls == [] and os.listdir(str(tmp_path)) == []
+
+    exit_ = run(role_args(tmp_path, entries))   # web is about to be replaced: nothing is done, the command is listed
+    r = exit_.result
+    assert r['planned'] is True and r['changed'] is False and not exit_.failed
+    assert r['followups'] == {'run_before': [{'name': 'web', 'command': 'systemctl stop web'}]}
+    assert fake_ca.calls == [] and os.listdir(str(tmp_path)) == []
+
+    done = [{'item': {'name': 'web', 'command': 'systemctl stop web'}, 'changed': True, 'rc': 0}]
+    r = run(role_args(tmp_path, entries, run_before_results=done)).result
+    assert r['planned'] is False and [c['status'] for c in r['certificate_results']] == ['issued', 'issued']
+    assert r['followups']['run_after'] == [{'name': 'web', 'command': 'systemctl start web'}]
+
+    r = run(role_args(tmp_path, entries)).result   # nothing to replace: enrolled (no-op) in one call
+    assert r['planned'] is False and r['followups'] == {} and r['changed'] is False
+    assert [c['status'] for c in r['certificate_results']] == ['unchanged', 'unchanged']
+
+
+def test_certificates_refuses_duplicate_names_and_pipe(tmp_path, fake_ca):
+    entries = [{'name': 'web', 'common_name': 'a'}, {'name': 'web', 'common_name': 'b'}]
+    exit_ = run(role_args(tmp_path, entries))
+    assert exit_.failed and 'certificate_results' not in exit_.result
+    assert exit_.result['msg'].startswith('the names of the certificates must be unique: web is given twice')
+    exit_ = run(role_args(tmp_path, entries[:1], pipe=True, csr_content='x'))
+    assert exit_.failed
+    assert 'certificates cannot be used with pipe=true' in exit_.result['msg']
+    exit_ = run(role_args(tmp_path, entries[:1], requests=[{'certificate_path': '/x'}]))
+    assert exit_.failed and 'mutually exclusive' in exit_.result['msg']
+    # an entry's connection is checked as the module's own connection options
+    exit_ = run(role_args(tmp_path, [{'name': 'web', 'connection': {'bogus': 1}}]))
+    assert exit_.failed and 'bogus' in exit_.result['msg'] and 'certificate_results' not in exit_.result
+
+
+def test_certificates_mask_only_the_secrets_of_an_entry_connection(tmp_path, fake_ca):
+    entries = [{'name': 'web', 'common_name': 'web.lab.adcs.test',
+                'connection': {'password': 'Entry-pw-1', 'timeout': 5, 'domain': 'lab.adcs.test'}}]
+    exit_ = run(role_args(tmp_path, entries))
+    r = exit_.result
+    assert r['certificate_results'][0]['status'] == 'issued', r
+    # the connection's other values are no secrets: they are not masked where they appear in the results
+    assert r['certificate_results'][0]['subject'] == 'CN=web.lab.adcs.test'
+    assert 'Entry-pw-1' not in json.dumps(r)
+
+
+def test_certificates_pending_notifies_nothing(tmp_path, fake_ca):
+    entries = [{'name': 'm', 'template': 'Manual', 'common_name': 'm.lab.adcs.test', 'run_after': 'echo x',
+                'notify': 'h'}]
+    r = run(role_args(tmp_path, entries)).result
+    cert = r['certificate_results'][0]
+    assert cert['status'] == 'pending' and cert['changed'] is True and cert['request_id']
+    assert 'waits for a certificate manager' in cert['summary']
+    assert r['followups'] == {}   # nothing was replaced: no run_after, no handlers

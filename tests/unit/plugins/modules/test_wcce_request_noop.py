@@ -107,3 +107,18 @@ def test_a_run_with_work_imports_the_stack_and_contacts_the_ca(tmp_path, fake_ca
     assert result.get('failed') and 'refuses every connection' in result['msg'], result
     assert 'impacket' in imported and connects, (result, imported, connects)
     assert not os.path.exists(str(tmp_path / 'web.key'))   # a failed run leaves no key behind
+
+
+def test_certificate_role_noop_process_imports_no_protocol_library(tmp_path, fake_ca):
+    """The certificate role's one call (certificates) on a host where every certificate fits."""
+    conn = dict((k, v) for k, v in module_args(tmp_path).items()
+                if k in ('ca_host', 'ca_name', 'username', 'password', 'ca_fingerprint'))
+    args = dict(conn, certificates=[{'name': 'web', 'common_name': 'web.lab.adcs.test', 'run_before': 'exit 1'},
+                                    {'name': 'api', 'common_name': 'api.lab.adcs.test'}],
+                certificate_defaults={'directory': str(tmp_path)})
+    exit_ = run_module(wcce_request.main, dict(args, run_before_results=[]))
+    assert not exit_.failed and exit_.result['planned'] is False, exit_.result
+    result, imported, connects = run_process(tmp_path, args)
+    assert [c['status'] for c in result['certificate_results']] == ['unchanged', 'unchanged'], result
+    assert result['followups'] == {} and result['planned'] is False   # planned, nothing to run: one call
+    assert imported == [] and connects == []
