@@ -200,14 +200,31 @@ class DirLocks(object):
         self.dirs = sorted(set(os.path.dirname(os.path.abspath(p)) for p in paths if p))
         self.timeout = timeout
         self.fds = []
+        self.locked = set()   # (st_dev, st_ino) of the directories locked
+
+    def holds(self, directory):
+        """Whether ``directory`` (any spelling: a symlink to a locked directory counts) is locked here."""
+        try:
+            st = os.stat(directory)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) in self.locked
 
     def acquire(self):
+        # one lock per directory, not per spelling: two names of one directory (a symlink, as /etc/ssl/certs on
+        # RHEL) share the lock file, and flock on a second handle would wait for ourselves; locked in the order of
+        # the directories' identities, so two runs that spell them differently still take them in the same order
+        found = {}
         for directory in self.dirs:
             try:
                 st = os.stat(directory)
             except OSError:
                 continue   # a missing directory is reported by the caller
+            found.setdefault((st.st_dev, st.st_ino), (directory, st))
+        for identity in sorted(found):
+            directory, st = found[identity]
             fd = _lock_file(st)
+            self.locked.add(identity)
             self.fds.append(fd)
             deadline = time.time() + self.timeout
             while True:
@@ -228,6 +245,7 @@ class DirLocks(object):
         for fd in reversed(self.fds):
             os.close(fd)
         self.fds = []
+        self.locked = set()
 
 
 def recover(paths, listings=None):

@@ -138,7 +138,7 @@ class WriteGroup(object):
 
     def holds(self, specs):
         """Whether the group holds the locks of the directories of ``specs``."""
-        return all(os.path.dirname(s.path) in self.locks.dirs for s in specs)
+        return all(self.locks.holds(os.path.dirname(s.path)) for s in specs)
 
     def can_defer(self, specs):
         """A set of new files only (no target exists, not even a symlink), in directories the group locked."""

@@ -53,13 +53,33 @@ def test_an_adcs_error_is_that_requests_failure_and_others_go_on():
     assert second == {'name': 'two'}
 
 
-def test_other_exceptions_are_not_swallowed():
+def test_other_exceptions_fail_that_request_only():
+    """A library error on one certificate (not an AdcsError) is that request's failure, named; the others go on."""
     def bug():
-        raise ValueError('a bug')
+        raise ValueError('error parsing asn1 value')
 
     with _finisher.Finisher() as finisher:
         finisher.add('s1', bug)
-    with pytest.raises(ValueError, match='a bug'):
+        finisher.add('s2', lambda: {'name': 'two'})
+    first, second = finisher.results(_failure)
+    assert first == {'failed': True, 'spec': 's1', 'msg': 'Unexpected error while finishing the request: '
+                                                          'ValueError: error parsing asn1 value'}
+    assert second == {'name': 'two'}
+
+
+def test_a_module_exit_in_the_thread_stops_the_run_before_the_next_request():
+    """fail_json in the thread (it printed the module's result): the caller exits at its next step."""
+    def exits():
+        raise SystemExit(1)
+
+    finisher = _finisher.Finisher()
+    with pytest.raises(SystemExit):
+        with finisher:
+            finisher.add('s1', exits)
+            finisher._outcomes[0][1].exception(5)         # waits until the thread has run it
+            finisher.add('s2', lambda: {'name': 'two'})   # the caller stops here, before more CA work
+    assert len(finisher._outcomes) == 1
+    with pytest.raises(SystemExit):
         finisher.results(_failure)
 
 

@@ -171,6 +171,22 @@ def test_a_concurrent_run_on_the_same_directory_waits(tmp_path):
     assert done == [True] and crt.read_bytes() == b'NEW' and leftovers(tmp_path) == []
 
 
+def test_two_names_of_one_directory_take_one_lock(tmp_path):
+    """A symlink to a directory (as /etc/ssl/certs -> /etc/pki/tls/certs on RHEL) is the same directory: one lock, or
+    the run would wait for itself."""
+    (tmp_path / 'real').mkdir()
+    (tmp_path / 'alias').symlink_to(tmp_path / 'real')
+    locks = _journal.DirLocks([str(tmp_path / 'real' / 'a.crt'), str(tmp_path / 'alias' / 'b.crt')], timeout=0.3)
+    locks.acquire()
+    try:
+        assert len(locks.fds) == 1
+        assert locks.holds(str(tmp_path / 'alias')) and locks.holds(str(tmp_path / 'real'))
+        assert not locks.holds(str(tmp_path))
+    finally:
+        locks.release()
+    assert not locks.holds(str(tmp_path / 'real'))
+
+
 def test_lock_wait_has_a_deadline(tmp_path, monkeypatch):
     holder = _journal.DirLocks([str(tmp_path / 'y')]).acquire()
     try:

@@ -77,6 +77,18 @@ def test_new_sets_are_staged_at_once_and_switched_together_with_one_sync(out):
     assert ran == ['late'] and writer._group is None
 
 
+def test_a_group_over_two_names_of_one_directory(out):
+    alias = out.parent / 'alias'
+    alias.symlink_to(out)
+    writer, syncs = PlainWriter(), _Syncs()
+    paths = [str(out / 'a.key'), str(out / 'a.crt'), str(alias / 'b.key'), str(alias / 'b.crt')]
+    with _write_group.WriteGroup(writer, paths, syncfs=syncs) as group:
+        assert len(group.locks.fds) == 1
+        results = [writer.write(_set(out, 'a')), writer.write(_set(alias, 'b'))]
+        assert all(r['commit'] is not None for r in results)      # both deferred: the group holds the directory
+    assert sorted(_content(out)) == ['a.crt', 'a.key', 'b.crt', 'b.key']
+
+
 def test_a_group_flushes_every_flush_every_sets(out):
     writer, syncs = PlainWriter(), _Syncs()
     with _group(writer, out, ['a', 'b', 'c'], syncs, flush_every=2) as group:
