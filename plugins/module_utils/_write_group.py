@@ -227,6 +227,7 @@ class WriteGroup(object):
 
     def _rename(self, items, journals):
         directories = set()
+        switched = set()   # paths of the sets switched so far: a file two sets share stays with the one that is done
         for item in list(items):
             item.renamed = []
             try:
@@ -237,13 +238,15 @@ class WriteGroup(object):
                         _step('renamed %s' % spec.path)
             except OSError as exc:
                 for path in item.renamed:   # new files only: taking them away restores the set's old state
-                    _unlink(path)
+                    if path not in switched:
+                        _unlink(path)
                 items.remove(item)
                 self._fail(item, journals.get(id(item)), exc)
                 continue
             for path in item.renamed:
                 del item.sw.staged[path]
                 directories.add(os.path.dirname(path))
+                switched.add(path)
         for directory in sorted(directories):
             _fsync_dir(directory)
 

@@ -133,6 +133,25 @@ def test_two_sets_sharing_a_new_file_both_switch(out):
     assert leftovers(out) == []
 
 
+def test_a_failed_set_leaves_the_shared_file_of_a_switched_set(out, monkeypatch):
+    """Set b fails after it renamed the chain file set a shares: a's chain stays (a was reported switched)."""
+    writer, syncs = PlainWriter(), _Syncs()
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if dst.endswith('b.key'):
+            raise OSError(28, 'No space left on device')
+        return real_rename(src, dst)
+
+    chain = _staged.FileSpec(str(out / 'chain.crt'), b'CHAIN')
+    with _group(writer, out, ['a', 'b'], syncs):
+        a = writer.write([chain] + _set(out, 'a'))
+        b = writer.write([chain] + _set(out, 'b'))
+        monkeypatch.setattr(_write_group.os, 'rename', rename)
+    assert a['commit'].error is None and isinstance(b['commit'].error, FileOutputError)
+    assert _content(out) == {'a.key': b'NEW key a', 'a.crt': b'NEW crt a', 'chain.crt': b'CHAIN'}
+
+
 def test_a_failed_rename_fails_only_its_set_and_writes_nothing_of_it(out, monkeypatch):
     writer, syncs = PlainWriter(), _Syncs()
     real_rename = os.rename
