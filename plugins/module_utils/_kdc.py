@@ -230,6 +230,7 @@ def _kdc_exchange(message, host, port, timeout):
     """One KDC exchange over TCP (RFC 4120 7.2.2): the raw reply, its length bounded by ``MAX_KDC_REPLY``."""
     sock = socket.create_connection((host, port), timeout=timeout)
     try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # as every client socket of the collection
         sock.sendall(struct.pack('!I', len(message)) + message)
         head = b''
         while len(head) < 4:

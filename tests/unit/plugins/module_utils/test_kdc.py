@@ -278,3 +278,31 @@ def test_bounded_exchange_keeps_impackets_contract_for_preauth_required():
         assert info.value.getErrorCode() == 6
     finally:
         kdc.close()
+
+
+def test_kdc_exchange_sets_no_delay_and_reads_the_framed_reply(monkeypatch):
+    import socket
+    import struct
+
+    class Sock(object):
+        def __init__(self):
+            self.options, self.sent, self.data = {}, b'', struct.pack('!I', 5) + b'reply'
+
+        def setsockopt(self, level, name, value):
+            self.options[(level, name)] = value
+
+        def sendall(self, data):
+            self.sent += data
+
+        def recv(self, size):
+            chunk, self.data = self.data[:size], self.data[size:]
+            return chunk
+
+        def close(self):
+            pass
+
+    sock = Sock()
+    monkeypatch.setattr(socket, 'create_connection', lambda *a, **k: sock)
+    assert _kdc._kdc_exchange(b'req', 'dc1', 88, 5) == b'reply'
+    assert sock.sent == struct.pack('!I', 3) + b'req'
+    assert sock.options == {(socket.IPPROTO_TCP, socket.TCP_NODELAY): 1}
