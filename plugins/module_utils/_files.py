@@ -123,8 +123,9 @@ def resolve_gid(group):
 MAX_READ_SIZE = 8 << 20   # read_file: keys, certificates, chains, PKCS#12 bundles, records are far smaller
 
 
-def read_file(path, max_size=MAX_READ_SIZE, private=False, replaceable=False):
-    """Content of the regular file at path as bytes, or None if it does not exist.
+def read_file(path, max_size=MAX_READ_SIZE, private=False, replaceable=False, stat_out=None):
+    """Content of the regular file at path as bytes, or None if it does not exist (``stat_out``, a list: the
+    ``os.stat_result`` of the file read is appended to it).
 
     Never through a symlink, never blocking on a FIFO, never more than ``max_size`` bytes (a symlink to /dev/zero
     planted in a writable directory is refused, not read). ``private``: the file must also be owned by the effective
@@ -143,6 +144,8 @@ def read_file(path, max_size=MAX_READ_SIZE, private=False, replaceable=False):
                                      'option at the real file.')
     try:
         st = os.fstat(fd)
+        if stat_out is not None:
+            stat_out.append(st)
         if private and (st.st_uid != os.geteuid() or st.st_mode & 0o022):
             raise FileOutputError('%s is not owned by user %s or is writable by other users; it is not trusted'
                                   % (path, _user_name()))

@@ -248,6 +248,11 @@ class DirLocks(object):
         self.locked = set()
 
 
+def interrupted(paths):
+    """Whether a switch of one of ``paths`` was left half done (its journal is there): recover() must run first."""
+    return any(os.path.lexists(_journal_path(os.path.abspath(path))) for path in paths if path)
+
+
 def recover(paths, listings=None):
     """Finish or undo a switch that a killed process left half done for any of ``paths``, then remove our stray
     temporary files next to them. Returns {journal: 'rolled forward'|'rolled back'}. ``listings``: see _ours (the

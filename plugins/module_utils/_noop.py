@@ -18,7 +18,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
+from ansible_collections.adcs.enrollment.plugins.module_utils import _fits
 from ansible_collections.adcs.enrollment.plugins.module_utils import _journal
+from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
+from ansible_collections.adcs.enrollment.plugins.module_utils import _state
+from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 from ansible_collections.adcs.enrollment.plugins.module_utils._outputs import Outputs
 from ansible_collections.adcs.enrollment.plugins.module_utils._plan import ACTION_NONE, plan_request
@@ -64,10 +68,39 @@ def results(specs, keeper, writer, check_mode=False, directory_given=False, now=
     out = []
     for plan in plans:
         try:
-            result = _enroller.base_result(plan)
-            result.update(outputs.write_unchanged(plan))
-            result['diff'] = _enroller.plan_diff(plan, plan.current_cert)
+            result = _result(plan, outputs)
         except AdcsError as exc:
             result = _enroller.failure_result(plan.spec, exc)
         out.append(result)
     return out
+
+
+def _result(plan, outputs):
+    result = _enroller.base_result(plan)
+    result.update(outputs.write_unchanged(plan))
+    result['diff'] = _enroller.plan_diff(plan, plan.current_cert)
+    return result
+
+
+def projector(writer, options, directory_given=False):
+    """``project(spec, known)`` for ``_state.Keeper.record``: the no-op record (``_fits.record``) of a request as
+    this planner finds its files right after the run (``known``: {template: renewal days}), or None when the next
+    run would not be a no-op. ``options``: the run's ``_fits.options_digest``."""
+    def project(spec, known):
+        def template_days(template):
+            days = known.get((template or '').lower())
+            if days is None:
+                raise _NeedsMore()
+            return days
+        try:
+            plan = plan_request(spec, template_renewal_days=template_days if directory_given else None,
+                                keygen=_NoKeys(), check_key=False)
+            if plan.action != ACTION_NONE or plan.current_cert is None:
+                return None
+            result = _result(plan, Outputs(writer, True))   # nothing is written: only what a no-op returns
+        except (_NeedsMore, AdcsError):
+            return None
+        result['status'] = _state.status(result)
+        until = _renewal.renewal_opens(_x509.not_after(plan.current_cert), plan.renew_before)
+        return _fits.record(options, spec, result, until)
+    return project

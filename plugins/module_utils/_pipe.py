@@ -29,11 +29,6 @@ import tempfile
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
 
-try:
-    from cryptography.hazmat.primitives import serialization
-except ImportError:  # reported by the module through its cryptography requirement
-    serialization = None
-
 NAMES = {'certificate': 'certificate.pem', 'chain': 'chain.pem', 'fullchain': 'fullchain.pem',
          'refusal': 'certificate.pem.refused'}
 # file options that make no sense without files
@@ -150,6 +145,7 @@ def new_key_needed(params, plan):
 
 
 def _spki(public_key):
+    from cryptography.hazmat.primitives import serialization   # only here: the module's options need no cryptography
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 

@@ -30,6 +30,12 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     InvalidInput,
     WcceError,
 )
+from ansible_collections.adcs.enrollment.plugins.module_utils._results import (  # noqa: F401 - the plan's vocabulary
+    ACTION_ENROLL,
+    ACTION_NONE,
+    ACTION_REFRESH,
+    ACTION_RETRIEVE,
+)
 
 from ansible_collections.adcs.enrollment.plugins.module_utils._deps import HAS_CRYPTOGRAPHY
 
@@ -37,10 +43,6 @@ if HAS_CRYPTOGRAPHY:  # else reported by the module (_deps.check)
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-ACTION_NONE = 'none'
-ACTION_ENROLL = 'enroll'
-ACTION_RETRIEVE = 'retrieve'
-ACTION_REFRESH = 'refresh'
 
 PENDING_KEY_SUFFIX = '.pending'
 

@@ -109,6 +109,12 @@ def _template_matches(cert, wanted):
     return True, have['oid'] or have['name']
 
 
+def renewal_opens(not_after, renew_before_days):
+    """The moment the renewal window of a certificate valid until ``not_after`` opens (``renew_before_days``
+    days before; 0 or None: at expiry)."""
+    return not_after - datetime.timedelta(days=float(renew_before_days or 0))
+
+
 def needs_enrollment(cert, key, wanted_subject=None, wanted_sans=None, wanted_template=None, renew_before_days=30,
                      now=None, force=False, sans_exact=False, key_params=None):
     """Decide whether a (re-)enrollment is needed. Returns (bool, Reason).
@@ -136,8 +142,7 @@ def needs_enrollment(cert, key, wanted_subject=None, wanted_sans=None, wanted_te
     end = _x509.not_after(cert)
     if now >= end:
         return True, Reason(REASON_EXPIRED, 'the certificate expired on %s' % end.strftime('%Y-%m-%d %H:%M:%SZ'))
-    renew_before = datetime.timedelta(days=float(renew_before_days or 0))
-    if now >= end - renew_before:
+    if now >= renewal_opens(end, renew_before_days):
         left = end - now
         return True, Reason(REASON_RENEW_WINDOW, 'the certificate expires on %s (in %d days), within the renewal '
                             'window of %s days' % (end.strftime('%Y-%m-%d %H:%M:%SZ'), left.days,

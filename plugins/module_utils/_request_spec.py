@@ -15,11 +15,8 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.adcs.enrollment.plugins.module_utils import _csr
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
-from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
 from ansible_collections.adcs.enrollment.plugins.module_utils import _pipe
-from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
 from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
     connection_argument_spec,
@@ -91,23 +88,9 @@ REQUEST_OPTIONS.update(owner=None, group=None, mode=None)
 def normalize_requests(params):
     """The list of per-request option dicts: ``params['requests']`` entries over the top-level defaults, or the
     top-level options alone. Unknown keys in an entry raise InvalidInput."""
-    base = dict((k, params.get(k, v)) for k, v in REQUEST_OPTIONS.items())
-    entries = params.get('requests') or []
-    if not entries:
-        return [check_request(base, 0)]
-    out = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise InvalidInput('requests[%d] must be a dictionary of request options' % index)
-        unknown = sorted(set(entry) - set(REQUEST_OPTIONS))
-        if unknown:
-            raise InvalidInput('requests[%d] has unknown options: %s (allowed: %s)'
-                               % (index, ', '.join(unknown), ', '.join(sorted(REQUEST_OPTIONS))))
-        merged = dict(base)
-        for key, value in entry.items():
-            if value is not None:
-                merged[key] = value
-        out.append(check_request(merged, index))
+    out = [check_request(merged, index) for index, merged in enumerate(merged_requests(params))]
+    if not params.get('requests'):
+        return out
     paths = {}
     for spec in out:
         for key in ('certificate_path', 'private_key_path', 'chain_path', 'fullchain_path', 'pkcs12_path',
@@ -123,6 +106,29 @@ def normalize_requests(params):
     return out
 
 
+def merged_requests(params):
+    """The options of each request as given: ``requests`` entries over the top-level options, or the top-level
+    options alone (not yet checked: see check_request). Unknown keys in an entry raise InvalidInput."""
+    base = dict((k, params.get(k, v)) for k, v in REQUEST_OPTIONS.items())
+    entries = params.get('requests') or []
+    if not entries:
+        return [base]
+    out = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise InvalidInput('requests[%d] must be a dictionary of request options' % index)
+        unknown = sorted(set(entry) - set(REQUEST_OPTIONS))
+        if unknown:
+            raise InvalidInput('requests[%d] has unknown options: %s (allowed: %s)'
+                               % (index, ', '.join(unknown), ', '.join(sorted(REQUEST_OPTIONS))))
+        merged = dict(base)
+        for key, value in entry.items():
+            if value is not None:
+                merged[key] = value
+        out.append(merged)
+    return out
+
+
 def _as_bool(value, name):
     if isinstance(value, bool):
         return value
@@ -134,7 +140,7 @@ def _as_bool(value, name):
     raise InvalidInput('%s must be a boolean, got %r' % (name, value))
 
 
-def _abs(path):
+def absolute(path):
     return os.path.abspath(os.path.expanduser(path)) if path else path
 
 
@@ -148,12 +154,14 @@ def _to_number(spec, key, convert, what, where):
 
 def check_request(spec, index=0):
     """Validate and normalize one request's options (no file or network access)."""
+    # imported here: the argument spec and a run answered by its no-op record (_fits) never load cryptography
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _csr, _keys, _x509
     spec = dict(spec)
     spec['index'] = index
     where = 'requests[%d]: ' % index if index else ''
     for key in ('certificate_path', 'private_key_path', 'chain_path', 'fullchain_path', 'pkcs12_path', 'csr_path',
                 'state_path'):
-        spec[key] = _abs(spec.get(key))
+        spec[key] = absolute(spec.get(key))
     for key in ('force', 'regenerate_key', 'renewal_request', 'backup'):
         spec[key] = _as_bool(spec.get(key) or False, key) if key != 'renewal_request' else \
             _as_bool(True if spec.get(key) is None else spec[key], key)

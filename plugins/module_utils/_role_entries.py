@@ -92,7 +92,7 @@ def connection(entry):
 class Entry(object):
     """One entry of ``certificates``: its request options and connection overrides, or the error that stops it."""
 
-    def __init__(self, index, entry, defaults, base):
+    def __init__(self, index, entry, defaults, base, check=True):
         self.index, self.entry, self.name = index, entry, entry['name']
         self.files = paths(entry, defaults)
         self.template = _pick(entry, defaults, 'template')
@@ -103,7 +103,8 @@ class Entry(object):
             self.request = request(entry, defaults)
             merged = dict(base)
             merged.update((k, v) for k, v in self.request.items() if v is not None)
-            check_request(merged, 0)   # this entry's own errors fail this entry only
+            if check:   # not for a run answered by the no-op records (_fits): those options were checked then
+                check_request(merged, 0)   # this entry's own errors fail this entry only
         except AdcsError as exc:
             if isinstance(exc, InvalidInput) and not exc.summary.startswith('certificate '):
                 exc.summary = 'certificate %s: %s' % (self.name, exc.summary)
@@ -114,8 +115,13 @@ class Entry(object):
         return json.dumps([self.overrides, self.create_directories], sort_keys=True, default=str)
 
 
-def entries(params, base):
-    """The Entry of each certificate; InvalidInput when two entries have the same name."""
+def base_options(params):
+    """The module's request options that apply to every entry."""
+    return dict((k, params.get(k)) for k in ('force', 'backup', 'format', 'renewal_request'))
+
+
+def entries(params, base, check=True):
+    """The Entry of each certificate; InvalidInput when two entries have the same name (``check``: see Entry)."""
     defaults = dict((k, v.get('default')) for k, v in role_defaults_argument_spec().items())
     defaults.update((k, v) for k, v in (params.get('certificate_defaults') or {}).items() if v is not None)
     if params.get('pipe'):
@@ -125,7 +131,7 @@ def entries(params, base):
         if entry['name'] in seen:
             raise InvalidInput('the names of the certificates must be unique: %s is given twice' % entry['name'])
         seen.add(entry['name'])
-        out.append(Entry(index, entry, defaults, base))
+        out.append(Entry(index, entry, defaults, base, check))
     return out
 
 
@@ -155,8 +161,7 @@ def run(params, check_mode, results_for):
     mode): if one with ``run_before`` is about to be replaced, nothing is enrolled and the plan is returned
     (``planned`` true, ``followups.run_before`` listing the commands to run before the call is made again with
     their ``run_before_results``); otherwise they are enrolled at once."""
-    base = dict((k, params.get(k)) for k in ('force', 'backup', 'format', 'renewal_request'))
-    todo = entries(params, base)
+    todo = entries(params, base_options(params))
     if not check_mode and params.get('run_before_results') is None and \
             any(item.entry.get('run_before') for item in todo):
         raw = _enroll(todo, params, True, results_for)
@@ -191,6 +196,14 @@ def _enroll(todo, params, check_mode, results_for):
         for member, result in zip(members, results):
             raw[member.index] = result
     return raw
+
+
+def answered(params, check_mode, results_of):
+    """run()'s return value for a run answered without enrolling: ``results_of(state_paths)`` gives the results
+    of the entries from their state files (in order), or None (then so does this)."""
+    todo = entries(params, base_options(params), check=False)
+    results = results_of([item.files['state'] for item in todo])
+    return None if results is None else dict(outcome(todo, results, check_mode), planned=False)
 
 
 REPLACED = ('issued', 'renewed', 'would_enroll')

@@ -32,7 +32,6 @@ import datetime
 import json
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
-from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, FileOutputError, InvalidInput
 from ansible_collections.adcs.enrollment.plugins.module_utils._hresults import (
     CERTSRV_E_ENROLL_DENIED,
@@ -191,7 +190,7 @@ class State(object):
         if template_days is not None and result.get('template'):
             data['renewal'] = {'days': float(template_days), 'source': 'template', 'template': result['template']}
         data = dict((k, v) for k, v in data.items() if v is not None)
-        return None if data == self.data else data
+        return None if data == dict((k, v) for k, v in (self.data or {}).items() if k != 'fits') else data
 
 
 def _stamp(now=None):
@@ -239,6 +238,7 @@ def serialize(data):
 def state_spec(path, data, owner=None, group=None):
     """The ``_staged.FileSpec`` that writes the state ``data`` to ``path`` (through the caller's writer, atomically,
     0644: no secrets in it)."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _staged   # not on a run answered by _fits
     return _staged.FileSpec(path, serialize(data), mode=STATE_MODE, owner=owner, group=group)
 
 
@@ -266,7 +266,7 @@ class Keeper(object):
         return self._states.get(spec['index'])
 
     def _resume(self, spec, state):
-        if spec.get('request_id'):
+        if spec.get('request_id') or (state.data or {}).get('status') != PENDING:
             return
         found = state.pending(wanted(spec))
         if found is None:
@@ -296,8 +296,11 @@ class Keeper(object):
         known = self.renewal_days()
         return _KnownRenewal(directory, known) if directory is not None and known else directory
 
-    def record(self, specs, results, writer, directory=None, new_key=False):
-        """Adds ``status`` to each result and records its state; returns the results."""
+    def record(self, specs, results, writer, directory=None, new_key=False, project=None):
+        """Adds ``status`` to each result and records its state; returns the results. ``project(spec, known)``:
+        the no-op record (``_fits``) of a request whose certificate is in place after this run (``known``: the
+        template renewal periods the states know, this run's included), or None; it is kept in the state file
+        (a cache: writing it alone changes nothing)."""
         for spec, result in zip(specs, results):
             index = spec['index']
             result['status'] = status(result, self.check_mode, resumed=index in self._resumed)
@@ -309,9 +312,12 @@ class Keeper(object):
             if result['status'] == PENDING and not self.check_mode:
                 result['msg'] = ('Request %s waits for a certificate manager on the CA; it is retrieved on a later '
                                  'run (the request ID is kept in the state)' % result.get('request_id'))
+            days = _template_days(result, directory)
             data = state.updated(result, wanted(spec), self.check_mode, csr=spec.get('csr_content'),
-                                 new_key=self.new_key(spec, new_key),
-                                 template_days=_template_days(result, directory), now=self.now)
+                                 new_key=self.new_key(spec, new_key), template_days=days, now=self.now)
+            changes = data is not None
+            if project is not None and not (self.pipe or self.check_mode):
+                data = self._with_fits(state, data, project, spec, result, days)
             if self.pipe:
                 result['state_content'] = serialize(data).decode('utf-8') if data is not None else None
                 result['new_key'] = self.new_key(spec, new_key) if result['status'] in (ISSUED, RENEWED) else False
@@ -319,12 +325,27 @@ class Keeper(object):
                 try:
                     written = writer.write([state_spec(spec['state_path'], data, spec.get('owner'),
                                                        spec.get('group'))])
-                    result['changed'] = bool(result.get('changed') or written.get('changed'))
+                    result['changed'] = bool(result.get('changed') or (changes and written.get('changed')))
                 except AdcsError as exc:
                     result.setdefault('warnings', []).append(
                         'The state file %s could not be written (a pending request is then submitted again): %s'
                         % (spec['state_path'], exc.to_message()))
         return results
+
+
+    def _with_fits(self, state, data, project, spec, result, days):
+        """The state data to write (None: the file stays) with the request's no-op record, or without a stale one."""
+        fits = None
+        if result['status'] in (ISSUED, RENEWED, UNCHANGED):
+            known = self.renewal_days()
+            if days is not None and result.get('template'):
+                known[result['template'].lower()] = float(days)
+            fits = project(spec, known)
+        new = dict(data if data is not None else (state.data or {}))
+        new.pop('fits', None)
+        if fits is not None and new.get('status') == ISSUED:
+            new['fits'] = fits
+        return None if new == (state.data or {}) or not new.get('format') else new
 
 
 def wanted(spec):

@@ -1058,21 +1058,22 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
+# Only what a run answered by its no-op records needs is imported here (no cryptography, no protocol stack)
 from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
-from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
-from ansible_collections.adcs.enrollment.plugins.module_utils import _noop
+from ansible_collections.adcs.enrollment.plugins.module_utils import _fits
 from ansible_collections.adcs.enrollment.plugins.module_utils import _pipe
 from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
+from ansible_collections.adcs.enrollment.plugins.module_utils import _results
 from ansible_collections.adcs.enrollment.plugins.module_utils import _role_entries
 from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils import _state
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 
 
-def enroll(module, params, specs, keeper, writer):
+def enroll(module, params, specs, keeper, writer, project=None):
     """The results of a run that needs the CA or Active Directory (the protocol stack is imported only here)."""
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _auth, _directory
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _auth, _directory, _enroller
     _deps.require('impacket')
     auth, auth_error = None, None
     try:
@@ -1090,11 +1091,14 @@ def enroll(module, params, specs, keeper, writer):
         results = _pipe.new_key_result(
             params, specs[0], check_mode=module.check_mode,
             template_renewal_days=directory.template_renewal_days if directory is not None else None)
-        return keeper.record(specs, results or enroller.run(specs), writer, directory, new_key=params['new_key'])
+        return keeper.record(specs, results or enroller.run(specs), writer, directory, new_key=params['new_key'],
+                             project=project)
 
 
-def request_results(module, params):
-    """The results of the requests of ``params`` (one connection); raises AdcsError."""
+def request_results(module, params, options=None):
+    """The results of the requests of ``params`` (one connection); raises AdcsError. ``options``: the run's
+    ``_fits.options_digest``, under which the no-op records of the requests are kept."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _noop
     with _pipe.Pipe(params) as pipe:
         specs = _request_spec.normalize_requests(pipe.params())
         keeper = _state.Keeper(specs, module.check_mode, params.get('state_content'), pipe=pipe.active)
@@ -1102,13 +1106,14 @@ def request_results(module, params):
         created = []
         if params.get('create_directories'):
             created = _files.create_parent_directories(specs, check_mode=module.check_mode)
+        directory_given = bool(params.get('domain') or params.get('domain_controller'))
+        project = _noop.projector(writer, options, directory_given) if options else None
         # every certificate fits: answered from the files and their states, no network, no protocol imports
-        results = _noop.results(specs, keeper, writer, check_mode=module.check_mode,
-                                directory_given=bool(params.get('domain') or params.get('domain_controller')))
+        results = _noop.results(specs, keeper, writer, check_mode=module.check_mode, directory_given=directory_given)
         if results is not None:
-            results = keeper.record(specs, results, writer, new_key=params['new_key'])
+            results = keeper.record(specs, results, writer, new_key=params['new_key'], project=project)
         else:
-            results = enroll(module, params, specs, keeper, writer)
+            results = enroll(module, params, specs, keeper, writer, project)
         for result in results if created else []:
             result.update(created_directories=created, changed=True)
         pipe.contents(results)
@@ -1119,12 +1124,12 @@ def unexpected(exc):
     return AdcsError('Unexpected error during enrollment: %s: %s' % (type(exc).__name__, exc))
 
 
-def group_results(module, params, check_mode):
+def group_results(module, params, check_mode, options=None):
     """request_results() for one connection of the certificate role's entries (``check_mode``: also the plan pass
     before run_before commands); any error fails that group."""
     saved, module.check_mode = module.check_mode, check_mode
     try:
-        return request_results(module, params)
+        return request_results(module, params, None if check_mode else options)
     except AdcsError:
         raise
     except Exception as exc:  # never a bare traceback to the user
@@ -1134,9 +1139,16 @@ def group_results(module, params, check_mode):
 
 
 def main():
-    module = AnsibleModule(argument_spec=_request_spec.argument_spec(), **_request_spec.module_kwargs())
-    _deps.check(module, 'cryptography')
+    spec = _request_spec.argument_spec()
+    module = AnsibleModule(argument_spec=spec, **_request_spec.module_kwargs())
     params = module.params
+    many = bool(params.get('requests') or params.get('certificates'))
+    options = _fits.options_digest(params, _fits.secret_names(spec))
+    # nothing changed since a run found that every certificate fits: its recorded results, nothing parsed
+    extra = _fits.answer_run(params, options, module.check_mode)
+    if extra is not None:
+        _results.finish(module, extra.pop('results'), many, **extra)
+    _deps.check(module, 'cryptography')
     extra = {}
     try:
         _pipe.check(params, module.check_mode)
@@ -1144,15 +1156,15 @@ def main():
             results = [_pipe.no_csr_result()]
         elif params.get('certificates'):   # the certificate role's entries: an error fails its certificates only
             extra = _role_entries.run(params, module.check_mode,
-                                      lambda group, check: group_results(module, group, check))
+                                      lambda group, check: group_results(module, group, check, options))
             results = extra.pop('results')
         else:
-            results = request_results(module, params)
+            results = request_results(module, params, options)
     except AdcsError as exc:
         module.fail_json(msg=exc.to_message(), error=exc.to_dict())
     except Exception as exc:  # never a bare traceback to the user
         module.fail_json(msg=unexpected(exc).to_message(), exception=traceback.format_exc())
-    _enroller.finish(module, results, bool(params.get('requests') or params.get('certificates')), **extra)
+    _results.finish(module, results, many, **extra)
 
 
 if __name__ == '__main__':

@@ -342,3 +342,36 @@ def test_state_content_as_data():
     assert _state.State.from_content(data).data == data
     with pytest.raises(_state.StateFileError):
         _state.State.from_content(dict(data, version=7))
+
+
+def test_keeper_keeps_the_no_op_record_without_counting_it_as_a_change(tmp_path):
+    """The no-op record (_fits) of a certificate in place is a cache: writing it alone changes nothing, and a
+    failure or a request that would not be a no-op drops a stale one."""
+    s = spec(tmp_path)
+    issued = {'format': _state.FORMAT, 'version': 1, 'status': 'issued', 'template': 'WebServer',
+              'requested': _state.wanted(s), 'certificate': dict((k, FACTS[k]) for k in _state.CERTIFICATE_FACTS),
+              'renewal': {'days': 42.0, 'source': 'template', 'template': 'WebServer'}}
+    write_state(s['state_path'], issued)
+    calls = []
+
+    def project(spec_, known):
+        calls.append((spec_['index'], known))
+        return {'version': 1, 'result': {'action': 'none'}}
+
+    result = {'action': 'none', 'template': 'WebServer', 'certificate': FACTS, 'changed': False,
+              'renew_before': 42.0, 'renew_before_source': 'template'}
+    writer = Writer()
+    _state.Keeper([s], now=NOW).record([s], [result], writer, project=project)
+    assert calls == [(0, {'webserver': 42.0})]   # this run's renewal period is known to the projection
+    data = json.load(open(s['state_path']))
+    assert data['fits'] == {'version': 1, 'result': {'action': 'none'}} and len(writer.specs) == 1
+    assert result['changed'] is False and result['status'] == 'unchanged'
+    failed = {'failed': True, 'msg': 'CA down', 'template': 'WebServer'}
+    _state.Keeper([s], now=NOW).record([s], [failed], Writer(), project=project)
+    assert 'fits' not in json.load(open(s['state_path'])) and len(calls) == 1   # a failure drops it
+    write_state(s['state_path'], dict(issued, fits={'version': 1}))
+    _state.Keeper([s], now=NOW).record([s], [dict(result)], Writer(), project=lambda spec_, known: None)
+    assert json.load(open(s['state_path'])) == issued   # would not be a no-op: the stale record goes
+    writer = Writer()
+    _state.Keeper([s], check_mode=True).record([s], [dict(result)], writer, project=project)
+    assert not writer.specs and len(calls) == 1   # check mode records nothing

@@ -2,7 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """wcce_request's no-op (the certificate on disk fits) as a module process, the way Ansible runs it: no socket is
 opened and none of the protocol libraries (impacket, pyasn1, ldap3, dnspython, gssapi) is imported; the template's
-renewal period comes from the state file next to the certificate. A behaviour test, not a timing one."""
+renewal period comes from the state file next to the certificate. Once a run found that every certificate fits,
+the next one with the same options and files is answered by the no-op records (_fits) without even cryptography.
+A behaviour test, not a timing one."""
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
@@ -57,8 +59,9 @@ def module_args(tmp_path, **kw):
     return args
 
 
-def run_process(tmp_path, args):
-    """The module as its own process; returns (result, imported top-level packages, connect attempts)."""
+def run_process(tmp_path, args, packages=PROTOCOL_PACKAGES):
+    """The module as its own process; returns (result, the imported top-level packages among ``packages``, connect
+    attempts)."""
     args_file, report = tmp_path / 'args.json', tmp_path / 'report.json'
     args_file.write_text(json.dumps({'ANSIBLE_MODULE_ARGS': dict(args, _ansible_remote_tmp=str(tmp_path),
                                                                  _ansible_tmpdir=str(tmp_path))}))
@@ -68,7 +71,7 @@ def run_process(tmp_path, args):
     out = proc.stdout.decode('utf-8', 'replace')
     result = json.loads(out[out.index('{'):])
     seen = json.loads(report.read_text())
-    return result, [m for m in seen['modules'] if m in PROTOCOL_PACKAGES], seen['connects']
+    return result, [m for m in seen['modules'] if m in packages], seen['connects']
 
 
 def enroll_first(tmp_path):
@@ -122,3 +125,72 @@ def test_certificate_role_noop_process_imports_no_protocol_library(tmp_path, fak
     assert [c['status'] for c in result['certificate_results']] == ['unchanged', 'unchanged'], result
     assert result['followups'] == {} and result['planned'] is False   # planned, nothing to run: one call
     assert imported == [] and connects == []
+
+
+STACK = PROTOCOL_PACKAGES + ('cryptography',)
+
+
+def state_of(tmp_path, name='web.crt.adcs.json'):
+    return json.loads((tmp_path / name).read_text())
+
+
+def without_records(tmp_path, names=('web.crt.adcs.json',)):
+    for name in names:
+        state = state_of(tmp_path, name)
+        state.pop('fits', None)
+        (tmp_path / name).write_text(json.dumps(state))
+
+
+def test_a_run_after_a_fitting_run_is_answered_by_its_record_without_cryptography(tmp_path, fake_ca):
+    enroll_first(tmp_path)
+    recorded = state_of(tmp_path)['fits']['result']   # at issuance, as the next run will find it
+    answered, imported, connects = run_process(tmp_path, module_args(tmp_path), STACK)
+    assert imported == [] and connects == [], imported
+    without_records(tmp_path)   # the control: the planner, cryptography and all
+    planned, imported, _connects = run_process(tmp_path, module_args(tmp_path), STACK)
+    assert imported == ['cryptography'], imported
+    assert answered == planned and answered['status'] == 'unchanged' and answered['changed'] is False, answered
+    assert state_of(tmp_path)['fits']['result'] == recorded   # the planner's own no-op records the same
+
+
+def test_the_planner_decides_again_when_options_files_or_time_moved(tmp_path, fake_ca):
+    enroll_first(tmp_path)
+    result, imported, _c = run_process(tmp_path, module_args(tmp_path, renew_before=10, mode='0644'), STACK)
+    assert imported == ['cryptography'] and result['renew_before'] == 10.0, result   # another option
+    result, imported, _c = run_process(tmp_path, module_args(tmp_path, renew_before=10, mode='0644'), STACK)
+    assert imported == [] and result['renew_before'] == 10.0   # recorded under the new options
+    os.chmod(str(tmp_path / 'web.crt'), 0o600)   # a file changed: its mode is put back, the change reported
+    result, imported, _c = run_process(tmp_path, module_args(tmp_path, renew_before=10, mode='0644'), STACK)
+    assert imported == ['cryptography'] and result['changed'] is True, result
+    assert os.stat(str(tmp_path / 'web.crt')).st_mode & 0o777 == 0o644
+    state = state_of(tmp_path)
+    state['fits']['until'] = state['fits']['since']   # the renewal window opened: never answered from the record
+    (tmp_path / 'web.crt.adcs.json').write_text(json.dumps(state))
+    result, imported, _c = run_process(tmp_path, module_args(tmp_path, renew_before=10, mode='0644'), STACK)
+    assert imported == ['cryptography'] and result['action'] == 'none', result
+
+
+def test_check_mode_is_answered_by_the_record_and_writes_nothing(tmp_path, fake_ca):
+    enroll_first(tmp_path)
+    before = (tmp_path / 'web.crt.adcs.json').read_bytes()
+    result, imported, _c = run_process(tmp_path, dict(module_args(tmp_path), _ansible_check_mode=True), STACK)
+    assert imported == [] and result['action'] == 'none' and result['changed'] is False, result
+    assert (tmp_path / 'web.crt.adcs.json').read_bytes() == before
+
+
+def test_certificate_role_run_is_answered_by_the_records(tmp_path, fake_ca):
+    conn = dict((k, v) for k, v in module_args(tmp_path).items()
+                if k in ('ca_host', 'ca_name', 'username', 'password', 'ca_fingerprint'))
+    args = dict(conn, certificates=[{'name': 'web', 'common_name': 'web.lab.adcs.test'},
+                                    {'name': 'api', 'common_name': 'api.lab.adcs.test', 'install_ca_trust': True}],
+                certificate_defaults={'directory': str(tmp_path)})
+    exit_ = run_module(wcce_request.main, args)
+    assert not exit_.failed and [c['status'] for c in exit_.result['certificate_results']] == ['issued', 'issued']
+    answered, imported, connects = run_process(tmp_path, args, STACK)
+    assert imported == [] and connects == [], imported
+    assert [c['status'] for c in answered['certificate_results']] == ['unchanged', 'unchanged'], answered
+    assert [t['name'] for t in answered['followups']['trust']] == ['api']   # follow-ups as the planner gives them
+    states = [os.path.join('certs', name + '.crt.adcs.json') for name in ('web', 'api')]
+    without_records(tmp_path, states)
+    planned, imported, _c = run_process(tmp_path, args, STACK)
+    assert imported == ['cryptography'] and planned == answered, (planned, answered)

@@ -1,0 +1,170 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) the adcs.enrollment contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The no-op record: one job, remembering in a certificate's state file that its request fits what is on disk,
+so that the next run with the same options and the same files answers without parsing a certificate, without
+cryptography and without the network (as make and git trust a recorded digest instead of rebuilding).
+
+``record()`` is made after a run that is not in check mode, for each request whose files fit (issued, renewed or
+unchanged, as the no-op planner finds them right after the run: ``_noop.project``), and kept in the state file as
+``fits``:
+
+- ``options``: SHA-256 over the module's options as a canonical JSON text (options marked no_log replaced by
+  whether they are set: a password, a passphrase never enters it), the working directory and this format's version;
+- ``files``: the request's files (key, certificate, chain, full chain, PKCS#12, CSR) and ``digest``: SHA-256 over
+  each one's path, content, permission bits, owner and group, or its absence (the key file's content only enters
+  this one digest over every file, never a digest of its own);
+- ``since``/``until``: when it was recorded and when the certificate's renewal window opens (epoch seconds);
+- ``result``: the result of that request as the no-op planner gives it.
+
+``answer()`` gives the results of a whole run when every request's record holds: a state file the effective user
+owns and nobody else may write (``_state.State.read``), the same options digest, since <= now < until, no
+interrupted write next to the files (a journal) and the same files digest. Anything else - no record, another
+version, a file touched, check of a passphrase-protected key, pipe mode, the second call of the certificate role's
+run_before - and the run plans as before (and records again). Nothing here decides that a certificate fits: it only
+recognises, byte for byte, a situation the planner already decided.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+import os
+import time
+
+from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+from ansible_collections.adcs.enrollment.plugins.module_utils import _journal
+from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
+from ansible_collections.adcs.enrollment.plugins.module_utils import _role_entries
+from ansible_collections.adcs.enrollment.plugins.module_utils import _state
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
+
+VERSION = 1
+# the files of a request that the no-op decision reads
+FILE_OPTIONS = ('private_key_path', 'certificate_path', 'chain_path', 'fullchain_path', 'pkcs12_path', 'csr_path')
+# a request with one of these set is never answered from a record (its key or bundle needs the secret to be read)
+PASSPHRASES = ('private_key_passphrase', 'pkcs12_passphrase')
+
+
+def secret_names(argument_spec):
+    """The names of the options marked no_log anywhere in ``argument_spec`` (suboptions included)."""
+    names = set()
+    for name, option in argument_spec.items():
+        if option.get('no_log'):
+            names.add(name)
+        if isinstance(option.get('options'), dict):
+            names.update(secret_names(option['options']))
+    return names
+
+
+def _scrubbed(value, secrets):
+    if isinstance(value, dict):
+        return dict((k, (v not in (None, '')) if k in secrets else _scrubbed(v, secrets)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_scrubbed(v, secrets) for v in value]
+    return value
+
+
+def options_digest(params, secrets):
+    """SHA-256 (hex) of the module's options ``params`` without the values of the options named in ``secrets``
+    (only whether each is set), with the working directory (relative paths) and this format's version."""
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = None
+    text = json.dumps([VERSION, cwd, _scrubbed(params, secrets)], sort_keys=True, default=str,
+                      separators=(',', ':'))
+    if os.environ.get('FITS_DEBUG'):
+        open('/tmp/fx/dbg-%d.json' % os.getpid(), 'w').write(text)
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+
+def request_files(spec):
+    """The files of a request (normalized by ``_request_spec.check_request``) that its no-op decision reads."""
+    return [spec[key] for key in FILE_OPTIONS if spec.get(key)]
+
+
+def files_digest(paths):
+    """SHA-256 (hex) over each file of ``paths``: path, permission bits, owner, group and content, or its absence;
+    None when one cannot be read as a regular file (never through a symbolic link)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(json.dumps(path).encode('utf-8'))
+        attrs = []
+        try:
+            data = _files.read_file(path, stat_out=attrs)
+        except AdcsError:
+            return None
+        if data is None:
+            digest.update(b'\0absent\0')
+            continue
+        st = attrs[0]
+        digest.update(('\0%o %d %d %d\0' % (st.st_mode & 0o7777, st.st_uid, st.st_gid, len(data))).encode('ascii'))
+        digest.update(hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def record(options, spec, result, until, now=None):
+    """The ``fits`` record of a request (``spec``) whose no-op ``result`` holds until ``until`` (a datetime: the
+    opening of the renewal window), or None when the request is not one a record may answer."""
+    if any(spec.get(key) for key in PASSPHRASES) or result.get('warnings') or result.get('changed') or \
+            result.get('failed'):
+        return None
+    paths = request_files(spec)
+    digest = files_digest(paths)
+    if digest is None:
+        return None
+    return {'version': VERSION, 'options': options, 'files': paths, 'digest': digest,
+            'since': time.time() if now is None else now, 'until': until.timestamp(), 'result': result}
+
+
+def held(fits, options, now=None):
+    """The result a record ``fits`` answers when it holds for ``options`` now, else None."""
+    if not isinstance(fits, dict) or fits.get('version') != VERSION or fits.get('options') != options:
+        return None
+    now = time.time() if now is None else now
+    since, until, paths = fits.get('since'), fits.get('until'), fits.get('files')
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (since, until)) or \
+            not since <= now < until:
+        return None
+    if not isinstance(paths, list) or not all(isinstance(p, str) and os.path.isabs(p) for p in paths):
+        return None
+    if _journal.interrupted(paths) or files_digest(paths) != fits.get('digest'):
+        return None
+    result = fits.get('result')
+    return result if isinstance(result, dict) else None
+
+
+def answer(state_paths, options, now=None):
+    """The results of a run whose requests keep their states in ``state_paths`` (in order) when every one's
+    record holds, else None."""
+    if not state_paths or not all(state_paths):
+        return None
+    out = []
+    for path in state_paths:
+        state = _state.State.read(path)   # a state file of a newer version raises: the run reports it
+        if state.warnings or not isinstance(state.data, dict):
+            return None
+        result = held(state.data.get('fits'), options, now)
+        if result is None:
+            return None
+        out.append(result)
+    return out
+
+
+def answer_run(params, options, check_mode, now=None):
+    """What wcce_request returns (``results`` and, for the certificate role's ``certificates``, its other return
+    values) when every request of the run is answered by its record, else None. ``options``: options_digest() of
+    ``params``."""
+    if params.get('pipe') or params.get('state_content') or params.get('run_before_results') is not None:
+        return None
+    try:
+        if params.get('certificates'):
+            return _role_entries.answered(params, check_mode, lambda paths: answer(paths, options, now))
+        paths = [_request_spec.absolute(merged.get('state_path')) for merged in _request_spec.merged_requests(params)]
+        results = answer(paths, options, now)
+    except AdcsError:   # the run reports it
+        return None
+    return None if results is None else {'results': results}
