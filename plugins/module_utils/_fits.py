@@ -76,8 +76,6 @@ def options_digest(params, secrets):
         cwd = None
     text = json.dumps([VERSION, cwd, _scrubbed(params, secrets)], sort_keys=True, default=str,
                       separators=(',', ':'))
-    if os.environ.get('FITS_DEBUG'):
-        open('/tmp/fx/dbg-%d.json' % os.getpid(), 'w').write(text)
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
