@@ -108,6 +108,14 @@ def subject_argument_spec():
     )
 
 
+def pipe_argument_spec():
+    """The options of wcce_request's pipe mode (top level only; ``_pipe`` runs it)."""
+    return dict(pipe=dict(type='bool', default=False), certificate_content=dict(type='str'),
+                chain_content=dict(type='str'), fullchain_content=dict(type='str'),
+                refusal_content=dict(type='raw'), state_content=dict(type='raw'),
+                new_key=dict(type='bool', default=False))
+
+
 def role_entry_argument_spec():
     """argument_spec of one entry of wcce_request's ``certificates``: the keys of the certificate role's
     ``certificate_requests`` (roles/certificate/meta/argument_specs.yml)."""

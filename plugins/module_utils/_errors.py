@@ -20,10 +20,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.adcs.enrollment.plugins.module_utils._hresults import (
-    CAT_ACCESS, CAT_AUTH, CAT_DENIED, CAT_GENERIC, CAT_NOT_FOUND, CAT_REQUEST, CAT_TRANSPORT, CAT_UNAVAILABLE,
-    describe_hresult, error_category, format_hresult, normalize,
-)
+
+def _hresults():
+    """The HRESULT tables, loaded when an error needs them (a run that fails nothing never compiles them)."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _hresults as tables
+    return tables
 
 
 class AdcsError(Exception):
@@ -54,10 +55,10 @@ class RpcFault(AdcsError):
     it, never from this text."""
 
     def __init__(self, error_code, packet=None):
-        self.error_code = normalize(error_code)
+        self.error_code = _hresults().normalize(error_code)
         self.packet = packet        # the decoded reply, when a reply's status was nonzero
-        name = describe_hresult(self.error_code).name
-        super(RpcFault, self).__init__('DCE/RPC fault %s (%s)' % (name, format_hresult(self.error_code)))
+        name = _hresults().describe_hresult(self.error_code).name
+        super(RpcFault, self).__init__('DCE/RPC fault %s (%s)' % (name, _hresults().format_hresult(self.error_code)))
 
     def get_error_code(self):
         return self.error_code
@@ -82,7 +83,7 @@ class WcceError(AdcsError):
 
     def __init__(self, summary=None, hresult=None, request_id=None, detail=None, remedy=None):
         self.summary = summary or self.default_summary
-        self.hresult = normalize(hresult) if hresult is not None else None
+        self.hresult = _hresults().normalize(hresult) if hresult is not None else None
         self.request_id = request_id
         self.detail = detail
         self._remedy = remedy
@@ -90,7 +91,7 @@ class WcceError(AdcsError):
 
     @property
     def info(self):
-        return describe_hresult(self.hresult) if self.hresult is not None else None
+        return _hresults().describe_hresult(self.hresult) if self.hresult is not None else None
 
     @property
     def remedy(self):
@@ -103,7 +104,7 @@ class WcceError(AdcsError):
         parts = [self.summary.rstrip('.')]
         info = self.info
         if info is not None:
-            parts.append('HRESULT %s (%s): %s' % (format_hresult(info.code), info.name, info.meaning.rstrip('.')))
+            parts.append('HRESULT %s (%s): %s' % (_hresults().format_hresult(info.code), info.name, info.meaning.rstrip('.')))
         if self.request_id:
             parts.append('request ID %s' % self.request_id)
         if self.detail:
@@ -120,7 +121,7 @@ class WcceError(AdcsError):
         """Facts for the module result (never contains secrets)."""
         info = self.info
         return {
-            'hresult': None if info is None else format_hresult(info.code),
+            'hresult': None if info is None else _hresults().format_hresult(info.code),
             'error_name': None if info is None else info.name,
             'meaning': None if info is None else info.meaning,
             'request_id': self.request_id,
@@ -206,20 +207,18 @@ class FileOutputError(WcceError):
     default_summary = 'Writing the output files failed'
 
 
-_CATEGORY_CLASSES = {
-    CAT_DENIED: RequestDenied,
-    CAT_AUTH: AuthenticationError,
-    CAT_ACCESS: AccessDenied,
-    CAT_UNAVAILABLE: CaUnavailable,
-    CAT_TRANSPORT: TransportError,
-    CAT_REQUEST: BadRequest,
-    CAT_NOT_FOUND: NotFound,
-    CAT_GENERIC: WcceError,
-}
-
-
 def exception_class_for(code):
-    return _CATEGORY_CLASSES[error_category(code)]
+    tables = _hresults()
+    return {
+        tables.CAT_DENIED: RequestDenied,
+        tables.CAT_AUTH: AuthenticationError,
+        tables.CAT_ACCESS: AccessDenied,
+        tables.CAT_UNAVAILABLE: CaUnavailable,
+        tables.CAT_TRANSPORT: TransportError,
+        tables.CAT_REQUEST: BadRequest,
+        tables.CAT_NOT_FOUND: NotFound,
+        tables.CAT_GENERIC: WcceError,
+    }[tables.error_category(code)]
 
 
 def exception_for_hresult(code, summary=None, request_id=None, detail=None, default_class=None):

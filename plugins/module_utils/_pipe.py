@@ -55,14 +55,6 @@ def check(params, check_mode=False):
         raise InvalidInput('%s need pipe=true' % ', '.join(given))
 
 
-def argument_spec():
-    """The options of pipe mode (top level of wcce_request only)."""
-    return dict(pipe=dict(type='bool', default=False), certificate_content=dict(type='str'),
-                chain_content=dict(type='str'), fullchain_content=dict(type='str'),
-                refusal_content=dict(type='raw'), state_content=dict(type='raw'),
-                new_key=dict(type='bool', default=False))
-
-
 class Pipe(object):
     """The files of one request in a private temporary directory: ``params()`` gives the module parameters that
     point the enroller at them, ``contents()`` reads the outcome back. Without ``pipe`` in the parameters it

@@ -16,11 +16,11 @@ __metaclass__ = type
 import os
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
-from ansible_collections.adcs.enrollment.plugins.module_utils import _pipe
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import InvalidInput
 from ansible_collections.adcs.enrollment.plugins.module_utils._argspec import (
     connection_argument_spec,
     key_argument_spec,
+    pipe_argument_spec,
     role_defaults_argument_spec,
     role_entry_argument_spec,
     subject_argument_spec,
@@ -64,7 +64,7 @@ def argument_spec():
     spec.update(request_options())
     spec['requests'] = dict(type='list', elements='dict', options=request_options(top_level=False))
     spec['create_directories'] = dict(type='bool', default=False)
-    spec.update(_pipe.argument_spec())
+    spec.update(pipe_argument_spec())
     spec.update(certificates=dict(type='list', elements='dict', options=role_entry_argument_spec()),
                 certificate_defaults=dict(type='dict', options=role_defaults_argument_spec()),
                 run_before_results=dict(type='list', elements='raw'))

@@ -33,10 +33,6 @@ import json
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError, FileOutputError, InvalidInput
-from ansible_collections.adcs.enrollment.plugins.module_utils._hresults import (
-    CERTSRV_E_ENROLL_DENIED,
-    CERTSRV_E_TEMPLATE_DENIED,
-)
 
 FORMAT = 'adcs.enrollment.state'
 VERSION = 1
@@ -53,7 +49,6 @@ DENIED = 'denied'
 FAILED = 'failed'
 WOULD_ENROLL = 'would_enroll'
 STATUSES = (ISSUED, RENEWED, UNCHANGED, PENDING, DENIED, FAILED, WOULD_ENROLL)
-DENIED_HRESULTS = frozenset([CERTSRV_E_ENROLL_DENIED, CERTSRV_E_TEMPLATE_DENIED])
 CERTIFICATE_FACTS = ('subject', 'issuer', 'serial_number', 'not_before', 'not_after', 'fingerprint_sha256')
 KEY_PARAMETERS = ('key_type', 'key_size', 'curve')
 
@@ -65,8 +60,10 @@ class StateFileError(InvalidInput):
 def status(result, check_mode=False, resumed=False):
     """The status of one result of the enroller (see STATUSES); ``resumed``: the request ID came from the state."""
     if result.get('failed'):
+        from ansible_collections.adcs.enrollment.plugins.module_utils import _hresults   # only for a failure
+        denied = (_hresults.CERTSRV_E_ENROLL_DENIED, _hresults.CERTSRV_E_TEMPLATE_DENIED)
         return DENIED if result.get('disposition') == 'denied' or \
-            _hresult((result.get('error') or {}).get('hresult')) in DENIED_HRESULTS else FAILED
+            _hresult((result.get('error') or {}).get('hresult')) in denied else FAILED
     if result.get('disposition') == 'pending' or (check_mode and resumed and result.get('action') == 'retrieve'):
         return PENDING
     if result.get('action') not in ('enroll', 'retrieve'):

@@ -1058,22 +1058,18 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-# Only what a run answered by its no-op records needs is imported here (no cryptography, no protocol stack)
-from ansible_collections.adcs.enrollment.plugins.module_utils import _deps
-from ansible_collections.adcs.enrollment.plugins.module_utils import _files
+# Only what a run answered by its no-op records needs is imported here (no cryptography, no protocol stack, no
+# writer); the functions of a run that plans import the rest
 from ansible_collections.adcs.enrollment.plugins.module_utils import _fits
-from ansible_collections.adcs.enrollment.plugins.module_utils import _pipe
 from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
 from ansible_collections.adcs.enrollment.plugins.module_utils import _results
-from ansible_collections.adcs.enrollment.plugins.module_utils import _role_entries
-from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
-from ansible_collections.adcs.enrollment.plugins.module_utils import _state
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 
 
 def enroll(module, params, specs, keeper, writer, project=None):
     """The results of a run that needs the CA or Active Directory (the protocol stack is imported only here)."""
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _auth, _directory, _enroller
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _auth, _deps, _directory, _enroller
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _pipe
     _deps.require('impacket')
     auth, auth_error = None, None
     try:
@@ -1098,7 +1094,7 @@ def enroll(module, params, specs, keeper, writer, project=None):
 def request_results(module, params, options=None):
     """The results of the requests of ``params`` (one connection); raises AdcsError. ``options``: the run's
     ``_fits.options_digest``, under which the no-op records of the requests are kept."""
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _noop
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _files, _noop, _pipe, _staged, _state
     with _pipe.Pipe(params) as pipe:
         specs = _request_spec.normalize_requests(pipe.params())
         keeper = _state.Keeper(specs, module.check_mode, params.get('state_content'), pipe=pipe.active)
@@ -1148,6 +1144,7 @@ def main():
     extra = _fits.answer_run(params, options, module.check_mode)
     if extra is not None:
         _results.finish(module, extra.pop('results'), many, **extra)
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _deps, _pipe, _role_entries
     _deps.check(module, 'cryptography')
     extra = {}
     try:
