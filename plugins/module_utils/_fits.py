@@ -9,8 +9,9 @@ cryptography and without the network (as make and git trust a recorded digest in
 unchanged, as the no-op planner finds them right after the run: ``_noop.project``), and kept in the state file as
 ``fits``:
 
-- ``options``: SHA-256 over the module's options as a canonical JSON text (options marked no_log replaced by
-  whether they are set: a password, a passphrase never enters it), the working directory and this format's version;
+- ``options``: SHA-256 over the request's options (its entry and the module's other options, as a canonical JSON
+  text; options marked no_log replaced by whether they are set: a password, a passphrase never enters it), the
+  working directory and this format's version;
 - ``files``: the request's files (key, certificate, chain, full chain, PKCS#12, CSR) and ``digest``: SHA-256 over
   each one's path, content, permission bits, owner and group, or its absence (the key file's content only enters
   this one digest over every file, never a digest of its own);
@@ -67,9 +68,21 @@ def _scrubbed(value, secrets):
     return value
 
 
+# module options that are not one request's: the lists of requests, and what the role passes back after commands
+NOT_OPTIONS = ('requests', 'certificates', 'run_before_results')
+
+
+def request_digest(params, request, secrets):
+    """options_digest() of one request: the module's options ``params`` (one connection's, in the certificate role's
+    case) without the request lists, and ``request``, the entry of ``requests`` (None: the top-level options are the
+    request). A change in another request's entry does not touch this one's record."""
+    return options_digest(dict([(k, v) for k, v in params.items() if k not in NOT_OPTIONS], request=request),
+                          secrets)
+
+
 def options_digest(params, secrets):
-    """SHA-256 (hex) of the module's options ``params`` without the values of the options named in ``secrets``
-    (only whether each is set), with the working directory (relative paths) and this format's version."""
+    """SHA-256 (hex) of the options ``params`` without the values of the options named in ``secrets`` (only
+    whether each is set), with the working directory (relative paths) and this format's version."""
     try:
         cwd = os.getcwd()
     except OSError:
@@ -135,34 +148,36 @@ def held(fits, options, now=None):
     return result if isinstance(result, dict) else None
 
 
-def answer(state_paths, options, now=None):
-    """The results of a run whose requests keep their states in ``state_paths`` (in order) when every one's
-    record holds, else None."""
-    if not state_paths or not all(state_paths):
+def answer(requests, now=None):
+    """The results of a run whose requests are ``requests`` (in order: (state file, request_digest())) when every
+    one's record holds, else None."""
+    if not requests or not all(path for path, _digest in requests):
         return None
     out = []
-    for path in state_paths:
+    for path, digest in requests:
         state = _state.State.read(path)   # a state file of a newer version raises: the run reports it
         if state.warnings or not isinstance(state.data, dict):
             return None
-        result = held(state.data.get('fits'), options, now)
+        result = held(state.data.get('fits'), digest, now)
         if result is None:
             return None
         out.append(result)
     return out
 
 
-def answer_run(params, options, check_mode, now=None):
+def answer_run(params, secrets, check_mode, now=None):
     """What wcce_request returns (``results`` and, for the certificate role's ``certificates``, its other return
-    values) when every request of the run is answered by its record, else None. ``options``: options_digest() of
-    ``params``."""
+    values) when every request of the run is answered by its record, else None. ``secrets``: secret_names() of the
+    module's argument spec."""
     if params.get('pipe') or params.get('state_content') or params.get('run_before_results') is not None:
         return None
     try:
         if params.get('certificates'):
-            return _role_entries.answered(params, check_mode, lambda paths: answer(paths, options, now))
-        paths = [_request_spec.absolute(merged.get('state_path')) for merged in _request_spec.merged_requests(params)]
-        results = answer(paths, options, now)
+            return _role_entries.answered(params, check_mode, lambda requests: answer(
+                [(path, request_digest(group, request, secrets)) for path, group, request in requests], now))
+        entries = params.get('requests') or [None]
+        results = answer([(_request_spec.absolute(merged.get('state_path')), request_digest(params, entry, secrets))
+                          for merged, entry in zip(_request_spec.merged_requests(params), entries)], now)
     except AdcsError:   # the run reports it
         return None
     return None if results is None else {'results': results}

@@ -82,10 +82,10 @@ def _result(plan, outputs):
     return result
 
 
-def projector(writer, options, directory_given=False):
+def projector(writer, digest_of, directory_given=False):
     """``project(spec, known)`` for ``_state.Keeper.record``: the no-op record (``_fits.record``) of a request as
     this planner finds its files right after the run (``known``: {template: renewal days}), or None when the next
-    run would not be a no-op. ``options``: the run's ``_fits.options_digest``."""
+    run would not be a no-op. ``digest_of(spec)``: the request's ``_fits.request_digest``."""
     def project(spec, known):
         def template_days(template):
             days = known.get((template or '').lower())
@@ -102,5 +102,5 @@ def projector(writer, options, directory_given=False):
             return None
         result['status'] = _state.status(result)
         until = _renewal.renewal_opens(_x509.not_after(plan.current_cert), plan.renew_before)
-        return _fits.record(options, spec, result, until)
+        return _fits.record(digest_of(spec), spec, result, until)
     return project

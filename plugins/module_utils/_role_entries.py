@@ -186,8 +186,7 @@ def _enroll(todo, params, check_mode, results_for):
         else:
             groups.setdefault(item.group_key(), []).append(item)
     for members in groups.values():
-        group = dict(params, certificates=None, create_directories=members[0].create_directories)
-        group.update(members[0].overrides)
+        group = group_params(params, members[0])
         group['requests'] = [m.request for m in members]
         try:
             results = results_for(group, check_mode)
@@ -199,11 +198,21 @@ def _enroll(todo, params, check_mode, results_for):
 
 
 def answered(params, check_mode, results_of):
-    """run()'s return value for a run answered without enrolling: ``results_of(state_paths)`` gives the results
-    of the entries from their state files (in order), or None (then so does this)."""
+    """run()'s return value for a run answered without enrolling: ``results_of(requests)`` gives the results of
+    the entries from ``requests`` (in order: (state file, the options of its connection, its request options)),
+    or None (then so does this)."""
     todo = entries(params, base_options(params), check=False)
-    results = results_of([item.files['state'] for item in todo])
+    if any(item.error is not None for item in todo):
+        return None
+    results = results_of([(item.files['state'], group_params(params, item), item.request) for item in todo])
     return None if results is None else dict(outcome(todo, results, check_mode), planned=False)
+
+
+def group_params(params, item):
+    """The module options of the call that enrolls ``item`` (its connection's), without the list of requests."""
+    group = dict(params, certificates=None, create_directories=item.create_directories)
+    group.update(item.overrides)
+    return group
 
 
 REPLACED = ('issued', 'renewed', 'would_enroll')

@@ -331,15 +331,19 @@ class Keeper(object):
 
 
     def _with_fits(self, state, data, project, spec, result, days):
-        """The state data to write (None: the file stays) with the request's no-op record, or without a stale one."""
-        fits = None
-        if result['status'] in (ISSUED, RENEWED, UNCHANGED):
-            known = self.renewal_days()
-            if days is not None and result.get('template'):
-                known[result['template'].lower()] = float(days)
-            fits = project(spec, known)
+        """The state data to write (None: the file stays) with the request's no-op record, or without a stale one.
+        Other outcomes leave the state as updated() has it (a failure leaves the file alone: its record, if any, no
+        longer holds for these options and files, and holds again only if they come back unchanged)."""
+        if result['status'] not in (ISSUED, RENEWED, UNCHANGED):
+            return data
+        known = self.renewal_days()
+        if days is not None and result.get('template'):
+            known[result['template'].lower()] = float(days)
+        fits = project(spec, known)
         new = dict(data if data is not None else (state.data or {}))
-        new.pop('fits', None)
+        old = new.pop('fits', None)
+        if isinstance(old, dict) and fits is not None and dict(old, since=None) == dict(fits, since=None):
+            fits = old   # the same record: the file stays as it is
         if fits is not None and new.get('status') == ISSUED:
             new['fits'] = fits
         return None if new == (state.data or {}) or not new.get('format') else new

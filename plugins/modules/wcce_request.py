@@ -1091,9 +1091,10 @@ def enroll(module, params, specs, keeper, writer, project=None):
                              project=project)
 
 
-def request_results(module, params, options=None):
-    """The results of the requests of ``params`` (one connection); raises AdcsError. ``options``: the run's
-    ``_fits.options_digest``, under which the no-op records of the requests are kept."""
+def request_results(module, params, secrets=None):
+    """The results of the requests of ``params`` (one connection); raises AdcsError. ``secrets``: the names of the
+    secret options, left out of the digests under which the no-op records of the requests are kept (None: no
+    records)."""
     from ansible_collections.adcs.enrollment.plugins.module_utils import _files, _noop, _pipe, _staged, _state
     with _pipe.Pipe(params) as pipe:
         specs = _request_spec.normalize_requests(pipe.params())
@@ -1103,7 +1104,9 @@ def request_results(module, params, options=None):
         if params.get('create_directories'):
             created = _files.create_parent_directories(specs, check_mode=module.check_mode)
         directory_given = bool(params.get('domain') or params.get('domain_controller'))
-        project = _noop.projector(writer, options, directory_given) if options else None
+        entries = params.get('requests')
+        project = None if secrets is None else _noop.projector(writer, lambda spec: _fits.request_digest(
+            params, entries[spec['index']] if entries else None, secrets), directory_given)
         # every certificate fits: answered from the files and their states, no network, no protocol imports
         results = _noop.results(specs, keeper, writer, check_mode=module.check_mode, directory_given=directory_given)
         if results is not None:
@@ -1120,12 +1123,12 @@ def unexpected(exc):
     return AdcsError('Unexpected error during enrollment: %s: %s' % (type(exc).__name__, exc))
 
 
-def group_results(module, params, check_mode, options=None):
+def group_results(module, params, check_mode, secrets=None):
     """request_results() for one connection of the certificate role's entries (``check_mode``: also the plan pass
     before run_before commands); any error fails that group."""
     saved, module.check_mode = module.check_mode, check_mode
     try:
-        return request_results(module, params, None if check_mode else options)
+        return request_results(module, params, None if check_mode else secrets)
     except AdcsError:
         raise
     except Exception as exc:  # never a bare traceback to the user
@@ -1139,9 +1142,9 @@ def main():
     module = AnsibleModule(argument_spec=spec, **_request_spec.module_kwargs())
     params = module.params
     many = bool(params.get('requests') or params.get('certificates'))
-    options = _fits.options_digest(params, _fits.secret_names(spec))
+    secrets = _fits.secret_names(spec)
     # nothing changed since a run found that every certificate fits: its recorded results, nothing parsed
-    extra = _fits.answer_run(params, options, module.check_mode)
+    extra = _fits.answer_run(params, secrets, module.check_mode)
     if extra is not None:
         _results.finish(module, extra.pop('results'), many, **extra)
     from ansible_collections.adcs.enrollment.plugins.module_utils import _deps, _pipe, _role_entries
@@ -1153,10 +1156,10 @@ def main():
             results = [_pipe.no_csr_result()]
         elif params.get('certificates'):   # the certificate role's entries: an error fails its certificates only
             extra = _role_entries.run(params, module.check_mode,
-                                      lambda group, check: group_results(module, group, check, options))
+                                      lambda group, check: group_results(module, group, check, secrets))
             results = extra.pop('results')
         else:
-            results = request_results(module, params, options)
+            results = request_results(module, params, secrets)
     except AdcsError as exc:
         module.fail_json(msg=exc.to_message(), error=exc.to_dict())
     except Exception as exc:  # never a bare traceback to the user

@@ -108,21 +108,33 @@ def test_no_record_for_a_passphrase_a_warning_a_change_or_a_failure(tmp_path):
     assert made(tmp_path, result=dict(RESULT, failed=True)) is None
 
 
+def test_a_request_digest_is_its_entry_and_the_other_options(tmp_path):
+    params = {'domain': 'lab.adcs.test', 'password': 'pw', 'run_before_results': None,
+              'requests': [{'certificate_path': '/a'}, {'certificate_path': '/b'}]}
+    first = _fits.request_digest(params, params['requests'][0], {'password'})
+    assert first != _fits.request_digest(params, params['requests'][1], {'password'})
+    other_entries = dict(params, requests=[{'certificate_path': '/a'}, {'certificate_path': '/c'}],
+                         run_before_results=[])
+    assert _fits.request_digest(other_entries, other_entries['requests'][0], {'password'}) == first
+    assert _fits.request_digest(dict(params, domain='other'), params['requests'][0], {'password'}) != first
+
+
 def test_answer_needs_every_request_held_from_a_trusted_state_file(tmp_path):
     record = made(tmp_path)
     state = tmp_path / 'web.crt.adcs.json'
     state.write_text(json.dumps({'format': 'adcs.enrollment.state', 'version': 1, 'status': 'issued',
                                  'fits': record}))
     os.chmod(str(state), 0o644)
-    assert _fits.answer([str(state)], 'o', now=SINCE + 1) == [RESULT]
-    assert _fits.answer([str(state), None], 'o', now=SINCE + 1) is None
-    assert _fits.answer([str(state), str(tmp_path / 'missing.json')], 'o', now=SINCE + 1) is None
-    assert _fits.answer([], 'o') is None
+    assert _fits.answer([(str(state), 'o')], now=SINCE + 1) == [RESULT]
+    assert _fits.answer([(str(state), 'p')], now=SINCE + 1) is None
+    assert _fits.answer([(str(state), 'o'), (None, 'o')], now=SINCE + 1) is None
+    assert _fits.answer([(str(state), 'o'), (str(tmp_path / 'missing.json'), 'o')], now=SINCE + 1) is None
+    assert _fits.answer([]) is None
     os.chmod(str(state), 0o666)   # someone else could have written it
-    assert _fits.answer([str(state)], 'o', now=SINCE + 1) is None
+    assert _fits.answer([(str(state), 'o')], now=SINCE + 1) is None
 
 
 def test_a_run_in_pipe_mode_or_after_run_before_commands_is_never_answered(tmp_path):
     params = {'state_path': str(tmp_path / 'web.crt.adcs.json')}
     for extra in ({'pipe': True}, {'state_content': '{}'}, {'run_before_results': []}):
-        assert _fits.answer_run(dict(params, **extra), 'o', False) is None
+        assert _fits.answer_run(dict(params, **extra), set(), False) is None

@@ -345,8 +345,8 @@ def test_state_content_as_data():
 
 
 def test_keeper_keeps_the_no_op_record_without_counting_it_as_a_change(tmp_path):
-    """The no-op record (_fits) of a certificate in place is a cache: writing it alone changes nothing, and a
-    failure or a request that would not be a no-op drops a stale one."""
+    """The no-op record (_fits) of a certificate in place is a cache: writing it alone changes nothing, a failure
+    leaves the state file alone, and a request that would not be a no-op drops a stale record."""
     s = spec(tmp_path)
     issued = {'format': _state.FORMAT, 'version': 1, 'status': 'issued', 'template': 'WebServer',
               'requested': _state.wanted(s), 'certificate': dict((k, FACTS[k]) for k in _state.CERTIFICATE_FACTS),
@@ -367,11 +367,28 @@ def test_keeper_keeps_the_no_op_record_without_counting_it_as_a_change(tmp_path)
     assert data['fits'] == {'version': 1, 'result': {'action': 'none'}} and len(writer.specs) == 1
     assert result['changed'] is False and result['status'] == 'unchanged'
     failed = {'failed': True, 'msg': 'CA down', 'template': 'WebServer'}
-    _state.Keeper([s], now=NOW).record([s], [failed], Writer(), project=project)
-    assert 'fits' not in json.load(open(s['state_path'])) and len(calls) == 1   # a failure drops it
+    writer = Writer()
+    _state.Keeper([s], now=NOW).record([s], [failed], writer, project=project)
+    assert not writer.specs and len(calls) == 1 and json.load(open(s['state_path'])) == data   # left alone
     write_state(s['state_path'], dict(issued, fits={'version': 1}))
     _state.Keeper([s], now=NOW).record([s], [dict(result)], Writer(), project=lambda spec_, known: None)
     assert json.load(open(s['state_path'])) == issued   # would not be a no-op: the stale record goes
     writer = Writer()
     _state.Keeper([s], check_mode=True).record([s], [dict(result)], writer, project=project)
     assert not writer.specs and len(calls) == 1   # check mode records nothing
+
+
+def test_keeper_leaves_the_state_file_alone_when_the_no_op_record_is_the_same(tmp_path):
+    s = spec(tmp_path)
+    record = {'version': 1, 'options': 'o', 'digest': 'd', 'since': 1.0, 'until': 2.0, 'result': {'action': 'none'}}
+    issued = {'format': _state.FORMAT, 'version': 1, 'status': 'issued', 'template': 'WebServer',
+              'requested': _state.wanted(s), 'certificate': dict((k, FACTS[k]) for k in _state.CERTIFICATE_FACTS),
+              'fits': record}
+    write_state(s['state_path'], issued)
+    result = {'action': 'none', 'template': 'WebServer', 'certificate': FACTS, 'changed': False}
+    writer = Writer()
+    _state.Keeper([s], now=NOW).record([s], [result], writer, project=lambda spec_, known: dict(record, since=9.0))
+    assert not writer.specs and json.load(open(s['state_path'])) == issued   # only "since" differs
+    _state.Keeper([s], now=NOW).record([s], [dict(result)], writer, project=lambda spec_, known: dict(record,
+                                                                                                  digest='e'))
+    assert json.load(open(s['state_path']))['fits']['digest'] == 'e'
