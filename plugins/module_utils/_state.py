@@ -329,7 +329,6 @@ class Keeper(object):
                         % (spec['state_path'], exc.to_message()))
         return results
 
-
     def _with_fits(self, state, data, project, spec, result, days):
         """The state data to write (None: the file stays) with the request's no-op record, or without a stale one.
         Other outcomes leave the state as updated() has it (a failure leaves the file alone: its record, if any, no

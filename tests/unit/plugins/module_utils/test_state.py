@@ -389,6 +389,6 @@ def test_keeper_leaves_the_state_file_alone_when_the_no_op_record_is_the_same(tm
     writer = Writer()
     _state.Keeper([s], now=NOW).record([s], [result], writer, project=lambda spec_, known: dict(record, since=9.0))
     assert not writer.specs and json.load(open(s['state_path'])) == issued   # only "since" differs
-    _state.Keeper([s], now=NOW).record([s], [dict(result)], writer, project=lambda spec_, known: dict(record,
-                                                                                                  digest='e'))
+    other = dict(record, digest='e')
+    _state.Keeper([s], now=NOW).record([s], [dict(result)], writer, project=lambda spec_, known: other)
     assert json.load(open(s['state_path']))['fits']['digest'] == 'e'
