@@ -13,8 +13,10 @@ unchanged, as the no-op planner finds them right after the run: ``_noop.project`
   text; options marked no_log replaced by whether they are set: a password, a passphrase never enters it), the
   working directory and this format's version;
 - ``files``: the request's files (key, certificate, chain, full chain, PKCS#12, CSR) and ``digest``: SHA-256 over
-  each one's path, content, permission bits, owner and group, or its absence (the key file's content only enters
-  this one digest over every file, never a digest of its own);
+  each one's path, content, permission bits, owner, group, device, inode and ctime (which any chmod, chown, chattr,
+  SELinux relabel or write moves, and nobody can set back), or its absence (the key file's content only enters
+  this one digest over every file, never a digest of its own); ``ids``: the owner and group names asked for with
+  the IDs they had (a name that maps to another ID since is a change);
 - ``since``/``until``: when it was recorded and when the certificate's renewal window opens (epoch seconds);
 - ``result``: the result of that request as the no-op planner gives it.
 
@@ -30,9 +32,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import grp
 import hashlib
 import json
+import math
 import os
+import pwd
 import time
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _files
@@ -111,23 +116,40 @@ def files_digest(paths):
         if data is None:
             digest.update(b'\0absent\0')
             continue
-        st = attrs[0]
-        digest.update(('\0%o %d %d %d\0' % (st.st_mode & 0o7777, st.st_uid, st.st_gid, len(data))).encode('ascii'))
+        st = attrs[0]   # ctime: any chmod, chown, chattr, relabel or write since (nobody can set it back)
+        digest.update(('\0%o %d %d %d %d %d %d\0' % (st.st_mode & 0o7777, st.st_uid, st.st_gid, len(data), st.st_dev,
+                                                     st.st_ino, st.st_ctime_ns)).encode('ascii'))
         digest.update(hashlib.sha256(data).digest())
     return digest.hexdigest()
 
 
-def record(options, spec, result, until, now=None):
+def owner_ids(owner, group):
+    """[owner, uid, group, gid] of the owner and group names a request asks for (None where it asks none), or None
+    when a name is unknown: a name that maps to another ID than when it was recorded is a change."""
+    out = [owner, None, group, None]
+    try:
+        if owner not in (None, ''):
+            out[1] = int(owner) if str(owner).isdigit() else pwd.getpwnam(owner).pw_uid
+        if group not in (None, ''):
+            out[3] = int(group) if str(group).isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
+    return out
+
+
+def record(options, spec, result, until, now=None, files_before=None):
     """The ``fits`` record of a request (``spec``) whose no-op ``result`` holds until ``until`` (a datetime: the
-    opening of the renewal window), or None when the request is not one a record may answer."""
+    opening of the renewal window), or None when the request is not one a record may answer (``files_before``: the
+    files digest taken before the result was planned; they must not have changed since)."""
     if any(spec.get(key) for key in PASSPHRASES) or result.get('warnings') or result.get('changed') or \
             result.get('failed'):
         return None
     paths = request_files(spec)
     digest = files_digest(paths)
-    if digest is None:
+    ids = owner_ids(spec.get('owner'), spec.get('group'))
+    if digest is None or ids is None or (files_before is not None and files_before != digest):
         return None
-    return {'version': VERSION, 'options': options, 'files': paths, 'digest': digest,
+    return {'version': VERSION, 'options': options, 'files': paths, 'digest': digest, 'ids': ids,
             'since': time.time() if now is None else now, 'until': until.timestamp(), 'result': result}
 
 
@@ -136,9 +158,11 @@ def held(fits, options, now=None):
     if not isinstance(fits, dict) or fits.get('version') != VERSION or fits.get('options') != options:
         return None
     now = time.time() if now is None else now
-    since, until, paths = fits.get('since'), fits.get('until'), fits.get('files')
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (since, until)) or \
-            not since <= now < until:
+    since, until, paths, ids = fits.get('since'), fits.get('until'), fits.get('files'), fits.get('ids')
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (since, until)) \
+            or not since <= now < until:
+        return None
+    if not isinstance(ids, list) or len(ids) != 4 or owner_ids(ids[0], ids[2]) != ids:
         return None
     if not isinstance(paths, list) or not all(isinstance(p, str) and os.path.isabs(p) for p in paths):
         return None
@@ -178,6 +202,6 @@ def answer_run(params, secrets, check_mode, now=None):
         entries = params.get('requests') or [None]
         results = answer([(_request_spec.absolute(merged.get('state_path')), request_digest(params, entry, secrets))
                           for merged, entry in zip(_request_spec.merged_requests(params), entries)], now)
-    except AdcsError:   # the run reports it
+    except Exception:   # whatever it is (a corrupt or hostile state, a newer version): the planner decides and reports
         return None
     return None if results is None else {'results': results}

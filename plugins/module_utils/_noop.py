@@ -21,6 +21,7 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
 from ansible_collections.adcs.enrollment.plugins.module_utils import _fits
 from ansible_collections.adcs.enrollment.plugins.module_utils import _journal
 from ansible_collections.adcs.enrollment.plugins.module_utils import _renewal
+from ansible_collections.adcs.enrollment.plugins.module_utils import _staged
 from ansible_collections.adcs.enrollment.plugins.module_utils import _state
 from ansible_collections.adcs.enrollment.plugins.module_utils import _x509
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
@@ -82,7 +83,7 @@ def _result(plan, outputs):
     return result
 
 
-def projector(writer, digest_of, directory_given=False):
+def projector(digest_of, directory_given=False):
     """``project(spec, known)`` for ``_state.Keeper.record``: the no-op record (``_fits.record``) of a request as
     this planner finds its files right after the run (``known``: {template: renewal days}), or None when the next
     run would not be a no-op. ``digest_of(spec)``: the request's ``_fits.request_digest``."""
@@ -92,15 +93,16 @@ def projector(writer, digest_of, directory_given=False):
             if days is None:
                 raise _NeedsMore()
             return days
+        before = _fits.files_digest(_fits.request_files(spec))   # the files the plan reads must be the recorded
         try:
             plan = plan_request(spec, template_renewal_days=template_days if directory_given else None,
                                 keygen=_NoKeys(), check_key=False)
             if plan.action != ACTION_NONE or plan.current_cert is None:
                 return None
-            result = _result(plan, Outputs(writer, True))   # nothing is written: only what a no-op returns
+            result = _result(plan, Outputs(_staged.ComparingWriter(), True))   # what a no-op returns; no write
         except (_NeedsMore, AdcsError):
             return None
         result['status'] = _state.status(result)
         until = _renewal.renewal_opens(_x509.not_after(plan.current_cert), plan.renew_before)
-        return _fits.record(digest_of(spec), spec, result, until)
+        return _fits.record(digest_of(spec), spec, result, until, files_before=before)
     return project

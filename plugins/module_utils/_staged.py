@@ -330,6 +330,13 @@ def journal_anchor(specs, staged):
                 next(s.path for s in specs if s.path in staged))
 
 
+class ComparingWriter(object):
+    """A writer that writes nothing: ``write()`` says whether the files would change (what check mode answers)."""
+
+    def write(self, specs, validator=None):
+        return {'changed': StagedWrite(list(specs)).would_change(), 'backup_files': {}, 'changed_paths': []}
+
+
 class ModuleFileWriter(object):
     """Adapter for modules: honours check mode and applies set_fs_attributes_if_different (SELinux context,
     attributes) after the switch. Backups are StagedWrite's (``backup_local``'s names, made after validation,
@@ -350,11 +357,8 @@ class ModuleFileWriter(object):
 
     def write(self, specs, validator=None):
         specs = list(specs)
-        result = {'changed': False, 'backup_files': {}, 'changed_paths': []}
         if self.module.check_mode:
-            sw = StagedWrite(specs)
-            result['changed'] = sw.would_change()
-            return result
+            return ComparingWriter().write(specs)
         group = self._group
         if group is not None and group.can_defer(specs):
             return group.defer(StagedWrite(specs, validator=validator, locks=group.locks, durable=False,

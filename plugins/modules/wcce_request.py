@@ -1105,7 +1105,7 @@ def request_results(module, params, secrets=None):
             created = _files.create_parent_directories(specs, check_mode=module.check_mode)
         directory_given = bool(params.get('domain') or params.get('domain_controller'))
         entries = params.get('requests')
-        project = None if secrets is None else _noop.projector(writer, lambda spec: _fits.request_digest(
+        project = None if secrets is None else _noop.projector(lambda spec: _fits.request_digest(
             params, entries[spec['index']] if entries else None, secrets), directory_given)
         # every certificate fits: answered from the files and their states, no network, no protocol imports
         results = _noop.results(specs, keeper, writer, check_mode=module.check_mode, directory_given=directory_given)

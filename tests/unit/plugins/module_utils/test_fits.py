@@ -54,15 +54,19 @@ def test_files_digest_covers_content_attributes_and_absence(tmp_path):
     paths = list(files(tmp_path).values())
     digest = _fits.files_digest(paths)
     assert digest == _fits.files_digest(paths)
-    os.chmod(paths[0], 0o640)
-    assert _fits.files_digest(paths) != digest
-    os.chmod(paths[0], 0o600)
-    assert _fits.files_digest(paths) == digest
     (tmp_path / 'chain.crt').write_bytes(b'')   # absent and empty differ
     assert _fits.files_digest(paths) != digest
     os.unlink(str(tmp_path / 'chain.crt'))
+    assert _fits.files_digest(paths) == digest
+    os.chmod(paths[0], 0o640)
+    changed = _fits.files_digest(paths)
+    os.chmod(paths[0], 0o600)   # put back: the ctime still tells (chattr, relabel, chown alike)
+    assert len(set([digest, changed, _fits.files_digest(paths)])) == 3
+    digest = _fits.files_digest(paths)
+    saved = os.stat(paths[1])
     with open(paths[1], 'wb') as handle:
-        handle.write(b'CERU')   # same size, other content
+        handle.write(b'CERU')   # same size, other content, the times set back
+    os.utime(paths[1], ns=(saved.st_atime_ns, saved.st_mtime_ns))
     assert _fits.files_digest(paths) != digest
 
 
@@ -85,7 +89,28 @@ def test_a_record_holds_the_result_until_the_renewal_window(tmp_path):
     assert _fits.held(dict(record, version=2), 'o', now=SINCE + 1) is None
     assert _fits.held(dict(record, files=['relative.crt']), 'o', now=SINCE + 1) is None
     assert _fits.held(dict(record, since='0'), 'o', now=SINCE + 1) is None
+    assert _fits.held(dict(record, until=float('inf')), 'o', now=SINCE + 1) is None
+    assert _fits.held(dict(record, until=float('nan')), 'o', now=SINCE + 1) is None
     assert _fits.held(None, 'o') is None and _fits.held([], 'o') is None
+
+
+def test_an_owner_or_group_name_that_maps_to_another_id_is_a_change(tmp_path):
+    record = made(tmp_path, owner='root', group='0')
+    assert record['ids'] == ['root', 0, '0', 0]
+    assert _fits.held(record, 'o', now=SINCE + 1) == RESULT
+    assert _fits.held(dict(record, ids=['root', 1, '0', 0]), 'o', now=SINCE + 1) is None
+    assert _fits.held(dict(record, ids=None), 'o', now=SINCE + 1) is None
+    assert made(tmp_path, group='no-such-group-adcs') is None   # an unknown name: the planner reports it
+    assert _fits.owner_ids('no-such-user-adcs', None) is None
+
+
+def test_no_record_when_the_files_moved_while_the_result_was_planned(tmp_path):
+    paths = list(files(tmp_path).values())
+    before = _fits.files_digest(paths)
+    spec = dict(files(tmp_path))   # written again: other ctime
+    assert _fits.record('o', spec, dict(RESULT), UNTIL, now=SINCE, files_before=before) is None
+    assert _fits.record('o', spec, dict(RESULT), UNTIL, now=SINCE,
+                        files_before=_fits.files_digest(paths)) is not None
 
 
 def test_a_record_does_not_hold_once_a_file_changed_or_a_switch_was_interrupted(tmp_path):
@@ -132,6 +157,15 @@ def test_answer_needs_every_request_held_from_a_trusted_state_file(tmp_path):
     assert _fits.answer([]) is None
     os.chmod(str(state), 0o666)   # someone else could have written it
     assert _fits.answer([(str(state), 'o')], now=SINCE + 1) is None
+
+
+def test_any_failure_while_answering_leaves_the_run_to_the_planner(tmp_path):
+    state = tmp_path / 'web.crt.adcs.json'
+    nested = '[' * 100000 + ']' * 100000   # the JSON decoder's recursion limit
+    state.write_text('{"format": "adcs.enrollment.state", "version": 1, "fits": %s}' % nested)
+    assert _fits.answer_run({'state_path': str(state)}, set(), False) is None
+    state.write_text(json.dumps({'format': 'adcs.enrollment.state', 'version': 99}))
+    assert _fits.answer_run({'state_path': str(state)}, set(), False) is None
 
 
 def test_a_run_in_pipe_mode_or_after_run_before_commands_is_never_answered(tmp_path):
