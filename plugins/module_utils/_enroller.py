@@ -75,6 +75,7 @@ class Enroller(object):
                            timeout, session_factory, client_factory, auth_error)
         self._pool = None
         self._probed = set()   # output directories a probe file showed writable in this run
+        self.policy_refused = []   # indexes of the requests whose CA failure says the cached policy changed
         self._directory_lock = threading.RLock()
 
     @property
@@ -128,10 +129,12 @@ class Enroller(object):
                     plans.append(failure_result(spec, exc))
             with self._write_group(specs, plans), \
                     _finisher.Finisher(background=len(specs) > 1 and not self.check_mode) as finisher:
-                for spec, plan in zip(specs, plans):
+                for index, (spec, plan) in enumerate(zip(specs, plans)):
                     try:
                         finisher.add(spec, plan if isinstance(plan, dict) else self.execute(plan))
                     except AdcsError as exc:
+                        if getattr(self.directory, 'from_cache', False) and _says_policy_changed(exc):
+                            self.policy_refused.append(index)
                         finisher.add(spec, failure_result(spec, exc))
             results = [_committed(spec, result) for spec, result in zip(specs, finisher.results(failure_result))]
         if self.directory is not None and self.directory.error:
@@ -244,6 +247,11 @@ class Enroller(object):
         return out
 
 
+def _says_policy_changed(exc):
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _policy_cache
+    return _policy_cache.says_policy_changed(exc)
+
+
 def submit(plan, client, result):
     """Send the request of ``plan`` to the CA (``client``: a _wcce.CertRequestClient): a retrieval, the CSR, a
     renewal request (a refused one is retried as a new request, with a warning) or a new request."""
@@ -316,6 +324,18 @@ class IssuedCheck(object):
             return None
         return _match.names_from_ad(info, account)
 
+    def _differences(self, plan, cert, result):
+        spec = plan.spec
+        sans = spec.get('wanted_sans')
+        if plan.csr is not None and not sans:
+            sans = _x509.certificate_sans(plan.csr) or None
+        info = self._template_info(plan, result)
+        return _match.issued_differences(
+            cert, subject=spec.get('wanted_subject'), sans=sans, template=spec.get('template'),
+            template_info=info, csr_subject=plan.csr.subject if plan.csr is not None else None,
+            ad_names=self._names_from_ad(info, result),
+            renewed=plan.current_cert if result.get('renewal') else None)
+
     def check(self, plan, cert, request_id, result):
         """Raises CertificateError (after recording the refusal) when ``cert`` is not what was asked for."""
         spec = plan.spec
@@ -326,15 +346,11 @@ class IssuedCheck(object):
                        'was written')
             remedy = 'Check that request_id belongs to this key and CSR; if it does, report the CA behaviour.'
         else:
-            sans = spec.get('wanted_sans')
-            if plan.csr is not None and not sans:
-                sans = _x509.certificate_sans(plan.csr) or None
-            info = self._template_info(plan, result)
-            diffs = _match.issued_differences(
-                cert, subject=spec.get('wanted_subject'), sans=sans, template=spec.get('template'),
-                template_info=info, csr_subject=plan.csr.subject if plan.csr is not None else None,
-                ad_names=self._names_from_ad(info, result),
-                renewed=plan.current_cert if result.get('renewal') else None)
+            diffs = self._differences(plan, cert, result)
+            if diffs and getattr(self.directory, 'from_cache', False) and self.directory.refresh():
+                # the template (or account) came from the policy cache: compared again with Active Directory's
+                # before anything is refused
+                diffs = self._differences(plan, cert, result)
             summary = 'The CA issued a certificate that is not what was asked for; nothing was written'
             remedy = 'Check the template (does it build the names from Active Directory?) and the CA policy.'
         if not diffs:
