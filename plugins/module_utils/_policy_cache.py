@@ -150,7 +150,7 @@ class PolicyCache(object):
         except OSError as exc:
             if exc.errno == errno.ENOENT:
                 return None
-            raise CacheUnsafe(_open_error('its directory', exc))
+            raise CacheUnsafe(_open_error('its directory', exc, self.directory))
         try:
             _check_dir(dir_fd)
             try:
@@ -159,7 +159,7 @@ class PolicyCache(object):
             except OSError as exc:
                 if exc.errno == errno.ENOENT:
                     return None
-                raise CacheUnsafe(_open_error('the file', exc))
+                raise CacheUnsafe(_open_error('the file', exc, self.path))
             try:
                 info = os.fstat(fd)
                 if not stat.S_ISREG(info.st_mode):
@@ -277,8 +277,8 @@ def _key(kind, name):
     return '%s:%s' % (kind, (name or '').lower())
 
 
-def _open_error(what, exc):
-    if exc.errno == errno.ELOOP:
+def _open_error(what, exc, path):
+    if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and os.path.islink(path)):
         return '%s is a symbolic link' % what
     return '%s cannot be opened: %s' % (what, exc.strerror or exc)
 

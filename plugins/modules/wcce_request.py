@@ -1128,9 +1128,12 @@ def enroll(module, params, specs, keeper, writer):
         if retry and directory.refresh():
             with enroller() as again:
                 for index, result in zip(retry, again.run([specs[i] for i in retry])):
+                    error = results[index].get('error') or {}
+                    why = ('%s %s' % (error['hresult'], error['error_name']) if error.get('error_name') else
+                           results[index]['msg'].split(';')[0].rstrip('.'))
                     result.setdefault('warnings', []).append(
                         'The CA refused the request made with the enrollment policy cached from Active Directory '
-                        '(%s); Active Directory was read again and the request retried' % results[index]['msg'])
+                        '(%s); Active Directory was read again and the request retried' % why)
                     results[index] = result
         results = keeper.record(specs, results, writer, directory, new_key=params['new_key'])
     if found is not None and found.cache_warning and results:
