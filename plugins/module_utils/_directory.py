@@ -398,10 +398,10 @@ def _discovered(template, ca_host, ca_name, directory, dns_server):
             for s in (publishing or services) if s.get('dns_host_name')]
 
 
-def from_params(params, check_mode=False):
+def from_params(params, check_mode=False, cache=False):
     """A lazy Directory from the module's connection options, or None when neither domain nor domain_controller is
     given; with the policy cache the options ask for (``_policy_cache.from_params``; never written in check
-    mode)."""
+    mode), or ``cache`` when given (a PolicyCache or None)."""
     if not _auth.has_directory(params):
         return None
     ldap_connect = _auth.ldap_connector(params)
@@ -416,8 +416,9 @@ def from_params(params, check_mode=False):
             raise WcceError('Reading Active Directory failed: %s' % exc,
                             remedy='Check domain, domain_controller, ldap_scheme and the credentials, or give '
                                    'ca_host and ca_name.')
-    cache = None
-    if params.get('policy_cache'):   # an option of wcce_request only
-        from ansible_collections.adcs.enrollment.plugins.module_utils import _policy_cache
-        cache = _policy_cache.from_params(params, check_mode=check_mode)
+    if cache is False:
+        cache = None
+        if params.get('policy_cache'):   # an option of wcce_request only
+            from ansible_collections.adcs.enrollment.plugins.module_utils import _policy_cache
+            cache = _policy_cache.from_params(params, check_mode=check_mode)
     return Directory(connect, cache)

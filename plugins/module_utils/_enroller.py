@@ -62,7 +62,7 @@ class Enroller(object):
 
     def __init__(self, auth=None, ca_host=None, ca_name=None, directory=None, dns_server=None, timeout=30,
                  writer=None, check_mode=False, session_factory=None, client_factory=None, now=None,
-                 auth_error=None, anchors=None):
+                 auth_error=None, anchors=None, keys=None):
         if writer is None:
             raise ValueError('Enroller needs a writer (_staged.ModuleFileWriter)')
         self.auth = auth
@@ -77,6 +77,8 @@ class Enroller(object):
         self._probed = set()   # output directories a probe file showed writable in this run
         self.policy_refused = []   # indexes of the requests whose CA failure says the cached policy changed
         self._directory_lock = threading.RLock()
+        # new keys: made in background threads; ``keys`` may have begun one already (early_key)
+        self.keys = keys if keys is not None else _keygen.KeyMaker(background=not check_mode)
 
     @property
     def pool(self):
@@ -116,7 +118,7 @@ class Enroller(object):
         renewal_days = self.directory.template_renewal_days if self.directory is not None else None
         # Every request is planned first; the new keys are generated in background threads (_keygen) while the
         # CA is contacted for the requests before them.
-        with _keygen.KeyMaker(background=not self.check_mode) as keys:
+        with self.keys as keys:
             plans = []
             listings = {}   # each output directory listed once for the leftovers of killed runs
             for spec in specs:
@@ -245,6 +247,27 @@ class Enroller(object):
         if plan.key_is_new and plan.action == ACTION_ENROLL:
             out.update(self.outputs.write_pending_key(plan))
         return out
+
+
+def early_key(keys, spec, known_template=None):
+    """Begin the new RSA key of ``spec`` before it is planned (``_keygen.KeyMaker.prestart``: it is made while the
+    protocol stack is imported, Active Directory read and the CA session opened) when the request surely needs one:
+    no CSR, no retrieval, no key on disk (or ``regenerate_key``). Its size follows the template's key rule when the
+    template is known without LDAP (``known_template(name)``: the policy cache), else the options (RSA 2048 by
+    default); a plan that asks for another key (a template read later wants ECDSA or more bits) leaves it unused."""
+    if spec.get('csr_mode') or spec.get('request_id') or not spec.get('private_key_path'):
+        return
+    if os.path.lexists(spec['private_key_path']) and not spec.get('regenerate_key'):
+        return
+    info = known_template(spec['template']) if known_template is not None and spec.get('template') else None
+    try:
+        from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
+        params = _keys.template_key_params((info or {}).get('requirements', {}).get('key'), spec.get('key_type'),
+                                           spec.get('key_size'), spec.get('curve'))
+    except AdcsError:   # the plan reports it
+        return
+    if params['key_type'] == 'rsa':
+        keys.prestart(params['key_size'] or 2048)
 
 
 def _says_policy_changed(exc):

@@ -201,6 +201,10 @@ class PolicyCache(object):
         self.hits += 1
         return entry['value']
 
+    def template(self, name):
+        """The decoded template kept for ``name`` (``_directory.Directory.template_info``), or None."""
+        return self.get('template', name)
+
     # ---- writing ----
     def put(self, kind, name, value):
         if value is None:

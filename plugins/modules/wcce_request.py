@@ -1102,24 +1102,31 @@ def enroll(module, params, specs, keeper, writer):
     """The results of a run that needs the CA or Active Directory (the protocol stack is imported only here). What
     discovery learns comes from and goes to the policy cache (``_policy_cache``); requests the CA refused in a way
     that says the cached policy changed are retried once with Active Directory read again."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _keygen, _policy_cache
+    cache = None
+    if params.get('domain') or params.get('domain_controller'):
+        cache = _policy_cache.from_params(params, check_mode=module.check_mode)
+    keys = _keygen.KeyMaker(background=not module.check_mode)
+    # the new key is made while the rest is imported, the CA found and its session opened
+    _enroller.early_key(keys, specs[0], known_template=cache.template if cache is not None else None)
     from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _auth, _directory
+    found = _directory.from_params(params, check_mode=module.check_mode, cache=cache)
+    directory = keeper.directory(found)
     _deps.require('impacket')
     auth, auth_error = None, None
     try:
         auth = _auth.dcom_auth(params)
     except AdcsError as exc:
         auth_error = exc
-    found = _directory.from_params(params, check_mode=module.check_mode)
-    directory = keeper.directory(found)
     anchors = _anchors.AnchorSource.from_params(
         params, connect_directory=(lambda: directory.conn) if directory is not None else None)
 
-    def enroller():
+    def enroller(keys=None):
         return _enroller.Enroller(
             auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
             dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
-            writer=writer, check_mode=module.check_mode, auth_error=auth_error, anchors=anchors)
-    with enroller() as first:
+            writer=writer, check_mode=module.check_mode, auth_error=auth_error, anchors=anchors, keys=keys)
+    with keys, enroller(keys) as first:
         results = _pipe.new_key_result(
             params, specs[0], check_mode=module.check_mode,
             template_renewal_days=directory.template_renewal_days if directory is not None else None)
