@@ -1,9 +1,12 @@
 """Shared pytest fixtures: the lab (brought up once per session) and runners for `ansible` / `ansible-playbook`."""
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -47,6 +50,10 @@ class AnsibleRunner:
     def __init__(self, python):
         self.python = python
         self.bindir = os.path.dirname(python)
+        # wcce_request's enrollment policy cache of this test session (never the user's: ADCS_POLICY_CACHE_DIR is
+        # the default of its policy_cache_dir); tests that need AD read afresh set policy_cache: false
+        self.policy_cache = tempfile.mkdtemp(prefix="adcs-policy-cache-")
+        atexit.register(shutil.rmtree, self.policy_cache, True)
 
     def env(self, extra=None):
         env = dict(os.environ)
@@ -62,6 +69,7 @@ class AnsibleRunner:
             "ANSIBLE_LOCALHOST_WARNING": "0",
             "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
             "ANSIBLE_PYTHON_INTERPRETER": self.python,
+            "ADCS_POLICY_CACHE_DIR": self.policy_cache,
         })
         env.update(extra or {})
         return env
