@@ -215,6 +215,7 @@ class Directory(object):
         self._templates = {}
         self.cache = cache
         self.from_cache = False    # some answer of this run came from the policy cache
+        self._cached_services = None   # the enrollment services the policy cache gave, until refresh() compares
         self.error = None
         self.template_error = None
 
@@ -250,6 +251,21 @@ class Directory(object):
         self.cache.forget()
         return True
 
+    def cas_moved(self):
+        """After ``refresh()``: whether the enrollment services read now differ (CA names, hosts, published
+        templates) from those the policy cache had given; False when they did not come from it. An unavailable CA
+        is retried only then (else it is simply down, and a retry would wait for it again)."""
+        if self._cached_services is None:
+            return False
+        cached, self._cached_services = self._cached_services, None
+
+        def view(services):
+            return sorted((s.get('name'), s.get('dns_host_name'), tuple(s.get('templates') or ())) for s in services)
+        try:
+            return view(cached) != view(self.services())
+        except Exception:   # AD unreadable now: the retry reports it
+            return True
+
     def close(self):
         if self.cache is not None:
             self.cache.save()
@@ -261,6 +277,7 @@ class Directory(object):
     def services(self):
         if self._services is None:
             services = self._cached('services', '')
+            self._cached_services = services
             if services is None:
                 services = list_enrollment_services(self.conn, self.conn.configuration_nc)
                 self._keep('services', '', services)

@@ -75,7 +75,8 @@ class Enroller(object):
                            timeout, session_factory, client_factory, auth_error)
         self._pool = None
         self._probed = set()   # output directories a probe file showed writable in this run
-        self.policy_refused = []   # indexes of the requests whose CA failure says the cached policy changed
+        # (index, CA unavailable?) of the requests whose CA failure says the cached policy changed
+        self.policy_refused = []
         self._directory_lock = threading.RLock()
         # new keys: made in background threads; ``keys`` may have begun one already (early_key)
         self.keys = keys if keys is not None else _keygen.KeyMaker(background=not check_mode)
@@ -136,7 +137,7 @@ class Enroller(object):
                         finisher.add(spec, plan if isinstance(plan, dict) else self.execute(plan))
                     except AdcsError as exc:
                         if getattr(self.directory, 'from_cache', False) and _says_policy_changed(exc):
-                            self.policy_refused.append(index)
+                            self.policy_refused.append((index, isinstance(exc, _errors.CaUnavailable)))
                         finisher.add(spec, failure_result(spec, exc))
             results = [_committed(spec, result) for spec, result in zip(specs, finisher.results(failure_result))]
         if self.directory is not None and self.directory.error:

@@ -1131,16 +1131,20 @@ def enroll(module, params, specs, keeper, writer):
             params, specs[0], check_mode=module.check_mode,
             template_renewal_days=directory.template_renewal_days if directory is not None else None)
         results = results or first.run(specs)
-        retry = first.policy_refused
-        if retry and directory.refresh():
+        refused = first.policy_refused
+        retry = []
+        if refused and directory.refresh():
+            moved = directory.cas_moved()   # an unavailable CA is retried only when AD names other CAs now
+            retry = [index for index, unavailable in refused if moved or not unavailable]
+        if retry:
             with enroller() as again:
                 for index, result in zip(retry, again.run([specs[i] for i in retry])):
                     error = results[index].get('error') or {}
                     why = ('%s %s' % (error['hresult'], error['error_name']) if error.get('error_name') else
                            results[index]['msg'].split(';')[0].rstrip('.'))
                     result.setdefault('warnings', []).append(
-                        'The CA refused the request made with the enrollment policy cached from Active Directory '
-                        '(%s); Active Directory was read again and the request retried' % why)
+                        'The request made with the enrollment policy cached from Active Directory failed (%s); '
+                        'Active Directory was read again and the request retried' % why)
                     results[index] = result
         results = keeper.record(specs, results, writer, directory, new_key=params['new_key'])
     if found is not None and found.cache_warning and results:

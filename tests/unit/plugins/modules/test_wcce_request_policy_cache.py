@@ -93,9 +93,8 @@ def test_a_refusal_that_says_the_policy_changed_reads_ad_again_and_retries_once(
     assert not exit_.failed, result
     assert result['status'] == 'issued' and result['ca']['name'] == 'CA-TWO' and ad.reads == ['services'] * 2
     [warning] = [w for w in exit_.warnings if 'enrollment policy cached' in w]
-    assert warning == ('The CA refused the request made with the enrollment policy cached from Active Directory '
-                       '(0x80094800 CERTSRV_E_UNSUPPORTED_CERT_TYPE); Active Directory was read again and the request '
-                       'retried')
+    assert warning == ('The request made with the enrollment policy cached from Active Directory failed (0x80094800 '
+                       'CERTSRV_E_UNSUPPORTED_CERT_TYPE); Active Directory was read again and the request retried')
     # the refreshed policy is what the next run uses
     assert run_module(wcce_request.main, args_for(tmp_path, 'next')).result['ca']['name'] == 'CA-TWO'
     assert ad.reads == ['services'] * 2
@@ -110,3 +109,28 @@ def test_a_refusal_with_fresh_policy_is_not_retried(tmp_path, monkeypatch, ad):
     exit_ = run_module(wcce_request.main, args_for(tmp_path, 'web', template='Denied'))   # cached: retried once
     assert exit_.failed and 'CERTSRV_E_TEMPLATE_DENIED' in exit_.result['msg']
     assert len([c for c in client.calls if c[0] == 'request']) == 3 and ad.reads == ['services'] * 2
+
+
+@pytest.mark.parametrize('moved', [True, False])
+def test_an_unavailable_cached_ca_is_retried_only_when_ad_names_another(tmp_path, monkeypatch, ad, moved):
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _ca_session, _errors
+    from ansible_collections.adcs.enrollment.tests.unit.plugins.support.ca_fakes import FakeSession
+    install_fake_ca(monkeypatch)
+    assert run_module(wcce_request.main, args_for(tmp_path, 'web')).result['status'] == 'issued'
+    down, tried = _errors.CaUnavailable('The CA is unavailable', detail='connection refused'), []
+
+    def session(target, auth, timeout):
+        tried.append(target.address)
+        return FakeSession(target, down if target.address == '10.9.9.1' else None)
+    monkeypatch.setattr(_ca_session, 'dcom_session', session)
+    if moved:
+        ad.services = [{'name': 'CA-TWO', 'dns_host_name': '10.9.9.2', 'templates': ['WebServer']}]
+    exit_ = run_module(wcce_request.main, args_for(tmp_path, 'again'))
+    assert ad.reads == ['services'] * 2   # AD read again either way
+    if moved:
+        assert not exit_.failed and exit_.result['ca']['name'] == 'CA-TWO'
+        assert any(w.startswith('The request made with the enrollment policy cached from Active Directory failed '
+                                '(The CA is unavailable)') for w in exit_.warnings), exit_.warnings
+    else:   # the same CA, simply down: not asked twice
+        assert exit_.failed and exit_.result['msg'].startswith('The CA is unavailable')
+        assert tried == ['10.9.9.1']
