@@ -43,9 +43,11 @@ IDENTITY_OPTIONS = ('domain', 'domain_controller', 'username', 'auth', 'kerberos
 
 
 # What the CA answers when the policy a cached answer reflects may have changed: the template is no longer
-# published or its rights changed (CERTSRV_E_UNSUPPORTED_CERT_TYPE, CERTSRV_E_TEMPLATE_DENIED, E_ACCESSDENIED),
-# the key rule changed (CERTSRV_E_KEY_LENGTH, NTE_BAD_ALGID), another CA answers at the cached host (E_INVALIDARG).
-POLICY_CHANGED_HRESULTS = frozenset((0x80094800, 0x80094012, 0x80070005, 0x80094811, 0x80090008, 0x80070057))
+# published or its rights changed (CERTSRV_E_UNSUPPORTED_CERT_TYPE, CERTSRV_E_TEMPLATE_DENIED), the key rule changed
+# (CERTSRV_E_KEY_LENGTH, NTE_BAD_ALGID), another CA answers at the cached host (E_INVALIDARG). Not E_ACCESSDENIED:
+# that is what a wrong password gets, and a retry (with its LDAP bind) would count two failed logons per run
+# against the account's lockout threshold instead of one.
+POLICY_CHANGED_HRESULTS = frozenset((0x80094800, 0x80094012, 0x80094811, 0x80090008, 0x80070057))
 
 
 def says_policy_changed(exc):

@@ -245,8 +245,9 @@ options:
         period, the requester's account names) in a cache file on the host, as Windows keeps its certificate
         template cache, so that the next runs within O(policy_cache_ttl) read no LDAP at all.
       - When the CA refuses in a way that says the policy changed (template not supported or denied, key refused,
-        CA unavailable) or no cached CA publishes the template, Active Directory is read again and the request is
-        retried once. An issued certificate that differs from a cached template is compared again with the
+        the cached CA unavailable while Active Directory now names another) or no cached CA publishes the template,
+        Active Directory is read again and the request is retried once. Access denied (a wrong password) is not
+        retried, so that a run costs the account one failed logon, not two. An issued certificate that differs from a cached template is compared again with the
         template read from Active Directory before it is refused.
       - The cache is used only when its directory is owned by the effective user with mode V(0700) and the file is
         a regular file of that user with mode V(0600) (never through a symbolic link); otherwise it is ignored with

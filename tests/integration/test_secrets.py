@@ -143,7 +143,9 @@ def test_certificate_role_keeps_connection_secrets(lab, ansible, tmp_path, callb
     rc, text, data = run.playbook(SITE, inventory)
     assert_no_secret(text, [real, ROLE_CONN, REQ_CONN, P12])
     assert rc == 0, text[-3000:]
-    assert "invalidCredentials" in text  # the failures keep a useful message
+    # the failures keep a useful message: the DC's (invalidCredentials) when the run reads AD, the CA's when the
+    # enrollment policy cache of an earlier run with the right password answered instead of LDAP
+    assert "invalidCredentials" in text or "Check user name, domain and password/NT hash" in text
     assert os.path.getsize(str(tmp_path / "host1" / "good.p12")) > 0
     if data is not None:
         results = role_results(data)

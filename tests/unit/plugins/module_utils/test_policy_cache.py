@@ -178,6 +178,7 @@ def test_options_turn_it_off():
     (_errors.BadRequest(hresult=0x80094811), True),             # CERTSRV_E_KEY_LENGTH
     (_errors.CaUnavailable('gone'), True),
     (_errors.RequestDenied(hresult=0x80094014), False),         # a manager denied it: not the policy
+    (_errors.AccessDenied(hresult=0x80070005), False),          # a wrong password: one failed logon, not two
     (_errors.InvalidInput('bad option'), False),
 ])
 def test_which_refusals_say_the_policy_changed(exc, changed):
