@@ -35,7 +35,6 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     MissingLibrary,
     WcceError,
 )
-from ansible_collections.adcs.enrollment.plugins.module_utils._templates import TEMPLATE_ATTRIBUTES
 
 PKS_RDN = 'CN=Public Key Services,CN=Services'
 ENROLLMENT_SERVICE_ATTRIBUTES = ['cn', 'name', 'displayName', 'dNSHostName', 'cACertificate', 'certificateTemplates',
@@ -86,6 +85,7 @@ def certificate_facts(der):
 
 def list_templates(conn, configuration_nc, sd_flags=0x07):
     """All pKICertificateTemplate entries (raw), with the DACL/owner/group of nTSecurityDescriptor."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils._templates import TEMPLATE_ATTRIBUTES
     return conn.search(templates_dn(configuration_nc), '(objectClass=pKICertificateTemplate)', TEMPLATE_ATTRIBUTES,
                        scope='LEVEL', sd_flags=sd_flags)
 
@@ -354,7 +354,7 @@ class Directory(object):
         try:
             from ansible_collections.adcs.enrollment.plugins.module_utils import _templates
             conn = self.conn
-            attributes = [a for a in TEMPLATE_ATTRIBUTES if a != 'nTSecurityDescriptor']
+            attributes = [a for a in _templates.TEMPLATE_ATTRIBUTES if a != 'nTSecurityDescriptor']
             found = conn.search(templates_dn(conn.configuration_nc), _template_filter(template), attributes,
                                 scope='LEVEL')
             if found:
