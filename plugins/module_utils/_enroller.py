@@ -78,7 +78,6 @@ class Enroller(object):
         # (index, CA unavailable?) of the requests whose CA failure says the cached policy changed
         self.policy_refused = []
         self._directory_lock = threading.RLock()
-        self._inline = True   # the run finishes each request in this thread (one request, or check mode)
         # new keys: made in background threads; ``keys`` may have begun one already (early_key)
         self.keys = keys if keys is not None else _keygen.KeyMaker(background=not check_mode)
 
@@ -131,9 +130,8 @@ class Enroller(object):
                                               template_key_rule=self._key_rule, keygen=keys))
                 except AdcsError as exc:
                     plans.append(failure_result(spec, exc))
-            self._inline = not (len(specs) > 1 and not self.check_mode)
             with self._write_group(specs, plans), \
-                    _finisher.Finisher(background=not self._inline) as finisher:
+                    _finisher.Finisher(background=len(specs) > 1 and not self.check_mode) as finisher:
                 for index, (spec, plan) in enumerate(zip(specs, plans)):
                     try:
                         finisher.add(spec, plan if isinstance(plan, dict) else self.execute(plan))
@@ -211,22 +209,14 @@ class Enroller(object):
             summary = 'Retrieving request %s failed' % spec['request_id'] if plan.action == ACTION_RETRIEVE else \
                 'The CA %s did not issue a certificate from template %s' % (ca.target.name, spec.get('template'))
             raise enrollment.error(summary)
-        if self._inline and _reply_has_issuer(enrollment):
-            ca_certs = None   # the reply's chain first; GetCACert only when it does not verify (in this thread)
-        else:
-            ca_certs = ca.ca_certificates()   # GetCACert on the session (once): in this thread
-        return lambda: self._finish_issued(plan, enrollment, ca_certs, result, ca)
+        ca_certs = ca.ca_certificates()   # GetCACert on the session (once): in this thread
+        return lambda: self._finish_issued(plan, enrollment, ca_certs, result)
 
-    def _finish_issued(self, plan, enrollment, ca_certs, result, ca=None):
+    def _finish_issued(self, plan, enrollment, ca_certs, result):
         cert = _x509.load_certificate(enrollment.certificate_der)
         # The chain first: only a certificate that verifies as the CA's can be recorded as refused (a forged reply
         # must not block later runs).
-        try:
-            chain = self._verified_chain(cert, ca_certs or [], enrollment.chain_der_list, enrollment.request_id)
-        except CertificateError:
-            if ca_certs is not None or ca is None:
-                raise
-            chain = self._verified_chain(cert, ca.ca_certificates(), enrollment.chain_der_list, enrollment.request_id)
+        chain = self._verified_chain(cert, ca_certs, enrollment.chain_der_list, enrollment.request_id)
         with self._directory_lock:
             IssuedCheck(self.directory, self.auth, self.outputs, self.now).check(plan, cert, enrollment.request_id,
                                                                                  result)
@@ -258,18 +248,6 @@ class Enroller(object):
         if plan.key_is_new and plan.action == ACTION_ENROLL:
             out.update(self.outputs.write_pending_key(plan))
         return out
-
-
-def _reply_has_issuer(enrollment):
-    """Whether the chain the CA returned with the certificate names its issuer (then GetCACert adds nothing)."""
-    chain = enrollment.chain_der_list or []
-    if not chain:
-        return False
-    try:
-        issuer = _x509.load_certificate(enrollment.certificate_der).issuer
-        return any(_x509.load_certificate(der).subject == issuer for der in chain)
-    except CertificateError:
-        return False
 
 
 def early_key(keys, spec, known_template=None):

@@ -8,7 +8,6 @@ __metaclass__ = type
 import datetime
 import os
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -44,28 +43,8 @@ def test_issue_writes_key_cert_chain_and_verifies(tmp_path):
     assert x509.load_pem_x509_certificates(open(s['chain_path'], 'rb').read()) == [wcce_pki.pki().ca,
                                                                                    wcce_pki.pki().root]
     assert x509.load_pem_x509_certificates(open(s['fullchain_path'], 'rb').read())[0] == cert
-    assert [c[0] for c in client.calls] == ['request']   # the reply's chain names the issuer: no GetCACert
+    assert [c[0] for c in client.calls] == ['request', 'GetCACert']
     assert FakeSession.opened == ['ca1.lab.adcs.test']
-
-
-@pytest.mark.parametrize('reply_chain, calls', [
-    ('issuer and root', ['request']),
-    ('issuer only', ['request', 'GetCACert']),      # names the issuer but reaches no anchor: GetCACert, then verified
-    ('none', ['request', 'GetCACert']),             # no chain in the reply
-])
-def test_getcacert_only_when_the_reply_chain_does_not_verify(tmp_path, reply_chain, calls):
-    client = FakeClient({})
-    issue = client.request
-
-    def request(*args, **kw):
-        result = issue(*args, **kw)
-        keep = {'issuer and root': 2, 'issuer only': 1, 'none': 0}[reply_chain]
-        return result._replace(chain_der_list=result.chain_der_list[:keep])
-    client.request = request
-    with enroller(client) as e:
-        [result] = e.run([spec(tmp_path, common_name='a.lab.adcs.test')])
-    assert result['disposition'] == 'issued', result
-    assert [c[0] for c in client.calls] == calls
 
 
 def test_nothing_to_do_makes_no_ca_contact(tmp_path):

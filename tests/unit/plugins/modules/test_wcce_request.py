@@ -65,7 +65,7 @@ def test_issue_and_rerun(tmp_path, fake_ca):
     assert 'S3cret-pw' not in text and 'p12-pw' not in text and 'PRIVATE KEY' not in text
     again = run(args_for(tmp_path, pkcs12_path=str(tmp_path / 'web.p12'), pkcs12_passphrase='p12-pw')).result
     assert again['changed'] is False and again['action'] == 'none', again
-    assert len(fake_ca.calls) == 1   # the request of the first run only (its reply's chain names the issuer)
+    assert len(fake_ca.calls) == 2   # request + GetCACert of the first run only
 
 
 def test_check_and_diff(tmp_path, fake_ca):
