@@ -1,13 +1,22 @@
 """Shared pytest fixtures: the lab (brought up once per session) and runners for `ansible` / `ansible-playbook`."""
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# wcce_request's enrollment policy cache (default directory: ADCS_POLICY_CACHE_DIR) of every process this test session
+# starts, never the machine's /var/cache/adcs-enrollment; integration runs and unit tests make their own
+if not os.environ.get("ADCS_POLICY_CACHE_DIR"):
+    os.environ["ADCS_POLICY_CACHE_DIR"] = tempfile.mkdtemp(prefix="adcs-policy-cache-session-")
+    atexit.register(shutil.rmtree, os.environ["ADCS_POLICY_CACHE_DIR"], True)
 COLLECTIONS = os.path.join(ROOT, ".build", "collections")
 LAB_DIR = os.path.join(ROOT, "tests", "lab")
 
@@ -47,6 +56,10 @@ class AnsibleRunner:
     def __init__(self, python):
         self.python = python
         self.bindir = os.path.dirname(python)
+        # wcce_request's enrollment policy cache of this test session (never the user's: ADCS_POLICY_CACHE_DIR is
+        # the default of its policy_cache_dir); tests that need AD read afresh set policy_cache: false
+        self.policy_cache = tempfile.mkdtemp(prefix="adcs-policy-cache-")
+        atexit.register(shutil.rmtree, self.policy_cache, True)
 
     def env(self, extra=None):
         env = dict(os.environ)
@@ -62,6 +75,7 @@ class AnsibleRunner:
             "ANSIBLE_LOCALHOST_WARNING": "0",
             "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
             "ANSIBLE_PYTHON_INTERPRETER": self.python,
+            "ADCS_POLICY_CACHE_DIR": self.policy_cache,
         })
         env.update(extra or {})
         return env

@@ -35,7 +35,6 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import (
     MissingLibrary,
     WcceError,
 )
-from ansible_collections.adcs.enrollment.plugins.module_utils._templates import TEMPLATE_ATTRIBUTES
 
 PKS_RDN = 'CN=Public Key Services,CN=Services'
 ENROLLMENT_SERVICE_ATTRIBUTES = ['cn', 'name', 'displayName', 'dNSHostName', 'cACertificate', 'certificateTemplates',
@@ -86,6 +85,7 @@ def certificate_facts(der):
 
 def list_templates(conn, configuration_nc, sd_flags=0x07):
     """All pKICertificateTemplate entries (raw), with the DACL/owner/group of nTSecurityDescriptor."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils._templates import TEMPLATE_ATTRIBUTES
     return conn.search(templates_dn(configuration_nc), '(objectClass=pKICertificateTemplate)', TEMPLATE_ATTRIBUTES,
                        scope='LEVEL', sd_flags=sd_flags)
 
@@ -204,13 +204,18 @@ class Directory(object):
     """Lazy, cached LDAP reads: the enrollment services, template renewal periods, templates and accounts.
 
     ``connect`` is a callable returning a connected ``_ldap.AdConnection``; errors become InvalidInput/
-    CaUnavailable messages naming the directory."""
+    CaUnavailable messages naming the directory. ``cache``: a ``_policy_cache.PolicyCache`` answering before LDAP
+    (what is read from LDAP goes into it; ``close()`` saves it); ``from_cache`` says whether an answer came from
+    it, ``refresh()`` drops what it gave when the CA says the policy changed."""
 
-    def __init__(self, connect):
+    def __init__(self, connect, cache=None):
         self._connect = connect
         self._conn = None
         self._services = None
         self._templates = {}
+        self.cache = cache
+        self.from_cache = False    # some answer of this run came from the policy cache
+        self._cached_services = None   # the enrollment services the policy cache gave, until refresh() compares
         self.error = None
         self.template_error = None
 
@@ -220,7 +225,50 @@ class Directory(object):
             self._conn = self._connect()
         return self._conn
 
+    @property
+    def cache_warning(self):
+        return self.cache.warning if self.cache is not None else None
+
+    def _cached(self, kind, name):
+        value = self.cache.get(kind, name) if self.cache is not None else None
+        if value is not None:
+            self.from_cache = True
+        return value
+
+    def _keep(self, kind, name, value):
+        if self.cache is not None:
+            self.cache.put(kind, name, value)
+
+    def refresh(self):
+        """Forget every answer of the policy cache (the CA refused in a way that says the policy changed): the
+        next reads go to Active Directory, and what they find replaces the cache. Returns whether there was
+        anything to forget."""
+        if not self.from_cache:
+            return False
+        self.from_cache = False
+        self._services = None
+        self._templates = {}
+        self.cache.forget()
+        return True
+
+    def cas_moved(self):
+        """After ``refresh()``: whether the enrollment services read now differ (CA names, hosts, published
+        templates) from those the policy cache had given; False when they did not come from it. An unavailable CA
+        is retried only then (else it is simply down, and a retry would wait for it again)."""
+        if self._cached_services is None:
+            return False
+        cached, self._cached_services = self._cached_services, None
+
+        def view(services):
+            return sorted((s.get('name'), s.get('dns_host_name'), tuple(s.get('templates') or ())) for s in services)
+        try:
+            return view(cached) != view(self.services())
+        except Exception:   # AD unreadable now: the retry reports it
+            return True
+
     def close(self):
+        if self.cache is not None:
+            self.cache.save()
         if self._conn is not None:
             with contextlib.suppress(Exception):   # best effort: closing after use or after a failure
                 self._conn.close()
@@ -228,25 +276,36 @@ class Directory(object):
 
     def services(self):
         if self._services is None:
-            self._services = list_enrollment_services(self.conn, self.conn.configuration_nc)
+            services = self._cached('services', '')
+            self._cached_services = services
+            if services is None:
+                services = list_enrollment_services(self.conn, self.conn.configuration_nc)
+                self._keep('services', '', services)
+            self._services = services
         return self._services
 
     def template_renewal_days(self, template):
         """The template's renewal period (pKIOverlapPeriod) in days, or None when it cannot be read."""
         key = template.lower()
         if key not in self._templates:
-            days = None
-            try:
-                conn = self.conn
-                found = conn.search(templates_dn(conn.configuration_nc),
-                                    _template_filter(template),
-                                    ['cn', 'pKIOverlapPeriod'], scope='LEVEL')
-                if found:
-                    days = _renewal.template_window_days(
-                        (found[0]['attributes'].get('pKIOverlapPeriod') or [None])[0])
-            except Exception as exc:  # fall back to the default; say why
-                self.error = 'the renewal period of template %s could not be read from Active Directory: %s' \
-                             % (template, exc)
+            info = self._templates.get('info:' + key)    # the template read in full already has it
+            days = self._cached('renewal', template)
+            if days is None and info is not None:
+                days = (info.get('renewal_period') or {}).get('seconds')
+                days = days / 86400.0 if days is not None else None
+            if days is None:
+                try:
+                    conn = self.conn
+                    found = conn.search(templates_dn(conn.configuration_nc),
+                                        _template_filter(template),
+                                        ['cn', 'pKIOverlapPeriod'], scope='LEVEL')
+                    if found:
+                        days = _renewal.template_window_days(
+                            (found[0]['attributes'].get('pKIOverlapPeriod') or [None])[0])
+                        self._keep('renewal', template, days)
+                except Exception as exc:  # fall back to the default; say why
+                    self.error = 'the renewal period of template %s could not be read from Active Directory: %s' \
+                                 % (template, exc)
             self._templates[key] = days
         return self._templates[key]
 
@@ -255,46 +314,55 @@ class Directory(object):
         be read (``template_error`` then says why)."""
         key = 'account:' + principal.lower()
         if key not in self._templates:
-            found = None
-            try:
-                from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
-                conn = self.conn
-                entry = conn.find_account(principal)
-                if entry is None:
-                    self.template_error = 'the account %s was not found in Active Directory' % principal
-                else:
-                    attrs = ['cn', 'mail', 'dNSHostName', 'userPrincipalName']
-                    entry = conn.search(entry['dn'], '(objectClass=*)', attrs, scope='BASE', paged=False)[0]
-                    found = {'dn': entry['dn'], 'cn': _ldap.first_text(entry, 'cn'),
-                             'mail': _ldap.first_text(entry, 'mail'),
-                             'dns_host_name': _ldap.first_text(entry, 'dNSHostName'),
-                             'upn': _ldap.first_text(entry, 'userPrincipalName')}
-            except Exception as exc:  # the comparison then skips the names from AD; say why
-                self.template_error = 'the account %s could not be read from Active Directory: %s' % (principal, exc)
+            found = self._cached('account', principal)
+            if found is None:
+                found = self._read_account(principal)
+                self._keep('account', principal, found)
             self._templates[key] = found
         return self._templates[key]
+
+    def _read_account(self, principal):
+        try:
+            from ansible_collections.adcs.enrollment.plugins.module_utils import _ldap
+            conn = self.conn
+            entry = conn.find_account(principal)
+            if entry is None:
+                self.template_error = 'the account %s was not found in Active Directory' % principal
+                return None
+            attrs = ['cn', 'mail', 'dNSHostName', 'userPrincipalName']
+            entry = conn.search(entry['dn'], '(objectClass=*)', attrs, scope='BASE', paged=False)[0]
+            return {'dn': entry['dn'], 'cn': _ldap.first_text(entry, 'cn'), 'mail': _ldap.first_text(entry, 'mail'),
+                    'dns_host_name': _ldap.first_text(entry, 'dNSHostName'),
+                    'upn': _ldap.first_text(entry, 'userPrincipalName')}
+        except Exception as exc:  # the comparison then skips the names from AD; say why
+            self.template_error = 'the account %s could not be read from Active Directory: %s' % (principal, exc)
+            return None
 
     def template_info(self, template):
         """The template decoded from Active Directory (_templates.decode_template), or None when it cannot be read
         (``template_error`` then says why)."""
         key = 'info:' + template.lower()
         if key not in self._templates:
-            info = None
-            try:
-                from ansible_collections.adcs.enrollment.plugins.module_utils import _templates
-                conn = self.conn
-                attributes = [a for a in TEMPLATE_ATTRIBUTES if a != 'nTSecurityDescriptor']
-                found = conn.search(templates_dn(conn.configuration_nc),
-                                    _template_filter(template),
-                                    attributes, scope='LEVEL')
-                if found:
-                    info = _templates.decode_template(found[0]['attributes'])
-                else:
-                    self.template_error = 'the template %s was not found in Active Directory' % template
-            except Exception as exc:  # the comparison then skips what needs the template; say why
-                self.template_error = 'the template %s could not be read from Active Directory: %s' % (template, exc)
+            info = self._cached('template', template)
+            if info is None:
+                info = self._read_template(template)
+                self._keep('template', template, info)
             self._templates[key] = info
         return self._templates[key]
+
+    def _read_template(self, template):
+        try:
+            from ansible_collections.adcs.enrollment.plugins.module_utils import _templates
+            conn = self.conn
+            attributes = [a for a in _templates.TEMPLATE_ATTRIBUTES if a != 'nTSecurityDescriptor']
+            found = conn.search(templates_dn(conn.configuration_nc), _template_filter(template), attributes,
+                                scope='LEVEL')
+            if found:
+                return _templates.decode_template(found[0]['attributes'])
+            self.template_error = 'the template %s was not found in Active Directory' % template
+        except Exception as exc:  # the comparison then skips what needs the template; say why
+            self.template_error = 'the template %s could not be read from Active Directory: %s' % (template, exc)
+        return None
 
 
 def _template_filter(template):
@@ -307,12 +375,22 @@ def select_cas(template, ca_host=None, ca_name=None, directory=None, dns_server=
     """Candidate CAs for ``template``, in the order to try them.
 
     ``ca_host`` + ``ca_name``: that CA only. Otherwise the enrollment services in Active Directory (``directory``)
-    that publish the template, restricted to ``ca_name``/``ca_host`` when given."""
+    that publish the template, restricted to ``ca_name``/``ca_host`` when given. When the services came from the
+    policy cache and none fits, Active Directory is read again once (a CA or template published since)."""
     if ca_host and ca_name:
         return [CaTarget(ca_name, ca_host, _dns.resolve_host(ca_host, dns_server), 'options')]
     if directory is None:
         raise InvalidInput('Give ca_host and ca_name, or domain (with the directory credentials) to find the CA '
                            'in Active Directory')
+    try:
+        return _discovered(template, ca_host, ca_name, directory, dns_server)
+    except InvalidInput:
+        if not getattr(directory, 'from_cache', False) or not directory.refresh():
+            raise
+    return _discovered(template, ca_host, ca_name, directory, dns_server)
+
+
+def _discovered(template, ca_host, ca_name, directory, dns_server):
     try:
         services = directory.services()
     except WcceError:
@@ -337,9 +415,10 @@ def select_cas(template, ca_host=None, ca_name=None, directory=None, dns_server=
             for s in (publishing or services) if s.get('dns_host_name')]
 
 
-def from_params(params):
+def from_params(params, check_mode=False, cache=False):
     """A lazy Directory from the module's connection options, or None when neither domain nor domain_controller is
-    given."""
+    given; with the policy cache the options ask for (``_policy_cache.from_params``; never written in check
+    mode), or ``cache`` when given (a PolicyCache or None)."""
     if not _auth.has_directory(params):
         return None
     ldap_connect = _auth.ldap_connector(params)
@@ -354,4 +433,9 @@ def from_params(params):
             raise WcceError('Reading Active Directory failed: %s' % exc,
                             remedy='Check domain, domain_controller, ldap_scheme and the credentials, or give '
                                    'ca_host and ca_name.')
-    return Directory(connect)
+    if cache is False:
+        cache = None
+        if params.get('policy_cache'):   # an option of wcce_request only
+            from ansible_collections.adcs.enrollment.plugins.module_utils import _policy_cache
+            cache = _policy_cache.from_params(params, check_mode=check_mode)
+    return Directory(connect, cache)

@@ -62,7 +62,7 @@ class Enroller(object):
 
     def __init__(self, auth=None, ca_host=None, ca_name=None, directory=None, dns_server=None, timeout=30,
                  writer=None, check_mode=False, session_factory=None, client_factory=None, now=None,
-                 auth_error=None, anchors=None):
+                 auth_error=None, anchors=None, keys=None):
         if writer is None:
             raise ValueError('Enroller needs a writer (_staged.ModuleFileWriter)')
         self.auth = auth
@@ -75,7 +75,11 @@ class Enroller(object):
                            timeout, session_factory, client_factory, auth_error)
         self._pool = None
         self._probed = set()   # output directories a probe file showed writable in this run
+        # (index, CA unavailable?) of the requests whose CA failure says the cached policy changed
+        self.policy_refused = []
         self._directory_lock = threading.RLock()
+        # new keys: made in background threads; ``keys`` may have begun one already (early_key)
+        self.keys = keys if keys is not None else _keygen.KeyMaker(background=not check_mode)
 
     @property
     def pool(self):
@@ -115,7 +119,7 @@ class Enroller(object):
         renewal_days = self.directory.template_renewal_days if self.directory is not None else None
         # Every request is planned first; the new keys are generated in background threads (_keygen) while the
         # CA is contacted for the requests before them.
-        with _keygen.KeyMaker(background=not self.check_mode) as keys:
+        with self.keys as keys:
             plans = []
             listings = {}   # each output directory listed once for the leftovers of killed runs
             for spec in specs:
@@ -128,10 +132,12 @@ class Enroller(object):
                     plans.append(failure_result(spec, exc))
             with self._write_group(specs, plans), \
                     _finisher.Finisher(background=len(specs) > 1 and not self.check_mode) as finisher:
-                for spec, plan in zip(specs, plans):
+                for index, (spec, plan) in enumerate(zip(specs, plans)):
                     try:
                         finisher.add(spec, plan if isinstance(plan, dict) else self.execute(plan))
                     except AdcsError as exc:
+                        if getattr(self.directory, 'from_cache', False) and _says_policy_changed(exc):
+                            self.policy_refused.append((index, isinstance(exc, _errors.CaUnavailable)))
                         finisher.add(spec, failure_result(spec, exc))
             results = [_committed(spec, result) for spec, result in zip(specs, finisher.results(failure_result))]
         if self.directory is not None and self.directory.error:
@@ -244,6 +250,32 @@ class Enroller(object):
         return out
 
 
+def early_key(keys, spec, known_template=None):
+    """Begin the new RSA key of ``spec`` before it is planned (``_keygen.KeyMaker.prestart``: it is made while the
+    protocol stack is imported, Active Directory read and the CA session opened) when the request surely needs one:
+    no CSR, no retrieval, no key on disk (or ``regenerate_key``). Its size follows the template's key rule when the
+    template is known without LDAP (``known_template(name)``: the policy cache), else the options (RSA 2048 by
+    default); a plan that asks for another key (a template read later wants ECDSA or more bits) leaves it unused."""
+    if spec.get('csr_mode') or spec.get('request_id') or not spec.get('private_key_path'):
+        return
+    if os.path.lexists(spec['private_key_path']) and not spec.get('regenerate_key'):
+        return
+    info = known_template(spec['template']) if known_template is not None and spec.get('template') else None
+    try:
+        from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
+        params = _keys.template_key_params((info or {}).get('requirements', {}).get('key'), spec.get('key_type'),
+                                           spec.get('key_size'), spec.get('curve'))
+    except AdcsError:   # the plan reports it
+        return
+    if params['key_type'] == 'rsa':
+        keys.prestart(params['key_size'] or 2048)
+
+
+def _says_policy_changed(exc):
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _policy_cache
+    return _policy_cache.says_policy_changed(exc)
+
+
 def submit(plan, client, result):
     """Send the request of ``plan`` to the CA (``client``: a _wcce.CertRequestClient): a retrieval, the CSR, a
     renewal request (a refused one is retried as a new request, with a warning) or a new request."""
@@ -316,6 +348,18 @@ class IssuedCheck(object):
             return None
         return _match.names_from_ad(info, account)
 
+    def _differences(self, plan, cert, result):
+        spec = plan.spec
+        sans = spec.get('wanted_sans')
+        if plan.csr is not None and not sans:
+            sans = _x509.certificate_sans(plan.csr) or None
+        info = self._template_info(plan, result)
+        return _match.issued_differences(
+            cert, subject=spec.get('wanted_subject'), sans=sans, template=spec.get('template'),
+            template_info=info, csr_subject=plan.csr.subject if plan.csr is not None else None,
+            ad_names=self._names_from_ad(info, result),
+            renewed=plan.current_cert if result.get('renewal') else None)
+
     def check(self, plan, cert, request_id, result):
         """Raises CertificateError (after recording the refusal) when ``cert`` is not what was asked for."""
         spec = plan.spec
@@ -326,15 +370,11 @@ class IssuedCheck(object):
                        'was written')
             remedy = 'Check that request_id belongs to this key and CSR; if it does, report the CA behaviour.'
         else:
-            sans = spec.get('wanted_sans')
-            if plan.csr is not None and not sans:
-                sans = _x509.certificate_sans(plan.csr) or None
-            info = self._template_info(plan, result)
-            diffs = _match.issued_differences(
-                cert, subject=spec.get('wanted_subject'), sans=sans, template=spec.get('template'),
-                template_info=info, csr_subject=plan.csr.subject if plan.csr is not None else None,
-                ad_names=self._names_from_ad(info, result),
-                renewed=plan.current_cert if result.get('renewal') else None)
+            diffs = self._differences(plan, cert, result)
+            if diffs and getattr(self.directory, 'from_cache', False) and self.directory.refresh():
+                # the template (or account) came from the policy cache: compared again with Active Directory's
+                # before anything is refused
+                diffs = self._differences(plan, cert, result)
             summary = 'The CA issued a certificate that is not what was asked for; nothing was written'
             remedy = 'Check the template (does it build the names from Active Directory?) and the CA policy.'
         if not diffs:
@@ -429,3 +469,58 @@ def plan_diff(plan, new_cert=None, new_facts=None):
         else:
             after['state'] = 'a new certificate would be requested' if not new_cert else 'issued'
     return {'before': before, 'after': after}
+
+
+def enroll(params, specs, keeper, writer, check_mode=False, project=None):
+    """The results of wcce_request's requests ``specs`` that need the CA or Active Directory: what discovery
+    learns comes from and goes to the policy cache (``_policy_cache``), the first request's new key begins at once,
+    requests the CA refused in a way that says the cached policy changed are retried once with Active Directory read
+    again, and ``keeper`` records the states (``project``: see ``_state.Keeper.record``)."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _deps, _pipe, _policy_cache
+    cache = None
+    if params.get('domain') or params.get('domain_controller'):
+        cache = _policy_cache.from_params(params, check_mode=check_mode)
+    keys = _keygen.KeyMaker(background=not check_mode)
+    # the new key is made while the rest is imported, the CA found and its session opened
+    early_key(keys, specs[0], known_template=cache.template if cache is not None else None)
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _auth, _directory
+    found = _directory.from_params(params, check_mode=check_mode, cache=cache)
+    directory = keeper.directory(found)
+    _deps.require('impacket')
+    auth, auth_error = None, None
+    try:
+        auth = _auth.dcom_auth(params)
+    except AdcsError as exc:
+        auth_error = exc
+    anchors = _anchors.AnchorSource.from_params(
+        params, connect_directory=(lambda: directory.conn) if directory is not None else None)
+
+    def enroller(keys=None):
+        return Enroller(
+            auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
+            dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
+            writer=writer, check_mode=check_mode, auth_error=auth_error, anchors=anchors, keys=keys)
+    with keys, enroller(keys) as first:
+        results = _pipe.new_key_result(
+            params, specs[0], check_mode=check_mode,
+            template_renewal_days=directory.template_renewal_days if directory is not None else None)
+        results = results or first.run(specs)
+        refused = first.policy_refused
+        retry = []
+        if refused and directory.refresh():
+            moved = directory.cas_moved()   # an unavailable CA is retried only when AD names other CAs now
+            retry = [index for index, unavailable in refused if moved or not unavailable]
+        if retry:
+            with enroller() as again:
+                for index, result in zip(retry, again.run([specs[i] for i in retry])):
+                    error = results[index].get('error') or {}
+                    why = ('%s %s' % (error['hresult'], error['error_name']) if error.get('error_name') else
+                           results[index]['msg'].split(';')[0].rstrip('.'))
+                    result.setdefault('warnings', []).append(
+                        'The request made with the enrollment policy cached from Active Directory failed (%s); '
+                        'Active Directory was read again and the request retried' % why)
+                    results[index] = result
+        results = keeper.record(specs, results, writer, directory, new_key=params['new_key'], project=project)
+    if found is not None and found.cache_warning and results:
+        results[0].setdefault('warnings', []).append(found.cache_warning)
+    return results

@@ -64,6 +64,9 @@ def argument_spec():
     spec.update(request_options())
     spec['requests'] = dict(type='list', elements='dict', options=request_options(top_level=False))
     spec['create_directories'] = dict(type='bool', default=False)
+    # the enrollment policy cache (_policy_cache): what discovery learned from AD, kept on the host
+    spec.update(policy_cache=dict(type='bool', default=True), policy_cache_dir=dict(type='path'),
+                policy_cache_ttl=dict(type='int', default=28800))
     spec.update(pipe_argument_spec())
     spec.update(certificates=dict(type='list', elements='dict', options=role_entry_argument_spec()),
                 certificate_defaults=dict(type='dict', options=role_defaults_argument_spec()),

@@ -238,6 +238,35 @@ options:
       - A directory that cannot be created fails the task before the CA is contacted.
     type: bool
     default: false
+  policy_cache:
+    description:
+      - Keep what the discovery learned from Active Directory (the enrollment services with the templates they
+        publish and their CA certificates, the templates used with their key rule, EKUs, name flags and renewal
+        period, the requester's account names) in a cache file on the host, as Windows keeps its certificate
+        template cache, so that the next runs within O(policy_cache_ttl) read no LDAP at all.
+      - When the CA refuses in a way that says the policy changed (template not supported or denied, key refused,
+        the cached CA unavailable while Active Directory now names another) or no cached CA publishes the template,
+        Active Directory is read again and the request is retried once. Access denied (a wrong password) is not
+        retried, so that a run costs the account one failed logon, not two. An issued certificate that differs from a cached template is compared again with the
+        template read from Active Directory before it is refused.
+      - The cache is used only when its directory is owned by the effective user with mode V(0700) and the file is
+        a regular file of that user with mode V(0600) (never through a symbolic link); otherwise it is ignored with
+        a warning and Active Directory is read. It holds no secret. Nothing is written in check mode.
+      - Set V(false) when Active Directory changes between runs and the change must apply at once.
+    type: bool
+    default: true
+  policy_cache_dir:
+    description:
+      - Directory of the enrollment policy cache (created with mode V(0700) when missing).
+      - Default the environment variable E(ADCS_POLICY_CACHE_DIR), else C(/var/cache/adcs-enrollment) for root,
+        else C($XDG_CACHE_HOME/adcs-enrollment) or C(~/.cache/adcs-enrollment) of the effective user.
+    type: path
+  policy_cache_ttl:
+    description:
+      - Seconds an entry of the enrollment policy cache counts after it was read from Active Directory (default 8
+        hours, the lifetime of the Windows certificate template cache). V(0) turns the cache off.
+    type: int
+    default: 28800
   certificates:
     description:
       - The entries of the certificate role's C(certificate_requests) (roles/certificate), enrolled in this one task
@@ -1067,28 +1096,10 @@ from ansible_collections.adcs.enrollment.plugins.module_utils._errors import Adc
 
 
 def enroll(module, params, specs, keeper, writer, project=None):
-    """The results of a run that needs the CA or Active Directory (the protocol stack is imported only here)."""
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _auth, _deps, _directory, _enroller
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _pipe
-    _deps.require('impacket')
-    auth, auth_error = None, None
-    try:
-        auth = _auth.dcom_auth(params)
-    except AdcsError as exc:
-        auth_error = exc
-    directory = keeper.directory(_directory.from_params(params))
-    anchors = _anchors.AnchorSource.from_params(
-        params, connect_directory=(lambda: directory.conn) if directory is not None else None)
-    enroller = _enroller.Enroller(
-        auth=auth, ca_host=params.get('ca_host'), ca_name=params.get('ca_name'), directory=directory,
-        dns_server=params.get('domain_controller'), timeout=params.get('timeout') or 30,
-        writer=writer, check_mode=module.check_mode, auth_error=auth_error, anchors=anchors)
-    with enroller:
-        results = _pipe.new_key_result(
-            params, specs[0], check_mode=module.check_mode,
-            template_renewal_days=directory.template_renewal_days if directory is not None else None)
-        return keeper.record(specs, results or enroller.run(specs), writer, directory, new_key=params['new_key'],
-                             project=project)
+    """The results of a run that needs the CA or Active Directory (``_enroller.enroll``: the protocol stack, the
+    policy cache and the retry with Active Directory read again are imported and done there)."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
+    return _enroller.enroll(params, specs, keeper, writer, module.check_mode, project)
 
 
 def request_results(module, params, secrets=None):

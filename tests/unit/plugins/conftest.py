@@ -28,3 +28,10 @@ def world_dir():
     os.chmod(d, 0o755)
     yield d
     shutil.rmtree(d)
+
+
+@pytest.fixture(autouse=True)
+def private_policy_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own enrollment policy cache directory (wcce_request's default is ADCS_POLICY_CACHE_DIR):
+    nothing a test learns reaches another test or the machine's /var/cache/adcs-enrollment."""
+    monkeypatch.setenv('ADCS_POLICY_CACHE_DIR', str(tmp_path_factory.mktemp('policy-cache')))

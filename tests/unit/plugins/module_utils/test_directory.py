@@ -91,3 +91,61 @@ def test_directory_failures_say_what_to_do(monkeypatch, error, message):
     with pytest.raises(_errors.WcceError) as err:
         d.conn  # pylint: disable=pointless-statement
     assert err.value.summary == message and 'ca_host and ca_name' in err.value.remedy
+
+
+# ---- the enrollment policy cache (_policy_cache) ----
+class CountingDirectory(object):
+    """What Active Directory answers, counted (the reads of _directory.Directory replaced)."""
+
+    def __init__(self, monkeypatch, services):
+        self.services = services
+        self.reads = []
+        monkeypatch.setattr(_directory, 'list_enrollment_services', self._services)
+        monkeypatch.setattr(_directory.Directory, '_read_template', self._template)
+
+    def _services(self, conn, nc):
+        self.reads.append('services')
+        return [dict(s) for s in self.services]
+
+    def _template(self, template):
+        self.reads.append('template ' + template)
+        return {'name': template, 'renewal_period': {'seconds': 42 * 86400}, 'requirements': {'key': None}}
+
+
+def cached_directory(tmp_path, connects):
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _policy_cache
+
+    def connect():
+        connects.append(1)
+        return FakeConnection([])
+    return _directory.Directory(connect, _policy_cache.PolicyCache(str(tmp_path / 'cache'), {'domain': 'x'}))
+
+
+def test_a_warm_policy_cache_answers_without_ldap(tmp_path, monkeypatch):
+    ad, connects = CountingDirectory(monkeypatch, SERVICES), []
+    first = cached_directory(tmp_path, connects)
+    assert [t.name for t in _directory.select_cas('WebServer', directory=first)] == ['CA-ONE', 'CA-TWO']
+    assert first.template_info('WebServer')['name'] == 'WebServer' and first.template_renewal_days('WebServer') == 42
+    assert not first.from_cache and ad.reads == ['services', 'template WebServer'] and len(connects) == 1
+    first.close()
+    second = cached_directory(tmp_path, connects)
+    assert [t.name for t in _directory.select_cas('WebServer', directory=second)] == ['CA-ONE', 'CA-TWO']
+    assert second.template_info('webserver')['name'] == 'WebServer' and second.template_renewal_days('WebServer') == 42
+    assert second.from_cache and len(ad.reads) == 2 and len(connects) == 1   # no LDAP connection at all
+    assert second.refresh() and not second.from_cache
+    assert second.template_info('WebServer') is not None and ad.reads[-1] == 'template WebServer'
+    assert not second.refresh()   # nothing cached left to forget
+
+
+def test_a_template_published_since_the_cache_was_written_is_found(tmp_path, monkeypatch):
+    ad, connects = CountingDirectory(monkeypatch, SERVICES), []
+    first = cached_directory(tmp_path, connects)
+    first.services()
+    first.close()
+    ad.services = [dict(SERVICES[2], templates=['Machine', 'EFS'])]
+    second = cached_directory(tmp_path, connects)
+    [target] = _directory.select_cas('EFS', directory=second)
+    assert target.name == 'CA-THREE' and ad.reads == ['services', 'services']
+    ad.services = SERVICES
+    with pytest.raises(_errors.InvalidInput, match='No enterprise CA publishes the certificate template Nope'):
+        _directory.select_cas('Nope', directory=cached_directory(tmp_path, connects))

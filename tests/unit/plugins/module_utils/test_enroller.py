@@ -287,3 +287,50 @@ def test_a_run_of_several_requests_writes_in_the_finisher_thread(tmp_path, monke
     with enroller(FakeClient({})) as e:
         e.run([spec(tmp_path / 'one')])
     assert writers == [threading.current_thread().name]   # one request: no thread
+
+
+# ---- the enrollment policy cache: a stale cached template never records a refusal ----
+def _web_template(ekus):
+    return {'name': 'WebServer', 'oid': None, 'extended_key_usage': [{'oid': o, 'name': o} for o in ekus],
+            'application_policies': [], 'certificate_name_flag': {'names': ['CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT']},
+            'requirements': {'key': None}}
+
+
+class CachedDirectory(FakeDirectory):
+    """A template first answered from the policy cache (stale: client authentication only), then from AD."""
+    template_error = None
+
+    def __init__(self, services):
+        FakeDirectory.__init__(self, services)
+        self.from_cache = True
+        self.refreshed = 0
+
+    def template_info(self, template):
+        return _web_template(['1.3.6.1.5.5.7.3.2'] if self.from_cache else ['1.3.6.1.5.5.7.3.1'])
+
+    def refresh(self):
+        was, self.from_cache = self.from_cache, False
+        self.refreshed += 1
+        return was
+
+    def account(self, principal):
+        return None
+
+
+def test_an_issued_certificate_is_compared_again_with_ad_before_a_cached_template_refuses_it(tmp_path):
+    client = FakeClient({'ekus': ['1.3.6.1.5.5.7.3.1']})
+    directory = CachedDirectory(SERVICES)
+    with enroller(client, directory=directory) as e:
+        [result] = e.run([spec(tmp_path, common_name='a.lab.adcs.test')])
+    assert result['disposition'] == 'issued' and directory.refreshed == 1, result
+    assert not os.path.exists(str(tmp_path / 'c.pem.refused'))
+
+
+def test_a_certificate_that_differs_from_the_fresh_template_is_still_refused(tmp_path):
+    client = FakeClient({'ekus': ['1.3.6.1.5.5.7.3.4']})   # e-mail protection: neither template allows it
+    directory = CachedDirectory(SERVICES)
+    with enroller(client, directory=directory) as e:
+        [result] = e.run([spec(tmp_path, common_name='a.lab.adcs.test')])
+    assert result['failed'] and directory.refreshed == 1
+    assert 'extended key usage: template WebServer has (none) or 1.3.6.1.5.5.7.3.1, issued 1.3.6.1.5.5.7.3.4' in result['msg']
+    assert os.path.exists(str(tmp_path / 'c.pem.refused'))

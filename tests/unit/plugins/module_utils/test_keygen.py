@@ -42,3 +42,37 @@ def test_a_plan_waits_for_its_key_only_when_it_is_used(tmp_path):
         plan = _plan.plan_request(spec(tmp_path), keygen=maker)
         assert plan.key_is_new and isinstance(plan._key, _keygen.PendingKey)
         assert isinstance(plan.key, rsa.RSAPrivateKey) and plan.key is plan._key
+
+
+def test_a_key_begun_early_goes_to_the_plan_that_asks_for_its_size():
+    with _keygen.KeyMaker() as maker:
+        maker.prestart(3072)
+        maker.prestart(1000)   # not a usable size: nothing begun, the plan says why
+        [early] = maker._early[3072]
+        assert list(maker._early) == [3072]
+        other = maker('rsa', 2048, None)
+        assert other._future is not early and maker._early[3072] == [early]
+        taken = maker('rsa', 3072, None)
+        assert taken._future is early and maker._early[3072] == []
+        assert taken.result().key_size == 3072 and other.result().key_size == 2048
+    idle = _keygen.KeyMaker(background=False)
+    idle.prestart(2048)
+    assert idle._early == {} and idle._executor is None
+
+
+def test_the_single_request_begins_its_key_before_it_is_planned(tmp_path):
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
+
+    def begun(known_template=None, **kw):
+        with _keygen.KeyMaker() as maker:
+            _enroller.early_key(maker, spec(tmp_path, **kw), known_template)
+            return dict((size, len(f)) for size, f in maker._early.items())
+    assert begun() == {2048: 1}
+    assert begun(key_size=3072) == {3072: 1}
+    assert begun(key_type='ecdsa') == {}
+    rule = {'minimum_size': 4096, 'key_type': None, 'algorithm': None}
+    assert begun(lambda name: {'requirements': {'key': rule}}) == {4096: 1}   # the cached template's key rule
+    assert begun(request_id=7) == {}
+    (tmp_path / 'k.pem').write_bytes(b'a key')
+    assert begun() == {}                                  # the key on disk is kept
+    assert begun(regenerate_key=True) == {2048: 1}
