@@ -250,27 +250,6 @@ class Enroller(object):
         return out
 
 
-def early_key(keys, spec, known_template=None):
-    """Begin the new RSA key of ``spec`` before it is planned (``_keygen.KeyMaker.prestart``: it is made while the
-    protocol stack is imported, Active Directory read and the CA session opened) when the request surely needs one:
-    no CSR, no retrieval, no key on disk (or ``regenerate_key``). Its size follows the template's key rule when the
-    template is known without LDAP (``known_template(name)``: the policy cache), else the options (RSA 2048 by
-    default); a plan that asks for another key (a template read later wants ECDSA or more bits) leaves it unused."""
-    if spec.get('csr_mode') or spec.get('request_id') or not spec.get('private_key_path'):
-        return
-    if os.path.lexists(spec['private_key_path']) and not spec.get('regenerate_key'):
-        return
-    info = known_template(spec['template']) if known_template is not None and spec.get('template') else None
-    try:
-        from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
-        params = _keys.template_key_params((info or {}).get('requirements', {}).get('key'), spec.get('key_type'),
-                                           spec.get('key_size'), spec.get('curve'))
-    except AdcsError:   # the plan reports it
-        return
-    if params['key_type'] == 'rsa':
-        keys.prestart(params['key_size'] or 2048)
-
-
 def _says_policy_changed(exc):
     from ansible_collections.adcs.enrollment.plugins.module_utils import _policy_cache
     return _policy_cache.says_policy_changed(exc)
@@ -471,18 +450,18 @@ def plan_diff(plan, new_cert=None, new_facts=None):
     return {'before': before, 'after': after}
 
 
-def enroll(params, specs, keeper, writer, check_mode=False, project=None):
+def enroll(params, specs, keeper, writer, check_mode=False, project=None, keys=None, cache=None):
     """The results of wcce_request's requests ``specs`` that need the CA or Active Directory: what discovery
-    learns comes from and goes to the policy cache (``_policy_cache``), the first request's new key begins at once,
-    requests the CA refused in a way that says the cached policy changed are retried once with Active Directory read
-    again, and ``keeper`` records the states (``project``: see ``_state.Keeper.record``)."""
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _deps, _pipe, _policy_cache
-    cache = None
-    if params.get('domain') or params.get('domain_controller'):
-        cache = _policy_cache.from_params(params, check_mode=check_mode)
-    keys = _keygen.KeyMaker(background=not check_mode)
-    # the new key is made while the rest is imported, the CA found and its session opened
-    early_key(keys, specs[0], known_template=cache.template if cache is not None else None)
+    learns comes from and goes to the policy cache (``cache``: ``_keygen.begin``'s), the first request's new key
+    begins at once (``keys``: the run's ``_keygen.KeyMaker``, which may have begun it), requests the CA refused in a
+    way that says the cached policy changed are retried once with Active Directory read again, and ``keeper``
+    records the states (``project``: see ``_state.Keeper.record``)."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _deps, _pipe
+    if keys is None:
+        keys, cache = _keygen.begin(params, specs[0], check_mode)
+    # a key that only regenerate_key asks for begins now (one for an absent key file began before the plan)
+    _keygen.early_key(keys, specs[0], known_template=cache.template if cache is not None else None,
+                      replacing=True)
     from ansible_collections.adcs.enrollment.plugins.module_utils import _anchors, _auth, _directory
     found = _directory.from_params(params, check_mode=check_mode, cache=cache)
     directory = keeper.directory(found)

@@ -18,7 +18,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
 from ansible_collections.adcs.enrollment.plugins.module_utils import _keys
+from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 from ansible_collections.adcs.enrollment.plugins.module_utils._finisher import Workers
 
 WORKERS = 2
@@ -67,3 +70,39 @@ class KeyMaker(Workers):
         if early:
             return PendingKey(future=early.pop(0))
         return PendingKey(future=self.submit(_keys.generate_private_key, 'rsa', size, curve))
+
+
+def begin(params, spec, check_mode=False):
+    """(the run's KeyMaker, its enrollment policy cache or None): opened before the request is planned, and the
+    first request's new RSA key begun at once when its key file is absent (early_key), sized by the template's key
+    rule when the policy cache knows it."""
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _policy_cache
+    cache = None
+    if params.get('domain') or params.get('domain_controller'):
+        cache = _policy_cache.from_params(params, check_mode=check_mode)
+    keys = KeyMaker(background=not check_mode)
+    early_key(keys, spec, known_template=cache.template if cache is not None else None)
+    return keys, cache
+
+
+def early_key(keys, spec, known_template=None, replacing=False):
+    """Begin the new RSA key of ``spec`` before it is planned (``KeyMaker.prestart``: it is made while the
+    protocol stack is imported, Active Directory read and the CA session opened) when the request surely needs one:
+    no CSR, no retrieval, no key on disk (or ``regenerate_key``). Its size follows the template's key rule when the
+    template is known without LDAP (``known_template(name)``: the policy cache), else the options (RSA 2048 by
+    default); a plan that asks for another key (a template read later wants ECDSA or more bits) leaves it unused.
+    Without ``replacing`` only an absent key file counts (begun before the no-op check, which a kept key may pass);
+    with it, only a key file that regenerate_key replaces (begun once the run enrolls)."""
+    if spec.get('csr_mode') or spec.get('request_id') or not spec.get('private_key_path'):
+        return
+    exists = os.path.lexists(spec['private_key_path'])
+    if exists != bool(replacing) or (replacing and not spec.get('regenerate_key')):
+        return   # a key on disk is kept; ``replacing``: only the key that regenerate_key makes (once planned)
+    info = known_template(spec['template']) if known_template is not None and spec.get('template') else None
+    try:
+        params = _keys.template_key_params((info or {}).get('requirements', {}).get('key'), spec.get('key_type'),
+                                           spec.get('key_size'), spec.get('curve'))
+    except AdcsError:   # the plan reports it
+        return
+    if params['key_type'] == 'rsa':
+        keys.prestart(params['key_size'] or 2048)

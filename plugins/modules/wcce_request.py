@@ -1095,18 +1095,18 @@ from ansible_collections.adcs.enrollment.plugins.module_utils import _results
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
 
 
-def enroll(module, params, specs, keeper, writer, project=None):
+def enroll(module, params, specs, keeper, writer, project=None, keys=None, cache=None):
     """The results of a run that needs the CA or Active Directory (``_enroller.enroll``: the protocol stack, the
     policy cache and the retry with Active Directory read again are imported and done there)."""
     from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
-    return _enroller.enroll(params, specs, keeper, writer, module.check_mode, project)
+    return _enroller.enroll(params, specs, keeper, writer, module.check_mode, project, keys=keys, cache=cache)
 
 
 def request_results(module, params, secrets=None):
     """The results of the requests of ``params`` (one connection); raises AdcsError. ``secrets``: the names of the
     secret options, left out of the digests under which the no-op records of the requests are kept (None: no
     records)."""
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _files, _noop, _pipe, _staged, _state
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _files, _keygen, _pipe, _staged, _state
     with _pipe.Pipe(params) as pipe:
         specs = _request_spec.normalize_requests(pipe.params())
         keeper = _state.Keeper(specs, module.check_mode, params.get('state_content'), pipe=pipe.active)
@@ -1115,15 +1115,20 @@ def request_results(module, params, secrets=None):
         if params.get('create_directories'):
             created = _files.create_parent_directories(specs, check_mode=module.check_mode)
         directory_given = bool(params.get('domain') or params.get('domain_controller'))
+        from ansible_collections.adcs.enrollment.plugins.module_utils import _noop
         entries = params.get('requests')
         project = None if secrets is None else _noop.projector(lambda spec: _fits.request_digest(
             params, entries[spec['index']] if entries else None, secrets), directory_given)
-        # every certificate fits: answered from the files and their states, no network, no protocol imports
-        results = _noop.results(specs, keeper, writer, check_mode=module.check_mode, directory_given=directory_given)
-        if results is not None:
-            results = keeper.record(specs, results, writer, new_key=params['new_key'], project=project)
-        else:
-            results = enroll(module, params, specs, keeper, writer, project)
+        # a first request without its key file needs a new key: it begins now, while the rest is imported
+        keys, cache = _keygen.begin(params, specs[0], module.check_mode)
+        with keys:
+            # every certificate fits: answered from the files and their states, no network, no protocol imports
+            results = _noop.results(specs, keeper, writer, check_mode=module.check_mode,
+                                    directory_given=directory_given)
+            if results is not None:
+                results = keeper.record(specs, results, writer, new_key=params['new_key'], project=project)
+            else:
+                results = enroll(module, params, specs, keeper, writer, project, keys, cache)
         for result in results if created else []:
             result.update(created_directories=created, changed=True)
         pipe.contents(results)

@@ -61,11 +61,9 @@ def test_a_key_begun_early_goes_to_the_plan_that_asks_for_its_size():
 
 
 def test_the_single_request_begins_its_key_before_it_is_planned(tmp_path):
-    from ansible_collections.adcs.enrollment.plugins.module_utils import _enroller
-
-    def begun(known_template=None, **kw):
+    def begun(known_template=None, replacing=False, **kw):
         with _keygen.KeyMaker() as maker:
-            _enroller.early_key(maker, spec(tmp_path, **kw), known_template)
+            _keygen.early_key(maker, spec(tmp_path, **kw), known_template, replacing=replacing)
             return dict((size, len(f)) for size, f in maker._early.items())
     assert begun() == {2048: 1}
     assert begun(key_size=3072) == {3072: 1}
@@ -73,6 +71,9 @@ def test_the_single_request_begins_its_key_before_it_is_planned(tmp_path):
     rule = {'minimum_size': 4096, 'key_type': None, 'algorithm': None}
     assert begun(lambda name: {'requirements': {'key': rule}}) == {4096: 1}   # the cached template's key rule
     assert begun(request_id=7) == {}
+    assert begun(replacing=True) == {}                    # begun before the plan already
     (tmp_path / 'k.pem').write_bytes(b'a key')
     assert begun() == {}                                  # the key on disk is kept
-    assert begun(regenerate_key=True) == {2048: 1}
+    assert begun(regenerate_key=True) == {}               # before the no-op check: the plan may keep it
+    assert begun(regenerate_key=True, replacing=True) == {2048: 1}   # the run enrolls: replaced
+    assert begun(replacing=True) == {}
