@@ -163,13 +163,7 @@ class PolicyCache(object):
                     return None
                 raise CacheUnsafe(_open_error('the file', exc, self.path))
             try:
-                info = os.fstat(fd)
-                if not stat.S_ISREG(info.st_mode):
-                    raise CacheUnsafe('not a regular file')
-                if info.st_uid != os.geteuid():
-                    raise CacheUnsafe('owned by uid %d, not by the effective user' % info.st_uid)
-                if info.st_mode & 0o077:
-                    raise CacheUnsafe('mode %04o: group or others have access' % stat.S_IMODE(info.st_mode))
+                info = _private(fd, stat.S_ISREG, 'not a regular file', '', 'mode')
                 if info.st_size > MAX_SIZE:
                     raise CacheUnsafe('larger than %d bytes' % MAX_SIZE)
                 chunks, size = [], 0
@@ -294,10 +288,17 @@ def _open_dir(path):
 
 
 def _check_dir(dir_fd):
-    info = os.fstat(dir_fd)
-    if not stat.S_ISDIR(info.st_mode):
-        raise CacheUnsafe('its directory is not a directory')
+    _private(dir_fd, stat.S_ISDIR, 'its directory is not a directory', 'its directory is ', 'its directory has mode')
+
+
+def _private(fd, kind, not_kind, subject, mode_words):
+    """The fstat of ``fd`` when it is of ``kind`` (stat.S_ISREG/S_ISDIR), owned by the effective user and closed to
+    group and others; else CacheUnsafe (the messages name the file, or with ``subject`` its directory)."""
+    info = os.fstat(fd)
+    if not kind(info.st_mode):
+        raise CacheUnsafe(not_kind)
     if info.st_uid != os.geteuid():
-        raise CacheUnsafe('its directory is owned by uid %d, not by the effective user' % info.st_uid)
+        raise CacheUnsafe('%sowned by uid %d, not by the effective user' % (subject, info.st_uid))
     if info.st_mode & 0o077:
-        raise CacheUnsafe('its directory has mode %04o: group or others have access' % stat.S_IMODE(info.st_mode))
+        raise CacheUnsafe('%s %04o: group or others have access' % (mode_words, stat.S_IMODE(info.st_mode)))
+    return info
