@@ -1115,12 +1115,12 @@ def request_results(module, params, secrets=None):
         if params.get('create_directories'):
             created = _files.create_parent_directories(specs, check_mode=module.check_mode)
         directory_given = bool(params.get('domain') or params.get('domain_controller'))
+        # a first request without its key file needs a new key: it begins now, while the rest is imported
+        keys, cache = _keygen.begin(params, specs[0], module.check_mode)
         from ansible_collections.adcs.enrollment.plugins.module_utils import _noop
         entries = params.get('requests')
         project = None if secrets is None else _noop.projector(lambda spec: _fits.request_digest(
             params, entries[spec['index']] if entries else None, secrets), directory_given)
-        # a first request without its key file needs a new key: it begins now, while the rest is imported
-        keys, cache = _keygen.begin(params, specs[0], module.check_mode)
         with keys:
             # every certificate fits: answered from the files and their states, no network, no protocol imports
             results = _noop.results(specs, keeper, writer, check_mode=module.check_mode,
