@@ -20,7 +20,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import importlib
-import traceback
 
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import MissingLibrary
 
@@ -31,6 +30,7 @@ def _probe(*modules):
         for name in modules:
             importlib.import_module(name)
     except ImportError:
+        import traceback   # only for a library that is missing
         return False, traceback.format_exc()
     return True, None
 

@@ -1083,8 +1083,6 @@ error:
   type: dict
 '''
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 # Only what a run answered by its no-op records needs is imported here (no cryptography, no protocol stack, no
@@ -1179,6 +1177,7 @@ def main():
     except AdcsError as exc:
         module.fail_json(msg=exc.to_message(), error=exc.to_dict())
     except Exception as exc:  # never a bare traceback to the user
+        import traceback
         module.fail_json(msg=unexpected(exc).to_message(), exception=traceback.format_exc())
     _results.finish(module, results, many, **extra)
 
