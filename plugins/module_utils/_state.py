@@ -232,11 +232,11 @@ def serialize(data):
     return (json.dumps(data, indent=2, sort_keys=True) + '\n').encode('utf-8')
 
 
-def state_spec(path, data, owner=None, group=None):
+def state_spec(path, data):
     """The ``_staged.FileSpec`` that writes the state ``data`` to ``path`` (through the caller's writer, atomically,
-    0644: no secrets in it)."""
+    0644: no secrets in it; owned by the effective user, the only owner read() trusts)."""
     from ansible_collections.adcs.enrollment.plugins.module_utils import _staged   # not on a run answered by _fits
-    return _staged.FileSpec(path, serialize(data), mode=STATE_MODE, owner=owner, group=group)
+    return _staged.FileSpec(path, serialize(data), mode=STATE_MODE)
 
 
 class Keeper(object):
@@ -320,8 +320,8 @@ class Keeper(object):
                 result['new_key'] = self.new_key(spec, new_key) if result['status'] in (ISSUED, RENEWED) else False
             elif data is not None:
                 try:
-                    written = writer.write([state_spec(spec['state_path'], data, spec.get('owner'),
-                                                       spec.get('group'))])
+                    # the state file stays the effective user's whatever the outputs' owner: read() trusts no other
+                    written = writer.write([state_spec(spec['state_path'], data)])
                     result['changed'] = bool(result.get('changed') or (changes and written.get('changed')))
                 except AdcsError as exc:
                     result.setdefault('warnings', []).append(

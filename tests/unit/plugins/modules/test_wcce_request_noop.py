@@ -194,3 +194,16 @@ def test_certificate_role_run_is_answered_by_the_records(tmp_path, fake_ca):
     without_records(tmp_path, states)
     planned, imported, _c = run_process(tmp_path, args, STACK)
     assert imported == ['cryptography'] and planned == answered, (planned, answered)
+
+
+def test_a_certificate_of_another_owner_keeps_a_state_file_of_the_effective_user(tmp_path, fake_ca):
+    """The state file stays the module's own (like the refusal record), whatever owner/group the outputs get: a
+    state file chowned to the outputs' owner would be refused on the next run (someone else could have written it),
+    reported changed on every run and never answered by its record."""
+    args = module_args(tmp_path, owner='nobody', group='nogroup', mode='0644')
+    exit_ = run_module(wcce_request.main, args)
+    assert not exit_.failed and exit_.result['status'] == 'issued', exit_.result
+    assert os.stat(str(tmp_path / 'web.crt')).st_uid == 65534
+    assert os.stat(str(tmp_path / 'web.crt.adcs.json')).st_uid == os.geteuid()
+    result, imported, _c = run_process(tmp_path, args, STACK)
+    assert imported == [] and result['changed'] is False and not result.get('warnings'), result
