@@ -176,7 +176,7 @@ options:
   state_path:
     description:
       - Keep a versioned state file (JSON, no secrets, mode C(0644), owned by the user the module runs as whatever
-        O(owner) says: a state file of another user is not trusted) here, for example
+        O(owner) says, since a state file of another user is not trusted) here, for example
         C(<certificate_path>.adcs.json) as the certificate role does. It records the last request (status
         C(issued), C(pending) or C(denied), request ID, CA, template, what was asked for), the certificate's facts
         and the template's renewal period learned from Active Directory at enrollment.
