@@ -180,9 +180,9 @@ options:
         C(<certificate_path>.adcs.json) as the certificate role does. It records the last request (status
         C(issued), C(pending) or C(denied), request ID, CA, template, what was asked for), the certificate's facts
         and the template's renewal period learned from Active Directory at enrollment.
-      - It also keeps each certificate's no-op record: a later run with the same options whose files are unchanged
-        (content, mode, owner, inode, ctime) before the renewal window opens returns the recorded result without
-        reading the certificate.
+      - It also keeps each certificate's no-op record, so that a later run with the same options whose files are
+        unchanged (content, mode, owner, inode, ctime) before the renewal window opens returns the recorded result
+        without reading the certificate.
       - A pending request recorded there is retrieved by later runs (as with O(request_id)) while the request is
         unchanged; a changed request, or a denied one, is submitted anew. A later run that has nothing to do uses
         the recorded renewal period instead of reading the template from Active Directory.
