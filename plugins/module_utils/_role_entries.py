@@ -10,9 +10,10 @@ of ``_request_spec`` (default paths from ``directory`` and ``name``, SANs from `
 ``reuse_key``, ``key_path``, ``key_mode``) and its connection overrides (``connection``, ``ca_name``, ``ca_host``,
 ``domain``); ``run(params, check_mode, results_for)`` enrolls them, one ``results_for(params)`` call per distinct
 connection, and returns the module's results: ``results``, ``certificate_results`` (one entry per certificate,
-with its one-line ``summary``), ``certificate_summaries``, ``certificate_failures`` (the summaries of those
-denied or failed) and ``followups`` (what the role does after the call:
-``run_before``, ``run_after``, ``notify``, ``crl``, ``trust``; only the kinds that apply).
+with its one-line ``summary``; also the host fact ``certificate_results``, in ``ansible_facts``),
+``certificate_summaries``, ``certificate_failures`` (the summaries of those denied or failed) and ``followups``
+(what the role does after the call: ``run_before``, ``run_after``, ``notify``, ``crl``, ``trust``; only the kinds
+that apply).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -280,7 +281,8 @@ def outcome(todo, raw, check_mode, plan=False):
         content = _chain(item.files['chain']) if item.install_ca_trust and item.files['chain'] and present else None
         if content:
             follow['trust'].append({'name': item.name, 'content': content, 'verify': True})
-    return {'results': raw, 'certificate_results': certs,
+    # the role's public results, as a host fact (no set_fact task: a run with nothing to do is one module task)
+    return {'results': raw, 'certificate_results': certs, 'ansible_facts': {'certificate_results': certs},
             'certificate_failures': [c['summary'] for c in certs if c['status'] in ('denied', 'failed')],
             'certificate_summaries': [c['summary'] for c in certs],
             'followups': dict((k, v) for k, v in follow.items() if v)}

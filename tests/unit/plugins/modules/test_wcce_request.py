@@ -325,6 +325,8 @@ def test_certificates_one_task_for_the_role(tmp_path, fake_ca):
     assert certs['no']['message'] and certs['no']['summary'].startswith('no: denied: ')
     assert r['certificate_failures'] == [certs['no']['summary']]
     assert r['certificate_summaries'] == [c['summary'] for c in r['certificate_results']]
+    # the role's fact, set by the module task itself (a failed certificate does not keep it from being set)
+    assert r['ansible_facts'] == {'certificate_results': r['certificate_results']}
     follow = r['followups']
     assert follow['run_after'] == [{'name': 'web', 'command': 'echo after'}]
     assert follow['notify'] == ['reload web', 'reload api'] and len(follow['changed']) == 2
@@ -341,6 +343,7 @@ def test_certificates_one_task_for_the_role(tmp_path, fake_ca):
     assert again['changed'] is False and again['certificate_failures'] == []
     assert set(again['followups']) == {'crl', 'trust'}   # done on every run where they apply
     assert again['certificate_results'][0]['summary'].endswith('and matches the request)')
+    assert again['ansible_facts'] == {'certificate_results': again['certificate_results']}
 
 
 def test_certificates_entry_errors_fail_that_certificate_only(tmp_path, fake_ca):

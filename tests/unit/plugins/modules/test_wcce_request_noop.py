@@ -189,6 +189,7 @@ def test_certificate_role_run_is_answered_by_the_records(tmp_path, fake_ca):
     answered, imported, connects = run_process(tmp_path, args, STACK)
     assert imported == [] and connects == [], imported
     assert [c['status'] for c in answered['certificate_results']] == ['unchanged', 'unchanged'], answered
+    assert answered['ansible_facts'] == {'certificate_results': answered['certificate_results']}   # the role's fact
     assert [t['name'] for t in answered['followups']['trust']] == ['api']   # follow-ups as the planner gives them
     states = [os.path.join('certs', name + '.crt.adcs.json') for name in ('web', 'api')]
     without_records(tmp_path, states)
