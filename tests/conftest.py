@@ -77,7 +77,11 @@ class AnsibleRunner:
             "ANSIBLE_PYTHON_INTERPRETER": self.python,
             "ADCS_POLICY_CACHE_DIR": self.policy_cache,
         })
-        env.update(extra or {})
+        for name, value in (extra or {}).items():   # None: not in the environment of the run
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         return env
 
     def _run(self, argv, extra_env=None, timeout=600):

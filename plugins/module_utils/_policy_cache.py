@@ -147,40 +147,11 @@ class PolicyCache(object):
 
     def _read(self):
         """The parsed cache file, None when there is none yet; CacheUnsafe when it cannot be trusted."""
+        content = read_private(self.directory, self.name, MAX_SIZE)
+        if content is None:
+            return None
         try:
-            dir_fd = _open_dir(self.directory)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return None
-            raise CacheUnsafe(_open_error('its directory', exc, self.directory))
-        try:
-            _check_dir(dir_fd)
-            try:
-                fd = os.open(self.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0),
-                             dir_fd=dir_fd)
-            except OSError as exc:
-                if exc.errno == errno.ENOENT:
-                    return None
-                raise CacheUnsafe(_open_error('the file', exc, self.path))
-            try:
-                info = _private(fd, stat.S_ISREG, 'not a regular file', '', 'mode')
-                if info.st_size > MAX_SIZE:
-                    raise CacheUnsafe('larger than %d bytes' % MAX_SIZE)
-                chunks, size = [], 0
-                while True:
-                    chunk = os.read(fd, 65536)
-                    if not chunk:
-                        break
-                    size += len(chunk)
-                    if size > MAX_SIZE:
-                        raise CacheUnsafe('larger than %d bytes' % MAX_SIZE)
-                    chunks.append(chunk)
-            finally:
-                os.close(fd)
-        finally:
-            os.close(dir_fd)
-        try:
-            data = json.loads(b''.join(chunks).decode('utf-8'))
+            data = json.loads(content.decode('utf-8'))
         except ValueError:
             raise CacheUnsafe('it does not parse as JSON')
         if not isinstance(data, dict):
@@ -231,46 +202,90 @@ class PolicyCache(object):
                        'Directory again' % (self.path, getattr(exc, 'strerror', None) or exc))
 
     def _write(self, data):
-        try:
-            dir_fd = _open_dir(self.directory)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
-            parent = os.path.dirname(os.path.abspath(self.directory))
-            if not os.path.isdir(parent):
-                os.makedirs(parent, 0o755)
-            try:
-                os.mkdir(self.directory, 0o700)
-            except OSError as made:
-                if made.errno != errno.EEXIST:
-                    raise
-            dir_fd = _open_dir(self.directory)
-        try:
-            _check_dir(dir_fd)
-            temp = '.%s.%d.tmp' % (self.name, os.getpid())
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0),
-                         0o600, dir_fd=dir_fd)
-            try:
-                try:
-                    os.fchmod(fd, 0o600)   # whatever the umask
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                finally:
-                    os.close(fd)
-                os.rename(temp, self.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            except BaseException:
-                try:
-                    os.unlink(temp, dir_fd=dir_fd)
-                except OSError:
-                    pass
-                raise
-        finally:
-            os.close(dir_fd)
+        write_private(self.directory, self.name, data, create=True)
 
     def _warn(self, text):
         if self.warning is None:
             self.warning = text
+
+
+def read_private(directory, name, max_size):
+    """The content of the file ``name`` in the cache ``directory``, None when either does not exist; CacheUnsafe
+    when it cannot be trusted (see the module docstring) or is larger than ``max_size`` bytes."""
+    try:
+        dir_fd = _open_dir(directory)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise CacheUnsafe(_open_error('its directory', exc, directory))
+    try:
+        _check_dir(dir_fd)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0),
+                         dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise CacheUnsafe(_open_error('the file', exc, os.path.join(directory, name)))
+        try:
+            info = _private(fd, stat.S_ISREG, 'not a regular file', '', 'mode')
+            if info.st_size > max_size:
+                raise CacheUnsafe('larger than %d bytes' % max_size)
+            chunks, size = [], 0
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > max_size:
+                    raise CacheUnsafe('larger than %d bytes' % max_size)
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
+    return b''.join(chunks)
+
+
+def write_private(directory, name, data, create=False):
+    """Writes ``data`` as the file ``name`` of the cache ``directory`` atomically (a 0600 temporary file renamed over
+    it); ``create``: make the directory (0700) when it does not exist. Raises OSError or CacheUnsafe."""
+    try:
+        dir_fd = _open_dir(directory)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT or not create:
+            raise
+        parent = os.path.dirname(os.path.abspath(directory))
+        if not os.path.isdir(parent):
+            os.makedirs(parent, 0o755)
+        try:
+            os.mkdir(directory, 0o700)
+        except OSError as made:
+            if made.errno != errno.EEXIST:
+                raise
+        dir_fd = _open_dir(directory)
+    try:
+        _check_dir(dir_fd)
+        temp = '.%s.%d.tmp' % (name, os.getpid())
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0),
+                     0o600, dir_fd=dir_fd)
+        try:
+            try:
+                os.fchmod(fd, 0o600)   # whatever the umask
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            try:
+                os.unlink(temp, dir_fd=dir_fd)
+            except OSError:
+                pass
+            raise
+    finally:
+        os.close(dir_fd)
 
 
 def _key(kind, name):

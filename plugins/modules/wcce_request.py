@@ -256,6 +256,9 @@ options:
       - The cache is used only when its directory is owned by the effective user with mode V(0700) and the file is
         a regular file of that user with mode V(0600) (never through a symbolic link); otherwise it is ignored with
         a warning and Active Directory is read. It holds no secret. Nothing is written in check mode.
+      - The same directory keeps the compiled code of the collection's module_utils (one file per module, used only
+        for the source it was compiled from, under the same ownership and mode rules, never written in check mode or
+        with E(PYTHONDONTWRITEBYTECODE)), so that a run compiles only what changed; V(false) turns this off as well.
       - Set V(false) when Active Directory changes between runs and the change must apply at once.
     type: bool
     default: true
@@ -969,7 +972,9 @@ results:
   elements: dict
 certificate_results:
   description:
-    - With O(certificates), one entry per certificate, in their order, for the certificate role's fact of that name.
+    - With O(certificates), one entry per certificate, in their order. The same list is also returned as the host
+      fact C(certificate_results) (in C(ansible_facts)), which is how the certificate role sets its fact of that
+      name without a task of its own.
   returned: when O(certificates) is used
   type: list
   elements: dict
@@ -1089,9 +1094,10 @@ error:
 
 from ansible.module_utils.basic import AnsibleModule
 
-# Only what a run answered by its no-op records needs is imported here (no cryptography, no protocol stack, no
-# writer); the functions of a run that plans import the rest
-from ansible_collections.adcs.enrollment.plugins.module_utils import _fits
+# Only what parsing the options needs is imported here; the rest once the compiled-code cache is in place (_bytecode):
+# what a run answered by its no-op records needs (no cryptography, no protocol stack, no writer) in main(), the
+# functions of a run that plans import the rest
+from ansible_collections.adcs.enrollment.plugins.module_utils import _bytecode
 from ansible_collections.adcs.enrollment.plugins.module_utils import _request_spec
 from ansible_collections.adcs.enrollment.plugins.module_utils import _results
 from ansible_collections.adcs.enrollment.plugins.module_utils._errors import AdcsError
@@ -1119,7 +1125,7 @@ def request_results(module, params, secrets=None):
         directory_given = bool(params.get('domain') or params.get('domain_controller'))
         # a first request without its key file needs a new key: it begins now, while the rest is imported
         keys, cache = _keygen.begin(params, specs[0], module.check_mode)
-        from ansible_collections.adcs.enrollment.plugins.module_utils import _noop
+        from ansible_collections.adcs.enrollment.plugins.module_utils import _fits, _noop
         entries = params.get('requests')
         project = None if secrets is None else _noop.projector(lambda spec: _fits.request_digest(
             params, entries[spec['index']] if entries else None, secrets), directory_given)
@@ -1159,6 +1165,8 @@ def main():
     spec = _request_spec.argument_spec()
     module = AnsibleModule(argument_spec=spec, **_request_spec.module_kwargs())
     params = module.params
+    _bytecode.install(params, module.check_mode)
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _fits
     many = bool(params.get('requests') or params.get('certificates'))
     secrets = _fits.secret_names(spec)
     # nothing changed since a run found that every certificate fits: its recorded results, nothing parsed

@@ -158,6 +158,40 @@ def test_issue_then_unchanged_without_ca_contact(lab, ansible, tmp_path):
     assert dict((p, read(p)) for p in before) == before
 
 
+def test_compiled_code_is_kept_under_ansiballz_and_loaded_by_the_next_runs(lab, ansible, tmp_path):
+    """Under AnsiballZ (sources in a zip), the module keeps the compiled code of its module_utils next to the policy
+    cache (0600 in a 0700 directory of the effective user) and the next run loads it instead of compiling: the files
+    are not written again. In check mode, or with PYTHONDONTWRITEBYTECODE, nothing is written."""
+    cache = tmp_path / 'cache'
+    env = {'PYTHONDONTWRITEBYTECODE': None}
+    args = web_args(lab, tmp_path, policy_cache_dir=str(cache))
+    rc, result = ansible.module(MODULE, args, check=True, extra_env=env)
+    assert rc == 0 and result['changed'] is True, result
+    assert not cache.exists()   # check mode: no policy cache, no compiled code
+    rc, result = ansible.module(MODULE, dict(args, ca_name=None, ca_host=None, domain=lab['domain'],
+                                             domain_controller=lab['dc']['address']), extra_env=env)
+    assert rc == 0 and result['status'] == 'issued', result
+    assert stat.S_IMODE(os.stat(str(cache)).st_mode) == 0o700   # made by the policy cache
+    rc, result = ansible.module(MODULE, dict(args, ca_name=None, ca_host=None, domain=lab['domain'],
+                                             domain_controller=lab['dc']['address'], force=True), extra_env=env)
+    assert rc == 0 and result['status'] == 'renewed', result
+    kept = dict((name, os.stat(str(cache / name))) for name in os.listdir(str(cache)) if name.startswith('bytecode-'))
+    assert len(kept) > 20 and '_enroller' in ' '.join(kept), sorted(kept)
+    assert all(stat.S_IMODE(info.st_mode) == 0o600 and info.st_uid == os.geteuid() for info in kept.values())
+    rc, result = ansible.module(MODULE, dict(args, ca_name=None, ca_host=None, domain=lab['domain'],
+                                             domain_controller=lab['dc']['address'], force=True), extra_env=env)
+    assert rc == 0 and result['status'] == 'renewed', result
+    again = dict((name, os.stat(str(cache / name))) for name in kept)
+    assert all((again[n].st_ino, again[n].st_mtime_ns) == (kept[n].st_ino, kept[n].st_mtime_ns) for n in kept)
+    for name in kept:
+        os.unlink(str(cache / name))
+    rc, result = ansible.module(MODULE, dict(args, ca_name=None, ca_host=None, domain=lab['domain'],
+                                             domain_controller=lab['dc']['address'], force=True),
+                                extra_env={'PYTHONDONTWRITEBYTECODE': '1'})
+    assert rc == 0 and result['status'] == 'renewed', result
+    assert not [name for name in os.listdir(str(cache)) if name.startswith('bytecode-')]
+
+
 def test_check_mode(lab, ansible, tmp_path):
     args = web_args(lab, tmp_path, 'check')
     rc, result = ansible.module(MODULE, args, check=True, diff=True)

@@ -35,3 +35,13 @@ def private_policy_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own enrollment policy cache directory (wcce_request's default is ADCS_POLICY_CACHE_DIR):
     nothing a test learns reaches another test or the machine's /var/cache/adcs-enrollment."""
     monkeypatch.setenv('ADCS_POLICY_CACHE_DIR', str(tmp_path_factory.mktemp('policy-cache')))
+
+
+@pytest.fixture(autouse=True)
+def no_bytecode_finder():
+    """wcce_request.main() puts the compiled-code cache's finder first in sys.meta_path (_bytecode.install): it leaves
+    with the test that ran the module, so that no later test imports through another test's cache directory."""
+    yield
+    import sys
+    sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != 'Finder' or
+                        not type(f).__module__.endswith('module_utils._bytecode')]
