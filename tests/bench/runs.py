@@ -63,13 +63,19 @@ def direct_connection(lab):
                 ca_bundle=lab['ca_bundle'])
 
 
+# Set by the shell of this machine for the tools it runs, not what a managed host's sshd gives a module: the module
+# processes of the figures run without them (a row of the table shows what each costs when it is passed on).
+SHELL_ONLY = ('PYTHONUNBUFFERED', 'PYTHONDONTWRITEBYTECODE')
+
+
 def module_env():
-    """The module's environment: the collection importable, and no bytecode written for it (run_module drops what
-    an earlier run left), as under Ansible: AnsiballZ runs the module and its module_utils from a zip of sources,
-    compiled on every run."""
+    """The module's environment: the collection importable from its sources, as a managed host runs it (run_module
+    drops every __pycache__ of the collection first: AnsiballZ ships sources only, so Python's own bytecode never
+    helps; what the module keeps itself, the compiled-code cache next to the policy cache, counts as it does there)."""
     env = dict(os.environ)
+    for name in SHELL_ONLY:
+        env.pop(name, None)
     env['PYTHONPATH'] = COLLECTIONS
-    env['PYTHONDONTWRITEBYTECODE'] = '1'
     return env
 
 
@@ -194,8 +200,16 @@ def one_enrollment_wire(lab):
 
 
 # ---- the fleet: the certificate role over local hosts -------------------------------------------------------
-def ansible_env(forks):
+def ansible_env(forks, inherited=False):
+    """The environment of ansible and ansible-playbook for the fleet. Under the local connection every module process
+    inherits it, where a real managed host gets its own from sshd: SHELL_ONLY are dropped unless ``inherited`` (with
+    PYTHONUNBUFFERED CPython reads a pipelined module's source from stdin one byte per read(2): ~160,000 system calls
+    for ping's payload, ~480,000 for wcce_request's; PYTHONDONTWRITEBYTECODE keeps wcce_request's compiled-code cache
+    from being written)."""
     env = dict(os.environ)
+    if not inherited:
+        for name in SHELL_ONLY:
+            env.pop(name, None)
     env.update({'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS, 'ANSIBLE_PYTHON_INTERPRETER': PYTHON,
                 'ANSIBLE_LOCALHOST_WARNING': '0', 'ANSIBLE_NOCOLOR': '1', 'ANSIBLE_FORKS': str(forks),
                 'ANSIBLE_HOST_KEY_CHECKING': '0', 'ANSIBLE_RETRY_FILES_ENABLED': '0', 'ANSIBLE_PIPELINING': '1',
@@ -219,16 +233,16 @@ def write_fleet(lab, workdir, hosts):
     return inventory
 
 
-def fleet_run(inventory, workdir, forks, playbook=FLEET_PLAYBOOK):
+def fleet_run(inventory, workdir, forks, playbook=FLEET_PLAYBOOK, inherited=False):
     bindir = os.path.dirname(PYTHON)
     return measure([os.path.join(bindir, 'ansible-playbook'), '-i', inventory, playbook], workdir,
-                   ansible_env(forks))
+                   ansible_env(forks, inherited))
 
 
-def fleet_ping(inventory, workdir, forks):
+def fleet_ping(inventory, workdir, forks, inherited=False):
     bindir = os.path.dirname(PYTHON)
     return measure([os.path.join(bindir, 'ansible'), 'all', '-i', inventory, '-m', 'ansible.builtin.ping'],
-                   workdir, ansible_env(forks))
+                   workdir, ansible_env(forks, inherited))
 
 
 def recap_counts(output):
