@@ -143,8 +143,8 @@ def fleet(lab, tmp):
            'pair_ratios': [run['wall'] / pong['wall'] for run, pong in pairs],
            'first_recap': runs.recap_counts(first['output']), 'second_recap': runs.recap_counts(second['output']),
            'rc': [first['rc']] + [r['rc'] for pair in pairs for r in pair]}
-    if os.environ.get('PYTHONUNBUFFERED'):
-        # the same pair with this shell's PYTHONUNBUFFERED passed on to every module process (see runs.ansible_env)
+    if any(os.environ.get(name) for name in runs.SHELL_ONLY):
+        # the same pair with this shell's SHELL_ONLY variables passed on to every module process (runs.ansible_env)
         run, pong = runs.fleet_run(inventory, work, FORKS, inherited=True), runs.fleet_ping(inventory, work, FORKS,
                                                                                             inherited=True)
         out['unbuffered'] = {'second_s': run['wall'], 'ping_s': pong['wall'], 'second_vs_ping': run['wall'] / pong['wall'],
@@ -206,8 +206,8 @@ def table(figures):
             % ', '.join('%.2f' % r for r in fl['pair_ratios']), '%.1f s' % fl['ping_s'], '', '%.2f' % fl['second_vs_ping'])
         unbuffered = fl.get('unbuffered')
         if unbuffered:
-            row('fleet, PYTHONUNBUFFERED=1 passed to the module processes (a pipelined module read byte by byte): '
-                'second run / ping', '%.1f s / %.1f s' % (unbuffered['second_s'], unbuffered['ping_s']), '',
+            row('fleet, this shell\'s PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE passed on to the module processes '
+                '(a pipelined module read byte by byte, no compiled-code cache written): second run / ping', '%.1f s / %.1f s' % (unbuffered['second_s'], unbuffered['ping_s']), '',
                 '%.2f' % unbuffered['second_vs_ping'])
     lines.append('')
     lines.append('load average (1 min) at start / end: %.2f / %.2f on %d CPUs' % (
