@@ -207,8 +207,8 @@ def table(figures):
         unbuffered = fl.get('unbuffered')
         if unbuffered:
             row('fleet, this shell\'s PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE passed on to the module processes '
-                '(a pipelined module read byte by byte, no compiled-code cache written): second run / ping', '%.1f s / %.1f s' % (unbuffered['second_s'], unbuffered['ping_s']), '',
-                '%.2f' % unbuffered['second_vs_ping'])
+                '(a pipelined module read byte by byte, no compiled-code cache written): second run / ping',
+                '%.1f s / %.1f s' % (unbuffered['second_s'], unbuffered['ping_s']), '', '%.2f' % unbuffered['second_vs_ping'])
     lines.append('')
     lines.append('load average (1 min) at start / end: %.2f / %.2f on %d CPUs' % (
         figures['load_start'], figures['load_end'], os.cpu_count() or 0))

@@ -19,6 +19,7 @@ import pytest
 
 from ansible_collections.adcs.enrollment.plugins.module_utils import _bytecode
 
+
 @pytest.fixture(autouse=True)
 def bytecode_allowed(monkeypatch):
     """Whatever the environment running the tests says (PYTHONDONTWRITEBYTECODE): writing is what is tested here."""
