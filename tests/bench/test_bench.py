@@ -67,9 +67,11 @@ def one_certificate(lab, tmp):
     # the enrollment policy cache of the measured runs: made (0700) by the warm-up run; each cold run names a new one
     cache = os.path.join(tmp, 'policy-cache')
     shutil.rmtree(cache, ignore_errors=True)
-    work = _fresh(tmp, 'warmup')
-    run = runs.run_module(runs.certificate_args(lab, work, 'warmup', policy_cache_dir=cache), work)
-    assert run['result'].get('status') == 'issued' and not run['result'].get('warnings'), run['result']
+    # two warm-up runs: the first makes the cache directory with the policy, the second keeps the compiled code there
+    for warmup in ('warmup', 'warmup2'):
+        work = _fresh(tmp, warmup)
+        run = runs.run_module(runs.certificate_args(lab, work, warmup, policy_cache_dir=cache), work)
+        assert run['result'].get('status') == 'issued' and not run['result'].get('warnings'), run['result']
     for index in range(RUNS):
         work = _fresh(tmp, 'one%d' % index)
         run = runs.run_module(runs.certificate_args(lab, work, 'one%d' % index, policy_cache_dir=cache), work)
@@ -160,8 +162,8 @@ def table(figures):
 
     lines.append('| measure | adcs.enrollment | Certipy 5.1 `req -dcom` | ratio (ours/Certipy) |')
     lines.append('| --- | --- | --- | --- |')
-    row('one new certificate, module process, AD discovery, RSA 2048, enrollment policy cache warm (median of %d '
-        'paired runs)' % RUNS, '%.2f s' % one['ours_s'], '%.2f s' % one['certipy_s'], '%.2f' % one['ratio'])
+    row('one new certificate, module process, AD discovery, RSA 2048, enrollment policy cache and compiled code warm '
+        '(median of %d paired runs)' % RUNS, '%.2f s' % one['ours_s'], '%.2f s' % one['certipy_s'], '%.2f' % one['ratio'])
     if one.get('cold_s') is not None:
         row('one new certificate, as above, policy cache cold: a first run, discovery over LDAP (median, same pairs)',
             '%.2f s' % one['cold_s'], '%.2f s' % one['certipy_s'], '%.2f' % one['cold_ratio'])
