@@ -10,8 +10,8 @@ every module it imports twice (once to name its file, once to run it): about 80 
 CPython's own ``__pycache__`` does for installed code, kept where the collection already keeps its enrollment
 policy (``_policy_cache``) and with the same rules, because loading a cached code object runs it:
 
-- the directory must already exist (the policy cache makes it), be a real directory owned by the effective user
-  and closed to group and others (0700); each file is a regular file owned by the effective user, mode 0600, opened
+- the directory (made 0700 when missing, as the policy cache makes it) must be a real directory owned by the
+  effective user and closed to group and others; each file is a regular file owned by the effective user, mode 0600, opened
   with O_NOFOLLOW (``_policy_cache.read_private``); anything else and the module compiles its source as before;
 - one file per module and Python bytecode version (``bytecode-<module>-<cache tag>.bin``): CPython's magic number,
   the SHA-256 of the source it was compiled from, the marshalled code. It is used only when both match the source
@@ -115,7 +115,7 @@ class Finder(object):
         code = compile(data, origin, 'exec', dont_inherit=True)
         if self.write and not sys.dont_write_bytecode:
             try:
-                _policy_cache.write_private(self.directory, name, MAGIC + digest + marshal.dumps(code))
+                _policy_cache.write_private(self.directory, name, MAGIC + digest + marshal.dumps(code), create=True)
             except (OSError, ValueError, _policy_cache.CacheUnsafe):
                 pass   # an optimization only: the next run compiles again
         return code

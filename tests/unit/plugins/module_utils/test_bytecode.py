@@ -10,6 +10,7 @@ __metaclass__ = type
 import importlib.util
 import json
 import os
+import stat
 import subprocess
 import sys
 import traceback
@@ -132,12 +133,14 @@ def test_a_cache_others_could_have_written_is_not_used(tmp_path, unsafe):
     assert load(finder, entry).VALUE == 42 and finder.hits == 0 and finder.misses == 1
 
 
-def test_nothing_is_written_without_a_cache_directory_in_check_mode_or_when_python_is_told_not_to(tmp_path,
-                                                                                                  monkeypatch):
+def test_nothing_is_written_in_check_mode_or_when_python_is_told_not_to(tmp_path, monkeypatch):
     entry = sources(tmp_path)
-    missing = str(tmp_path / 'missing')
-    assert load(_bytecode.Finder(missing), entry).VALUE == 42
-    assert not os.path.exists(missing)   # the policy cache makes the directory; this cache never does
+    missing = str(tmp_path / 'missing' / 'cache')
+    assert load(_bytecode.Finder(missing, write=False), entry).VALUE == 42
+    assert not os.path.exists(missing)
+    assert load(_bytecode.Finder(missing), entry).VALUE == 42   # a missing directory is made private, as the policy
+    assert stat.S_IMODE(os.stat(missing).st_mode) == 0o700      # cache makes it
+    assert os.listdir(missing) == [os.path.basename(kept(missing))]
     directory = cache_dir(tmp_path)
     load(_bytecode.Finder(directory, write=False), entry)
     assert os.listdir(directory) == []
