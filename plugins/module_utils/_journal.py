@@ -48,8 +48,7 @@ def _ours(path, listings=None):
     ``listings``: {directory: names} of this run under our locks, filled on first use (a directory with many
     outputs is listed once, not once per output; a name listed and removed since is simply gone)."""
     directory, base = os.path.dirname(path), os.path.basename(path)
-    pattern = re.compile(r'^\.%s\.[a-z0-9_]+(%s)$' % (
-        re.escape(base), '|'.join(re.escape(s) for s in (_NEW_SUFFIX, _OLD_SUFFIX) + _LEGACY_SUFFIXES)))
+    suffixes = (_NEW_SUFFIX, _OLD_SUFFIX) + _LEGACY_SUFFIXES
     names = listings.get(directory) if listings is not None else None
     if names is None:
         try:
@@ -58,7 +57,24 @@ def _ours(path, listings=None):
             return []
         if listings is not None:
             listings[directory] = names
-    return [os.path.join(directory, name) for name in names if pattern.match(name)]
+    return [os.path.join(directory, name) for name in names if _temp_name(base, name, suffixes)]
+
+
+_TOKEN = frozenset('abcdefghijklmnopqrstuvwxyz0123456789_')
+
+
+def _temp_name(base, name, suffixes):
+    """Whether ``name`` is ``.<base>.<token><suffix>`` for one of ``suffixes`` (token: [a-z0-9_]+), the shape of
+    our temporary names; plain string tests, as this runs for every output of every request of a run."""
+    prefix = '.%s.' % base
+    if not name.startswith(prefix):
+        return False
+    rest = name[len(prefix):]
+    for suffix in suffixes:
+        token = rest[:-len(suffix)]
+        if rest.endswith(suffix) and token and _TOKEN.issuperset(token):
+            return True
+    return False
 
 
 _MAX_JOURNAL_SIZE = 1 << 20
@@ -68,8 +84,7 @@ def _own_name(path, name, suffix):
     """Whether name is one of our own temporary names for path (same directory, ``.<base>.XXXX<suffix>``)."""
     if not isinstance(name, str) or os.path.dirname(name) != os.path.dirname(path):
         return False
-    return re.match(r'^\.%s\.[a-z0-9_]+%s$' % (re.escape(os.path.basename(path)), re.escape(suffix)),
-                    os.path.basename(name)) is not None
+    return _temp_name(os.path.basename(path), os.path.basename(name), (suffix,))
 
 
 def _load_journal(jpath, allowed):

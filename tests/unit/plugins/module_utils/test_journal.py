@@ -390,3 +390,22 @@ def test_the_recoveries_of_one_run_list_a_directory_once(tmp_path, monkeypatch):
     for name in ('a', 'b'):
         _journal.recover([str(directory / (name + '.crt')), str(directory / (name + '.key'))], listings)
     assert listed == [str(directory)] and sorted(real(str(directory))) == ['keep.txt']
+
+
+def test_our_temporary_names_are_recognised_as_the_pattern_says():
+    """_temp_name (string tests, run for every output of every request) accepts exactly ^\\.<base>\\.[a-z0-9_]+<suffix>$."""
+    import itertools
+    import re
+    suffixes = (_journal._NEW_SUFFIX, _journal._OLD_SUFFIX) + _journal._LEGACY_SUFFIXES
+    bases = ['web.crt', 'web.key', 'a.b', 'x']
+    tokens = ['', 'abc123', 'a_b', 'ABC', 'a-b', 'a.b', 'é', '0']
+    tails = list(suffixes) + ['', '.tmp.rollbackx', '.adcs-ne', 'x.tmp', '.tmp.tmp.rollback']
+    checked = 0
+    for base, token, tail, lead in itertools.product(bases, tokens, tails, ['.', '', '..']):
+        for name in ('%s%s.%s%s' % (lead, base, token, tail), '%s%s.%s%s\n' % (lead, base, token, tail)):
+            pattern = r'^\.%s\.[a-z0-9_]+(%s)\Z' % (re.escape(base), '|'.join(re.escape(s) for s in suffixes))
+            assert _journal._temp_name(base, name, suffixes) == bool(re.match(pattern, name)), (base, name)
+            checked += 1
+    assert checked > 1000
+    assert _journal._temp_name('web.crt', '.web.crt.k3y_9.adcs-new', suffixes)
+    assert not _journal._temp_name('web.crt', '.web.crt.k3y_9.adcs-new.x', suffixes)
