@@ -13,7 +13,8 @@ policy (``_policy_cache``) and with the same rules, because loading a cached cod
 - the directory (made 0700 when missing, as the policy cache makes it) must be a real directory owned by the
   effective user and closed to group and others; each file is a regular file owned by the effective user, mode 0600, opened
   with O_NOFOLLOW (``_policy_cache.read_private``); anything else and the module compiles its source as before;
-- one file per module and Python bytecode version (``bytecode-<module>-<cache tag>.bin``): CPython's magic number,
+- one file per module, Python bytecode version and optimization level (``bytecode-<module>-<cache tag>[.opt-N].bin``,
+  as CPython names its own): CPython's magic number,
   the SHA-256 of the source it was compiled from, the marshalled code. It is used only when both match the source
   being imported (a new collection version or Python rewrites it), never decides anything else;
 - written atomically (``_policy_cache.write_private``), never in check mode and never when Python is told not to
@@ -72,6 +73,8 @@ class Finder(object):
         """(source text, origin) of module ``name`` under the path entry ``entry``, or None."""
         if os.path.isdir(entry):
             origin = os.path.join(entry, name + '.py')
+            if not os.path.isfile(origin):   # a package, an extension or a FIFO: Python's own finders decide
+                return None
             try:
                 with open(origin, 'rb') as handle:
                     return importlib.util.decode_source(handle.read()), origin
@@ -96,9 +99,10 @@ class Finder(object):
     def code(self, fullname, source, origin):
         """The code object of ``source``: the cached one when it was compiled from this very source by this Python,
         else compiled now (and kept)."""
-        data = source.encode('utf-8')
-        digest = hashlib.sha256(data).digest()
-        name = '%s%s-%s.bin' % (PREFIX, fullname.rpartition('.')[2], sys.implementation.cache_tag)
+        digest = hashlib.sha256(source.encode('utf-8')).digest()
+        # as CPython names its own: the bytecode of -O/-OO runs (asserts, docstrings dropped) is kept apart
+        opt = '.opt-%d' % sys.flags.optimize if sys.flags.optimize else ''
+        name = '%s%s-%s%s.bin' % (PREFIX, fullname.rpartition('.')[2], sys.implementation.cache_tag, opt)
         try:
             kept = _policy_cache.read_private(self.directory, name, MAX_SIZE)
         except (OSError, _policy_cache.CacheUnsafe):
@@ -110,15 +114,26 @@ class Finder(object):
                 code = None
             if type(code).__name__ == 'code':
                 self.hits += 1
+                _fix_filename(code, origin)
                 return code
         self.misses += 1
-        code = compile(data, origin, 'exec', dont_inherit=True)
+        code = compile(source, origin, 'exec', dont_inherit=True)   # the text as decoded (its coding line applied)
         if self.write and not sys.dont_write_bytecode:
             try:
                 _policy_cache.write_private(self.directory, name, MAGIC + digest + marshal.dumps(code), create=True)
             except (OSError, ValueError, _policy_cache.CacheUnsafe):
                 pass   # an optimization only: the next run compiles again
         return code
+
+
+def _fix_filename(code, origin):
+    """Tracebacks name the file the module comes from now (AnsiballZ's zip is in a new directory every run), as
+    CPython's own loader does for its cached bytecode."""
+    try:
+        import _imp
+        _imp._fix_co_filename(code, origin)
+    except (ImportError, AttributeError, TypeError):
+        pass
 
 
 class Loader(object):

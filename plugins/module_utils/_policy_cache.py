@@ -266,7 +266,7 @@ def write_private(directory, name, data, create=False):
         dir_fd = _open_dir(directory)
     try:
         _check_dir(dir_fd)
-        temp = '.%s.%d.tmp' % (name, os.getpid())
+        temp = '.%s.%d.%s.tmp' % (name, os.getpid(), os.urandom(4).hex())   # never one a killed run left
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0),
                      0o600, dir_fd=dir_fd)
         try:

@@ -214,3 +214,46 @@ def test_a_module_process_compiles_its_module_utils_once(tmp_path):
     assert runs[0][0] == 0 and runs[0][1] > 20, runs
     assert runs[1][1] == 0 and runs[1][0] == runs[0][1], runs
     assert runs[0][2] == runs[1][2] and runs[1][2].endswith('_noop.py')
+
+
+def test_a_source_with_its_own_coding_line_is_compiled_as_decoded(tmp_path):
+    src = tmp_path / 'src'
+    src.mkdir()
+    (src / '_bc_latin.py').write_bytes(b'# -*- coding: latin-1 -*-\nVALUE = "\xe9"\n')
+    directory = cache_dir(tmp_path)
+    assert load(_bytecode.Finder(directory), str(src), '_bc_latin').VALUE == u'\xe9'
+    assert load(_bytecode.Finder(directory), str(src), '_bc_latin').VALUE == u'\xe9'   # from the cache
+
+
+def test_cached_code_names_the_file_it_is_loaded_from_now(tmp_path):
+    """AnsiballZ unpacks to a new directory every run: tracebacks name this run's file, not the first run's."""
+    directory = cache_dir(tmp_path)
+    first = sources(tmp_path)
+    load(_bytecode.Finder(directory), first)
+    moved = str(tmp_path / 'moved')
+    os.rename(first, moved)
+    finder = _bytecode.Finder(directory)
+    module = load(finder, moved)
+    assert finder.hits == 1 and module.boom.__code__.co_filename == os.path.join(moved, '_bc_sample.py')
+
+
+def test_optimized_runs_keep_their_own_code(tmp_path, monkeypatch):
+    """-O drops asserts: its code is kept apart, as CPython's opt-N files (a normal run never runs -O code)."""
+    directory, entry = cache_dir(tmp_path), sources(tmp_path)
+    load(_bytecode.Finder(directory), entry)
+
+    class Flags(object):
+        optimize = 1
+    monkeypatch.setattr(sys, 'flags', Flags())
+    optimized = _bytecode.Finder(directory)
+    load(optimized, entry)
+    assert optimized.misses == 1 and os.path.exists(kept(directory).replace('.bin', '.opt-1.bin'))
+
+
+def test_what_is_not_a_source_file_is_left_to_python(tmp_path):
+    src = tmp_path / 'src'
+    (src / '_bc_pkg').mkdir(parents=True)
+    os.mkfifo(str(src / '_bc_fifo.py'))
+    finder = _bytecode.Finder(cache_dir(tmp_path))
+    assert finder.find_spec('%s._bc_pkg' % _bytecode.PACKAGE, [str(src)]) is None
+    assert finder.find_spec('%s._bc_fifo' % _bytecode.PACKAGE, [str(src)]) is None   # never blocks on it
