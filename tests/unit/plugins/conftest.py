@@ -42,6 +42,5 @@ def no_bytecode_finder():
     """wcce_request.main() puts the compiled-code cache's finder first in sys.meta_path (_bytecode.install): it leaves
     with the test that ran the module, so that no later test imports through another test's cache directory."""
     yield
-    import sys
-    sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != 'Finder' or
-                        not type(f).__module__.endswith('module_utils._bytecode')]
+    from ansible_collections.adcs.enrollment.plugins.module_utils import _bytecode
+    _bytecode.uninstall()
