@@ -466,11 +466,14 @@ def test_refuse_connections(lab, ansible, tmp_path, faults):
     assert_failed(rc, result)
     remedy = ('Check the CA host name/address, that port 135 and the dynamic RPC ports are reachable, and that the '
               'Certificate Services service is running.')
-    # the reset reaches the client while it connects to port 135 or with its first call there (activation)
+    # the reset reaches the client while it connects to port 135, while it binds there, or with its first call
+    # there (activation)
     unavailable = 'HRESULT 0x800706BA (RPC_S_SERVER_UNAVAILABLE): The RPC server is unavailable'
     assert result['msg'] in (
         'Connecting to the CA endpoint mapper (port 135) failed (%s); %s; Could not connect: [Errno 104] Connection '
         'reset by peer. What to do: %s' % (ADDRESS, unavailable, remedy),
+        'Connecting to the CA endpoint mapper (port 135) failed: the CA reset the connection (%s); %s. What to do: %s'
+        % (ADDRESS, unavailable, remedy),
         'Activating CCertRequestD on the CA failed: the CA reset the connection (%s); %s. What to do: %s'
         % (ADDRESS, unavailable, remedy)), result['msg']
     assert_error_shape(result, 'error', '0x800706BA', 'RPC_S_SERVER_UNAVAILABLE', remedy)
